@@ -1,0 +1,151 @@
+//! The resolved image spec: what the rest of the pipeline consumes.
+//!
+//! These types are produced by [`crate::spec::load`] from the raw TOML types in
+//! [`crate::spec::raw`] once every path is normalised, every reference parsed and every default
+//! applied. Nothing downstream of this module ever sees raw TOML.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::layer::Compression;
+
+/// The default image mtime and `created` time when neither `SOURCE_DATE_EPOCH` nor the spec's
+/// `epoch` is set: 1970-01-01T00:00:00Z.
+pub const DEFAULT_EPOCH: u64 = 0;
+
+/// A fully validated image spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSpec {
+    /// The spec file this was read from (absolute), for messages.
+    pub spec_path: PathBuf,
+    /// The build context: host paths in `add` entries are relative to it (absolute, canonical).
+    pub context: PathBuf,
+    /// The image name (repository part of a reference, e.g. `hello` or `ghcr.io/acme/hello`).
+    pub name: String,
+    /// Tags written as `org.opencontainers.image.ref.name` in the layout's `index.json`.
+    /// Never empty (defaults to `["latest"]`).
+    pub tags: Vec<String>,
+    /// Seconds since the Unix epoch used for tar mtimes, `created` and history, unless
+    /// `SOURCE_DATE_EPOCH` overrides it at build time.
+    pub epoch: u64,
+    /// Compression of every layer blob.
+    pub compression: Compression,
+    /// Manifest annotations given in the spec (the builder adds `created` and VCS ones).
+    pub annotations: BTreeMap<String, String>,
+    /// The stage that becomes the image. (Multi-stage builds add named source stages beside it.)
+    pub stage: Stage,
+}
+
+/// A stage: a base, ordered layers on top of it, and the image config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    /// The stage name (`"image"` for the single-stage form).
+    pub name: String,
+    /// What the layers go on top of.
+    pub base: Base,
+    /// Layers in order, bottom first.
+    pub layers: Vec<LayerSpec>,
+    /// The runtime config of the image.
+    pub config: ImageConfig,
+}
+
+/// The base of a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// No base: the image has only its own layers.
+    Scratch,
+    /// An image in a local OCI image layout directory, selected by its
+    /// `org.opencontainers.image.ref.name` (or the only image in the layout when `tag` is `None`).
+    OciLayout { path: PathBuf, tag: Option<String> },
+}
+
+/// One layer: a name (for messages and the image history) and its content entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSpec {
+    pub name: String,
+    pub entries: Vec<EntrySpec>,
+}
+
+/// One `[[layer.add]]` entry: a content source placed at a destination in the image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntrySpec {
+    /// Where the content goes: a normalised absolute path in the image without the leading `/`
+    /// (`"usr/local/bin/hello"`); `""` is the image root.
+    pub dest: String,
+    /// Whether the spec wrote `dest` with a trailing `/` ("put the source inside this directory").
+    pub dest_is_dir: bool,
+    /// Where the content comes from.
+    pub source: Source,
+    /// Owner of every entry this source produces (default 0:0).
+    pub owner: Owner,
+    /// Permission bits for files (and symlink-free leaves); `None` normalises host bits
+    /// (0644, or 0755 if any exec bit is set).
+    pub mode: Option<u32>,
+    /// Permission bits for directories this source produces; `None` means 0755.
+    pub dir_mode: Option<u32>,
+}
+
+/// Numeric owner of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Owner {
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// Where an entry's content comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A host file or directory tree, relative to the context (normalised, never escaping it).
+    Path {
+        path: PathBuf,
+        /// Globs (gitignore-style, relative to `path`) a file must match to be included;
+        /// empty means everything.
+        include: Vec<String>,
+        /// Globs (relative to `path`) of files and directories to leave out.
+        exclude: Vec<String>,
+    },
+    /// A file whose content is given in the spec.
+    Content(Vec<u8>),
+    /// An empty directory.
+    Dir,
+    /// A symbolic link with this target (stored as written).
+    Symlink(String),
+    /// The entries of an existing tar archive (plain, gzip or zstd), relative to the context.
+    Tar(PathBuf),
+    /// The binary produced by a cargo build.
+    Cargo(CargoSource),
+}
+
+/// A binary built by cargo.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CargoSource {
+    /// The package that owns the binary (`-p`); `None` means the package of the context.
+    pub package: Option<String>,
+    /// The `[[bin]]` target name; `None` means the package's only binary.
+    pub bin: Option<String>,
+    /// The cargo profile (`release` by default).
+    pub profile: String,
+    /// Features to enable.
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    /// The rust target triple (`x86_64-unknown-linux-musl` by default, so the binary is static).
+    pub target: String,
+}
+
+/// The runtime configuration of the image (the OCI image config's `config` object).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageConfig {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    /// Environment variables, sorted by name.
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Ports as `port/proto` (`8080/tcp`), sorted.
+    pub exposed_ports: Vec<String>,
+    /// Volume paths, sorted.
+    pub volumes: Vec<String>,
+    pub stop_signal: Option<String>,
+}
