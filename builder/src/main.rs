@@ -1,1 +1,14 @@
-fn main() {}
+//! The `cargo-image` binary: a thin layer over the library. It parses arguments, turns library
+//! events into cargo-style status lines (or JSON), and decides exit codes in one place:
+//! 0 ok, 1 build error, 2 usage error.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    // `cargo image build` runs `cargo-image image build`: drop the subcommand name cargo passes.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "image") {
+        args.remove(1);
+    }
+    cli::run(args)
+}

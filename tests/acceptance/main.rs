@@ -1,1 +1,7 @@
-//! Acceptance tests: TODO(acceptance helper)
+//! Acceptance tests: build the examples with the `cargo-image` binary and check the images with
+//! real tools (oci-image-tool, skopeo, umoci, runc, GNU tar).
+
+mod bad_input;
+mod cli;
+mod examples;
+mod reproducible;

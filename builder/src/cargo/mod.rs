@@ -1,1 +1,356 @@
-//! Cargo builds.
+//! Cargo builds: the binaries that `cargo = { ... }` layer entries put into an image.
+//!
+//! # Brief overview
+//! For each distinct [`CargoSource`] of a spec, [`build`] runs `cargo build` for the source's
+//! target triple and profile (by default `x86_64-unknown-linux-musl`, `release`, so the binary is
+//! static and runs on `scratch`) and returns the path of the finished executable, read from cargo's
+//! own JSON messages (never guessed from the target directory layout).
+//!
+//! # Reproducibility
+//! A binary embeds the paths of the sources it was built from (panic locations, debug info). So the
+//! image digest does not depend on where the workspace was checked out or on the user's home, the
+//! build remaps those prefixes the way reproducible Rust builds do:
+//! the workspace root to `/build`, cargo's home (registry sources) to `/cargo` and the rustup home to
+//! `/rustup`, through `CARGO_ENCODED_RUSTFLAGS` (after any flags the user set). The builds go to their
+//! own target directory (`<target-dir>/image/.cargo`) so these flags never invalidate the user's
+//! ordinary `cargo build` artifacts, and vice versa.
+//!
+//! The cargo program is `$CARGO` when set (cargo sets it for `cargo image`), else `cargo` on `PATH`.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::spec::CargoSource;
+
+/// Errors from cargo builds.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to run `{program}`: {source}; is cargo installed and on PATH (or $CARGO set)?")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`cargo metadata` failed in {dir}:\n{stderr}")]
+    Metadata { dir: PathBuf, stderr: String },
+    #[error("could not read the output of `cargo metadata` in {dir}: {source}")]
+    MetadataParse {
+        dir: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "the rust target `{target}` is not installed; install it with `rustup target add {target}` \
+         (or set `target` in the cargo entry of the spec)"
+    )]
+    TargetMissing { target: String },
+    #[error("cargo build of {what} failed (exit status {status})\n{stderr}")]
+    Build {
+        what: String,
+        status: String,
+        stderr: String,
+    },
+    #[error(
+        "cargo build of {what} produced no executable{hint}; set `bin` in the cargo entry of the spec \
+         to one of the package's binaries"
+    )]
+    NoExecutable { what: String, hint: String },
+    #[error(
+        "cargo build of {what} produced several executables ({names}); set `bin` in the cargo entry \
+         of the spec to pick one"
+    )]
+    SeveralExecutables { what: String, names: String },
+}
+
+/// How to run cargo, besides what each [`CargoSource`] says.
+#[derive(Debug, Clone, Default)]
+pub struct CargoOptions {
+    /// Let cargo's own progress and diagnostics through to this process's stderr (the CLI sets it
+    /// unless `--quiet`); when false they are captured and shown only if the build fails.
+    pub show_output: bool,
+    /// Extra flags passed through to every `cargo build` (e.g. `--locked`, `--offline`).
+    pub extra_args: Vec<String>,
+    /// When a target's standard library is missing and `rustup` is there, install it with
+    /// `rustup target add` (as `cross` and `cargo-zigbuild` do) instead of failing.
+    pub install_targets: bool,
+}
+
+/// What `cargo metadata` says about the workspace a context belongs to.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub target_directory: PathBuf,
+    /// The `repository` of the package whose manifest is in the directory asked about, if any.
+    pub repository: Option<String>,
+}
+
+fn cargo_program() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Reads the workspace root and target directory of the cargo project that `dir` belongs to.
+pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
+    let program = cargo_program();
+    let output = Command::new(&program)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            program: program.to_string_lossy().into_owned(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(Error::Metadata {
+            dir: dir.to_path_buf(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim_end().to_string(),
+        });
+    }
+    #[derive(serde::Deserialize)]
+    struct Package {
+        manifest_path: PathBuf,
+        repository: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        workspace_root: PathBuf,
+        target_directory: PathBuf,
+        packages: Vec<Package>,
+    }
+    let meta: Meta =
+        serde_json::from_slice(&output.stdout).map_err(|source| Error::MetadataParse {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    let here = dir.join("Cargo.toml");
+    let repository = meta
+        .packages
+        .into_iter()
+        .find(|p| p.manifest_path == here)
+        .and_then(|p| p.repository);
+    Ok(Workspace {
+        root: meta.workspace_root,
+        target_directory: meta.target_directory,
+        repository,
+    })
+}
+
+/// The target directory cargo-image's own builds use inside a workspace's target directory
+/// (`target/image/.cargo`: image names cannot start with a dot, so it never meets an output).
+pub fn image_target_dir(ws: &Workspace) -> PathBuf {
+    ws.target_directory.join("image").join(".cargo")
+}
+
+/// Makes sure the standard library for `target` is installed, with `rustup target add` if allowed.
+fn ensure_target(target: &str, opts: &CargoOptions) -> Result<(), Error> {
+    match check_target_installed(target) {
+        Err(Error::TargetMissing { .. }) if opts.install_targets => {
+            let status = Command::new("rustup")
+                .args(["target", "add", target])
+                .stdin(Stdio::null())
+                .stdout(if opts.show_output { Stdio::inherit() } else { Stdio::null() })
+                .stderr(if opts.show_output { Stdio::inherit() } else { Stdio::null() })
+                .status();
+            match status {
+                Ok(s) if s.success() => check_target_installed(target),
+                _ => Err(Error::TargetMissing {
+                    target: target.to_string(),
+                }),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Checks that the standard library for `target` is installed in the active toolchain.
+fn check_target_installed(target: &str) -> Result<(), Error> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .stdin(Stdio::null())
+        .output()
+    else {
+        // No rustc to ask: let cargo report whatever is wrong.
+        return Ok(());
+    };
+    if !out.status.success() {
+        return Ok(());
+    }
+    let libdir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if libdir.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::TargetMissing {
+            target: target.to_string(),
+        })
+    }
+}
+
+/// The path-remapping rustflags that make a binary independent of where things live on this host.
+fn remap_flags(ws: &Workspace, target_dir: &Path) -> Vec<String> {
+    let mut flags = Vec::new();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".cargo")));
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".rustup")));
+    // rustc applies the *last* matching remapping, so the most specific prefixes come last.
+    if let Some(h) = rustup_home {
+        flags.push(format!("--remap-path-prefix={}=/rustup", h.display()));
+    }
+    if let Some(h) = cargo_home {
+        flags.push(format!("--remap-path-prefix={}=/cargo", h.display()));
+    }
+    flags.push(format!("--remap-path-prefix={}=/build", ws.root.display()));
+    flags.push(format!(
+        "--remap-path-prefix={}=/build/target",
+        target_dir.display()
+    ));
+    flags
+}
+
+/// A human name of what is being built, for messages: `bin hello of package hello (release, x86_64-unknown-linux-musl)`.
+pub fn describe(src: &CargoSource) -> String {
+    let mut s = String::new();
+    match &src.bin {
+        Some(b) => s.push_str(&format!("bin `{b}`")),
+        None => s.push_str("the binary"),
+    }
+    match &src.package {
+        Some(p) => s.push_str(&format!(" of package `{p}`")),
+        None => s.push_str(" of the context's package"),
+    }
+    s.push_str(&format!(" ({}, {})", src.profile, src.target));
+    s
+}
+
+/// Builds the binary a cargo entry asks for, in the project that `context` belongs to, and returns
+/// the path of the executable.
+pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<PathBuf, Error> {
+    ensure_target(&src.target, opts)?;
+    let ws = workspace(context)?;
+    let target_dir = image_target_dir(&ws);
+    let what = describe(src);
+
+    let mut rustflags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_string).collect(),
+        _ => std::env::var("RUSTFLAGS")
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
+    };
+    rustflags.extend(remap_flags(&ws, &target_dir));
+
+    let program = cargo_program();
+    let mut cmd = Command::new(&program);
+    cmd.current_dir(context)
+        .arg("build")
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--profile")
+        .arg(&src.profile)
+        .arg("--target")
+        .arg(&src.target)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if let Some(p) = &src.package {
+        cmd.arg("--package").arg(p);
+    }
+    match &src.bin {
+        Some(b) => {
+            cmd.arg("--bin").arg(b);
+        }
+        None => {
+            cmd.arg("--bins");
+        }
+    }
+    if !src.features.is_empty() {
+        cmd.arg("--features").arg(src.features.join(","));
+    }
+    if src.all_features {
+        cmd.arg("--all-features");
+    }
+    if src.no_default_features {
+        cmd.arg("--no-default-features");
+    }
+    cmd.args(&opts.extra_args);
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
+        .env_remove("RUSTFLAGS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(if opts.show_output {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        });
+
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source,
+    })?;
+    // Drain stderr on a thread so neither pipe can fill up and block cargo.
+    let stderr_reader = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = e.read_to_string(&mut s);
+            s
+        })
+    });
+    let mut executables: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if msg["reason"] != "compiler-artifact" {
+                continue;
+            }
+            if let Some(exe) = msg["executable"].as_str() {
+                let name = msg["target"]["name"].as_str().unwrap_or_default().to_string();
+                executables.push((name, PathBuf::from(exe)));
+            }
+        }
+    }
+    let status = child.wait().map_err(|source| Error::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source,
+    })?;
+    let stderr = stderr_reader
+        .and_then(|h| h.join().ok())
+        .unwrap_or_default();
+    if !status.success() {
+        if stderr.contains("target may not be installed") {
+            return Err(Error::TargetMissing {
+                target: src.target.clone(),
+            });
+        }
+        return Err(Error::Build {
+            what,
+            status: status
+                .code()
+                .map_or_else(|| "signal".to_string(), |c| c.to_string()),
+            stderr: stderr.trim_end().to_string(),
+        });
+    }
+    if let Some(bin) = &src.bin {
+        executables.retain(|(name, _)| name == bin);
+    }
+    match executables.len() {
+        1 => Ok(executables.remove(0).1),
+        0 => Err(Error::NoExecutable {
+            what,
+            hint: String::new(),
+        }),
+        _ => Err(Error::SeveralExecutables {
+            what,
+            names: executables
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}

@@ -1,0 +1,83 @@
+//! Command-line interface: one file per subcommand, each calling one library operation.
+
+mod build;
+mod inspect;
+mod output;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code of a failed build, inspect or other operation.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of a usage error (bad arguments); clap uses it too.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo-image",
+    bin_name = "cargo image",
+    version,
+    about = "Build reproducible OCI images from Rust projects, without a daemon",
+    long_about = "Build reproducible OCI images from Rust projects, without a daemon.\n\n\
+        A TOML image spec (image.toml) says what goes into the image: cargo-built binaries, files, \
+        directories, symlinks, tarballs, and the image config. The same inputs give the same \
+        digests, bit for bit, on any machine.",
+    after_help = "Examples:\n  cargo image build                       build ./image.toml into target/image/<name>\n  \
+        cargo image build --spec examples/hello/image.toml\n  \
+        cargo image inspect target/image/hello  show what a built image holds"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Build(build::BuildArgs),
+    Inspect(inspect::InspectArgs),
+}
+
+/// Parses `args` and runs the subcommand; the one place that maps outcomes to exit codes.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Build(args) => build::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            output::report_error(&failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A failed command: the error to show and the exit code.
+pub struct Failure {
+    pub error: anyhow::Error,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn build(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            error: error.into(),
+            code: EXIT_FAILURE,
+        }
+    }
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            error: error.into(),
+            code: EXIT_USAGE,
+        }
+    }
+}

@@ -1,0 +1,45 @@
+# cargo-image tasks. Get `just`: `pip install rust-just` (prebuilt) or `cargo install just --locked`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Debian packages the tests check images with (real tools nobody here wrote).
+debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu apache2-utils"
+rust_targets := "x86_64-unknown-linux-musl"
+
+# List the recipes.
+default:
+    @just --list
+
+# Build examples/hello into an OCI layout at target/image/hello (no registry, no daemon).
+hello:
+    cargo run --release --locked -p cargo-oci-image -- build --spec examples/hello/image.toml
+
+# Install the peers the tests use and the rust targets (idempotent; apt-get needs root or sudo).
+deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=()
+    for p in {{debian_peers}}; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if (( ${#missing[@]} )); then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+        echo "installing: ${missing[*]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    installed=$(rustup target list --installed)
+    for t in {{rust_targets}}; do
+        grep -qx "$t" <<<"$installed" || rustup target add "$t"
+    done
+
+# Run every test: unit, schema, acceptance with real tools (installs the peers first).
+test: deps
+    cargo test --workspace --locked
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Regenerate schema/image.schema.json and schema/REFERENCE.md from the spec types.
+schema:
+    UPDATE_SCHEMA=1 cargo test -p cargo-oci-image --test schema
