@@ -1,1 +1,230 @@
-//! The OCI image model and sinks.
+//! The OCI image model, and the places images live.
+//!
+//! # Brief overview
+//!
+//! As in go-containerregistry, what an image *is* is kept apart from *where it lives*:
+//!
+//! - **The model** ([`model`](self::model) items, re-exported here): a [`Digest`], a
+//!   [`Platform`], and pure builders for the three JSON documents of an image:
+//!   [`image_config`] (our runtime config applied on top of a base's with Dockerfile `FROM`
+//!   semantics), [`image_manifest`] (config + layer descriptors), and [`index_entries`] (one
+//!   tagged descriptor per tag). Documents use the `oci-spec` types and are written as
+//!   [`to_canonical_json`] bytes, whose sha256 is their digest: the same image gives the same
+//!   bytes on any machine.
+//! - **Sinks** write images somewhere: [`LayoutWriter`] builds an OCI image layout directory
+//!   beside its target and swaps it into place atomically when finished.
+//! - **Sources** read images from somewhere: [`Layout`] opens a layout directory and
+//!   [`Layout::resolve`]s a tag (and platform) to a verified [`ResolvedImage`], used for
+//!   `oci:PATH[:TAG]` bases; [`inspect`] describes a layout's images for `cargo image inspect`.
+//!
+//! In the pipeline, the executor builds layer blobs (the `layer` module) straight into
+//! [`LayoutWriter::blobs_dir`], imports base layers with [`LayoutWriter::import_blob`], writes
+//! the config and manifest with [`LayoutWriter::write_json`], then [`LayoutWriter::finish`]es
+//! with the [`index_entries`]:
+//!
+//! ```no_run
+//! # use std::collections::BTreeMap;
+//! # use std::path::Path;
+//! # use cargo_oci_image::oci::*;
+//! # use cargo_oci_image::spec::ImageConfig;
+//! # use oci_spec::image::{Descriptor, MediaType};
+//! /// Writes an image of `ours` (layers already in `writer.blobs_dir()`) on top of a base
+//! /// image from a local layout.
+//! fn write_image(
+//!     writer: LayoutWriter,
+//!     runtime: &ImageConfig,
+//!     ours: &[(String, String, Descriptor)], // (layer name, diff_id, blob descriptor)
+//!     tags: &[String],
+//! ) -> Result<(), Error> {
+//!     let platform = Platform::linux_amd64();
+//!     let base = Layout::open(Path::new("base-layout"))?.resolve(Some("1.0"), &platform)?;
+//!     for layer in base.layers() {
+//!         let digest = layer.digest().to_string();
+//!         writer.import_blob(&base.blob_path(&digest)?, &digest)?;
+//!     }
+//!     let names: Vec<String> = ours.iter().map(|l| l.0.clone()).collect();
+//!     let diff_ids: Vec<String> = ours.iter().map(|l| l.1.clone()).collect();
+//!     let layers: Vec<Descriptor> = ours.iter().map(|l| l.2.clone()).collect();
+//!     let config = image_config(&platform, Some(&base.config), runtime, &diff_ids, &names, 0);
+//!     let config = writer.write_json(MediaType::ImageConfig, &config)?;
+//!     let manifest = image_manifest(config, Some(&base.manifest), &layers, &BTreeMap::new());
+//!     let manifest = writer.write_json(MediaType::ImageManifest, &manifest)?;
+//!     writer.finish(index_entries(&manifest, Some(&platform), tags))?;
+//!     Ok(())
+//! }
+//! ```
+
+use std::path::PathBuf;
+
+mod canonical;
+mod inspect;
+mod layout;
+mod layout_reader;
+mod model;
+
+#[cfg(test)]
+mod tests;
+
+pub use canonical::to_canonical_json;
+pub use inspect::{inspect, BlobInfo, Inspection, LayerInfo};
+pub use layout::{LayoutWriter, OCI_LAYOUT_FILE};
+pub use layout_reader::{Layout, ManifestKind, ResolvedImage};
+pub use model::{
+    descriptor, history_created_by, image_config, image_index, image_manifest, index_entries,
+    layer_compression, layer_descriptor, ref_name, rfc3339, Digest, Platform, DOCKER_CONFIG,
+    DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
+    SCHEMA_VERSION,
+};
+
+/// Errors of the OCI model, the layout sink and the layout source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to serialise {what} as JSON")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("invalid digest `{digest}`: {reason}")]
+    InvalidDigest {
+        digest: String,
+        reason: &'static str,
+    },
+
+    #[error("invalid platform `{platform}`: expected `os/arch` or `os/arch/variant`, e.g. `linux/amd64` or `linux/arm/v7`")]
+    InvalidPlatform { platform: String },
+
+    #[error("cannot write an image layout to `{}`: the path has no final directory name; pick another `--output`", path.display())]
+    InvalidOutput { path: PathBuf },
+
+    #[error("failed to create directory `{}` for the image layout", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("refusing to replace `{}`: it {what}, and only an existing OCI image layout or an empty directory is replaced; pick another `--output`", path.display())]
+    RefuseReplace { path: PathBuf, what: &'static str },
+
+    #[error("failed to write blob `{}`", path.display())]
+    WriteBlob {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("failed to import blob {digest} from `{}`", src.display())]
+    ImportBlob {
+        src: PathBuf,
+        digest: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("failed to write `{}`", path.display())]
+    WriteFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("failed to sync `{}` to disk", path.display())]
+    Sync {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("failed to put the image layout in place at `{}`", path.display())]
+    ReplaceOutput {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{}` is not an OCI image layout: it has no `oci-layout` file", path.display())]
+    NotALayout { path: PathBuf },
+
+    #[error("failed to read `{}`", path.display())]
+    ReadLayout {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the OCI image layout `{}` has version {version}; only 1.x layouts are supported", path.display())]
+    LayoutVersion { path: PathBuf, version: String },
+
+    #[error("`{}` is not a valid {what}", path.display())]
+    ParseJson {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("the OCI image layout `{}` has no image tagged `{tag}`; available tags: {available}", layout.display())]
+    TagNotFound {
+        layout: PathBuf,
+        tag: String,
+        available: String,
+    },
+
+    #[error("the OCI image layout `{}` holds several images; name one with `:TAG` (available tags: {available})", layout.display())]
+    AmbiguousImage { layout: PathBuf, available: String },
+
+    #[error("the OCI image layout `{}` holds no image (its index.json lists no manifests)", layout.display())]
+    EmptyLayout { layout: PathBuf },
+
+    #[error("the image index {digest} in `{}` has no image for {platform}; it has: {available}", layout.display())]
+    PlatformNotFound {
+        layout: PathBuf,
+        digest: String,
+        platform: String,
+        available: String,
+    },
+
+    #[error("the image {digest} in `{}` is for {found}, not {wanted}", layout.display())]
+    PlatformMismatch {
+        layout: PathBuf,
+        digest: String,
+        wanted: String,
+        found: String,
+    },
+
+    #[error("blob {digest} in `{}` has media type `{media_type}`, expected {expected}", layout.display())]
+    UnsupportedMediaType {
+        layout: PathBuf,
+        digest: String,
+        media_type: String,
+        expected: &'static str,
+    },
+
+    #[error("image indexes nest too deep under {digest} in `{}`", layout.display())]
+    IndexTooDeep { layout: PathBuf, digest: String },
+
+    #[error("failed to read blob {digest} (`{}`)", path.display())]
+    ReadBlob {
+        path: PathBuf,
+        digest: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("blob {digest} (`{}`) is {actual} bytes, but its descriptor says {expected}: the layout is corrupt", path.display())]
+    BlobSize {
+        path: PathBuf,
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("blob {digest} (`{}`) hashes to {actual}: the layout is corrupt", path.display())]
+    BlobDigest {
+        path: PathBuf,
+        digest: String,
+        actual: String,
+    },
+}

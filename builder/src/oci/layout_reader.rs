@@ -1,0 +1,418 @@
+//! The OCI image layout source: read an image out of a layout directory, verifying every blob.
+//!
+//! Used for `from = "oci:PATH[:TAG]"` bases and by `cargo image inspect`. [`Layout::open`]
+//! checks `oci-layout` and reads `index.json`; [`Layout::resolve`] picks an image by its
+//! `org.opencontainers.image.ref.name` (following an image index to the wanted platform) and
+//! reads its manifest and config, each checked against the sha256 and size its descriptor
+//! gives. Layer blobs stay on disk: [`ResolvedImage::blob_path`] says where,
+//! [`ResolvedImage::verify_blob`] streams one through sha256. Docker media types (v2 schema 2
+//! manifests, manifest lists, `rootfs.diff.tar.gzip` layers) are read as well as OCI ones.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+use serde::de::DeserializeOwned;
+
+use super::model::{
+    layer_compression, ref_name, Digest, Platform, DOCKER_CONFIG, DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+};
+use super::Error;
+
+/// How deep image indexes may nest (an index entry pointing at an index pointing at ...).
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// What a descriptor points at, by its media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// An image manifest (OCI or Docker v2 schema 2).
+    Image,
+    /// An image index (OCI) or manifest list (Docker).
+    Index,
+    /// Anything else (artifacts, unknown types).
+    Other,
+}
+
+impl ManifestKind {
+    /// The kind of the document a descriptor with `media_type` points at.
+    pub fn of(media_type: &MediaType) -> Self {
+        match media_type {
+            MediaType::ImageManifest => Self::Image,
+            MediaType::ImageIndex => Self::Index,
+            MediaType::Other(m) if m == DOCKER_MANIFEST => Self::Image,
+            MediaType::Other(m) if m == DOCKER_MANIFEST_LIST => Self::Index,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// An OCI image layout directory opened for reading.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    path: PathBuf,
+    index: ImageIndex,
+}
+
+impl Layout {
+    /// Opens the layout at `path`: `oci-layout` must declare version 1.x, `index.json` must be
+    /// an image index.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let marker = path.join("oci-layout");
+        let bytes = match fs::read(&marker) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotALayout {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(source) => {
+                return Err(Error::ReadLayout {
+                    path: marker,
+                    source,
+                })
+            }
+        };
+        #[derive(serde::Deserialize)]
+        struct Marker {
+            #[serde(rename = "imageLayoutVersion")]
+            image_layout_version: String,
+        }
+        let marker_doc: Marker = parse_json(&marker, "oci-layout", &bytes)?;
+        if !marker_doc.image_layout_version.starts_with("1.") {
+            return Err(Error::LayoutVersion {
+                path: path.to_path_buf(),
+                version: marker_doc.image_layout_version,
+            });
+        }
+        let index_path = path.join("index.json");
+        let bytes = fs::read(&index_path).map_err(|source| Error::ReadLayout {
+            path: index_path.clone(),
+            source,
+        })?;
+        let index: ImageIndex = parse_json(&index_path, "image index", &bytes)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            index,
+        })
+    }
+
+    /// The layout directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The parsed `index.json`.
+    pub fn index(&self) -> &ImageIndex {
+        &self.index
+    }
+
+    /// Every `org.opencontainers.image.ref.name` in `index.json`, sorted, without duplicates.
+    pub fn tags(&self) -> Vec<String> {
+        let tags: BTreeSet<&str> = self.index.manifests().iter().filter_map(ref_name).collect();
+        tags.into_iter().map(str::to_string).collect()
+    }
+
+    /// The path of blob `digest` (`sha256:<hex>`) in this layout.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, Error> {
+        blob_path(&self.path, digest)
+    }
+
+    /// Checks that blob `digest` exists, is `size` bytes, and hashes to `digest` (streamed).
+    pub fn verify_blob(&self, digest: &str, size: u64) -> Result<(), Error> {
+        verify_blob(&self.path, digest, size)
+    }
+
+    /// Reads the blob `descriptor` points at, verified against its digest and size.
+    pub fn read_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>, Error> {
+        let digest = descriptor.digest().to_string();
+        let path = self.blob_path(&digest)?;
+        let read_err = |source| Error::ReadBlob {
+            path: path.clone(),
+            digest: digest.clone(),
+            source,
+        };
+        let mut file = File::open(&path).map_err(read_err)?;
+        let actual = file.metadata().map_err(read_err)?.len();
+        check_size(&path, &digest, descriptor.size(), actual)?;
+        let mut bytes = Vec::with_capacity(actual as usize);
+        file.read_to_end(&mut bytes).map_err(read_err)?;
+        check_size(&path, &digest, descriptor.size(), bytes.len() as u64)?;
+        let actual = Digest::of(&bytes);
+        if actual.to_string() != digest {
+            return Err(Error::BlobDigest {
+                path,
+                digest,
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The `index.json` entry for `tag`, or the only image of the layout when `tag` is `None`.
+    /// A tag matches a `ref.name` equal to it, or else (for layouts written with full
+    /// references, as buildkit does) a unique `ref.name` ending in `:tag`.
+    pub fn find(&self, tag: Option<&str>) -> Result<&Descriptor, Error> {
+        let manifests = self.index.manifests();
+        let Some(tag) = tag else {
+            let digests: BTreeSet<&str> = manifests.iter().map(|d| d.digest().as_ref()).collect();
+            return match digests.len() {
+                0 => Err(Error::EmptyLayout {
+                    layout: self.path.clone(),
+                }),
+                1 => Ok(&manifests[0]),
+                _ => Err(Error::AmbiguousImage {
+                    layout: self.path.clone(),
+                    available: self.available_tags(),
+                }),
+            };
+        };
+        if let Some(found) = manifests.iter().find(|d| ref_name(d) == Some(tag)) {
+            return Ok(found);
+        }
+        let suffix = format!(":{tag}");
+        let by_suffix: Vec<&Descriptor> = manifests
+            .iter()
+            .filter(|d| ref_name(d).is_some_and(|r| r.ends_with(&suffix)))
+            .collect();
+        let digests: BTreeSet<&str> = by_suffix.iter().map(|d| d.digest().as_ref()).collect();
+        match (by_suffix.first(), digests.len()) {
+            (Some(found), 1) => Ok(found),
+            _ => Err(Error::TagNotFound {
+                layout: self.path.clone(),
+                tag: tag.to_string(),
+                available: self.available_tags(),
+            }),
+        }
+    }
+
+    fn available_tags(&self) -> String {
+        let tags = self.tags();
+        if tags.is_empty() {
+            "none (no entry of index.json has an `org.opencontainers.image.ref.name`)".into()
+        } else {
+            tags.join(", ")
+        }
+    }
+
+    /// Resolves `tag` (see [`find`](Self::find)) to one image for `platform`: an image index
+    /// is followed to the manifest of that platform; a plain manifest must declare it in its
+    /// config. The manifest and config are read and verified; layer media types must be ones
+    /// we can unpack.
+    pub fn resolve(&self, tag: Option<&str>, platform: &Platform) -> Result<ResolvedImage, Error> {
+        let entry = self.find(tag)?;
+        let mut index_descriptor = None;
+        let mut current = entry.clone();
+        for _ in 0..=MAX_INDEX_DEPTH {
+            match ManifestKind::of(current.media_type()) {
+                ManifestKind::Image => {
+                    let mut image = self.load_image(&current, tag)?;
+                    image.index = index_descriptor;
+                    let found = Platform::of_config(&image.config);
+                    if !platform.matches(&found) {
+                        return Err(Error::PlatformMismatch {
+                            layout: self.path.clone(),
+                            digest: current.digest().to_string(),
+                            wanted: platform.to_string(),
+                            found: found.to_string(),
+                        });
+                    }
+                    for layer in image.manifest.layers() {
+                        if layer_compression(layer.media_type()).is_none() {
+                            return Err(Error::UnsupportedMediaType {
+                                layout: self.path.clone(),
+                                digest: layer.digest().to_string(),
+                                media_type: layer.media_type().to_string(),
+                                expected: "a tar layer (plain, gzip or zstd; OCI or Docker)",
+                            });
+                        }
+                    }
+                    return Ok(image);
+                }
+                ManifestKind::Index => {
+                    let index = self.read_index(&current)?;
+                    let child = index.manifests().iter().find(|d| {
+                        ManifestKind::of(d.media_type()) != ManifestKind::Other
+                            && d.platform()
+                                .as_ref()
+                                .is_some_and(|p| platform.matches(&Platform::from_oci(p)))
+                    });
+                    let Some(child) = child else {
+                        let available: Vec<String> = index
+                            .manifests()
+                            .iter()
+                            .filter_map(|d| d.platform().as_ref())
+                            .map(|p| Platform::from_oci(p).to_string())
+                            .collect();
+                        return Err(Error::PlatformNotFound {
+                            layout: self.path.clone(),
+                            digest: current.digest().to_string(),
+                            platform: platform.to_string(),
+                            available: if available.is_empty() {
+                                "none".into()
+                            } else {
+                                available.join(", ")
+                            },
+                        });
+                    };
+                    index_descriptor.get_or_insert_with(|| current.clone());
+                    current = child.clone();
+                }
+                ManifestKind::Other => {
+                    return Err(Error::UnsupportedMediaType {
+                        layout: self.path.clone(),
+                        digest: current.digest().to_string(),
+                        media_type: current.media_type().to_string(),
+                        expected: "an image manifest or image index",
+                    })
+                }
+            }
+        }
+        Err(Error::IndexTooDeep {
+            layout: self.path.clone(),
+            digest: entry.digest().to_string(),
+        })
+    }
+
+    /// Reads and verifies the image index `descriptor` points at.
+    pub fn read_index(&self, descriptor: &Descriptor) -> Result<ImageIndex, Error> {
+        let bytes = self.read_blob(descriptor)?;
+        let path = self.blob_path(descriptor.digest().as_ref())?;
+        parse_json(&path, "image index", &bytes)
+    }
+
+    /// Reads and verifies the image manifest `descriptor` points at and its config, without
+    /// checking platform or layer media types. `tag` is recorded in the result.
+    pub fn load_image(
+        &self,
+        descriptor: &Descriptor,
+        tag: Option<&str>,
+    ) -> Result<ResolvedImage, Error> {
+        let manifest_bytes = self.read_blob(descriptor)?;
+        let path = self.blob_path(descriptor.digest().as_ref())?;
+        let manifest: ImageManifest = parse_json(&path, "image manifest", &manifest_bytes)?;
+        let config_descriptor = manifest.config();
+        let config_ok = match config_descriptor.media_type() {
+            MediaType::ImageConfig => true,
+            MediaType::Other(m) => m == DOCKER_CONFIG,
+            _ => false,
+        };
+        if !config_ok {
+            return Err(Error::UnsupportedMediaType {
+                layout: self.path.clone(),
+                digest: config_descriptor.digest().to_string(),
+                media_type: config_descriptor.media_type().to_string(),
+                expected: "an image config",
+            });
+        }
+        let config_bytes = self.read_blob(config_descriptor)?;
+        let config_path = self.blob_path(config_descriptor.digest().as_ref())?;
+        let config: ImageConfiguration = parse_json(&config_path, "image config", &config_bytes)?;
+        Ok(ResolvedImage {
+            layout: self.path.clone(),
+            tag: tag.map(str::to_string),
+            index: None,
+            descriptor: descriptor.clone(),
+            manifest,
+            manifest_bytes,
+            config,
+            config_bytes,
+        })
+    }
+}
+
+/// One image read from a layout: its manifest and config (verified, parsed and as raw bytes),
+/// and where its layer blobs are.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The layout directory it was read from.
+    pub layout: PathBuf,
+    /// The tag it was resolved by, if any.
+    pub tag: Option<String>,
+    /// The image index the tag named, when the manifest was picked out of one by platform.
+    pub index: Option<Descriptor>,
+    /// The manifest's descriptor (digest, size, media type).
+    pub descriptor: Descriptor,
+    pub manifest: ImageManifest,
+    /// The manifest exactly as stored (its sha256 is the manifest digest).
+    pub manifest_bytes: Vec<u8>,
+    pub config: ImageConfiguration,
+    /// The config exactly as stored.
+    pub config_bytes: Vec<u8>,
+}
+
+impl ResolvedImage {
+    /// The manifest digest.
+    pub fn digest(&self) -> String {
+        self.descriptor.digest().to_string()
+    }
+
+    /// The layer descriptors, bottom first.
+    pub fn layers(&self) -> &[Descriptor] {
+        self.manifest.layers()
+    }
+
+    /// The path of blob `digest` in the layout the image was read from.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, Error> {
+        blob_path(&self.layout, digest)
+    }
+
+    /// Checks that blob `digest` exists, is `size` bytes and hashes to `digest` (streamed).
+    pub fn verify_blob(&self, digest: &str, size: u64) -> Result<(), Error> {
+        verify_blob(&self.layout, digest, size)
+    }
+}
+
+fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, Error> {
+    let digest = Digest::parse(digest)?;
+    Ok(layout.join("blobs").join("sha256").join(digest.hex()))
+}
+
+fn verify_blob(layout: &Path, digest: &str, size: u64) -> Result<(), Error> {
+    let path = blob_path(layout, digest)?;
+    let read_err = |source| Error::ReadBlob {
+        path: path.clone(),
+        digest: digest.to_string(),
+        source,
+    };
+    let file = File::open(&path).map_err(read_err)?;
+    let len = file.metadata().map_err(read_err)?.len();
+    check_size(&path, digest, size, len)?;
+    let (actual, len) = Digest::of_reader(file).map_err(read_err)?;
+    check_size(&path, digest, size, len)?;
+    if actual.to_string() != digest {
+        return Err(Error::BlobDigest {
+            path,
+            digest: digest.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn check_size(path: &Path, digest: &str, expected: u64, actual: u64) -> Result<(), Error> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::BlobSize {
+            path: path.to_path_buf(),
+            digest: digest.to_string(),
+            expected,
+            actual,
+        })
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|source| Error::ParseJson {
+        path: path.to_path_buf(),
+        what,
+        source,
+    })
+}

@@ -1,0 +1,859 @@
+//! The image model: digests, platforms, and the builders of the three JSON documents of an image
+//! (config, manifest, index entries).
+//!
+//! Everything here is pure: values in, values out, no files. The layout sink
+//! ([`super::LayoutWriter`]) and source ([`super::Layout`]) move the results to and from disk
+//! as [canonical JSON](super::to_canonical_json).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::io::{self, Read};
+use std::path::Path;
+use std::str::FromStr;
+
+use oci_spec::image::{
+    Arch, Config, Descriptor, History, ImageConfiguration, ImageIndex, ImageIndexBuilder,
+    ImageManifest, ImageManifestBuilder, MediaType, Os, Platform as SpecPlatform, RootFs,
+    ANNOTATION_REF_NAME,
+};
+use sha2::{Digest as _, Sha256};
+
+use super::Error;
+use crate::layer::{Compression, LayerBlob};
+use crate::spec::ImageConfig;
+
+/// The OCI image spec's schema version for manifests and indexes.
+pub const SCHEMA_VERSION: u32 = 2;
+/// Media type of a Docker v2 schema 2 manifest (read from base images, never written).
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker manifest list (read from base images, never written).
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Media type of a Docker image config (read from base images, never written).
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Media type of a Docker gzip layer (read from base images, never written).
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Media type of a Docker foreign (non-distributable) gzip layer.
+pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// A sha256 content digest, `sha256:<64 lowercase hex>`: the name of every blob.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    hex: String,
+}
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self::from_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    /// The digest a finished sha256 hasher holds (for blobs hashed while streamed).
+    pub fn from_hasher(hasher: Sha256) -> Self {
+        Self {
+            hex: hex::encode(hasher.finalize()),
+        }
+    }
+
+    /// Digest and size of everything `reader` yields.
+    pub fn of_reader(mut reader: impl Read) -> io::Result<(Self, u64)> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok((Self::from_hasher(hasher), size))
+    }
+
+    /// Digest and size of the file at `path`, streamed.
+    pub fn of_file(path: &Path) -> io::Result<(Self, u64)> {
+        Self::of_reader(std::fs::File::open(path)?)
+    }
+
+    /// Parses `sha256:<64 lowercase hex>`; any other algorithm or form is an error.
+    pub fn parse(digest: &str) -> Result<Self, Error> {
+        let invalid = |reason: &'static str| Error::InvalidDigest {
+            digest: digest.to_string(),
+            reason,
+        };
+        let hex = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| invalid("only sha256 digests (`sha256:<hex>`) are supported"))?;
+        Self::from_hex(hex).map_err(|_| invalid("expected 64 lowercase hex digits after `sha256:`"))
+    }
+
+    /// A digest from its 64 lowercase hex digits (a blob's file name).
+    pub fn from_hex(hex: &str) -> Result<Self, Error> {
+        if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Self {
+                hex: hex.to_string(),
+            })
+        } else {
+            Err(Error::InvalidDigest {
+                digest: hex.to_string(),
+                reason: "expected 64 lowercase hex digits",
+            })
+        }
+    }
+
+    /// The 64 hex digits: the blob's file name under `blobs/sha256/`.
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+
+    /// The same digest as oci-spec's type, for descriptors.
+    pub fn to_oci(&self) -> oci_spec::image::Digest {
+        // A sha256 digest of 64 lowercase hex digits is always valid for oci-spec.
+        oci_spec::image::Digest::from_str(&self.to_string())
+            .expect("a validated sha256 digest is a valid OCI digest")
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<&oci_spec::image::Digest> for Digest {
+    type Error = Error;
+    fn try_from(digest: &oci_spec::image::Digest) -> Result<Self, Error> {
+        Self::parse(digest.as_ref())
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The platform an image runs on: `os/architecture[/variant]`, in GOOS/GOARCH terms
+/// (`linux/amd64`, `linux/arm64`, `linux/arm/v7`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// `linux/amd64`.
+    pub fn linux_amd64() -> Self {
+        Self {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+
+    /// Parses `os/arch[/variant]`.
+    pub fn parse(platform: &str) -> Result<Self, Error> {
+        let parts: Vec<&str> = platform.split('/').collect();
+        let ok = |p: &&str| !p.is_empty() && !p.contains(char::is_whitespace);
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => Ok(Self {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => Ok(Self {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(variant.to_string()),
+            }),
+            _ => Err(Error::InvalidPlatform {
+                platform: platform.to_string(),
+            }),
+        }
+    }
+
+    /// The platform of an index entry or image config, as oci-spec writes it.
+    pub fn from_oci(platform: &SpecPlatform) -> Self {
+        Self {
+            os: platform.os().to_string(),
+            architecture: platform.architecture().to_string(),
+            variant: platform.variant().clone(),
+        }
+    }
+
+    /// The platform an image config declares.
+    pub fn of_config(config: &ImageConfiguration) -> Self {
+        Self {
+            os: config.os().to_string(),
+            architecture: config.architecture().to_string(),
+            variant: config.variant().clone(),
+        }
+    }
+
+    /// This platform as an oci-spec descriptor platform.
+    pub fn to_oci(&self) -> SpecPlatform {
+        let mut platform = SpecPlatform::default();
+        platform.set_os(Os::from(self.os.as_str()));
+        platform.set_architecture(Arch::from(self.architecture.as_str()));
+        platform.set_variant(self.variant.clone());
+        platform
+    }
+
+    /// Whether an image of platform `other` satisfies a request for `self`: os and architecture
+    /// equal, and the variant equal when `self` names one.
+    pub fn matches(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && (self.variant.is_none() || self.variant == other.variant)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Platform {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+/// `created_by` of the history entry of our layer `name`. Names only the layer: no host, user
+/// or path, so the config's digest does not depend on who built it.
+pub fn history_created_by(layer_name: &str) -> String {
+    format!("cargo-image layer {layer_name}")
+}
+
+/// Builds the image config of an image: `base`'s config (if any) with `config` applied on top
+/// the way a Dockerfile's instructions apply on top of its `FROM`:
+///
+/// - `env`: merged by name, ours win; written as `NAME=value` sorted by name;
+/// - `entrypoint`: ours replaces the base's and resets the base's `cmd` (unless we set `cmd`);
+///   an empty list clears it;
+/// - `cmd`: ours replaces the base's; an empty list clears it;
+/// - `labels`: merged, ours win;
+/// - `exposed_ports`, `volumes`: union, sorted;
+/// - `workdir`, `user`, `stop_signal`: ours when set, else the base's.
+///
+/// `rootfs.diff_ids` is the base's followed by `diff_ids`; `history` is the base's followed by
+/// one entry per layer of ours (`layer_names[i]` names the layer of `diff_ids[i]`), each with
+/// `created` = [`rfc3339`]`(created_epoch)` and `created_by` = [`history_created_by`]. The
+/// config's own `created` is the same time; `os`/`architecture`/`variant` come from `platform`.
+///
+/// # Panics
+/// When `diff_ids` and `layer_names` differ in length (a caller bug).
+pub fn image_config(
+    platform: &Platform,
+    base: Option<&ImageConfiguration>,
+    config: &ImageConfig,
+    diff_ids: &[String],
+    layer_names: &[String],
+    created_epoch: u64,
+) -> ImageConfiguration {
+    assert_eq!(
+        diff_ids.len(),
+        layer_names.len(),
+        "one layer name per diff_id"
+    );
+    let created = rfc3339(created_epoch);
+    let base_config = base.and_then(|b| b.config().as_ref());
+    let base_field = |f: fn(&Config) -> Option<Vec<String>>| base_config.and_then(f);
+
+    // Env: merged by name; an entry without `=` (rare, but Docker keeps it) keeps its form.
+    let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for entry in base_field(|c| c.env().clone()).unwrap_or_default() {
+        match entry.split_once('=') {
+            Some((name, value)) => env.insert(name.to_string(), Some(value.to_string())),
+            None => env.insert(entry, None),
+        };
+    }
+    for (name, value) in &config.env {
+        env.insert(name.clone(), Some(value.clone()));
+    }
+    let env: Vec<String> = env
+        .into_iter()
+        .map(|(name, value)| match value {
+            Some(value) => format!("{name}={value}"),
+            None => name,
+        })
+        .collect();
+
+    let (entrypoint, cmd) = match &config.entrypoint {
+        Some(entrypoint) => (Some(entrypoint.clone()), config.cmd.clone()),
+        None => (
+            base_field(|c| c.entrypoint().clone()),
+            config
+                .cmd
+                .clone()
+                .or_else(|| base_field(|c| c.cmd().clone())),
+        ),
+    };
+    let non_empty = |v: Option<Vec<String>>| v.filter(|v| !v.is_empty());
+
+    let mut labels: BTreeMap<String, String> = base_config
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(config.labels.clone());
+
+    let union = |base: Option<Vec<String>>, ours: &[String]| -> Option<Vec<String>> {
+        let set: BTreeSet<String> = base
+            .unwrap_or_default()
+            .into_iter()
+            .chain(ours.iter().cloned())
+            .collect();
+        (!set.is_empty()).then(|| set.into_iter().collect())
+    };
+    let exposed_ports = union(
+        base_field(|c| c.exposed_ports().clone()),
+        &config.exposed_ports,
+    );
+    let volumes = union(base_field(|c| c.volumes().clone()), &config.volumes);
+
+    let inherit = |ours: &Option<String>, base: fn(&Config) -> Option<String>| {
+        ours.clone().or_else(|| base_config.and_then(base))
+    };
+
+    let mut runtime = Config::default();
+    runtime.set_env((!env.is_empty()).then_some(env));
+    runtime.set_entrypoint(non_empty(entrypoint));
+    runtime.set_cmd(non_empty(cmd));
+    runtime.set_labels((!labels.is_empty()).then(|| labels.into_iter().collect::<HashMap<_, _>>()));
+    runtime.set_exposed_ports(exposed_ports);
+    runtime.set_volumes(volumes);
+    runtime.set_working_dir(inherit(&config.workdir, |c| c.working_dir().clone()));
+    runtime.set_user(inherit(&config.user, |c| c.user().clone()));
+    runtime.set_stop_signal(inherit(&config.stop_signal, |c| c.stop_signal().clone()));
+
+    let mut diff = base
+        .map(|b| b.rootfs().diff_ids().clone())
+        .unwrap_or_default();
+    diff.extend(diff_ids.iter().cloned());
+    let mut rootfs = RootFs::default();
+    rootfs.set_diff_ids(diff);
+
+    let mut history = base.and_then(|b| b.history().clone()).unwrap_or_default();
+    history.extend(layer_names.iter().map(|name| {
+        let mut entry = History::default();
+        entry.set_created(Some(created.clone()));
+        entry.set_created_by(Some(history_created_by(name)));
+        entry
+    }));
+
+    let mut image = ImageConfiguration::default();
+    image.set_created(Some(created));
+    image.set_author(base.and_then(|b| b.author().clone()));
+    image.set_os(Os::from(platform.os.as_str()));
+    image.set_architecture(Arch::from(platform.architecture.as_str()));
+    image.set_variant(platform.variant.clone());
+    image.set_config(Some(runtime));
+    image.set_rootfs(rootfs);
+    image.set_history((!history.is_empty()).then_some(history));
+    image
+}
+
+/// A descriptor of a blob: media type, digest, size; no annotations.
+pub fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Descriptor {
+    Descriptor::new(media_type, size, digest.to_oci())
+}
+
+/// The manifest descriptor of one of our layer blobs.
+pub fn layer_descriptor(layer: &LayerBlob) -> Result<Descriptor, Error> {
+    let digest = Digest::parse(&layer.digest)?;
+    Ok(descriptor(
+        MediaType::from(layer.media_type.as_str()),
+        &digest,
+        layer.size,
+    ))
+}
+
+/// Builds an image manifest: `schemaVersion` 2, the OCI manifest media type, the config
+/// descriptor, the base's layer descriptors exactly as the base had them followed by `layers`,
+/// and `annotations` (omitted when empty; written sorted by [`super::to_canonical_json`]).
+pub fn image_manifest(
+    config: Descriptor,
+    base: Option<&ImageManifest>,
+    layers: &[Descriptor],
+    annotations: &BTreeMap<String, String>,
+) -> ImageManifest {
+    let mut all = base.map(|b| b.layers().clone()).unwrap_or_default();
+    all.extend(layers.iter().cloned());
+    let mut builder = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .config(config)
+        .layers(all);
+    if !annotations.is_empty() {
+        builder = builder.annotations(annotations.clone().into_iter().collect::<HashMap<_, _>>());
+    }
+    builder
+        .build()
+        .expect("every required manifest field is set")
+}
+
+/// The `index.json` entries for an image: one descriptor of `manifest` per tag, each with the
+/// `org.opencontainers.image.ref.name` annotation (and `platform` when given), in tag order.
+/// No tags gives one untagged entry.
+pub fn index_entries(
+    manifest: &Descriptor,
+    platform: Option<&Platform>,
+    tags: &[String],
+) -> Vec<Descriptor> {
+    let entry = |tag: Option<&String>| {
+        let mut d = manifest.clone();
+        d.set_annotations(
+            tag.map(|t| HashMap::from([(ANNOTATION_REF_NAME.to_string(), t.clone())])),
+        );
+        d.set_platform(platform.map(Platform::to_oci));
+        d
+    };
+    if tags.is_empty() {
+        vec![entry(None)]
+    } else {
+        tags.iter().map(|t| entry(Some(t))).collect()
+    }
+}
+
+/// An OCI image index (`schemaVersion` 2, the OCI index media type) of `manifests`: the shape of
+/// a layout's `index.json` and of a multi-platform image.
+pub fn image_index(manifests: Vec<Descriptor>) -> ImageIndex {
+    ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()
+        .expect("every required index field is set")
+}
+
+/// The compression of a layer blob of `media_type`, or `None` when it is not a layer type we
+/// can unpack. Accepts the OCI layer types (plain, gzip, zstd, and their non-distributable
+/// forms) and Docker's gzip layers.
+pub fn layer_compression(media_type: &MediaType) -> Option<Compression> {
+    match media_type {
+        MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(Compression::None),
+        MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => {
+            Some(Compression::Gzip)
+        }
+        MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => {
+            Some(Compression::Zstd)
+        }
+        MediaType::Other(m) if m == DOCKER_LAYER_GZIP || m == DOCKER_FOREIGN_LAYER_GZIP => {
+            Some(Compression::Gzip)
+        }
+        _ => None,
+    }
+}
+
+/// The `org.opencontainers.image.ref.name` of an index entry.
+pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+        .map(String::as_str)
+}
+
+/// The time `epoch` (seconds since 1970-01-01T00:00:00Z) as RFC 3339 in UTC with a `Z` and no
+/// fractional seconds: `rfc3339(0) == "1970-01-01T00:00:00Z"`.
+pub fn rfc3339(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Proleptic Gregorian (year, month, day) of the day `days` after 1970-01-01
+/// (Howard Hinnant's `civil_from_days`, for non-negative day counts).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so that leap days fall at the end of a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::to_canonical_json;
+
+    #[test]
+    fn rfc3339_vectors() {
+        let cases = [
+            (0, "1970-01-01T00:00:00Z"),
+            (1, "1970-01-01T00:00:01Z"),
+            (86_399, "1970-01-01T23:59:59Z"),
+            (86_400, "1970-01-02T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"), // leap year divisible by 400
+            (951_868_800, "2000-03-01T00:00:00Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"), // 2100 is not a leap year
+            (4_107_456_000, "2100-02-28T00:00:00Z"),
+            (1_078_012_800, "2004-02-29T00:00:00Z"),
+            (1_700_000_000, "2023-11-14T22:13:20Z"),
+            (1_709_251_199, "2024-02-29T23:59:59Z"),
+            (1_709_251_200, "2024-03-01T00:00:00Z"),
+            (1_735_689_599, "2024-12-31T23:59:59Z"),
+            (2_147_483_647, "2038-01-19T03:14:07Z"),
+            (2_147_483_648, "2038-01-19T03:14:08Z"),
+            (4_102_444_800, "2100-01-01T00:00:00Z"),
+            (253_402_300_799, "9999-12-31T23:59:59Z"),
+        ];
+        for (epoch, expected) in cases {
+            assert_eq!(rfc3339(epoch), expected, "epoch {epoch}");
+        }
+    }
+
+    #[test]
+    fn civil_from_days_is_continuous() {
+        // Walk 1970..2500 day by day: each day follows the previous one in the calendar.
+        let mut prev = civil_from_days(0);
+        assert_eq!(prev, (1970, 1, 1));
+        for days in 1..(530 * 366) {
+            let (y, m, d) = civil_from_days(days);
+            let (py, pm, pd) = prev;
+            let leap = (py % 4 == 0 && py % 100 != 0) || py % 400 == 0;
+            let month_len = match pm {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            let expected = if pd < month_len {
+                (py, pm, pd + 1)
+            } else if pm < 12 {
+                (py, pm + 1, 1)
+            } else {
+                (py + 1, 1, 1)
+            };
+            assert_eq!((y, m, d), expected, "day {days}");
+            prev = (y, m, d);
+        }
+    }
+
+    #[test]
+    fn digest_parse_and_validate() {
+        let d = Digest::of(b"");
+        assert_eq!(
+            d.to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(Digest::parse(&d.to_string()).unwrap(), d);
+        assert_eq!(d.to_oci().to_string(), d.to_string());
+        for bad in [
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha512:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:e3b0",
+            "sha256:../../../../etc/passwd0000000000000000000000000000000000000000000",
+        ] {
+            assert!(Digest::parse(bad).is_err(), "{bad} accepted");
+        }
+        let (streamed, size) = Digest::of_reader(&b"hello"[..]).unwrap();
+        assert_eq!((streamed, size), (Digest::of(b"hello"), 5));
+    }
+
+    #[test]
+    fn platform_parse() {
+        assert_eq!(
+            Platform::parse("linux/amd64").unwrap(),
+            Platform::linux_amd64()
+        );
+        let arm = Platform::parse("linux/arm/v7").unwrap();
+        assert_eq!(arm.variant.as_deref(), Some("v7"));
+        assert_eq!(arm.to_string(), "linux/arm/v7");
+        assert!(Platform::parse("linux").is_err());
+        assert!(Platform::parse("linux//v7").is_err());
+        assert!(Platform::linux_amd64().matches(&Platform {
+            variant: Some("v1".into()),
+            ..Platform::linux_amd64()
+        }));
+        assert!(!arm.matches(&Platform::parse("linux/arm/v6").unwrap()));
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn base_image() -> ImageConfiguration {
+        let mut config = Config::default();
+        config.set_env(Some(strings(&["PATH=/usr/bin:/bin", "LANG=C", "BARE"])));
+        config.set_entrypoint(Some(strings(&["/docker-entrypoint.sh"])));
+        config.set_cmd(Some(strings(&["nginx", "-g", "daemon off;"])));
+        config.set_labels(Some(HashMap::from([
+            ("maintainer".to_string(), "base".to_string()),
+            ("keep".to_string(), "yes".to_string()),
+        ])));
+        config.set_exposed_ports(Some(strings(&["80/tcp"])));
+        config.set_volumes(Some(strings(&["/var/cache"])));
+        config.set_working_dir(Some("/base".into()));
+        config.set_user(Some("101".into()));
+        config.set_stop_signal(Some("SIGQUIT".into()));
+        let mut image = ImageConfiguration::default();
+        image.set_config(Some(config));
+        image.set_author(Some("base author".into()));
+        let mut rootfs = RootFs::default();
+        rootfs.set_diff_ids(strings(&["sha256:b1", "sha256:b2"]));
+        image.set_rootfs(rootfs);
+        let mut h = History::default();
+        h.set_created_by(Some("base step".into()));
+        image.set_history(Some(vec![h.clone(), h]));
+        image
+    }
+
+    fn cfg(image: &ImageConfiguration) -> &Config {
+        image.config().as_ref().unwrap()
+    }
+
+    #[test]
+    fn scratch_config() {
+        let ours = ImageConfig {
+            entrypoint: Some(strings(&["/hello"])),
+            env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
+            ..Default::default()
+        };
+        let image = image_config(
+            &Platform::linux_amd64(),
+            None,
+            &ours,
+            &strings(&["sha256:d1"]),
+            &strings(&["app"]),
+            0,
+        );
+        let json = String::from_utf8(to_canonical_json(&image).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"architecture":"amd64","config":{"Entrypoint":["/hello"],"Env":["A=1","B=2"]},"#,
+                r#""created":"1970-01-01T00:00:00Z","history":[{"created":"1970-01-01T00:00:00Z","#,
+                r#""created_by":"cargo-image layer app"}],"os":"linux","#,
+                r#""rootfs":{"diff_ids":["sha256:d1"],"type":"layers"}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn inherits_base_with_from_semantics() {
+        let base = base_image();
+        let ours = ImageConfig {
+            env: BTreeMap::from([
+                ("PATH".into(), "/app:/usr/bin".into()),
+                ("ZED".into(), "z".into()),
+            ]),
+            labels: BTreeMap::from([("maintainer".into(), "us".into())]),
+            exposed_ports: strings(&["8080/tcp", "80/tcp"]),
+            volumes: strings(&["/data"]),
+            workdir: Some("/app".into()),
+            ..Default::default()
+        };
+        let image = image_config(
+            &Platform::linux_amd64(),
+            Some(&base),
+            &ours,
+            &strings(&["sha256:o1"]),
+            &strings(&["app"]),
+            1_700_000_000,
+        );
+        let c = cfg(&image);
+        assert_eq!(
+            c.env().clone().unwrap(),
+            strings(&["BARE", "LANG=C", "PATH=/app:/usr/bin", "ZED=z"])
+        );
+        // No entrypoint/cmd of ours: both inherited.
+        assert_eq!(
+            c.entrypoint().clone().unwrap(),
+            strings(&["/docker-entrypoint.sh"])
+        );
+        assert_eq!(
+            c.cmd().clone().unwrap(),
+            strings(&["nginx", "-g", "daemon off;"])
+        );
+        let labels = c.labels().clone().unwrap();
+        assert_eq!(labels["maintainer"], "us");
+        assert_eq!(labels["keep"], "yes");
+        // Sorted by bytes: '/' < '8'.
+        assert_eq!(
+            c.exposed_ports().clone().unwrap(),
+            strings(&["80/tcp", "8080/tcp"])
+        );
+        assert_eq!(
+            c.volumes().clone().unwrap(),
+            strings(&["/data", "/var/cache"])
+        );
+        assert_eq!(c.working_dir().as_deref(), Some("/app"));
+        assert_eq!(c.user().as_deref(), Some("101"));
+        assert_eq!(c.stop_signal().as_deref(), Some("SIGQUIT"));
+        assert_eq!(
+            image.rootfs().diff_ids(),
+            &strings(&["sha256:b1", "sha256:b2", "sha256:o1"])
+        );
+        let history = image.history().clone().unwrap();
+        assert_eq!(history.len(), 3);
+        assert_eq!(history[0].created_by().as_deref(), Some("base step"));
+        assert_eq!(
+            history[2].created_by().as_deref(),
+            Some("cargo-image layer app")
+        );
+        assert_eq!(
+            history[2].created().as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
+        assert_eq!(image.created().as_deref(), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(image.author().as_deref(), Some("base author"));
+    }
+
+    #[test]
+    fn our_entrypoint_resets_base_cmd() {
+        let base = base_image();
+        let ours = ImageConfig {
+            entrypoint: Some(strings(&["/app"])),
+            user: Some("1000:1000".into()),
+            stop_signal: Some("SIGTERM".into()),
+            ..Default::default()
+        };
+        let image = image_config(&Platform::linux_amd64(), Some(&base), &ours, &[], &[], 0);
+        let c = cfg(&image);
+        assert_eq!(c.entrypoint().clone().unwrap(), strings(&["/app"]));
+        assert_eq!(c.cmd(), &None, "base cmd must be reset by our entrypoint");
+        assert_eq!(c.user().as_deref(), Some("1000:1000"));
+        assert_eq!(c.stop_signal().as_deref(), Some("SIGTERM"));
+
+        // ... unless we set cmd too.
+        let ours = ImageConfig {
+            entrypoint: Some(strings(&["/app"])),
+            cmd: Some(strings(&["--serve"])),
+            ..Default::default()
+        };
+        let image = image_config(&Platform::linux_amd64(), Some(&base), &ours, &[], &[], 0);
+        assert_eq!(cfg(&image).cmd().clone().unwrap(), strings(&["--serve"]));
+
+        // Our cmd alone keeps the base entrypoint and replaces its cmd.
+        let ours = ImageConfig {
+            cmd: Some(strings(&["-v"])),
+            ..Default::default()
+        };
+        let image = image_config(&Platform::linux_amd64(), Some(&base), &ours, &[], &[], 0);
+        assert_eq!(
+            cfg(&image).entrypoint().clone().unwrap(),
+            strings(&["/docker-entrypoint.sh"])
+        );
+        assert_eq!(cfg(&image).cmd().clone().unwrap(), strings(&["-v"]));
+
+        // An empty entrypoint clears both.
+        let ours = ImageConfig {
+            entrypoint: Some(vec![]),
+            ..Default::default()
+        };
+        let image = image_config(&Platform::linux_amd64(), Some(&base), &ours, &[], &[], 0);
+        assert_eq!(
+            (cfg(&image).entrypoint(), cfg(&image).cmd()),
+            (&None, &None)
+        );
+    }
+
+    #[test]
+    fn manifest_and_index_entries() {
+        let config = descriptor(MediaType::ImageConfig, &Digest::of(b"{}"), 2);
+        let mut base = image_manifest(
+            config.clone(),
+            None,
+            &[descriptor(
+                MediaType::Other(DOCKER_LAYER_GZIP.into()),
+                &Digest::of(b"b"),
+                1,
+            )],
+            &BTreeMap::new(),
+        );
+        base.set_annotations(None);
+        let ours = descriptor(MediaType::ImageLayerGzip, &Digest::of(b"o"), 1);
+        let annotations = BTreeMap::from([
+            (
+                "org.opencontainers.image.title".to_string(),
+                "t".to_string(),
+            ),
+            ("a".to_string(), "1".to_string()),
+        ]);
+        let manifest = image_manifest(config, Some(&base), &[ours], &annotations);
+        let json = String::from_utf8(to_canonical_json(&manifest).unwrap()).unwrap();
+        assert!(
+            json.starts_with(
+                r#"{"annotations":{"a":"1","org.opencontainers.image.title":"t"},"config":"#
+            ),
+            "{json}"
+        );
+        assert!(
+            json.ends_with(
+                r#""mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2}"#
+            ),
+            "{json}"
+        );
+        let layers: Vec<String> = manifest
+            .layers()
+            .iter()
+            .map(|l| l.media_type().to_string())
+            .collect();
+        assert_eq!(
+            layers,
+            [
+                DOCKER_LAYER_GZIP,
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            ]
+        );
+
+        let md = descriptor(
+            MediaType::ImageManifest,
+            &Digest::of(json.as_bytes()),
+            json.len() as u64,
+        );
+        let entries = index_entries(
+            &md,
+            Some(&Platform::linux_amd64()),
+            &strings(&["1.0", "latest"]),
+        );
+        assert_eq!(entries.len(), 2);
+        assert_eq!(ref_name(&entries[0]), Some("1.0"));
+        assert_eq!(ref_name(&entries[1]), Some("latest"));
+        assert!(entries.iter().all(|e| e.digest() == md.digest()));
+        let index = String::from_utf8(to_canonical_json(&image_index(entries)).unwrap()).unwrap();
+        assert!(
+            index.contains(r#""platform":{"architecture":"amd64","os":"linux"}"#),
+            "{index}"
+        );
+        assert!(
+            index.starts_with(
+                r#"{"manifests":[{"annotations":{"org.opencontainers.image.ref.name":"1.0"}"#
+            ),
+            "{index}"
+        );
+    }
+}
