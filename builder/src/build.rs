@@ -22,6 +22,7 @@ use crate::cargo::{self, CargoOptions};
 use crate::layer::{self, LayerBlob, LayerTree, SourceContext, WriteOptions};
 use crate::oci::{self, LayoutWriter};
 use crate::spec::{self, Base, CargoSource, ImageSpec};
+use oci_spec::image::MediaType;
 
 /// Errors of the build operation; each wraps the module error of the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,12 +152,14 @@ pub fn build_spec(
     } else {
         opts.jobs
     };
-    let spec_dir = spec
-        .spec_path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
     let workspace = cargo::workspace(&spec.context).ok();
+
+    // The output is checked (and its temporary sibling made) before any long work.
+    let output = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| output_dir(spec, workspace.as_ref()));
+    let writer = LayoutWriter::create(&output)?;
 
     // 2. Cargo builds, once per distinct source.
     let mut cargo_outputs: HashMap<CargoSource, PathBuf> = HashMap::new();
@@ -178,20 +181,9 @@ pub fn build_spec(
         }
     }
 
-    let output = match &opts.output {
-        Some(p) => p.clone(),
-        None => {
-            let target = workspace
-                .as_ref()
-                .map(|w| w.target_directory.clone())
-                .unwrap_or_else(|| spec_dir.join("target"));
-            let short = spec.name.rsplit('/').next().unwrap_or(&spec.name);
-            target.join("image").join(short)
-        }
-    };
-    let writer = LayoutWriter::create(&output)?;
 
     // 3. The base.
+    let platform = oci::Platform::linux_amd64();
     let base = match &spec.stage.base {
         Base::Scratch => None,
         Base::OciLayout { path, tag } => {
@@ -203,22 +195,20 @@ pub fn build_spec(
                 base: shown.clone(),
                 source,
             };
-            let layout = oci::Layout::open(path).map_err(wrap)?;
-            let image = layout
-                .resolve(tag.as_deref(), &oci::Platform::linux_amd64())
+            let image = oci::Layout::open(path)
+                .and_then(|l| l.resolve(tag.as_deref(), &platform))
                 .map_err(wrap)?;
-            for desc in image.manifest.layers() {
-                layout
-                    .verify_blob(desc.digest().as_ref(), desc.size())
-                    .map_err(wrap)?;
+            for desc in image.layers() {
+                let digest = desc.digest().to_string();
+                image.verify_blob(&digest, desc.size()).map_err(wrap)?;
                 writer
-                    .import_blob(&layout.blob_path(desc.digest().as_ref()), desc.digest().as_ref())
+                    .import_blob(&image.blob_path(&digest).map_err(wrap)?, &digest)
                     .map_err(wrap)?;
             }
             on_event(Event::BaseResolved {
                 base: shown.clone(),
-                digest: image.manifest_descriptor.digest().to_string(),
-                layers: image.manifest.layers().len(),
+                digest: image.digest(),
+                layers: image.layers().len(),
             });
             Some(image)
         }
@@ -269,22 +259,30 @@ pub fn build_spec(
     }
     annotations.extend(spec.annotations.clone());
 
-    let image = oci::ImageBuilder {
-        platform: oci::Platform::linux_amd64(),
-        base: base.as_ref(),
-        config: &spec.stage.config,
-        layers: spec
-            .stage
-            .layers
-            .iter()
-            .zip(&blobs)
-            .map(|(l, b)| (l.name.as_str(), b))
-            .collect(),
-        created: epoch,
-        annotations: &annotations,
-    };
-    let manifest_digest = image.write(&writer, &tags)?;
-    let path = writer.finish()?;
+    let names: Vec<String> = spec.stage.layers.iter().map(|l| l.name.clone()).collect();
+    let diff_ids: Vec<String> = blobs.iter().map(|b| b.diff_id.clone()).collect();
+    let layer_descriptors = blobs
+        .iter()
+        .map(oci::layer_descriptor)
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = oci::image_config(
+        &platform,
+        base.as_ref().map(|b| &b.config),
+        &spec.stage.config,
+        &diff_ids,
+        &names,
+        epoch,
+    );
+    let config = writer.write_json(MediaType::ImageConfig, &config)?;
+    let manifest = oci::image_manifest(
+        config,
+        base.as_ref().map(|b| &b.manifest),
+        &layer_descriptors,
+        &annotations,
+    );
+    let manifest = writer.write_json(MediaType::ImageManifest, &manifest)?;
+    let manifest_digest = manifest.digest().to_string();
+    let path = writer.finish(oci::index_entries(&manifest, Some(&platform), &tags))?;
     on_event(Event::ImageFinished {
         name: spec.name.clone(),
         tags: tags.clone(),
@@ -298,6 +296,28 @@ pub fn build_spec(
         manifest_digest,
         layers: blobs,
     })
+}
+
+/// Where a spec's image goes when no output is given: `<target-dir>/image/<last part of name>`
+/// of the cargo workspace that holds the context, or `target/image/<name>` beside the spec.
+fn output_dir(spec: &ImageSpec, workspace: Option<&cargo::Workspace>) -> PathBuf {
+    let target = match workspace {
+        Some(w) => w.target_directory.clone(),
+        None => spec
+            .spec_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("target"),
+    };
+    let short = spec.name.rsplit('/').next().unwrap_or(&spec.name);
+    target.join("image").join(short)
+}
+
+/// The default output directory of the spec at `spec_path` (see [`BuildOptions::output`]).
+pub fn default_output(spec_path: &Path) -> Result<PathBuf, Error> {
+    let spec = spec::load(spec_path)?;
+    let workspace = cargo::workspace(&spec.context).ok();
+    Ok(output_dir(&spec, workspace.as_ref()))
 }
 
 /// The commit checked out in the git work tree that holds `dir`, if any (for the

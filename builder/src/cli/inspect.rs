@@ -1,0 +1,131 @@
+//! `cargo image inspect`: show what a built OCI layout holds.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use cargo_oci_image::oci::{self, Inspection};
+use clap::Args;
+
+use super::output::human_size;
+use super::Failure;
+
+/// Show the manifest, config and layers of an image in an OCI layout.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cargo image inspect target/image/hello              every tag of the layout\n  \
+    cargo image inspect target/image/hello --tag 0.1.0  one tag\n  \
+    cargo image inspect --spec examples/hello/image.toml  the spec's default output\n  \
+    cargo image inspect target/image/hello --json | jq '.[0].layers'")]
+pub struct InspectArgs {
+    /// The OCI layout directory [default: the default output of the spec].
+    #[arg(value_name = "LAYOUT")]
+    layout: Option<PathBuf>,
+    /// Show only the image with this tag.
+    #[arg(long, short, value_name = "TAG")]
+    tag: Option<String>,
+    /// The spec whose default output to inspect when no LAYOUT is given [default: ./image.toml].
+    #[arg(long, value_name = "PATH", conflicts_with = "layout")]
+    spec: Option<PathBuf>,
+    /// Print JSON (an array, one object per image) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: InspectArgs) -> Result<(), Failure> {
+    let layout = match args.layout {
+        Some(layout) => layout,
+        None => {
+            let spec = super::build::find_spec(args.spec.as_deref())?;
+            cargo_oci_image::build::default_output(&spec).map_err(Failure::build)?
+        }
+    };
+    let images = oci::inspect(&layout, args.tag.as_deref()).map_err(Failure::build)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&images).map_err(Failure::build)?;
+        println!("{text}");
+    } else {
+        let mut out = String::new();
+        for (i, image) in images.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            table(&mut out, &layout, image);
+        }
+        print!("{out}");
+    }
+    Ok(())
+}
+
+/// Appends the human form of one image: key/value lines, then a layer table.
+fn table(out: &mut String, layout: &std::path::Path, image: &Inspection) {
+    let mut row = |key: &str, value: String| {
+        if !value.is_empty() {
+            let _ = writeln!(out, "{key:<13}{value}");
+        }
+    };
+    row("Layout", layout.display().to_string());
+    row("Tags", image.tags.join(", "));
+    if let Some(index) = &image.index_digest {
+        row("Index", index.clone());
+    }
+    row(
+        "Manifest",
+        format!(
+            "{}  {}  {}",
+            image.manifest.digest,
+            image.manifest.media_type,
+            human_size(image.manifest.size)
+        ),
+    );
+    row("Config", image.config_digest.clone());
+    row("Platform", image.platform.to_string());
+    row("Created", image.created.clone().unwrap_or_default());
+    let list = |v: &Option<Vec<String>>| {
+        v.as_ref()
+            .map(|v| serde_json::to_string(v).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    row("Entrypoint", list(&image.entrypoint));
+    row("Cmd", list(&image.cmd));
+    row("Workdir", image.workdir.clone().unwrap_or_default());
+    row("User", image.user.clone().unwrap_or_default());
+    row("StopSignal", image.stop_signal.clone().unwrap_or_default());
+    row("Ports", image.exposed_ports.join(", "));
+    row("Volumes", image.volumes.join(", "));
+    for (i, env) in image.env.iter().enumerate() {
+        row(if i == 0 { "Env" } else { "" }, env.clone());
+    }
+    for (i, (k, v)) in image.labels.iter().enumerate() {
+        row(if i == 0 { "Labels" } else { "" }, format!("{k}={v}"));
+    }
+    for (i, (k, v)) in image.annotations.iter().enumerate() {
+        row(if i == 0 { "Annotations" } else { "" }, format!("{k}={v}"));
+    }
+    let total: u64 = image.layers.iter().map(|l| l.size).sum();
+    let _ = writeln!(
+        out,
+        "Layers       {} ({})",
+        image.layers.len(),
+        human_size(total)
+    );
+    let _ = writeln!(
+        out,
+        "  {:>3}  {:<71}  {:>10}  {:<6}  CREATED BY",
+        "#", "DIGEST", "SIZE", "TYPE"
+    );
+    for (i, layer) in image.layers.iter().enumerate() {
+        let kind = match oci::layer_compression(&layer.media_type.as_str().into()) {
+            Some(c) => format!("{c:?}").to_lowercase(),
+            None => "?".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:>3}  {:<71}  {:>10}  {:<6}  {}",
+            i + 1,
+            layer.digest,
+            human_size(layer.size),
+            kind,
+            layer.created_by.clone().unwrap_or_default()
+        );
+    }
+}
