@@ -239,8 +239,15 @@ impl SpecSource<'_> {
 
     /// Cut `span` to the end of its first line, and into the text.
     pub fn first_line(&self, span: Range<usize>) -> Range<usize> {
-        let start = span.start.min(self.text.len());
-        let end = span.end.clamp(start, self.text.len());
+        let boundary = |mut i: usize| {
+            i = i.min(self.text.len());
+            while !self.text.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        };
+        let start = boundary(span.start);
+        let end = boundary(span.end).max(start);
         let end = self.text[start..end]
             .find('\n')
             .map_or(end, |nl| start + nl);
@@ -288,7 +295,10 @@ impl SpecDiagnostic {
 
 /// 1-based line and character column of a byte offset.
 pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |nl| nl + 1);
