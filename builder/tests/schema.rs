@@ -215,7 +215,10 @@ dest = "/srv/"
 exclude = ["*.map"]
 "#;
     write(good);
-    assert_eq!(example_dirs(&root.path().join("examples")), vec![dir.clone()]);
+    assert_eq!(
+        example_dirs(&root.path().join("examples")),
+        vec![dir.clone()]
+    );
     check_example(&dir, &schema_path).unwrap();
 
     write(&good.replace("#:schema ../../schema/image.schema.json\n", ""));
