@@ -1,0 +1,419 @@
+//! The raw spec: `image.toml` exactly as written, before any validation.
+//!
+//! These types mirror the TOML one to one: every table is a struct with
+//! `deny_unknown_fields`, keys are kebab-case, optional keys are `Option`s without defaults
+//! applied, and every value a later check may reject keeps its byte span ([`Spanned`]) so the
+//! error can point at it. Their doc comments are the user documentation: they become the
+//! `description`s of the JSON schema ([`crate::spec::json_schema`]) and of the generated
+//! reference (`schema/REFERENCE.md`).
+//!
+//! Nothing outside the spec module should consume these types for building: the validated
+//! [`ImageSpec`](crate::spec::ImageSpec) is the pipeline's input.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::layer::Compression;
+
+/// Pattern of an image name (the repository part of a reference).
+pub(crate) const NAME_PATTERN: &str = r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$";
+/// Pattern of a tag.
+pub(crate) const TAG_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+/// Pattern of a `from` value this version accepts.
+pub(crate) const FROM_PATTERN: &str = r"^(?:scratch|oci:.+)$";
+/// Pattern of a layer name.
+pub(crate) const LAYER_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$";
+/// Pattern of an environment variable name.
+pub(crate) const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
+/// Pattern of an exposed port.
+pub(crate) const PORT_PATTERN: &str = r"^[0-9]{1,5}(?:/(?:tcp|udp|sctp))?$";
+/// Pattern of an absolute path in the image.
+pub(crate) const ABSOLUTE_PATTERN: &str = r"^/";
+/// Pattern of a numeric owner.
+pub(crate) const OWNER_PATTERN: &str = r"^[0-9]+(?::[0-9]+)?$";
+/// Pattern of a mode written as a string.
+pub(crate) const MODE_STRING_PATTERN: &str = r"^(?:0o)?[0-7]{1,5}$";
+/// Pattern of a stop signal.
+pub(crate) const SIGNAL_PATTERN: &str = r"^(?:SIG[A-Z0-9+-]+|[0-9]+)$";
+
+/// An image spec (`image.toml`): one OCI image made of a base, ordered layers and a runtime
+/// config.
+///
+/// Host paths are relative to the build context (`context`), which is relative to the spec
+/// file's directory. Built with `cargo image build`; every digest depends only on this file,
+/// the files it names and `SOURCE_DATE_EPOCH`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(title = "cargo-image spec (image.toml)")]
+pub struct RawSpec {
+    /// The image name: the repository part of a reference, lower-case (`hello`,
+    /// `acme/hello`, `ghcr.io/acme/hello`, `localhost:5000/hello`). Path components are
+    /// `[a-z0-9]+` joined by `.`, `_`, `__` or `-`, separated by `/`; an optional registry
+    /// `host[:port]/` may come first.
+    #[schemars(with = "String", regex(pattern = NAME_PATTERN), length(max = 255))]
+    pub name: Spanned<String>,
+
+    /// Tags of the image, written as `org.opencontainers.image.ref.name` in the output layout.
+    /// Each is 1 to 128 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", transform = tag_list, extend("default" = ["latest"]))]
+    pub tags: Option<Spanned<Vec<Spanned<String>>>>,
+
+    /// The base the layers go on top of: `scratch` (nothing), or `oci:PATH` / `oci:PATH:TAG`, an
+    /// image in a local OCI image layout directory (relative to the spec file's directory),
+    /// selected by tag or, without a tag, the layout's only image. Registry references
+    /// (`alpine:3.20`) are not supported yet: copy the image into a layout first
+    /// (`skopeo copy docker://alpine:3.20 oci:base:3.20`).
+    #[serde(default)]
+    #[schemars(with = "String", regex(pattern = FROM_PATTERN), extend("default" = "scratch"))]
+    pub from: Option<Spanned<String>>,
+
+    /// Seconds since the Unix epoch used as the mtime of every file and as the image's
+    /// `created` time. `SOURCE_DATE_EPOCH` overrides it at build time. Default: 0
+    /// (1970-01-01T00:00:00Z).
+    #[serde(default)]
+    #[schemars(with = "u64", range(max = 253_402_300_799u64), extend("default" = 0))]
+    pub epoch: Option<Spanned<u64>>,
+
+    /// Compression of every layer: `gzip` (read by every runtime), `zstd` (smaller and
+    /// faster, needs a recent runtime) or `none`.
+    #[serde(default)]
+    #[schemars(with = "Compression", extend("default" = "gzip"))]
+    pub compression: Option<Spanned<Compression>>,
+
+    /// The build context: the directory host paths (`path`, `tar`) are relative to, itself
+    /// relative to the spec file's directory and inside it. It must exist. Default: the spec
+    /// file's directory.
+    #[serde(default)]
+    #[schemars(with = "String", extend("default" = "."))]
+    pub context: Option<Spanned<String>>,
+
+    /// The runtime configuration of the image (the OCI image config).
+    #[serde(default)]
+    #[schemars(with = "RawConfig")]
+    pub config: Option<RawConfig>,
+
+    /// Annotations of the image manifest (string to string), such as
+    /// `"org.opencontainers.image.source"`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub annotations: Option<BTreeMap<Spanned<String>, String>>,
+
+    /// The layers of the image, bottom first. Each `[[layer]]` becomes one layer blob, cached
+    /// and pushed on its own: put what changes rarely first.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawLayer>")]
+    pub layer: Option<Vec<RawLayer>>,
+}
+
+/// The runtime configuration of the image: what a container started from it runs, and how.
+/// Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Config")]
+pub struct RawConfig {
+    /// The program a container runs, and its first arguments, as a list (exec form; no
+    /// shell). Example: `["/usr/local/bin/hello"]`.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+
+    /// Arguments appended to `entrypoint` (or the command itself when there is no
+    /// entrypoint); a container's command line replaces them.
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+
+    /// Environment variables, name to value. Names are `[A-Za-z_][A-Za-z0-9_]*`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>", transform = env_names)]
+    pub env: Option<BTreeMap<Spanned<String>, String>>,
+
+    /// The working directory of the container's process: an absolute path.
+    #[serde(default)]
+    #[schemars(with = "String", regex(pattern = ABSOLUTE_PATTERN))]
+    pub workdir: Option<Spanned<String>>,
+
+    /// The user the process runs as: `user` or `user:group`, each a name or a numeric id
+    /// (`65532:65532`).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub user: Option<Spanned<String>>,
+
+    /// Labels of the image config (string to string).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub labels: Option<BTreeMap<Spanned<String>, String>>,
+
+    /// Ports the container listens on: `PORT/PROTO` with `PROTO` one of `tcp`, `udp`,
+    /// `sctp`; a bare `PORT` means `PORT/tcp`. Ports are 1 to 65535.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", transform = port_list)]
+    pub exposed_ports: Option<Vec<Spanned<String>>>,
+
+    /// Directories (absolute paths) a runtime should mount a volume on.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", transform = absolute_list)]
+    pub volumes: Option<Vec<Spanned<String>>>,
+
+    /// The signal that stops the container: a name (`SIGTERM`, `SIGINT`) or a number.
+    #[serde(default)]
+    #[schemars(with = "String", regex(pattern = SIGNAL_PATTERN))]
+    pub stop_signal: Option<Spanned<String>>,
+}
+
+/// One layer: a name and the entries it adds to the image.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Layer")]
+pub struct RawLayer {
+    /// The layer's name, unique among the layers: `[A-Za-z0-9][A-Za-z0-9_.-]*`. Shown in
+    /// messages and in the image history.
+    #[schemars(with = "String", regex(pattern = LAYER_NAME_PATTERN))]
+    pub name: Spanned<String>,
+
+    /// The entries of the layer (`[[layer.add]]`), at least one. When two entries write the
+    /// same path, the later one wins.
+    #[schemars(with = "Vec<RawAdd>", length(min = 1))]
+    pub add: Spanned<Vec<Spanned<RawAdd>>>,
+}
+
+/// One entry of a layer: exactly one content source (`path`, `content`, `dir`, `symlink`,
+/// `tar` or `cargo`) placed at `dest` in the image.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Add", transform = one_source)]
+pub struct RawAdd {
+    /// Source: a host file or directory, relative to the build context and inside it. A
+    /// directory is copied with everything below it (see `include` and `exclude`).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub path: Option<Spanned<String>>,
+
+    /// Source: a file with this content (UTF-8 text, written as is).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub content: Option<Spanned<String>>,
+
+    /// Source: an empty directory (`dir = true`).
+    #[serde(default)]
+    #[schemars(with = "bool", extend("const" = true))]
+    pub dir: Option<Spanned<bool>>,
+
+    /// Source: a symbolic link pointing at this target (stored as written).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub symlink: Option<Spanned<String>>,
+
+    /// Source: the entries of an existing tar archive (plain, gzip or zstd), relative to the
+    /// build context and inside it, unpacked under `dest`.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub tar: Option<Spanned<String>>,
+
+    /// Source: a binary built by cargo. `cargo = {}` is the context package's only binary,
+    /// built with the `release` profile for `x86_64-unknown-linux-musl`.
+    #[serde(default)]
+    #[schemars(with = "RawCargo")]
+    pub cargo: Option<Spanned<RawCargo>>,
+
+    /// Where the source goes in the image: an absolute path. A trailing `/` means "into this
+    /// directory" (keeping the source's own name). Required, except for `tar` (default `/`).
+    #[serde(default)]
+    #[schemars(with = "String", regex(pattern = ABSOLUTE_PATTERN))]
+    pub dest: Option<Spanned<String>>,
+
+    /// Permission bits of the files this entry produces: an octal string (`"755"`, `"0755"`,
+    /// `"4755"`) or a TOML octal integer (`0o755`), at most `0o7777`. Default: the host's bits
+    /// normalised to 0644, or 0755 if any execute bit is set (0755 for `cargo`, 0644 for
+    /// `content`).
+    #[serde(default)]
+    #[schemars(with = "RawMode")]
+    pub mode: Option<Spanned<RawMode>>,
+
+    /// Permission bits of the directories this entry produces, in the same forms as `mode`.
+    /// Default: 0755.
+    #[serde(default)]
+    #[schemars(with = "RawMode")]
+    pub dir_mode: Option<Spanned<RawMode>>,
+
+    /// Numeric owner of everything this entry produces: `"UID:GID"`, or `"UID"` for
+    /// `UID:UID`. Default: `"0:0"`.
+    #[serde(default)]
+    #[schemars(with = "String", regex(pattern = OWNER_PATTERN), extend("default" = "0:0"))]
+    pub owner: Option<Spanned<String>>,
+
+    /// For `path` directories: gitignore-style globs (relative to `path`) a file must match to
+    /// be added. Default: every file.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub include: Option<Spanned<Vec<Spanned<String>>>>,
+
+    /// For `path` directories: gitignore-style globs (relative to `path`) of files and
+    /// directories to leave out (`"*.map"`, `"drafts/"`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub exclude: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A binary built by cargo. Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Cargo")]
+pub struct RawCargo {
+    /// The package that owns the binary (`cargo build -p`). Default: the package in the
+    /// build context.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub package: Option<Spanned<String>>,
+
+    /// The binary target (`cargo build --bin`). Default: the package's only binary.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub bin: Option<Spanned<String>>,
+
+    /// The cargo profile (`cargo build --profile`).
+    #[serde(default)]
+    #[schemars(with = "String", extend("default" = "release"))]
+    pub profile: Option<Spanned<String>>,
+
+    /// Features to enable (`cargo build --features`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub features: Option<Vec<Spanned<String>>>,
+
+    /// Enable every feature (`cargo build --all-features`).
+    #[serde(default)]
+    #[schemars(extend("default" = false))]
+    pub all_features: Option<bool>,
+
+    /// Do not enable the `default` feature (`cargo build --no-default-features`).
+    #[serde(default)]
+    #[schemars(extend("default" = false))]
+    pub no_default_features: Option<bool>,
+
+    /// The Rust target triple to build for. The default builds a static binary that runs on
+    /// `scratch`.
+    #[serde(default)]
+    #[schemars(with = "String", extend("default" = "x86_64-unknown-linux-musl"))]
+    pub target: Option<Spanned<String>>,
+}
+
+/// A permission mode as written: a TOML integer or a string of octal digits. Checked and
+/// converted by validation, which can see how the integer was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawMode {
+    /// `mode = 0o755`.
+    Integer(i64),
+    /// `mode = "0755"`.
+    String(String),
+}
+
+impl<'de> Deserialize<'de> for RawMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ModeVisitor;
+
+        impl Visitor<'_> for ModeVisitor {
+            type Value = RawMode;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"an octal mode: a string like "0755" or an integer like 0o755"#)
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawMode, E> {
+                Ok(RawMode::Integer(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawMode, E> {
+                Ok(RawMode::Integer(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawMode, E> {
+                Ok(RawMode::String(v.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(ModeVisitor)
+    }
+}
+
+impl JsonSchema for RawMode {
+    fn schema_name() -> Cow<'static, str> {
+        "Mode".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "integer", "minimum": 0, "maximum": 0o7777 },
+                { "type": "string", "pattern": MODE_STRING_PATTERN },
+            ]
+        })
+    }
+}
+
+/// Schema transform: a list of tags.
+fn tag_list(schema: &mut Schema) {
+    schema.insert(
+        "items".into(),
+        serde_json::json!({ "type": "string", "pattern": TAG_PATTERN }),
+    );
+    schema.insert("minItems".into(), 1.into());
+    schema.insert("uniqueItems".into(), true.into());
+}
+
+/// Schema transform: a map whose keys are environment variable names.
+fn env_names(schema: &mut Schema) {
+    schema.insert(
+        "propertyNames".into(),
+        serde_json::json!({ "pattern": ENV_NAME_PATTERN }),
+    );
+}
+
+/// Schema transform: a list of exposed ports.
+fn port_list(schema: &mut Schema) {
+    schema.insert(
+        "items".into(),
+        serde_json::json!({ "type": "string", "pattern": PORT_PATTERN }),
+    );
+}
+
+/// Schema transform: a list of absolute paths.
+fn absolute_list(schema: &mut Schema) {
+    schema.insert(
+        "items".into(),
+        serde_json::json!({ "type": "string", "pattern": ABSOLUTE_PATTERN }),
+    );
+}
+
+/// The content sources of an `[[layer.add]]` entry (its keys, in the order messages list them).
+pub(crate) const SOURCES: [&str; 6] = ["path", "content", "dir", "symlink", "tar", "cargo"];
+
+/// Schema transform: exactly one source per entry, `dest` required except for `tar`, and
+/// `include`/`exclude` only with `path`.
+fn one_source(schema: &mut Schema) {
+    let branches: Vec<serde_json::Value> = SOURCES
+        .iter()
+        .map(|source| {
+            let required: Vec<&str> = if *source == "tar" {
+                vec![source]
+            } else {
+                vec![source, "dest"]
+            };
+            serde_json::json!({ "required": required })
+        })
+        .collect();
+    schema.insert("oneOf".into(), branches.into());
+    schema.insert(
+        "dependencies".into(),
+        serde_json::json!({ "include": ["path"], "exclude": ["path"] }),
+    );
+}
