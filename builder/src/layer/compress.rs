@@ -110,7 +110,12 @@ impl FormatSpec for PigzGzip {
 
 /// A compressing writer of one of the [`Compression`] kinds.
 pub(crate) enum Encoder<'scope, W: Write + Send + 'scope> {
-    Gzip(ParCompress<'scope, PigzGzip, W>),
+    /// `failed` is set once a write failed: gzp has then shut its pipeline down, and calling its
+    /// `finish` would panic.
+    Gzip {
+        z: ParCompress<'scope, PigzGzip, W>,
+        failed: bool,
+    },
     Zstd(zstd::stream::write::Encoder<'static, W>),
     None(W),
 }
@@ -135,7 +140,10 @@ impl<'scope, W: Write + Send + 'scope> Encoder<'scope, W> {
                     .buffer_size(GZIP_BLOCK)
                     .and_then(|b| b.num_threads(threads))
                     .map_err(|e| compress_err(Box::new(e)))?;
-                Encoder::Gzip(builder.from_borrowed_writer(out, scope))
+                Encoder::Gzip {
+                    z: builder.from_borrowed_writer(out, scope),
+                    failed: false,
+                }
             }
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)
@@ -151,7 +159,13 @@ impl<'scope, W: Write + Send + 'scope> Encoder<'scope, W> {
     /// Ends the compressed stream and returns the output.
     pub(crate) fn finish(self, compression: Compression) -> Result<W, Error> {
         match self {
-            Encoder::Gzip(mut z) => z.finish().map_err(|e| match e {
+            Encoder::Gzip { failed: true, .. } => Err(Error::WriteLayer {
+                source: gzip_failed(),
+            }),
+            Encoder::Gzip {
+                mut z,
+                failed: false,
+            } => z.finish().map_err(|e| match e {
                 GzpError::Io(source) => Error::WriteLayer { source },
                 e => Error::Compress {
                     compression,
@@ -167,7 +181,8 @@ impl<'scope, W: Write + Send + 'scope> Encoder<'scope, W> {
 impl<'scope, W: Write + Send + 'scope> Write for Encoder<'scope, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Encoder::Gzip(z) => z.write(buf),
+            Encoder::Gzip { failed: true, .. } => Err(gzip_failed()),
+            Encoder::Gzip { z, failed } => z.write(buf).inspect_err(|_| *failed = true),
             Encoder::Zstd(z) => z.write(buf),
             Encoder::None(w) => w.write(buf),
         }
@@ -175,7 +190,8 @@ impl<'scope, W: Write + Send + 'scope> Write for Encoder<'scope, W> {
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
-            Encoder::Gzip(z) => z.write_all(buf),
+            Encoder::Gzip { failed: true, .. } => Err(gzip_failed()),
+            Encoder::Gzip { z, failed } => z.write_all(buf).inspect_err(|_| *failed = true),
             Encoder::Zstd(z) => z.write_all(buf),
             Encoder::None(w) => w.write_all(buf),
         }
@@ -185,6 +201,10 @@ impl<'scope, W: Write + Send + 'scope> Write for Encoder<'scope, W> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+fn gzip_failed() -> io::Error {
+    io::Error::other("the gzip compressor stopped after an earlier error")
 }
 
 #[cfg(test)]

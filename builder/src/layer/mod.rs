@@ -54,7 +54,7 @@ mod tar_writer;
 mod tree;
 mod write;
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests;
 
 pub use error::Error;

@@ -819,6 +819,28 @@ fn tar_import_plain_gzip_and_zstd_give_the_same_tree() {
 }
 
 #[test]
+fn our_own_pax_tar_imports_back_to_the_same_bytes() {
+    let c = Ctx::new();
+    let long = format!("a/{}/{}", "p".repeat(99), "q".repeat(200));
+    let mut exec = add("bin/x", Source::Content(b"#!".to_vec()));
+    exec.mode = Some(0o4755);
+    let tree = c
+        .build(vec![
+            add(&long, Source::Content(corpus(5000, 5))),
+            add("l", Source::Symlink("t".repeat(300))),
+            exec,
+            add("tmp", Source::Dir),
+        ])
+        .unwrap();
+    let tar = tar_of(&tree);
+    fs::write(c.root.join("own.tar"), &tar).unwrap();
+    let again = c
+        .build(vec![add("", Source::Tar("own.tar".into()))])
+        .unwrap();
+    assert!(tar_of(&again) == tar, "re-importing our own tar changed it");
+}
+
+#[test]
 fn tar_import_rejects_members_escaping_with_dotdot() {
     let c = Ctx::new();
     let mut h = tar::Header::new_ustar();
@@ -1072,9 +1094,105 @@ fn write_layer_to_dir_names_the_blob_by_digest_and_keeps_an_existing_one() {
     assert!(matches!(err, Error::WriteBlob { .. }), "{err}");
 }
 
+/// An output that fails once `left` bytes are written.
+struct FailingOutput {
+    left: usize,
+}
+
+impl Write for FailingOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.left {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.left -= buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_output_is_an_error_not_a_panic() {
+    let tree = big_tree();
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        for left in [0, 100_000] {
+            let err =
+                write_layer(&tree, &opts(compression, 2), FailingOutput { left }).unwrap_err();
+            assert!(
+                matches!(err, Error::WriteLayer { .. }),
+                "{compression:?}: {err}"
+            );
+        }
+    }
+    // A source error while the compressor is healthy is reported as such.
+    let c = Ctx::new();
+    let f = c.file("f", &corpus(400_000, 9), 0o644);
+    let tree = c.build(vec![add("f", path("f"))]).unwrap();
+    fs::write(&f, b"short").unwrap();
+    let err = write_layer(&tree, &opts(Compression::Gzip, 2), Vec::new()).unwrap_err();
+    assert!(matches!(err, Error::SourceChanged { .. }), "{err}");
+}
+
 #[test]
 fn empty_tree_is_two_zero_blocks() {
     let tree = LayerTree::new();
     let tar = tar_of(&tree);
     assert_eq!(tar, vec![0u8; 1024]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throughput (manual): `CARGO_IMAGE_BENCH_DIR=/some/tree cargo test --release -p cargo-oci-image
+// --lib layer::tests::throughput -- --ignored --nocapture`
+
+#[test]
+#[ignore = "manual benchmark; needs CARGO_IMAGE_BENCH_DIR"]
+fn throughput() {
+    let Some(dir) = std::env::var_os("CARGO_IMAGE_BENCH_DIR") else {
+        return;
+    };
+    let dir = fs::canonicalize(dir).unwrap();
+    let outputs = HashMap::new();
+    let layer = LayerSpec {
+        name: "bench".into(),
+        entries: vec![add("data", path("."))],
+    };
+    let start = std::time::Instant::now();
+    let tree = LayerTree::from_spec(
+        &layer,
+        &SourceContext {
+            context: &dir,
+            cargo_outputs: &outputs,
+        },
+    )
+    .unwrap();
+    let mb = tree.content_size() as f64 / 1e6;
+    eprintln!(
+        "tree: {} entries, {mb:.0} MB in {:?}",
+        tree.len(),
+        start.elapsed()
+    );
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let start = std::time::Instant::now();
+        let out = tempfile::tempfile().unwrap();
+        let b = write_layer(
+            &tree,
+            &WriteOptions {
+                compression,
+                mtime: 0,
+                threads,
+            },
+            &out,
+        )
+        .unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{compression:?}: {:.0} MB -> {:.0} MB in {secs:.2}s = {:.0} MB/s",
+            mb,
+            b.size as f64 / 1e6,
+            mb / secs
+        );
+    }
 }

@@ -30,15 +30,21 @@ pub fn write_layer<W: Write + Send>(
     std::thread::scope(|scope| {
         // With no compression the blob is the tar: one hasher gives both digests.
         let (diff_id, digest, size) = if compression == Compression::None {
-            let tar = write_tar(tree, opts.mtime, HashWriter::new(out))?;
+            let mut tar = HashWriter::new(out);
+            write_tar(tree, opts.mtime, &mut tar)?;
             let (_, diff_id, size) = tar.finish();
             (diff_id.clone(), diff_id, size)
         } else {
             let compressed = HashWriter::new(out);
             let encoder = Encoder::new(compression, opts.threads, compressed, scope)?;
-            let tar = write_tar(tree, opts.mtime, HashWriter::new(encoder))?;
+            let mut tar = HashWriter::new(encoder);
+            let written = write_tar(tree, opts.mtime, &mut tar);
             let (encoder, diff_id, _) = tar.finish();
-            let (_, digest, size) = encoder.finish(compression)?.finish();
+            // Finish the compressor even after an error, so its threads end here and report
+            // their own error instead of panicking when dropped.
+            let finished = encoder.finish(compression);
+            written?;
+            let (_, digest, size) = finished?.finish();
             (diff_id, digest, size)
         };
         Ok(LayerBlob {
@@ -50,8 +56,8 @@ pub fn write_layer<W: Write + Send>(
     })
 }
 
-/// Writes the tar stream of `tree` into `out` through a large buffer; returns `out`.
-fn write_tar<W: Write>(tree: &LayerTree, mtime: u64, out: W) -> Result<W, Error> {
+/// Writes the tar stream of `tree` into `out` through a large buffer.
+fn write_tar<W: Write>(tree: &LayerTree, mtime: u64, out: &mut W) -> Result<(), Error> {
     let mut tar = TarWriter::new(BufWriter::with_capacity(WRITE_BUF, out), mtime);
     for (path, entry) in tree.iter() {
         tar.write_entry(path, entry)?;
@@ -59,7 +65,8 @@ fn write_tar<W: Write>(tree: &LayerTree, mtime: u64, out: W) -> Result<W, Error>
     // `into_inner` writes the buffer out without calling `flush` on the writer below.
     tar.finish()?.into_inner().map_err(|e| Error::WriteLayer {
         source: e.into_error(),
-    })
+    })?;
+    Ok(())
 }
 
 /// Writes `tree` as a blob file named by its hex digest in `dir` and returns its digests.
