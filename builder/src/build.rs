@@ -181,7 +181,6 @@ pub fn build_spec(
         }
     }
 
-
     // 3. The base.
     let platform = oci::Platform::linux_amd64();
     let base = match &spec.stage.base {
@@ -234,7 +233,8 @@ pub fn build_spec(
             source,
         };
         let tree = LayerTree::from_spec(layer_spec, &ctx).map_err(wrap)?;
-        let blob = layer::write_layer_to_dir(&tree, &write_opts, &writer.blobs_dir()).map_err(wrap)?;
+        let blob =
+            layer::write_layer_to_dir(&tree, &write_opts, &writer.blobs_dir()).map_err(wrap)?;
         on_event(Event::LayerFinished {
             name: layer_spec.name.clone(),
             digest: blob.digest.clone(),

@@ -41,14 +41,23 @@ impl Project {
     /// Builds, expects failure with exit code 1, and checks nothing was written.
     fn fails(&self) -> String {
         let r = self.build();
-        assert_eq!(r.code, Some(1), "expected a build error\n{}\n{}", r.stdout, r.stderr);
+        assert_eq!(
+            r.code,
+            Some(1),
+            "expected a build error\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
         assert!(!self.out().exists(), "a failed build wrote its output");
         let leftovers: Vec<_> = std::fs::read_dir(&self.dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n.starts_with('.') && n.contains("out"))
             .collect();
-        assert!(leftovers.is_empty(), "temporary output left behind: {leftovers:?}");
+        assert!(
+            leftovers.is_empty(),
+            "temporary output left behind: {leftovers:?}"
+        );
         r.stderr
     }
 }
@@ -130,7 +139,10 @@ fn symlinks_inside_a_tree_are_stored_not_followed() {
         .lines()
         .find(|l| l.contains("t/link"))
         .expect("link in layer");
-    assert!(link_line.starts_with('l'), "stored as a symlink: {link_line}");
+    assert!(
+        link_line.starts_with('l'),
+        "stored as a symlink: {link_line}"
+    );
 }
 
 #[test]
@@ -178,7 +190,10 @@ fn unwritable_output_fails_and_keeps_the_previous_output() {
         .args(["build", "--output", "precious"])
         .run();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
-    assert_eq!(std::fs::read_to_string(precious.join("notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(precious.join("notes.txt")).unwrap(),
+        "keep me"
+    );
 }
 
 /// The blob path of the first layer of the image in a layout.

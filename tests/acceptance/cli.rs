@@ -49,7 +49,9 @@ fn tag_flag_replaces_the_spec_tags() {
     let (tmp, dir) = example_copy("import-tar");
     let out = tmp.path().join("out");
     cargo_image(&dir)
-        .args(["build", "--quiet", "--tag", "v9", "--tag", "stable", "--output"])
+        .args([
+            "build", "--quiet", "--tag", "v9", "--tag", "stable", "--output",
+        ])
         .arg_path(&out)
         .run()
         .ok();
@@ -58,7 +60,12 @@ fn tag_flag_replaces_the_spec_tags() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap().to_string())
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     tags.sort();
     assert_eq!(tags, ["stable", "v9"]);
@@ -85,7 +92,10 @@ fn json_messages_are_one_event_per_line() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each stdout line is JSON"))
         .collect();
-    let kinds: Vec<_> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds.first(), Some(&"spec-loaded"));
     assert_eq!(kinds.last(), Some(&"image-finished"));
     assert_eq!(kinds.iter().filter(|k| **k == "layer-finished").count(), 2);
@@ -98,11 +108,23 @@ fn inspect_shows_the_image_as_a_table_and_json() {
     let (tmp, dir) = example_copy("import-tar");
     let out = tmp.path().join("out");
     let digest = build(&dir, Path::new("image.toml"), &out);
-    let r = cargo_image(&dir).args(["inspect"]).arg_path(&out).run().ok();
+    let r = cargo_image(&dir)
+        .args(["inspect"])
+        .arg_path(&out)
+        .run()
+        .ok();
     assert!(r.stdout.contains(&digest), "{}", r.stdout);
     assert!(r.stdout.contains("vendor-1.0"), "{}", r.stdout);
-    assert!(r.stdout.contains("TOOL_CONFIG=/etc/tool/config.toml"), "{}", r.stdout);
-    assert!(r.stdout.contains("cargo-image layer config"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("TOOL_CONFIG=/etc/tool/config.toml"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("cargo-image layer config"),
+        "{}",
+        r.stdout
+    );
 
     let r = cargo_image(&dir)
         .args(["inspect", "--json", "--tag", "latest"])
@@ -117,5 +139,9 @@ fn inspect_shows_the_image_as_a_table_and_json() {
         .arg_path(&out)
         .run();
     assert_eq!(r.code, Some(1));
-    assert!(r.stderr.contains("nope") && r.stderr.contains("latest"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nope") && r.stderr.contains("latest"),
+        "{}",
+        r.stderr
+    );
 }

@@ -26,7 +26,10 @@ fn hello_builds_validates_and_runs() {
         serde_json::json!(["/usr/local/bin/hello"])
     );
     assert_eq!(config["config"]["User"], "65532:65532");
-    assert_eq!(config["config"]["Env"], serde_json::json!(["GREETING_TARGET=OCI"]));
+    assert_eq!(
+        config["config"]["Env"],
+        serde_json::json!(["GREETING_TARGET=OCI"])
+    );
     assert_eq!(config["created"], "1970-01-01T00:00:00Z");
     let raw = skopeo_inspect(&out, "0.1.0", Some("--raw"));
     assert_eq!(
@@ -98,7 +101,13 @@ fn static_site_has_its_files_excludes_owners_and_config() {
     let bundle = tmp.path().join("bundle");
     umoci_unpack(&gz, "latest", &bundle);
     let www = bundle.join("rootfs/srv/www");
-    for f in ["index.html", "about.html", "css/site.css", "js/site.js", "img/pixel.gif"] {
+    for f in [
+        "index.html",
+        "about.html",
+        "css/site.css",
+        "js/site.js",
+        "img/pixel.gif",
+    ] {
         assert_eq!(stat(&www.join(f)), (0o644, 101, 101), "{f}");
     }
     assert_eq!(stat(&www.join("css")), (0o755, 101, 101));
@@ -109,7 +118,10 @@ fn static_site_has_its_files_excludes_owners_and_config() {
         std::fs::read_link(&link).unwrap(),
         Path::new("/srv/www/index.html")
     );
-    assert_eq!(stat(&bundle.join("rootfs/var/cache/site")), (0o750, 101, 101));
+    assert_eq!(
+        stat(&bundle.join("rootfs/var/cache/site")),
+        (0o750, 101, 101)
+    );
     assert_eq!(stat(&bundle.join("rootfs/var/cache")), (0o755, 0, 0));
 }
 
@@ -150,8 +162,14 @@ fn import_tar_normalises_the_vendor_tarball() {
     let bundle = tmp.path().join("bundle");
     umoci_unpack(&out, "latest", &bundle);
     let doc = bundle.join("rootfs/opt/tool/share/doc");
-    assert_eq!(std::fs::read_to_string(doc.join("LICENSE")).unwrap(), "MIT licensed tool\n");
-    assert_eq!(std::fs::read_to_string(doc.join("COPYING")).unwrap(), "MIT licensed tool\n");
+    assert_eq!(
+        std::fs::read_to_string(doc.join("LICENSE")).unwrap(),
+        "MIT licensed tool\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(doc.join("COPYING")).unwrap(),
+        "MIT licensed tool\n"
+    );
     assert_eq!(stat(&doc.join("LICENSE")), (0o644, 0, 0));
     assert_eq!(
         stat(&bundle.join("rootfs/opt/tool/bin/tool")),

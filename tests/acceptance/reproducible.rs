@@ -46,7 +46,11 @@ fn checkout(name: &str, dest: &Path, reverse: bool, file_mode: u32, mtime: &str)
             .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
             .output()
             .unwrap();
-        assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
     };
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
@@ -158,7 +162,12 @@ fn rebuild_gives_byte_identical_layouts() {
         let mut v: Vec<(PathBuf, Vec<u8>)> = walk(p)
             .into_iter()
             .filter(|f| f.is_file())
-            .map(|f| (f.strip_prefix(p).unwrap().to_path_buf(), std::fs::read(&f).unwrap()))
+            .map(|f| {
+                (
+                    f.strip_prefix(p).unwrap().to_path_buf(),
+                    std::fs::read(&f).unwrap(),
+                )
+            })
             .collect();
         v.sort();
         v

@@ -339,8 +339,8 @@ pub fn runc_run(bundle: &Path) -> Run {
 /// `(mode & 0o7777, uid, gid)` of a path, without following a final symlink.
 pub fn stat(path: &Path) -> (u32, u32, u32) {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    let m =
+        std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
     (m.mode() & 0o7777, m.uid(), m.gid())
 }
 

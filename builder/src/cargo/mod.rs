@@ -27,7 +27,9 @@ use crate::spec::CargoSource;
 /// Errors from cargo builds.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to run `{program}`: {source}; is cargo installed and on PATH (or $CARGO set)?")]
+    #[error(
+        "failed to run `{program}`: {source}; is cargo installed and on PATH (or $CARGO set)?"
+    )]
     Spawn {
         program: String,
         #[source]
@@ -105,7 +107,9 @@ pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
     if !output.status.success() {
         return Err(Error::Metadata {
             dir: dir.to_path_buf(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim_end().to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr)
+                .trim_end()
+                .to_string(),
         });
     }
     #[derive(serde::Deserialize)]
@@ -150,8 +154,16 @@ fn ensure_target(target: &str, opts: &CargoOptions) -> Result<(), Error> {
             let status = Command::new("rustup")
                 .args(["target", "add", target])
                 .stdin(Stdio::null())
-                .stdout(if opts.show_output { Stdio::inherit() } else { Stdio::null() })
-                .stderr(if opts.show_output { Stdio::inherit() } else { Stdio::null() })
+                .stdout(if opts.show_output {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
+                .stderr(if opts.show_output {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
                 .status();
             match status {
                 Ok(s) if s.success() => check_target_installed(target),
@@ -309,7 +321,10 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
                 continue;
             }
             if let Some(exe) = msg["executable"].as_str() {
-                let name = msg["target"]["name"].as_str().unwrap_or_default().to_string();
+                let name = msg["target"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 executables.push((name, PathBuf::from(exe)));
             }
         }

@@ -118,7 +118,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         source_date_epoch: source_date_epoch()?,
         jobs: args.jobs,
         cargo: CargoOptions {
-            show_output: verbosity != Verbosity::Quiet && !json,
+            show_output: verbosity != Verbosity::Quiet,
             extra_args,
             install_targets: true,
         },

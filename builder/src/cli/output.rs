@@ -79,7 +79,5 @@ pub fn report_error(error: &anyhow::Error) {
 }
 
 fn find_spec_error(error: &anyhow::Error) -> Option<&SpecError> {
-    error
-        .chain()
-        .find_map(|e| e.downcast_ref::<SpecError>())
+    error.chain().find_map(|e| e.downcast_ref::<SpecError>())
 }

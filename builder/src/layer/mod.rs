@@ -1,16 +1,90 @@
 //! Layers: from a [`LayerSpec`](crate::spec::LayerSpec) to a deterministic, compressed tar blob.
 //!
-//! TODO(layer helper): module docs — the brief overview and an example.
+//! # Brief overview
+//!
+//! A layer is built in two steps, and data flows one way:
+//!
+//! 1. **sources -> [`LayerTree`]** ([`LayerTree::from_spec`]): every `add` entry of the layer is
+//!    read from its source (a host path with include/exclude globs, inline content, an empty
+//!    directory, a symlink, the members of an existing tar, a cargo binary; one file per source
+//!    under `sources/`) into one merged tree, sorted by path in byte order. Modes are normalised,
+//!    owners come from the spec, implicit parent directories are added, and two different entries
+//!    at one path are an error. The tree holds *where* file content is (a host file, inline bytes,
+//!    a member of an archive at an offset), never the content of large files.
+//! 2. **[`LayerTree`] -> blob** ([`write_layer`], [`write_layer_to_dir`]): one pass over the tree
+//!    writes a tar stream with headers built by hand (`tar_writer`), hashes it (the `diff_id`),
+//!    compresses it (`compress`: parallel gzip or multithreaded zstd, whose bytes never depend on
+//!    the thread count), hashes the compressed bytes (the `digest`) and streams them out. Nothing
+//!    is held in memory beyond fixed-size buffers.
+//!
+//! ```text
+//! LayerSpec --sources--> LayerTree --tar_writer--> sha256 (diff_id) --compress--> sha256 (digest) --> out
+//! ```
+//!
+//! The bytes of a blob depend only on the tree, the [`WriteOptions`] and the encoders named in
+//! [`FORMAT_VERSION`]: not on the host's umask, file order, mtimes, inode numbers, hard links,
+//! user names or thread count.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::collections::HashMap;
+//! use std::path::Path;
+//! use cargo_oci_image::layer::{self, Compression, LayerTree, SourceContext, WriteOptions};
+//! # fn demo(spec: &cargo_oci_image::spec::LayerSpec) -> Result<(), layer::Error> {
+//! let outputs = HashMap::new();
+//! let ctx = SourceContext { context: Path::new("/src/app"), cargo_outputs: &outputs };
+//! let tree = LayerTree::from_spec(spec, &ctx)?;
+//! let opts = WriteOptions { compression: Compression::Gzip, mtime: 0, threads: 4 };
+//! let blob = layer::write_layer_to_dir(&tree, &opts, Path::new("store/blobs/sha256"))?;
+//! println!("{} {} {}", blob.digest, blob.diff_id, blob.size);
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::spec::{CargoSource, LayerSpec};
+use crate::spec::CargoSource;
+
+mod compress;
+mod error;
+mod hash;
+mod sources;
+mod tar_writer;
+mod tree;
+mod write;
+
+#[cfg(all(test, unix))]
+mod tests;
+
+pub use error::Error;
+pub use tree::{Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};
+pub use write::{write_layer, write_layer_to_dir};
+
+/// The version of everything that decides a layer blob's bytes: the tar writer, and for each
+/// compression its encoder, backend, level and framing. It is part of every layer's cache key:
+/// change it whenever a change here (or an encoder update) changes the bytes of a blob.
+///
+/// - `tar1`: ustar headers by hand, PAX records for what does not fit (see `tar_writer`).
+/// - gzip: gzp 2.0.4 parallel framing with our own pigz-style block format (128 KiB blocks, each
+///   a sync-flushed raw deflate stream primed with the previous block's last 32 KiB), deflate by
+///   flate2 1.1.11 on the zlib-rs 0.6.8 backend, level 6; header mtime 0, no name, OS 255.
+/// - zstd: libzstd 1.5.7 (bundled by zstd-sys), level 3, multithreaded mode (>= 1 worker).
+pub const FORMAT_VERSION: &str = "tar1;gzip:gzp-2.0.4/zlib-rs-0.6.8/6/128k/dict32k;zstd:1.5.7/3/mt";
 
 /// How a layer blob is compressed. The choice (and the encoder behind it) is part of the
 /// format version, because it decides the blob's bytes.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -21,6 +95,17 @@ pub enum Compression {
     Zstd,
     /// `application/vnd.oci.image.layer.v1.tar` (uncompressed).
     None,
+}
+
+impl Compression {
+    /// The OCI media type of a layer blob compressed this way.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+        }
+    }
 }
 
 /// What the tree builder needs besides the spec: where host paths are, and where cargo put the
@@ -39,12 +124,12 @@ pub struct WriteOptions {
     pub compression: Compression,
     /// mtime of every entry (seconds since the epoch).
     pub mtime: u64,
-    /// Compressor threads; never changes the output bytes.
+    /// Compressor threads; never changes the output bytes (0 counts as 1).
     pub threads: usize,
 }
 
 /// A finished layer blob.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LayerBlob {
     /// `sha256:<hex>` of the compressed blob.
     pub digest: String,

@@ -1,0 +1,334 @@
+//! Host paths: a file, or a directory tree filtered by include/exclude globs.
+//!
+//! The top-level source path is resolved (symlinks followed, `..` applied) and must stay inside
+//! the build context. Inside a copied tree nothing is followed: symlinks are stored as symlinks,
+//! hard links become independent regular files (whether two files share an inode is host history,
+//! not content), and sockets, fifos and devices are errors. A directory source copies its
+//! *contents* into `dest`.
+//!
+//! Globs are gitignore-style and relative to the source root: a pattern without `/` (other than a
+//! trailing one) matches at any depth, a pattern with one is anchored at the root, a trailing `/`
+//! matches directories only. An excluded directory prunes its subtree. With `include` non-empty
+//! only matching files (or files inside matching directories) are taken, with their parent
+//! directories.
+
+use std::fs;
+use std::path::{Component, Path};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use walkdir::WalkDir;
+
+use super::{
+    file_kind, mask, normalise_file_mode, utf8_file_name, Builder, DIR_MODE, SYMLINK_MODE,
+};
+use crate::layer::tree::{join, EntryKind, FileSource};
+use crate::layer::Error;
+use crate::spec::EntrySpec;
+
+/// Adds a host file or directory tree.
+pub(super) fn add(
+    b: &mut Builder<'_>,
+    index: usize,
+    spec: &EntrySpec,
+    rel: &Path,
+    include: &[String],
+    exclude: &[String],
+) -> Result<(), Error> {
+    let resolved = b.resolve(rel)?;
+    let meta = fs::metadata(&resolved).map_err(|source| Error::ReadSource {
+        path: resolved.clone(),
+        source,
+    })?;
+    if meta.is_file() {
+        // The name as the user wrote it, not the name of a symlink's target.
+        let dest = if spec.dest_is_dir || spec.dest.is_empty() {
+            join(&spec.dest, utf8_file_name(rel)?)
+        } else {
+            spec.dest.clone()
+        };
+        let mode = spec
+            .mode
+            .map_or_else(|| normalise_file_mode(host_mode(&meta)), mask);
+        let kind = EntryKind::File {
+            source: FileSource::Host(resolved),
+            size: meta.len(),
+        };
+        return b.insert(index, &dest, spec, kind, mode);
+    }
+    if !meta.is_dir() {
+        return Err(Error::AddSpecialFile {
+            path: resolved,
+            kind: file_kind(&meta.file_type()),
+        });
+    }
+    let include = Globs::new(&b.layer.name, include)?;
+    let exclude = Globs::new(&b.layer.name, exclude)?;
+    walk(
+        b,
+        index,
+        spec,
+        &resolved,
+        include.as_ref(),
+        exclude.as_ref(),
+    )
+}
+
+/// A directory of the walk whose entry may not be written yet (with `include`, only once
+/// something inside it is taken).
+struct Pending {
+    dest: String,
+    /// Whether it matched an include glob itself (or lies inside one that did).
+    included: bool,
+    written: bool,
+}
+
+fn walk(
+    b: &mut Builder<'_>,
+    index: usize,
+    spec: &EntrySpec,
+    root: &Path,
+    include: Option<&Globs>,
+    exclude: Option<&Globs>,
+) -> Result<(), Error> {
+    let dir_mode = spec.dir_mode.map_or(DIR_MODE, mask);
+    // Ancestors of the current walk entry, root first: `pending[d]` is at depth `d`.
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut rel = String::new();
+    let mut it = WalkDir::new(root).follow_links(false).into_iter();
+    while let Some(next) = it.next() {
+        let de = next.map_err(|e| {
+            let path = e.path().unwrap_or(root).to_path_buf();
+            Error::ReadSource {
+                path,
+                source: e.into(),
+            }
+        })?;
+        let depth = de.depth();
+        let ft = de.file_type();
+        pending.truncate(depth);
+        if depth == 0 {
+            pending.push(Pending {
+                dest: spec.dest.clone(),
+                included: include.is_none(),
+                written: false,
+            });
+            if include.is_none() {
+                write_pending(b, index, spec, &mut pending, dir_mode)?;
+            }
+            continue;
+        }
+        relative(de.path(), root, &mut rel)?;
+        let is_dir = ft.is_dir();
+        if exclude.is_some_and(|g| g.matches(&rel, is_dir)) {
+            if is_dir {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        let inherited = pending.last().is_some_and(|p| p.included);
+        let included = inherited || include.is_none_or(|g| g.matches(&rel, is_dir));
+        let dest = join(&spec.dest, &rel);
+        if is_dir {
+            pending.push(Pending {
+                dest,
+                included,
+                written: false,
+            });
+            if included {
+                write_pending(b, index, spec, &mut pending, dir_mode)?;
+            }
+            continue;
+        }
+        if !included {
+            continue;
+        }
+        write_pending(b, index, spec, &mut pending, dir_mode)?;
+        let path = de.path();
+        if ft.is_file() {
+            let meta = de.metadata().map_err(|e| Error::ReadSource {
+                path: path.to_path_buf(),
+                source: e.into(),
+            })?;
+            let mode = spec
+                .mode
+                .map_or_else(|| normalise_file_mode(host_mode(&meta)), mask);
+            let kind = EntryKind::File {
+                source: FileSource::Host(path.to_path_buf()),
+                size: meta.len(),
+            };
+            b.insert(index, &dest, spec, kind, mode)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(|source| Error::ReadSource {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let target = target
+                .into_os_string()
+                .into_string()
+                .map_err(|_| Error::DecodePath {
+                    path: path.to_path_buf(),
+                })?;
+            b.insert(
+                index,
+                &dest,
+                spec,
+                EntryKind::Symlink { target },
+                SYMLINK_MODE,
+            )?;
+        } else {
+            return Err(Error::AddSpecialFile {
+                path: path.to_path_buf(),
+                kind: file_kind(&ft),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the directories of the walk's ancestor chain that are not written yet.
+fn write_pending(
+    b: &mut Builder<'_>,
+    index: usize,
+    spec: &EntrySpec,
+    pending: &mut [Pending],
+    dir_mode: u32,
+) -> Result<(), Error> {
+    // Written directories are always a prefix of the chain (a parent is written before a child).
+    let first_unwritten = pending
+        .iter()
+        .position(|p| !p.written)
+        .unwrap_or(pending.len());
+    for p in &mut pending[first_unwritten..] {
+        p.written = true;
+        if !p.dest.is_empty() {
+            b.insert(index, &p.dest, spec, EntryKind::Dir, dir_mode)?;
+        }
+    }
+    Ok(())
+}
+
+/// `path` relative to `root`, with `/` separators, into `out`.
+fn relative(path: &Path, root: &Path, out: &mut String) -> Result<(), Error> {
+    out.clear();
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    for c in rel.components() {
+        if let Component::Normal(name) = c {
+            let name = name.to_str().ok_or_else(|| Error::DecodePath {
+                path: path.to_path_buf(),
+            })?;
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(name);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn host_mode(meta: &fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode()
+}
+
+#[cfg(not(unix))]
+fn host_mode(_meta: &fs::Metadata) -> u32 {
+    0o644
+}
+
+/// Compiled gitignore-style globs: those matching any entry, and those (written with a trailing
+/// `/`) matching directories only.
+pub(crate) struct Globs {
+    any: GlobSet,
+    dirs: GlobSet,
+}
+
+impl Globs {
+    /// Compiles `patterns`; `None` when there are none.
+    pub(crate) fn new(layer: &str, patterns: &[String]) -> Result<Option<Globs>, Error> {
+        if patterns.is_empty() {
+            return Ok(None);
+        }
+        let mut any = GlobSetBuilder::new();
+        let mut dirs = GlobSetBuilder::new();
+        for pattern in patterns {
+            let mut p = pattern.as_str();
+            let dir_only = p.ends_with('/');
+            p = p.trim_end_matches('/');
+            let anchored = p.contains('/');
+            p = p.trim_start_matches('/');
+            let glob = if anchored || p.starts_with("**/") {
+                p.to_owned()
+            } else {
+                format!("**/{p}")
+            };
+            let glob = GlobBuilder::new(&glob)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|source| Error::ParseGlob {
+                    layer: layer.to_owned(),
+                    pattern: pattern.clone(),
+                    source,
+                })?;
+            if dir_only {
+                dirs.add(glob);
+            } else {
+                any.add(glob);
+            }
+        }
+        let build = |set: GlobSetBuilder| {
+            set.build().map_err(|source| Error::ParseGlob {
+                layer: layer.to_owned(),
+                pattern: patterns.join(", "),
+                source,
+            })
+        };
+        Ok(Some(Globs {
+            any: build(any)?,
+            dirs: build(dirs)?,
+        }))
+    }
+
+    /// Whether the relative path `rel` (a directory when `is_dir`) matches.
+    pub(crate) fn matches(&self, rel: &str, is_dir: bool) -> bool {
+        self.any.is_match(rel) || (is_dir && self.dirs.is_match(rel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn globs(p: &[&str]) -> Globs {
+        Globs::new("l", &p.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn gitignore_style_globs() {
+        let g = globs(&["*.log", "/build", "cache/", "docs/*.md"]);
+        // No slash: any depth.
+        assert!(g.matches("a.log", false));
+        assert!(g.matches("x/y/a.log", false));
+        // Leading slash: anchored at the root.
+        assert!(g.matches("build", true));
+        assert!(!g.matches("x/build", true));
+        // Trailing slash: directories only, at any depth.
+        assert!(g.matches("cache", true));
+        assert!(g.matches("x/cache", true));
+        assert!(!g.matches("cache", false));
+        // A slash inside: anchored, `*` does not cross `/`.
+        assert!(g.matches("docs/a.md", false));
+        assert!(!g.matches("docs/x/a.md", false));
+        assert!(!g.matches("x/docs/a.md", false));
+        assert!(globs(&["**/*.rs"]).matches("a/b/c.rs", false));
+    }
+
+    #[test]
+    fn bad_glob_names_the_pattern() {
+        let err = Globs::new("app", &["a[".to_string()]).err().unwrap();
+        assert!(err.to_string().contains("`a[`"), "{err}");
+    }
+}

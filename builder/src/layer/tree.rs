@@ -1,0 +1,372 @@
+//! [`LayerTree`]: the merged, sorted set of entries of one layer.
+//!
+//! The tree is what the sources produce and what the tar writer consumes. It keys entries by
+//! their image path (relative, normalised, without a leading `/`) in a `BTreeMap`, so iterating it
+//! yields paths in byte order, and every parent directory comes before its children (a parent is
+//! a prefix of its children, and `a` < `a-b` < `a/b`). Inserting an entry adds its missing parent
+//! directories (0755, owned by 0:0). Two directories at one path merge; any other pair of entries
+//! at one path is a conflict.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tempfile::TempPath;
+
+/// Permission bits of implicit parent directories.
+pub(crate) const IMPLICIT_DIR_MODE: u32 = 0o755;
+
+/// The merged, sorted entries of one layer.
+#[derive(Debug, Clone, Default)]
+pub struct LayerTree {
+    entries: BTreeMap<String, Entry>,
+}
+
+/// One entry of a layer: what it is, its permission bits and its numeric owner.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub kind: EntryKind,
+    /// Permission bits (`0o7777` at most: setuid, setgid and sticky only when the spec set them).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Which `add` entry of the layer produced this entry (for messages).
+    pub origin: Origin,
+}
+
+/// What an entry is.
+#[derive(Debug, Clone)]
+pub enum EntryKind {
+    /// A regular file of `size` bytes whose content is read from `source` when the layer is
+    /// written.
+    File { source: FileSource, size: u64 },
+    /// A directory.
+    Dir,
+    /// A symbolic link (stored, never followed).
+    Symlink { target: String },
+}
+
+/// Where the content of a file entry is.
+#[derive(Debug, Clone)]
+pub enum FileSource {
+    /// A file on the host.
+    Host(PathBuf),
+    /// Bytes given in the spec.
+    Inline(Arc<[u8]>),
+    /// The data of a member of an (uncompressed) tar archive, starting at `offset`.
+    Archive {
+        archive: Arc<ImportedArchive>,
+        offset: u64,
+    },
+}
+
+/// A tar archive whose members a layer imports. Compressed archives are decompressed into a
+/// temporary file that lives as long as the last tree entry that refers to it.
+#[derive(Debug)]
+pub struct ImportedArchive {
+    /// The uncompressed tar to read member data from.
+    pub(crate) tar: PathBuf,
+    /// The archive as the spec names it (relative to the context), for messages.
+    pub(crate) source: PathBuf,
+    /// Keeps the decompressed copy alive (deleted on drop).
+    pub(crate) _temp: Option<TempPath>,
+}
+
+impl ImportedArchive {
+    /// The uncompressed tar file member data is read from.
+    pub fn tar_path(&self) -> &Path {
+        &self.tar
+    }
+
+    /// The archive as the spec names it.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+}
+
+/// Which `add` entry of a layer an entry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// Index of the `add` entry in the layer spec.
+    pub entry: usize,
+    /// `true` for a parent directory the tree added for the entry's content.
+    pub implicit: bool,
+}
+
+/// Two entries at one path (the tree reports it; the caller names the sources).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Conflict {
+    pub path: String,
+    pub existing: Origin,
+    pub new: Origin,
+    /// The host files of the two entries, when they are host files.
+    pub existing_host: Option<PathBuf>,
+    pub new_host: Option<PathBuf>,
+}
+
+fn host_file(entry: &Entry) -> Option<PathBuf> {
+    match &entry.kind {
+        EntryKind::File {
+            source: FileSource::Host(p),
+            ..
+        } => Some(p.clone()),
+        _ => None,
+    }
+}
+
+impl LayerTree {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of entries (including implicit parent directories).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the tree has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry at `path` (relative, without a leading `/`).
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    /// Entries in the order they are written: byte order of their path, parents first.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Entry)> + '_ {
+        self.entries
+            .iter()
+            .map(|(path, entry)| (path.as_str(), entry))
+    }
+
+    /// Total size of the file contents, in bytes.
+    pub fn content_size(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|e| match &e.kind {
+                EntryKind::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Adds `entry` at `path` (relative, normalised: no leading or trailing `/`, no `.`, `..` or
+    /// empty component), with its missing parent directories. A directory at the path of another
+    /// directory merges with it (explicit attributes win over implicit ones, a later explicit
+    /// directory over an earlier one); any other pair at one path is an error.
+    pub fn insert(&mut self, path: &str, entry: Entry) -> Result<(), super::Error> {
+        self.try_insert(path, entry)
+            .map_err(|c| super::Error::MergeEntries {
+                layer: String::new(),
+                path: c.path,
+                first: format!("add entry #{}", c.existing.entry + 1),
+                second: format!("add entry #{}", c.new.entry + 1),
+            })
+    }
+
+    pub(crate) fn try_insert(&mut self, path: &str, entry: Entry) -> Result<(), Conflict> {
+        debug_assert!(is_normalised(path), "unnormalised layer path {path:?}");
+        if let Err(mut c) = self.ensure_parents(path, entry.origin) {
+            c.new_host = host_file(&entry);
+            return Err(c);
+        }
+        match self.entries.get_mut(path) {
+            None => {
+                self.entries.insert(path.to_owned(), entry);
+                Ok(())
+            }
+            Some(existing) => match (&existing.kind, &entry.kind) {
+                (EntryKind::Dir, EntryKind::Dir) => {
+                    if !entry.origin.implicit {
+                        *existing = entry;
+                    }
+                    Ok(())
+                }
+                _ => Err(Conflict {
+                    path: path.to_owned(),
+                    existing: existing.origin,
+                    new: entry.origin,
+                    existing_host: host_file(existing),
+                    new_host: host_file(&entry),
+                }),
+            },
+        }
+    }
+
+    /// Adds the missing parent directories of `path`. Every directory in the tree already has all
+    /// its parents, so the walk up stops at the first existing one.
+    fn ensure_parents(&mut self, path: &str, origin: Origin) -> Result<(), Conflict> {
+        let mut missing: Vec<usize> = Vec::new();
+        let mut end = path.len();
+        while let Some(slash) = path[..end].rfind('/') {
+            let parent = &path[..slash];
+            match self.entries.get(parent) {
+                Some(e) if matches!(e.kind, EntryKind::Dir) => break,
+                Some(e) => {
+                    return Err(Conflict {
+                        path: parent.to_owned(),
+                        existing: e.origin,
+                        new: Origin {
+                            entry: origin.entry,
+                            implicit: true,
+                        },
+                        existing_host: host_file(e),
+                        new_host: None,
+                    })
+                }
+                None => missing.push(slash),
+            }
+            end = slash;
+        }
+        for &slash in missing.iter().rev() {
+            self.entries.insert(
+                path[..slash].to_owned(),
+                Entry {
+                    kind: EntryKind::Dir,
+                    mode: IMPLICIT_DIR_MODE,
+                    uid: 0,
+                    gid: 0,
+                    origin: Origin {
+                        entry: origin.entry,
+                        implicit: true,
+                    },
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether `path` is a normalised relative image path.
+pub(crate) fn is_normalised(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// `dest` joined with a relative path (either may be empty).
+pub(crate) fn join(dest: &str, rel: &str) -> String {
+    match (dest.is_empty(), rel.is_empty()) {
+        (true, _) => rel.to_owned(),
+        (false, true) => dest.to_owned(),
+        (false, false) => {
+            let mut s = String::with_capacity(dest.len() + 1 + rel.len());
+            s.push_str(dest);
+            s.push('/');
+            s.push_str(rel);
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(entry: usize, mode: u32) -> Entry {
+        Entry {
+            kind: EntryKind::Dir,
+            mode,
+            uid: 0,
+            gid: 0,
+            origin: Origin {
+                entry,
+                implicit: false,
+            },
+        }
+    }
+
+    fn file(entry: usize) -> Entry {
+        Entry {
+            kind: EntryKind::File {
+                source: FileSource::Inline(Arc::from(&b"x"[..])),
+                size: 1,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            origin: Origin {
+                entry,
+                implicit: false,
+            },
+        }
+    }
+
+    #[test]
+    fn byte_order_with_parents_first() {
+        let mut t = LayerTree::new();
+        t.try_insert("a/b/c", file(0)).unwrap();
+        t.try_insert("a-b", file(0)).unwrap();
+        t.try_insert("a.txt", file(0)).unwrap();
+        t.try_insert("A", file(0)).unwrap();
+        let paths: Vec<&str> = t.iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["A", "a", "a-b", "a.txt", "a/b", "a/b/c"]);
+        assert!(t.get("a").unwrap().origin.implicit);
+        assert_eq!(t.get("a/b").unwrap().mode, 0o755);
+    }
+
+    #[test]
+    fn explicit_dir_attributes_win_over_implicit() {
+        let mut t = LayerTree::new();
+        t.try_insert("d/f", file(0)).unwrap();
+        t.try_insert("d", dir(1, 0o700)).unwrap();
+        assert_eq!(t.get("d").unwrap().mode, 0o700);
+        // A later implicit parent does not undo the explicit mode.
+        t.try_insert("d/g", file(2)).unwrap();
+        assert_eq!(t.get("d").unwrap().mode, 0o700);
+        assert_eq!(
+            t.get("d").unwrap().origin,
+            Origin {
+                entry: 1,
+                implicit: false
+            }
+        );
+    }
+
+    #[test]
+    fn conflicts_are_reported_with_both_origins() {
+        let mut t = LayerTree::new();
+        t.try_insert("x", file(0)).unwrap();
+        assert_eq!(
+            t.try_insert("x", file(1)).unwrap_err(),
+            Conflict {
+                path: "x".into(),
+                existing: Origin {
+                    entry: 0,
+                    implicit: false
+                },
+                new: Origin {
+                    entry: 1,
+                    implicit: false
+                },
+                existing_host: None,
+                new_host: None,
+            }
+        );
+        // A file where a later entry needs a directory.
+        let c = t.try_insert("x/y", file(2)).unwrap_err();
+        assert_eq!(c.path, "x");
+        assert!(c.new.implicit);
+        // A directory where a file already is.
+        assert!(t.try_insert("x", dir(3, 0o755)).is_err());
+        // A file where an implicit directory already is.
+        t.try_insert("p/q", file(4)).unwrap();
+        let c = t.try_insert("p", file(5)).unwrap_err();
+        assert!(c.existing.implicit);
+    }
+
+    #[test]
+    fn join_and_normalised() {
+        assert_eq!(join("", "a"), "a");
+        assert_eq!(join("usr", ""), "usr");
+        assert_eq!(join("usr", "bin/x"), "usr/bin/x");
+        assert!(is_normalised("a/b"));
+        for bad in ["", "/a", "a/", "a//b", "./a", "a/../b"] {
+            assert!(!is_normalised(bad), "{bad}");
+        }
+    }
+}
