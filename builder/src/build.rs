@@ -35,18 +35,24 @@ pub enum Error {
     Layer {
         layer: String,
         #[source]
-        source: layer::Error,
+        source: Box<layer::Error>,
     },
     #[error("base image {base}: {source}")]
     Base {
         base: String,
         #[source]
-        source: oci::Error,
+        source: Box<oci::Error>,
     },
     #[error(transparent)]
-    Output(#[from] oci::Error),
+    Output(Box<oci::Error>),
     #[error("invalid tag `{tag}` given with --tag: {reason}")]
     InvalidTag { tag: String, reason: String },
+}
+
+impl From<oci::Error> for Error {
+    fn from(e: oci::Error) -> Self {
+        Error::Output(Box::new(e))
+    }
 }
 
 /// What the caller decides beyond the spec.
@@ -192,7 +198,7 @@ pub fn build_spec(
             };
             let wrap = |source| Error::Base {
                 base: shown.clone(),
-                source,
+                source: Box::new(source),
             };
             let image = oci::Layout::open(path)
                 .and_then(|l| l.resolve(tag.as_deref(), &platform))
@@ -230,7 +236,7 @@ pub fn build_spec(
         });
         let wrap = |source| Error::Layer {
             layer: layer_spec.name.clone(),
-            source,
+            source: Box::new(source),
         };
         let tree = LayerTree::from_spec(layer_spec, &ctx).map_err(wrap)?;
         let blob =

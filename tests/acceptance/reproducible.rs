@@ -10,9 +10,9 @@ use cargo_oci_image_acceptance::*;
 /// `SOURCE_DATE_EPOCH`. A change here is a format decision (tar writer, compressor, JSON): record
 /// it in the CHANGELOG and bump the format version; never update it to make a test pass.
 const GOLDEN_IMPORT_TAR: &str =
-    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    "sha256:d09ee4392b665b8f35f3dab2e1926fa085ca76d464f32f1a807cd480c2d438aa";
 const GOLDEN_STATIC_SITE: &str =
-    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    "sha256:3f6f5546737615b467cfe1eeaf1b209ca3eb2661d8ceb257eb345257f15fc249";
 
 /// Makes a checkout of `examples/<name>` at `dest`: files created in the given order, with the
 /// given permission bits and mtime, then committed to a fresh git repository with fixed

@@ -3,6 +3,7 @@
 mod build;
 mod inspect;
 mod output;
+mod schema;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -37,6 +38,7 @@ struct Cli {
 enum Command {
     Build(build::BuildArgs),
     Inspect(inspect::InspectArgs),
+    Schema(schema::SchemaArgs),
 }
 
 /// Parses `args` and runs the subcommand; the one place that maps outcomes to exit codes.
@@ -51,6 +53,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Schema(args) => schema::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

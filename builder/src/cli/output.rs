@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 
+use cargo_oci_image::build;
 use cargo_oci_image::spec::SpecError;
 
 /// How much the CLI says.
@@ -79,5 +80,13 @@ pub fn report_error(error: &anyhow::Error) {
 }
 
 fn find_spec_error(error: &anyhow::Error) -> Option<&SpecError> {
-    error.chain().find_map(|e| e.downcast_ref::<SpecError>())
+    // `build::Error::Spec` is transparent: it forwards Display and source to the spec error, so
+    // the spec error never shows up as a link of the chain on its own.
+    error.chain().find_map(|e| {
+        e.downcast_ref::<SpecError>()
+            .or_else(|| match e.downcast_ref::<build::Error>() {
+                Some(build::Error::Spec(spec)) => Some(spec),
+                _ => None,
+            })
+    })
 }

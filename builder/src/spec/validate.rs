@@ -1217,6 +1217,14 @@ fn check_feature(feature: &str) -> Result<(), Problem> {
     check_word(feature, "a feature name")
 }
 
+/// Checks a tag given outside a spec (e.g. `--tag`): `Err` holds the reason and the hint.
+pub fn validate_tag(tag: &str) -> Result<(), String> {
+    check_tag(tag).map_err(|p| match p.help {
+        Some(help) => format!("{}; {help}", p.reason),
+        None => p.reason,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1305,12 +1313,4 @@ mod tests {
         assert!(check_owner("1:").is_err());
         assert!(check_owner("-1").is_err());
     }
-}
-
-/// Checks a tag given outside a spec (e.g. `--tag`): `Err` holds the reason and the hint.
-pub fn validate_tag(tag: &str) -> Result<(), String> {
-    check_tag(tag).map_err(|p| match p.help {
-        Some(help) => format!("{}; {help}", p.reason),
-        None => p.reason,
-    })
 }
