@@ -41,4 +41,5 @@ pub mod build;
 pub mod cargo;
 pub mod layer;
 pub mod oci;
+pub mod plan;
 pub mod spec;

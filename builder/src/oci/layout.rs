@@ -186,27 +186,46 @@ impl LayoutWriter {
         sync_path(&root.join("blobs"))?;
         sync_path(root)?;
 
-        let existing = check_replaceable(&self.target)?;
         let replace_err = |source| Error::ReplaceOutput {
             path: self.target.clone(),
             source,
         };
-        match existing {
-            Existing::Nothing => {
-                fs::rename(root, &self.target).map_err(replace_err)?;
-                // The temporary directory is the target now: do not let the drop remove it.
-                let _ = self.tmp.keep();
-            }
-            Existing::Replaceable => {
-                swap(root, &self.target).map_err(replace_err)?;
-                // The temporary path now holds the previous output; dropping removes it.
-                // Failing to clean up is not failing to write the layout.
-                let _ = self.tmp.close();
+        // Another process may put a layout at the target between the check and the rename
+        // (several builds of one spec at once): then check again and swap with it instead.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match check_replaceable(&self.target)? {
+                Existing::Nothing => match fs::rename(root, &self.target) {
+                    Ok(()) => {
+                        // The temporary directory is the target now: do not let the drop
+                        // remove it.
+                        let _ = self.tmp.keep();
+                        break;
+                    }
+                    Err(e) if attempts < 5 && target_appeared(&e) => continue,
+                    Err(e) => return Err(replace_err(e)),
+                },
+                Existing::Replaceable => {
+                    swap(root, &self.target).map_err(replace_err)?;
+                    // The temporary path now holds the previous output; dropping removes it.
+                    // Failing to clean up is not failing to write the layout.
+                    let _ = self.tmp.close();
+                    break;
+                }
             }
         }
         sync_path(&parent_dir(&self.target))?;
         Ok(self.target)
     }
+}
+
+/// Whether a rename onto a missing target failed because the target exists now.
+fn target_appeared(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+    )
 }
 
 /// The directory that holds `path` (`.` for a bare relative name).

@@ -1,0 +1,405 @@
+//! The plan: a resolved spec compiled into an immutable [`LayerGraph`] whose every node has a
+//! content key.
+//!
+//! # Brief overview
+//! A node is a unit of work and of caching: *fetch base* (resolve the base image), *build layer*
+//! (one `[[layer]]` of the spec), *assemble image* (config + manifest) and *assemble index* (the
+//! tags of the output layout). Edges are data dependencies: the image needs its base and its
+//! layers, the index needs the image.
+//!
+//! Each node's [`Key`] is blake3 over canonical bytes of its recipe, the keys of its inputs, the
+//! content hashes of its host inputs, and [`KEY_VERSION`] plus [`layer::FORMAT_VERSION`] (which
+//! names the tar writer and the compressors with their versions and levels). So a key changes
+//! exactly when the bytes the node would produce may change:
+//!
+//! - a layer's key covers every entry the layer would write (path, kind, permission bits, owner,
+//!   symlink target, and the blake3 of each file's content), the compression and the mtime
+//!   (`SOURCE_DATE_EPOCH` / `epoch`); it does not cover host mtimes, inode numbers, the order
+//!   files were created in, or the layer's name, so `touch` is still a hit and two layers with
+//!   the same content share one blob;
+//! - an imported tarball is covered by the hash of the archive file and the entry's options, so
+//!   a warm build never decompresses it;
+//! - file content hashes come from a [`ContentHasher`]: the store's stat index answers for files
+//!   whose (size, mtime, ctime, inode) did not change, so a warm build reads no file.
+//!
+//! Planning writes nothing: `cargo image plan` prints the graph with each node's key and whether
+//! the store already holds its result.
+
+use std::fmt::Write as _;
+use std::fs::Metadata;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::layer::{self, EntryKind, FileSource, LayerTree, SourceContext, WriteOptions};
+use crate::spec::{EntrySpec, LayerSpec, Source};
+
+/// The version of the key derivation itself; change it when the bytes hashed into keys change.
+pub const KEY_VERSION: &str = "cargo-image-key-1";
+
+/// A node key: blake3 of the node's recipe and inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(pub [u8; 32]);
+
+impl Key {
+    /// The key as 64 lower-case hex digits.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+/// Gives the content hash (blake3) of a host file, possibly from a cache of earlier answers.
+/// Shared by layers planned in parallel, hence `&self` and `Sync`.
+pub trait ContentHasher: Sync {
+    fn content_hash(&self, path: &Path, meta: &Metadata) -> std::io::Result<[u8; 32]>;
+}
+
+/// Hashes every file it is asked about (no cache).
+pub struct ReadEveryFile;
+
+impl ContentHasher for ReadEveryFile {
+    fn content_hash(&self, path: &Path, _meta: &Metadata) -> std::io::Result<[u8; 32]> {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(std::fs::File::open(path)?)?;
+        Ok(*hasher.finalize().as_bytes())
+    }
+}
+
+/// What the stat of a host input was when its key was computed; compared again after the layer
+/// is written, so a file changed during the build never gets its new bytes cached under the old
+/// key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputStamp {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub inode: u64,
+}
+
+impl InputStamp {
+    /// Stamps `path` with its metadata.
+    pub fn new(path: &Path, meta: &Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        InputStamp {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            inode: meta.ino(),
+        }
+    }
+
+    /// Whether the file still has the stat it had when stamped.
+    pub fn unchanged(&self) -> bool {
+        std::fs::metadata(&self.path)
+            .map(|m| InputStamp::new(&self.path, &m) == *self)
+            .unwrap_or(false)
+    }
+}
+
+/// The planned form of one layer: its key, the host inputs it was computed from, and the tree
+/// when the planning had to build it anyway (a layer with no imported tarball).
+#[derive(Debug)]
+pub struct LayerPlan {
+    pub key: Key,
+    pub inputs: Vec<InputStamp>,
+    pub tree: Option<LayerTree>,
+}
+
+/// Canonical, unambiguous bytes for hashing: every field is length-prefixed.
+struct KeyWriter(blake3::Hasher);
+
+impl KeyWriter {
+    fn new(kind: &str) -> Self {
+        let mut w = KeyWriter(blake3::Hasher::new());
+        w.str(KEY_VERSION);
+        w.str(layer::FORMAT_VERSION);
+        w.str(kind);
+        w
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.update(&(b.len() as u64).to_le_bytes());
+        self.0.update(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.update(&v.to_le_bytes());
+    }
+    fn finish(self) -> Key {
+        Key(*self.0.finalize().as_bytes())
+    }
+}
+
+/// Computes the key of a layer (see the module docs for what it covers).
+///
+/// Errors are those of reading the layer's sources (a missing path, an escaping symlink, two
+/// entries at one destination...), exactly as building the layer would report them.
+pub fn layer_key(
+    spec: &LayerSpec,
+    ctx: &SourceContext<'_>,
+    opts: &WriteOptions,
+    hasher: &dyn ContentHasher,
+) -> Result<LayerPlan, layer::Error> {
+    let mut w = KeyWriter::new("layer");
+    w.str(opts.compression.media_type());
+    w.u64(opts.mtime);
+    let mut inputs = Vec::new();
+
+    // Imported tarballs are keyed by the archive's content and the entry's options; everything
+    // else by the tree it makes.
+    let (tars, others): (Vec<(usize, &EntrySpec)>, Vec<(usize, &EntrySpec)>) = spec
+        .entries
+        .iter()
+        .enumerate()
+        .partition(|(_, e)| matches!(e.source, Source::Tar(_)));
+    let rest = LayerSpec {
+        name: spec.name.clone(),
+        entries: others.iter().map(|(_, e)| (*e).clone()).collect(),
+    };
+    let tree = LayerTree::from_spec(&rest, ctx)?;
+    for (path, entry) in tree.iter() {
+        w.str(path);
+        w.u64(entry.mode as u64);
+        w.u64(entry.uid);
+        w.u64(entry.gid);
+        match &entry.kind {
+            EntryKind::Dir => w.str("dir"),
+            EntryKind::Symlink { target } => {
+                w.str("symlink");
+                w.str(target);
+            }
+            EntryKind::File { source, size } => {
+                w.str("file");
+                w.u64(*size);
+                let hash = match source {
+                    FileSource::Host(p) => {
+                        let meta = std::fs::metadata(p).map_err(|source| {
+                            layer::Error::ReadSource {
+                                path: p.clone(),
+                                source,
+                            }
+                        })?;
+                        inputs.push(InputStamp::new(p, &meta));
+                        hasher.content_hash(p, &meta).map_err(|source| {
+                            layer::Error::ReadSource {
+                                path: p.clone(),
+                                source,
+                            }
+                        })?
+                    }
+                    FileSource::Inline(bytes) => *blake3::hash(bytes).as_bytes(),
+                    FileSource::Archive { .. } => {
+                        unreachable!("archives are keyed by their file, not their members")
+                    }
+                };
+                w.bytes(&hash);
+            }
+        }
+    }
+    for (index, entry) in &tars {
+        let Source::Tar(rel) = &entry.source else {
+            continue;
+        };
+        let resolved = ctx.context.join(rel).canonicalize().ok().filter(|p| {
+            p.starts_with(ctx.context.canonicalize().unwrap_or_default()) && p.is_file()
+        });
+        let Some(path) = resolved else {
+            // Let the tree builder report what is wrong with this archive, in its words.
+            LayerTree::from_spec(spec, ctx)?;
+            return Err(layer::Error::FindSource {
+                path: rel.clone(),
+                context: ctx.context.to_path_buf(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        };
+        let meta = std::fs::metadata(&path).map_err(|source| layer::Error::ReadSource {
+            path: path.clone(),
+            source,
+        })?;
+        inputs.push(InputStamp::new(&path, &meta));
+        let hash =
+            hasher
+                .content_hash(&path, &meta)
+                .map_err(|source| layer::Error::ReadSource {
+                    path: path.clone(),
+                    source,
+                })?;
+        w.str("tar");
+        w.u64(*index as u64);
+        w.str(&entry.dest);
+        w.u64(entry.dest_is_dir as u64);
+        w.u64(entry.owner.uid);
+        w.u64(entry.owner.gid);
+        w.u64(entry.mode.map_or(u64::MAX, u64::from));
+        w.u64(entry.dir_mode.map_or(u64::MAX, u64::from));
+        w.bytes(&hash);
+    }
+    Ok(LayerPlan {
+        key: w.finish(),
+        inputs,
+        tree: tars.is_empty().then_some(tree),
+    })
+}
+
+/// The key of an assembled image: its base, its layers (by key), and every recipe field that
+/// goes into the config or manifest.
+pub fn image_key(
+    base_manifest: Option<&str>,
+    layer_keys: &[Key],
+    layer_names: &[String],
+    recipe: &[u8],
+) -> Key {
+    let mut w = KeyWriter::new("image");
+    w.str(base_manifest.unwrap_or("scratch"));
+    w.u64(layer_keys.len() as u64);
+    for (k, name) in layer_keys.iter().zip(layer_names) {
+        w.bytes(&k.0);
+        w.str(name);
+    }
+    w.bytes(recipe);
+    w.finish()
+}
+
+/// The key of the output index: the image and its tags.
+pub fn index_key(image: &Key, tags: &[String]) -> Key {
+    let mut w = KeyWriter::new("index");
+    w.bytes(&image.0);
+    w.u64(tags.len() as u64);
+    for t in tags {
+        w.str(t);
+    }
+    w.finish()
+}
+
+/// The index of a node in its [`LayerGraph`].
+pub type NodeId = usize;
+
+/// What a node does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum NodeKind {
+    /// Resolve the base image (a local layout today) to a verified manifest.
+    FetchBase { reference: String },
+    /// Build one layer of the spec.
+    BuildLayer { layer: String },
+    /// Write the image config and manifest.
+    AssembleImage { name: String },
+    /// Tag the image in the output layout's index.
+    AssembleIndex { tags: Vec<String> },
+}
+
+/// One node of the graph.
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub id: NodeId,
+    #[serde(flatten)]
+    pub kind: NodeKind,
+    pub key: Key,
+    /// The nodes whose results this one needs.
+    pub inputs: Vec<NodeId>,
+    /// Whether the store holds this node's result (`None` for nodes that are never cached).
+    pub cached: Option<bool>,
+}
+
+impl Node {
+    /// A short human label: `layer app`, `image hello`...
+    pub fn label(&self) -> String {
+        match &self.kind {
+            NodeKind::FetchBase { reference } => format!("base {reference}"),
+            NodeKind::BuildLayer { layer } => format!("layer {layer}"),
+            NodeKind::AssembleImage { name } => format!("image {name}"),
+            NodeKind::AssembleIndex { tags } => format!("index [{}]", tags.join(", ")),
+        }
+    }
+}
+
+/// The immutable graph of one build: nodes in dependency order (every input before its users).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LayerGraph {
+    pub nodes: Vec<Node>,
+}
+
+impl LayerGraph {
+    /// Adds a node after its inputs and returns its id.
+    pub fn push(
+        &mut self,
+        kind: NodeKind,
+        key: Key,
+        inputs: Vec<NodeId>,
+        cached: Option<bool>,
+    ) -> NodeId {
+        debug_assert!(inputs.iter().all(|i| *i < self.nodes.len()));
+        let id = self.nodes.len();
+        self.nodes.push(Node {
+            id,
+            kind,
+            key,
+            inputs,
+            cached,
+        });
+        id
+    }
+
+    /// A plain text listing: one node a line, with its key, state and inputs.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let state = match n.cached {
+                Some(true) => "cached",
+                Some(false) => "to build",
+                None => "",
+            };
+            let inputs = if n.inputs.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = n.inputs.iter().map(|i| format!("#{i}")).collect();
+                format!("  <- {}", names.join(" "))
+            };
+            let _ = writeln!(
+                out,
+                "#{:<3} {:<32} {}  {:<8}{}",
+                n.id,
+                n.label(),
+                &n.key.hex()[..16],
+                state,
+                inputs
+            );
+        }
+        out
+    }
+
+    /// The graph in Graphviz DOT: cached nodes filled grey, nodes to build white.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph cargo_image {\n  rankdir=BT;\n  node [shape=box];\n");
+        for n in &self.nodes {
+            let fill = match n.cached {
+                Some(true) => ", style=filled, fillcolor=lightgrey",
+                _ => "",
+            };
+            let label = format!("{}\\n{}", n.label(), &n.key.hex()[..16]).replace('"', "\\\"");
+            let _ = writeln!(out, "  n{} [label=\"{label}\"{fill}];", n.id);
+        }
+        for n in &self.nodes {
+            for i in &n.inputs {
+                let _ = writeln!(out, "  n{i} -> n{};", n.id);
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
