@@ -7,3 +7,4 @@ pub mod cargo;
 pub mod layer;
 pub mod oci;
 pub mod spec;
+pub mod store;
