@@ -153,6 +153,83 @@ fn concurrent_writers_of_the_same_blob() {
     assert!(tmp_files(store.blobs_dir()).is_empty());
 }
 
+/// Set in the environment of the child processes of the multi-process tests.
+const CHILD_ROOT: &str = "CARGO_IMAGE_STORE_TEST_CHILD_ROOT";
+const CHILD_MODE: &str = "CARGO_IMAGE_STORE_TEST_CHILD_MODE";
+
+/// Runs this test binary's `child_process` test in a new process with `mode` and the store at
+/// `root`.
+fn spawn_child(root: &Path, mode: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::tests::child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ROOT, root)
+        .env(CHILD_MODE, mode)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The body of the child processes; does nothing when run as an ordinary test.
+#[test]
+fn child_process() {
+    let Some(root) = std::env::var_os(CHILD_ROOT) else {
+        return;
+    };
+    let store = Store::open(Path::new(&root)).unwrap();
+    match std::env::var(CHILD_MODE).unwrap().as_str() {
+        "write" => {
+            let _lock = store.lock_shared().unwrap();
+            let content = bytes(40, 1024 * 1024);
+            for _ in 0..3 {
+                let mut writer = store.blob_writer().unwrap();
+                writer.write_all(&content).unwrap();
+                let (digest, size) = writer.finish().unwrap();
+                let result = NodeResult::Layer(LayerRecord {
+                    digest: digest.to_string(),
+                    diff_id: digest.to_string(),
+                    size,
+                    media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+                });
+                store.put_key(&key(40), &result).unwrap();
+                assert_eq!(store.get_key(&key(40)).unwrap(), Some(result));
+            }
+        }
+        "try-exclusive" => {
+            assert!(store.try_lock_exclusive().unwrap().is_none());
+            assert!(store.try_lock_shared().unwrap().is_some());
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+}
+
+#[test]
+fn concurrent_writer_processes() {
+    let (_dir, store) = new_store();
+    let children: Vec<_> = (0..4).map(|_| spawn_child(store.root(), "write")).collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let content = bytes(40, 1024 * 1024);
+    let digest = Digest::of(&content);
+    assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), content);
+    assert!(tmp_files(store.blobs_dir()).is_empty());
+    assert!(store.get_key(&key(40)).unwrap().is_some());
+    assert_eq!(store.info().unwrap().blobs, 1);
+}
+
+#[test]
+fn locks_exclude_other_processes() {
+    let (_dir, store) = new_store();
+    let _shared = store.lock_shared().unwrap();
+    let status = spawn_child(store.root(), "try-exclusive").wait().unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn import_blob_verifies_the_digest() {
     let (dir, store) = new_store();
