@@ -43,3 +43,4 @@ pub mod layer;
 pub mod oci;
 pub mod plan;
 pub mod spec;
+pub mod store;
