@@ -1,28 +1,36 @@
-//! The build operation: spec in, OCI image layout out.
+//! The build operation: spec in, OCI image layout out, through the plan and the store.
 //!
 //! # Brief overview
 //! [`build`] runs the pipeline for one spec:
 //! 1. read and validate the spec ([`crate::spec::load`]);
 //! 2. run the cargo builds its `cargo` entries ask for ([`crate::cargo::build`]), once per
-//!    distinct source;
-//! 3. resolve the base (scratch, or an image in a local OCI layout, every blob verified);
-//! 4. turn each layer into a tree and stream it through tar, the compressor and two hashers
-//!    straight into the new layout's blob directory ([`crate::layer`]);
-//! 5. write the config and manifest as canonical JSON, tag the manifest once per tag in
-//!    `index.json`, and swap the new layout into place ([`crate::oci::LayoutWriter`]), so a failed
-//!    build leaves the previous output as it was.
+//!    distinct source (cargo's own fingerprints make an unchanged one a no-op);
+//! 3. plan: resolve the base, and key every layer from the content of its inputs
+//!    ([`crate::plan`]); host file hashes come from the store's stat index, so a warm plan reads
+//!    no file; the result is a [`LayerGraph`] where each node knows whether the store has it;
+//! 4. execute: layers the store lacks are built in parallel (rayon), each streamed once through
+//!    tar, the compressor and two hashers into the store, then recorded under their key; a
+//!    layer whose key is in the store costs a lookup ([`crate::store`]);
+//! 5. emit: config and manifest as canonical JSON, and the OCI layout: blobs hard-linked out of
+//!    the store into a temporary directory beside the output, swapped into place at the end, so
+//!    a failed build leaves the previous output as it was ([`crate::oci::LayoutWriter`]).
 //!
-//! Progress leaves the library as [`Event`]s given to a callback: the CLI prints them, tools get
-//! them as JSON. The library never prints.
+//! Progress leaves the library as [`Event`]s given to a callback (from several threads): the CLI
+//! prints them, tools get them as JSON. The library never prints.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use oci_spec::image::MediaType;
+use rayon::prelude::*;
 
 use crate::cargo::{self, CargoOptions};
 use crate::layer::{self, LayerBlob, LayerTree, SourceContext, WriteOptions};
 use crate::oci::{self, LayoutWriter};
+use crate::plan::{self, ContentHasher, Key, LayerGraph, LayerPlan, NodeKind};
 use crate::spec::{self, Base, CargoSource, ImageSpec};
-use oci_spec::image::MediaType;
+use crate::store::{self, BlobRef, BlobsRecord, NodeResult, StatIndex, Store};
 
 /// Errors of the build operation; each wraps the module error of the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +53,20 @@ pub enum Error {
     },
     #[error(transparent)]
     Output(Box<oci::Error>),
+    #[error("store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: Box<store::Error>,
+    },
     #[error("invalid tag `{tag}` given with --tag: {reason}")]
     InvalidTag { tag: String, reason: String },
+    #[error("could not start {threads} worker threads: {source}")]
+    Threads {
+        threads: usize,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
 }
 
 impl From<oci::Error> for Error {
@@ -61,17 +81,20 @@ pub struct BuildOptions {
     /// Where the OCI layout goes; `None` means `<target-dir>/image/<name>` of the cargo workspace
     /// the spec belongs to (or `target/image/<name>` beside the spec outside any workspace).
     pub output: Option<PathBuf>,
+    /// The store (cache) directory; `None` means `<target-dir>/image/.store` (as for `output`).
+    pub store: Option<PathBuf>,
     /// Tags to use instead of the spec's `tags` (when non-empty).
     pub tags: Vec<String>,
     /// `SOURCE_DATE_EPOCH`: overrides the spec's `epoch` when set.
     pub source_date_epoch: Option<u64>,
-    /// Threads for compression (0 = the number of CPUs); never changes the bytes.
+    /// Parallel jobs: layers built at once and compressor threads (0 = the number of CPUs);
+    /// never changes the bytes.
     pub jobs: usize,
     /// How cargo runs.
     pub cargo: CargoOptions,
 }
 
-/// Progress of a build, in the order it happens.
+/// Progress of a build, in the order it happens (layer events of parallel layers interleave).
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
@@ -87,15 +110,20 @@ pub enum Event {
         digest: String,
         layers: usize,
     },
-    /// A layer starts building.
-    LayerStarted { name: String },
-    /// A layer is written.
+    /// The graph is planned: every node with its key and whether the store has it.
+    Plan { graph: LayerGraph },
+    /// A layer the store lacks starts building; `total` is its content size in bytes.
+    LayerStarted { name: String, total: u64 },
+    /// Content bytes of a building layer written so far.
+    LayerProgress { name: String, done: u64, total: u64 },
+    /// A layer is ready: built now, or `cached` in the store.
     LayerFinished {
         name: String,
         digest: String,
         diff_id: String,
         size: u64,
         media_type: String,
+        cached: bool,
     },
     /// The image is written and in place.
     ImageFinished {
@@ -119,13 +147,15 @@ pub struct BuildOutput {
     pub manifest_digest: String,
     /// Our layers (not the base's), bottom first.
     pub layers: Vec<LayerBlob>,
+    /// How many of them came from the store.
+    pub cached_layers: usize,
 }
 
 /// Reads the spec at `spec_path` and builds it; see the module docs for the steps.
 pub fn build(
     spec_path: &Path,
     opts: &BuildOptions,
-    on_event: &mut dyn FnMut(Event),
+    on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
     let spec = spec::load(spec_path)?;
     on_event(Event::SpecLoaded {
@@ -135,44 +165,250 @@ pub fn build(
     build_spec(&spec, opts, on_event)
 }
 
+/// Plans the spec at `spec_path` without building anything: runs its cargo builds (the only way
+/// to know a binary's content), keys every node and asks the store (if it exists) which it has.
+pub fn plan(
+    spec_path: &Path,
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<LayerGraph, Error> {
+    let spec = spec::load(spec_path)?;
+    let cx = Context::new(&spec, opts)?;
+    let cargo_outputs = cargo_builds(&spec, opts, on_event)?;
+    let store_root = cx.store_root.clone();
+    let store = if store_root.join("version").is_file() {
+        Some(Store::open(&store_root).map_err(|e| store_err(&store_root, e))?)
+    } else {
+        None
+    };
+    let stat_index = Mutex::new(match &store {
+        Some(s) => StatIndex::load(s).map_err(|e| store_err(&store_root, e))?,
+        None => StatIndex::new(),
+    });
+    let hasher = StatHasher(&stat_index);
+    let base = resolve_base(&spec, &cx.platform, on_event)?;
+    let plans = plan_layers(&spec, &cx, &cargo_outputs, &hasher)?;
+    let cached: Vec<bool> = plans
+        .iter()
+        .map(|p| match &store {
+            Some(s) => s.get_key(&p.key.hex()).ok().flatten().is_some(),
+            None => false,
+        })
+        .collect();
+    Ok(graph(&spec, &cx, base.as_ref(), &plans, &cached, store.as_ref()).0)
+}
+
 /// Builds an already loaded spec.
 pub fn build_spec(
     spec: &ImageSpec,
     opts: &BuildOptions,
-    on_event: &mut dyn FnMut(Event),
+    on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
-    let tags = if opts.tags.is_empty() {
-        spec.tags.clone()
-    } else {
-        for tag in &opts.tags {
-            spec::validate_tag(tag).map_err(|reason| Error::InvalidTag {
-                tag: tag.clone(),
-                reason,
-            })?;
-        }
-        opts.tags.clone()
-    };
-    let epoch = opts.source_date_epoch.unwrap_or(spec.epoch);
-    let threads = if opts.jobs == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        opts.jobs
-    };
-    let workspace = cargo::workspace(&spec.context).ok();
+    let cx = Context::new(spec, opts)?;
 
     // The output is checked (and its temporary sibling made) before any long work.
-    let output = opts
-        .output
-        .clone()
-        .unwrap_or_else(|| output_dir(spec, workspace.as_ref()));
-    let writer = LayoutWriter::create(&output)?;
+    let writer = LayoutWriter::create(&cx.output)?;
+    let store = Store::open(&cx.store_root).map_err(|e| store_err(&cx.store_root, e))?;
+    let _lock = store
+        .lock_shared()
+        .map_err(|e| store_err(&cx.store_root, e))?;
 
-    // 2. Cargo builds, once per distinct source.
-    let mut cargo_outputs: HashMap<CargoSource, PathBuf> = HashMap::new();
+    // 2. Cargo builds.
+    let cargo_outputs = cargo_builds(spec, opts, on_event)?;
+
+    // 3. Plan.
+    let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
+    let hasher = StatHasher(&stat_index);
+    let base = resolve_base(spec, &cx.platform, on_event)?;
+    let plans = plan_layers(spec, &cx, &cargo_outputs, &hasher)?;
+    let hits: Vec<Option<store::LayerRecord>> = plans
+        .iter()
+        .map(|p| match store.get_key(&p.key.hex()) {
+            Ok(Some(NodeResult::Layer(record))) => Ok(Some(record)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(store_err(&cx.store_root, e)),
+        })
+        .collect::<Result<_, _>>()?;
+    let cached: Vec<bool> = hits.iter().map(Option::is_some).collect();
+    let (graph, image_key) = graph(spec, &cx, base.as_ref(), &plans, &cached, Some(&store));
+    on_event(Event::Plan { graph });
+
+    // 4. Execute: misses in parallel, hits as they are.
+    let ctx = SourceContext {
+        context: &spec.context,
+        cargo_outputs: &cargo_outputs,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cx.threads)
+        .build()
+        .map_err(|source| Error::Threads {
+            threads: cx.threads,
+            source,
+        })?;
+    let work: Vec<_> = spec.stage.layers.iter().zip(plans).zip(hits).collect();
+    let blobs: Vec<LayerBlob> = pool.install(|| {
+        work.into_par_iter()
+            .map(|((layer_spec, plan), hit)| {
+                let cached = hit.is_some();
+                let blob = match hit {
+                    Some(record) => LayerBlob::from(&record),
+                    None => build_layer(layer_spec, plan, &ctx, &cx, &store, on_event)?,
+                };
+                on_event(Event::LayerFinished {
+                    name: layer_spec.name.clone(),
+                    digest: blob.digest.clone(),
+                    diff_id: blob.diff_id.clone(),
+                    size: blob.size,
+                    media_type: blob.media_type.clone(),
+                    cached,
+                });
+                Ok(blob)
+            })
+            .collect::<Result<Vec<_>, Error>>()
+    })?;
+    // Newly learnt content hashes serve the next build; failing to save them costs only speed.
+    let _ = stat_index
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .save(&store);
+
+    // 5. Emit: blobs out of the store and the base layout, config, manifest, index.
+    if let Some(base) = &base {
+        for desc in base.layers() {
+            let digest = desc.digest().to_string();
+            let wrap = |source| Error::Base {
+                base: base_name(spec),
+                source: Box::new(source),
+            };
+            base.verify_blob(&digest, desc.size()).map_err(wrap)?;
+            writer
+                .import_blob(&base.blob_path(&digest).map_err(wrap)?, &digest)
+                .map_err(wrap)?;
+        }
+    }
+    for blob in &blobs {
+        link_out(&store, &blob.digest, &writer, &cx.store_root)?;
+    }
+    let manifest = assemble_image(spec, &cx, base.as_ref(), &blobs, &store, &writer)?;
+    let manifest_digest = manifest.digest().to_string();
+    let _ = store.put_key(
+        &image_key.hex(),
+        &NodeResult::Blobs(BlobsRecord {
+            blobs: vec![BlobRef {
+                digest: manifest_digest.clone(),
+                size: manifest.size(),
+                media_type: manifest.media_type().to_string(),
+            }],
+            data: serde_json::Value::Null,
+        }),
+    );
+    let path = writer.finish(oci::index_entries(&manifest, Some(&cx.platform), &cx.tags))?;
+    on_event(Event::ImageFinished {
+        name: spec.name.clone(),
+        tags: cx.tags.clone(),
+        digest: manifest_digest.clone(),
+        path: path.clone(),
+    });
+    Ok(BuildOutput {
+        path,
+        name: spec.name.clone(),
+        tags: cx.tags.clone(),
+        manifest_digest,
+        cached_layers: cached.iter().filter(|c| **c).count(),
+        layers: blobs,
+    })
+}
+
+/// What one build decides once, up front.
+struct Context {
+    tags: Vec<String>,
+    epoch: u64,
+    threads: usize,
+    output: PathBuf,
+    store_root: PathBuf,
+    platform: oci::Platform,
+    write: WriteOptions,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Context {
+    fn new(spec: &ImageSpec, opts: &BuildOptions) -> Result<Self, Error> {
+        let tags = if opts.tags.is_empty() {
+            spec.tags.clone()
+        } else {
+            for tag in &opts.tags {
+                spec::validate_tag(tag).map_err(|reason| Error::InvalidTag {
+                    tag: tag.clone(),
+                    reason,
+                })?;
+            }
+            opts.tags.clone()
+        };
+        let epoch = opts.source_date_epoch.unwrap_or(spec.epoch);
+        let threads = if opts.jobs == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            opts.jobs
+        };
+        let workspace = cargo::workspace(&spec.context).ok();
+        let image_dir = image_dir(spec, workspace.as_ref());
+        let output = opts
+            .output
+            .clone()
+            .unwrap_or_else(|| image_dir.join(short_name(spec)));
+        let store_root = opts
+            .store
+            .clone()
+            .unwrap_or_else(|| image_dir.join(".store"));
+
+        let mut annotations: BTreeMap<String, String> = BTreeMap::new();
+        annotations.insert(
+            "org.opencontainers.image.created".into(),
+            oci::rfc3339(epoch),
+        );
+        if let Some(repo) = workspace.as_ref().and_then(|w| w.repository.clone()) {
+            annotations.insert("org.opencontainers.image.source".into(), repo);
+        }
+        if let Some(rev) = git_revision(&spec.context) {
+            annotations.insert("org.opencontainers.image.revision".into(), rev);
+        }
+        annotations.extend(spec.annotations.clone());
+
+        Ok(Context {
+            tags,
+            epoch,
+            threads,
+            output,
+            store_root,
+            platform: oci::Platform::linux_amd64(),
+            write: WriteOptions {
+                compression: spec.compression,
+                mtime: epoch,
+                threads,
+            },
+            annotations,
+        })
+    }
+}
+
+fn store_err(path: &Path, e: store::Error) -> Error {
+    Error::Store {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    }
+}
+
+/// Runs the cargo builds of a spec, once per distinct source.
+fn cargo_builds(
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<HashMap<CargoSource, PathBuf>, Error> {
+    let mut outputs: HashMap<CargoSource, PathBuf> = HashMap::new();
     for layer in &spec.stage.layers {
         for entry in &layer.entries {
             if let spec::Source::Cargo(src) = &entry.source {
-                if cargo_outputs.contains_key(src) {
+                if outputs.contains_key(src) {
                     continue;
                 }
                 let what = cargo::describe(src);
@@ -182,89 +418,237 @@ pub fn build_spec(
                     what,
                     executable: exe.clone(),
                 });
-                cargo_outputs.insert(src.clone(), exe);
+                outputs.insert(src.clone(), exe);
             }
         }
     }
+    Ok(outputs)
+}
 
-    // 3. The base.
-    let platform = oci::Platform::linux_amd64();
-    let base = match &spec.stage.base {
-        Base::Scratch => None,
-        Base::OciLayout { path, tag } => {
-            let shown = match tag {
-                Some(t) => format!("oci:{}:{t}", path.display()),
-                None => format!("oci:{}", path.display()),
-            };
-            let wrap = |source| Error::Base {
-                base: shown.clone(),
-                source: Box::new(source),
-            };
-            let image = oci::Layout::open(path)
-                .and_then(|l| l.resolve(tag.as_deref(), &platform))
-                .map_err(wrap)?;
-            for desc in image.layers() {
-                let digest = desc.digest().to_string();
-                image.verify_blob(&digest, desc.size()).map_err(wrap)?;
-                writer
-                    .import_blob(&image.blob_path(&digest).map_err(wrap)?, &digest)
-                    .map_err(wrap)?;
-            }
-            on_event(Event::BaseResolved {
-                base: shown.clone(),
-                digest: image.digest(),
-                layers: image.layers().len(),
-            });
-            Some(image)
-        }
+fn base_name(spec: &ImageSpec) -> String {
+    match &spec.stage.base {
+        Base::Scratch => "scratch".to_string(),
+        Base::OciLayout { path, tag: Some(t) } => format!("oci:{}:{t}", path.display()),
+        Base::OciLayout { path, tag: None } => format!("oci:{}", path.display()),
+    }
+}
+
+/// Resolves the stage's base to a verified image (manifest and config read and checked).
+fn resolve_base(
+    spec: &ImageSpec,
+    platform: &oci::Platform,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<Option<oci::ResolvedImage>, Error> {
+    let Base::OciLayout { path, tag } = &spec.stage.base else {
+        return Ok(None);
     };
+    let wrap = |source| Error::Base {
+        base: base_name(spec),
+        source: Box::new(source),
+    };
+    let image = oci::Layout::open(path)
+        .and_then(|l| l.resolve(tag.as_deref(), platform))
+        .map_err(wrap)?;
+    on_event(Event::BaseResolved {
+        base: base_name(spec),
+        digest: image.digest(),
+        layers: image.layers().len(),
+    });
+    Ok(Some(image))
+}
 
-    // 4. Our layers.
+/// The stat index as a [`ContentHasher`] shared by parallel planners: lookups under the lock,
+/// hashing outside it.
+struct StatHasher<'a>(&'a Mutex<StatIndex>);
+
+impl ContentHasher for StatHasher<'_> {
+    fn content_hash(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<[u8; 32]> {
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hash) = lock().lookup(path, meta) {
+            return Ok(hash);
+        }
+        let hash = store::hash_file(path)?;
+        lock().insert(path, meta, hash);
+        Ok(hash)
+    }
+}
+
+/// Keys every layer of the spec, in parallel (hashing unknown files is the cost of a cold plan).
+fn plan_layers(
+    spec: &ImageSpec,
+    cx: &Context,
+    cargo_outputs: &HashMap<CargoSource, PathBuf>,
+    hasher: &StatHasher<'_>,
+) -> Result<Vec<LayerPlan>, Error> {
     let ctx = SourceContext {
         context: &spec.context,
-        cargo_outputs: &cargo_outputs,
+        cargo_outputs,
     };
-    let write_opts = WriteOptions {
-        compression: spec.compression,
-        mtime: epoch,
-        threads,
-    };
-    let mut blobs = Vec::new();
-    for layer_spec in &spec.stage.layers {
-        on_event(Event::LayerStarted {
-            name: layer_spec.name.clone(),
-        });
-        let wrap = |source| Error::Layer {
-            layer: layer_spec.name.clone(),
-            source: Box::new(source),
-        };
-        let tree = LayerTree::from_spec(layer_spec, &ctx).map_err(wrap)?;
-        let blob =
-            layer::write_layer_to_dir(&tree, &write_opts, &writer.blobs_dir()).map_err(wrap)?;
-        on_event(Event::LayerFinished {
-            name: layer_spec.name.clone(),
-            digest: blob.digest.clone(),
-            diff_id: blob.diff_id.clone(),
-            size: blob.size,
-            media_type: blob.media_type.clone(),
-        });
-        blobs.push(blob);
-    }
+    spec.stage
+        .layers
+        .par_iter()
+        .map(|layer_spec| {
+            plan::layer_key(layer_spec, &ctx, &cx.write, hasher).map_err(|source| Error::Layer {
+                layer: layer_spec.name.clone(),
+                source: Box::new(source),
+            })
+        })
+        .collect()
+}
 
-    // 5. Config, manifest, index.
-    let mut annotations: BTreeMap<String, String> = BTreeMap::new();
-    annotations.insert(
-        "org.opencontainers.image.created".into(),
-        oci::rfc3339(epoch),
+/// The canonical bytes of everything besides the layers that decides the config and manifest.
+fn image_recipe(spec: &ImageSpec, cx: &Context) -> Vec<u8> {
+    let config = &spec.stage.config;
+    let recipe = serde_json::json!({
+        "platform": cx.platform.to_string(),
+        "created": cx.epoch,
+        "annotations": cx.annotations,
+        "entrypoint": config.entrypoint,
+        "cmd": config.cmd,
+        "env": config.env,
+        "workdir": config.workdir,
+        "user": config.user,
+        "labels": config.labels,
+        "exposed_ports": config.exposed_ports,
+        "volumes": config.volumes,
+        "stop_signal": config.stop_signal,
+    });
+    oci::to_canonical_json(&recipe).unwrap_or_default()
+}
+
+/// Builds the graph of a planned spec; returns it with the image node's key.
+fn graph(
+    spec: &ImageSpec,
+    cx: &Context,
+    base: Option<&oci::ResolvedImage>,
+    plans: &[LayerPlan],
+    cached: &[bool],
+    store: Option<&Store>,
+) -> (LayerGraph, Key) {
+    let mut g = LayerGraph::default();
+    let mut inputs = Vec::new();
+    let base_digest = base.map(|b| b.digest());
+    if let Some(digest) = &base_digest {
+        let mut w = blake3::Hasher::new();
+        w.update(plan::KEY_VERSION.as_bytes());
+        w.update(b"base");
+        w.update(digest.as_bytes());
+        inputs.push(g.push(
+            NodeKind::FetchBase {
+                reference: base_name(spec),
+            },
+            Key(*w.finalize().as_bytes()),
+            vec![],
+            None,
+        ));
+    }
+    for ((layer, plan), cached) in spec.stage.layers.iter().zip(plans).zip(cached) {
+        inputs.push(g.push(
+            NodeKind::BuildLayer {
+                layer: layer.name.clone(),
+            },
+            plan.key,
+            vec![],
+            Some(*cached),
+        ));
+    }
+    let keys: Vec<Key> = plans.iter().map(|p| p.key).collect();
+    let names: Vec<String> = spec.stage.layers.iter().map(|l| l.name.clone()).collect();
+    let image_key = plan::image_key(
+        base_digest.as_deref(),
+        &keys,
+        &names,
+        &image_recipe(spec, cx),
     );
-    if let Some(repo) = workspace.as_ref().and_then(|w| w.repository.clone()) {
-        annotations.insert("org.opencontainers.image.source".into(), repo);
-    }
-    if let Some(rev) = git_revision(&spec.context) {
-        annotations.insert("org.opencontainers.image.revision".into(), rev);
-    }
-    annotations.extend(spec.annotations.clone());
+    let image_cached = store.map(|s| s.get_key(&image_key.hex()).ok().flatten().is_some());
+    let image = g.push(
+        NodeKind::AssembleImage {
+            name: spec.name.clone(),
+        },
+        image_key,
+        inputs,
+        image_cached.or(Some(false)),
+    );
+    g.push(
+        NodeKind::AssembleIndex {
+            tags: cx.tags.clone(),
+        },
+        plan::index_key(&image_key, &cx.tags),
+        vec![image],
+        None,
+    );
+    (g, image_key)
+}
 
+/// Builds one layer into the store and records it under its key.
+fn build_layer(
+    layer_spec: &spec::LayerSpec,
+    plan: LayerPlan,
+    ctx: &SourceContext<'_>,
+    cx: &Context,
+    store: &Store,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<LayerBlob, Error> {
+    let wrap = |source| Error::Layer {
+        layer: layer_spec.name.clone(),
+        source: Box::new(source),
+    };
+    let tree = match plan.tree {
+        Some(tree) => tree,
+        None => LayerTree::from_spec(layer_spec, ctx).map_err(wrap)?,
+    };
+    let total = tree.content_size();
+    on_event(Event::LayerStarted {
+        name: layer_spec.name.clone(),
+        total,
+    });
+    let progress = |done: u64| {
+        on_event(Event::LayerProgress {
+            name: layer_spec.name.clone(),
+            done,
+            total,
+        })
+    };
+    let blob =
+        layer::write_layer_to_dir_with_progress(&tree, &cx.write, store.blobs_dir(), &progress)
+            .map_err(wrap)?;
+    // Store blobs are read-only, so writing through a hard-linked output fails loudly.
+    let digest = oci::Digest::parse(&blob.digest)?;
+    let blob_path = store.blob_path(&digest);
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&blob_path, std::fs::Permissions::from_mode(0o444));
+    // Cache the layer only if no input changed while it was written: otherwise its bytes may
+    // not be what the key says.
+    if plan.inputs.iter().all(plan::InputStamp::unchanged) {
+        store
+            .put_key(&plan.key.hex(), &NodeResult::Layer((&blob).into()))
+            .map_err(|e| store_err(store.root(), e))?;
+    }
+    Ok(blob)
+}
+
+/// Puts a store blob into the layout being written.
+fn link_out(
+    store: &Store,
+    digest: &str,
+    writer: &LayoutWriter,
+    store_root: &Path,
+) -> Result<(), Error> {
+    let digest = oci::Digest::parse(digest)?;
+    store
+        .link_out(&digest, &writer.blobs_dir().join(digest.hex()))
+        .map_err(|e| store_err(store_root, e))
+}
+
+/// Writes config and manifest into the store and the layout; returns the manifest descriptor.
+fn assemble_image(
+    spec: &ImageSpec,
+    cx: &Context,
+    base: Option<&oci::ResolvedImage>,
+    blobs: &[LayerBlob],
+    store: &Store,
+    writer: &LayoutWriter,
+) -> Result<oci_spec::image::Descriptor, Error> {
     let names: Vec<String> = spec.stage.layers.iter().map(|l| l.name.clone()).collect();
     let diff_ids: Vec<String> = blobs.iter().map(|b| b.diff_id.clone()).collect();
     let layer_descriptors = blobs
@@ -272,41 +656,43 @@ pub fn build_spec(
         .map(oci::layer_descriptor)
         .collect::<Result<Vec<_>, _>>()?;
     let config = oci::image_config(
-        &platform,
-        base.as_ref().map(|b| &b.config),
+        &cx.platform,
+        base.map(|b| &b.config),
         &spec.stage.config,
         &diff_ids,
         &names,
-        epoch,
+        cx.epoch,
     );
-    let config = writer.write_json(MediaType::ImageConfig, &config)?;
+    let config = write_json(store, writer, MediaType::ImageConfig, &config)?;
     let manifest = oci::image_manifest(
         config,
-        base.as_ref().map(|b| &b.manifest),
+        base.map(|b| &b.manifest),
         &layer_descriptors,
-        &annotations,
+        &cx.annotations,
     );
-    let manifest = writer.write_json(MediaType::ImageManifest, &manifest)?;
-    let manifest_digest = manifest.digest().to_string();
-    let path = writer.finish(oci::index_entries(&manifest, Some(&platform), &tags))?;
-    on_event(Event::ImageFinished {
-        name: spec.name.clone(),
-        tags: tags.clone(),
-        digest: manifest_digest.clone(),
-        path: path.clone(),
-    });
-    Ok(BuildOutput {
-        path,
-        name: spec.name.clone(),
-        tags,
-        manifest_digest,
-        layers: blobs,
-    })
+    write_json(store, writer, MediaType::ImageManifest, &manifest)
 }
 
-/// Where a spec's image goes when no output is given: `<target-dir>/image/<last part of name>`
-/// of the cargo workspace that holds the context, or `target/image/<name>` beside the spec.
-fn output_dir(spec: &ImageSpec, workspace: Option<&cargo::Workspace>) -> PathBuf {
+/// Writes a JSON document as canonical bytes into the store and links it into the layout.
+fn write_json<T: serde::Serialize>(
+    store: &Store,
+    writer: &LayoutWriter,
+    media_type: MediaType,
+    value: &T,
+) -> Result<oci_spec::image::Descriptor, Error> {
+    let bytes = oci::to_canonical_json(value)?;
+    let (digest, size) = store
+        .write_blob(&bytes)
+        .map_err(|e| store_err(store.root(), e))?;
+    store
+        .link_out(&digest, &writer.blobs_dir().join(digest.hex()))
+        .map_err(|e| store_err(store.root(), e))?;
+    Ok(oci::descriptor(media_type, &digest, size))
+}
+
+/// `target/image` of the cargo workspace that holds the context, or `target/image` beside the
+/// spec outside any workspace.
+fn image_dir(spec: &ImageSpec, workspace: Option<&cargo::Workspace>) -> PathBuf {
     let target = match workspace {
         Some(w) => w.target_directory.clone(),
         None => spec
@@ -315,15 +701,26 @@ fn output_dir(spec: &ImageSpec, workspace: Option<&cargo::Workspace>) -> PathBuf
             .unwrap_or(Path::new("."))
             .join("target"),
     };
-    let short = spec.name.rsplit('/').next().unwrap_or(&spec.name);
-    target.join("image").join(short)
+    target.join("image")
+}
+
+/// The last part of the image name (`hello` of `ghcr.io/acme/hello`): the output directory name.
+fn short_name(spec: &ImageSpec) -> &str {
+    spec.name.rsplit('/').next().unwrap_or(&spec.name)
 }
 
 /// The default output directory of the spec at `spec_path` (see [`BuildOptions::output`]).
 pub fn default_output(spec_path: &Path) -> Result<PathBuf, Error> {
     let spec = spec::load(spec_path)?;
     let workspace = cargo::workspace(&spec.context).ok();
-    Ok(output_dir(&spec, workspace.as_ref()))
+    Ok(image_dir(&spec, workspace.as_ref()).join(short_name(&spec)))
+}
+
+/// The default store directory of the spec at `spec_path` (see [`BuildOptions::store`]).
+pub fn default_store(spec_path: &Path) -> Result<PathBuf, Error> {
+    let spec = spec::load(spec_path)?;
+    let workspace = cargo::workspace(&spec.context).ok();
+    Ok(image_dir(&spec, workspace.as_ref()).join(".store"))
 }
 
 /// The commit checked out in the git work tree that holds `dir`, if any (for the

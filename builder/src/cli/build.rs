@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cargo_oci_image::build::{self, BuildOptions, Event};
+use cargo_oci_image::build::{self, BuildOptions};
 use cargo_oci_image::cargo::CargoOptions;
 use clap::{Args, ValueEnum};
 
-use super::output::{human_size, short_digest, status, Verbosity};
+use super::output::{status, Verbosity};
+use super::reporter::Reporter;
 use super::Failure;
 
 /// Build an image from a spec into an OCI image layout.
@@ -17,12 +18,12 @@ use super::Failure;
     cargo image build --spec examples/hello/image.toml --output out/hello\n  \
     cargo image build --tag v1.2.3 --tag latest        tag the image (instead of the spec's tags)\n  \
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo image build\n\n\
-    The output is an OCI image layout: check it with `skopeo inspect oci:DIR:TAG`, \
+    Layers whose inputs did not change are reused from the store (`Fresh`); the rest are built \
+    in parallel. The output is an OCI image layout: check it with `skopeo inspect oci:DIR:TAG`, \
     copy it anywhere with `skopeo copy`, or run it with `umoci unpack` + `runc run`.")]
 pub struct BuildArgs {
-    /// The image spec to build [default: ./image.toml].
-    #[arg(long, value_name = "PATH")]
-    spec: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Where to write the OCI image layout [default: <target-dir>/image/<name>]. An existing
     /// layout there is replaced only once the build has succeeded.
     #[arg(long, short, value_name = "DIR")]
@@ -30,9 +31,6 @@ pub struct BuildArgs {
     /// Tag the image with TAG instead of the spec's `tags` (repeatable).
     #[arg(long, short, value_name = "TAG")]
     tag: Vec<String>,
-    /// Compression threads (0: one per CPU). The output bytes never depend on it.
-    #[arg(long, short, value_name = "N", default_value_t = 0)]
-    jobs: usize,
     /// Say nothing but errors (cargo's output too).
     #[arg(long, short, conflicts_with = "verbose")]
     quiet: bool,
@@ -42,15 +40,65 @@ pub struct BuildArgs {
     /// `human` status lines on stderr, or `json`: one JSON object per event on stdout.
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     message_format: MessageFormat,
+}
+
+/// Arguments shared by the commands that read a spec and plan it (`build`, `plan`).
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The image spec [default: ./image.toml].
+    #[arg(long, value_name = "PATH")]
+    pub spec: Option<PathBuf>,
+    /// The store (layer cache) directory [default: <target-dir>/image/.store].
+    #[arg(long, value_name = "DIR", env = "CARGO_IMAGE_STORE")]
+    pub store: Option<PathBuf>,
+    /// Parallel jobs: layers at once and compressor threads (0: one per CPU). The output bytes
+    /// never depend on it.
+    #[arg(long, short, value_name = "N", default_value_t = 0)]
+    pub jobs: usize,
     /// Passed to cargo: require Cargo.lock to be up to date.
     #[arg(long)]
-    locked: bool,
+    pub locked: bool,
     /// Passed to cargo: build without touching the network.
     #[arg(long)]
-    offline: bool,
+    pub offline: bool,
     /// Passed to cargo: --locked and --offline.
     #[arg(long)]
-    frozen: bool,
+    pub frozen: bool,
+}
+
+impl CommonArgs {
+    /// The build options these arguments give (output and tags are the caller's).
+    pub fn options(
+        &self,
+        show_cargo_output: bool,
+        quiet_cargo: bool,
+    ) -> Result<BuildOptions, Failure> {
+        let mut extra_args = Vec::new();
+        for (on, flag) in [
+            (self.locked, "--locked"),
+            (self.offline, "--offline"),
+            (self.frozen, "--frozen"),
+        ] {
+            if on {
+                extra_args.push(flag.to_string());
+            }
+        }
+        if quiet_cargo {
+            extra_args.push("--quiet".to_string());
+        }
+        Ok(BuildOptions {
+            output: None,
+            store: self.store.clone(),
+            tags: Vec::new(),
+            source_date_epoch: source_date_epoch()?,
+            jobs: self.jobs,
+            cargo: CargoOptions {
+                show_output: show_cargo_output,
+                extra_args,
+                install_targets: true,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,7 +107,7 @@ pub enum MessageFormat {
     Json,
 }
 
-/// Finds the spec to build: `--spec`, else `image.toml` in the current directory.
+/// Finds the spec to use: `--spec`, else `image.toml` in the current directory.
 pub fn find_spec(given: Option<&Path>) -> Result<PathBuf, Failure> {
     if let Some(path) = given {
         return Ok(path.to_path_buf());
@@ -89,9 +137,21 @@ fn source_date_epoch() -> Result<Option<u64>, Failure> {
     }
 }
 
+/// Maps a build error to the CLI's failure (usage errors exit 2).
+pub fn failure(e: build::Error) -> Failure {
+    let code = match e {
+        build::Error::InvalidTag { .. } => super::EXIT_USAGE,
+        _ => super::EXIT_FAILURE,
+    };
+    Failure {
+        error: e.into(),
+        code,
+    }
+}
+
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let spec = find_spec(args.spec.as_deref())?;
+    let spec = find_spec(args.common.spec.as_deref())?;
     let verbosity = if args.quiet {
         Verbosity::Quiet
     } else if args.verbose {
@@ -99,118 +159,32 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     } else {
         Verbosity::Normal
     };
-    let mut extra_args = Vec::new();
-    for (on, flag) in [
-        (args.locked, "--locked"),
-        (args.offline, "--offline"),
-        (args.frozen, "--frozen"),
-    ] {
-        if on {
-            extra_args.push(flag.to_string());
-        }
-    }
-    if verbosity == Verbosity::Quiet || args.message_format == MessageFormat::Json {
-        extra_args.push("--quiet".to_string());
-    }
-    let opts = BuildOptions {
-        output: args.output,
-        tags: args.tag,
-        source_date_epoch: source_date_epoch()?,
-        jobs: args.jobs,
-        cargo: CargoOptions {
-            show_output: verbosity != Verbosity::Quiet,
-            extra_args,
-            install_targets: true,
-        },
-    };
     let json = args.message_format == MessageFormat::Json;
-    let mut on_event = |event: Event| {
-        if json {
-            if let Ok(line) = serde_json::to_string(&event) {
-                println!("{line}");
-            }
-            return;
-        }
-        if verbosity == Verbosity::Quiet {
-            return;
-        }
-        print_event(&event, verbosity);
-    };
-    let result = build::build(&spec, &opts, &mut on_event);
-    match result {
-        Ok(out) => {
-            if !json && verbosity != Verbosity::Quiet {
-                let tags = out.tags.join(", ");
-                status(
-                    "Finished",
-                    &format!(
-                        "{} [{}] {} in {:.2}s",
-                        out.name,
-                        tags,
-                        out.manifest_digest,
-                        started.elapsed().as_secs_f64()
-                    ),
-                );
-                status("Output", &out.path.display().to_string());
-            }
-            Ok(())
-        }
-        Err(e) => {
-            let code = match e {
-                build::Error::InvalidTag { .. } => super::EXIT_USAGE,
-                _ => super::EXIT_FAILURE,
-            };
-            Err(Failure {
-                error: e.into(),
-                code,
-            })
-        }
-    }
-}
+    let mut opts = args.common.options(
+        verbosity != Verbosity::Quiet,
+        verbosity == Verbosity::Quiet || json,
+    )?;
+    opts.output = args.output;
+    opts.tags = args.tag;
 
-fn print_event(event: &Event, verbosity: Verbosity) {
-    match event {
-        Event::SpecLoaded { spec, name } => {
-            status("Building", &format!("{name} ({})", spec.display()));
-        }
-        Event::CargoBuild { what } => status("Compiling", what),
-        Event::CargoFinished { what, executable } => {
-            if verbosity == Verbosity::Verbose {
-                status("Compiled", &format!("{what} -> {}", executable.display()));
-            }
-        }
-        Event::BaseResolved {
-            base,
-            digest,
-            layers,
-        } => status(
-            "Base",
-            &format!("{base} ({}, {layers} layers)", short_digest(digest)),
-        ),
-        Event::LayerStarted { name } => {
-            if verbosity == Verbosity::Verbose {
-                status("Packing", &format!("layer {name}"));
-            }
-        }
-        Event::LayerFinished {
-            name,
-            digest,
-            diff_id,
-            size,
-            ..
-        } => {
-            if verbosity == Verbosity::Verbose {
-                status(
-                    "Layer",
-                    &format!("{name} {digest} (diff_id {diff_id}, {})", human_size(*size)),
-                );
-            } else {
-                status(
-                    "Layer",
-                    &format!("{name} ({}, {})", short_digest(digest), human_size(*size)),
-                );
-            }
-        }
-        Event::ImageFinished { .. } => {}
+    let reporter = Reporter::new(verbosity, json);
+    let result = build::build(&spec, &opts, &|event| reporter.event(event));
+    reporter.finish();
+    let out = result.map_err(failure)?;
+    if !json && verbosity != Verbosity::Quiet {
+        let fresh = out.cached_layers;
+        let built = out.layers.len() - fresh;
+        status(
+            "Finished",
+            &format!(
+                "{} [{}] {} in {:.2}s ({built} built, {fresh} fresh)",
+                out.name,
+                out.tags.join(", "),
+                out.manifest_digest,
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        status("Output", &out.path.display().to_string());
     }
+    Ok(())
 }

@@ -1,8 +1,11 @@
 //! Command-line interface: one file per subcommand, each calling one library operation.
 
 mod build;
+mod cache;
 mod inspect;
 mod output;
+mod plan;
+mod reporter;
 mod schema;
 
 use std::ffi::OsString;
@@ -37,7 +40,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Build(build::BuildArgs),
+    Plan(plan::PlanArgs),
     Inspect(inspect::InspectArgs),
+    Cache(cache::CacheArgs),
     Schema(schema::SchemaArgs),
 }
 
@@ -52,6 +57,8 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     };
     let result = match cli.command {
         Command::Build(args) => build::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Cache(args) => cache::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Schema(args) => schema::run(args),
     };

@@ -18,14 +18,19 @@ fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }
 
-/// Prints `word` right-aligned in 12 columns (bold green on a terminal), then `message`, like cargo.
+/// `word` right-aligned in 12 columns (bold green on a terminal), then `message`, like cargo.
+pub fn status_line(word: &str, message: &str) -> String {
+    if color() {
+        format!("\x1b[1;32m{word:>12}\x1b[0m {message}")
+    } else {
+        format!("{word:>12} {message}")
+    }
+}
+
+/// Prints a [`status_line`] on stderr.
 pub fn status(word: &str, message: &str) {
     let mut err = std::io::stderr().lock();
-    if color() {
-        let _ = writeln!(err, "\x1b[1;32m{word:>12}\x1b[0m {message}");
-    } else {
-        let _ = writeln!(err, "{word:>12} {message}");
-    }
+    let _ = writeln!(err, "{}", status_line(word, message));
 }
 
 /// A byte count for people: `812 B`, `1.4 KiB`, `12.0 MiB`.

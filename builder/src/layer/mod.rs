@@ -59,7 +59,10 @@ mod tests;
 
 pub use error::Error;
 pub use tree::{Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};
-pub use write::{write_layer, write_layer_to_dir};
+pub use write::{
+    write_layer, write_layer_to_dir, write_layer_to_dir_with_progress, write_layer_with_progress,
+    Progress,
+};
 
 /// The version of everything that decides a layer blob's bytes: the tar writer, and for each
 /// compression its encoder, backend, level and framing. It is part of every layer's cache key:

@@ -13,6 +13,9 @@ use super::hash::HashWriter;
 use super::tar_writer::TarWriter;
 use super::{Compression, Error, LayerBlob, LayerTree, WriteOptions};
 
+/// A progress callback: content bytes written so far.
+pub type Progress<'a> = dyn Fn(u64) + Sync + 'a;
+
 /// Size of the buffer in front of the hasher and compressor.
 const WRITE_BUF: usize = 1 << 20;
 
@@ -26,19 +29,30 @@ pub fn write_layer<W: Write + Send>(
     opts: &WriteOptions,
     out: W,
 ) -> Result<LayerBlob, Error> {
+    write_layer_with_progress(tree, opts, out, &|_| {})
+}
+
+/// [`write_layer`], calling `progress` with the number of content bytes written so far after
+/// each entry (out of [`LayerTree::content_size`]).
+pub fn write_layer_with_progress<W: Write + Send>(
+    tree: &LayerTree,
+    opts: &WriteOptions,
+    out: W,
+    progress: &Progress<'_>,
+) -> Result<LayerBlob, Error> {
     let compression = opts.compression;
     std::thread::scope(|scope| {
         // With no compression the blob is the tar: one hasher gives both digests.
         let (diff_id, digest, size) = if compression == Compression::None {
             let mut tar = HashWriter::new(out);
-            write_tar(tree, opts.mtime, &mut tar)?;
+            write_tar(tree, opts.mtime, &mut tar, progress)?;
             let (_, diff_id, size) = tar.finish();
             (diff_id.clone(), diff_id, size)
         } else {
             let compressed = HashWriter::new(out);
             let encoder = Encoder::new(compression, opts.threads, compressed, scope)?;
             let mut tar = HashWriter::new(encoder);
-            let written = write_tar(tree, opts.mtime, &mut tar);
+            let written = write_tar(tree, opts.mtime, &mut tar, progress);
             let (encoder, diff_id, _) = tar.finish();
             // Finish the compressor even after an error, so its threads end here and report
             // their own error instead of panicking when dropped.
@@ -57,10 +71,20 @@ pub fn write_layer<W: Write + Send>(
 }
 
 /// Writes the tar stream of `tree` into `out` through a large buffer.
-fn write_tar<W: Write>(tree: &LayerTree, mtime: u64, out: &mut W) -> Result<(), Error> {
+fn write_tar<W: Write>(
+    tree: &LayerTree,
+    mtime: u64,
+    out: &mut W,
+    progress: &Progress<'_>,
+) -> Result<(), Error> {
     let mut tar = TarWriter::new(BufWriter::with_capacity(WRITE_BUF, out), mtime);
+    let mut done = 0u64;
     for (path, entry) in tree.iter() {
         tar.write_entry(path, entry)?;
+        if let super::EntryKind::File { size, .. } = &entry.kind {
+            done += size;
+            progress(done);
+        }
     }
     // `into_inner` writes the buffer out without calling `flush` on the writer below.
     tar.finish()?.into_inner().map_err(|e| Error::WriteLayer {
@@ -79,6 +103,16 @@ pub fn write_layer_to_dir(
     opts: &WriteOptions,
     dir: &Path,
 ) -> Result<LayerBlob, Error> {
+    write_layer_to_dir_with_progress(tree, opts, dir, &|_| {})
+}
+
+/// [`write_layer_to_dir`] with a progress callback (see [`write_layer_with_progress`]).
+pub fn write_layer_to_dir_with_progress(
+    tree: &LayerTree,
+    opts: &WriteOptions,
+    dir: &Path,
+    progress: &Progress<'_>,
+) -> Result<LayerBlob, Error> {
     let blob_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::WriteBlob { path, source }
@@ -87,7 +121,7 @@ pub fn write_layer_to_dir(
         .prefix(".tmp-layer-")
         .tempfile_in(dir)
         .map_err(blob_err(dir))?;
-    let blob = write_layer(tree, opts, temp.as_file())?;
+    let blob = write_layer_with_progress(tree, opts, temp.as_file(), progress)?;
     let file = temp.as_file();
     file.sync_all().map_err(blob_err(temp.path()))?;
     #[cfg(unix)]

@@ -162,7 +162,8 @@ pub fn layer_key(
 
     // Imported tarballs are keyed by the archive's content and the entry's options; everything
     // else by the tree it makes.
-    let (tars, others): (Vec<(usize, &EntrySpec)>, Vec<(usize, &EntrySpec)>) = spec
+    type Numbered<'a> = Vec<(usize, &'a EntrySpec)>;
+    let (tars, others): (Numbered<'_>, Numbered<'_>) = spec
         .entries
         .iter()
         .enumerate()
@@ -188,12 +189,11 @@ pub fn layer_key(
                 w.u64(*size);
                 let hash = match source {
                     FileSource::Host(p) => {
-                        let meta = std::fs::metadata(p).map_err(|source| {
-                            layer::Error::ReadSource {
+                        let meta =
+                            std::fs::metadata(p).map_err(|source| layer::Error::ReadSource {
                                 path: p.clone(),
                                 source,
-                            }
-                        })?;
+                            })?;
                         inputs.push(InputStamp::new(p, &meta));
                         hasher.content_hash(p, &meta).map_err(|source| {
                             layer::Error::ReadSource {

@@ -1,0 +1,53 @@
+//! `cargo image plan`: show the layer graph of a spec and what the store already holds.
+
+use clap::{Args, ValueEnum};
+
+use cargo_oci_image::build;
+
+use super::build::{failure, find_spec, CommonArgs};
+use super::output::Verbosity;
+use super::reporter::Reporter;
+use super::Failure;
+
+/// Show what a build would do: every node with its key, and whether it is cached.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cargo image plan                         text: one node a line, `cached` or `to build`\n  \
+    cargo image plan --format json | jq '.nodes[] | select(.cached == false)'\n  \
+    cargo image plan --format dot | dot -Tsvg > plan.svg\n\n\
+    Planning runs the spec's cargo builds (a binary's content decides its layer's key) and reads \
+    the store; it writes no image and changes no cache entry.")]
+pub struct PlanArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Tag the image with TAG instead of the spec's `tags` (repeatable), as `build --tag` does.
+    #[arg(long, short, value_name = "TAG")]
+    tag: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+}
+
+pub fn run(args: PlanArgs) -> Result<(), Failure> {
+    let spec = find_spec(args.common.spec.as_deref())?;
+    let mut opts = args.common.options(false, true)?;
+    opts.tags = args.tag;
+    let reporter = Reporter::new(Verbosity::Quiet, false);
+    let graph = build::plan(&spec, &opts, &|e| reporter.event(e)).map_err(failure)?;
+    match args.format {
+        PlanFormat::Text => print!("{}", graph.to_text()),
+        PlanFormat::Dot => print!("{}", graph.to_dot()),
+        PlanFormat::Json => {
+            let text = serde_json::to_string_pretty(&graph).map_err(Failure::build)?;
+            println!("{text}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Turns build events into what a person or a tool sees: cargo-style status lines with a
+//! progress bar per building layer when stderr is a terminal, plain lines when it is not, or
+//! one JSON object per event on stdout.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cargo_oci_image::build::Event;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::output::{human_size, short_digest, status_line, Verbosity};
+
+/// Receives events from any thread of a build.
+pub struct Reporter {
+    verbosity: Verbosity,
+    json: bool,
+    /// Progress bars, when stderr is a terminal.
+    multi: Option<MultiProgress>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    bars: HashMap<String, ProgressBar>,
+    /// For JSON: the last progress percentage reported per layer (at most one event per 1%).
+    last_percent: HashMap<String, u64>,
+}
+
+impl Reporter {
+    pub fn new(verbosity: Verbosity, json: bool) -> Self {
+        let multi = (!json && verbosity != Verbosity::Quiet && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter {
+            verbosity,
+            json,
+            multi,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prints a status line above any progress bars.
+    fn status(&self, word: &str, message: &str) {
+        let line = status_line(word, message);
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn event(&self, event: Event) {
+        if self.json {
+            self.json_event(event);
+            return;
+        }
+        if self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let verbose = self.verbosity == Verbosity::Verbose;
+        match event {
+            Event::SpecLoaded { spec, name } => {
+                self.status("Building", &format!("{name} ({})", spec.display()))
+            }
+            Event::CargoBuild { what } => self.status("Compiling", &what),
+            Event::CargoFinished { what, executable } => {
+                if verbose {
+                    self.status("Compiled", &format!("{what} -> {}", executable.display()));
+                }
+            }
+            Event::BaseResolved {
+                base,
+                digest,
+                layers,
+            } => self.status(
+                "Base",
+                &format!("{base} ({}, {layers} layers)", short_digest(&digest)),
+            ),
+            Event::Plan { graph } => {
+                if verbose {
+                    for line in graph.to_text().lines() {
+                        self.status("Plan", line);
+                    }
+                }
+            }
+            Event::LayerStarted { name, total } => match &self.multi {
+                Some(multi) => {
+                    let bar = multi.add(ProgressBar::new(total));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>12.cyan.bold} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix("Building");
+                    bar.set_message(format!("layer {name}"));
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    self.state().bars.insert(name, bar);
+                }
+                None => self.status("Building", &format!("layer {name} ({})", human_size(total))),
+            },
+            Event::LayerProgress { name, done, .. } => {
+                if let Some(bar) = self.state().bars.get(&name) {
+                    bar.set_position(done);
+                }
+            }
+            Event::LayerFinished {
+                name,
+                digest,
+                diff_id,
+                size,
+                cached,
+                ..
+            } => {
+                if let Some(bar) = self.state().bars.remove(&name) {
+                    bar.finish_and_clear();
+                }
+                let word = if cached { "Fresh" } else { "Built" };
+                let detail = if verbose {
+                    format!("{digest}, diff_id {diff_id}")
+                } else {
+                    short_digest(&digest)
+                };
+                self.status(
+                    word,
+                    &format!("layer {name} ({detail}, {})", human_size(size)),
+                );
+            }
+            Event::ImageFinished { .. } => {}
+        }
+    }
+
+    fn json_event(&self, event: Event) {
+        if let Event::LayerProgress { name, done, total } = &event {
+            let percent = (done * 100).checked_div(*total).unwrap_or(100);
+            let mut state = self.state();
+            let last = state.last_percent.entry(name.clone()).or_insert(u64::MAX);
+            if *last == percent {
+                return;
+            }
+            *last = percent;
+        }
+        if let Ok(line) = serde_json::to_string(&event) {
+            println!("{line}");
+        }
+    }
+
+    /// Clears any bars left (after an error).
+    pub fn finish(&self) {
+        for (_, bar) in self.state().bars.drain() {
+            bar.finish_and_clear();
+        }
+    }
+}
