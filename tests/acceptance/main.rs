@@ -2,6 +2,7 @@
 //! real tools (oci-image-tool, skopeo, umoci, runc, GNU tar).
 
 mod bad_input;
+mod cache;
 mod cli;
 mod examples;
 mod reproducible;
