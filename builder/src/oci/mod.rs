@@ -56,16 +56,22 @@
 
 use std::path::PathBuf;
 
+mod archive;
 mod canonical;
+mod docker_archive;
 mod inspect;
 mod layout;
 mod layout_reader;
 mod model;
 
 #[cfg(test)]
+mod archive_tests;
+#[cfg(test)]
 mod tests;
 
+pub use archive::{open_oci_archive, write_oci_archive};
 pub use canonical::to_canonical_json;
+pub use docker_archive::{open_docker_archive, write_docker_archive};
 pub use inspect::{inspect, BlobInfo, Inspection, LayerInfo};
 pub use layout::{LayoutWriter, OCI_LAYOUT_FILE};
 pub use layout_reader::{Layout, ManifestKind, ResolvedImage};
@@ -225,6 +231,107 @@ pub enum Error {
     BlobDigest {
         path: PathBuf,
         digest: String,
+        actual: String,
+    },
+
+    #[error("refusing to write an archive to `{}`: it {what}; pick another `--output`", path.display())]
+    RefuseArchiveOutput { path: PathBuf, what: &'static str },
+
+    #[error("failed to write the archive `{}`", path.display())]
+    WriteArchive {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot archive the OCI image layout: `{}` {what}", path.display())]
+    UnexpectedLayoutEntry { path: PathBuf, what: &'static str },
+
+    #[error("the scratch directory `{}` for extracting an archive is not empty", path.display())]
+    ScratchNotEmpty { path: PathBuf },
+
+    #[error("failed to read the archive `{}`", archive.display())]
+    ReadArchive {
+        archive: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{}` is not {kind}: it has no `{missing}` entry", archive.display())]
+    NotAnArchive {
+        archive: PathBuf,
+        kind: &'static str,
+        missing: &'static str,
+    },
+
+    #[error("refusing entry `{entry}` of the archive `{}`: {reason}", archive.display())]
+    ArchiveEntry {
+        archive: PathBuf,
+        entry: String,
+        reason: String,
+    },
+
+    #[error("failed to extract entry `{entry}` of the archive `{}` to `{}`", archive.display(), path.display())]
+    ExtractEntry {
+        archive: PathBuf,
+        entry: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("entry `{entry}` of the archive `{}` is not a valid {what}", archive.display())]
+    ArchiveJson {
+        archive: PathBuf,
+        entry: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("entry `{entry}` of the archive `{}` is corrupt: the {what} should hash to {expected} but hashes to {actual}", archive.display())]
+    ArchiveDigest {
+        archive: PathBuf,
+        entry: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("invalid image name `{repo_tag}` for a Docker archive: {reason}")]
+    InvalidRepoTag {
+        repo_tag: String,
+        reason: &'static str,
+    },
+
+    #[error("the image {digest} in `{}` has {layers} layers but its config lists {diff_ids} diff_ids: the layout is corrupt", layout.display())]
+    LayerCount {
+        layout: PathBuf,
+        digest: String,
+        layers: usize,
+        diff_ids: usize,
+    },
+
+    #[error("the image index {digest} in `{}` holds several images ({available}); a Docker archive holds one: write an OCI archive instead", layout.display())]
+    SeveralPlatforms {
+        layout: PathBuf,
+        digest: String,
+        available: String,
+    },
+
+    #[error("failed to decompress layer {digest} (`{}`)", path.display())]
+    DecompressLayer {
+        path: PathBuf,
+        digest: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("layer {digest} (`{}`) uncompresses to {actual}, but the image config's diff_id is {expected}: the layout is corrupt", path.display())]
+    DiffIdMismatch {
+        path: PathBuf,
+        digest: String,
+        expected: String,
         actual: String,
     },
 }

@@ -1,0 +1,761 @@
+//! OCI archives: an OCI image layout as one tar file (`oci-archive:FILE`), written as a sink
+//! and read back as a base image source. Also the tar plumbing the Docker archive
+//! ([`super::docker_archive`]) shares: the deterministic writer, the atomic file replacement and
+//! the safe extractor.
+//!
+//! # Brief overview
+//!
+//! - **Sink**: [`write_oci_archive`] packs a finished layout directory (what
+//!   [`super::LayoutWriter`] produced) into an uncompressed tar, the form `skopeo`, `podman` and
+//!   `buildah` read as `oci-archive:`. The bytes depend only on the layout's content: entries in
+//!   byte order of their path components (a directory before what it holds), mtime = the given
+//!   epoch, owner `0:0` with no user or group names, modes `0644`/`0755`, ustar headers filled
+//!   field by field. Every `blobs/sha256/<hex>` blob is hashed while it is copied and must match
+//!   its name. The archive is written to a temporary file beside the destination, fsynced and
+//!   renamed over it, so a failure leaves a previous archive as it was.
+//! - **Source**: [`open_oci_archive`] extracts an archive into a scratch directory the caller
+//!   owns and opens it as a [`Layout`], so `oci-archive:FILE[:TAG]` bases resolve like
+//!   `oci:DIR[:TAG]` ones (same verification of every blob). Extraction trusts nothing: entry
+//!   names must be relative and stay inside the archive (no `..`, no absolute names), only files,
+//!   directories and links are accepted, and links are never created as links: a link whose
+//!   target (resolved inside the archive) is a regular file of the archive becomes a hard link
+//!   to the extracted file, anything else is refused. gzip- or zstd-compressed archives are
+//!   recognised by their magic bytes and read too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::layout_reader::Layout;
+use super::model::Digest;
+use super::Error;
+
+/// The tar block size.
+const BLOCK: usize = 512;
+/// Mode of files in the archives we write.
+const FILE_MODE: u32 = 0o644;
+/// Mode of directories in the archives we write.
+const DIR_MODE: u32 = 0o755;
+/// How many links a link may go through before it is refused (as the kernel's `ELOOP`).
+const MAX_LINK_HOPS: usize = 40;
+/// Size of the buffer blobs are copied through.
+const COPY_BUF: usize = 256 * 1024;
+
+/// Writes the OCI image layout at `layout_dir` as an uncompressed tar at `dest`, every entry
+/// dated `mtime` (seconds since the epoch; the image's epoch or 0). See the
+/// [module docs](self) for the exact form; the same layout content always gives the same
+/// bytes, whatever the layout's file dates, owners or directory order.
+///
+/// The archive holds `oci-layout`, `index.json` and every blob under `blobs/` (names starting
+/// with `.`, in-progress files of layout writers, are left out). `dest`'s parent directories
+/// are created if needed; `dest` is replaced atomically if it is a file already.
+pub fn write_oci_archive(layout_dir: &Path, dest: &Path, mtime: u64) -> Result<(), Error> {
+    let entries = layout_entries(layout_dir)?;
+    write_atomically(dest, |out| {
+        let mut tar = TarOut::new(out, mtime);
+        for entry in &entries {
+            let name = entry.name.join("/");
+            let write_err = |source| Error::WriteArchive {
+                path: dest.to_path_buf(),
+                source,
+            };
+            match &entry.kind {
+                LayoutEntry::Dir => tar.dir(&name).map_err(write_err)?,
+                LayoutEntry::File { path, size, digest } => {
+                    let read_err = |source| Error::ReadLayout {
+                        path: path.clone(),
+                        source,
+                    };
+                    let file = File::open(path).map_err(read_err)?;
+                    let mut hasher = Sha256::new();
+                    let copied = tar
+                        .file(&name, *size, file, Some(&mut hasher))
+                        .map_err(|e| match e {
+                            CopyError::Read(source) => read_err(source),
+                            CopyError::Write(source) => write_err(source),
+                        })?;
+                    if copied != *size {
+                        return Err(Error::BlobSize {
+                            path: path.clone(),
+                            digest: digest
+                                .as_ref()
+                                .map_or_else(|| name.clone(), Digest::to_string),
+                            expected: *size,
+                            actual: copied,
+                        });
+                    }
+                    if let Some(digest) = digest {
+                        let actual = Digest::from_hasher(hasher);
+                        if &actual != digest {
+                            return Err(Error::BlobDigest {
+                                path: path.clone(),
+                                digest: digest.to_string(),
+                                actual: actual.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        tar.finish().map_err(|source| Error::WriteArchive {
+            path: dest.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// Extracts the OCI archive at `path` into `scratch` (created if missing; it must be empty if
+/// it exists) and opens it as a layout. The caller owns `scratch` and removes it when done.
+///
+/// Entries that would land outside `scratch` (absolute names, `..`, links pointing out of the
+/// archive), device files and the like are refused with an error naming the archive and the
+/// entry; see the [module docs](self).
+pub fn open_oci_archive(path: &Path, scratch: &Path) -> Result<Layout, Error> {
+    prepare_scratch(scratch)?;
+    let extracted = extract(path, scratch)?;
+    if !extracted.is_file("oci-layout") {
+        return Err(Error::NotAnArchive {
+            archive: path.to_path_buf(),
+            kind: "an OCI archive",
+            missing: "oci-layout",
+        });
+    }
+    Layout::open(scratch)
+}
+
+/// One entry of a layout, to be archived.
+struct ArchiveEntry {
+    /// Path components inside the archive.
+    name: Vec<String>,
+    kind: LayoutEntry,
+}
+
+enum LayoutEntry {
+    Dir,
+    File {
+        path: PathBuf,
+        size: u64,
+        /// The digest a `blobs/sha256/` blob must have.
+        digest: Option<Digest>,
+    },
+}
+
+/// The entries of the layout at `dir`, sorted for the archive.
+fn layout_entries(dir: &Path) -> Result<Vec<ArchiveEntry>, Error> {
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::ReadLayout { path, source }
+    };
+    let file = |rel: &[&str]| -> Result<ArchiveEntry, Error> {
+        let path = rel.iter().fold(dir.to_path_buf(), |p, c| p.join(c));
+        let meta = fs::metadata(&path).map_err(read_err(&path))?;
+        if !meta.is_file() {
+            return Err(Error::UnexpectedLayoutEntry {
+                path,
+                what: "is not a regular file",
+            });
+        }
+        let digest = match rel {
+            ["blobs", "sha256", hex] => {
+                Some(
+                    Digest::from_hex(hex).map_err(|_| Error::UnexpectedLayoutEntry {
+                        path: path.clone(),
+                        what: "is in `blobs/sha256` but is not named by 64 lowercase hex digits",
+                    })?,
+                )
+            }
+            _ => None,
+        };
+        Ok(ArchiveEntry {
+            name: rel.iter().map(|c| c.to_string()).collect(),
+            kind: LayoutEntry::File {
+                path,
+                size: meta.len(),
+                digest,
+            },
+        })
+    };
+
+    if !dir.join("oci-layout").is_file() {
+        return Err(Error::NotALayout {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut entries = vec![file(&["oci-layout"])?, file(&["index.json"])?];
+    let blobs = dir.join("blobs");
+    if blobs.is_dir() {
+        entries.push(ArchiveEntry {
+            name: vec!["blobs".into()],
+            kind: LayoutEntry::Dir,
+        });
+        for algorithm in sorted_names(&blobs)? {
+            let alg_dir = blobs.join(&algorithm);
+            if !fs::metadata(&alg_dir).map_err(read_err(&alg_dir))?.is_dir() {
+                return Err(Error::UnexpectedLayoutEntry {
+                    path: alg_dir,
+                    what: "is not a directory (`blobs/` holds one directory per digest algorithm)",
+                });
+            }
+            entries.push(ArchiveEntry {
+                name: vec!["blobs".into(), algorithm.clone()],
+                kind: LayoutEntry::Dir,
+            });
+            for blob in sorted_names(&alg_dir)? {
+                entries.push(file(&["blobs", &algorithm, &blob])?);
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
+}
+
+/// The names in directory `dir` that are UTF-8 and do not start with `.`, sorted.
+fn sorted_names(dir: &Path) -> Result<Vec<String>, Error> {
+    let read_err = |source| Error::ReadLayout {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(read_err)? {
+        let name = entry.map_err(read_err)?.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(Error::UnexpectedLayoutEntry {
+                path: dir.join(name),
+                what: "has a name that is not UTF-8",
+            });
+        };
+        if !name.starts_with('.') {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Writes a file at `dest` through `write`: into a temporary file beside `dest` (mode 0644),
+/// then flushed, fsynced and renamed over `dest`, and the directory fsynced. On any error the
+/// temporary file is removed and `dest` is untouched.
+pub(super) fn write_atomically(
+    dest: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let name = dest.file_name().ok_or_else(|| Error::InvalidOutput {
+        path: dest.to_path_buf(),
+    })?;
+    if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::RefuseArchiveOutput {
+            path: dest.to_path_buf(),
+            what: "is a directory",
+        });
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(|source| Error::CreateDir {
+        path: parent.clone(),
+        source,
+    })?;
+    let write_err = |source| Error::WriteArchive {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let mut prefix = OsString::from(".");
+    prefix.push(name);
+    prefix.push(".tmp-");
+    let tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempfile_in(&parent)
+        .map_err(write_err)?;
+    set_file_mode(tmp.as_file()).map_err(write_err)?;
+    let (file, tmp_path) = tmp.into_parts();
+    let mut out = BufWriter::with_capacity(COPY_BUF, file);
+    write(&mut out)?;
+    let file = out.into_inner().map_err(|e| write_err(e.into_error()))?;
+    file.sync_all().map_err(|source| Error::Sync {
+        path: tmp_path.to_path_buf(),
+        source,
+    })?;
+    drop(file);
+    tmp_path.persist(dest).map_err(|e| write_err(e.error))?;
+    File::open(&parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| Error::Sync {
+            path: parent,
+            source,
+        })
+}
+
+#[cfg(unix)]
+fn set_file_mode(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn set_file_mode(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+/// Why copying an entry's content failed: reading the source or writing the archive.
+pub(super) enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// A deterministic tar writer for the few entries of an archive: ustar headers filled field by
+/// field (mode, owner `0:0`, no names, one mtime), content padded to a block, two zero blocks
+/// at the end.
+pub(super) struct TarOut<'a, W: Write> {
+    out: &'a mut W,
+    mtime: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a, W: Write> TarOut<'a, W> {
+    pub(super) fn new(out: &'a mut W, mtime: u64) -> Self {
+        Self {
+            out,
+            mtime,
+            buf: vec![0; COPY_BUF],
+        }
+    }
+
+    fn header(
+        &self,
+        name: &str,
+        mode: u32,
+        size: u64,
+        kind: tar::EntryType,
+    ) -> io::Result<[u8; BLOCK]> {
+        let mut header = tar::Header::new_ustar();
+        set_name(&mut header, name)?;
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(size);
+        header.set_mtime(self.mtime);
+        header.set_entry_type(kind);
+        header.set_device_major(0)?;
+        header.set_device_minor(0)?;
+        header.set_cksum();
+        Ok(*header.as_bytes())
+    }
+
+    /// A directory entry `name/`.
+    pub(super) fn dir(&mut self, name: &str) -> io::Result<()> {
+        let header = self.header(&format!("{name}/"), DIR_MODE, 0, tar::EntryType::Directory)?;
+        self.out.write_all(&header)
+    }
+
+    /// A file entry of `bytes`.
+    pub(super) fn bytes(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let header = self.header(name, FILE_MODE, bytes.len() as u64, tar::EntryType::Regular)?;
+        self.out.write_all(&header)?;
+        self.out.write_all(bytes)?;
+        self.pad(bytes.len() as u64)
+    }
+
+    /// A file entry of `size` bytes read from `content` (hashed into `hasher` on the way).
+    /// Returns how many bytes `content` gave, at most `size`; when fewer, the entry is padded
+    /// with zeros to `size` (the archive stays well formed) and the caller reports the error.
+    pub(super) fn file(
+        &mut self,
+        name: &str,
+        size: u64,
+        content: impl Read,
+        mut hasher: Option<&mut Sha256>,
+    ) -> Result<u64, CopyError> {
+        let header = self
+            .header(name, FILE_MODE, size, tar::EntryType::Regular)
+            .map_err(CopyError::Write)?;
+        self.out.write_all(&header).map_err(CopyError::Write)?;
+        let mut content = content.take(size);
+        let mut copied = 0u64;
+        loop {
+            let n = match content.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CopyError::Read(e)),
+            };
+            if let Some(h) = hasher.as_deref_mut() {
+                h.update(&self.buf[..n]);
+            }
+            self.out
+                .write_all(&self.buf[..n])
+                .map_err(CopyError::Write)?;
+            copied += n as u64;
+        }
+        let zeros = [0u8; BLOCK];
+        let mut missing = size - copied;
+        while missing > 0 {
+            let n = missing.min(BLOCK as u64);
+            self.out
+                .write_all(&zeros[..n as usize])
+                .map_err(CopyError::Write)?;
+            missing -= n;
+        }
+        self.pad(size).map_err(CopyError::Write)?;
+        Ok(copied)
+    }
+
+    fn pad(&mut self, size: u64) -> io::Result<()> {
+        let rem = (size % BLOCK as u64) as usize;
+        if rem != 0 {
+            self.out.write_all(&[0u8; BLOCK][..BLOCK - rem])?;
+        }
+        Ok(())
+    }
+
+    /// The end-of-archive marker: two zero blocks.
+    pub(super) fn finish(self) -> io::Result<()> {
+        self.out.write_all(&[0u8; 2 * BLOCK])?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write + Seek> TarOut<'_, W> {
+    /// A file entry of everything `content` gives, whose size is not known beforehand: the
+    /// header is written with size 0, the content streamed (and hashed into `hasher`), then the
+    /// header rewritten with the real size. Returns the size.
+    pub(super) fn file_streamed(
+        &mut self,
+        name: &str,
+        mut content: impl Read,
+        hasher: &mut Sha256,
+    ) -> Result<u64, CopyError> {
+        let start = self.out.stream_position().map_err(CopyError::Write)?;
+        let header = self
+            .header(name, FILE_MODE, 0, tar::EntryType::Regular)
+            .map_err(CopyError::Write)?;
+        self.out.write_all(&header).map_err(CopyError::Write)?;
+        let mut size = 0u64;
+        loop {
+            let n = match content.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CopyError::Read(e)),
+            };
+            hasher.update(&self.buf[..n]);
+            self.out
+                .write_all(&self.buf[..n])
+                .map_err(CopyError::Write)?;
+            size += n as u64;
+        }
+        self.pad(size).map_err(CopyError::Write)?;
+        let end = self.out.stream_position().map_err(CopyError::Write)?;
+        let header = self
+            .header(name, FILE_MODE, size, tar::EntryType::Regular)
+            .map_err(CopyError::Write)?;
+        self.out
+            .seek(SeekFrom::Start(start))
+            .map_err(CopyError::Write)?;
+        self.out.write_all(&header).map_err(CopyError::Write)?;
+        self.out
+            .seek(SeekFrom::Start(end))
+            .map_err(CopyError::Write)?;
+        Ok(size)
+    }
+}
+
+/// Puts `name` in the ustar name field, or split between prefix and name at a `/`.
+fn set_name(header: &mut tar::Header, name: &str) -> io::Result<()> {
+    let bytes = name.as_bytes();
+    let ustar = header
+        .as_ustar_mut()
+        .expect("a header made by new_ustar is a ustar header");
+    if bytes.len() <= ustar.name.len() {
+        ustar.name[..bytes.len()].copy_from_slice(bytes);
+        return Ok(());
+    }
+    // The split point: a `/` with at most 155 bytes before it and at most 100 after.
+    let split = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| {
+            b == b'/' && i <= ustar.prefix.len() && bytes.len() - i - 1 <= ustar.name.len()
+        })
+        .map(|(i, _)| i)
+        .next_back();
+    let Some(split) = split.filter(|&i| i > 0 && i + 1 < bytes.len()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("entry name `{name}` is too long for a ustar header"),
+        ));
+    };
+    ustar.prefix[..split].copy_from_slice(&bytes[..split]);
+    ustar.name[..bytes.len() - split - 1].copy_from_slice(&bytes[split + 1..]);
+    Ok(())
+}
+
+/// Creates `scratch` if missing; refuses a non-empty directory or anything else.
+pub(super) fn prepare_scratch(scratch: &Path) -> Result<(), Error> {
+    match fs::read_dir(scratch) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::ScratchNotEmpty {
+                    path: scratch.to_path_buf(),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(scratch).map_err(|source| Error::CreateDir {
+                path: scratch.to_path_buf(),
+                source,
+            })
+        }
+        Err(source) => Err(Error::CreateDir {
+            path: scratch.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// What [`extract`] put on disk: every regular file (links included, as hard links), by its
+/// normalised name in the archive.
+#[derive(Debug)]
+pub(super) struct Extracted {
+    pub(super) archive: PathBuf,
+    pub(super) root: PathBuf,
+    files: BTreeSet<String>,
+}
+
+impl Extracted {
+    /// Whether the archive has a regular file (or a link to one) named `name` (normalised).
+    pub(super) fn is_file(&self, name: &str) -> bool {
+        self.files.contains(name)
+    }
+
+    /// The extracted path of file `name` as another entry of the archive refers to it
+    /// (`manifest.json`'s `Config` and `Layers`): normalised like entry names, and refused the
+    /// same way when unsafe; `None` when the archive has no such file.
+    pub(super) fn file(&self, name: &str) -> Result<Option<(String, PathBuf)>, Error> {
+        let normal = normalize(name).map_err(|reason| Error::ArchiveEntry {
+            archive: self.archive.clone(),
+            entry: name.to_string(),
+            reason: reason.to_string(),
+        })?;
+        Ok(self.files.contains(&normal).then(|| {
+            let path = self.root.join(&normal);
+            (normal, path)
+        }))
+    }
+}
+
+/// How an archive's bytes are compressed, by their magic bytes.
+pub(super) fn sniff(path: &Path) -> io::Result<&'static str> {
+    let mut magic = [0u8; 4];
+    let mut file = File::open(path)?;
+    let mut n = 0;
+    while n < magic.len() {
+        match file.read(&mut magic[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(match &magic[..n] {
+        [0x1f, 0x8b, ..] => "gzip",
+        [0x28, 0xb5, 0x2f, 0xfd] => "zstd",
+        _ => "none",
+    })
+}
+
+/// A reader of `path`'s content, decompressed when it is gzip or zstd.
+pub(super) fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read>> {
+    let kind = sniff(path)?;
+    let file = BufReader::with_capacity(COPY_BUF, File::open(path)?);
+    Ok(match kind {
+        "gzip" => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        "zstd" => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+        _ => Box::new(file),
+    })
+}
+
+/// Normalises an entry name: `/`-separated, `.` and empty components dropped; absolute names
+/// and `..` are refused. The root itself gives an empty string.
+fn normalize(name: &str) -> Result<String, &'static str> {
+    if name.starts_with('/') {
+        return Err("its name is absolute");
+    }
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("its name climbs out of the archive with `..`"),
+            p if p.contains('\0') => return Err("its name holds a NUL byte"),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolves a symbolic link's target, relative to the directory of `entry` (normalised), to a
+/// normalised name inside the archive.
+fn resolve_symlink(entry: &str, target: &str) -> Result<String, &'static str> {
+    if target.starts_with('/') {
+        return Err("it is a symbolic link to an absolute path");
+    }
+    let mut parts: Vec<&str> = entry.split('/').collect();
+    parts.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err("it is a symbolic link pointing outside the archive");
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Extracts the archive at `archive` (plain, gzip or zstd tar) into the empty directory `root`;
+/// see the [module docs](self) for what is refused. Links become hard links to the regular
+/// file they lead to.
+pub(super) fn extract(archive: &Path, root: &Path) -> Result<Extracted, Error> {
+    let read_err = |source| Error::ReadArchive {
+        archive: archive.to_path_buf(),
+        source,
+    };
+    let refuse = |entry: &str, reason: &str| Error::ArchiveEntry {
+        archive: archive.to_path_buf(),
+        entry: entry.to_string(),
+        reason: reason.to_string(),
+    };
+    let reader = open_decompressed(archive).map_err(read_err)?;
+    let mut tar = tar::Archive::new(reader);
+    let mut files = BTreeSet::new();
+    // Link name -> the normalised name it points at.
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
+    let mut buf = vec![0u8; COPY_BUF];
+    for entry in tar.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name = normalize(&raw).map_err(|reason| refuse(&raw, reason))?;
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            continue;
+        }
+        if name.is_empty() {
+            if kind.is_dir() {
+                continue;
+            }
+            return Err(refuse(
+                &raw,
+                "it names the archive's root but is not a directory",
+            ));
+        }
+        let dest = root.join(&name);
+        let extract_err = |source| Error::ExtractEntry {
+            archive: archive.to_path_buf(),
+            entry: raw.clone(),
+            path: dest.clone(),
+            source,
+        };
+        let link_target = || -> Result<String, Error> {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| refuse(&raw, "it is a link without a target"))?;
+            Ok(String::from_utf8_lossy(&target).into_owned())
+        };
+        match kind {
+            tar::EntryType::Directory => {
+                fs::create_dir_all(&dest).map_err(extract_err)?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(extract_err)?;
+                }
+                links.remove(&name);
+                let mut file = File::create(&dest).map_err(extract_err)?;
+                loop {
+                    let n = match entry.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(read_err(e)),
+                    };
+                    file.write_all(&buf[..n]).map_err(extract_err)?;
+                }
+                files.insert(name);
+            }
+            tar::EntryType::Symlink => {
+                let target = link_target()?;
+                let resolved = resolve_symlink(&name, &target).map_err(|r| refuse(&raw, r))?;
+                forget_file(&mut files, &name, &dest).map_err(extract_err)?;
+                links.insert(name, resolved);
+            }
+            tar::EntryType::Link => {
+                let target = link_target()?;
+                let resolved = normalize(&target)
+                    .map_err(|_| refuse(&raw, "it is a hard link to a name outside the archive"))?;
+                forget_file(&mut files, &name, &dest).map_err(extract_err)?;
+                links.insert(name, resolved);
+            }
+            other => {
+                return Err(refuse(
+                    &raw,
+                    &format!(
+                        "it is a {other:?} entry; only files, directories and links are accepted"
+                    ),
+                ))
+            }
+        }
+    }
+
+    // Links: each becomes a hard link to the regular file it leads to.
+    for (name, first) in &links {
+        let mut target = first.clone();
+        let mut hops = 0;
+        while let Some(next) = links.get(&target) {
+            hops += 1;
+            if hops > MAX_LINK_HOPS {
+                return Err(refuse(name, "it is a link in a loop of links"));
+            }
+            target = next.clone();
+        }
+        if !files.contains(&target) {
+            return Err(refuse(
+                name,
+                &format!("it is a link to `{target}`, which is not a file of the archive"),
+            ));
+        }
+        let dest = root.join(name);
+        let extract_err = |source| Error::ExtractEntry {
+            archive: archive.to_path_buf(),
+            entry: name.clone(),
+            path: dest.clone(),
+            source,
+        };
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(extract_err)?;
+        }
+        let src = root.join(&target);
+        if fs::hard_link(&src, &dest).is_err() {
+            fs::copy(&src, &dest).map_err(extract_err)?;
+        }
+    }
+    files.extend(links.into_keys());
+    Ok(Extracted {
+        archive: archive.to_path_buf(),
+        root: root.to_path_buf(),
+        files,
+    })
+}
+
+/// A later entry of the same name replaces an earlier file: remove it from disk and the set.
+fn forget_file(files: &mut BTreeSet<String>, name: &str, path: &Path) -> io::Result<()> {
+    if files.remove(name) {
+        fs::remove_file(path)?;
+    }
+    Ok(())
+}
