@@ -75,11 +75,27 @@ impl From<oci::Error> for Error {
     }
 }
 
+/// What a build writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// An OCI image layout directory.
+    #[default]
+    Oci,
+    /// A tar of an OCI image layout (`skopeo ... oci-archive:FILE`).
+    OciArchive,
+    /// A `docker save` tarball (`docker load` / `podman load`).
+    DockerArchive,
+}
+
 /// What the caller decides beyond the spec.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
-    /// Where the OCI layout goes; `None` means `<target-dir>/image/<name>` of the cargo workspace
-    /// the spec belongs to (or `target/image/<name>` beside the spec outside any workspace).
+    /// What to write: a layout directory (default) or an archive file.
+    pub output_format: OutputFormat,
+    /// Where the OCI layout (or archive) goes; `None` means `<target-dir>/image/<name>` of the
+    /// cargo workspace the spec belongs to (or `target/image/<name>` beside the spec outside any
+    /// workspace), with `.tar` / `.docker.tar` appended for archives.
     pub output: Option<PathBuf>,
     /// The store (cache) directory; `None` means `<target-dir>/image/.store` (as for `output`).
     pub store: Option<PathBuf>,
@@ -206,8 +222,17 @@ pub fn build_spec(
 ) -> Result<BuildOutput, Error> {
     let cx = Context::new(spec, opts)?;
 
-    // The output is checked (and its temporary sibling made) before any long work.
-    let writer = LayoutWriter::create(&cx.output)?;
+    // The output is checked (and its temporary sibling made) before any long work. An archive
+    // is made from a layout written in a temporary directory beside it.
+    let archive_scratch = match cx.format {
+        OutputFormat::Oci => None,
+        _ => Some(archive_scratch(&cx.output)?),
+    };
+    let layout_target = match &archive_scratch {
+        Some(dir) => dir.path().join("layout"),
+        None => cx.output.clone(),
+    };
+    let writer = LayoutWriter::create(&layout_target)?;
     let store = Store::open(&cx.store_root).map_err(|e| store_err(&cx.store_root, e))?;
     let _lock = store
         .lock_shared()
@@ -302,7 +327,30 @@ pub fn build_spec(
             data: serde_json::Value::Null,
         }),
     );
-    let path = writer.finish(oci::index_entries(&manifest, Some(&cx.platform), &cx.tags))?;
+    let layout = writer.finish(oci::index_entries(&manifest, Some(&cx.platform), &cx.tags))?;
+    let path = match cx.format {
+        OutputFormat::Oci => layout,
+        OutputFormat::OciArchive => {
+            oci::write_oci_archive(&layout, &cx.output, cx.epoch)?;
+            cx.output.clone()
+        }
+        OutputFormat::DockerArchive => {
+            let repo_tags: Vec<String> = cx
+                .tags
+                .iter()
+                .map(|t| format!("{}:{t}", spec.name))
+                .collect();
+            oci::write_docker_archive(
+                &layout,
+                cx.tags.first().map(String::as_str),
+                &repo_tags,
+                &cx.output,
+                cx.epoch,
+            )?;
+            cx.output.clone()
+        }
+    };
+    drop(archive_scratch);
     on_event(Event::ImageFinished {
         name: spec.name.clone(),
         tags: cx.tags.clone(),
@@ -321,6 +369,7 @@ pub fn build_spec(
 
 /// What one build decides once, up front.
 struct Context {
+    format: OutputFormat,
     tags: Vec<String>,
     epoch: u64,
     threads: usize,
@@ -352,10 +401,14 @@ impl Context {
         };
         let workspace = cargo::workspace(&spec.context).ok();
         let image_dir = image_dir(spec, workspace.as_ref());
-        let output = opts
-            .output
-            .clone()
-            .unwrap_or_else(|| image_dir.join(short_name(spec)));
+        let output = opts.output.clone().unwrap_or_else(|| {
+            let name = short_name(spec);
+            image_dir.join(match opts.output_format {
+                OutputFormat::Oci => name.to_string(),
+                OutputFormat::OciArchive => format!("{name}.tar"),
+                OutputFormat::DockerArchive => format!("{name}.docker.tar"),
+            })
+        });
         let store_root = opts
             .store
             .clone()
@@ -375,6 +428,7 @@ impl Context {
         annotations.extend(spec.annotations.clone());
 
         Ok(Context {
+            format: opts.output_format,
             tags,
             epoch,
             threads,
@@ -688,6 +742,25 @@ fn write_json<T: serde::Serialize>(
         .link_out(&digest, &writer.blobs_dir().join(digest.hex()))
         .map_err(|e| store_err(store.root(), e))?;
     Ok(oci::descriptor(media_type, &digest, size))
+}
+
+/// A temporary directory beside an archive's destination, for the layout it is made from.
+fn archive_scratch(dest: &Path) -> Result<tempfile::TempDir, Error> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let io = |source| {
+        Error::from(oci::Error::CreateDir {
+            path: parent.clone(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(&parent).map_err(io)?;
+    tempfile::Builder::new()
+        .prefix(".cargo-image-archive-")
+        .tempdir_in(&parent)
+        .map_err(io)
 }
 
 /// `target/image` of the cargo workspace that holds the context, or `target/image` beside the

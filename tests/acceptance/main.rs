@@ -1,6 +1,7 @@
 //! Acceptance tests: build the examples with the `cargo-image` binary and check the images with
 //! real tools (oci-image-tool, skopeo, umoci, runc, GNU tar).
 
+mod archives;
 mod bad_input;
 mod cache;
 mod cli;

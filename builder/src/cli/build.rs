@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cargo_oci_image::build::{self, BuildOptions};
+use cargo_oci_image::build::{self, BuildOptions, OutputFormat};
 use cargo_oci_image::cargo::CargoOptions;
 use clap::{Args, ValueEnum};
 
@@ -17,6 +17,7 @@ use super::Failure;
     cargo image build                                  ./image.toml -> target/image/<name>\n  \
     cargo image build --spec examples/hello/image.toml --output out/hello\n  \
     cargo image build --tag v1.2.3 --tag latest        tag the image (instead of the spec's tags)\n  \
+    cargo image build --output-format docker-archive -o hello.tar && podman load -i hello.tar\n  \
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo image build\n\n\
     Layers whose inputs did not change are reused from the store (`Fresh`); the rest are built \
     in parallel. The output is an OCI image layout: check it with `skopeo inspect oci:DIR:TAG`, \
@@ -31,6 +32,11 @@ pub struct BuildArgs {
     /// Tag the image with TAG instead of the spec's `tags` (repeatable).
     #[arg(long, short, value_name = "TAG")]
     tag: Vec<String>,
+    /// What to write: an OCI layout directory, an OCI archive (tar of a layout, for
+    /// `skopeo copy oci-archive:FILE ...`), or a docker archive (for `docker load` /
+    /// `podman load`).
+    #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
+    output_format: FormatArg,
     /// Say nothing but errors (cargo's output too).
     #[arg(long, short, conflicts_with = "verbose")]
     quiet: bool,
@@ -87,6 +93,7 @@ impl CommonArgs {
             extra_args.push("--quiet".to_string());
         }
         Ok(BuildOptions {
+            output_format: Default::default(),
             output: None,
             store: self.store.clone(),
             tags: Vec::new(),
@@ -99,6 +106,13 @@ impl CommonArgs {
             },
         })
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    Oci,
+    OciArchive,
+    DockerArchive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -166,6 +180,11 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     )?;
     opts.output = args.output;
     opts.tags = args.tag;
+    opts.output_format = match args.output_format {
+        FormatArg::Oci => OutputFormat::Oci,
+        FormatArg::OciArchive => OutputFormat::OciArchive,
+        FormatArg::DockerArchive => OutputFormat::DockerArchive,
+    };
 
     let reporter = Reporter::new(verbosity, json);
     let result = build::build(&spec, &opts, &|event| reporter.event(event));
