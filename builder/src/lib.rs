@@ -12,14 +12,22 @@
 //!    a message that points at the file, line, column and key.
 //! 2. [`cargo`]: build the binaries the spec's `cargo` entries ask for, with host paths remapped
 //!    out of them, and find the executables through cargo's JSON messages.
-//! 3. [`layer`]: turn each layer of the spec into a sorted tree of entries (host trees, inline
+//! 3. [`plan`]: compile the spec into an immutable [`plan::LayerGraph`] (fetch base, build layer,
+//!    assemble image, assemble index) where every node has a key: blake3 over its recipe, the
+//!    content hashes of its host inputs and the format version. Host file hashes come from the
+//!    [`store`]'s stat index, so a warm plan reads no file.
+//! 4. [`layer`]: turn each layer of the spec into a sorted tree of entries (host trees, inline
 //!    files, directories, symlinks, imported tarballs, cargo binaries) and stream it, in one pass,
 //!    through the deterministic tar writer, the compressor and two sha256 hashers (diff_id and
 //!    blob digest) into a blob file.
-//! 4. [`oci`]: the image model (config, manifest, index, canonical JSON) and where images live:
+//! 5. [`store`]: the content-addressed store shared by every build and process: blobs by digest,
+//!    node keys to results, the stat index, file locks. A layer whose key is there costs a
+//!    lookup; outputs hard-link blobs out of it.
+//! 6. [`oci`]: the image model (config, manifest, index, canonical JSON) and where images live:
 //!    the OCI layout writer (built in a temporary directory, swapped into place on success) and
-//!    reader (for `oci:` bases and `inspect`).
-//! 5. [`build`]: the operation that runs steps 1-4 for one spec and reports progress as
+//!    reader (for `oci:` bases and `inspect`), and OCI / docker archives.
+//! 7. [`build`]: the operation that runs these steps for one spec (independent layers in
+//!    parallel on a rayon pool) and reports progress as
 //!    [`build::Event`]s. The library never prints; the `cargo-image` binary turns events into
 //!    cargo-style status lines or JSON.
 //!

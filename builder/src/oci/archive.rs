@@ -47,7 +47,7 @@ const COPY_BUF: usize = 256 * 1024;
 
 /// Writes the OCI image layout at `layout_dir` as an uncompressed tar at `dest`, every entry
 /// dated `mtime` (seconds since the epoch; the image's epoch or 0). See the
-/// [module docs](self) for the exact form; the same layout content always gives the same
+/// module docs for the exact form; the same layout content always gives the same
 /// bytes, whatever the layout's file dates, owners or directory order.
 ///
 /// The archive holds `oci-layout`, `index.json` and every blob under `blobs/` (names starting
@@ -113,7 +113,7 @@ pub fn write_oci_archive(layout_dir: &Path, dest: &Path, mtime: u64) -> Result<(
 ///
 /// Entries that would land outside `scratch` (absolute names, `..`, links pointing out of the
 /// archive), device files and the like are refused with an error naming the archive and the
-/// entry; see the [module docs](self).
+/// entry; see the module docs.
 pub fn open_oci_archive(path: &Path, scratch: &Path) -> Result<Layout, Error> {
     prepare_scratch(scratch)?;
     let extracted = extract(path, scratch)?;
@@ -619,7 +619,7 @@ fn resolve_symlink(entry: &str, target: &str) -> Result<String, &'static str> {
 }
 
 /// Extracts the archive at `archive` (plain, gzip or zstd tar) into the empty directory `root`;
-/// see the [module docs](self) for what is refused. Links become hard links to the regular
+/// see the module docs for what is refused. Links become hard links to the regular
 /// file they lead to.
 pub(super) fn extract(archive: &Path, root: &Path) -> Result<Extracted, Error> {
     let read_err = |source| Error::ReadArchive {

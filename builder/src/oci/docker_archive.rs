@@ -84,7 +84,7 @@ const LEGACY_CONFIG_FIELDS: [&str; 7] = [
 /// Writes the image tagged `tag_in_layout` in the OCI layout at `layout_dir` (the only image
 /// when `None`) as a Docker archive at `dest`, named by `repo_tags` (`name:tag` each, e.g.
 /// `hello:latest` or `ghcr.io/acme/hello:1.0`; may be empty), every entry dated `mtime`. See
-/// the [module docs](self) for the format.
+/// the module docs for the format.
 ///
 /// The tag may name an image index only if it holds a single image (a Docker archive has no
 /// platform choice). Layer blobs are decompressed as they are copied and must match the
@@ -354,7 +354,7 @@ const EXTRACT_DIR: &str = ".docker-archive";
 
 /// Converts the Docker archive at `path` into an OCI layout in `scratch` (created if missing;
 /// it must be empty if it exists) and opens it. Layers are reused as they are (no
-/// recompression); see the [module docs](self) for the checks and the tags. The caller owns
+/// recompression); see the module docs for the checks and the tags. The caller owns
 /// `scratch` and removes it when done.
 pub fn open_docker_archive(path: &Path, scratch: &Path) -> Result<Layout, Error> {
     prepare_scratch(scratch)?;

@@ -27,7 +27,7 @@ use super::{to_canonical_json, Error};
 /// The content of the `oci-layout` file.
 pub const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// An OCI image layout being written; see the [module docs](self).
+/// An OCI image layout being written; see the module docs.
 #[derive(Debug)]
 pub struct LayoutWriter {
     target: PathBuf,

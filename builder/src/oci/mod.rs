@@ -4,7 +4,7 @@
 //!
 //! As in go-containerregistry, what an image *is* is kept apart from *where it lives*:
 //!
-//! - **The model** ([`model`](self::model) items, re-exported here): a [`Digest`], a
+//! - **The model** (`model` items, re-exported here): a [`Digest`], a
 //!   [`Platform`], and pure builders for the three JSON documents of an image:
 //!   [`image_config`] (our runtime config applied on top of a base's with Dockerfile `FROM`
 //!   semantics), [`image_manifest`] (config + layer descriptors), and [`index_entries`] (one
@@ -12,10 +12,13 @@
 //!   [`to_canonical_json`] bytes, whose sha256 is their digest: the same image gives the same
 //!   bytes on any machine.
 //! - **Sinks** write images somewhere: [`LayoutWriter`] builds an OCI image layout directory
-//!   beside its target and swaps it into place atomically when finished.
+//!   beside its target and swaps it into place atomically when finished; [`write_oci_archive`]
+//!   and [`write_docker_archive`] turn a finished layout into a deterministic tarball
+//!   (`oci-archive:` for skopeo, `docker load` / `podman load`).
 //! - **Sources** read images from somewhere: [`Layout`] opens a layout directory and
 //!   [`Layout::resolve`]s a tag (and platform) to a verified [`ResolvedImage`], used for
-//!   `oci:PATH[:TAG]` bases; [`inspect`] describes a layout's images for `cargo image inspect`.
+//!   `oci:PATH[:TAG]` bases; [`open_oci_archive`] and [`open_docker_archive`] unpack archives
+//!   into layouts; [`inspect`] describes a layout's images for `cargo image inspect`.
 //!
 //! In the pipeline, the executor builds layer blobs (the `layer` module) straight into
 //! [`LayoutWriter::blobs_dir`], imports base layers with [`LayoutWriter::import_blob`], writes
