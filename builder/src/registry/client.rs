@@ -575,6 +575,19 @@ impl RegistryClient {
                         .await?;
                     downloaded += fetched.iter().filter(|f| **f).count();
 
+                    let mut image =
+                        load_stored_checked(reference, store, &blob, index_blob.as_ref())
+                            .map_err(unsupported)?;
+                    let found = Platform::of_config(&image.config);
+                    if !platform.matches(&found) {
+                        return Err(Error::PlatformMismatch {
+                            reference: reference.to_string(),
+                            digest: blob.digest,
+                            wanted: platform.to_string(),
+                            found: found.to_string(),
+                        });
+                    }
+                    image.platform = platform.clone();
                     let mut blobs: Vec<BlobRef> = index_blob.iter().cloned().collect();
                     blobs.push(blob.clone());
                     blobs.push(blob_ref(&config_blob));
@@ -596,22 +609,6 @@ impl RegistryClient {
                             reference: reference.to_string(),
                             source,
                         })?;
-                    let mut image =
-                        load_stored(reference, platform, store, &blob, index_blob.as_ref())
-                            .ok_or_else(|| {
-                                unsupported(
-                                    "its blobs vanished from the store right after the pull".into(),
-                                )
-                            })?;
-                    let found = Platform::of_config(&image.config);
-                    if !platform.matches(&found) {
-                        return Err(Error::PlatformMismatch {
-                            reference: reference.to_string(),
-                            digest: blob.digest,
-                            wanted: platform.to_string(),
-                            found: found.to_string(),
-                        });
-                    }
                     image.from_network = true;
                     image.downloaded_blobs = downloaded;
                     return Ok(image);
@@ -1149,7 +1146,7 @@ fn read_stored(store: &Store, digest: &str, size: u64) -> Option<Vec<u8>> {
 }
 
 /// The image whose manifest is `manifest` from the store, if its manifest, config and every
-/// layer are there (manifest and config verified, layers by size).
+/// layer are there (manifest and config verified, layers by size) and it is for `platform`.
 fn load_stored(
     reference: &Reference,
     platform: &Platform,
@@ -1157,34 +1154,52 @@ fn load_stored(
     manifest: &BlobRef,
     index: Option<&BlobRef>,
 ) -> Option<PulledImage> {
-    let manifest_bytes = read_stored(store, &manifest.digest, manifest.size)?;
-    let parsed: ImageManifest = serde_json::from_slice(&manifest_bytes).ok()?;
+    load_stored_checked(reference, store, manifest, index)
+        .ok()
+        .filter(|image| platform.matches(&Platform::of_config(&image.config)))
+        .map(|mut image| {
+            image.platform = platform.clone();
+            image
+        })
+}
+
+/// [`load_stored`] without the platform check, saying what is missing.
+fn load_stored_checked(
+    reference: &Reference,
+    store: &Store,
+    manifest: &BlobRef,
+    index: Option<&BlobRef>,
+) -> Result<PulledImage, String> {
+    let manifest_bytes = read_stored(store, &manifest.digest, manifest.size)
+        .ok_or_else(|| format!("the manifest {} is not in the store", manifest.digest))?;
+    let parsed: ImageManifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| format!("invalid image manifest: {e}"))?;
     let config = parsed.config();
-    let config_bytes = read_stored(store, config.digest().as_ref(), config.size())?;
-    let config: ImageConfiguration = serde_json::from_slice(&config_bytes).ok()?;
+    let config_bytes = read_stored(store, config.digest().as_ref(), config.size())
+        .ok_or_else(|| format!("the config {} is not in the store", config.digest()))?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(&config_bytes).map_err(|e| format!("invalid image config: {e}"))?;
     for layer in parsed.layers() {
-        let digest = Digest::parse(layer.digest().as_ref()).ok()?;
-        if fs::metadata(store.blob_path(&digest)).ok()?.len() != layer.size() {
-            return None;
+        let present = Digest::parse(layer.digest().as_ref())
+            .ok()
+            .and_then(|d| fs::metadata(store.blob_path(&d)).ok())
+            .is_some_and(|m| m.len() == layer.size());
+        if !present {
+            return Err(format!("the layer {} is not in the store", layer.digest()));
         }
     }
-    if !platform.matches(&Platform::of_config(&config)) {
-        return None;
-    }
-    let to_desc = |b: &BlobRef| -> Option<Descriptor> {
-        Some(descriptor(
+    let to_desc = |b: &BlobRef| -> Result<Descriptor, String> {
+        let digest = Digest::parse(&b.digest).map_err(|e| e.to_string())?;
+        Ok(descriptor(
             MediaType::from(b.media_type.as_str()),
-            &Digest::parse(&b.digest).ok()?,
+            &digest,
             b.size,
         ))
     };
-    Some(PulledImage {
+    Ok(PulledImage {
         reference: reference.clone(),
-        platform: platform.clone(),
-        index: match index {
-            Some(i) => Some(to_desc(i)?),
-            None => None,
-        },
+        platform: Platform::of_config(&config),
+        index: index.map(to_desc).transpose()?,
         descriptor: to_desc(manifest)?,
         manifest: parsed,
         manifest_bytes,
