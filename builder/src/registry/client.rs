@@ -416,7 +416,7 @@ impl RegistryClient {
     ) -> Result<PulledImage, Error> {
         let key = resolution_key(reference, platform);
         if policy != PullPolicy::Always {
-            if let Some(image) = self.from_store(reference, platform, store, &key)? {
+            if let Some(image) = self.load_from_store(reference, platform, store, &key)? {
                 return Ok(image);
             }
             if policy == PullPolicy::Never {
@@ -431,7 +431,7 @@ impl RegistryClient {
     }
 
     /// The image from the store alone, if the store holds it completely.
-    fn from_store(
+    fn load_from_store(
         &self,
         reference: &Reference,
         platform: &Platform,
@@ -440,7 +440,7 @@ impl RegistryClient {
     ) -> Result<Option<PulledImage>, Error> {
         let record = |e| Error::RecordResolution {
             reference: reference.to_string(),
-            source: e,
+            source: Box::new(e),
         };
         if let Some(NodeResult::Blobs(record)) = store.get_key(key).map_err(record)? {
             let manifest = record.data.get("manifest").and_then(|v| v.as_str());
@@ -607,7 +607,7 @@ impl RegistryClient {
                         .put_key(key, &record)
                         .map_err(|source| Error::RecordResolution {
                             reference: reference.to_string(),
-                            source,
+                            source: Box::new(source),
                         })?;
                     image.from_network = true;
                     image.downloaded_blobs = downloaded;
@@ -707,7 +707,7 @@ impl RegistryClient {
         let (digest, _) = writer.finish().map_err(|source| Error::StoreBlob {
             reference: reference.to_string(),
             digest: blob.digest.clone(),
-            source,
+            source: Box::new(source),
         })?;
         debug_assert_eq!(digest, expected);
         Ok(true)
@@ -756,7 +756,7 @@ impl RegistryClient {
     ) -> Result<PushReport, Error> {
         let read = |source| Error::ReadLayout {
             path: layout_dir.to_path_buf(),
-            source,
+            source: Box::new(source),
         };
         let layout = Layout::open(layout_dir).map_err(read)?;
         let root = layout.find(tag_in_layout).map_err(read)?.clone();
@@ -791,7 +791,7 @@ impl RegistryClient {
             for (desc, bytes) in &manifests {
                 let digest = desc.digest().to_string();
                 let names: Vec<Reference> = if digest != root_digest {
-                    vec![target.with_digest(Digest::parse(&digest).map_err(|e| read(e))?)]
+                    vec![target.with_digest(Digest::parse(&digest).map_err(read)?)]
                 } else if tags.is_empty() {
                     vec![target.clone()]
                 } else {
@@ -885,7 +885,7 @@ impl RegistryClient {
                 .blob_path(&blob.digest)
                 .map_err(|e| Error::ReadLayout {
                     path: layout.path().to_path_buf(),
-                    source: e,
+                    source: Box::new(e),
                 })?;
             self.upload(host, &remote, &path, blob)
                 .await
@@ -1059,7 +1059,7 @@ fn store_bytes(store: &Store, reference: &Reference, bytes: &[u8]) -> Result<Dig
         .map_err(|source| Error::StoreBlob {
             reference: reference.to_string(),
             digest: Digest::of(bytes).to_string(),
-            source,
+            source: Box::new(source),
         })
 }
 

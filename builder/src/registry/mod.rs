@@ -182,14 +182,14 @@ pub enum Error {
         reference: String,
         digest: String,
         #[source]
-        source: crate::store::Error,
+        source: Box<crate::store::Error>,
     },
 
     #[error("failed to record the resolution of `{reference}` in the store")]
     RecordResolution {
         reference: String,
         #[source]
-        source: crate::store::Error,
+        source: Box<crate::store::Error>,
     },
 
     #[error("{reference} is not in the store and pull = \"never\"; run once with network or pull = \"if-not-present\"")]
@@ -199,7 +199,7 @@ pub enum Error {
     ReadLayout {
         path: PathBuf,
         #[source]
-        source: crate::oci::Error,
+        source: Box<crate::oci::Error>,
     },
 
     #[error("failed to push blob {digest} to `{reference}` on registry `{registry}`")]

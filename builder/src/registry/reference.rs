@@ -392,6 +392,11 @@ fn check_registry(registry: &str) -> Result<(), InvalidReference> {
 mod tests {
     use super::*;
 
+    /// (input, registry, repository, tag, digest hex).
+    type Valid<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+    /// (input, which error).
+    type Invalid<'a> = (&'a str, fn(&InvalidReference) -> bool);
+
     const HEX: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
 
     /// (input, registry, repository, tag, digest hex): the valid cases of distribution's
@@ -400,7 +405,7 @@ mod tests {
     #[test]
     fn valid_references() {
         let ff = Some(HEX);
-        let cases: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+        let cases: &[Valid] = &[
             (
                 "test_com",
                 "docker.io",
@@ -870,7 +875,7 @@ mod tests {
         use InvalidReference as E;
         let long_name = format!("{}a:tag", "a/".repeat(128));
         let long_tag = format!("repo:{}", "t".repeat(129));
-        let cases: &[(&str, fn(&E) -> bool)] = &[
+        let cases: &[Invalid] = &[
             ("", |e| *e == E::Empty),
             (":justtag", |e| *e == E::EmptyName),
             (&format!("@sha256:{HEX}"), |e| *e == E::EmptyName),
