@@ -50,5 +50,6 @@ pub mod cargo;
 pub mod layer;
 pub mod oci;
 pub mod plan;
+pub mod registry;
 pub mod spec;
 pub mod store;

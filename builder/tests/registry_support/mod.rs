@@ -1,0 +1,453 @@
+//! Test support for the registry tests: a real `docker-registry` (CNCF distribution) on
+//! 127.0.0.1, optionally with htpasswd auth and TLS, killed by pid when dropped (also on panic);
+//! and a fault-injecting HTTP proxy in front of it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Fails with a message naming `just deps` when a peer tool is missing.
+pub fn require_tool(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed; the registry tests need it: run `just deps`"
+    );
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e} (run `just deps`)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// TLS material: a self-signed CA and the server certificate it signed.
+pub struct Tls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A running `docker-registry`; stopped (by pid) when dropped.
+pub struct Registry {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub tls: Option<Tls>,
+    child: Option<Child>,
+}
+
+impl Registry {
+    /// Plain HTTP, no auth.
+    pub fn start() -> Self {
+        Self::start_with(None, false)
+    }
+
+    /// With htpasswd auth (`user`, `password`) and/or TLS.
+    pub fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Self {
+        require_tool("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: info}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        let tls = tls.then(|| {
+            require_tool("openssl");
+            // A CA (`openssl req -x509`) and a server certificate for 127.0.0.1 signed by it
+            // (webpki refuses a CA certificate used as the server's own).
+            let d = dir.path();
+            let (ca, ca_key) = (d.join("ca.pem"), d.join("ca.key"));
+            let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+            let (csr, ext) = (d.join("server.csr"), d.join("server.ext"));
+            let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+            run(Command::new("openssl").args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", "/CN=cargo-image-test-ca",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout", &s(&ca_key), "-out", &s(&ca),
+            ]));
+            run(Command::new("openssl").args([
+                "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                "-keyout", &s(&key), "-out", &s(&csr),
+            ]));
+            std::fs::write(
+                &ext,
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
+            )
+            .unwrap();
+            run(Command::new("openssl").args([
+                "x509", "-req", "-in", &s(&csr), "-CA", &s(&ca), "-CAkey", &s(&ca_key),
+                "-CAcreateserial", "-days", "2", "-out", &s(&cert), "-extfile", &s(&ext),
+            ]));
+            config.push_str(&format!(
+                "  tls: {{certificate: {}, key: {}}}\n",
+                cert.display(),
+                key.display()
+            ));
+            Tls { ca, cert, key }
+        });
+        if let Some((user, password)) = auth {
+            require_tool("htpasswd");
+            let line = run(Command::new("htpasswd").args(["-Bbn", user, password]));
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, line).unwrap();
+            config.push_str(&format!(
+                "auth: {{htpasswd: {{realm: test, path: {}}}}}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("failed to start docker-registry (run `just deps`)");
+        let registry = Self {
+            dir,
+            port,
+            tls,
+            child: Some(child),
+        };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "docker-registry did not listen on port {} in time; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The registry's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// A directory with the CA as `ca.crt` (what skopeo's `--*-cert-dir` wants).
+    pub fn cert_dir(&self) -> PathBuf {
+        let dir = self.dir.path().join("certs.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&self.tls.as_ref().unwrap().ca, dir.join("ca.crt")).unwrap();
+        dir
+    }
+
+    /// Stops the registry now.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward it.
+    Pass,
+    /// Close the connection without answering.
+    Drop,
+    /// Answer this status without forwarding (429 with `Retry-After: 0`).
+    Status(u16),
+    /// Forward it and flip one byte of the response body.
+    Corrupt,
+}
+
+/// One request seen by the proxy.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub fault: Fault,
+}
+
+type Schedule = dyn Fn(usize, &str, &str) -> Fault + Send + Sync;
+
+/// An HTTP/1.1 proxy on 127.0.0.1 in front of a plain-HTTP registry: one request per
+/// connection (`Connection: close` both ways), faults from a deterministic schedule of
+/// (request number, method, path).
+pub struct Proxy {
+    pub port: u16,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(
+        upstream: u16,
+        schedule: impl Fn(usize, &str, &str) -> Fault + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let schedule: Arc<Schedule> = Arc::new(schedule);
+        let counter = Arc::new(AtomicUsize::new(0));
+        {
+            let seen = seen.clone();
+            let stop = stop.clone();
+            thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let seen = seen.clone();
+                    let schedule = schedule.clone();
+                    let counter = counter.clone();
+                    thread::spawn(move || {
+                        let _ = handle(conn, upstream, &*schedule, &counter, &seen);
+                    });
+                }
+            });
+        }
+        Self { port, seen, stop }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// How many requests had each fault.
+    pub fn count(&self, fault: Fault) -> usize {
+        self.seen().iter().filter(|s| s.fault == fault).count()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake the accept loop
+    }
+}
+
+fn handle(
+    mut client: TcpStream,
+    upstream: u16,
+    schedule: &Schedule,
+    counter: &AtomicUsize,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    // Request line and headers.
+    let mut head = Vec::new();
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(());
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    head.extend_from_slice(request_line.as_bytes());
+    let mut content_length = 0usize;
+    let mut chunked = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        head.extend_from_slice(line.as_bytes());
+    }
+    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    // Body (raw, as sent).
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line)?;
+            body.extend_from_slice(size_line.as_bytes());
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0u8; size + 2];
+            reader.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk);
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        let mut buf = vec![0u8; content_length];
+        reader.read_exact(&mut buf)?;
+        body = buf;
+    }
+    let n = counter.fetch_add(1, Ordering::SeqCst);
+    let fault = schedule(n, &method, &path);
+    seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        fault,
+    });
+    match fault {
+        Fault::Drop => {
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        Fault::Status(code) => {
+            let reason = match code {
+                429 => "Too Many Requests",
+                500 => "Internal Server Error",
+                502 => "Bad Gateway",
+                503 => "Service Unavailable",
+                _ => "Error",
+            };
+            let body = format!("injected {code}\n");
+            let response = format!(
+                "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nRetry-After: 0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            client.write_all(response.as_bytes())?;
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        Fault::Pass | Fault::Corrupt => {}
+    }
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    up.write_all(&head)?;
+    up.write_all(&body)?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response)?;
+    if fault == Fault::Corrupt {
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body_start = end + 4;
+            if response.len() > body_start {
+                let last = response.len() - 1;
+                response[last] ^= 0xff;
+            }
+        }
+    }
+    client.write_all(&response)?;
+    let _ = client.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+/// Builds a small image with cargo-image itself (two inline-file layers on scratch) into
+/// `out` (an OCI layout, tag `v1`), with its store in `store`. Returns the manifest digest.
+pub fn build_image(dir: &Path, out: &Path, store: &Path, text: &str) -> String {
+    let spec = dir.join("image.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"name = "regtest"
+tags = ["v1"]
+from = "scratch"
+
+[config]
+entrypoint = ["/bin/true"]
+
+[[layer]]
+name = "first"
+
+[[layer.add]]
+content = "{text}\n"
+dest = "/etc/hello.txt"
+
+[[layer]]
+name = "second"
+
+[[layer.add]]
+content = "second layer of {text}\n"
+dest = "/etc/second.txt"
+"#
+        ),
+    )
+    .unwrap();
+    let opts = cargo_oci_image::build::BuildOptions {
+        output: Some(out.to_path_buf()),
+        store: Some(store.to_path_buf()),
+        ..Default::default()
+    };
+    cargo_oci_image::build::build(&spec, &opts, &|_| {})
+        .expect("build the test image")
+        .manifest_digest
+}
+
+/// Makes an OCI layout with umoci (`L:t`, one layer with `/hello-from-umoci`), for images
+/// "built by another tool".
+pub fn umoci_layout(dir: &Path) -> PathBuf {
+    require_tool("umoci");
+    let layout = dir.join("umoci-layout");
+    let l = layout.to_str().unwrap();
+    run(Command::new("umoci").args(["init", "--layout", l]));
+    run(Command::new("umoci").args(["new", "--image", &format!("{l}:t")]));
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("hello-from-umoci"), "made by umoci\n").unwrap();
+    run(Command::new("umoci").args([
+        "insert",
+        "--rootless",
+        "--image",
+        &format!("{l}:t"),
+        rootfs.join("hello-from-umoci").to_str().unwrap(),
+        "/hello-from-umoci",
+    ]));
+    layout
+}
