@@ -59,6 +59,12 @@ pub enum Error {
         #[source]
         source: Box<store::Error>,
     },
+    #[error("base image {reference}: {source}")]
+    Registry {
+        reference: String,
+        #[source]
+        source: Box<crate::registry::Error>,
+    },
     #[error("invalid tag `{tag}` given with --tag: {reason}")]
     InvalidTag { tag: String, reason: String },
     #[error("could not start {threads} worker threads: {source}")]
@@ -108,6 +114,18 @@ pub struct BuildOptions {
     pub jobs: usize,
     /// How cargo runs.
     pub cargo: CargoOptions,
+    /// How registries are reached (bases, pushes).
+    pub registry: crate::registry::RegistryOptions,
+    /// Push the image after building it.
+    pub push: Option<PushOptions>,
+}
+
+/// Where a build pushes its image.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// The repository to push to (`registry/name`, a tag or digest in it is ignored); `None`
+    /// means the spec's `name`. Every tag of the build is pushed.
+    pub repository: Option<String>,
 }
 
 /// Progress of a build, in the order it happens (layer events of parallel layers interleave).
@@ -141,6 +159,21 @@ pub enum Event {
         media_type: String,
         cached: bool,
     },
+    /// A blob of a push: `uploaded`, `skipped` (the registry had it) or `mounted` (from the
+    /// base's repository).
+    PushBlob {
+        digest: String,
+        size: u64,
+        action: &'static str,
+    },
+    /// The image is in the registry as `reference` (`name@sha256:...`), under `tags`.
+    Pushed {
+        reference: String,
+        tags: Vec<String>,
+        uploaded_blobs: usize,
+        skipped_blobs: usize,
+        mounted_blobs: usize,
+    },
     /// The image is written and in place.
     ImageFinished {
         name: String,
@@ -165,6 +198,8 @@ pub struct BuildOutput {
     pub layers: Vec<LayerBlob>,
     /// How many of them came from the store.
     pub cached_layers: usize,
+    /// `name@sha256:...` when the image was pushed.
+    pub pushed: Option<String>,
 }
 
 /// Reads the spec at `spec_path` and builds it; see the module docs for the steps.
@@ -202,7 +237,7 @@ pub fn plan(
         None => StatIndex::new(),
     });
     let hasher = StatHasher(&stat_index);
-    let base = resolve_base(&spec, &cx.platform, on_event)?;
+    let base = resolve_base(&spec, opts, &cx.store_root, &cx.platform, on_event)?;
     let plans = plan_layers(&spec, &cx, &cargo_outputs, &hasher)?;
     let cached: Vec<bool> = plans
         .iter()
@@ -244,7 +279,7 @@ pub fn build_spec(
     // 3. Plan.
     let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
     let hasher = StatHasher(&stat_index);
-    let base = resolve_base(spec, &cx.platform, on_event)?;
+    let base = resolve_base(spec, opts, &cx.store_root, &cx.platform, on_event)?;
     let plans = plan_layers(spec, &cx, &cargo_outputs, &hasher)?;
     let hits: Vec<Option<store::LayerRecord>> = plans
         .iter()
@@ -350,6 +385,18 @@ pub fn build_spec(
             cx.output.clone()
         }
     };
+    let pushed = match &opts.push {
+        Some(push) => Some(push_image(
+            spec,
+            &cx,
+            opts,
+            push,
+            &layout_dir_of(&path, archive_scratch.as_ref()),
+            base.as_ref().and_then(|b| b.reference.as_ref()),
+            on_event,
+        )?),
+        None => None,
+    };
     drop(archive_scratch);
     on_event(Event::ImageFinished {
         name: spec.name.clone(),
@@ -364,6 +411,7 @@ pub fn build_spec(
         manifest_digest,
         cached_layers: cached.iter().filter(|c| **c).count(),
         layers: blobs,
+        pushed,
     })
 }
 
@@ -480,35 +528,123 @@ fn cargo_builds(
 }
 
 fn base_name(spec: &ImageSpec) -> String {
+    let with_tag = |prefix: &str, path: &Path, tag: &Option<String>| match tag {
+        Some(t) => format!("{prefix}:{}:{t}", path.display()),
+        None => format!("{prefix}:{}", path.display()),
+    };
     match &spec.stage.base {
         Base::Scratch => "scratch".to_string(),
-        Base::OciLayout { path, tag: Some(t) } => format!("oci:{}:{t}", path.display()),
-        Base::OciLayout { path, tag: None } => format!("oci:{}", path.display()),
+        Base::OciLayout { path, tag } => with_tag("oci", path, tag),
+        Base::OciArchive { path, tag } => with_tag("oci-archive", path, tag),
+        Base::DockerArchive { path, tag } => with_tag("docker-archive", path, tag),
+        Base::Registry { reference, .. } => reference.clone(),
     }
 }
 
-/// Resolves the stage's base to a verified image (manifest and config read and checked).
+/// A resolved base image, with what keeps its blobs readable.
+struct BaseImage {
+    image: oci::ResolvedImage,
+    /// The directory an archive base was unpacked into (removed on drop).
+    _scratch: Option<tempfile::TempDir>,
+    /// For a registry base: its reference, so a push to the same registry can mount its blobs.
+    reference: Option<crate::registry::Reference>,
+}
+
+impl std::ops::Deref for BaseImage {
+    type Target = oci::ResolvedImage;
+    fn deref(&self) -> &oci::ResolvedImage {
+        &self.image
+    }
+}
+
+/// Resolves the stage's base to a verified image (manifest and config read and checked; a
+/// registry base's blobs pulled into the store).
 fn resolve_base(
     spec: &ImageSpec,
+    opts: &BuildOptions,
+    store_root: &Path,
     platform: &oci::Platform,
     on_event: &(dyn Fn(Event) + Sync),
-) -> Result<Option<oci::ResolvedImage>, Error> {
-    let Base::OciLayout { path, tag } = &spec.stage.base else {
-        return Ok(None);
-    };
+) -> Result<Option<BaseImage>, Error> {
     let wrap = |source| Error::Base {
         base: base_name(spec),
         source: Box::new(source),
     };
-    let image = oci::Layout::open(path)
-        .and_then(|l| l.resolve(tag.as_deref(), platform))
-        .map_err(wrap)?;
+    let unpack = |path: &Path, open: fn(&Path, &Path) -> Result<oci::Layout, oci::Error>| {
+        let parent = store_root.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|source| {
+            wrap(oci::Error::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })
+        })?;
+        let scratch = tempfile::Builder::new()
+            .prefix(".cargo-image-base-")
+            .tempdir_in(parent)
+            .map_err(|source| {
+                wrap(oci::Error::CreateDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })
+            })?;
+        let layout = open(path, scratch.path()).map_err(wrap)?;
+        Ok::<_, Error>((layout, scratch))
+    };
+    let base = match &spec.stage.base {
+        Base::Scratch => return Ok(None),
+        Base::OciLayout { path, tag } => BaseImage {
+            image: oci::Layout::open(path)
+                .and_then(|l| l.resolve(tag.as_deref(), platform))
+                .map_err(wrap)?,
+            _scratch: None,
+            reference: None,
+        },
+        Base::OciArchive { path, tag } => {
+            let (layout, scratch) = unpack(path, oci::open_oci_archive)?;
+            BaseImage {
+                image: layout.resolve(tag.as_deref(), platform).map_err(wrap)?,
+                _scratch: Some(scratch),
+                reference: None,
+            }
+        }
+        Base::DockerArchive { path, tag } => {
+            let (layout, scratch) = unpack(path, oci::open_docker_archive)?;
+            BaseImage {
+                image: layout.resolve(tag.as_deref(), platform).map_err(wrap)?,
+                _scratch: Some(scratch),
+                reference: None,
+            }
+        }
+        Base::Registry { reference, pull } => {
+            let registry_err = |source| Error::Registry {
+                reference: reference.clone(),
+                source: Box::new(source),
+            };
+            let parsed = crate::registry::Reference::parse(reference).map_err(|e| {
+                registry_err(crate::registry::Error::ParseReference {
+                    reference: reference.clone(),
+                    source: e,
+                })
+            })?;
+            let store = Store::open(store_root).map_err(|e| store_err(store_root, e))?;
+            let client = crate::registry::RegistryClient::new(opts.registry.clone())
+                .map_err(registry_err)?;
+            let pulled = client
+                .pull(&parsed, platform, &store, *pull)
+                .map_err(registry_err)?;
+            BaseImage {
+                image: pulled.to_resolved(),
+                _scratch: None,
+                reference: Some(parsed),
+            }
+        }
+    };
     on_event(Event::BaseResolved {
         base: base_name(spec),
-        digest: image.digest(),
-        layers: image.layers().len(),
+        digest: base.digest(),
+        layers: base.layers().len(),
     });
-    Ok(Some(image))
+    Ok(Some(base))
 }
 
 /// The stat index as a [`ContentHasher`] shared by parallel planners: lookups under the lock,
@@ -574,7 +710,7 @@ fn image_recipe(spec: &ImageSpec, cx: &Context) -> Vec<u8> {
 fn graph(
     spec: &ImageSpec,
     cx: &Context,
-    base: Option<&oci::ResolvedImage>,
+    base: Option<&BaseImage>,
     plans: &[LayerPlan],
     cached: &[bool],
     store: Option<&Store>,
@@ -698,7 +834,7 @@ fn link_out(
 fn assemble_image(
     spec: &ImageSpec,
     cx: &Context,
-    base: Option<&oci::ResolvedImage>,
+    base: Option<&BaseImage>,
     blobs: &[LayerBlob],
     store: &Store,
     writer: &LayoutWriter,
@@ -711,7 +847,7 @@ fn assemble_image(
         .collect::<Result<Vec<_>, _>>()?;
     let config = oci::image_config(
         &cx.platform,
-        base.map(|b| &b.config),
+        base.map(|b| &b.image.config),
         &spec.stage.config,
         &diff_ids,
         &names,
@@ -720,7 +856,7 @@ fn assemble_image(
     let config = write_json(store, writer, MediaType::ImageConfig, &config)?;
     let manifest = oci::image_manifest(
         config,
-        base.map(|b| &b.manifest),
+        base.map(|b| &b.image.manifest),
         &layer_descriptors,
         &cx.annotations,
     );
@@ -742,6 +878,80 @@ fn write_json<T: serde::Serialize>(
         .link_out(&digest, &writer.blobs_dir().join(digest.hex()))
         .map_err(|e| store_err(store.root(), e))?;
     Ok(oci::descriptor(media_type, &digest, size))
+}
+
+/// The layout directory of a finished build: the output, or the layout an archive was made of.
+fn layout_dir_of(output: &Path, archive_scratch: Option<&tempfile::TempDir>) -> PathBuf {
+    match archive_scratch {
+        Some(dir) => dir.path().join("layout"),
+        None => output.to_path_buf(),
+    }
+}
+
+/// Pushes a finished layout to its registry; returns `repository@digest`.
+fn push_image(
+    spec: &ImageSpec,
+    cx: &Context,
+    opts: &BuildOptions,
+    push: &PushOptions,
+    layout: &Path,
+    mount_from: Option<&crate::registry::Reference>,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<String, Error> {
+    use crate::registry::{PushEvent, Reference, RegistryClient};
+    let repository = push.repository.clone().unwrap_or_else(|| spec.name.clone());
+    let registry_err = |source| Error::Registry {
+        reference: repository.clone(),
+        source: Box::new(source),
+    };
+    let target = Reference::parse(&repository).map_err(|e| {
+        registry_err(crate::registry::Error::ParseReference {
+            reference: repository.clone(),
+            source: e,
+        })
+    })?;
+    let target = Reference::from_parts(target.registry(), target.repository(), None, None)
+        .map_err(|e| {
+            registry_err(crate::registry::Error::ParseReference {
+                reference: repository.clone(),
+                source: e,
+            })
+        })?;
+    // Mount base blobs only within one registry.
+    let mount_from = mount_from.filter(|m| m.registry() == target.registry());
+    let client = RegistryClient::new(opts.registry.clone()).map_err(registry_err)?;
+    let progress = |e: PushEvent| {
+        let (digest, size, action) = match e {
+            PushEvent::BlobSkipped { digest, size } => (digest, size, "skipped"),
+            PushEvent::BlobMounted { digest, size } => (digest, size, "mounted"),
+            PushEvent::BlobUploaded { digest, size } => (digest, size, "uploaded"),
+            PushEvent::ManifestPushed { .. } => return,
+        };
+        on_event(Event::PushBlob {
+            digest,
+            size,
+            action,
+        })
+    };
+    let report = client
+        .push_layout(
+            layout,
+            cx.tags.first().map(String::as_str),
+            &target,
+            &cx.tags,
+            mount_from,
+            &progress,
+        )
+        .map_err(registry_err)?;
+    let reference = format!("{}@{}", target.name(), report.digest);
+    on_event(Event::Pushed {
+        reference: reference.clone(),
+        tags: cx.tags.clone(),
+        uploaded_blobs: report.uploaded_blobs,
+        skipped_blobs: report.skipped_blobs,
+        mounted_blobs: report.mounted_blobs,
+    });
+    Ok(reference)
 }
 
 /// A temporary directory beside an archive's destination, for the layout it is made from.

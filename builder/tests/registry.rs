@@ -1,6 +1,7 @@
 //! Pull and push against a real `docker-registry` (CNCF distribution) on 127.0.0.1, checked
 //! with skopeo and umoci, with htpasswd auth over TLS, and through a fault-injecting proxy.
 
+#[path = "../../tests/support/registry.rs"]
 mod registry_support;
 
 use std::path::Path;
@@ -13,7 +14,7 @@ use cargo_oci_image::registry::{
     RegistryOptions, RetryPolicy,
 };
 use cargo_oci_image::store::Store;
-use registry_support::{build_image, run, umoci_layout, Fault, Proxy, Registry};
+use registry_support::{run, umoci_layout, Fault, Proxy, Registry};
 
 const PASSWORD: &str = "s3cret-pa55word";
 
@@ -617,4 +618,45 @@ fn host_arch() -> &'static str {
 fn base64_encode(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Builds a small image with cargo-image itself (two inline-file layers on scratch) into
+/// `out` (an OCI layout, tag `v1`), with its store in `store`. Returns the manifest digest.
+pub fn build_image(dir: &Path, out: &Path, store: &Path, text: &str) -> String {
+    let spec = dir.join("image.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"name = "regtest"
+tags = ["v1"]
+from = "scratch"
+
+[config]
+entrypoint = ["/bin/true"]
+
+[[layer]]
+name = "first"
+
+[[layer.add]]
+content = "{text}\n"
+dest = "/etc/hello.txt"
+
+[[layer]]
+name = "second"
+
+[[layer.add]]
+content = "second layer of {text}\n"
+dest = "/etc/second.txt"
+"#
+        ),
+    )
+    .unwrap();
+    let opts = cargo_oci_image::build::BuildOptions {
+        output: Some(out.to_path_buf()),
+        store: Some(store.to_path_buf()),
+        ..Default::default()
+    };
+    cargo_oci_image::build::build(&spec, &opts, &|_| {})
+        .expect("build the test image")
+        .manifest_digest
 }

@@ -6,4 +6,5 @@ mod bad_input;
 mod cache;
 mod cli;
 mod examples;
+mod registry;
 mod reproducible;

@@ -371,3 +371,8 @@ pub fn tar_list_verbose(blob: &Path) -> String {
     .ok()
     .stdout
 }
+
+/// A real `docker-registry` on loopback (with optional htpasswd auth and TLS) and a
+/// fault-injecting proxy, shared with the library's registry tests.
+#[path = "registry.rs"]
+pub mod registry;

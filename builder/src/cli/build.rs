@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cargo_oci_image::build::{self, BuildOptions, OutputFormat};
+use cargo_oci_image::build::{self, BuildOptions, OutputFormat, PushOptions};
 use cargo_oci_image::cargo::CargoOptions;
+use cargo_oci_image::registry::{Credentials, RegistryOptions};
 use clap::{Args, ValueEnum};
 
 use super::output::{status, Verbosity};
@@ -18,6 +19,7 @@ use super::Failure;
     cargo image build --spec examples/hello/image.toml --output out/hello\n  \
     cargo image build --tag v1.2.3 --tag latest        tag the image (instead of the spec's tags)\n  \
     cargo image build --output-format docker-archive -o hello.tar && podman load -i hello.tar\n  \
+    cargo image build --push-to ghcr.io/acme/hello   build, then push every tag\n  \
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo image build\n\n\
     Layers whose inputs did not change are reused from the store (`Fresh`); the rest are built \
     in parallel. The output is an OCI image layout: check it with `skopeo inspect oci:DIR:TAG`, \
@@ -37,6 +39,12 @@ pub struct BuildArgs {
     /// `podman load`).
     #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
     output_format: FormatArg,
+    /// Push the image to its registry after building it (to the spec's `name`, or --push-to).
+    #[arg(long)]
+    pub push: bool,
+    /// Push to this repository (`registry/name`) instead of the spec's `name`; implies --push.
+    #[arg(long, value_name = "REPOSITORY")]
+    push_to: Option<String>,
     /// Say nothing but errors (cargo's output too).
     #[arg(long, short, conflicts_with = "verbose")]
     quiet: bool,
@@ -70,6 +78,23 @@ pub struct CommonArgs {
     /// Passed to cargo: --locked and --offline.
     #[arg(long)]
     pub frozen: bool,
+    /// Registry credentials as USER:PASSWORD (else CARGO_IMAGE_REGISTRY_USER and
+    /// CARGO_IMAGE_REGISTRY_PASSWORD, docker's config.json and credential helpers, podman's
+    /// auth.json). Never printed.
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "CARGO_IMAGE_CREDS",
+        hide_env_values = true
+    )]
+    pub creds: Option<String>,
+    /// A registry host[:port] that may be reached over plain HTTP (loopback hosts always may).
+    /// Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// A PEM file of CA certificates to trust for registries, besides the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -104,7 +129,26 @@ impl CommonArgs {
                 extra_args,
                 install_targets: true,
             },
+            registry: self.registry()?,
+            push: None,
         })
+    }
+
+    fn registry(&self) -> Result<RegistryOptions, Failure> {
+        let mut registry = RegistryOptions {
+            insecure: self.insecure_registry.clone(),
+            ca_file: self.registry_ca.clone(),
+            ..RegistryOptions::default()
+        };
+        if let Some(creds) = &self.creds {
+            let creds = Credentials::parse_user_password(creds).map_err(|_| {
+                Failure::usage(anyhow::anyhow!(
+                    "--creds takes USER:PASSWORD (the value is not shown here)"
+                ))
+            })?;
+            registry.credentials = registry.credentials.with_explicit(creds);
+        }
+        Ok(registry)
     }
 }
 
@@ -180,6 +224,11 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     )?;
     opts.output = args.output;
     opts.tags = args.tag;
+    if args.push || args.push_to.is_some() {
+        opts.push = Some(PushOptions {
+            repository: args.push_to,
+        });
+    }
     opts.output_format = match args.output_format {
         FormatArg::Oci => OutputFormat::Oci,
         FormatArg::OciArchive => OutputFormat::OciArchive,
@@ -204,6 +253,10 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
             ),
         );
         status("Output", &out.path.display().to_string());
+    }
+    if let (Some(pushed), false) = (&out.pushed, json) {
+        // The one line a script wants, even with --quiet: where the image is.
+        println!("{pushed}");
     }
     Ok(())
 }

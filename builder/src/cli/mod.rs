@@ -40,6 +40,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Build(build::BuildArgs),
+    /// Build the image (reusing the cache) and push it to its registry: the spec's `name`, or
+    /// --push-to REPOSITORY; prints `repository@sha256:...`.
+    Push(build::BuildArgs),
     Plan(plan::PlanArgs),
     Inspect(inspect::InspectArgs),
     Cache(cache::CacheArgs),
@@ -57,6 +60,10 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     };
     let result = match cli.command {
         Command::Build(args) => build::run(args),
+        Command::Push(mut args) => {
+            args.push = true;
+            build::run(args)
+        }
         Command::Plan(args) => plan::run(args),
         Command::Cache(args) => cache::run(args),
         Command::Inspect(args) => inspect::run(args),

@@ -133,6 +133,29 @@ impl Reporter {
                     &format!("layer {name} ({detail}, {})", human_size(size)),
                 );
             }
+            Event::PushBlob {
+                digest,
+                size,
+                action,
+            } => {
+                if verbose {
+                    self.status("Push", &format!("{digest} {action} ({})", human_size(size)));
+                }
+            }
+            Event::Pushed {
+                reference,
+                uploaded_blobs,
+                skipped_blobs,
+                mounted_blobs,
+                tags,
+            } => self.status(
+                "Pushed",
+                &format!(
+                    "{reference} [{}] ({uploaded_blobs} uploaded, {skipped_blobs} already there, \
+                     {mounted_blobs} mounted)",
+                    tags.join(", ")
+                ),
+            ),
             Event::ImageFinished { .. } => {}
         }
     }

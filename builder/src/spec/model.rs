@@ -57,6 +57,15 @@ pub enum Base {
     /// An image in a local OCI image layout directory, selected by its
     /// `org.opencontainers.image.ref.name` (or the only image in the layout when `tag` is `None`).
     OciLayout { path: PathBuf, tag: Option<String> },
+    /// An image in an OCI archive (a tar of a layout), selected like [`Base::OciLayout`].
+    OciArchive { path: PathBuf, tag: Option<String> },
+    /// An image in a `docker save` archive, selected by `name:tag` or tag (or its only image).
+    DockerArchive { path: PathBuf, tag: Option<String> },
+    /// An image in a registry, by its normalised reference (`docker.io/library/alpine:3.20`).
+    Registry {
+        reference: String,
+        pull: crate::registry::PullPolicy,
+    },
 }
 
 /// One layer: a name (for messages and the image history) and its content entries.

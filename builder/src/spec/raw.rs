@@ -26,7 +26,8 @@ pub(crate) const NAME_PATTERN: &str = r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9
 /// Pattern of a tag.
 pub(crate) const TAG_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
 /// Pattern of a `from` value this version accepts.
-pub(crate) const FROM_PATTERN: &str = r"^(?:scratch|oci:.+)$";
+pub(crate) const FROM_PATTERN: &str =
+    r"^(?:scratch|oci:.+|oci-archive:.+|docker-archive:.+|[a-z0-9][^\s]*)$";
 /// Pattern of a layer name.
 pub(crate) const LAYER_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$";
 /// Pattern of an environment variable name.
@@ -65,14 +66,23 @@ pub struct RawSpec {
     #[schemars(with = "Vec<String>", transform = tag_list, extend("default" = ["latest"]))]
     pub tags: Option<Spanned<Vec<Spanned<String>>>>,
 
-    /// The base the layers go on top of: `scratch` (nothing), or `oci:PATH` / `oci:PATH:TAG`, an
-    /// image in a local OCI image layout directory (relative to the spec file's directory),
-    /// selected by tag or, without a tag, the layout's only image. Registry references
-    /// (`alpine:3.20`) are not supported yet: copy the image into a layout first
-    /// (`skopeo copy docker://alpine:3.20 oci:base:3.20`).
+    /// The base the layers go on top of: `scratch` (nothing); an image in a registry by
+    /// reference (`alpine:3.20` = `docker.io/library/alpine:3.20`, `ghcr.io/acme/base@sha256:...`,
+    /// `localhost:5000/base:1`); `oci:PATH[:TAG]`, an image in a local OCI image layout
+    /// directory; `oci-archive:FILE[:TAG]`, a tar of a layout; or `docker-archive:FILE[:TAG]`, a
+    /// `docker save` tarball. Paths are relative to the spec file's directory; without a tag, a
+    /// layout's or archive's only image. The base's layers are reused as they are and its config
+    /// is inherited as Docker's `FROM` does.
     #[serde(default)]
     #[schemars(with = "String", regex(pattern = FROM_PATTERN), extend("default" = "scratch"))]
     pub from: Option<Spanned<String>>,
+
+    /// When to contact the registry for a registry base: `if-not-present` (use the store when it
+    /// holds the reference: a digest, or a tag resolved before), `always` (resolve the tag again;
+    /// blobs already held are not downloaded again) or `never` (offline; fail if not held).
+    #[serde(default)]
+    #[schemars(with = "String", extend("enum" = ["if-not-present", "always", "never"], "default" = "if-not-present"))]
+    pub pull: Option<Spanned<String>>,
 
     /// Seconds since the Unix epoch used as the mtime of every file and as the image's
     /// `created` time. `SOURCE_DATE_EPOCH` overrides it at build time. Default: 0

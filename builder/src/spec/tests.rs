@@ -469,7 +469,44 @@ refuse!(
     "name = \"x\"\n[config]\nstop-signal = \"term\"\n"
 );
 refuse!(invalid_epoch, "name = \"x\"\nepoch = 999999999999\n");
-refuse!(registry_base, "name = \"x\"\nfrom = \"alpine:3.20\"\n");
+refuse!(bad_registry_base, "name = \"x\"\nfrom = \"Alpine:3.20\"\n");
+refuse!(
+    pull_policy_unknown,
+    "name = \"x\"\nfrom = \"alpine\"\npull = \"sometimes\"\n"
+);
+refuse!(
+    pull_without_registry_base,
+    "name = \"x\"\npull = \"always\"\n"
+);
+
+#[test]
+fn registry_and_archive_bases_resolve() {
+    use crate::registry::PullPolicy;
+    let fixture = Fixture::new();
+    let base = |text: &str| fixture.parse(text).expect("valid spec").stage.base;
+    assert_eq!(
+        base("name = \"x\"\nfrom = \"alpine:3.20\"\n"),
+        Base::Registry {
+            reference: "docker.io/library/alpine:3.20".into(),
+            pull: PullPolicy::IfNotPresent
+        }
+    );
+    assert_eq!(
+        base("name = \"x\"\nfrom = \"localhost:5000/base\"\npull = \"never\"\n"),
+        Base::Registry {
+            reference: "localhost:5000/base:latest".into(),
+            pull: PullPolicy::Never
+        }
+    );
+    assert!(matches!(
+        base("name = \"x\"\nfrom = \"oci-archive:base.tar:1.0\"\n"),
+        Base::OciArchive { tag: Some(t), .. } if t == "1.0"
+    ));
+    assert!(matches!(
+        base("name = \"x\"\nfrom = \"docker-archive:saved.tar\"\n"),
+        Base::DockerArchive { tag: None, .. }
+    ));
+}
 refuse!(
     mode_decimal,
     "name = \"x\"\n[[layer]]\nname = \"a\"\n[[layer.add]]\ncontent = \"\"\ndest = \"/a\"\nmode = 755\n"

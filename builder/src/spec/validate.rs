@@ -141,10 +141,33 @@ impl Checker<'_> {
             .check(&raw.name, "name", check_name)
             .map(|()| raw.name.get_ref().clone());
         let tags = self.tags(raw.tags.as_ref());
+        let pull = match &raw.pull {
+            None => Some(crate::registry::PullPolicy::default()),
+            Some(pull) => self.check(pull, "pull", |s| {
+                s.parse::<crate::registry::PullPolicy>().map_err(|_| {
+                    Problem::invalid("not a pull policy")
+                        .help(r#"use "if-not-present" (the default), "always" or "never""#)
+                })
+            }),
+        };
         let base = match &raw.from {
             None => Some(Base::Scratch),
-            Some(from) => self.check(from, "from", |s| check_from(s, &spec_dir)),
+            Some(from) => self.check(from, "from", |s| {
+                check_from(s, &spec_dir, pull.unwrap_or_default())
+            }),
         };
+        if let (Some(p), Some(base)) = (&raw.pull, &base) {
+            if !matches!(base, Base::Registry { .. }) {
+                self.problem(
+                    p.span(),
+                    "pull",
+                    &format!("{:?}", p.get_ref()),
+                    Problem::invalid("only applies to a registry base").help(
+                        "remove `pull`, or set `from` to a registry reference like \"alpine:3.20\"",
+                    ),
+                );
+            }
+        }
         let epoch = match raw.epoch {
             Some(epoch) if *epoch.get_ref() > MAX_EPOCH => {
                 self.problem(
@@ -1010,42 +1033,48 @@ fn check_tag(tag: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-fn check_from(from: &str, spec_dir: &Path) -> Result<Base, Problem> {
+fn check_from(
+    from: &str,
+    spec_dir: &Path,
+    pull: crate::registry::PullPolicy,
+) -> Result<Base, Problem> {
     if from == "scratch" {
         return Ok(Base::Scratch);
     }
-    if let Some(rest) = from.strip_prefix("oci:") {
+    for prefix in ["oci:", "oci-archive:", "docker-archive:"] {
+        let Some(rest) = from.strip_prefix(prefix) else {
+            continue;
+        };
         let (path, tag) = match rest.rsplit_once(':') {
             Some((path, tag)) if !path.is_empty() && !tag.contains('/') => (path, Some(tag)),
             _ => (rest, None),
         };
         if path.is_empty() {
-            return Err(Problem::invalid("no layout directory after `oci:`")
-                .help(r#"name the OCI layout directory, e.g. `from = "oci:base"` or `from = "oci:base:3.20"`"#));
+            return Err(Problem::invalid(format!("no path after `{prefix}`")).help(format!(
+                r#"name the layout or archive, e.g. `from = "{prefix}base"` or `from = "{prefix}base:3.20"`"#
+            )));
         }
         if let Some(tag) = tag {
             check_tag(tag)
                 .map_err(|p| Problem::invalid(format!("bad tag {tag:?}: {}", p.reason)))?;
         }
         let path = normalize(&spec_dir.join(path)).unwrap_or_default();
-        return Ok(Base::OciLayout {
-            path,
-            tag: tag.map(str::to_owned),
+        let tag = tag.map(str::to_owned);
+        return Ok(match prefix {
+            "oci:" => Base::OciLayout { path, tag },
+            "oci-archive:" => Base::OciArchive { path, tag },
+            _ => Base::DockerArchive { path, tag },
         });
     }
-    let tag = match from.rsplit_once(':') {
-        Some((_, tag)) if !tag.contains('/') && check_tag(tag).is_ok() => tag,
-        _ => "latest",
-    };
-    Err(Problem {
-        kind: ErrorKind::Unsupported,
-        reason: "registry bases are not supported yet".to_owned(),
-        help: None,
+    match crate::registry::Reference::parse(from) {
+        Ok(reference) => Ok(Base::Registry {
+            reference: reference.to_string(),
+            pull,
+        }),
+        Err(e) => Err(Problem::invalid(format!("not an image reference: {e}")).help(
+            r#"use "scratch", a registry reference like "alpine:3.20" or "ghcr.io/acme/base@sha256:...", or oci:PATH / oci-archive:FILE / docker-archive:FILE"#,
+        )),
     }
-    .help(format!(
-        "use `from = \"scratch\"`, or copy the image into a local OCI layout and use that: \
-         `skopeo copy docker://{from} oci:base:{tag}`, then `from = \"oci:base:{tag}\"`"
-    )))
 }
 
 fn check_env_name(name: &str) -> Result<(), &'static str> {

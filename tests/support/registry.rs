@@ -389,47 +389,6 @@ fn handle(
     Ok(())
 }
 
-/// Builds a small image with cargo-image itself (two inline-file layers on scratch) into
-/// `out` (an OCI layout, tag `v1`), with its store in `store`. Returns the manifest digest.
-pub fn build_image(dir: &Path, out: &Path, store: &Path, text: &str) -> String {
-    let spec = dir.join("image.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            r#"name = "regtest"
-tags = ["v1"]
-from = "scratch"
-
-[config]
-entrypoint = ["/bin/true"]
-
-[[layer]]
-name = "first"
-
-[[layer.add]]
-content = "{text}\n"
-dest = "/etc/hello.txt"
-
-[[layer]]
-name = "second"
-
-[[layer.add]]
-content = "second layer of {text}\n"
-dest = "/etc/second.txt"
-"#
-        ),
-    )
-    .unwrap();
-    let opts = cargo_oci_image::build::BuildOptions {
-        output: Some(out.to_path_buf()),
-        store: Some(store.to_path_buf()),
-        ..Default::default()
-    };
-    cargo_oci_image::build::build(&spec, &opts, &|_| {})
-        .expect("build the test image")
-        .manifest_digest
-}
-
 /// Makes an OCI layout with umoci (`L:t`, one layer with `/hello-from-umoci`), for images
 /// "built by another tool".
 pub fn umoci_layout(dir: &Path) -> PathBuf {

@@ -1,0 +1,236 @@
+//! Registries through the command line, against a real `docker-registry` on 127.0.0.1:
+//! `cargo image push` (checked by skopeo), bases pulled by reference from images another tool
+//! made, pull policies offline, and htpasswd auth over TLS.
+
+use std::path::Path;
+
+use cargo_oci_image_acceptance::registry::Registry;
+use cargo_oci_image_acceptance::*;
+
+/// The `pushed` event of a `--message-format json` build.
+fn pushed_event(stdout: &str) -> Value {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "pushed")
+        .expect("a pushed event")
+}
+
+#[test]
+fn push_is_read_back_by_skopeo_and_a_second_push_uploads_nothing() {
+    let registry = Registry::start();
+    let (tmp, dir) = example_copy("import-tar");
+    let repo = format!("{}/tools/import-tar", registry.host());
+    let r = cargo_image(&dir)
+        .args(["push", "--quiet", "--push-to", &repo])
+        .run()
+        .ok();
+    let local = manifest_digest(&dir.join("target/image/import-tar"));
+    assert_eq!(
+        r.stdout.trim(),
+        format!("{repo}@{local}"),
+        "push prints name@digest"
+    );
+
+    require("skopeo");
+    for tag in ["latest", "vendor-1.0"] {
+        let copy = tmp.path().join(format!("copy-{tag}"));
+        run(
+            "skopeo",
+            [
+                "copy".to_string(),
+                "--quiet".to_string(),
+                "--src-tls-verify=false".to_string(),
+                format!("docker://{repo}:{tag}"),
+                format!("oci:{}:{tag}", copy.display()),
+            ],
+            tmp.path(),
+        )
+        .ok();
+        let v = skopeo_inspect(&copy, tag, None);
+        assert_eq!(v["Digest"], local.as_str(), "{tag}");
+    }
+
+    let again = cargo_image(&dir)
+        .args(["push", "--message-format", "json", "--push-to", &repo])
+        .run()
+        .ok();
+    let event = pushed_event(&again.stdout);
+    assert_eq!(event["uploaded_blobs"], 0, "{event}");
+    assert!(event["skipped_blobs"].as_u64().unwrap() >= 3, "{event}");
+}
+
+/// Makes an OCI layout `L:1` with umoci holding `/etc/motd`, and pushes it with skopeo as
+/// `REGISTRY/base:1`.
+fn push_umoci_base(registry: &Registry, dir: &Path) -> String {
+    require("umoci");
+    let layout = dir.join("umoci-base");
+    let l = layout.to_str().unwrap();
+    run("umoci", ["init", "--layout", l], dir).ok();
+    run("umoci", ["new", "--image", &format!("{l}:1")], dir).ok();
+    let motd = dir.join("motd");
+    std::fs::write(&motd, "base motd, made by umoci\n").unwrap();
+    run(
+        "umoci",
+        [
+            "insert",
+            "--rootless",
+            "--image",
+            &format!("{l}:1"),
+            motd.to_str().unwrap(),
+            "/etc/motd",
+        ],
+        dir,
+    )
+    .ok();
+    let reference = format!("{}/base:1", registry.host());
+    run(
+        "skopeo",
+        [
+            "copy".to_string(),
+            "--quiet".to_string(),
+            "--dest-tls-verify=false".to_string(),
+            format!("oci:{l}:1"),
+            format!("docker://{reference}"),
+        ],
+        dir,
+    )
+    .ok();
+    reference
+}
+
+#[test]
+fn a_base_pulled_by_reference_runs_under_our_program() {
+    let registry = Registry::start();
+    let (tmp, dir) = example_copy("hello");
+    let base = push_umoci_base(&registry, tmp.path());
+    // The example's own motd goes: the base provides /etc/motd.
+    let spec = std::fs::read_to_string(dir.join("image.toml")).unwrap();
+    let spec = spec.replace("from = \"scratch\"", &format!("from = \"{base}\""));
+    let cut = spec.find("[[layer.add]]\ncontent").expect("motd entry");
+    std::fs::write(dir.join("image.toml"), &spec[..cut]).unwrap();
+
+    let out = tmp.path().join("out");
+    let r = cargo_image(&dir)
+        .args(["build", "--output"])
+        .arg_path(&out)
+        .run()
+        .ok();
+    assert!(r.stderr.contains(&base), "{}", r.stderr);
+    let raw = skopeo_inspect(&out, "latest", Some("--raw"));
+    assert_eq!(
+        raw["layers"].as_array().unwrap().len(),
+        2,
+        "base layer + ours"
+    );
+    oci_image_tool_validate(&out, "latest");
+
+    let bundle = tmp.path().join("bundle");
+    umoci_unpack(&out, "latest", &bundle);
+    let ran = runc_run(&bundle);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(
+        ran.stdout,
+        "Hello, OCI! (from a cargo-image built image)\nbase motd, made by umoci\n"
+    );
+}
+
+#[test]
+fn pull_never_fails_clearly_and_a_held_base_builds_offline() {
+    let mut registry = Registry::start();
+    let tmp = TempDir::new().unwrap();
+    let base = push_umoci_base(&registry, tmp.path());
+    let dir = tmp.path().join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = |pull: &str| {
+        format!(
+            "name = \"onbase\"\nfrom = \"{base}\"\n{pull}\n[[layer]]\nname = \"a\"\n\
+             [[layer.add]]\ncontent = \"x\\n\"\ndest = \"/x\"\n"
+        )
+    };
+    std::fs::write(dir.join("image.toml"), spec("pull = \"never\"")).unwrap();
+    let r = cargo_image(&dir).args(["build"]).run();
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("base:1"), "{}", r.stderr);
+    assert!(r.stderr.contains("never"), "{}", r.stderr);
+
+    std::fs::write(dir.join("image.toml"), spec("")).unwrap();
+    cargo_image(&dir).args(["build", "--quiet"]).run().ok();
+    let online = manifest_digest(&dir.join("target/image/onbase"));
+
+    registry.stop();
+    for pull in ["", "pull = \"never\""] {
+        std::fs::write(dir.join("image.toml"), spec(pull)).unwrap();
+        cargo_image(&dir)
+            .args(["build", "--quiet", "--output", "offline"])
+            .run()
+            .ok();
+        assert_eq!(manifest_digest(&dir.join("offline")), online, "{pull}");
+    }
+    std::fs::write(dir.join("image.toml"), spec("pull = \"always\"")).unwrap();
+    let r = cargo_image(&dir)
+        .args(["build", "--output", "always"])
+        .run();
+    assert_eq!(
+        r.code,
+        Some(1),
+        "pull = always needs the registry: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn htpasswd_over_tls_right_and_wrong_credentials() {
+    const PASSWORD: &str = "Sup3r-secret-pw";
+    let registry = Registry::start_with(Some(("alice", PASSWORD)), true);
+    let ca = registry.tls.as_ref().expect("tls").ca.clone();
+    let (_tmp, dir) = example_copy("import-tar");
+    let repo = format!("{}/secure/import-tar", registry.host());
+
+    let ok = cargo_image(&dir)
+        .args(["push", "--quiet", "--push-to", &repo, "--registry-ca"])
+        .arg_path(&ca)
+        .args(["--creds", &format!("alice:{PASSWORD}")])
+        .run()
+        .ok();
+    assert!(
+        ok.stdout.contains(&format!("{repo}@sha256:")),
+        "{}",
+        ok.stdout
+    );
+    assert!(!ok.stdout.contains(PASSWORD) && !ok.stderr.contains(PASSWORD));
+
+    let bad = cargo_image(&dir)
+        .args(["push", "--push-to", &repo, "--registry-ca"])
+        .arg_path(&ca)
+        .args(["--creds", "alice:wrong-password-here"])
+        .run();
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    let text = format!("{}{}", bad.stdout, bad.stderr);
+    assert!(
+        text.contains(&registry.host()),
+        "names the registry: {text}"
+    );
+    assert!(
+        text.to_lowercase().contains("401") || text.to_lowercase().contains("unauthorized"),
+        "says why: {text}"
+    );
+    assert!(
+        !text.contains("wrong-password-here"),
+        "never prints the password: {text}"
+    );
+
+    // The same through the environment, as CI would.
+    let env = cargo_image(&dir)
+        .args(["push", "--quiet", "--push-to", &repo, "--registry-ca"])
+        .arg_path(&ca)
+        .env("CARGO_IMAGE_REGISTRY_USER", "alice")
+        .env("CARGO_IMAGE_REGISTRY_PASSWORD", PASSWORD)
+        .run()
+        .ok();
+    assert!(
+        env.stdout.contains(&format!("{repo}@sha256:")),
+        "{}",
+        env.stdout
+    );
+}
