@@ -13,7 +13,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::measure::{self, remove_dir_if_exists, Sample};
+use crate::measure::{self, median, remove_dir_if_exists, repeat, Sample};
 
 /// Which compressor a tar baseline pipes into.
 #[derive(Clone, Copy, Debug)]
@@ -28,21 +28,14 @@ pub fn tar_pipe(dir: &Path, compressor: Compressor, threads: usize, out: &Path) 
         Compressor::Pigz => format!("pigz -6 -p {threads} -n"),
         Compressor::Zstd => format!("zstd -q -3 -T{threads}"),
     };
-    let script = format!(
-        "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - -C \"$1\" . \
-         | {compress} > \"$2\""
-    );
-    measure::time(
-        Command::new("bash")
-            .arg("-euo")
-            .arg("pipefail")
-            .arg("-c")
-            .arg(script)
-            .arg("bash")
-            .arg(dir)
-            .arg(out),
+    shell(
+        &format!("{TAR} -cf - -C \"$1\" . | {compress} > \"$2\""),
+        &[dir, out],
     )
 }
+
+/// GNU tar with the flags that make its output independent of the host's metadata.
+const TAR: &str = "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner";
 
 /// A private buildah: its own storage under `work`, vfs driver, chroot isolation.
 pub struct Buildah {
@@ -136,4 +129,61 @@ impl Buildah {
             _ => Ok(()),
         }
     }
+}
+
+/// Runs a shell pipeline (`bash -euo pipefail -c script`) with `$1`, `$2`... set to `args`.
+pub fn shell(script: &str, args: &[&Path]) -> Result<Sample> {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(script)
+        .arg("bash")
+        .args(args);
+    measure::time(&mut cmd)
+}
+
+/// The pieces of packing a tree, each timed alone (for "where the time goes"): tar to a file,
+/// then each compressor and SHA-256 on that finished tar. Returns (label, median seconds).
+pub fn breakdown(
+    dir: &Path,
+    threads: usize,
+    runs: usize,
+    work: &Path,
+) -> Result<Vec<(String, f64)>> {
+    let tar = work.join("breakdown.tar");
+    let out = work.join("breakdown.out");
+    let tar_secs = median(&repeat(runs, |_| {
+        shell(&format!("{TAR} -cf \"$2\" -C \"$1\" ."), &[dir, &tar])
+    })?);
+    let tar_mb = fs::metadata(&tar)?.len() as f64 / 1e6;
+    let mut rows = vec![(
+        format!("GNU tar alone ({tar_mb:.0} MB tar, to a file)"),
+        tar_secs,
+    )];
+    let steps = [
+        (
+            format!("pigz -6 -p {threads} of that tar"),
+            format!("pigz -6 -p {threads} -n < \"$1\" > \"$2\""),
+        ),
+        (
+            "pigz -6 -p 1 of that tar".to_string(),
+            "pigz -6 -p 1 -n < \"$1\" > \"$2\"".to_string(),
+        ),
+        (
+            format!("zstd -3 -T{threads} of that tar"),
+            format!("zstd -q -3 -T{threads} < \"$1\" > \"$2\""),
+        ),
+        (
+            "sha256sum of that tar (coreutils)".to_string(),
+            "sha256sum \"$1\" > \"$2\"".to_string(),
+        ),
+    ];
+    for (label, script) in steps {
+        let secs = median(&repeat(runs, |_| shell(&script, &[&tar, &out]))?);
+        rows.push((label, secs));
+    }
+    let _ = fs::remove_file(&tar);
+    let _ = fs::remove_file(&out);
+    Ok(rows)
 }

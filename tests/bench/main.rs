@@ -29,13 +29,17 @@ use report::{Context, Goal, Outcome, Row};
 
 const USAGE: &str = "\
 usage: bench [--quick] [--runs N] [--jobs N] [--markdown FILE] [--cargo-image PATH] [--no-buildah]
+             [--breakdown] [--corpus-only]
 
   --quick             a 60 MB / 5,000-file corpus instead of 700 MB / 45,000 files
   --runs N            timed runs per measurement; the median is reported (default 3)
   --jobs N            compression threads for ours and the baselines (default 2)
   --markdown FILE     also write the results as markdown to FILE
   --cargo-image PATH  the binary to measure (default: build it with `cargo build --release`)
-  --no-buildah        leave out the buildah comparisons";
+  --no-buildah        leave out the buildah comparisons
+  --breakdown         also time the pieces of a cold gzip build (tar, pigz, zstd, sha256 alone;
+                      ours with compression = \"none\" and with one thread)
+  --corpus-only       generate the corpus (if needed), print where it is, and stop";
 
 /// Command-line options.
 struct Args {
@@ -45,6 +49,8 @@ struct Args {
     markdown: Option<PathBuf>,
     cargo_image: Option<PathBuf>,
     buildah: bool,
+    corpus_only: bool,
+    breakdown: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -55,6 +61,8 @@ fn parse_args() -> Result<Args> {
         markdown: None,
         cargo_image: None,
         buildah: true,
+        corpus_only: false,
+        breakdown: false,
     };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
@@ -70,6 +78,8 @@ fn parse_args() -> Result<Args> {
             "--markdown" => args.markdown = Some(value("--markdown")?.into()),
             "--cargo-image" => args.cargo_image = Some(value("--cargo-image")?.into()),
             "--no-buildah" => args.buildah = false,
+            "--corpus-only" => args.corpus_only = true,
+            "--breakdown" => args.breakdown = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -145,6 +155,8 @@ struct Specs {
     gzip: PathBuf,
     zstd: PathBuf,
     two_layers: PathBuf,
+    /// The corpus layer uncompressed: the cost of everything but the compressor.
+    uncompressed: PathBuf,
 }
 
 fn write_specs(dir: &Path) -> Result<Specs> {
@@ -160,7 +172,9 @@ fn write_specs(dir: &Path) -> Result<Specs> {
         gzip: dir.join("gzip.toml"),
         zstd: dir.join("zstd.toml"),
         two_layers: dir.join("two-layers.toml"),
+        uncompressed: dir.join("none.toml"),
     };
+    fs::write(&specs.uncompressed, one("none", "none"))?;
     fs::write(&specs.gzip, one("gzip", "gzip"))?;
     fs::write(&specs.zstd, one("zstd", "zstd"))?;
     fs::write(
@@ -386,6 +400,40 @@ impl Bench {
         Ok(())
     }
 
+    /// The pieces of a cold gzip build, each timed alone (median of the runs).
+    fn breakdown(&mut self) -> Result<Vec<(String, f64)>> {
+        let runs = self.args.runs;
+        let jobs = self.args.jobs;
+        log("breakdown: tar, compressors and sha256 alone");
+        let mut rows =
+            baselines::breakdown(&self.corpus.root.join("corpus"), jobs, runs, &self.scratch)?;
+        let specs = self.specs.clone();
+        let cases = [
+            (
+                format!("ours, cold, gzip, --jobs {jobs}"),
+                &specs.gzip,
+                jobs,
+            ),
+            ("ours, cold, gzip, --jobs 1".to_string(), &specs.gzip, 1),
+            (
+                "ours, cold, compression = \"none\"".to_string(),
+                &specs.uncompressed,
+                jobs,
+            ),
+        ];
+        for (label, spec, j) in cases {
+            log(&format!("breakdown: {label}"));
+            let out = self.out("breakdown");
+            let samples = repeat(runs, |_| {
+                self.ours.clear_store(&self.corpus.root)?;
+                remove_dir_if_exists(&out)?;
+                self.ours.build_with_jobs(spec, &out, j)
+            })?;
+            rows.push((label, median(&samples)));
+        }
+        Ok(rows)
+    }
+
     /// Median seconds of a cold buildah bud + push, and of a cached bud.
     fn buildah(&mut self, runs: usize) -> Result<(f64, f64)> {
         let b = Buildah::new(&self.scratch.join("buildah"), &self.corpus.root)?;
@@ -421,6 +469,13 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let args = parse_args()?;
+    if args.corpus_only {
+        let corpus = corpus::ensure(&target_dir().join("bench-corpus"), args.variant, &mut |m| {
+            log(m)
+        })?;
+        println!("{}", corpus.root.display());
+        return Ok(());
+    }
     let bin = match &args.cargo_image {
         Some(p) => fs::canonicalize(p).with_context(|| format!("--cargo-image {}", p.display()))?,
         None => build_release()?,
@@ -483,7 +538,14 @@ fn real_main() -> Result<()> {
         rows: Vec::new(),
         notes: Vec::new(),
     };
-    let result = bench.run();
+    let mut result = bench.run();
+    let mut breakdown = Vec::new();
+    if result.is_ok() && bench.args.breakdown {
+        match bench.breakdown() {
+            Ok(rows) => breakdown = rows,
+            Err(e) => result = Err(e),
+        }
+    }
     corpus::restore_mutable(&bench.corpus.root)?;
     result?;
     remove_dir_if_exists(&bench.scratch)?;
@@ -497,8 +559,11 @@ fn real_main() -> Result<()> {
     let mut ctx = start_ctx;
     ctx.lines.extend(extra);
     println!("\n{}", report::text(&bench.rows, &ctx));
+    if !breakdown.is_empty() {
+        println!("{}", report::breakdown_text(&breakdown));
+    }
     if let Some(path) = &bench.args.markdown {
-        report::write_markdown(path, &bench.rows, &ctx)
+        report::write_markdown(path, &bench.rows, &breakdown, &ctx)
             .with_context(|| format!("write {}", path.display()))?;
         log(&format!("wrote {}", path.display()));
     }

@@ -127,6 +127,11 @@ impl Ours {
 
     /// Builds `spec` into `output` under GNU time.
     pub fn build(&self, spec: &Path, output: &Path) -> Result<Sample> {
+        self.build_with_jobs(spec, output, self.jobs)
+    }
+
+    /// Builds `spec` into `output` under GNU time with `jobs` compression threads.
+    pub fn build_with_jobs(&self, spec: &Path, output: &Path, jobs: usize) -> Result<Sample> {
         let spec_dir = spec.parent().context("spec has a parent directory")?;
         let rss_file = spec_dir.join(".bench/rss");
         let mut cmd = Command::new(GNU_TIME);
@@ -142,7 +147,7 @@ impl Ours {
             .arg("--output")
             .arg(output)
             .arg("--jobs")
-            .arg(self.jobs.to_string())
+            .arg(jobs.to_string())
             .current_dir(spec_dir)
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("SOURCE_DATE_EPOCH");

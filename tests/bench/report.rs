@@ -201,7 +201,8 @@ pub fn markdown(rows: &[Row], ctx: &Context) -> String {
     let _ = writeln!(out, "| {} |", HEADER.join(" | "));
     let _ = writeln!(out, "|{}", " --- |".repeat(HEADER.len()));
     for r in rows {
-        let _ = writeln!(out, "| {} |", r.cells().join(" | "));
+        let cells = r.cells().map(|c| c.replace('|', "\\|"));
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     out.push('\n');
     for (k, v) in &ctx.lines {
@@ -210,7 +211,29 @@ pub fn markdown(rows: &[Row], ctx: &Context) -> String {
     out
 }
 
-/// Writes the markdown report to `path`.
-pub fn write_markdown(path: &Path, rows: &[Row], ctx: &Context) -> std::io::Result<()> {
-    fs::write(path, markdown(rows, ctx))
+/// The "where the time goes" pieces as aligned text.
+pub fn breakdown_text(pieces: &[(String, f64)]) -> String {
+    let width = pieces.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    let mut out = String::from("where the time goes (each piece alone, median seconds):\n");
+    for (label, secs) in pieces {
+        let _ = writeln!(out, "  {label:<width$}  {secs:>7.2}");
+    }
+    out
+}
+
+/// Writes the markdown report (and the breakdown, when there is one) to `path`.
+pub fn write_markdown(
+    path: &Path,
+    rows: &[Row],
+    pieces: &[(String, f64)],
+    ctx: &Context,
+) -> std::io::Result<()> {
+    let mut text = markdown(rows, ctx);
+    if !pieces.is_empty() {
+        text.push_str("\n| piece, alone | seconds |\n| --- | --- |\n");
+        for (label, secs) in pieces {
+            let _ = writeln!(text, "| {} | {secs:.2} |", label.replace('|', "\\|"));
+        }
+    }
+    fs::write(path, text)
 }
