@@ -44,8 +44,8 @@ lint:
 schema:
     UPDATE_SCHEMA=1 cargo test -p cargo-oci-image --test schema
 
-# Benchmark cargo-image against tar | pigz, tar | zstd and buildah on a generated corpus
-# (see BENCHMARKS.md). Args: [--quick] [--runs N] [--jobs N] [--markdown FILE] [--no-buildah].
+# Args: [--quick] [--runs N] [--jobs N] [--markdown FILE] [--breakdown] [--no-buildah].
+# Benchmark cargo-image against tar | pigz, tar | zstd and buildah (see BENCHMARKS.md).
 bench *ARGS: deps
     cargo build --release --locked -p cargo-oci-image --bin cargo-image
     cargo run --release --locked -p cargo-oci-image-acceptance --bin bench -- {{ARGS}}
