@@ -3,7 +3,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages the tests check images with (real tools nobody here wrote).
-debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu apache2-utils"
+debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu apache2-utils time"
 rust_targets := "x86_64-unknown-linux-musl"
 
 # List the recipes.
@@ -43,3 +43,9 @@ lint:
 # Regenerate schema/image.schema.json and schema/REFERENCE.md from the spec types.
 schema:
     UPDATE_SCHEMA=1 cargo test -p cargo-oci-image --test schema
+
+# Args: [--quick] [--runs N] [--jobs N] [--markdown FILE] [--breakdown] [--no-buildah].
+# Benchmark cargo-image against tar | pigz, tar | zstd and buildah (see BENCHMARKS.md).
+bench *ARGS: deps
+    cargo build --release --locked -p cargo-oci-image --bin cargo-image
+    cargo run --release --locked -p cargo-oci-image-acceptance --bin bench -- {{ARGS}}

@@ -1,0 +1,192 @@
+//! Timing child processes: wall time with [`Instant`] around the whole child, peak resident
+//! memory from GNU time (`/usr/bin/time -f %M`, Debian package `time`), and medians of runs.
+//!
+//! [`Ours`] runs the `cargo-image` binary under test the same way every time: quiet, with a fixed
+//! number of compression threads (the baselines get the same number), `CARGO_TARGET_DIR` removed
+//! so its store stays inside the bench directory, and `--store` when the binary has that flag.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+/// GNU time, which reports the peak RSS of the command it runs.
+pub const GNU_TIME: &str = "/usr/bin/time";
+
+/// One timed run of a child process.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub secs: f64,
+    /// Peak resident set size in KiB, when the run was wrapped in GNU time.
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// Runs `cmd` to completion, timing it; fails with its stderr unless it exits 0.
+pub fn time(cmd: &mut Command) -> Result<Sample> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not run {:?}", cmd.get_program()))?;
+    let secs = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "{:?} failed ({}): {}",
+            cmd.get_program(),
+            out.status,
+            last_lines(&String::from_utf8_lossy(&out.stderr), 6)
+        );
+    }
+    Ok(Sample {
+        secs,
+        peak_rss_kib: None,
+    })
+}
+
+/// The last `n` non-empty lines of `text`, joined by " | ".
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// The median of the samples' wall times.
+pub fn median(samples: &[Sample]) -> f64 {
+    let mut secs: Vec<f64> = samples.iter().map(|s| s.secs).collect();
+    secs.sort_by(f64::total_cmp);
+    match secs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => secs[n / 2],
+        n => (secs[n / 2 - 1] + secs[n / 2]) / 2.0,
+    }
+}
+
+/// The highest peak RSS among the samples, in MiB.
+pub fn max_rss_mib(samples: &[Sample]) -> Option<f64> {
+    samples
+        .iter()
+        .filter_map(|s| s.peak_rss_kib)
+        .max()
+        .map(|k| k as f64 / 1024.0)
+}
+
+/// Runs `f` `runs` times and returns every sample.
+pub fn repeat(runs: usize, mut f: impl FnMut(usize) -> Result<Sample>) -> Result<Vec<Sample>> {
+    (0..runs).map(&mut f).collect()
+}
+
+/// The `cargo-image` binary under test.
+pub struct Ours {
+    pub bin: PathBuf,
+    /// Compression threads (`--jobs`).
+    pub jobs: usize,
+    /// Whether the binary accepts `build --store DIR`.
+    pub has_store_flag: bool,
+    pub version: String,
+}
+
+impl Ours {
+    /// Checks the binary and GNU time, and reads the binary's version and build flags.
+    pub fn new(bin: PathBuf, jobs: usize) -> Result<Ours> {
+        if !Path::new(GNU_TIME).is_file() {
+            bail!("{GNU_TIME} is missing: install the Debian package `time` (`just deps`)");
+        }
+        let help = Command::new(&bin)
+            .args(["build", "--help"])
+            .output()
+            .with_context(|| format!("could not run {}", bin.display()))?;
+        if !help.status.success() {
+            bail!("{} build --help failed", bin.display());
+        }
+        let has_store_flag = String::from_utf8_lossy(&help.stdout).contains("--store");
+        let version = Command::new(&bin).arg("--version").output()?;
+        Ok(Ours {
+            bin,
+            jobs,
+            has_store_flag,
+            version: String::from_utf8_lossy(&version.stdout).trim().to_string(),
+        })
+    }
+
+    /// Where builds of specs in `spec_dir` keep their store: `<spec_dir>/target` (the bench
+    /// makes `spec_dir` a cargo workspace of its own) or the `--store` given to the binary.
+    pub fn store_dirs(&self, spec_dir: &Path) -> Vec<PathBuf> {
+        vec![spec_dir.join("target"), spec_dir.join(".bench/store")]
+    }
+
+    /// Removes every store and cache of builds in `spec_dir`, for a cold build.
+    pub fn clear_store(&self, spec_dir: &Path) -> Result<()> {
+        for dir in self.store_dirs(spec_dir) {
+            remove_dir_if_exists(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Builds `spec` into `output` under GNU time.
+    pub fn build(&self, spec: &Path, output: &Path) -> Result<Sample> {
+        self.build_with_jobs(spec, output, self.jobs)
+    }
+
+    /// Builds `spec` into `output` under GNU time with `jobs` compression threads.
+    pub fn build_with_jobs(&self, spec: &Path, output: &Path, jobs: usize) -> Result<Sample> {
+        let spec_dir = spec.parent().context("spec has a parent directory")?;
+        let rss_file = spec_dir.join(".bench/rss");
+        let mut cmd = Command::new(GNU_TIME);
+        cmd.arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss_file)
+            .arg(&self.bin)
+            .arg("build")
+            .arg("--quiet")
+            .arg("--spec")
+            .arg(spec)
+            .arg("--output")
+            .arg(output)
+            .arg("--jobs")
+            .arg(jobs.to_string())
+            .current_dir(spec_dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("SOURCE_DATE_EPOCH");
+        if self.has_store_flag {
+            cmd.arg("--store").arg(spec_dir.join(".bench/store"));
+        }
+        let mut sample = time(&mut cmd)?;
+        let rss = fs::read_to_string(&rss_file)
+            .with_context(|| format!("read {}", rss_file.display()))?;
+        sample.peak_rss_kib = rss.lines().rev().find_map(|l| l.trim().parse().ok());
+        Ok(sample)
+    }
+}
+
+/// `rm -rf DIR`, quiet when it is not there.
+pub fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Total size of the regular files under `dir`, in bytes (0 when it does not exist).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(ft) if ft.is_dir() => stack.push(entry.path()),
+                Ok(ft) if ft.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
