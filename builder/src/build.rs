@@ -29,7 +29,7 @@ use crate::cargo::{self, CargoOptions};
 use crate::layer::{self, LayerBlob, LayerTree, SourceContext, WriteOptions};
 use crate::oci::{self, LayoutWriter};
 use crate::plan::{self, ContentHasher, Key, LayerGraph, LayerPlan, NodeKind};
-use crate::spec::{self, Base, CargoSource, ImageSpec};
+use crate::spec::{self, Base, CargoSource, ImageSpec, Stage};
 use crate::store::{self, BlobRef, BlobsRecord, NodeResult, StatIndex, Store};
 
 /// Errors of the build operation; each wraps the module error of the step that failed.
@@ -65,6 +65,8 @@ pub enum Error {
         #[source]
         source: Box<crate::registry::Error>,
     },
+    #[error("there is no stage `{target}` to build (--target); the stages are {stages}")]
+    UnknownTarget { target: String, stages: String },
     #[error("invalid tag `{tag}` given with --tag: {reason}")]
     InvalidTag { tag: String, reason: String },
     #[error("could not start {threads} worker threads: {source}")]
@@ -118,6 +120,8 @@ pub struct BuildOptions {
     pub registry: crate::registry::RegistryOptions,
     /// Push the image after building it.
     pub push: Option<PushOptions>,
+    /// Build this stage as the image instead of the spec's image stage.
+    pub target: Option<String>,
 }
 
 /// Where a build pushes its image.
@@ -217,7 +221,8 @@ pub fn build(
 }
 
 /// Plans the spec at `spec_path` without building anything: runs its cargo builds (the only way
-/// to know a binary's content), keys every node and asks the store (if it exists) which it has.
+/// to know a binary's content), keys every node of every needed stage and asks the store (if it
+/// exists) which it has. A registry base is resolved (and held in the store) on the way.
 pub fn plan(
     spec_path: &Path,
     opts: &BuildOptions,
@@ -225,7 +230,8 @@ pub fn plan(
 ) -> Result<LayerGraph, Error> {
     let spec = spec::load(spec_path)?;
     let cx = Context::new(&spec, opts)?;
-    let cargo_outputs = cargo_builds(&spec, opts, on_event)?;
+    let target = cx.target_stage(&spec)?;
+    let cargo_outputs = cargo_builds(&spec, &needed_stages(&spec, target), opts, on_event)?;
     let store_root = cx.store_root.clone();
     let store = if store_root.join("version").is_file() {
         Some(Store::open(&store_root).map_err(|e| store_err(&store_root, e))?)
@@ -236,17 +242,19 @@ pub fn plan(
         Some(s) => StatIndex::load(s).map_err(|e| store_err(&store_root, e))?,
         None => StatIndex::new(),
     });
-    let hasher = StatHasher(&stat_index);
-    let base = resolve_base(&spec, opts, &cx.store_root, &cx.platform, on_event)?;
-    let plans = plan_layers(&spec, &cx, &cargo_outputs, &hasher)?;
-    let cached: Vec<bool> = plans
-        .iter()
-        .map(|p| match &store {
-            Some(s) => s.get_key(&p.key.hex()).ok().flatten().is_some(),
-            None => false,
-        })
-        .collect();
-    Ok(graph(&spec, &cx, base.as_ref(), &plans, &cached, store.as_ref()).0)
+    let mut graph = LayerGraph::default();
+    let run = StageRun {
+        spec: &spec,
+        cx: &cx,
+        opts,
+        store: store.as_ref(),
+        cargo_outputs: &cargo_outputs,
+        hasher: &StatHasher(&stat_index),
+        on_event,
+        execute: false,
+    };
+    run.stages(target, &mut graph)?;
+    Ok(graph)
 }
 
 /// Builds an already loaded spec.
@@ -256,6 +264,7 @@ pub fn build_spec(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
     let cx = Context::new(spec, opts)?;
+    let target = cx.target_stage(spec)?;
 
     // The output is checked (and its temporary sibling made) before any long work. An archive
     // is made from a layout written in a temporary directory beside it.
@@ -273,95 +282,47 @@ pub fn build_spec(
         .lock_shared()
         .map_err(|e| store_err(&cx.store_root, e))?;
 
-    // 2. Cargo builds.
-    let cargo_outputs = cargo_builds(spec, opts, on_event)?;
+    // 2. Cargo builds, for the stages the image needs.
+    let needed = needed_stages(spec, target);
+    let cargo_outputs = cargo_builds(spec, &needed, opts, on_event)?;
 
-    // 3. Plan.
-    let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
-    let hasher = StatHasher(&stat_index);
-    let base = resolve_base(spec, opts, &cx.store_root, &cx.platform, on_event)?;
-    let plans = plan_layers(spec, &cx, &cargo_outputs, &hasher)?;
-    let hits: Vec<Option<store::LayerRecord>> = plans
-        .iter()
-        .map(|p| match store.get_key(&p.key.hex()) {
-            Ok(Some(NodeResult::Layer(record))) => Ok(Some(record)),
-            Ok(_) => Ok(None),
-            Err(e) => Err(store_err(&cx.store_root, e)),
-        })
-        .collect::<Result<_, _>>()?;
-    let cached: Vec<bool> = hits.iter().map(Option::is_some).collect();
-    let (graph, image_key) = graph(spec, &cx, base.as_ref(), &plans, &cached, Some(&store));
-    on_event(Event::Plan { graph });
-
-    // 4. Execute: misses in parallel, hits as they are.
-    let ctx = SourceContext {
-        context: &spec.context,
+    // 3-4. Plan and execute every needed stage, sources first.
+    let stat_index =
+        Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
+    let mut graph = LayerGraph::default();
+    let run = StageRun {
+        spec,
+        cx: &cx,
+        opts,
+        store: Some(&store),
         cargo_outputs: &cargo_outputs,
+        hasher: &StatHasher(&stat_index),
+        on_event,
+        execute: true,
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cx.threads)
-        .build()
-        .map_err(|source| Error::Threads {
-            threads: cx.threads,
-            source,
-        })?;
-    let work: Vec<_> = spec.stage.layers.iter().zip(plans).zip(hits).collect();
-    let blobs: Vec<LayerBlob> = pool.install(|| {
-        work.into_par_iter()
-            .map(|((layer_spec, plan), hit)| {
-                let cached = hit.is_some();
-                let blob = match hit {
-                    Some(record) => LayerBlob::from(&record),
-                    None => build_layer(layer_spec, plan, &ctx, &cx, &store, on_event)?,
-                };
-                on_event(Event::LayerFinished {
-                    name: layer_spec.name.clone(),
-                    digest: blob.digest.clone(),
-                    diff_id: blob.diff_id.clone(),
-                    size: blob.size,
-                    media_type: blob.media_type.clone(),
-                    cached,
-                });
-                Ok(blob)
-            })
-            .collect::<Result<Vec<_>, Error>>()
-    })?;
+    let mut stages = run.stages(target, &mut graph)?;
     // Newly learnt content hashes serve the next build; failing to save them costs only speed.
     let _ = stat_index
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .save(&store);
+    on_event(Event::Plan { graph });
+    let image = stages.pop().expect("the target stage is built last");
+    let resolved = image.image.as_ref().expect("built stages have an image");
 
-    // 5. Emit: blobs out of the store and the base layout, config, manifest, index.
-    if let Some(base) = &base {
-        for desc in base.layers() {
-            let digest = desc.digest().to_string();
-            let wrap = |source| Error::Base {
-                base: base_name(spec),
-                source: Box::new(source),
-            };
-            base.verify_blob(&digest, desc.size()).map_err(wrap)?;
-            writer
-                .import_blob(&base.blob_path(&digest).map_err(wrap)?, &digest)
-                .map_err(wrap)?;
-        }
+    // 5. Emit: every blob of the image out of the store, then the index.
+    for desc in resolved.layers() {
+        link_out(&store, desc.digest().as_ref(), &writer, &cx.store_root)?;
     }
-    for blob in &blobs {
-        link_out(&store, &blob.digest, &writer, &cx.store_root)?;
-    }
-    let manifest = assemble_image(spec, &cx, base.as_ref(), &blobs, &store, &writer)?;
+    link_out(
+        &store,
+        resolved.manifest.config().digest().as_ref(),
+        &writer,
+        &cx.store_root,
+    )?;
+    link_out(&store, &resolved.digest(), &writer, &cx.store_root)?;
+    let manifest = resolved.descriptor.clone();
     let manifest_digest = manifest.digest().to_string();
-    let _ = store.put_key(
-        &image_key.hex(),
-        &NodeResult::Blobs(BlobsRecord {
-            blobs: vec![BlobRef {
-                digest: manifest_digest.clone(),
-                size: manifest.size(),
-                media_type: manifest.media_type().to_string(),
-            }],
-            data: serde_json::Value::Null,
-        }),
-    );
     let layout = writer.finish(oci::index_entries(&manifest, Some(&cx.platform), &cx.tags))?;
     let path = match cx.format {
         OutputFormat::Oci => layout,
@@ -392,7 +353,7 @@ pub fn build_spec(
             opts,
             push,
             &layout_dir_of(&path, archive_scratch.as_ref()),
-            base.as_ref().and_then(|b| b.reference.as_ref()),
+            image.reference.as_ref(),
             on_event,
         )?),
         None => None,
@@ -409,14 +370,402 @@ pub fn build_spec(
         name: spec.name.clone(),
         tags: cx.tags.clone(),
         manifest_digest,
-        cached_layers: cached.iter().filter(|c| **c).count(),
-        layers: blobs,
+        cached_layers: image.cached,
+        layers: image.layers,
         pushed,
     })
 }
 
+/// The stages `target` needs (as bases or through `from-stage`), transitively, sources first
+/// and `target` last; each once.
+fn needed_stages<'a>(spec: &'a ImageSpec, target: &'a Stage) -> Vec<&'a Stage> {
+    fn visit<'a>(spec: &'a ImageSpec, stage: &'a Stage, out: &mut Vec<&'a Stage>) {
+        if out.iter().any(|s| s.name == stage.name) {
+            return;
+        }
+        let mut uses = Vec::new();
+        if let Base::Stage(name) = &stage.base {
+            uses.push(name.as_str());
+        }
+        for layer in &stage.layers {
+            for entry in &layer.entries {
+                if let spec::Source::Stage { stage, .. } = &entry.source {
+                    uses.push(stage.as_str());
+                }
+            }
+        }
+        for name in uses {
+            if let Some(used) = spec.find_stage(name) {
+                visit(spec, used, out);
+            }
+        }
+        if !out.iter().any(|s| s.name == stage.name) {
+            out.push(stage);
+        }
+    }
+    let mut out = Vec::new();
+    visit(spec, target, &mut out);
+    out
+}
+
+/// A stage, planned and (in a build) built.
+struct StageImage {
+    name: String,
+    /// The key of the stage's assembled image.
+    key: Key,
+    /// The graph node of the stage's image.
+    node: plan::NodeId,
+    /// The image, readable from the store (a build only).
+    image: Option<oci::ResolvedImage>,
+    /// The registry reference of the base (through stage bases too), for cross-repo mounts.
+    reference: Option<crate::registry::Reference>,
+    /// Our layers (not the base's).
+    layers: Vec<LayerBlob>,
+    /// How many of them came from the store.
+    cached: usize,
+}
+
+/// What planning and building the stages of one spec share.
+struct StageRun<'a> {
+    spec: &'a ImageSpec,
+    cx: &'a Context,
+    opts: &'a BuildOptions,
+    store: Option<&'a Store>,
+    cargo_outputs: &'a HashMap<CargoSource, PathBuf>,
+    hasher: &'a StatHasher<'a>,
+    on_event: &'a (dyn Fn(Event) + Sync),
+    /// Build (true) or only plan (false).
+    execute: bool,
+}
+
+impl StageRun<'_> {
+    /// Plans (and builds) every stage `target` needs, in order; the last is `target`.
+    fn stages(&self, target: &Stage, graph: &mut LayerGraph) -> Result<Vec<StageImage>, Error> {
+        let mut done: Vec<StageImage> = Vec::new();
+        for stage in needed_stages(self.spec, target) {
+            let built = self.stage(stage, stage.name == target.name, &done, graph)?;
+            done.push(built);
+        }
+        Ok(done)
+    }
+
+    fn stage(
+        &self,
+        stage: &Stage,
+        is_target: bool,
+        done: &[StageImage],
+        graph: &mut LayerGraph,
+    ) -> Result<StageImage, Error> {
+        let cx = self.cx;
+        let find = |name: &str| done.iter().find(|s| s.name == name);
+        // Layer and event names of source stages say which stage they belong to.
+        let label = |layer: &str| {
+            if is_target {
+                layer.to_string()
+            } else {
+                format!("{}/{layer}", stage.name)
+            }
+        };
+
+        // The base: another stage, or an image from outside (verified, blobs held in the store).
+        let mut inputs = Vec::new();
+        let (base, base_id, reference) = match &stage.base {
+            Base::Stage(name) => {
+                let b = find(name).expect("needed stages come first");
+                inputs.push(b.node);
+                (b.image.clone(), Some(format!("stage:{}", b.key.hex())), b.reference.clone())
+            }
+            other => match resolve_base(other, self.opts, &cx.store_root, &cx.platform, self.on_event)? {
+                Some(base) => {
+                    let id = base.digest();
+                    let mut w = blake3::Hasher::new();
+                    w.update(plan::KEY_VERSION.as_bytes());
+                    w.update(b"base");
+                    w.update(id.as_bytes());
+                    inputs.push(graph.push(
+                        NodeKind::FetchBase {
+                            reference: base_label(other),
+                        },
+                        Key(*w.finalize().as_bytes()),
+                        vec![],
+                        None,
+                    ));
+                    let image = match self.store {
+                        Some(store) if self.execute => Some(hold_base(store, &base, other)?),
+                        _ => Some(base.image.clone()),
+                    };
+                    (image, Some(id), base.reference.clone())
+                }
+                None => (None, None, None),
+            },
+        };
+
+        // Keys of our layers.
+        let stage_keys: HashMap<String, Key> =
+            done.iter().map(|s| (s.name.clone(), s.key)).collect();
+        let copier = StageFs::new(done, self.store.map(Store::root));
+        let ctx = SourceContext {
+            context: &self.spec.context,
+            cargo_outputs: self.cargo_outputs,
+            stages: Some(&copier),
+        };
+        let plans: Vec<LayerPlan> = stage
+            .layers
+            .par_iter()
+            .map(|layer_spec| {
+                plan::layer_key(layer_spec, &ctx, &cx.write, self.hasher, &stage_keys).map_err(
+                    |source| Error::Layer {
+                        layer: label(&layer_spec.name),
+                        source: Box::new(source),
+                    },
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let hits: Vec<Option<store::LayerRecord>> = plans
+            .iter()
+            .map(|p| match self.store.map(|s| s.get_key(&p.key.hex())) {
+                Some(Ok(Some(NodeResult::Layer(record)))) => Ok(Some(record)),
+                Some(Ok(_)) | None => Ok(None),
+                Some(Err(e)) => Err(store_err(&cx.store_root, e)),
+            })
+            .collect::<Result<_, _>>()?;
+        for (layer, (plan, hit)) in stage.layers.iter().zip(plans.iter().zip(&hits)) {
+            let copies_from: Vec<plan::NodeId> = layer
+                .entries
+                .iter()
+                .filter_map(|e| match &e.source {
+                    spec::Source::Stage { stage, .. } => find(stage).map(|s| s.node),
+                    _ => None,
+                })
+                .collect();
+            inputs.push(graph.push(
+                NodeKind::BuildLayer {
+                    layer: label(&layer.name),
+                },
+                plan.key,
+                copies_from,
+                Some(hit.is_some()),
+            ));
+        }
+        let keys: Vec<Key> = plans.iter().map(|p| p.key).collect();
+        let names: Vec<String> = stage.layers.iter().map(|l| l.name.clone()).collect();
+        let key = plan::image_key(
+            base_id.as_deref(),
+            &keys,
+            &names,
+            &image_recipe(stage, cx),
+        );
+        let image_cached = self
+            .store
+            .map(|s| s.get_key(&key.hex()).ok().flatten().is_some());
+        let node = graph.push(
+            NodeKind::AssembleImage {
+                name: if is_target {
+                    self.spec.name.clone()
+                } else {
+                    format!("stage {}", stage.name)
+                },
+            },
+            key,
+            inputs,
+            Some(image_cached.unwrap_or(false)),
+        );
+        if is_target {
+            graph.push(
+                NodeKind::AssembleIndex {
+                    tags: cx.tags.clone(),
+                },
+                plan::index_key(&key, &cx.tags),
+                vec![node],
+                None,
+            );
+        }
+        let cached = hits.iter().filter(|h| h.is_some()).count();
+        let mut result = StageImage {
+            name: stage.name.clone(),
+            key,
+            node,
+            image: None,
+            reference,
+            layers: Vec::new(),
+            cached,
+        };
+        let Some(store) = self.store.filter(|_| self.execute) else {
+            return Ok(result);
+        };
+
+        // Execute: misses in parallel, hits as they are.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cx.threads)
+            .build()
+            .map_err(|source| Error::Threads {
+                threads: cx.threads,
+                source,
+            })?;
+        let on_event = self.on_event;
+        let work: Vec<_> = stage.layers.iter().zip(plans).zip(hits).collect();
+        let blobs: Vec<LayerBlob> = pool.install(|| {
+            work.into_par_iter()
+                .map(|((layer_spec, plan), hit)| {
+                    let cached = hit.is_some();
+                    let name = label(&layer_spec.name);
+                    let blob = match hit {
+                        Some(record) => LayerBlob::from(&record),
+                        None => build_layer(layer_spec, &name, plan, &ctx, cx, store, on_event)?,
+                    };
+                    on_event(Event::LayerFinished {
+                        name,
+                        digest: blob.digest.clone(),
+                        diff_id: blob.diff_id.clone(),
+                        size: blob.size,
+                        media_type: blob.media_type.clone(),
+                        cached,
+                    });
+                    Ok(blob)
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })?;
+        let image = assemble_image(stage, is_target, cx, base.as_ref(), &blobs, store)?;
+        let _ = store.put_key(
+            &key.hex(),
+            &NodeResult::Blobs(BlobsRecord {
+                blobs: vec![BlobRef {
+                    digest: image.digest(),
+                    size: image.descriptor.size(),
+                    media_type: image.descriptor.media_type().to_string(),
+                }],
+                data: serde_json::Value::Null,
+            }),
+        );
+        result.image = Some(image);
+        result.layers = blobs;
+        Ok(result)
+    }
+}
+
+/// Copies `from-stage` entries out of built stages' merged filesystems, opening each stage's
+/// filesystem once, when a layer that copies from it is built.
+#[derive(Debug)]
+struct StageFs {
+    images: HashMap<String, oci::ResolvedImage>,
+    store_root: Option<PathBuf>,
+    opened: Mutex<HashMap<String, std::sync::Arc<crate::rootfs::Rootfs>>>,
+    scratch: Mutex<Vec<tempfile::TempDir>>,
+}
+
+impl StageFs {
+    fn new(done: &[StageImage], store_root: Option<&Path>) -> Self {
+        StageFs {
+            images: done
+                .iter()
+                .filter_map(|s| s.image.clone().map(|i| (s.name.clone(), i)))
+                .collect(),
+            store_root: store_root.map(Path::to_path_buf),
+            opened: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn rootfs(&self, stage: &str) -> Result<std::sync::Arc<crate::rootfs::Rootfs>, layer::Error> {
+        let fail = |e: Box<dyn std::error::Error + Send + Sync>| layer::Error::CopyFromStage {
+            stage: stage.to_string(),
+            path: "/".to_string(),
+            source: e,
+        };
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fs) = opened.get(stage) {
+            return Ok(fs.clone());
+        }
+        let image = self
+            .images
+            .get(stage)
+            .ok_or_else(|| fail("the stage is not built in this build".into()))?;
+        let layers: Vec<crate::rootfs::LayerBlobRef> = image
+            .layers()
+            .iter()
+            .map(|d| crate::rootfs::LayerBlobRef {
+                path: image.layout.join("blobs/sha256").join(d.digest().digest()),
+                media_type: d.media_type().to_string(),
+            })
+            .collect();
+        let parent = self.store_root.clone().unwrap_or_else(std::env::temp_dir);
+        let scratch = tempfile::Builder::new()
+            .prefix(".tmp-stage-")
+            .tempdir_in(&parent)
+            .map_err(|e| fail(Box::new(e)))?;
+        let fs = crate::rootfs::Rootfs::open(&layers, scratch.path()).map_err(|e| fail(Box::new(e)))?;
+        let fs = std::sync::Arc::new(fs);
+        opened.insert(stage.to_string(), fs.clone());
+        self.scratch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(scratch);
+        Ok(fs)
+    }
+}
+
+impl layer::StageCopier for StageFs {
+    fn copy_out(
+        &self,
+        stage: &str,
+        path: &str,
+        include: &[String],
+        exclude: &[String],
+        entry: &spec::EntrySpec,
+        index: usize,
+        tree: &mut LayerTree,
+    ) -> Result<(), layer::Error> {
+        let fs = self.rootfs(stage)?;
+        fs.copy_out(
+            &format!("/{path}"),
+            include,
+            exclude,
+            &entry.dest,
+            entry.dest_is_dir,
+            Some(entry.owner),
+            entry.mode,
+            entry.dir_mode,
+            tree,
+            index,
+        )
+        .map_err(|e| layer::Error::CopyFromStage {
+            stage: stage.to_string(),
+            path: format!("/{path}"),
+            source: Box::new(e),
+        })
+    }
+}
+
+/// Puts an outside base's blobs in the store (verified) and returns the base as an image read
+/// from the store, so stages and outputs take every blob from one place.
+fn hold_base(store: &Store, base: &BaseImage, which: &Base) -> Result<oci::ResolvedImage, Error> {
+    let wrap = |source| Error::Base {
+        base: base_label(which),
+        source: Box::new(source),
+    };
+    for desc in base.layers() {
+        let digest = oci::Digest::parse(desc.digest().as_ref())?;
+        if store.has_blob(&digest) {
+            continue;
+        }
+        let src = base.blob_path(desc.digest().as_ref()).map_err(wrap)?;
+        store
+            .import_blob(&src, &digest)
+            .map_err(|e| store_err(store.root(), e))?;
+    }
+    for bytes in [&base.manifest_bytes, &base.config_bytes] {
+        store
+            .write_blob(bytes)
+            .map_err(|e| store_err(store.root(), e))?;
+    }
+    let mut image = base.image.clone();
+    image.layout = store.root().to_path_buf();
+    Ok(image)
+}
+
 /// What one build decides once, up front.
 struct Context {
+    target: Option<String>,
     format: OutputFormat,
     tags: Vec<String>,
     epoch: u64,
@@ -429,6 +778,23 @@ struct Context {
 }
 
 impl Context {
+    /// The stage that becomes the image: `--target`, else the spec's image stage.
+    fn target_stage<'s>(&self, spec: &'s ImageSpec) -> Result<&'s Stage, Error> {
+        match &self.target {
+            None => Ok(&spec.stage),
+            Some(name) => spec.find_stage(name).ok_or_else(|| Error::UnknownTarget {
+                target: name.clone(),
+                stages: spec
+                    .stages
+                    .iter()
+                    .chain(std::iter::once(&spec.stage))
+                    .map(|s| format!("`{}`", s.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
     fn new(spec: &ImageSpec, opts: &BuildOptions) -> Result<Self, Error> {
         let tags = if opts.tags.is_empty() {
             spec.tags.clone()
@@ -476,6 +842,7 @@ impl Context {
         annotations.extend(spec.annotations.clone());
 
         Ok(Context {
+            target: opts.target.clone(),
             format: opts.output_format,
             tags,
             epoch,
@@ -503,11 +870,12 @@ fn store_err(path: &Path, e: store::Error) -> Error {
 /// Runs the cargo builds of a spec, once per distinct source.
 fn cargo_builds(
     spec: &ImageSpec,
+    stages: &[&Stage],
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<HashMap<CargoSource, PathBuf>, Error> {
     let mut outputs: HashMap<CargoSource, PathBuf> = HashMap::new();
-    for layer in &spec.stage.layers {
+    for layer in stages.iter().flat_map(|s| &s.layers) {
         for entry in &layer.entries {
             if let spec::Source::Cargo(src) = &entry.source {
                 if outputs.contains_key(src) {
@@ -527,13 +895,14 @@ fn cargo_builds(
     Ok(outputs)
 }
 
-fn base_name(spec: &ImageSpec) -> String {
+fn base_label(base: &Base) -> String {
     let with_tag = |prefix: &str, path: &Path, tag: &Option<String>| match tag {
         Some(t) => format!("{prefix}:{}:{t}", path.display()),
         None => format!("{prefix}:{}", path.display()),
     };
-    match &spec.stage.base {
+    match base {
         Base::Scratch => "scratch".to_string(),
+        Base::Stage(name) => format!("stage:{name}"),
         Base::OciLayout { path, tag } => with_tag("oci", path, tag),
         Base::OciArchive { path, tag } => with_tag("oci-archive", path, tag),
         Base::DockerArchive { path, tag } => with_tag("docker-archive", path, tag),
@@ -560,14 +929,14 @@ impl std::ops::Deref for BaseImage {
 /// Resolves the stage's base to a verified image (manifest and config read and checked; a
 /// registry base's blobs pulled into the store).
 fn resolve_base(
-    spec: &ImageSpec,
+    which: &Base,
     opts: &BuildOptions,
     store_root: &Path,
     platform: &oci::Platform,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<Option<BaseImage>, Error> {
     let wrap = |source| Error::Base {
-        base: base_name(spec),
+        base: base_label(which),
         source: Box::new(source),
     };
     let unpack = |path: &Path, open: fn(&Path, &Path) -> Result<oci::Layout, oci::Error>| {
@@ -590,8 +959,8 @@ fn resolve_base(
         let layout = open(path, scratch.path()).map_err(wrap)?;
         Ok::<_, Error>((layout, scratch))
     };
-    let base = match &spec.stage.base {
-        Base::Scratch => return Ok(None),
+    let base = match which {
+        Base::Scratch | Base::Stage(_) => return Ok(None),
         Base::OciLayout { path, tag } => BaseImage {
             image: oci::Layout::open(path)
                 .and_then(|l| l.resolve(tag.as_deref(), platform))
@@ -640,7 +1009,7 @@ fn resolve_base(
         }
     };
     on_event(Event::BaseResolved {
-        base: base_name(spec),
+        base: base_label(which),
         digest: base.digest(),
         layers: base.layers().len(),
     });
@@ -663,32 +1032,9 @@ impl ContentHasher for StatHasher<'_> {
     }
 }
 
-/// Keys every layer of the spec, in parallel (hashing unknown files is the cost of a cold plan).
-fn plan_layers(
-    spec: &ImageSpec,
-    cx: &Context,
-    cargo_outputs: &HashMap<CargoSource, PathBuf>,
-    hasher: &StatHasher<'_>,
-) -> Result<Vec<LayerPlan>, Error> {
-    let ctx = SourceContext {
-        context: &spec.context,
-        cargo_outputs,
-    };
-    spec.stage
-        .layers
-        .par_iter()
-        .map(|layer_spec| {
-            plan::layer_key(layer_spec, &ctx, &cx.write, hasher).map_err(|source| Error::Layer {
-                layer: layer_spec.name.clone(),
-                source: Box::new(source),
-            })
-        })
-        .collect()
-}
-
 /// The canonical bytes of everything besides the layers that decides the config and manifest.
-fn image_recipe(spec: &ImageSpec, cx: &Context) -> Vec<u8> {
-    let config = &spec.stage.config;
+fn image_recipe(stage: &Stage, cx: &Context) -> Vec<u8> {
+    let config = &stage.config;
     let recipe = serde_json::json!({
         "platform": cx.platform.to_string(),
         "created": cx.epoch,
@@ -706,73 +1052,10 @@ fn image_recipe(spec: &ImageSpec, cx: &Context) -> Vec<u8> {
     oci::to_canonical_json(&recipe).unwrap_or_default()
 }
 
-/// Builds the graph of a planned spec; returns it with the image node's key.
-fn graph(
-    spec: &ImageSpec,
-    cx: &Context,
-    base: Option<&BaseImage>,
-    plans: &[LayerPlan],
-    cached: &[bool],
-    store: Option<&Store>,
-) -> (LayerGraph, Key) {
-    let mut g = LayerGraph::default();
-    let mut inputs = Vec::new();
-    let base_digest = base.map(|b| b.digest());
-    if let Some(digest) = &base_digest {
-        let mut w = blake3::Hasher::new();
-        w.update(plan::KEY_VERSION.as_bytes());
-        w.update(b"base");
-        w.update(digest.as_bytes());
-        inputs.push(g.push(
-            NodeKind::FetchBase {
-                reference: base_name(spec),
-            },
-            Key(*w.finalize().as_bytes()),
-            vec![],
-            None,
-        ));
-    }
-    for ((layer, plan), cached) in spec.stage.layers.iter().zip(plans).zip(cached) {
-        inputs.push(g.push(
-            NodeKind::BuildLayer {
-                layer: layer.name.clone(),
-            },
-            plan.key,
-            vec![],
-            Some(*cached),
-        ));
-    }
-    let keys: Vec<Key> = plans.iter().map(|p| p.key).collect();
-    let names: Vec<String> = spec.stage.layers.iter().map(|l| l.name.clone()).collect();
-    let image_key = plan::image_key(
-        base_digest.as_deref(),
-        &keys,
-        &names,
-        &image_recipe(spec, cx),
-    );
-    let image_cached = store.map(|s| s.get_key(&image_key.hex()).ok().flatten().is_some());
-    let image = g.push(
-        NodeKind::AssembleImage {
-            name: spec.name.clone(),
-        },
-        image_key,
-        inputs,
-        image_cached.or(Some(false)),
-    );
-    g.push(
-        NodeKind::AssembleIndex {
-            tags: cx.tags.clone(),
-        },
-        plan::index_key(&image_key, &cx.tags),
-        vec![image],
-        None,
-    );
-    (g, image_key)
-}
-
 /// Builds one layer into the store and records it under its key.
 fn build_layer(
     layer_spec: &spec::LayerSpec,
+    name: &str,
     plan: LayerPlan,
     ctx: &SourceContext<'_>,
     cx: &Context,
@@ -780,7 +1063,7 @@ fn build_layer(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<LayerBlob, Error> {
     let wrap = |source| Error::Layer {
-        layer: layer_spec.name.clone(),
+        layer: name.to_string(),
         source: Box::new(source),
     };
     let tree = match plan.tree {
@@ -789,12 +1072,12 @@ fn build_layer(
     };
     let total = tree.content_size();
     on_event(Event::LayerStarted {
-        name: layer_spec.name.clone(),
+        name: name.to_string(),
         total,
     });
     let progress = |done: u64| {
         on_event(Event::LayerProgress {
-            name: layer_spec.name.clone(),
+            name: name.to_string(),
             done,
             total,
         })
@@ -830,16 +1113,17 @@ fn link_out(
         .map_err(|e| store_err(store_root, e))
 }
 
-/// Writes config and manifest into the store and the layout; returns the manifest descriptor.
+/// Writes a stage's config and manifest into the store; returns the stage's image, read from
+/// the store.
 fn assemble_image(
-    spec: &ImageSpec,
+    stage: &Stage,
+    is_target: bool,
     cx: &Context,
-    base: Option<&BaseImage>,
+    base: Option<&oci::ResolvedImage>,
     blobs: &[LayerBlob],
     store: &Store,
-    writer: &LayoutWriter,
-) -> Result<oci_spec::image::Descriptor, Error> {
-    let names: Vec<String> = spec.stage.layers.iter().map(|l| l.name.clone()).collect();
+) -> Result<oci::ResolvedImage, Error> {
+    let names: Vec<String> = stage.layers.iter().map(|l| l.name.clone()).collect();
     let diff_ids: Vec<String> = blobs.iter().map(|b| b.diff_id.clone()).collect();
     let layer_descriptors = blobs
         .iter()
@@ -847,37 +1131,49 @@ fn assemble_image(
         .collect::<Result<Vec<_>, _>>()?;
     let config = oci::image_config(
         &cx.platform,
-        base.map(|b| &b.image.config),
-        &spec.stage.config,
+        base.map(|b| &b.config),
+        &stage.config,
         &diff_ids,
         &names,
         cx.epoch,
     );
-    let config = write_json(store, writer, MediaType::ImageConfig, &config)?;
+    let (config_desc, config_bytes) = write_json(store, MediaType::ImageConfig, &config)?;
+    // Source stages are not published: only the image carries the spec's annotations.
+    let no_annotations = BTreeMap::new();
     let manifest = oci::image_manifest(
-        config,
-        base.map(|b| &b.image.manifest),
+        config_desc,
+        base.map(|b| &b.manifest),
         &layer_descriptors,
-        &cx.annotations,
+        if is_target {
+            &cx.annotations
+        } else {
+            &no_annotations
+        },
     );
-    write_json(store, writer, MediaType::ImageManifest, &manifest)
+    let (descriptor, manifest_bytes) = write_json(store, MediaType::ImageManifest, &manifest)?;
+    Ok(oci::ResolvedImage {
+        layout: store.root().to_path_buf(),
+        tag: None,
+        index: None,
+        descriptor,
+        manifest,
+        manifest_bytes,
+        config,
+        config_bytes,
+    })
 }
 
-/// Writes a JSON document as canonical bytes into the store and links it into the layout.
+/// Writes a JSON document as canonical bytes into the store.
 fn write_json<T: serde::Serialize>(
     store: &Store,
-    writer: &LayoutWriter,
     media_type: MediaType,
     value: &T,
-) -> Result<oci_spec::image::Descriptor, Error> {
+) -> Result<(oci_spec::image::Descriptor, Vec<u8>), Error> {
     let bytes = oci::to_canonical_json(value)?;
     let (digest, size) = store
         .write_blob(&bytes)
         .map_err(|e| store_err(store.root(), e))?;
-    store
-        .link_out(&digest, &writer.blobs_dir().join(digest.hex()))
-        .map_err(|e| store_err(store.root(), e))?;
-    Ok(oci::descriptor(media_type, &digest, size))
+    Ok((oci::descriptor(media_type, &digest, size), bytes))
 }
 
 /// The layout directory of a finished build: the output, or the layout an archive was made of.

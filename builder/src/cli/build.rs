@@ -65,6 +65,9 @@ pub struct CommonArgs {
     /// The store (layer cache) directory [default: <target-dir>/image/.store].
     #[arg(long, value_name = "DIR", env = "CARGO_IMAGE_STORE")]
     pub store: Option<PathBuf>,
+    /// Build this stage of the spec as the image (default: the spec's image stage).
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
     /// Parallel jobs: layers at once and compressor threads (0: one per CPU). The output bytes
     /// never depend on it.
     #[arg(long, short, value_name = "N", default_value_t = 0)]
@@ -131,6 +134,7 @@ impl CommonArgs {
             },
             registry: self.registry()?,
             push: None,
+            target: self.target.clone(),
         })
     }
 

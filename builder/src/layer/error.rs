@@ -8,6 +8,14 @@ use super::Compression;
 /// Why a layer could not be built or written.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Copying a path out of another stage failed.
+    #[error("cannot copy `{path}` out of stage `{stage}`: {source}")]
+    CopyFromStage {
+        stage: String,
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A host source (path or tar) named in the spec does not exist.
     #[error(
         "source `{path}` does not exist in the build context `{context}`; \

@@ -111,14 +111,34 @@ impl Compression {
     }
 }
 
-/// What the tree builder needs besides the spec: where host paths are, and where cargo put the
-/// binaries the spec asks for.
+/// What the tree builder needs besides the spec: where host paths are, where cargo put the
+/// binaries the spec asks for, and how to copy out of other stages.
 #[derive(Debug, Clone)]
 pub struct SourceContext<'a> {
     /// The build context directory (absolute, canonical). Host sources never resolve outside it.
     pub context: &'a Path,
     /// The built binary for each cargo source of the spec.
     pub cargo_outputs: &'a HashMap<CargoSource, PathBuf>,
+    /// Copies `from-stage` entries out of built stages (`None` when the spec has no stages).
+    pub stages: Option<&'a dyn StageCopier>,
+}
+
+/// Puts paths of a built stage's merged filesystem into a layer tree (`from-stage` entries).
+/// Implemented over [`crate::rootfs`] by the build; the layer module only calls it.
+pub trait StageCopier: Sync + std::fmt::Debug {
+    /// Adds `path` (normalised, no leading `/`) of stage `stage`, filtered by `include` and
+    /// `exclude`, at `entry.dest` of `tree`, as `add` entry number `index` of the layer.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_out(
+        &self,
+        stage: &str,
+        path: &str,
+        include: &[String],
+        exclude: &[String],
+        entry: &crate::spec::EntrySpec,
+        index: usize,
+        tree: &mut LayerTree,
+    ) -> Result<(), Error>;
 }
 
 /// Settings that decide a layer's bytes (besides its tree).

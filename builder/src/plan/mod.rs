@@ -149,15 +149,23 @@ impl KeyWriter {
 ///
 /// Errors are those of reading the layer's sources (a missing path, an escaping symlink, two
 /// entries at one destination...), exactly as building the layer would report them.
+///
+/// Entries copied out of other stages are keyed by the key of that stage's image
+/// (`stage_keys`) and the entry's options, like imported tarballs by their archive.
 pub fn layer_key(
     spec: &LayerSpec,
     ctx: &SourceContext<'_>,
     opts: &WriteOptions,
     hasher: &dyn ContentHasher,
+    stage_keys: &std::collections::HashMap<String, Key>,
 ) -> Result<LayerPlan, layer::Error> {
     let mut w = KeyWriter::new("layer");
     w.str(opts.compression.media_type());
     w.u64(opts.mtime);
+    w.u64(spec.remove.len() as u64);
+    for r in &spec.remove {
+        w.str(r);
+    }
     let mut inputs = Vec::new();
 
     // Imported tarballs are keyed by the archive's content and the entry's options; everything
@@ -167,10 +175,11 @@ pub fn layer_key(
         .entries
         .iter()
         .enumerate()
-        .partition(|(_, e)| matches!(e.source, Source::Tar(_)));
+        .partition(|(_, e)| matches!(e.source, Source::Tar(_) | Source::Stage { .. }));
     let rest = LayerSpec {
         name: spec.name.clone(),
         entries: others.iter().map(|(_, e)| (*e).clone()).collect(),
+        remove: Vec::new(),
     };
     let tree = LayerTree::from_spec(&rest, ctx)?;
     for (path, entry) in tree.iter() {
@@ -212,6 +221,40 @@ pub fn layer_key(
         }
     }
     for (index, entry) in &tars {
+        if let Source::Stage {
+            stage,
+            path,
+            include,
+            exclude,
+        } = &entry.source
+        {
+            let Some(stage_key) = stage_keys.get(stage) else {
+                return Err(layer::Error::CopyFromStage {
+                    stage: stage.clone(),
+                    path: format!("/{path}"),
+                    source: "the stage is not built in this build".into(),
+                });
+            };
+            w.str("stage");
+            w.u64(*index as u64);
+            w.bytes(&stage_key.0);
+            w.str(path);
+            w.u64(include.len() as u64);
+            for g in include {
+                w.str(g);
+            }
+            w.u64(exclude.len() as u64);
+            for g in exclude {
+                w.str(g);
+            }
+            w.str(&entry.dest);
+            w.u64(entry.dest_is_dir as u64);
+            w.u64(entry.owner.uid);
+            w.u64(entry.owner.gid);
+            w.u64(entry.mode.map_or(u64::MAX, u64::from));
+            w.u64(entry.dir_mode.map_or(u64::MAX, u64::from));
+            continue;
+        }
         let Source::Tar(rel) = &entry.source else {
             continue;
         };
@@ -252,7 +295,7 @@ pub fn layer_key(
     Ok(LayerPlan {
         key: w.finish(),
         inputs,
-        tree: tars.is_empty().then_some(tree),
+        tree: (tars.is_empty() && spec.remove.is_empty()).then_some(tree),
     })
 }
 

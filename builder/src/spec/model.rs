@@ -32,8 +32,21 @@ pub struct ImageSpec {
     pub compression: Compression,
     /// Manifest annotations given in the spec (the builder adds `created` and VCS ones).
     pub annotations: BTreeMap<String, String>,
-    /// The stage that becomes the image. (Multi-stage builds add named source stages beside it.)
+    /// The stage that becomes the image.
     pub stage: Stage,
+    /// Named source stages, in the order the spec declares them. Only those the image needs
+    /// (transitively) are built.
+    pub stages: Vec<Stage>,
+}
+
+impl ImageSpec {
+    /// The stage called `name` (a source stage, or the image's own stage).
+    pub fn find_stage(&self, name: &str) -> Option<&Stage> {
+        self.stages
+            .iter()
+            .chain(std::iter::once(&self.stage))
+            .find(|s| s.name == name)
+    }
 }
 
 /// A stage: a base, ordered layers on top of it, and the image config.
@@ -61,6 +74,8 @@ pub enum Base {
     OciArchive { path: PathBuf, tag: Option<String> },
     /// An image in a `docker save` archive, selected by `name:tag` or tag (or its only image).
     DockerArchive { path: PathBuf, tag: Option<String> },
+    /// Another stage of the spec, built first.
+    Stage(String),
     /// An image in a registry, by its normalised reference (`docker.io/library/alpine:3.20`).
     Registry {
         reference: String,
@@ -73,6 +88,8 @@ pub enum Base {
 pub struct LayerSpec {
     pub name: String,
     pub entries: Vec<EntrySpec>,
+    /// Paths (normalised, without the leading `/`) this layer deletes from lower layers.
+    pub remove: Vec<String>,
 }
 
 /// One `[[layer.add]]` entry: a content source placed at a destination in the image.
@@ -123,6 +140,14 @@ pub enum Source {
     Tar(PathBuf),
     /// The binary produced by a cargo build.
     Cargo(CargoSource),
+    /// A file or directory tree out of another stage's merged filesystem.
+    Stage {
+        stage: String,
+        /// The path in the stage, normalised, without the leading `/` (`""` is the root).
+        path: String,
+        include: Vec<String>,
+        exclude: Vec<String>,
+    },
 }
 
 /// A binary built by cargo.

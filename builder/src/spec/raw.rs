@@ -120,6 +120,46 @@ pub struct RawSpec {
     #[serde(default)]
     #[schemars(with = "Vec<RawLayer>")]
     pub layer: Option<Vec<RawLayer>>,
+
+    /// Named source stages (multi-stage builds): images that are built only when the image (the
+    /// top-level `from`, `config` and `layer`) or another needed stage uses them, as a base
+    /// (`from = "stage:NAME"`) or through `from-stage` entries (like Dockerfile's
+    /// `COPY --from=NAME`). When the top level has no `from`, `config` or `layer`, the last
+    /// stage is the image. `cargo image build --target NAME` builds a stage as the image.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawStage>")]
+    pub stage: Option<Vec<RawStage>>,
+}
+
+/// A named stage: a base, layers and a config, like the top level of the spec.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Stage")]
+pub struct RawStage {
+    /// The stage's name, unique among the stages: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+    #[schemars(with = "String", regex(pattern = LAYER_NAME_PATTERN))]
+    pub name: Spanned<String>,
+
+    /// The stage's base, in the same forms as the top-level `from`, or `stage:NAME` (another
+    /// stage). Default: `scratch`.
+    #[serde(default)]
+    #[schemars(with = "String", extend("default" = "scratch"))]
+    pub from: Option<Spanned<String>>,
+
+    /// When to contact the registry for a registry base (as the top-level `pull`).
+    #[serde(default)]
+    #[schemars(with = "String", extend("enum" = ["if-not-present", "always", "never"], "default" = "if-not-present"))]
+    pub pull: Option<Spanned<String>>,
+
+    /// The stage's runtime configuration (used when the stage is built as the image).
+    #[serde(default)]
+    #[schemars(with = "RawConfig")]
+    pub config: Option<RawConfig>,
+
+    /// The stage's layers, bottom first.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawLayer>")]
+    pub layer: Option<Vec<RawLayer>>,
 }
 
 /// The runtime configuration of the image: what a container started from it runs, and how.
@@ -186,10 +226,18 @@ pub struct RawLayer {
     #[schemars(with = "String", regex(pattern = LAYER_NAME_PATTERN))]
     pub name: Spanned<String>,
 
-    /// The entries of the layer (`[[layer.add]]`), at least one. When two entries write the
-    /// same path, the later one wins.
-    #[schemars(with = "Vec<RawAdd>", length(min = 1))]
-    pub add: Spanned<Vec<Spanned<RawAdd>>>,
+    /// The entries of the layer (`[[layer.add]]`). Two entries may not write the same path.
+    /// A layer has at least one entry or one `remove`.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawAdd>")]
+    pub add: Option<Spanned<Vec<Spanned<RawAdd>>>>,
+
+    /// Absolute paths that lower layers (the base's, or earlier layers) provide and this layer
+    /// deletes: written as OCI whiteouts (`.wh.NAME`), or as an opaque directory
+    /// (`.wh..wh..opq`) when this layer adds a directory at the same path (replacing it).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub remove: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One entry of a layer: exactly one content source (`path`, `content`, `dir`, `symlink`,
@@ -199,10 +247,19 @@ pub struct RawLayer {
 #[schemars(rename = "Add", transform = one_source)]
 pub struct RawAdd {
     /// Source: a host file or directory, relative to the build context and inside it. A
-    /// directory is copied with everything below it (see `include` and `exclude`).
+    /// directory is copied with everything below it (see `include` and `exclude`). With
+    /// `from-stage`, an absolute path in that stage's filesystem instead.
     #[serde(default)]
     #[schemars(with = "String")]
     pub path: Option<Spanned<String>>,
+
+    /// With `path`: copy out of this stage's merged filesystem (all its layers applied,
+    /// whiteouts respected, the top-level path's symlinks resolved inside the stage) instead of
+    /// the host, like Dockerfile's `COPY --from=NAME`. Ownership and modes are kept from the
+    /// stage unless `owner` / `mode` / `dir-mode` are set.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub from_stage: Option<Spanned<String>>,
 
     /// Source: a file with this content (UTF-8 text, written as is).
     #[serde(default)]
@@ -424,6 +481,6 @@ fn one_source(schema: &mut Schema) {
     schema.insert("oneOf".into(), branches.into());
     schema.insert(
         "dependencies".into(),
-        serde_json::json!({ "include": ["path"], "exclude": ["path"] }),
+        serde_json::json!({ "include": ["path"], "exclude": ["path"], "from-stage": ["path"] }),
     );
 }

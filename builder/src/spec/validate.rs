@@ -141,33 +141,7 @@ impl Checker<'_> {
             .check(&raw.name, "name", check_name)
             .map(|()| raw.name.get_ref().clone());
         let tags = self.tags(raw.tags.as_ref());
-        let pull = match &raw.pull {
-            None => Some(crate::registry::PullPolicy::default()),
-            Some(pull) => self.check(pull, "pull", |s| {
-                s.parse::<crate::registry::PullPolicy>().map_err(|_| {
-                    Problem::invalid("not a pull policy")
-                        .help(r#"use "if-not-present" (the default), "always" or "never""#)
-                })
-            }),
-        };
-        let base = match &raw.from {
-            None => Some(Base::Scratch),
-            Some(from) => self.check(from, "from", |s| {
-                check_from(s, &spec_dir, pull.unwrap_or_default())
-            }),
-        };
-        if let (Some(p), Some(base)) = (&raw.pull, &base) {
-            if !matches!(base, Base::Registry { .. }) {
-                self.problem(
-                    p.span(),
-                    "pull",
-                    &format!("{:?}", p.get_ref()),
-                    Problem::invalid("only applies to a registry base").help(
-                        "remove `pull`, or set `from` to a registry reference like \"alpine:3.20\"",
-                    ),
-                );
-            }
-        }
+        let base = self.base(raw.from.as_ref(), raw.pull.as_ref(), "", &spec_dir);
         let epoch = match raw.epoch {
             Some(epoch) if *epoch.get_ref() > MAX_EPOCH => {
                 self.problem(
@@ -185,8 +159,81 @@ impl Checker<'_> {
         let compression = raw.compression.map(Spanned::into_inner).unwrap_or_default();
         let context = self.context(raw.context.as_ref(), &spec_dir);
         let annotations = self.string_map(raw.annotations.unwrap_or_default(), "annotations");
+        let top_level_used = raw.from.is_some() || raw.config.is_some() || raw.layer.is_some();
         let config = self.config(raw.config.unwrap_or_default());
-        let layers = self.layers(raw.layer.unwrap_or_default(), context.as_ref());
+        let layers = self.layers(raw.layer.unwrap_or_default(), "", context.as_ref());
+
+        // Named stages.
+        let mut stages = Vec::new();
+        let mut stage_names: HashMap<String, Range<usize>> = HashMap::new();
+        let mut stages_ok = true;
+        for (i, raw_stage) in raw.stage.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("stage[{i}]");
+            let name_key = format!("{key}.name");
+            stages_ok &= self
+                .check(&raw_stage.name, &name_key, check_layer_name)
+                .is_some();
+            if let Some(first) = stage_names.get(raw_stage.name.get_ref()) {
+                let diagnostic = self
+                    .src
+                    .diagnostic(
+                        ErrorKind::Duplicate,
+                        raw_stage.name.span(),
+                        &name_key,
+                        format!(
+                            "duplicate stage name {:?} in `{name_key}`",
+                            raw_stage.name.get_ref()
+                        ),
+                        "used again here",
+                    )
+                    .with_label(self.src, first.clone(), "first used here")
+                    .with_help("stage names are unique: rename one of the stages");
+                self.push(diagnostic);
+                stages_ok = false;
+            } else {
+                stage_names.insert(raw_stage.name.get_ref().clone(), raw_stage.name.span());
+            }
+            let base = self.base(
+                raw_stage.from.as_ref(),
+                raw_stage.pull.as_ref(),
+                &format!("{key}."),
+                &spec_dir,
+            );
+            let config = self.config(raw_stage.config.unwrap_or_default());
+            let layers = self.layers(
+                raw_stage.layer.unwrap_or_default(),
+                &format!("{key}."),
+                context.as_ref(),
+            );
+            match (base, layers) {
+                (Some(base), Some(layers)) => stages.push(Stage {
+                    name: raw_stage.name.into_inner(),
+                    base,
+                    layers,
+                    config,
+                }),
+                _ => stages_ok = false,
+            }
+        }
+        let (stage, stages) = match (base, layers) {
+            (Some(base), Some(layers)) if stages_ok => {
+                if !top_level_used && !stages.is_empty() {
+                    // No top-level stage: the last named stage is the image.
+                    let last = stages.pop().expect("not empty");
+                    (last, stages)
+                } else {
+                    let image = Stage {
+                        name: "image".to_owned(),
+                        base,
+                        layers,
+                        config,
+                    };
+                    (image, stages)
+                }
+            }
+            _ => return None,
+        };
+        self.stage_references(&stage, &stages);
 
         Some(ImageSpec {
             spec_path: spec_path.to_path_buf(),
@@ -196,13 +243,123 @@ impl Checker<'_> {
             epoch: epoch?,
             compression,
             annotations,
-            stage: Stage {
-                name: "image".to_owned(),
-                base: base?,
-                layers: layers?,
-                config,
-            },
+            stage,
+            stages,
         })
+    }
+
+    /// The base of a stage (`from` and `pull`); `prefix` is the stage's key prefix (`stage[0].`).
+    fn base(
+        &mut self,
+        from: Option<&Spanned<String>>,
+        pull_raw: Option<&Spanned<String>>,
+        prefix: &str,
+        spec_dir: &Path,
+    ) -> Option<Base> {
+        let pull = match pull_raw {
+            None => Some(crate::registry::PullPolicy::default()),
+            Some(pull) => self.check(pull, &format!("{prefix}pull"), |s| {
+                s.parse::<crate::registry::PullPolicy>().map_err(|_| {
+                    Problem::invalid("not a pull policy")
+                        .help(r#"use "if-not-present" (the default), "always" or "never""#)
+                })
+            }),
+        };
+        let base = match from {
+            None => Some(Base::Scratch),
+            Some(from) => self.check(from, &format!("{prefix}from"), |s| {
+                check_from(s, spec_dir, pull.unwrap_or_default())
+            }),
+        };
+        if let (Some(p), Some(base)) = (pull_raw, &base) {
+            if !matches!(base, Base::Registry { .. }) {
+                self.problem(
+                    p.span(),
+                    &format!("{prefix}pull"),
+                    &format!("{:?}", p.get_ref()),
+                    Problem::invalid("only applies to a registry base").help(
+                        "remove `pull`, or set `from` to a registry reference like \"alpine:3.20\"",
+                    ),
+                );
+            }
+        }
+        base
+    }
+
+    /// Every stage a stage uses (as its base or through `from-stage`) exists, and no stage
+    /// needs itself.
+    fn stage_references(&mut self, image: &Stage, stages: &[Stage]) {
+        let all: Vec<&Stage> = stages.iter().chain(std::iter::once(image)).collect();
+        let uses = |stage: &Stage| -> Vec<String> {
+            let mut v = Vec::new();
+            if let Base::Stage(name) = &stage.base {
+                v.push(name.clone());
+            }
+            for layer in &stage.layers {
+                for entry in &layer.entries {
+                    if let Source::Stage { stage, .. } = &entry.source {
+                        v.push(stage.clone());
+                    }
+                }
+            }
+            v
+        };
+        let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        for stage in &all {
+            for used in uses(stage) {
+                if !names.contains(&used.as_str()) {
+                    let known = stages
+                        .iter()
+                        .map(|s| format!("`{}`", s.name))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    self.error(
+                        ErrorKind::InvalidValue,
+                        0..0,
+                        "stage",
+                        format!(
+                            "stage `{}` uses stage `{used}`, which the spec does not declare",
+                            stage.name
+                        ),
+                        "unknown stage",
+                    )
+                    .help = Some(if known.is_empty() {
+                        "declare it with a `[[stage]]` table (`name`, `from`, `layer`)".to_owned()
+                    } else {
+                        format!("the declared stages are {known}")
+                    });
+                }
+            }
+        }
+        // Cycles: walk each stage's uses; reaching the start again is a cycle.
+        for start in &all {
+            let mut stack: Vec<(String, Vec<String>)> = vec![(start.name.clone(), vec![])];
+            let mut seen = std::collections::HashSet::new();
+            while let Some((name, path)) = stack.pop() {
+                let Some(stage) = all.iter().find(|s| s.name == name) else {
+                    continue;
+                };
+                for used in uses(stage) {
+                    let mut p = path.clone();
+                    p.push(name.clone());
+                    if used == start.name {
+                        p.push(used.clone());
+                        self.error(
+                            ErrorKind::InvalidValue,
+                            0..0,
+                            "stage",
+                            format!("stages use each other in a cycle: {}", p.join(" -> ")),
+                            "cycle",
+                        )
+                        .help = Some("a stage can only use stages that do not use it".to_owned());
+                        return;
+                    }
+                    if seen.insert(used.clone()) {
+                        stack.push((used, p));
+                    }
+                }
+            }
+        }
     }
 
     fn tags(&mut self, tags: Option<&Spanned<Vec<Spanned<String>>>>) -> Option<Vec<String>> {
@@ -425,13 +582,14 @@ impl Checker<'_> {
     fn layers(
         &mut self,
         raw: Vec<RawLayer>,
+        prefix: &str,
         context: Option<&ContextDir>,
     ) -> Option<Vec<LayerSpec>> {
         let mut names: HashMap<String, Range<usize>> = HashMap::new();
         let mut layers = Vec::new();
         let mut ok = true;
         for (i, layer) in raw.into_iter().enumerate() {
-            let key = format!("layer[{i}]");
+            let key = format!("{prefix}layer[{i}]");
             let name_key = format!("{key}.name");
             ok &= self
                 .check(&layer.name, &name_key, check_layer_name)
@@ -458,10 +616,36 @@ impl Checker<'_> {
             } else {
                 names.insert(layer.name.get_ref().clone(), layer.name.span());
             }
-            if layer.add.get_ref().is_empty() {
+            let adds: &[Spanned<RawAdd>] = layer.add.as_ref().map_or(&[], |a| a.get_ref());
+            let mut remove = Vec::new();
+            for (j, path) in layer
+                .remove
+                .as_ref()
+                .map_or(&[][..], |r| r.get_ref())
+                .iter()
+                .enumerate()
+            {
+                match self.check(path, &format!("{key}.remove[{j}]"), |s| {
+                    let (p, _) = check_dest(s, Some("remove"))?;
+                    if p.is_empty() {
+                        return Err(Problem::invalid("cannot remove the image root")
+                            .help("name a path below `/`"));
+                    }
+                    Ok(p)
+                }) {
+                    Some(p) => remove.push(p),
+                    None => ok = false,
+                }
+            }
+            if adds.is_empty() && remove.is_empty() {
+                let span = layer
+                    .add
+                    .as_ref()
+                    .map(Spanned::span)
+                    .unwrap_or_else(|| layer.name.span());
                 self.error(
                     ErrorKind::InvalidValue,
-                    layer.add.span(),
+                    span,
                     &format!("{key}.add"),
                     format!(
                         "invalid `{key}.add`: layer {:?} has no entries",
@@ -469,12 +653,14 @@ impl Checker<'_> {
                     ),
                     "no entries",
                 )
-                .help =
-                    Some("add at least one `[[layer.add]]` entry, or remove the layer".to_owned());
+                .help = Some(
+                    "add at least one `[[layer.add]]` entry or a `remove`, or remove the layer"
+                        .to_owned(),
+                );
                 ok = false;
             }
             let mut entries = Vec::new();
-            for (j, add) in layer.add.get_ref().iter().enumerate() {
+            for (j, add) in adds.iter().enumerate() {
                 match self.entry(add, &format!("{key}.add[{j}]"), context) {
                     Some(entry) => entries.push(entry),
                     None => ok = false,
@@ -483,6 +669,7 @@ impl Checker<'_> {
             layers.push(LayerSpec {
                 name: layer.name.into_inner(),
                 entries,
+                remove,
             });
         }
         ok.then_some(layers)
@@ -615,7 +802,34 @@ impl Checker<'_> {
         let include = self.globs(raw.include.as_ref(), &format!("{key}.include"));
         let exclude = self.globs(raw.exclude.as_ref(), &format!("{key}.exclude"));
 
+        if let (Some(stage), Some(source)) = (&raw.from_stage, source_name) {
+            if source != "path" {
+                self.error(
+                    ErrorKind::ConflictingKeys,
+                    stage.span(),
+                    &format!("{key}.from-stage"),
+                    format!("`{key}.from-stage` only applies to `path` sources, and this entry's source is `{source}`"),
+                    "only for `path`",
+                )
+                .help = Some("copy out of a stage with `from-stage = \"NAME\"` and `path = \"/in/the/stage\"`".to_owned());
+            }
+        }
         let source = match source_name? {
+            "path" if raw.from_stage.is_some() => {
+                let stage = raw.from_stage.as_ref()?;
+                self.check(stage, &format!("{key}.from-stage"), check_layer_name)?;
+                let path = raw.path.as_ref()?;
+                let (path, _) = self.check(path, &format!("{key}.path"), |s| {
+                    check_absolute(s, "a path in the stage")?;
+                    check_dest(s, Some("path"))
+                })?;
+                Source::Stage {
+                    stage: stage.get_ref().clone(),
+                    path,
+                    include,
+                    exclude,
+                }
+            }
             "path" => {
                 let path = raw.path.as_ref()?;
                 let path = self.check(path, &format!("{key}.path"), |s| {
@@ -1040,6 +1254,11 @@ fn check_from(
 ) -> Result<Base, Problem> {
     if from == "scratch" {
         return Ok(Base::Scratch);
+    }
+    if let Some(name) = from.strip_prefix("stage:") {
+        check_layer_name(name)
+            .map_err(|p| Problem::invalid(format!("bad stage name {name:?}: {}", p.reason)))?;
+        return Ok(Base::Stage(name.to_owned()));
     }
     for prefix in ["oci:", "oci-archive:", "docker-archive:"] {
         let Some(rest) = from.strip_prefix(prefix) else {

@@ -106,6 +106,21 @@ impl Builder<'_> {
                 )
             }
             Source::Cargo(cargo) => self.add_cargo(index, spec, cargo),
+            Source::Stage {
+                stage,
+                path,
+                include,
+                exclude,
+            } => match self.ctx.stages {
+                Some(copier) => {
+                    copier.copy_out(stage, path, include, exclude, spec, index, &mut self.tree)
+                }
+                None => Err(Error::CopyFromStage {
+                    stage: stage.clone(),
+                    path: format!("/{path}"),
+                    source: "the stage is not built in this build".into(),
+                }),
+            },
         }
     }
 
@@ -218,6 +233,7 @@ impl Builder<'_> {
             Source::Symlink(target) => format!("a symlink to `{target}`"),
             Source::Tar(path) => format!("archive `{}`", path.display()),
             Source::Cargo(cargo) => describe_cargo(cargo),
+            Source::Stage { stage, path, .. } => format!("`/{path}` of stage `{stage}`"),
         };
         format!("add entry #{} ({source} -> `/{}`)", index + 1, spec.dest)
     }
