@@ -73,6 +73,16 @@ pub struct ImportedArchive {
 }
 
 impl ImportedArchive {
+    /// An archive read from the uncompressed tar `tar`, named `source` in messages; `temp`, when
+    /// given, is deleted when the last entry referring to the archive is dropped.
+    pub(crate) fn new(tar: PathBuf, source: PathBuf, temp: Option<TempPath>) -> Self {
+        ImportedArchive {
+            tar,
+            source,
+            _temp: temp,
+        }
+    }
+
     /// The uncompressed tar file member data is read from.
     pub fn tar_path(&self) -> &Path {
         &self.tar
