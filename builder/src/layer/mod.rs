@@ -63,9 +63,9 @@ mod write;
 mod tests;
 
 pub use error::Error;
-pub use tree::{Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};
 pub(crate) use sources::{detect, normalise_member, ArchiveFormat, Globs, SYMLINK_MODE};
 pub(crate) use tree::{is_normalised, join};
+pub use tree::{Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};
 pub use whiteout::{add_whiteouts, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 pub use write::{
     write_layer, write_layer_to_dir, write_layer_to_dir_with_progress, write_layer_with_progress,

@@ -110,8 +110,13 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 
 /// Whether `entry` is a whiteout file as [`add_whiteouts`] writes it.
 pub(crate) fn is_whiteout_entry(entry: &Entry) -> bool {
-    matches!(&entry.kind, EntryKind::File { size: 0, source: FileSource::Inline(_) })
-        && entry.mode == 0
+    matches!(
+        &entry.kind,
+        EntryKind::File {
+            size: 0,
+            source: FileSource::Inline(_)
+        }
+    ) && entry.mode == 0
         && entry.uid == 0
         && entry.gid == 0
 }
@@ -186,12 +191,20 @@ mod tests {
         add_whiteouts(&mut t, "l", &removes, 9).unwrap();
         assert_eq!(
             paths(&t),
-            ["a", "a/.wh.x", ".wh.b", ".wh.top", "d", "d/.wh..wh..opq", "d/new"]
-                .iter()
-                .copied()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
+            [
+                "a",
+                "a/.wh.x",
+                ".wh.b",
+                ".wh.top",
+                "d",
+                "d/.wh..wh..opq",
+                "d/new"
+            ]
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
         );
         let wh = t.get("a/.wh.x").unwrap();
         assert!(is_whiteout_entry(wh));

@@ -164,11 +164,18 @@ pub struct LayerBlobRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeKind<'a> {
     /// A regular file of `size` bytes (from layer `layer`, bottom = 0).
-    File { size: u64, layer: usize },
+    File {
+        size: u64,
+        layer: usize,
+    },
     Dir,
-    Symlink { target: &'a str },
+    Symlink {
+        target: &'a str,
+    },
     /// A device, fifo or socket (named, for messages).
-    Special { kind: &'static str },
+    Special {
+        kind: &'static str,
+    },
 }
 
 /// A path of the view: its kind, permission bits and numeric owner.
@@ -248,10 +255,21 @@ pub struct Rootfs {
 
 /// One member of a layer tar, before it is applied.
 enum Member {
-    Entry { name: String, node: Node },
-    HardLink { name: String, target: String, node: Node },
-    Whiteout { name: String },
-    Opaque { dir: String },
+    Entry {
+        name: String,
+        node: Node,
+    },
+    HardLink {
+        name: String,
+        target: String,
+        node: Node,
+    },
+    Whiteout {
+        name: String,
+    },
+    Opaque {
+        dir: String,
+    },
 }
 
 impl Rootfs {
@@ -364,6 +382,11 @@ impl Rootfs {
     /// filtered by `include`/`exclude` exactly as host path sources are, with symlinks copied as
     /// symlinks. File contents are referenced in the layer tars, not read.
     pub fn copy_out(&self, req: &CopyRequest<'_>, tree: &mut LayerTree) -> Result<(), Error> {
+        debug_assert!(
+            req.dest.is_empty() || is_normalised(req.dest),
+            "unnormalised destination {:?}",
+            req.dest
+        );
         let key = self.resolve_key(req.src)?;
         let node = self.node(&key).expect("resolve_key returns existing paths");
         let add = |tree: &mut LayerTree, dest: &str, node: &Node, stage_path: &str| {
@@ -424,12 +447,17 @@ impl Rootfs {
             let mut up = parent;
             while !written.contains(up) {
                 missing.push(up);
+                if up.is_empty() {
+                    break;
+                }
                 up = up.rsplit_once('/').map_or("", |(p, _)| p);
             }
             for dir in missing.into_iter().rev() {
                 written.insert(dir);
                 let dir_key = join(&key, dir);
-                let dir_node = self.node(&dir_key).expect("parents of a path are in the view");
+                let dir_node = self
+                    .node(&dir_key)
+                    .expect("parents of a path are in the view");
                 let dest = join(req.dest, dir);
                 if !dest.is_empty() {
                     add(tree, &dest, dir_node, &dir_key)?;
@@ -529,11 +557,7 @@ impl Rootfs {
         }
         // `key/` up to `key0`: `0` is the byte after `/`.
         let (start, end) = (format!("{key}/"), format!("{key}0"));
-        Box::new(
-            self.nodes
-                .range(start..end)
-                .map(|(k, n)| (k.as_str(), n)),
-        )
+        Box::new(self.nodes.range(start..end).map(|(k, n)| (k.as_str(), n)))
     }
 
     /// Removes the entries below directory `key` (not `key` itself).
@@ -731,8 +755,8 @@ impl Rootfs {
                     "the name is not valid UTF-8",
                 )
             })?;
-            let name = normalise_member(raw)
-                .ok_or_else(|| member_err(raw, "the name contains `..`"))?;
+            let name =
+                normalise_member(raw).ok_or_else(|| member_err(raw, "the name contains `..`"))?;
             let (dir, base) = match name.rsplit_once('/') {
                 Some((dir, base)) => (dir, base),
                 None => ("", name.as_str()),
@@ -872,9 +896,7 @@ impl Rootfs {
         // Make every component of the parent a directory.
         let mut end = 0;
         while end < parent.len() {
-            end = parent[end..]
-                .find('/')
-                .map_or(parent.len(), |i| end + i);
+            end = parent[end..].find('/').map_or(parent.len(), |i| end + i);
             let dir = &parent[..end];
             match self.nodes.get(dir) {
                 Some(n) if n.is_dir() => {}
