@@ -22,7 +22,9 @@
 //! write: regular files of size 0, mode 0, owner 0:0, the layer mtime. They sort by name like any
 //! other entry (the tree's byte order), so the layer stays deterministic. Their parent
 //! directories are implicit directories of the layer as usual (0755, 0:0): like any entry of a
-//! layer, they set the metadata of those directories in the image.
+//! layer, they set the metadata of those directories in the image. A caller that knows the
+//! layers below (a [`Rootfs`](crate::rootfs::Rootfs) of them) can keep their metadata with
+//! [`LayerTree::inherit_implicit_dirs`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

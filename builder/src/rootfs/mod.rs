@@ -332,6 +332,13 @@ impl Rootfs {
         })
     }
 
+    /// `(mode, uid, gid)` of the directory at `path` (not resolved), for
+    /// [`LayerTree::inherit_implicit_dirs`]: `tree.inherit_implicit_dirs(|p| lower.dir_attributes(p))`.
+    pub fn dir_attributes(&self, path: &str) -> Option<(u32, u64, u64)> {
+        let node = self.node(&normalise_member(path)?)?;
+        node.is_dir().then_some((node.mode, node.uid, node.gid))
+    }
+
     /// Resolves every symlink of `path` inside the stage root (see the module docs) and returns
     /// the absolute path it names, which must exist.
     pub fn resolve(&self, path: &str) -> Result<String, Error> {

@@ -622,3 +622,34 @@ impl MkDir for PathBuf {
         self
     }
 }
+
+#[test]
+fn implicit_parents_of_whiteouts_can_keep_the_lower_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let lower = blob(
+        dir.path(),
+        "lower",
+        Compression::None,
+        &[
+            M::Dir("tmp/", 0o1777, 0),
+            M::File("tmp/foo", "x", 0o644, 0),
+            M::Dir("srv/", 0o750, 33),
+            M::File("srv/old", "x", 0o644, 0),
+        ],
+    );
+    let view = Rootfs::open("base", &[lower], dir.path()).unwrap();
+    assert_eq!(view.dir_attributes("/tmp"), Some((0o1777, 0, 0)));
+    assert_eq!(view.dir_attributes("/tmp/foo"), None);
+    let mut upper = LayerTree::new();
+    upper.insert("srv/new/app", inline("app")).unwrap();
+    let removes = ["/tmp/foo".to_owned(), "/srv/old".to_owned()];
+    layer::add_whiteouts(&mut upper, "upper", &removes, 1).unwrap();
+    assert_eq!(upper.get("tmp").unwrap().mode, 0o755);
+    upper.inherit_implicit_dirs(|p| view.dir_attributes(p));
+    let got = written(&upper);
+    assert_eq!(got["tmp/"], ('5', 0o1777, 0, String::new()));
+    assert_eq!(got["srv/"], ('5', 0o750, 33, String::new()));
+    // Paths the lower layers do not have keep the defaults.
+    assert_eq!(got["srv/new/"], ('5', 0o755, 0, String::new()));
+    assert_eq!(got["tmp/.wh.foo"].1, 0);
+}
