@@ -51,5 +51,6 @@ pub mod layer;
 pub mod oci;
 pub mod plan;
 pub mod registry;
+pub mod rootfs;
 pub mod spec;
 pub mod store;

@@ -97,6 +97,13 @@ pub enum Error {
         member: String,
         target: String,
     },
+    /// A path of a layer's `remove` list cannot be turned into a whiteout.
+    #[error("cannot remove `{path}` in layer `{layer}`: {reason}")]
+    RemovePath {
+        layer: String,
+        path: String,
+        reason: String,
+    },
     /// The orchestrator did not provide the binary of a cargo source.
     #[error(
         "no cargo build output for {what}; the cargo build must run before the layer is built"

@@ -21,6 +21,10 @@
 //! LayerSpec --sources--> LayerTree --tar_writer--> sha256 (diff_id) --compress--> sha256 (digest) --> out
 //! ```
 //!
+//! A layer may also *remove* paths the layers below it provide: [`add_whiteouts`] (module
+//! `whiteout`) adds OCI whiteout entries (`.wh.<name>`, and `.wh..wh..opq` in a directory the
+//! layer replaces) to the finished tree, which the writer streams like any other entry.
+//!
 //! The bytes of a blob depend only on the tree, the [`WriteOptions`] and the encoders named in
 //! [`FORMAT_VERSION`]: not on the host's umask, file order, mtimes, inode numbers, hard links,
 //! user names or thread count.
@@ -52,13 +56,17 @@ mod hash;
 mod sources;
 mod tar_writer;
 mod tree;
+mod whiteout;
 mod write;
 
 #[cfg(all(test, unix))]
 mod tests;
 
 pub use error::Error;
+pub(crate) use sources::{detect, normalise_member, ArchiveFormat, Globs, SYMLINK_MODE};
+pub(crate) use tree::{is_normalised, join};
 pub use tree::{Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};
+pub use whiteout::{add_whiteouts, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 pub use write::{
     write_layer, write_layer_to_dir, write_layer_to_dir_with_progress, write_layer_with_progress,
     Progress,

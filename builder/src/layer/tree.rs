@@ -73,6 +73,16 @@ pub struct ImportedArchive {
 }
 
 impl ImportedArchive {
+    /// An archive read from the uncompressed tar `tar`, named `source` in messages; `temp`, when
+    /// given, is deleted when the last entry referring to the archive is dropped.
+    pub(crate) fn new(tar: PathBuf, source: PathBuf, temp: Option<TempPath>) -> Self {
+        ImportedArchive {
+            tar,
+            source,
+            _temp: temp,
+        }
+    }
+
     /// The uncompressed tar file member data is read from.
     pub fn tar_path(&self) -> &Path {
         &self.tar
@@ -151,6 +161,23 @@ impl LayerTree {
                 _ => 0,
             })
             .sum()
+    }
+
+    /// Gives every implicit parent directory the mode and owner `lower` reports for its path
+    /// (`(mode, uid, gid)` of a directory the layers below have there), so that a layer that only
+    /// adds into (or removes from) an existing directory such as `/tmp` (1777) does not reset
+    /// it to 0755 0:0. Paths `lower` knows nothing of keep 0755 0:0. The layer's bytes then
+    /// depend on the lower layers: a caller that uses this must key the layer on them.
+    pub fn inherit_implicit_dirs(&mut self, lower: impl Fn(&str) -> Option<(u32, u64, u64)>) {
+        for (path, entry) in &mut self.entries {
+            if entry.origin.implicit && matches!(entry.kind, EntryKind::Dir) {
+                if let Some((mode, uid, gid)) = lower(path) {
+                    entry.mode = mode & 0o7777;
+                    entry.uid = uid;
+                    entry.gid = gid;
+                }
+            }
+        }
     }
 
     /// Adds `entry` at `path` (relative, normalised: no leading or trailing `/`, no `.`, `..` or

@@ -19,6 +19,9 @@ use super::{Error, SourceContext};
 mod host;
 mod tar_import;
 
+pub(crate) use host::Globs;
+pub(crate) use tar_import::{detect, normalise_member, ArchiveFormat};
+
 /// Permission bits of a symlink.
 pub(crate) const SYMLINK_MODE: u32 = 0o777;
 /// Default permission bits of a directory.
