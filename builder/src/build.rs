@@ -287,8 +287,7 @@ pub fn build_spec(
     let cargo_outputs = cargo_builds(spec, &needed, opts, on_event)?;
 
     // 3-4. Plan and execute every needed stage, sources first.
-    let stat_index =
-        Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
+    let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
     let mut graph = LayerGraph::default();
     let run = StageRun {
         spec,
@@ -473,9 +472,19 @@ impl StageRun<'_> {
             Base::Stage(name) => {
                 let b = find(name).expect("needed stages come first");
                 inputs.push(b.node);
-                (b.image.clone(), Some(format!("stage:{}", b.key.hex())), b.reference.clone())
+                (
+                    b.image.clone(),
+                    Some(format!("stage:{}", b.key.hex())),
+                    b.reference.clone(),
+                )
             }
-            other => match resolve_base(other, self.opts, &cx.store_root, &cx.platform, self.on_event)? {
+            other => match resolve_base(
+                other,
+                self.opts,
+                &cx.store_root,
+                &cx.platform,
+                self.on_event,
+            )? {
                 Some(base) => {
                     let id = base.digest();
                     let mut w = blake3::Hasher::new();
@@ -503,7 +512,10 @@ impl StageRun<'_> {
         // Keys of our layers.
         let stage_keys: HashMap<String, Key> =
             done.iter().map(|s| (s.name.clone(), s.key)).collect();
-        let copier = StageFs::new(done, self.store.map(Store::root));
+        let mut copier = StageFs::new(done, self.store.map(Store::root));
+        if let Some(base) = &base {
+            copier.images.insert(BASE_FS.to_string(), base.clone());
+        }
         let ctx = SourceContext {
             context: &self.spec.context,
             cargo_outputs: self.cargo_outputs,
@@ -513,12 +525,18 @@ impl StageRun<'_> {
             .layers
             .par_iter()
             .map(|layer_spec| {
-                plan::layer_key(layer_spec, &ctx, &cx.write, self.hasher, &stage_keys).map_err(
-                    |source| Error::Layer {
-                        layer: label(&layer_spec.name),
-                        source: Box::new(source),
-                    },
+                plan::layer_key(
+                    layer_spec,
+                    &ctx,
+                    &cx.write,
+                    self.hasher,
+                    &stage_keys,
+                    base_id.as_deref(),
                 )
+                .map_err(|source| Error::Layer {
+                    layer: label(&layer_spec.name),
+                    source: Box::new(source),
+                })
             })
             .collect::<Result<_, _>>()?;
         let hits: Vec<Option<store::LayerRecord>> = plans
@@ -549,12 +567,7 @@ impl StageRun<'_> {
         }
         let keys: Vec<Key> = plans.iter().map(|p| p.key).collect();
         let names: Vec<String> = stage.layers.iter().map(|l| l.name.clone()).collect();
-        let key = plan::image_key(
-            base_id.as_deref(),
-            &keys,
-            &names,
-            &image_recipe(stage, cx),
-        );
+        let key = plan::image_key(base_id.as_deref(), &keys, &names, &image_recipe(stage, cx));
         let image_cached = self
             .store
             .map(|s| s.get_key(&key.hex()).ok().flatten().is_some());
@@ -611,7 +624,16 @@ impl StageRun<'_> {
                     let name = label(&layer_spec.name);
                     let blob = match hit {
                         Some(record) => LayerBlob::from(&record),
-                        None => build_layer(layer_spec, &name, plan, &ctx, cx, store, on_event)?,
+                        None => build_layer(
+                            layer_spec,
+                            &name,
+                            plan,
+                            &ctx,
+                            base.as_ref().map(|_| &copier),
+                            cx,
+                            store,
+                            on_event,
+                        )?,
                     };
                     on_event(Event::LayerFinished {
                         name,
@@ -642,6 +664,10 @@ impl StageRun<'_> {
         Ok(result)
     }
 }
+
+/// The name under which a stage's own base is opened in its [`StageFs`] (not a valid stage
+/// name, so it never meets one).
+const BASE_FS: &str = "/base";
 
 /// Copies `from-stage` entries out of built stages' merged filesystems, opening each stage's
 /// filesystem once, when a layer that copies from it is built.
@@ -693,7 +719,8 @@ impl StageFs {
             .prefix(".tmp-stage-")
             .tempdir_in(&parent)
             .map_err(|e| fail(Box::new(e)))?;
-        let fs = crate::rootfs::Rootfs::open(&layers, scratch.path()).map_err(|e| fail(Box::new(e)))?;
+        let fs = crate::rootfs::Rootfs::open(stage, &layers, scratch.path())
+            .map_err(|e| fail(Box::new(e)))?;
         let fs = std::sync::Arc::new(fs);
         opened.insert(stage.to_string(), fs.clone());
         self.scratch
@@ -707,6 +734,7 @@ impl StageFs {
 impl layer::StageCopier for StageFs {
     fn copy_out(
         &self,
+        layer_name: &str,
         stage: &str,
         path: &str,
         include: &[String],
@@ -716,23 +744,26 @@ impl layer::StageCopier for StageFs {
         tree: &mut LayerTree,
     ) -> Result<(), layer::Error> {
         let fs = self.rootfs(stage)?;
-        fs.copy_out(
-            &format!("/{path}"),
+        let src = format!("/{path}");
+        let request = crate::rootfs::CopyRequest {
+            src: &src,
             include,
             exclude,
-            &entry.dest,
-            entry.dest_is_dir,
-            Some(entry.owner),
-            entry.mode,
-            entry.dir_mode,
-            tree,
-            index,
-        )
-        .map_err(|e| layer::Error::CopyFromStage {
-            stage: stage.to_string(),
-            path: format!("/{path}"),
-            source: Box::new(e),
-        })
+            dest: &entry.dest,
+            dest_is_dir: entry.dest_is_dir,
+            // As Docker's `COPY --from`: owned by 0:0 unless the entry says otherwise.
+            owner: Some(entry.owner),
+            mode: entry.mode,
+            dir_mode: entry.dir_mode,
+            layer: layer_name,
+            origin: index,
+        };
+        fs.copy_out(&request, tree)
+            .map_err(|e| layer::Error::CopyFromStage {
+                stage: stage.to_string(),
+                path: format!("/{path}"),
+                source: Box::new(e),
+            })
     }
 }
 
@@ -1053,11 +1084,13 @@ fn image_recipe(stage: &Stage, cx: &Context) -> Vec<u8> {
 }
 
 /// Builds one layer into the store and records it under its key.
+#[allow(clippy::too_many_arguments)]
 fn build_layer(
     layer_spec: &spec::LayerSpec,
     name: &str,
     plan: LayerPlan,
     ctx: &SourceContext<'_>,
+    lower: Option<&StageFs>,
     cx: &Context,
     store: &Store,
     on_event: &(dyn Fn(Event) + Sync),
@@ -1066,10 +1099,17 @@ fn build_layer(
         layer: name.to_string(),
         source: Box::new(source),
     };
-    let tree = match plan.tree {
+    let mut tree = match plan.tree {
         Some(tree) => tree,
         None => LayerTree::from_spec(layer_spec, ctx).map_err(wrap)?,
     };
+    // Parent directories this layer only implies keep the base's mode and owner.
+    if let Some(lower) = lower {
+        if tree.iter().any(|(_, e)| e.origin.implicit) {
+            let base = lower.rootfs(BASE_FS).map_err(wrap)?;
+            tree.inherit_implicit_dirs(|p| base.dir_attributes(p));
+        }
+    }
     let total = tree.content_size();
     on_event(Event::LayerStarted {
         name: name.to_string(),

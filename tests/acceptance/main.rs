@@ -7,5 +7,5 @@ mod cache;
 mod cli;
 mod examples;
 mod registry;
-mod stages;
 mod reproducible;
+mod stages;

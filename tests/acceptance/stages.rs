@@ -45,7 +45,11 @@ fn multi_stage_example_copies_out_of_a_stage_removes_paths_and_runs() {
     );
     oci_image_tool_validate(&out, "latest");
     let raw = skopeo_inspect(&out, "latest", Some("--raw"));
-    assert_eq!(raw["layers"].as_array().unwrap().len(), 3, "only the image's own layers");
+    assert_eq!(
+        raw["layers"].as_array().unwrap().len(),
+        3,
+        "only the image's own layers"
+    );
 
     // The app layer carries the whiteout for the zoneinfo directory it removes.
     let hex = raw["layers"][2]["digest"]
@@ -81,7 +85,10 @@ fn multi_stage_example_copies_out_of_a_stage_removes_paths_and_runs() {
     );
     let ca = rootfs.join("etc/ssl/certs/ca-certificates.crt");
     assert_eq!(stat(&ca), (0o444, 0, 0));
-    assert!(std::fs::symlink_metadata(&ca).unwrap().is_file(), "the symlink was resolved");
+    assert!(
+        std::fs::symlink_metadata(&ca).unwrap().is_file(),
+        "the symlink was resolved"
+    );
     assert_eq!(stat(&rootfs.join("usr/share/zoneinfo/UTC")), (0o644, 0, 0));
     assert_eq!(stat(&rootfs.join("usr/local/bin/tzcheck")), (0o755, 0, 0));
 
@@ -95,8 +102,16 @@ fn multi_stage_example_copies_out_of_a_stage_removes_paths_and_runs() {
 
     // The plan shows the stages and what copies from where.
     let plan = cargo_image(&dir).args(["plan"]).run().ok();
-    assert!(plan.stdout.contains("image stage system"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("layer system/rootfs"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("image stage system"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("layer system/rootfs"),
+        "{}",
+        plan.stdout
+    );
     assert!(!plan.stdout.contains("debug"), "{}", plan.stdout);
 }
 
@@ -128,7 +143,10 @@ fn symlinks_out_of_a_stage_root_resolve_inside_it_never_on_the_host() {
     umoci_unpack(&out, "latest", &bundle);
     for f in ["rel", "abs"] {
         let text = std::fs::read_to_string(bundle.join("rootfs").join(f)).unwrap();
-        assert!(text.contains("stage-user"), "{f} is the stage's /etc/passwd: {text}");
+        assert!(
+            text.contains("stage-user"),
+            "{f} is the stage's /etc/passwd: {text}"
+        );
         let host = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
         assert_ne!(text, host, "{f} must never be the host's /etc/passwd");
     }
@@ -171,7 +189,11 @@ fn stage_errors_are_clear() {
     let (_tmp, dir) = stage_project("");
     let r = cargo_image(&dir).args(["build", "--target", "nope"]).run();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
-    assert!(r.stderr.contains("nope") && r.stderr.contains("system"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nope") && r.stderr.contains("system"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -188,6 +210,9 @@ fn target_builds_a_source_stage_as_the_image() {
     umoci_unpack(&out, "latest", &bundle);
     let rootfs = bundle.join("rootfs");
     assert!(rootfs.join("etc/passwd").is_file());
-    assert!(!rootfs.join("usr/share/doc").exists(), "whiteout of the slim layer applied");
+    assert!(
+        !rootfs.join("usr/share/doc").exists(),
+        "whiteout of the slim layer applied"
+    );
     assert!(rootfs.join("bin/tool").is_file());
 }

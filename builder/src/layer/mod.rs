@@ -139,6 +139,7 @@ pub trait StageCopier: Sync + std::fmt::Debug {
     #[allow(clippy::too_many_arguments)]
     fn copy_out(
         &self,
+        layer: &str,
         stage: &str,
         path: &str,
         include: &[String],

@@ -55,12 +55,14 @@ impl Ctx {
         let layer = LayerSpec {
             name: "test".into(),
             entries,
+            remove: Vec::new(),
         };
         LayerTree::from_spec(
             &layer,
             &SourceContext {
                 context: &self.root,
                 cargo_outputs: &self.cargo,
+                stages: None,
             },
         )
     }
@@ -1157,6 +1159,7 @@ fn throughput() {
     let layer = LayerSpec {
         name: "bench".into(),
         entries: vec![add("data", path("."))],
+        remove: Vec::new(),
     };
     let start = std::time::Instant::now();
     let tree = LayerTree::from_spec(
@@ -1164,6 +1167,7 @@ fn throughput() {
         &SourceContext {
             context: &dir,
             cargo_outputs: &outputs,
+            stages: None,
         },
     )
     .unwrap();

@@ -150,7 +150,9 @@ impl KeyWriter {
 /// Errors are those of reading the layer's sources (a missing path, an escaping symlink, two
 /// entries at one destination...), exactly as building the layer would report them.
 ///
-/// Entries copied out of other stages are keyed by the key of that stage's image
+/// `lower` identifies the stage's base (its manifest digest, or its stage key), whose directory
+/// attributes the layer's implicit directories inherit. Entries copied out of other stages are
+/// keyed by the key of that stage's image
 /// (`stage_keys`) and the entry's options, like imported tarballs by their archive.
 pub fn layer_key(
     spec: &LayerSpec,
@@ -158,8 +160,12 @@ pub fn layer_key(
     opts: &WriteOptions,
     hasher: &dyn ContentHasher,
     stage_keys: &std::collections::HashMap<String, Key>,
+    lower: Option<&str>,
 ) -> Result<LayerPlan, layer::Error> {
     let mut w = KeyWriter::new("layer");
+    // Implicit parent directories take their mode and owner from the base below (so adding
+    // `/tmp/x` keeps `/tmp` 1777): the base is part of the layer's recipe.
+    w.str(lower.unwrap_or("scratch"));
     w.str(opts.compression.media_type());
     w.u64(opts.mtime);
     w.u64(spec.remove.len() as u64);

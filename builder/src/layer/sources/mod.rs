@@ -52,7 +52,12 @@ impl LayerTree {
         for (index, spec) in layer.entries.iter().enumerate() {
             b.add_source(index, spec)?;
         }
-        Ok(b.tree)
+        let mut tree = b.tree;
+        if !layer.remove.is_empty() {
+            let removes: Vec<String> = layer.remove.iter().map(|p| format!("/{p}")).collect();
+            super::add_whiteouts(&mut tree, &layer.name, &removes, layer.entries.len())?;
+        }
+        Ok(tree)
     }
 }
 
@@ -115,9 +120,16 @@ impl Builder<'_> {
                 include,
                 exclude,
             } => match self.ctx.stages {
-                Some(copier) => {
-                    copier.copy_out(stage, path, include, exclude, spec, index, &mut self.tree)
-                }
+                Some(copier) => copier.copy_out(
+                    &self.layer.name,
+                    stage,
+                    path,
+                    include,
+                    exclude,
+                    spec,
+                    index,
+                    &mut self.tree,
+                ),
                 None => Err(Error::CopyFromStage {
                     stage: stage.clone(),
                     path: format!("/{path}"),
