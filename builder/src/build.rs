@@ -620,8 +620,25 @@ impl StageRun<'_> {
         let blobs: Vec<LayerBlob> = pool.install(|| {
             work.into_par_iter()
                 .map(|((layer_spec, plan), hit)| {
-                    let cached = hit.is_some();
                     let name = label(&layer_spec.name);
+                    // A miss is built under the key's lock; another build (thread or process)
+                    // that built it meanwhile leaves a hit to take instead.
+                    let _key_lock = match hit {
+                        Some(_) => None,
+                        None => Some(
+                            store
+                                .lock_key(&plan.key.hex())
+                                .map_err(|e| store_err(store.root(), e))?,
+                        ),
+                    };
+                    let hit = match hit {
+                        Some(record) => Some(record),
+                        None => match store.get_key(&plan.key.hex()) {
+                            Ok(Some(NodeResult::Layer(record))) => Some(record),
+                            _ => None,
+                        },
+                    };
+                    let cached = hit.is_some();
                     let blob = match hit {
                         Some(record) => LayerBlob::from(&record),
                         None => build_layer(

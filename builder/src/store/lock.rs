@@ -72,6 +72,32 @@ impl Store {
     }
 }
 
+/// The lock a build holds while it builds the node of one key, so that two builds (threads or
+/// processes) that miss the same key build it once: the second waits, then finds the key.
+/// Unlocked when dropped.
+#[derive(Debug)]
+pub struct KeyLock {
+    _file: File,
+}
+
+impl Store {
+    /// Takes the build lock of `key` (blake3 hex), waiting while another build holds it. Locks
+    /// are striped over 256 files (`locks/build-XX.lock`, by the key's first byte): unrelated
+    /// keys rarely share one, and when they do they only take turns.
+    pub fn lock_key(&self, key: &str) -> Result<KeyLock, Error> {
+        let stripe = key
+            .get(..2)
+            .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()));
+        let stripe = stripe.ok_or_else(|| Error::InvalidKey {
+            key: key.to_string(),
+        })?;
+        let path = self.locks_dir().join(format!("build-{stripe}.lock"));
+        Ok(KeyLock {
+            _file: lock_file(&path, true)?,
+        })
+    }
+}
+
 /// Opens and locks `path`, waiting.
 pub(crate) fn lock_file(path: &Path, exclusive: bool) -> Result<File, Error> {
     let file = open_lock_file(path)?;

@@ -117,7 +117,7 @@ mod tests;
 
 pub use blobs::BlobWriter;
 pub use keys::{BlobRef, BlobsRecord, Fingerprint, LayerRecord, NodeResult};
-pub use lock::{ExclusiveLock, StoreLock};
+pub use lock::{ExclusiveLock, KeyLock, StoreLock};
 pub use maintenance::{PruneOptions, PruneReport, StoreInfo, VerifyReport};
 pub use stat_index::{hash_file, StatIndex};
 
