@@ -37,7 +37,11 @@
 //! use cargo_oci_image::layer::{self, Compression, LayerTree, SourceContext, WriteOptions};
 //! # fn demo(spec: &cargo_oci_image::spec::LayerSpec) -> Result<(), layer::Error> {
 //! let outputs = HashMap::new();
-//! let ctx = SourceContext { context: Path::new("/src/app"), cargo_outputs: &outputs };
+//! let ctx = SourceContext {
+//!     context: Path::new("/src/app"),
+//!     cargo_outputs: &outputs,
+//!     stages: None,
+//! };
 //! let tree = LayerTree::from_spec(spec, &ctx)?;
 //! let opts = WriteOptions { compression: Compression::Gzip, mtime: 0, threads: 4 };
 //! let blob = layer::write_layer_to_dir(&tree, &opts, Path::new("store/blobs/sha256"))?;
