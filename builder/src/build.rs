@@ -375,6 +375,31 @@ pub fn build_spec(
     })
 }
 
+/// Builds several specs (the images of a cargo workspace) in parallel, sharing the store: a
+/// layer several images have (a shared base layer) is built once, the other builds wait for it
+/// and reuse it. `on_event` gets each event with the name of the image it belongs to. Every
+/// spec is built even when another fails; the results come back in the order of `specs`.
+pub fn build_many(
+    specs: &[ImageSpec],
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(&str, Event) + Sync),
+) -> Vec<Result<BuildOutput, Error>> {
+    specs
+        .par_iter()
+        .map(|spec| {
+            let name = spec.name.as_str();
+            on_event(
+                name,
+                Event::SpecLoaded {
+                    spec: spec.spec_path.clone(),
+                    name: spec.name.clone(),
+                },
+            );
+            build_spec(spec, opts, &|e| on_event(name, e))
+        })
+        .collect()
+}
+
 /// The stages `target` needs (as bases or through `from-stage`), transitively, sources first
 /// and `target` last; each once.
 fn needed_stages<'a>(spec: &'a ImageSpec, target: &'a Stage) -> Vec<&'a Stage> {
@@ -861,7 +886,10 @@ impl Context {
         } else {
             opts.jobs
         };
-        let workspace = cargo::workspace(&spec.context).ok();
+        let mut workspace = cargo::workspace(&spec.context).ok();
+        if let (Some(w), Some(dir)) = (workspace.as_mut(), &opts.cargo.overrides.target_dir) {
+            w.target_directory = dir.clone();
+        }
         let image_dir = image_dir(spec, workspace.as_ref());
         let output = opts.output.clone().unwrap_or_else(|| {
             let name = short_name(spec);

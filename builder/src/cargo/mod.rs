@@ -77,6 +77,43 @@ pub struct CargoOptions {
     /// When a target's standard library is missing and `rustup` is there, install it with
     /// `rustup target add` (as `cross` and `cargo-zigbuild` do) instead of failing.
     pub install_targets: bool,
+    /// Overrides from the command line (`--profile`, `--features`, ...), applied to every cargo
+    /// source of the spec on top of what the spec says.
+    pub overrides: CargoOverrides,
+}
+
+/// Cargo arguments given on the command line that override the spec's `cargo` entries.
+#[derive(Debug, Clone, Default)]
+pub struct CargoOverrides {
+    /// `--profile`: replaces the spec's profile.
+    pub profile: Option<String>,
+    /// `--features`: added to the spec's features.
+    pub features: Vec<String>,
+    /// `--all-features`.
+    pub all_features: bool,
+    /// `--no-default-features`.
+    pub no_default_features: bool,
+    /// `--target-dir`: the target directory whose `image/.cargo` holds cargo-image's builds.
+    pub target_dir: Option<PathBuf>,
+}
+
+impl CargoOverrides {
+    /// `src` with these overrides applied.
+    pub fn apply(&self, src: &CargoSource) -> CargoSource {
+        let mut src = src.clone();
+        if let Some(profile) = &self.profile {
+            src.profile = profile.clone();
+        }
+        for f in &self.features {
+            if !src.features.contains(f) {
+                src.features.push(f.clone());
+            }
+        }
+        src.features.sort();
+        src.all_features |= self.all_features;
+        src.no_default_features |= self.no_default_features;
+        src
+    }
 }
 
 /// What `cargo metadata` says about the workspace a context belongs to.
@@ -243,8 +280,12 @@ pub fn describe(src: &CargoSource) -> String {
 /// Builds the binary a cargo entry asks for, in the project that `context` belongs to, and returns
 /// the path of the executable.
 pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<PathBuf, Error> {
+    let src = &opts.overrides.apply(src);
     ensure_target(&src.target, opts)?;
-    let ws = workspace(context)?;
+    let mut ws = workspace(context)?;
+    if let Some(dir) = &opts.overrides.target_dir {
+        ws.target_directory = dir.clone();
+    }
     let target_dir = image_target_dir(&ws);
     let what = describe(src);
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cargo_oci_image::build::{self, BuildOptions, OutputFormat, PushOptions};
-use cargo_oci_image::cargo::CargoOptions;
+use cargo_oci_image::cargo::{CargoOptions, CargoOverrides};
 use cargo_oci_image::registry::{Credentials, RegistryOptions};
 use clap::{Args, ValueEnum};
 
@@ -81,6 +81,22 @@ pub struct CommonArgs {
     /// Passed to cargo: --locked and --offline.
     #[arg(long)]
     pub frozen: bool,
+    /// Passed to cargo: build every binary with this profile instead of the spec's.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Passed to cargo: features to enable besides the spec's (comma or space separated,
+    /// repeatable).
+    #[arg(long, short = 'F', value_name = "FEATURES")]
+    pub features: Vec<String>,
+    /// Passed to cargo: enable every feature.
+    #[arg(long)]
+    pub all_features: bool,
+    /// Passed to cargo: do not enable the default features.
+    #[arg(long)]
+    pub no_default_features: bool,
+    /// Passed to cargo, and where outputs and the store go by default (`DIR/image/...`).
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
     /// Registry credentials as USER:PASSWORD (else CARGO_IMAGE_REGISTRY_USER and
     /// CARGO_IMAGE_REGISTRY_PASSWORD, docker's config.json and credential helpers, podman's
     /// auth.json). Never printed.
@@ -131,6 +147,19 @@ impl CommonArgs {
                 show_output: show_cargo_output,
                 extra_args,
                 install_targets: true,
+                overrides: CargoOverrides {
+                    profile: self.profile.clone(),
+                    features: self
+                        .features
+                        .iter()
+                        .flat_map(|f| f.split([',', ' ']))
+                        .filter(|f| !f.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    all_features: self.all_features,
+                    no_default_features: self.no_default_features,
+                    target_dir: self.target_dir.clone(),
+                },
             },
             registry: self.registry()?,
             push: None,

@@ -56,10 +56,20 @@ impl Reporter {
     }
 
     pub fn event(&self, event: Event) {
+        self.image_event(None, event)
+    }
+
+    /// An event of image `image` of a multi-image build: JSON gets an `image` key, status lines
+    /// name the image.
+    pub fn image_event(&self, image: Option<&str>, event: Event) {
         if self.json {
-            self.json_event(event);
+            self.json_event(image, event);
             return;
         }
+        let event = match image {
+            Some(image) => prefix_layer_names(image, event),
+            None => event,
+        };
         if self.verbosity == Verbosity::Quiet {
             return;
         }
@@ -160,19 +170,24 @@ impl Reporter {
         }
     }
 
-    fn json_event(&self, event: Event) {
+    fn json_event(&self, image: Option<&str>, event: Event) {
         if let Event::LayerProgress { name, done, total } = &event {
             let percent = (done * 100).checked_div(*total).unwrap_or(100);
             let mut state = self.state();
-            let last = state.last_percent.entry(name.clone()).or_insert(u64::MAX);
+            let key = format!("{}\0{name}", image.unwrap_or_default());
+            let last = state.last_percent.entry(key).or_insert(u64::MAX);
             if *last == percent {
                 return;
             }
             *last = percent;
         }
-        if let Ok(line) = serde_json::to_string(&event) {
-            println!("{line}");
+        let Ok(mut value) = serde_json::to_value(&event) else {
+            return;
+        };
+        if let (Some(image), Some(obj)) = (image, value.as_object_mut()) {
+            obj.insert("image".into(), image.into());
         }
+        println!("{value}");
     }
 
     /// Clears any bars left (after an error).
@@ -180,5 +195,38 @@ impl Reporter {
         for (_, bar) in self.state().bars.drain() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Names the image in the layer names of an event of a multi-image build (`api: layer app`).
+fn prefix_layer_names(image: &str, event: Event) -> Event {
+    let short = image.rsplit('/').next().unwrap_or(image);
+    let p = |name: String| format!("{short}:{name}");
+    match event {
+        Event::LayerStarted { name, total } => Event::LayerStarted {
+            name: p(name),
+            total,
+        },
+        Event::LayerProgress { name, done, total } => Event::LayerProgress {
+            name: p(name),
+            done,
+            total,
+        },
+        Event::LayerFinished {
+            name,
+            digest,
+            diff_id,
+            size,
+            media_type,
+            cached,
+        } => Event::LayerFinished {
+            name: p(name),
+            digest,
+            diff_id,
+            size,
+            media_type,
+            cached,
+        },
+        other => other,
     }
 }
