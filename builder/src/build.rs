@@ -228,10 +228,18 @@ pub fn plan(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<LayerGraph, Error> {
-    let spec = spec::load(spec_path)?;
-    let cx = Context::new(&spec, opts)?;
-    let target = cx.target_stage(&spec)?;
-    let cargo_outputs = cargo_builds(&spec, &needed_stages(&spec, target), opts, on_event)?;
+    plan_spec(&spec::load(spec_path)?, opts, on_event)
+}
+
+/// Plans an already loaded spec (see [`plan`]).
+pub fn plan_spec(
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<LayerGraph, Error> {
+    let cx = Context::new(spec, opts)?;
+    let target = cx.target_stage(spec)?;
+    let cargo_outputs = cargo_builds(spec, &needed_stages(spec, target), opts, on_event)?;
     let store_root = cx.store_root.clone();
     let store = if store_root.join("version").is_file() {
         Some(Store::open(&store_root).map_err(|e| store_err(&store_root, e))?)
@@ -244,7 +252,7 @@ pub fn plan(
     });
     let mut graph = LayerGraph::default();
     let run = StageRun {
-        spec: &spec,
+        spec,
         cx: &cx,
         opts,
         store: store.as_ref(),

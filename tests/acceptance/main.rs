@@ -9,3 +9,4 @@ mod examples;
 mod registry;
 mod reproducible;
 mod stages;
+mod workspace;

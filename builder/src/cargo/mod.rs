@@ -129,8 +129,80 @@ fn cargo_program() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-/// Reads the workspace root and target directory of the cargo project that `dir` belongs to.
-pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
+/// A package of a workspace, as `cargo metadata` describes it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub manifest_path: PathBuf,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub license: Option<String>,
+    #[serde(default)]
+    pub repository: Option<String>,
+    #[serde(default)]
+    pub homepage: Option<String>,
+    #[serde(default)]
+    pub authors: Vec<String>,
+    /// `default-run`: the binary `cargo run` picks when there are several.
+    #[serde(default)]
+    pub default_run: Option<String>,
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    /// `[package.metadata]`, as JSON (`null` when absent).
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+impl Package {
+    /// The names of the package's binary targets, in cargo's order.
+    pub fn bins(&self) -> Vec<&str> {
+        self.targets
+            .iter()
+            .filter(|t| t.kind.iter().any(|k| k == "bin"))
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+
+    /// The directory of the package's `Cargo.toml`.
+    pub fn dir(&self) -> &Path {
+        self.manifest_path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// A build target of a package (`lib`, `bin`, `example`...).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Target {
+    pub name: String,
+    pub kind: Vec<String>,
+}
+
+/// What `cargo metadata --no-deps` says about the workspace a directory belongs to.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Metadata {
+    pub workspace_root: PathBuf,
+    pub target_directory: PathBuf,
+    /// The workspace members (and the root package), in cargo's order.
+    pub packages: Vec<Package>,
+    /// `[workspace.metadata]`, as JSON (`null` when absent).
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+impl Metadata {
+    /// The package whose `Cargo.toml` is in `dir`, if any.
+    pub fn package_in(&self, dir: &Path) -> Option<&Package> {
+        let here = dir.join("Cargo.toml");
+        let canonical = here.canonicalize().ok();
+        self.packages
+            .iter()
+            .find(|p| p.manifest_path == here || Some(&p.manifest_path) == canonical.as_ref())
+    }
+}
+
+/// Runs `cargo metadata --no-deps` (with `$CARGO`, as cargo passes it to subcommands) in `dir`.
+pub fn metadata(dir: &Path) -> Result<Metadata, Error> {
     let program = cargo_program();
     let output = Command::new(&program)
         .args(["metadata", "--no-deps", "--format-version", "1"])
@@ -149,28 +221,16 @@ pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
                 .to_string(),
         });
     }
-    #[derive(serde::Deserialize)]
-    struct Package {
-        manifest_path: PathBuf,
-        repository: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        workspace_root: PathBuf,
-        target_directory: PathBuf,
-        packages: Vec<Package>,
-    }
-    let meta: Meta =
-        serde_json::from_slice(&output.stdout).map_err(|source| Error::MetadataParse {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-    let here = dir.join("Cargo.toml");
-    let repository = meta
-        .packages
-        .into_iter()
-        .find(|p| p.manifest_path == here)
-        .and_then(|p| p.repository);
+    serde_json::from_slice(&output.stdout).map_err(|source| Error::MetadataParse {
+        dir: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads the workspace root and target directory of the cargo project that `dir` belongs to.
+pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
+    let meta = metadata(dir)?;
+    let repository = meta.package_in(dir).and_then(|p| p.repository.clone());
     Ok(Workspace {
         root: meta.workspace_root,
         target_directory: meta.target_directory,
@@ -408,5 +468,60 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> CargoSource {
+        CargoSource {
+            package: Some("svc".into()),
+            bin: None,
+            profile: "release".into(),
+            features: vec!["tls".into()],
+            all_features: false,
+            no_default_features: false,
+            target: "x86_64-unknown-linux-musl".into(),
+        }
+    }
+
+    #[test]
+    fn no_overrides_leave_the_spec_as_it_is() {
+        assert_eq!(CargoOverrides::default().apply(&source()), source());
+    }
+
+    #[test]
+    fn overrides_replace_the_profile_and_add_features() {
+        let overrides = CargoOverrides {
+            profile: Some("dist".into()),
+            features: vec!["metrics".into(), "tls".into(), "audit".into()],
+            all_features: false,
+            no_default_features: true,
+            target_dir: None,
+        };
+        let src = overrides.apply(&source());
+        assert_eq!(src.profile, "dist");
+        assert_eq!(src.features, ["audit", "metrics", "tls"]);
+        assert!(src.no_default_features);
+        assert!(!src.all_features);
+        assert_eq!(src.package.as_deref(), Some("svc"));
+    }
+
+    #[test]
+    fn metadata_reads_packages_and_their_bins() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/workspace");
+        let meta = metadata(&root).unwrap();
+        let names: Vec<&str> = meta.packages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["api", "worker", "cli-tool"]);
+        let api = meta.package_in(&root.join("api")).unwrap();
+        assert_eq!(api.bins(), ["api"]);
+        assert_eq!(api.version, "0.3.1");
+        assert!(
+            meta.package_in(&root).is_none(),
+            "a virtual workspace's root"
+        );
+        assert!(meta.metadata["image"]["registry"].is_string());
     }
 }

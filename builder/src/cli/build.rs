@@ -6,6 +6,7 @@ use std::time::Instant;
 use cargo_oci_image::build::{self, BuildOptions, OutputFormat, PushOptions};
 use cargo_oci_image::cargo::{CargoOptions, CargoOverrides};
 use cargo_oci_image::registry::{Credentials, RegistryOptions};
+use cargo_oci_image::spec::{self, ImageSpec, Selection};
 use clap::{Args, ValueEnum};
 
 use super::output::{status, Verbosity};
@@ -18,6 +19,8 @@ use super::Failure;
     cargo image build                                  ./image.toml -> target/image/<name>\n  \
     cargo image build --spec examples/hello/image.toml --output out/hello\n  \
     cargo image build --tag v1.2.3 --tag latest        tag the image (instead of the spec's tags)\n  \
+    cargo image build --workspace                      every image of a cargo workspace\n  \
+    cargo image build -p api --features tls            one workspace package ([package.metadata.image])\n  \
     cargo image build --output-format docker-archive -o hello.tar && podman load -i hello.tar\n  \
     cargo image build --push-to ghcr.io/acme/hello   build, then push every tag\n  \
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo image build\n\n\
@@ -81,6 +84,16 @@ pub struct CommonArgs {
     /// Passed to cargo: --locked and --offline.
     #[arg(long)]
     pub frozen: bool,
+    /// Build the image of this workspace package (repeatable): its `[package.metadata.image]`,
+    /// or a zero-config image of its binary. Used when there is no ./image.toml and no --spec.
+    #[arg(long, short = 'p', value_name = "PACKAGE", conflicts_with = "spec")]
+    pub package: Vec<String>,
+    /// Build the images of every workspace package with image metadata or a binary.
+    #[arg(long, conflicts_with = "spec")]
+    pub workspace: bool,
+    /// Leave this workspace package out (repeatable).
+    #[arg(long, value_name = "PACKAGE", conflicts_with = "spec")]
+    pub exclude: Vec<String>,
     /// Passed to cargo: build every binary with this profile instead of the spec's.
     #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
@@ -198,6 +211,42 @@ pub enum MessageFormat {
     Json,
 }
 
+/// The specs a command works on.
+pub enum Specs {
+    /// One spec file: `--spec`, or ./image.toml.
+    File(PathBuf),
+    /// The images of a cargo workspace, from Cargo.toml metadata.
+    Workspace(Vec<ImageSpec>),
+}
+
+impl CommonArgs {
+    /// `--spec`, else ./image.toml (unless a package selection is given), else the images of the
+    /// cargo workspace the current directory is in.
+    pub fn specs(&self) -> Result<Specs, Failure> {
+        let selecting = !self.package.is_empty() || self.workspace || !self.exclude.is_empty();
+        if self.spec.is_some() || (!selecting && Path::new("image.toml").is_file()) {
+            return find_spec(self.spec.as_deref()).map(Specs::File);
+        }
+        let cwd = std::env::current_dir().map_err(Failure::build)?;
+        let selection = Selection {
+            packages: self.package.clone(),
+            exclude: self.exclude.clone(),
+            all: self.workspace,
+        };
+        match spec::workspace_specs(&cwd, &selection) {
+            Ok(specs) => Ok(Specs::Workspace(specs)),
+            Err(spec::SpecError::Cargo(e)) if !selecting => Err(Failure::usage(anyhow::anyhow!(
+                "no image.toml in {} and no cargo project here ({}); pass --spec PATH or create \
+                 an image.toml (see examples/hello/image.toml)",
+                cwd.display(),
+                e.to_string().lines().next().unwrap_or_default()
+            ))),
+            Err(e @ spec::SpecError::Workspace { .. }) => Err(Failure::usage(e)),
+            Err(e) => Err(Failure::build(e)),
+        }
+    }
+}
+
 /// Finds the spec to use: `--spec`, else `image.toml` in the current directory.
 pub fn find_spec(given: Option<&Path>) -> Result<PathBuf, Failure> {
     if let Some(path) = given {
@@ -242,7 +291,7 @@ pub fn failure(e: build::Error) -> Failure {
 
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let spec = find_spec(args.common.spec.as_deref())?;
+    let specs = args.common.specs()?;
     let verbosity = if args.quiet {
         Verbosity::Quiet
     } else if args.verbose {
@@ -269,22 +318,19 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     };
 
     let reporter = Reporter::new(verbosity, json);
+    let spec = match specs {
+        Specs::File(spec) => spec,
+        Specs::Workspace(specs) => {
+            return run_many(&specs, &opts, &reporter, verbosity, json, started)
+        }
+    };
     let result = build::build(&spec, &opts, &|event| reporter.event(event));
     reporter.finish();
     let out = result.map_err(failure)?;
     if !json && verbosity != Verbosity::Quiet {
-        let fresh = out.cached_layers;
-        let built = out.layers.len() - fresh;
-        status(
-            "Finished",
-            &format!(
-                "{} [{}] {} in {:.2}s ({built} built, {fresh} fresh)",
-                out.name,
-                out.tags.join(", "),
-                out.manifest_digest,
-                started.elapsed().as_secs_f64()
-            ),
-        );
+        let (image, counts) = finished(&out);
+        let secs = started.elapsed().as_secs_f64();
+        status("Finished", &format!("{image} in {secs:.2}s {counts}"));
         status("Output", &out.path.display().to_string());
     }
     if let (Some(pushed), false) = (&out.pushed, json) {
@@ -292,4 +338,93 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         println!("{pushed}");
     }
     Ok(())
+}
+
+/// `name [tags] digest` and `(N built, M fresh)` of a finished build.
+fn finished(out: &build::BuildOutput) -> (String, String) {
+    let fresh = out.cached_layers;
+    let built = out.layers.len() - fresh;
+    (
+        format!(
+            "{} [{}] {}",
+            out.name,
+            out.tags.join(", "),
+            out.manifest_digest
+        ),
+        format!("({built} built, {fresh} fresh)"),
+    )
+}
+
+/// Builds the images of a cargo workspace in parallel, sharing the store.
+fn run_many(
+    specs: &[ImageSpec],
+    opts: &BuildOptions,
+    reporter: &Reporter,
+    verbosity: Verbosity,
+    json: bool,
+    started: Instant,
+) -> Result<(), Failure> {
+    if specs.len() > 1 {
+        if opts.output.is_some() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--output names one image's output, and {} images are built; select one with -p \
+                 NAME, or leave --output out (each image goes to <target-dir>/image/<name>)",
+                specs.len()
+            )));
+        }
+        if opts.push.as_ref().is_some_and(|p| p.repository.is_some()) {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--push-to names one repository, and {} images are built; select one with -p \
+                 NAME, or use --push (each image goes to its own `name`)",
+                specs.len()
+            )));
+        }
+    }
+    let results = build::build_many(specs, opts, &|image, event| {
+        reporter.image_event(Some(image), event)
+    });
+    reporter.finish();
+    let mut failed = Vec::new();
+    for (spec, result) in specs.iter().zip(results) {
+        match result {
+            Ok(out) => {
+                if !json && verbosity != Verbosity::Quiet {
+                    let (image, counts) = finished(&out);
+                    let path = out.path.display();
+                    status("Finished", &format!("{image} {counts} -> {path}"));
+                }
+                if let (Some(pushed), false) = (&out.pushed, json) {
+                    println!("{pushed}");
+                }
+            }
+            Err(e) => failed.push((spec.name.clone(), e)),
+        }
+    }
+    let count = specs.len();
+    if failed.is_empty() {
+        if !json && verbosity != Verbosity::Quiet {
+            status(
+                "Finished",
+                &format!(
+                    "{count} image{} in {:.2}s",
+                    if count == 1 { "" } else { "s" },
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+        }
+        return Ok(());
+    }
+    let total = failed.len();
+    let mut failures = failed.into_iter();
+    let (_, last) = failures.next_back().expect("not empty");
+    for (name, e) in failures {
+        super::output::report_error(&anyhow::Error::new(e).context(format!("image {name}")));
+    }
+    let mut last = failure(last);
+    if total > 1 || count > 1 {
+        last.error = last
+            .error
+            .context(format!("{total} of {count} images failed"));
+    }
+    Err(last)
 }

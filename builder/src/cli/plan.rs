@@ -4,7 +4,7 @@ use clap::{Args, ValueEnum};
 
 use cargo_oci_image::build;
 
-use super::build::{failure, find_spec, CommonArgs};
+use super::build::{failure, CommonArgs, Specs};
 use super::output::Verbosity;
 use super::reporter::Reporter;
 use super::Failure;
@@ -36,16 +36,38 @@ enum PlanFormat {
 }
 
 pub fn run(args: PlanArgs) -> Result<(), Failure> {
-    let spec = find_spec(args.common.spec.as_deref())?;
+    let specs = args.common.specs()?;
     let mut opts = args.common.options(false, true)?;
     opts.tags = args.tag;
     let reporter = Reporter::new(Verbosity::Quiet, false);
-    let graph = build::plan(&spec, &opts, &|e| reporter.event(e)).map_err(failure)?;
+    let graphs = match specs {
+        Specs::File(spec) => {
+            vec![build::plan(&spec, &opts, &|e| reporter.event(e)).map_err(failure)?]
+        }
+        Specs::Workspace(specs) => specs
+            .iter()
+            .map(|spec| build::plan_spec(spec, &opts, &|e| reporter.event(e)))
+            .collect::<Result<_, _>>()
+            .map_err(failure)?,
+    };
     match args.format {
-        PlanFormat::Text => print!("{}", graph.to_text()),
-        PlanFormat::Dot => print!("{}", graph.to_dot()),
+        PlanFormat::Text => {
+            for graph in &graphs {
+                print!("{}", graph.to_text());
+            }
+        }
+        PlanFormat::Dot => {
+            for graph in &graphs {
+                print!("{}", graph.to_dot());
+            }
+        }
         PlanFormat::Json => {
-            let text = serde_json::to_string_pretty(&graph).map_err(Failure::build)?;
+            // One graph as before; a workspace's graphs as an array.
+            let text = match graphs.as_slice() {
+                [one] => serde_json::to_string_pretty(one),
+                many => serde_json::to_string_pretty(many),
+            }
+            .map_err(Failure::build)?;
             println!("{text}");
         }
     }

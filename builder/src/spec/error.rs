@@ -30,13 +30,24 @@ pub enum SpecError {
     /// context, several sources in one entry...).
     #[error(transparent)]
     ValidateSpec(Box<SpecDiagnostic>),
+    /// `cargo metadata` could not describe the workspace the images are looked for in.
+    #[error("could not read the cargo workspace: {0}")]
+    Cargo(#[from] crate::cargo::Error),
+    /// A cargo workspace's images cannot be made as asked (an unknown `-p` package, a package
+    /// with no binary and no image metadata...). `manifest` is the Cargo.toml at fault.
+    #[error("{}: {message}", manifest.display())]
+    Workspace {
+        manifest: PathBuf,
+        message: String,
+        help: Option<String>,
+    },
 }
 
 impl SpecError {
     /// The diagnostic for errors that point into the spec (`None` for I/O errors).
     pub fn diagnostic(&self) -> Option<&SpecDiagnostic> {
         match self {
-            SpecError::ReadSpec { .. } => None,
+            SpecError::ReadSpec { .. } | SpecError::Cargo(_) | SpecError::Workspace { .. } => None,
             SpecError::ParseSpec(d) | SpecError::ValidateSpec(d) => Some(d),
         }
     }
@@ -46,6 +57,8 @@ impl Diagnostic for SpecError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         match self {
             SpecError::ReadSpec { .. } => Some(Box::new("spec::read")),
+            SpecError::Cargo(_) => Some(Box::new("spec::cargo-metadata")),
+            SpecError::Workspace { .. } => Some(Box::new("spec::workspace")),
             SpecError::ParseSpec(d) | SpecError::ValidateSpec(d) => d.code(),
         }
     }
@@ -59,6 +72,8 @@ impl Diagnostic for SpecError {
                     "check the file's permissions, or pass another spec file with `--spec <PATH>`"
                 }))
             }
+            SpecError::Cargo(_) => None,
+            SpecError::Workspace { help, .. } => help.as_ref().map(|h| Box::new(h) as _),
             SpecError::ParseSpec(d) | SpecError::ValidateSpec(d) => d.help(),
         }
     }
@@ -206,6 +221,9 @@ impl Diagnostic for SpecDiagnostic {
 pub(crate) struct SpecSource<'a> {
     pub file: &'a Path,
     pub text: &'a str,
+    /// Where the spec's table is in the file: `""` for `image.toml`,
+    /// `"package.metadata.image."` for a Cargo.toml. Keys in messages are prefixed with it.
+    pub prefix: &'a str,
 }
 
 impl SpecSource<'_> {
@@ -221,13 +239,22 @@ impl SpecSource<'_> {
     ) -> SpecDiagnostic {
         let span = self.first_line(span);
         let (line, column) = line_column(self.text, span.start);
+        let mut key = key.into();
+        let mut message = message.into();
+        if !self.prefix.is_empty() {
+            let full = format!("{}{key}", self.prefix);
+            if !key.is_empty() {
+                message = message.replacen(&format!("`{key}"), &format!("`{full}"), 1);
+            }
+            key = full.trim_end_matches('.').to_owned();
+        }
         SpecDiagnostic {
             file: self.file.to_path_buf(),
             line,
             column,
-            key: key.into(),
+            key,
             kind,
-            message: message.into(),
+            message,
             help: None,
             cause: None,
             others: Vec::new(),

@@ -12,6 +12,11 @@
 //!    leave it), defaults are applied, and the result is the resolved [`ImageSpec`] in
 //!    [`model`](self#types) that the rest of the pipeline consumes.
 //!
+//! A spec may also live in a `Cargo.toml`: [`workspace_specs`] reads `[package.metadata.image]`
+//! of the packages of a cargo workspace over the defaults of `[workspace.metadata.image]` (see
+//! the `workspace` module), and tags may hold templates (`{version}`, `{git_sha}`) expanded
+//! during validation.
+//!
 //! Every problem is a [`SpecDiagnostic`] naming file, line, column and key, with a hint; as a
 //! [`miette::Diagnostic`] it renders the offending snippet. The raw types' doc comments are
 //! also the user documentation: [`json_schema`] turns them into the JSON schema editors use
@@ -54,13 +59,16 @@ mod error;
 mod model;
 mod parse;
 pub mod raw;
+mod template;
 mod validate;
+mod workspace;
 
 use std::path::Path;
 
 pub use error::{ErrorKind, SpecDiagnostic, SpecError};
 pub use model::*;
 pub use validate::validate_tag;
+pub use workspace::{workspace_specs, Selection};
 
 use error::SpecSource;
 
@@ -83,6 +91,7 @@ pub fn parse(text: &str, spec_path: &Path) -> Result<ImageSpec, SpecError> {
     let src = SpecSource {
         file: spec_path,
         text,
+        prefix: "",
     };
     let raw = parse::parse_raw(&src).map_err(SpecError::ParseSpec)?;
     let absolute = std::path::absolute(spec_path).map_err(|source| SpecError::ReadSpec {

@@ -23,6 +23,43 @@ pub(crate) fn parse_raw(src: &SpecSource<'_>) -> Result<RawSpec, Box<SpecDiagnos
         .map_err(|e| Box::new(shape_error(src, &root, &e)))
 }
 
+/// Like [`parse_raw`], for the spec in the table at `path` of a TOML file (`package.metadata.
+/// image` of a Cargo.toml); `None` when the file has no such table. Messages name keys below
+/// the table with `src.prefix` in front.
+pub(crate) fn parse_raw_at(
+    src: &SpecSource<'_>,
+    path: &[&str],
+) -> Result<Option<RawSpec>, Box<SpecDiagnostic>> {
+    let root = DeTable::parse(src.text).map_err(|e| Box::new(syntax_error(src, &e)))?;
+    let mut table = root.clone();
+    for (i, part) in path.iter().enumerate() {
+        let Some(value) = table.get_ref().get(*part) else {
+            return Ok(None);
+        };
+        let span = value.span();
+        match value.get_ref() {
+            DeValue::Table(t) => table = Spanned::new(span, t.clone()),
+            _ => {
+                let key = path[..=i].join(".");
+                return Err(Box::new(
+                    SpecSource { prefix: "", ..*src }
+                        .diagnostic(
+                            ErrorKind::WrongType,
+                            span,
+                            key.clone(),
+                            format!("wrong type for `{key}`: expected a table"),
+                            "expected a table",
+                        )
+                        .with_help(format!("write the image spec as a `[{key}]` table")),
+                ));
+            }
+        }
+    }
+    RawSpec::deserialize(toml::de::Deserializer::from(table.clone()))
+        .map(Some)
+        .map_err(|e| Box::new(shape_error(src, &table, &e)))
+}
+
 fn syntax_error(src: &SpecSource<'_>, e: &toml::de::Error) -> SpecDiagnostic {
     let span = e.span().unwrap_or(0..0);
     let what = e.message().trim_end().replace('\n', "; ");

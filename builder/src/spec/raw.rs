@@ -24,7 +24,8 @@ use crate::layer::Compression;
 /// Pattern of an image name (the repository part of a reference).
 pub(crate) const NAME_PATTERN: &str = r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$";
 /// Pattern of a tag.
-pub(crate) const TAG_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+/// Pattern of a tag as written in a spec: a tag that may hold templates (`{version}`).
+const TAG_TEMPLATE_PATTERN: &str = r"^(?:[A-Za-z0-9_]|\{(?:version|git_sha|git_short_sha)\})(?:[A-Za-z0-9_.-]|\{(?:version|git_sha|git_short_sha)\})*$";
 /// Pattern of a `from` value this version accepts.
 pub(crate) const FROM_PATTERN: &str =
     r"^(?:scratch|oci:.+|oci-archive:.+|docker-archive:.+|[a-z0-9][^\s]*)$";
@@ -49,19 +50,31 @@ pub(crate) const SIGNAL_PATTERN: &str = r"^(?:SIG[A-Z0-9+-]+|[0-9]+)$";
 /// Host paths are relative to the build context (`context`), which is relative to the spec
 /// file's directory. Built with `cargo image build`; every digest depends only on this file,
 /// the files it names and `SOURCE_DATE_EPOCH`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(title = "cargo-image spec (image.toml)")]
 pub struct RawSpec {
     /// The image name: the repository part of a reference, lower-case (`hello`,
     /// `acme/hello`, `ghcr.io/acme/hello`, `localhost:5000/hello`). Path components are
     /// `[a-z0-9]+` joined by `.`, `_`, `__` or `-`, separated by `/`; an optional registry
-    /// `host[:port]/` may come first.
+    /// `host[:port]/` may come first. Required in `image.toml`; in `[package.metadata.image]`
+    /// of a Cargo.toml it defaults to the package's name.
+    #[serde(default)]
     #[schemars(with = "String", regex(pattern = NAME_PATTERN), length(max = 255))]
-    pub name: Spanned<String>,
+    pub name: Option<Spanned<String>>,
+
+    /// A registry and namespace put in front of `name` (`ghcr.io/acme` and `api` make
+    /// `ghcr.io/acme/api`). Mostly set once for every image of a cargo workspace, in
+    /// `[workspace.metadata.image]`.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub registry: Option<Spanned<String>>,
 
     /// Tags of the image, written as `org.opencontainers.image.ref.name` in the output layout.
-    /// Each is 1 to 128 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+    /// Each is 1 to 128 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`, once its
+    /// templates are replaced: `{version}` (the cargo package's version), `{git_sha}` and
+    /// `{git_short_sha}` (the commit checked out in the build context), so
+    /// `tags = ["{version}", "latest"]` works.
     #[serde(default)]
     #[schemars(with = "Vec<String>", transform = tag_list, extend("default" = ["latest"]))]
     pub tags: Option<Spanned<Vec<Spanned<String>>>>,
@@ -431,7 +444,7 @@ impl JsonSchema for RawMode {
 fn tag_list(schema: &mut Schema) {
     schema.insert(
         "items".into(),
-        serde_json::json!({ "type": "string", "pattern": TAG_PATTERN }),
+        serde_json::json!({ "type": "string", "pattern": TAG_TEMPLATE_PATTERN }),
     );
     schema.insert("minItems".into(), 1.into());
     schema.insert("uniqueItems".into(), true.into());

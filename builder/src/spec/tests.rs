@@ -587,3 +587,44 @@ fn spec_path_is_absolute_in_the_result() {
     assert!(spec.spec_path.is_absolute());
     assert!(Path::new(&spec.spec_path).ends_with("image.toml"));
 }
+
+#[test]
+fn tag_templates_take_the_package_version() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.dir.path().join("Cargo.toml"),
+        "[package]\nname = \"svc\"\nversion = \"2.4.0-rc.1\"\nedition = \"2021\"\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::create_dir(f.dir.path().join("src")).unwrap();
+    std::fs::write(f.dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+    let spec = f
+        .parse("name = \"svc\"\ntags = [\"{version}\", \"v{version}-x\", \"latest\"]\n")
+        .unwrap();
+    assert_eq!(spec.tags, ["2.4.0-rc.1", "v2.4.0-rc.1-x", "latest"]);
+}
+
+#[test]
+fn tag_templates_without_a_value_are_errors() {
+    let f = Fixture::new();
+    // No Cargo.toml here and no git checkout: the error says which template and why.
+    let shown = f.error("name = \"svc\"\ntags = [\"latest\", \"{git_short_sha}\"]\n");
+    assert!(
+        shown.contains("invalid `tags[1]` \"{git_short_sha}\""),
+        "{shown}"
+    );
+    assert!(shown.contains("not in a git checkout"), "{shown}");
+    let shown = f.error("name = \"svc\"\ntags = [\"{branch}\"]\n");
+    assert!(shown.contains("unknown template `{branch}`"), "{shown}");
+}
+
+#[test]
+fn registry_goes_in_front_of_the_name() {
+    let f = Fixture::new();
+    let spec = f
+        .parse("name = \"svc\"\nregistry = \"ghcr.io/acme/\"\n")
+        .unwrap();
+    assert_eq!(spec.name, "ghcr.io/acme/svc");
+    let shown = f.error("name = \"svc\"\nregistry = \"Not A Registry\"\n");
+    assert!(shown.contains("invalid `registry`"), "{shown}");
+}

@@ -18,13 +18,27 @@ use super::model::{
     DEFAULT_EPOCH,
 };
 use super::raw::{RawAdd, RawCargo, RawConfig, RawLayer, RawMode, RawSpec, SOURCES};
+use super::template::Vars;
 
 /// The latest `epoch` accepted: 9999-12-31T23:59:59Z, the last time RFC 3339 can write.
 const MAX_EPOCH: u64 = 253_402_300_799;
 /// The default cargo profile.
-const DEFAULT_PROFILE: &str = "release";
+pub(crate) const DEFAULT_PROFILE: &str = "release";
 /// The default target triple: static binaries that run on `scratch`.
-const DEFAULT_TARGET: &str = "x86_64-unknown-linux-musl";
+pub(crate) const DEFAULT_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// What a spec takes from where it was found rather than from its own text: a spec in a
+/// Cargo.toml's `[package.metadata.image]` is named after its package and expands `{version}`
+/// to the package's version.
+#[derive(Debug, Default)]
+pub(crate) struct Inherited {
+    /// The image name when the spec has none (the cargo package's name).
+    pub name: Option<String>,
+    /// The `registry` when the spec has none (from the workspace's defaults).
+    pub registry: Option<String>,
+    /// Values of tag templates found so far (the rest are looked up in the context).
+    pub vars: Vars,
+}
 
 /// Validate `raw` (read from `src`, whose absolute path is `spec_path`) into an [`ImageSpec`].
 pub(crate) fn validate(
@@ -32,9 +46,20 @@ pub(crate) fn validate(
     src: &SpecSource<'_>,
     spec_path: &Path,
 ) -> Result<ImageSpec, Box<SpecDiagnostic>> {
+    validate_with(raw, src, spec_path, Inherited::default())
+}
+
+/// [`validate`], with what the spec inherits from where it was found.
+pub(crate) fn validate_with(
+    raw: RawSpec,
+    src: &SpecSource<'_>,
+    spec_path: &Path,
+    inherited: Inherited,
+) -> Result<ImageSpec, Box<SpecDiagnostic>> {
     let mut checker = Checker {
         src,
         errors: Vec::new(),
+        inherited,
     };
     let spec = checker.spec(raw, spec_path);
     let mut errors = checker.errors.into_iter();
@@ -80,6 +105,7 @@ struct ContextDir {
 struct Checker<'a> {
     src: &'a SpecSource<'a>,
     errors: Vec<SpecDiagnostic>,
+    inherited: Inherited,
 }
 
 impl Checker<'_> {
@@ -137,10 +163,13 @@ impl Checker<'_> {
             .map(Path::to_path_buf)
             .unwrap_or_default();
 
-        let name = self
-            .check(&raw.name, "name", check_name)
-            .map(|()| raw.name.get_ref().clone());
-        let tags = self.tags(raw.tags.as_ref());
+        let name = self.name(raw.name.as_ref(), raw.registry.as_ref());
+        let context = self.context(raw.context.as_ref(), &spec_dir);
+        let tags_dir = context
+            .as_ref()
+            .map_or(spec_dir.as_path(), |c| c.canonical.as_path());
+        let tags_dir = tags_dir.to_path_buf();
+        let tags = self.tags(raw.tags.as_ref(), &tags_dir);
         let base = self.base(raw.from.as_ref(), raw.pull.as_ref(), "", &spec_dir);
         let epoch = match raw.epoch {
             Some(epoch) if *epoch.get_ref() > MAX_EPOCH => {
@@ -157,7 +186,6 @@ impl Checker<'_> {
             None => Some(DEFAULT_EPOCH),
         };
         let compression = raw.compression.map(Spanned::into_inner).unwrap_or_default();
-        let context = self.context(raw.context.as_ref(), &spec_dir);
         let annotations = self.string_map(raw.annotations.unwrap_or_default(), "annotations");
         let top_level_used = raw.from.is_some() || raw.config.is_some() || raw.layer.is_some();
         let config = self.config(raw.config.unwrap_or_default());
@@ -362,10 +390,94 @@ impl Checker<'_> {
         }
     }
 
-    fn tags(&mut self, tags: Option<&Spanned<Vec<Spanned<String>>>>) -> Option<Vec<String>> {
+    /// The image name: `name` (or the inherited one), behind `registry` if there is one.
+    fn name(
+        &mut self,
+        name: Option<&Spanned<String>>,
+        registry: Option<&Spanned<String>>,
+    ) -> Option<String> {
+        let given = match (name, &self.inherited.name) {
+            (Some(name), _) => Some((name.get_ref().clone(), name.span(), "name")),
+            (None, Some(default)) => Some((default.clone(), 0..0, "name")),
+            (None, None) => None,
+        };
+        let Some((name, span, key)) = given else {
+            self.error(
+                ErrorKind::MissingKey,
+                0..0,
+                "name",
+                "missing required key `name`".to_owned(),
+                "`name` is required",
+            )
+            .help = Some(
+                r#"add the image name at the top of the file, e.g. `name = "hello"`"#.to_owned(),
+            );
+            return None;
+        };
+        let spanned = Spanned::new(span, name.clone());
+        self.check(&spanned, key, check_name)?;
+        let registry = match registry {
+            Some(r) => Some((r.get_ref().trim_end_matches('/').to_owned(), r.span())),
+            None => self
+                .inherited
+                .registry
+                .clone()
+                .map(|r| (r.trim_end_matches('/').to_owned(), 0..0)),
+        };
+        let Some((registry, span)) = registry else {
+            return Some(name);
+        };
+        let full = format!("{registry}/{name}");
+        let spanned = Spanned::new(span, registry.clone());
+        self.check(&spanned, "registry", |_| {
+            check_name(&full).map_err(|p| {
+                Problem::invalid(format!("`{full}` is not a valid image name: {}", p.reason)).help(
+                    "`registry` is a registry host with an optional namespace, e.g. \"ghcr.io/acme\"",
+                )
+            })
+        })?;
+        Some(full)
+    }
+
+    fn tags(
+        &mut self,
+        tags: Option<&Spanned<Vec<Spanned<String>>>>,
+        dir: &Path,
+    ) -> Option<Vec<String>> {
         let Some(tags) = tags else {
             return Some(vec!["latest".to_owned()]);
         };
+        // Expand templates (`{version}`) first; each tag is then checked as written.
+        let mut expanded = Vec::new();
+        let mut ok = true;
+        for (i, tag) in tags.get_ref().iter().enumerate() {
+            let key = format!("tags[{i}]");
+            if !tag.get_ref().contains('{') {
+                expanded.push(tag.clone());
+                continue;
+            }
+            let result = self.inherited.vars.expand(tag.get_ref(), dir);
+            match self.check(tag, &key, |_| result.map_err(Problem::invalid)) {
+                Some(value) => {
+                    let spanned = Spanned::new(tag.span(), value.clone());
+                    let template = tag.get_ref().clone();
+                    ok &= self
+                        .check(&spanned, &key, |t| {
+                            check_tag(t).map_err(|p| Problem {
+                                reason: format!("{template:?} expands to {t:?}: {}", p.reason),
+                                ..p
+                            })
+                        })
+                        .is_some();
+                    expanded.push(spanned);
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let tags = &Spanned::new(tags.span(), expanded);
         if tags.get_ref().is_empty() {
             self.error(
                 ErrorKind::InvalidValue,

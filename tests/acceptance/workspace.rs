@@ -1,0 +1,292 @@
+//! Cargo workspaces: every image of `examples/workspace` in one command, sharing the store; a
+//! layer they share is built once; a code change rebuilds only that crate's top layer.
+
+use std::path::Path;
+
+use cargo_oci_image_acceptance::*;
+
+/// The JSON events of a workspace build.
+fn build_events(dir: &Path) -> Vec<Value> {
+    let r = cargo_image(dir)
+        .args(["build", "--workspace", "--message-format", "json"])
+        .run()
+        .ok();
+    r.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON event"))
+        .collect()
+}
+
+fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+#[test]
+fn workspace_images_build_in_one_command_and_share_a_layer() {
+    let (_tmp, dir) = example_copy("workspace");
+    let events = build_events(&dir);
+    let finished = of_kind(&events, "image-finished");
+    assert_eq!(finished.len(), 3, "three images: {finished:?}");
+
+    // Each image is a valid layout; the bottom layer (the workspace's shared layer) has one
+    // digest in all three manifests.
+    let mut bottoms = Vec::new();
+    let mut tops = Vec::new();
+    for image in &finished {
+        let layout = Path::new(image["path"].as_str().unwrap()).to_path_buf();
+        let tag = image["tags"][0].as_str().unwrap();
+        oci_image_tool_validate(&layout, tag);
+        let manifest = blob_json(&layout, image["digest"].as_str().unwrap());
+        let layers = manifest["layers"].as_array().unwrap();
+        assert!(
+            layers.len() >= 2,
+            "shared layer + the crate's own: {manifest}"
+        );
+        bottoms.push(layers[0]["digest"].as_str().unwrap().to_string());
+        tops.push(
+            layers.last().unwrap()["digest"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert!(bottoms.windows(2).all(|w| w[0] == w[1]), "{bottoms:?}");
+
+    // ...and it was built once: one image built it, the others found it in the store.
+    let built_shared = of_kind(&events, "layer-finished")
+        .into_iter()
+        .filter(|e| e["digest"] == bottoms[0].as_str() && e["cached"] == false)
+        .count();
+    assert_eq!(
+        built_shared, 1,
+        "the shared layer was built {built_shared} times"
+    );
+
+    // Nothing changed: everything is fresh.
+    let again = build_events(&dir);
+    assert!(of_kind(&again, "layer-finished")
+        .iter()
+        .all(|e| e["cached"] == true));
+
+    // Change one crate's code: only that crate's top layer is rebuilt.
+    let main = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("src/main.rs"))
+        .filter(|p| p.is_file())
+        .min()
+        .expect("a crate with src/main.rs");
+    // A change the program's behaviour shows (dead code would leave the binary as it was).
+    let code = std::fs::read_to_string(&main).unwrap();
+    assert!(code.contains("println!(\""), "{}", main.display());
+    std::fs::write(
+        &main,
+        code.replacen("println!(\"", "println!(\"[changed] ", 1),
+    )
+    .unwrap();
+    let changed = build_events(&dir);
+    let rebuilt: Vec<_> = of_kind(&changed, "layer-finished")
+        .into_iter()
+        .filter(|e| e["cached"] == false)
+        .collect();
+    assert_eq!(rebuilt.len(), 1, "only one layer rebuilt: {rebuilt:?}");
+    assert!(
+        !tops.contains(&rebuilt[0]["digest"].as_str().unwrap().to_string()),
+        "the rebuilt layer has new content"
+    );
+}
+
+#[test]
+fn package_selection_and_zero_config() {
+    let (tmp, dir) = example_copy("workspace");
+    // -p picks one image; --exclude skips.
+    let one: Vec<Value> = cargo_image(&dir)
+        .args(["build", "--message-format", "json", "-p", "cli-tool"])
+        .run()
+        .ok()
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let images = of_kind(&one, "image-finished");
+    assert_eq!(images.len(), 1);
+    let layout = Path::new(images[0]["path"].as_str().unwrap()).to_path_buf();
+    // The zero-config crate: a static binary on scratch, entrypoint set, labels from Cargo.toml.
+    let config = skopeo_inspect(
+        &layout,
+        images[0]["tags"][0].as_str().unwrap(),
+        Some("--config"),
+    );
+    let entrypoint = config["config"]["Entrypoint"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(entrypoint.starts_with("/usr/local/bin/"), "{config}");
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.title"],
+        "cli-tool"
+    );
+    let bundle = tmp.path().join("bundle");
+    umoci_unpack(&layout, images[0]["tags"][0].as_str().unwrap(), &bundle);
+    let ran = runc_run(&bundle);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(!ran.stdout.is_empty());
+
+    let r = cargo_image(&dir)
+        .args(["build", "--message-format", "json", "--exclude", "api"])
+        .run()
+        .ok();
+    let names: Vec<String> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "image-finished")
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with("api")), "{names:?}");
+
+    // A package the workspace does not have: a usage error naming it and the ones it has.
+    let r = cargo_image(&dir).args(["build", "-p", "nope"]).run();
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("-p `nope`"), "{}", r.stderr);
+    assert!(r.stderr.contains("api, worker, cli-tool"), "{}", r.stderr);
+}
+
+#[test]
+fn default_selection_and_tag_templates() {
+    let (_tmp, dir) = example_copy("workspace");
+    let images = |cwd: &Path, args: &[&str]| -> Vec<Value> {
+        let r = cargo_image(cwd)
+            .args(["build", "--message-format", "json"])
+            .args(args)
+            .run()
+            .ok();
+        r.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["event"] == "image-finished")
+            .collect()
+    };
+    // At the root: the packages with `[package.metadata.image]` (not the zero-config one), named
+    // behind the workspace's `registry`, tagged from the `{version}` template.
+    let mut names: Vec<String> = images(&dir, &[])
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ghcr.io/acme/api", "ghcr.io/acme/worker"]);
+    // In a member's directory: that package, even without metadata.
+    let here = images(&dir.join("cli-tool"), &[]);
+    assert_eq!(here.len(), 1);
+    assert_eq!(here[0]["name"], "ghcr.io/acme/cli-tool");
+    assert_eq!(here[0]["tags"], serde_json::json!(["0.3.1", "latest"]));
+    // The package's own `tags` replace the workspace's.
+    let worker = images(&dir, &["-p", "worker"]);
+    assert_eq!(worker[0]["tags"], serde_json::json!(["0.3.1"]));
+    // Labels and annotations from Cargo.toml, under the spec's own.
+    let layout = Path::new(worker[0]["path"].as_str().unwrap()).to_path_buf();
+    let config = skopeo_inspect(&layout, "0.3.1", Some("--config"));
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.version"], "0.3.1");
+    assert_eq!(
+        labels["org.opencontainers.image.licenses"],
+        "MIT OR Apache-2.0"
+    );
+    assert_eq!(labels["org.opencontainers.image.vendor"], "Acme");
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["--queue", "default"])
+    );
+    let manifest = blob_json(&layout, worker[0]["digest"].as_str().unwrap());
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.source"],
+        "https://github.com/acme/services"
+    );
+}
+
+#[test]
+fn metadata_errors_name_the_cargo_toml_and_key() {
+    let (_tmp, dir) = example_copy("workspace");
+    let build = |dir: &Path| cargo_image(dir).args(["build", "--workspace"]).run();
+
+    // A misspelt key in a package's metadata: its Cargo.toml, line and full key.
+    let api = dir.join("api/Cargo.toml");
+    let good = std::fs::read_to_string(&api).unwrap();
+    std::fs::write(&api, good.replace("exposed-ports", "expose")).unwrap();
+    let r = build(&dir);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("api/Cargo.toml:14:")
+            && r.stderr.contains("`package.metadata.image.config.expose`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("exposed-ports"),
+        "the fix is named: {}",
+        r.stderr
+    );
+    std::fs::write(&api, &good).unwrap();
+
+    // A bad value in the workspace's defaults: the root Cargo.toml and its key.
+    let root = dir.join("Cargo.toml");
+    let good = std::fs::read_to_string(&root).unwrap();
+    std::fs::write(
+        &root,
+        good.replace(r#"user = "65532:65532""#, r#"user = """#),
+    )
+    .unwrap();
+    let r = build(&dir);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("workspace/Cargo.toml:")
+            && r.stderr.contains("`workspace.metadata.image.config.user`"),
+        "{}",
+        r.stderr
+    );
+
+    // A tag template whose value is no valid tag.
+    std::fs::write(
+        &root,
+        good.replace(r#""{version}""#, r#""v{version}+{git_sha}""#),
+    )
+    .unwrap();
+    let r = build(&dir);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`workspace.metadata.image.tags[0]`") && r.stderr.contains("{git_sha}"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&root, &good).unwrap();
+
+    // Nothing was written by the failed builds.
+    assert!(!dir.join("target/image/api").exists());
+}
+
+#[test]
+fn cargo_arguments_pass_through() {
+    let (tmp, dir) = example_copy("workspace");
+    let r = cargo_image(&dir)
+        .args(["build", "-p", "cli-tool", "--features", "shout", "--locked"])
+        .args(["--message-format", "json"])
+        .run()
+        .ok();
+    let image: Value = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "image-finished")
+        .expect("an image");
+    let layout = Path::new(image["path"].as_str().unwrap()).to_path_buf();
+    let bundle = tmp.path().join("bundle");
+    umoci_unpack(&layout, "latest", &bundle);
+    let ran = runc_run(&bundle);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stdout
+            .starts_with("CLI-TOOL 0.3.1: BUILT BY CARGO-IMAGE"),
+        "the feature was on: {}",
+        ran.stdout
+    );
+}
