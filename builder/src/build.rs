@@ -589,9 +589,26 @@ impl StageRun<'_> {
                     _ => None,
                 })
                 .collect();
+            let copies = layer
+                .entries
+                .iter()
+                .filter_map(|e| match &e.source {
+                    spec::Source::Stage { stage, path, .. } => Some(format!(
+                        "{stage}:/{path} -> /{}{}",
+                        e.dest,
+                        if e.dest_is_dir && !e.dest.is_empty() {
+                            "/"
+                        } else {
+                            ""
+                        }
+                    )),
+                    _ => None,
+                })
+                .collect();
             inputs.push(graph.push(
                 NodeKind::BuildLayer {
                     layer: label(&layer.name),
+                    copies,
                 },
                 plan.key,
                 copies_from,

@@ -112,6 +112,12 @@ fn multi_stage_example_copies_out_of_a_stage_removes_paths_and_runs() {
         "{}",
         plan.stdout
     );
+    assert!(
+        plan.stdout
+            .contains("copies system:/usr/share/zoneinfo -> /usr/share/zoneinfo/"),
+        "{}",
+        plan.stdout
+    );
     assert!(!plan.stdout.contains("debug"), "{}", plan.stdout);
 }
 

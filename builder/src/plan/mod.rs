@@ -345,7 +345,12 @@ pub enum NodeKind {
     /// Resolve the base image (a local layout today) to a verified manifest.
     FetchBase { reference: String },
     /// Build one layer of the spec.
-    BuildLayer { layer: String },
+    BuildLayer {
+        layer: String,
+        /// What the layer copies out of other stages: `stage:/path -> /dest`.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        copies: Vec<String>,
+    },
     /// Write the image config and manifest.
     AssembleImage { name: String },
     /// Tag the image in the output layout's index.
@@ -370,7 +375,7 @@ impl Node {
     pub fn label(&self) -> String {
         match &self.kind {
             NodeKind::FetchBase { reference } => format!("base {reference}"),
-            NodeKind::BuildLayer { layer } => format!("layer {layer}"),
+            NodeKind::BuildLayer { layer, .. } => format!("layer {layer}"),
             NodeKind::AssembleImage { name } => format!("image {name}"),
             NodeKind::AssembleIndex { tags } => format!("index [{}]", tags.join(", ")),
         }
@@ -428,6 +433,11 @@ impl LayerGraph {
                 state,
                 inputs
             );
+            if let NodeKind::BuildLayer { copies, .. } = &n.kind {
+                for copy in copies {
+                    let _ = writeln!(out, "       copies {copy}");
+                }
+            }
         }
         out
     }
