@@ -190,6 +190,8 @@ fn full_spec_resolves() {
                 all_features: false,
                 no_default_features: true,
                 target: "aarch64-unknown-linux-musl".to_owned(),
+                target_pinned: true,
+                linker: None,
             }),
             owner: Owner {
                 uid: 1000,
@@ -197,6 +199,7 @@ fn full_spec_resolves() {
             },
             mode: Some(0o755),
             dir_mode: Some(0o750),
+            platforms: vec![],
         }
     );
     assert_eq!(
@@ -212,10 +215,13 @@ fn full_spec_resolves() {
                 all_features: false,
                 no_default_features: false,
                 target: "x86_64-unknown-linux-musl".to_owned(),
+                target_pinned: false,
+                linker: None,
             }),
             owner: Owner::default(),
             mode: None,
             dir_mode: None,
+            platforms: vec![],
         }
     );
     assert_eq!(files.name, "files");
@@ -587,3 +593,5 @@ fn spec_path_is_absolute_in_the_result() {
     assert!(spec.spec_path.is_absolute());
     assert!(Path::new(&spec.spec_path).ends_with("image.toml"));
 }
+
+mod platforms;
