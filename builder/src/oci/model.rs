@@ -445,6 +445,21 @@ pub fn image_index(manifests: Vec<Descriptor>) -> ImageIndex {
         .expect("every required index field is set")
 }
 
+/// The image index of a multi-platform image: `manifests` (one per platform, each descriptor
+/// with its `platform`) in the given order, with the image's `annotations` (omitted when empty).
+pub fn platform_index(
+    manifests: Vec<Descriptor>,
+    annotations: &BTreeMap<String, String>,
+) -> ImageIndex {
+    let mut index = image_index(manifests);
+    if !annotations.is_empty() {
+        index.set_annotations(Some(
+            annotations.clone().into_iter().collect::<HashMap<_, _>>(),
+        ));
+    }
+    index
+}
+
 /// The compression of a layer blob of `media_type`, or `None` when it is not a layer type we
 /// can unpack. Accepts the OCI layer types (plain, gzip, zstd, and their non-distributable
 /// forms) and Docker's gzip layers.
