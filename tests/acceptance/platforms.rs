@@ -293,6 +293,55 @@ fn the_index_is_pushed_and_pulled_back_per_architecture() {
 }
 
 #[test]
+fn a_registry_base_index_resolves_to_each_platform() {
+    let registry = Registry::start();
+    let tmp = TempDir::new().unwrap();
+    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    let base = tmp.path().join("base");
+    let repo = format!("{}/base/two", registry.host());
+    cargo_image(tmp.path())
+        .args(["push", "--quiet", "--push-to", &repo, "--output"])
+        .arg_path(&base)
+        .run()
+        .ok();
+    let base_manifests = platform_manifests(&base);
+
+    let app = tmp.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("image.toml"),
+        format!(
+            "name = \"app\"\nfrom = \"{repo}:latest\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+             [[layer]]\nname = \"top\"\n[[layer.add]]\ncontent = \"top\"\ndest = \"/top\"\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    cargo_image(&app)
+        .args(["build", "--quiet", "--store"])
+        .arg_path(&tmp.path().join("app-store"))
+        .args(["--output"])
+        .arg_path(&out)
+        .run()
+        .ok();
+    for ((arch, digest), (base_arch, base_digest)) in
+        platform_manifests(&out).iter().zip(&base_manifests)
+    {
+        assert_eq!(arch, base_arch);
+        let manifest = blob_json(&out, digest);
+        let base_manifest = blob_json(&base, base_digest);
+        let base_layers = base_manifest["layers"].as_array().unwrap();
+        assert_eq!(
+            &manifest["layers"].as_array().unwrap()[..base_layers.len()],
+            base_layers.as_slice(),
+            "{arch}: the base's {arch} layers"
+        );
+        let config = blob_json(&out, manifest["config"]["digest"].as_str().unwrap());
+        assert_eq!(config["architecture"], arch.as_str());
+    }
+}
+
+#[test]
 fn the_index_is_identical_from_two_checkouts() {
     let tmp = TempDir::new().unwrap();
     let a = tmp.path().join("a/multi-arch");

@@ -110,8 +110,22 @@ pub fn resolve_linker(
     spec: Option<&str>,
     context: &Path,
 ) -> Result<Option<String>, Error> {
+    let cargo_has_one = is_host_arch(target)
+        || std::env::var_os(linker_env(target)).is_some()
+        || cargo_config_linker(target, context);
+    choose_linker(target, spec, cargo_has_one, &|p| find_program(p).is_some())
+}
+
+/// [`resolve_linker`] with the environment given: whether cargo has a linker of its own, and
+/// which programs exist.
+fn choose_linker(
+    target: &str,
+    spec: Option<&str>,
+    cargo_has_one: bool,
+    exists: &dyn Fn(&str) -> bool,
+) -> Result<Option<String>, Error> {
     if let Some(linker) = spec {
-        return if find_program(linker).is_some() {
+        return if exists(linker) {
             Ok(Some(linker.to_string()))
         } else {
             Err(Error::LinkerMissing {
@@ -127,14 +141,11 @@ pub fn resolve_linker(
             })
         };
     }
-    if is_host_arch(target)
-        || std::env::var_os(linker_env(target)).is_some()
-        || cargo_config_linker(target, context)
-    {
+    if cargo_has_one {
         return Ok(None);
     }
     match default_linker(target) {
-        Some((linker, _)) if find_program(linker).is_some() => Ok(Some(linker.to_string())),
+        Some((linker, _)) if exists(linker) => Ok(Some(linker.to_string())),
         Some((linker, package)) => Err(Error::LinkerMissing {
             target: target.to_string(),
             linker: linker.to_string(),
@@ -262,6 +273,51 @@ mod tests {
         assert!(error.contains("no-such-linker-gcc"), "{error}");
         assert!(
             error.contains("[platform.\"linux/arm64\"] linker"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_usual_cross_gcc_is_used_when_installed_and_named_when_not() {
+        let target = "aarch64-unknown-linux-musl";
+        let installed = |p: &str| p == "aarch64-linux-gnu-gcc";
+        assert_eq!(
+            choose_linker(target, None, false, &installed).unwrap(),
+            Some("aarch64-linux-gnu-gcc".to_string())
+        );
+        // Cargo's own configuration wins over the default.
+        assert_eq!(choose_linker(target, None, true, &installed).unwrap(), None);
+        // The spec's linker wins over everything.
+        let spec = |p: &str| p == "zig-cc";
+        assert_eq!(
+            choose_linker(target, Some("zig-cc"), true, &spec).unwrap(),
+            Some("zig-cc".to_string())
+        );
+
+        let error = choose_linker(target, None, false, &|_| false)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "no linker for the rust target `aarch64-unknown-linux-musl`: `aarch64-linux-gnu-gcc` \
+             is not on PATH; install it (`apt-get install gcc-aarch64-linux-gnu`), or set \
+             `[platform.\"linux/arm64\"] linker = \"...\"` in the spec, or \
+             `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER` for cargo"
+        );
+        let error = choose_linker("mips64el-unknown-linux-muslabi64", None, false, &|_| false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("[platform.\"OS/ARCH\"] linker"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_target_says_rustup_target_add() {
+        let error = Error::TargetMissing {
+            target: "aarch64-unknown-linux-musl".into(),
+        }
+        .to_string();
+        assert!(
+            error.contains("rustup target add aarch64-unknown-linux-musl"),
             "{error}"
         );
     }

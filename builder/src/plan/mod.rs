@@ -551,3 +551,141 @@ impl LayerGraph {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::layer::Compression;
+    use crate::spec::{CargoSource, Owner};
+
+    fn cargo(target: &str, linker: Option<&str>) -> CargoSource {
+        CargoSource {
+            package: None,
+            bin: Some("app".into()),
+            profile: "release".into(),
+            features: vec![],
+            all_features: false,
+            no_default_features: false,
+            target: target.into(),
+            target_pinned: false,
+            linker: linker.map(str::to_string),
+        }
+    }
+
+    /// The key of a layer holding the binary of `src`, built (here: faked) as `bin`.
+    fn cargo_layer_key(context: &Path, src: &CargoSource, bin: &Path) -> Key {
+        let outputs = HashMap::from([(src.clone(), bin.to_path_buf())]);
+        let ctx = SourceContext {
+            context,
+            cargo_outputs: &outputs,
+            stages: None,
+        };
+        let layer = LayerSpec {
+            name: "app".into(),
+            entries: vec![EntrySpec {
+                dest: "app".into(),
+                dest_is_dir: false,
+                source: Source::Cargo(src.clone()),
+                owner: Owner::default(),
+                mode: None,
+                dir_mode: None,
+                platforms: vec![],
+            }],
+            remove: vec![],
+        };
+        let opts = WriteOptions {
+            compression: Compression::Gzip,
+            mtime: 0,
+            threads: 1,
+        };
+        layer_key(&layer, &ctx, &opts, &ReadEveryFile, &HashMap::new(), None)
+            .unwrap()
+            .key
+    }
+
+    #[test]
+    fn cargo_layer_keys_cover_target_linker_and_cargo_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path().canonicalize().unwrap();
+        let bin = context.join("app");
+        std::fs::write(&bin, b"\x7fELF same bytes").unwrap();
+        std::fs::write(context.join("Cargo.lock"), "version = 4\n").unwrap();
+
+        let amd64 = cargo_layer_key(&context, &cargo("x86_64-unknown-linux-musl", None), &bin);
+        let again = cargo_layer_key(&context, &cargo("x86_64-unknown-linux-musl", None), &bin);
+        assert_eq!(amd64, again);
+        let arm64 = cargo_layer_key(
+            &context,
+            &cargo("aarch64-unknown-linux-musl", Some("aarch64-linux-gnu-gcc")),
+            &bin,
+        );
+        assert_ne!(amd64, arm64, "the target triple is in the key");
+        let other_linker = cargo_layer_key(
+            &context,
+            &cargo("aarch64-unknown-linux-musl", Some("zig-cc")),
+            &bin,
+        );
+        assert_ne!(arm64, other_linker, "the linker is in the key");
+        let mut dev = cargo("x86_64-unknown-linux-musl", None);
+        dev.profile = "dev".into();
+        assert_ne!(amd64, cargo_layer_key(&context, &dev, &bin), "the profile");
+        let mut featured = cargo("x86_64-unknown-linux-musl", None);
+        featured.features = vec!["tls".into()];
+        assert_ne!(
+            amd64,
+            cargo_layer_key(&context, &featured, &bin),
+            "features"
+        );
+
+        std::fs::write(context.join("Cargo.lock"), "version = 4\n# changed\n").unwrap();
+        let relocked = cargo_layer_key(&context, &cargo("x86_64-unknown-linux-musl", None), &bin);
+        assert_ne!(amd64, relocked, "Cargo.lock is in the key");
+    }
+
+    #[test]
+    fn platform_index_keys_follow_platforms_images_and_tags() {
+        let a = Key([1; 32]);
+        let b = Key([2; 32]);
+        let tags = vec!["latest".to_string()];
+        let both = [
+            ("linux/amd64".to_string(), a),
+            ("linux/arm64".to_string(), b),
+        ];
+        let key = platform_index_key(&both, &tags);
+        assert_eq!(key, platform_index_key(&both, &tags));
+        let swapped = [
+            ("linux/arm64".to_string(), b),
+            ("linux/amd64".to_string(), a),
+        ];
+        assert_ne!(key, platform_index_key(&swapped, &tags), "index order");
+        assert_ne!(key, platform_index_key(&both, &["v1".to_string()]), "tags");
+        assert_ne!(key, platform_index_key(&both[..1], &tags), "platforms");
+        assert_ne!(key, index_key(&a, &tags), "not a single image's index");
+    }
+
+    #[test]
+    fn appended_graphs_are_renumbered() {
+        let mut one = LayerGraph::default();
+        let base = one.push(
+            NodeKind::BuildLayer { layer: "a".into() },
+            Key([1; 32]),
+            vec![],
+            Some(false),
+        );
+        one.push(
+            NodeKind::AssembleImage { name: "x".into() },
+            Key([2; 32]),
+            vec![base],
+            Some(false),
+        );
+        let mut all = LayerGraph::default();
+        assert_eq!(all.append(one.clone()), 0);
+        assert_eq!(all.append(one), 2);
+        assert_eq!(all.nodes.len(), 4);
+        assert_eq!(all.nodes[3].id, 3);
+        assert_eq!(all.nodes[3].inputs, [2]);
+        assert_eq!(all.nodes[1].inputs, [0]);
+    }
+}
