@@ -866,7 +866,7 @@ impl StageRun<'_> {
             })?;
         let on_event = self.on_event;
         let work: Vec<_> = stage.layers.iter().zip(plans).zip(hits).collect();
-        let blobs: Vec<LayerBlob> = pool.install(|| {
+        let built: Vec<(LayerBlob, bool)> = pool.install(|| {
             work.into_par_iter()
                 .map(|((layer_spec, plan), hit)| {
                     let name = label(&layer_spec.name);
@@ -909,10 +909,14 @@ impl StageRun<'_> {
                         media_type: blob.media_type.clone(),
                         cached,
                     });
-                    Ok(blob)
+                    Ok((blob, cached))
                 })
                 .collect::<Result<Vec<_>, Error>>()
         })?;
+        // A layer another build (a platform of this one, or another process) made while this
+        // one waited for its key's lock is fresh too.
+        result.cached = built.iter().filter(|(_, cached)| *cached).count();
+        let blobs: Vec<LayerBlob> = built.into_iter().map(|(blob, _)| blob).collect();
         let image = assemble_image(stage, is_target, cx, base.as_ref(), &blobs, store)?;
         let _ = store.put_key(
             &key.hex(),

@@ -690,6 +690,43 @@ fn a_missing_linker_says_how_to_get_one() {
 }
 
 #[test]
+fn a_layer_shared_by_the_platforms_is_built_once() {
+    let tmp = TempDir::new().unwrap();
+    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    let r = cargo_image(tmp.path())
+        .args(["build", "--message-format", "json", "--output"])
+        .arg_path(&tmp.path().join("out"))
+        .run()
+        .ok();
+    let events: Vec<Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let started = |layer: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "layer-started")
+            .filter(|e| e["name"].as_str().unwrap().starts_with(layer))
+            .count()
+    };
+    assert_eq!(started("shared ["), 1, "{}", r.stdout);
+    assert_eq!(started("own ["), 2, "{}", r.stdout);
+    let finished: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "layer-finished")
+        .filter(|e| e["name"].as_str().unwrap().starts_with("shared ["))
+        .collect();
+    assert_eq!(finished.len(), 2);
+    assert_eq!(finished[0]["digest"], finished[1]["digest"]);
+    assert_eq!(
+        finished.iter().filter(|e| e["cached"] == true).count(),
+        1,
+        "one platform built it, the other took it from the store"
+    );
+}
+
+#[test]
 fn the_plan_has_a_branch_per_platform_and_one_index() {
     let tmp = TempDir::new().unwrap();
     std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
