@@ -109,8 +109,10 @@ pub struct RawSpec {
     /// `linux/s390x`, `linux/ppc64le` (others need a `target` in `[platform."..."]`). With
     /// several, the build writes one OCI image index with a manifest per platform: each
     /// platform's base is that platform's image of the `from` index, each `cargo` entry is
-    /// cross-compiled for the platform's rust target, and layers whose bytes are the same on
-    /// every platform are built once and shared by digest. `cargo image build --platform`
+    /// cross-compiled for the platform's rust target, and a layer with the same inputs on every
+    /// platform is built once and shared by digest (over a base that differs per platform it is
+    /// built per platform, as its directories take the base's attributes, and still stored and
+    /// pushed once when its bytes are the same). `cargo image build --platform`
     /// overrides this list. Default: `["linux/amd64"]`, written as a plain image manifest.
     #[serde(default)]
     #[schemars(with = "Vec<String>", transform = platform_list, extend("default" = ["linux/amd64"]))]
