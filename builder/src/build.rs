@@ -15,6 +15,16 @@
 //!    the store into a temporary directory beside the output, swapped into place at the end, so
 //!    a failed build leaves the previous output as it was ([`crate::oci::LayoutWriter`]).
 //!
+//! # Platforms
+//! A spec (or [`BuildOptions::platforms`]) may name several platforms. Steps 2-4 then run once
+//! per platform, in parallel and sharing the store, on the spec as
+//! [`ImageSpec::for_platform`] makes it (cargo entries built for the platform's target, entries
+//! of other platforms left out); the base resolves to the platform's image of an index. A layer
+//! whose key is the same on every platform (assets, certificates) is built once, under its
+//! key's lock, and shared by digest. Step 5 writes one OCI image index whose entries carry each
+//! platform, and tags it. One platform gives a plain manifest, unless an index is asked for
+//! (`index = true`, [`BuildOptions::index`]).
+//!
 //! Progress leaves the library as [`Event`]s given to a callback (from several threads): the CLI
 //! prints them, tools get them as JSON. The library never prints.
 
@@ -69,6 +79,12 @@ pub enum Error {
     UnknownTarget { target: String, stages: String },
     #[error("invalid tag `{tag}` given with --tag: {reason}")]
     InvalidTag { tag: String, reason: String },
+    #[error("no platform to build: {platform} has no default rust target; set `[platform.\"{platform}\"] target = \"...\"` in the spec")]
+    UnknownPlatform { platform: String },
+    #[error("a cargo entry of the spec pins `target = \"{target}\"`, which builds for one platform, and {count} platforms are asked for; remove `target` from the entry (each platform builds for its own target) or build one --platform")]
+    PinnedTarget { target: String, count: usize },
+    #[error("a docker archive holds one image, and this build is for {platforms}; write an OCI archive (`--output-format oci-archive`) or build one --platform")]
+    DockerArchivePlatforms { platforms: String },
     #[error("could not start {threads} worker threads: {source}")]
     Threads {
         threads: usize,
@@ -122,6 +138,10 @@ pub struct BuildOptions {
     pub push: Option<PushOptions>,
     /// Build this stage as the image instead of the spec's image stage.
     pub target: Option<String>,
+    /// Build for these platforms instead of the spec's `platforms` (when non-empty).
+    pub platforms: Vec<oci::Platform>,
+    /// Write an image index even for a single platform.
+    pub index: bool,
 }
 
 /// Where a build pushes its image.
@@ -196,14 +216,31 @@ pub struct BuildOutput {
     pub name: String,
     /// The tags written in `index.json`.
     pub tags: Vec<String>,
-    /// `sha256:<hex>` of the image manifest.
+    /// `sha256:<hex>` of what the tags point at: the image manifest, or the image index of a
+    /// multi-platform build.
     pub manifest_digest: String,
-    /// Our layers (not the base's), bottom first.
+    /// Our layers (not the base's), bottom first; platform after platform for an index.
     pub layers: Vec<LayerBlob>,
     /// How many of them came from the store.
     pub cached_layers: usize,
+    /// The images of an index, one per platform, in index order (empty for a plain manifest).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformImage>,
     /// `name@sha256:...` when the image was pushed.
     pub pushed: Option<String>,
+}
+
+/// One platform's image of a multi-platform build.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlatformImage {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// `sha256:<hex>` of the platform's image manifest.
+    pub manifest_digest: String,
+    /// Size of the manifest in bytes.
+    pub manifest_size: u64,
+    /// Our layers of this platform's image, bottom first.
+    pub layers: Vec<LayerBlob>,
 }
 
 /// Reads the spec at `spec_path` and builds it; see the module docs for the steps.
@@ -222,7 +259,8 @@ pub fn build(
 
 /// Plans the spec at `spec_path` without building anything: runs its cargo builds (the only way
 /// to know a binary's content), keys every node of every needed stage and asks the store (if it
-/// exists) which it has. A registry base is resolved (and held in the store) on the way.
+/// exists) which it has. A registry base is resolved (and held in the store) on the way. A
+/// multi-platform spec gives one graph with a branch per platform.
 pub fn plan(
     spec_path: &Path,
     opts: &BuildOptions,
@@ -238,8 +276,7 @@ pub fn plan_spec(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<LayerGraph, Error> {
     let cx = Context::new(spec, opts)?;
-    let target = cx.target_stage(spec)?;
-    let cargo_outputs = cargo_builds(spec, &needed_stages(spec, target), opts, on_event)?;
+    let (platforms, as_index) = platform_specs(spec, opts)?;
     let store_root = cx.store_root.clone();
     let store = if store_root.join("version").is_file() {
         Some(Store::open(&store_root).map_err(|e| store_err(&store_root, e))?)
@@ -251,18 +288,125 @@ pub fn plan_spec(
         None => StatIndex::new(),
     });
     let mut graph = LayerGraph::default();
-    let run = StageRun {
-        spec,
-        cx: &cx,
-        opts,
-        store: store.as_ref(),
-        cargo_outputs: &cargo_outputs,
-        hasher: &StatHasher(&stat_index),
-        on_event,
-        execute: false,
-    };
-    run.stages(target, &mut graph)?;
+    let mut images = Vec::new();
+    for p in &platforms {
+        let pcx = cx.for_platform(&p.platform, platforms.len() > 1);
+        let target = pcx.target_stage(&p.spec)?;
+        let cargo_outputs = cargo_builds(&p.spec, &needed_stages(&p.spec, target), opts, on_event)?;
+        let run = StageRun {
+            spec: &p.spec,
+            cx: &pcx,
+            opts,
+            store: store.as_ref(),
+            cargo_outputs: &cargo_outputs,
+            hasher: &StatHasher(&stat_index),
+            on_event,
+            execute: false,
+        };
+        let mut branch = LayerGraph::default();
+        let image = run
+            .stages(target, &mut branch)?
+            .pop()
+            .expect("the target stage is planned last");
+        let offset = graph.append(branch);
+        images.push((p.platform.clone(), image.key, image.node + offset));
+    }
+    push_index_node(&mut graph, &cx.tags, &images, as_index);
     Ok(graph)
+}
+
+/// One platform of a build, with the spec as built for it.
+struct PlatformSpec {
+    platform: oci::Platform,
+    spec: ImageSpec,
+}
+
+/// The platforms a build is for (`--platform`, else the spec's, else `linux/amd64`), each with
+/// the spec as built for it, and whether the output is an image index.
+fn platform_specs(
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+) -> Result<(Vec<PlatformSpec>, bool), Error> {
+    let mut platforms: Vec<oci::Platform> = Vec::new();
+    let asked = if !opts.platforms.is_empty() {
+        opts.platforms.clone()
+    } else if !spec.platforms.is_empty() {
+        spec.platforms.clone()
+    } else {
+        vec![oci::Platform::linux_amd64()]
+    };
+    for p in asked {
+        if !platforms.contains(&p) {
+            platforms.push(p);
+        }
+    }
+    if platforms.len() > 1 {
+        if let Some(target) = spec.pinned_cargo_target() {
+            return Err(Error::PinnedTarget {
+                target: target.to_string(),
+                count: platforms.len(),
+            });
+        }
+    }
+    let has_cargo = spec
+        .stages
+        .iter()
+        .chain(std::iter::once(&spec.stage))
+        .flat_map(|s| &s.layers)
+        .flat_map(|l| &l.entries)
+        .any(|e| matches!(&e.source, spec::Source::Cargo(src) if !src.target_pinned));
+    let as_index = platforms.len() > 1 || spec.index || opts.index;
+    let specs = platforms
+        .into_iter()
+        .map(|platform| {
+            let target = match spec.cargo_target(&platform) {
+                Some(t) => t,
+                None if !has_cargo => String::new(),
+                None => {
+                    return Err(Error::UnknownPlatform {
+                        platform: platform.to_string(),
+                    })
+                }
+            };
+            Ok(PlatformSpec {
+                spec: spec.for_platform(&platform, &target),
+                platform,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((specs, as_index))
+}
+
+/// Adds the node that tags the output: the image's (`as_index` false, one image), or an image
+/// index over every platform's image.
+fn push_index_node(
+    graph: &mut LayerGraph,
+    tags: &[String],
+    images: &[(oci::Platform, Key, plan::NodeId)],
+    as_index: bool,
+) {
+    if let (false, [(_, key, node)]) = (as_index, images) {
+        graph.push(
+            NodeKind::AssembleIndex {
+                tags: tags.to_vec(),
+                platforms: Vec::new(),
+            },
+            plan::index_key(key, tags),
+            vec![*node],
+            None,
+        );
+        return;
+    }
+    let keyed: Vec<(String, Key)> = images.iter().map(|(p, k, _)| (p.to_string(), *k)).collect();
+    graph.push(
+        NodeKind::AssembleIndex {
+            tags: tags.to_vec(),
+            platforms: keyed.iter().map(|(p, _)| p.clone()).collect(),
+        },
+        plan::platform_index_key(&keyed, tags),
+        images.iter().map(|(_, _, n)| *n).collect(),
+        None,
+    );
 }
 
 /// Builds an already loaded spec.
@@ -272,7 +416,19 @@ pub fn build_spec(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
     let cx = Context::new(spec, opts)?;
-    let target = cx.target_stage(spec)?;
+    let (platforms, as_index) = platform_specs(spec, opts)?;
+    if cx.format == OutputFormat::DockerArchive && platforms.len() > 1 {
+        return Err(Error::DockerArchivePlatforms {
+            platforms: platforms
+                .iter()
+                .map(|p| p.platform.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    for p in &platforms {
+        cx.target_stage(&p.spec)?;
+    }
 
     // The output is checked (and its temporary sibling made) before any long work. An archive
     // is made from a layout written in a temporary directory beside it.
@@ -290,47 +446,104 @@ pub fn build_spec(
         .lock_shared()
         .map_err(|e| store_err(&cx.store_root, e))?;
 
-    // 2. Cargo builds, for the stages the image needs.
-    let needed = needed_stages(spec, target);
-    let cargo_outputs = cargo_builds(spec, &needed, opts, on_event)?;
-
-    // 3-4. Plan and execute every needed stage, sources first.
+    // 2-4. Per platform, in parallel: cargo builds for the stages the image needs, then plan
+    // and execute every needed stage, sources first. Layers with one key on several platforms
+    // are built once (under the key's lock) and shared.
     let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
-    let mut graph = LayerGraph::default();
-    let run = StageRun {
-        spec,
-        cx: &cx,
-        opts,
-        store: Some(&store),
-        cargo_outputs: &cargo_outputs,
-        hasher: &StatHasher(&stat_index),
-        on_event,
-        execute: true,
-    };
-    let mut stages = run.stages(target, &mut graph)?;
+    let multi = platforms.len() > 1;
+    let built: Vec<(LayerGraph, StageImage)> = platforms
+        .par_iter()
+        .map(|p| {
+            let pcx = cx.for_platform(&p.platform, multi);
+            let target = pcx.target_stage(&p.spec)?;
+            let needed = needed_stages(&p.spec, target);
+            let cargo_outputs = cargo_builds(&p.spec, &needed, opts, on_event)?;
+            let mut graph = LayerGraph::default();
+            let run = StageRun {
+                spec: &p.spec,
+                cx: &pcx,
+                opts,
+                store: Some(&store),
+                cargo_outputs: &cargo_outputs,
+                hasher: &StatHasher(&stat_index),
+                on_event,
+                execute: true,
+            };
+            let image = run
+                .stages(target, &mut graph)?
+                .pop()
+                .expect("the target stage is built last");
+            Ok((graph, image))
+        })
+        .collect::<Result<_, Error>>()?;
     // Newly learnt content hashes serve the next build; failing to save them costs only speed.
     let _ = stat_index
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .save(&store);
-    on_event(Event::Plan { graph });
-    let image = stages.pop().expect("the target stage is built last");
-    let resolved = image.image.as_ref().expect("built stages have an image");
-
-    // 5. Emit: every blob of the image out of the store, then the index.
-    for desc in resolved.layers() {
-        link_out(&store, desc.digest().as_ref(), &writer, &cx.store_root)?;
+    let mut graph = LayerGraph::default();
+    let mut images = Vec::new();
+    let mut results = Vec::new();
+    for ((branch, image), p) in built.into_iter().zip(&platforms) {
+        let offset = graph.append(branch);
+        images.push((p.platform.clone(), image.key, image.node + offset));
+        results.push(image);
     }
-    link_out(
-        &store,
-        resolved.manifest.config().digest().as_ref(),
-        &writer,
-        &cx.store_root,
-    )?;
-    link_out(&store, &resolved.digest(), &writer, &cx.store_root)?;
-    let manifest = resolved.descriptor.clone();
-    let manifest_digest = manifest.digest().to_string();
-    let layout = writer.finish(oci::index_entries(&manifest, Some(&cx.platform), &cx.tags))?;
+    push_index_node(&mut graph, &cx.tags, &images, as_index);
+    on_event(Event::Plan { graph });
+
+    // 5. Emit: every blob of every image out of the store, then the index.
+    let mut children = Vec::new();
+    for (image, p) in results.iter().zip(&platforms) {
+        let resolved = image.image.as_ref().expect("built stages have an image");
+        for desc in resolved.layers() {
+            link_out(&store, desc.digest().as_ref(), &writer, &cx.store_root)?;
+        }
+        link_out(
+            &store,
+            resolved.manifest.config().digest().as_ref(),
+            &writer,
+            &cx.store_root,
+        )?;
+        link_out(&store, &resolved.digest(), &writer, &cx.store_root)?;
+        let mut child = resolved.descriptor.clone();
+        child.set_platform(Some(p.platform.to_oci()));
+        children.push(child);
+    }
+    let mut platform_images = Vec::new();
+    let tagged = if as_index {
+        for (image, child) in results.iter().zip(&children) {
+            platform_images.push(PlatformImage {
+                platform: image_platform(child),
+                manifest_digest: child.digest().to_string(),
+                manifest_size: child.size(),
+                layers: image.layers.clone(),
+            });
+        }
+        let index = oci::platform_index(children, &cx.annotations);
+        let (descriptor, _) = write_json(&store, MediaType::ImageIndex, &index)?;
+        link_out(
+            &store,
+            descriptor.digest().as_ref(),
+            &writer,
+            &cx.store_root,
+        )?;
+        descriptor
+    } else {
+        results[0]
+            .image
+            .as_ref()
+            .expect("built stages have an image")
+            .descriptor
+            .clone()
+    };
+    let manifest_digest = tagged.digest().to_string();
+    let entry_platform = (!as_index).then(|| platforms[0].platform.clone());
+    let layout = writer.finish(oci::index_entries(
+        &tagged,
+        entry_platform.as_ref(),
+        &cx.tags,
+    ))?;
     let path = match cx.format {
         OutputFormat::Oci => layout,
         OutputFormat::OciArchive => {
@@ -360,7 +573,7 @@ pub fn build_spec(
             opts,
             push,
             &layout_dir_of(&path, archive_scratch.as_ref()),
-            image.reference.as_ref(),
+            results[0].reference.as_ref(),
             on_event,
         )?),
         None => None,
@@ -377,10 +590,20 @@ pub fn build_spec(
         name: spec.name.clone(),
         tags: cx.tags.clone(),
         manifest_digest,
-        cached_layers: image.cached,
-        layers: image.layers,
+        cached_layers: results.iter().map(|i| i.cached).sum(),
+        layers: results.into_iter().flat_map(|i| i.layers).collect(),
+        platforms: platform_images,
         pushed,
     })
+}
+
+/// `os/arch[/variant]` of an index entry.
+fn image_platform(descriptor: &oci_spec::image::Descriptor) -> String {
+    descriptor
+        .platform()
+        .as_ref()
+        .map(|p| oci::Platform::from_oci(p).to_string())
+        .unwrap_or_default()
 }
 
 /// Builds several specs (the images of a cargo workspace) in parallel, sharing the store: a
@@ -491,11 +714,16 @@ impl StageRun<'_> {
         let cx = self.cx;
         let find = |name: &str| done.iter().find(|s| s.name == name);
         // Layer and event names of source stages say which stage they belong to.
+        // In a multi-platform build they also say which platform.
         let label = |layer: &str| {
-            if is_target {
+            let name = if is_target {
                 layer.to_string()
             } else {
                 format!("{}/{layer}", stage.name)
+            };
+            match &cx.label {
+                Some(platform) => format!("{name} [{platform}]"),
+                None => name,
             }
         };
 
@@ -623,26 +851,22 @@ impl StageRun<'_> {
             .map(|s| s.get_key(&key.hex()).ok().flatten().is_some());
         let node = graph.push(
             NodeKind::AssembleImage {
-                name: if is_target {
-                    self.spec.name.clone()
-                } else {
-                    format!("stage {}", stage.name)
+                name: {
+                    let name = if is_target {
+                        self.spec.name.clone()
+                    } else {
+                        format!("stage {}", stage.name)
+                    };
+                    match &cx.label {
+                        Some(platform) => format!("{name} [{platform}]"),
+                        None => name,
+                    }
                 },
             },
             key,
             inputs,
             Some(image_cached.unwrap_or(false)),
         );
-        if is_target {
-            graph.push(
-                NodeKind::AssembleIndex {
-                    tags: cx.tags.clone(),
-                },
-                plan::index_key(&key, &cx.tags),
-                vec![node],
-                None,
-            );
-        }
         let cached = hits.iter().filter(|h| h.is_some()).count();
         let mut result = StageImage {
             name: stage.name.clone(),
@@ -667,7 +891,7 @@ impl StageRun<'_> {
             })?;
         let on_event = self.on_event;
         let work: Vec<_> = stage.layers.iter().zip(plans).zip(hits).collect();
-        let blobs: Vec<LayerBlob> = pool.install(|| {
+        let built: Vec<(LayerBlob, bool)> = pool.install(|| {
             work.into_par_iter()
                 .map(|((layer_spec, plan), hit)| {
                     let name = label(&layer_spec.name);
@@ -710,10 +934,14 @@ impl StageRun<'_> {
                         media_type: blob.media_type.clone(),
                         cached,
                     });
-                    Ok(blob)
+                    Ok((blob, cached))
                 })
                 .collect::<Result<Vec<_>, Error>>()
         })?;
+        // A layer another build (a platform of this one, or another process) made while this
+        // one waited for its key's lock is fresh too.
+        result.cached = built.iter().filter(|(_, cached)| *cached).count();
+        let blobs: Vec<LayerBlob> = built.into_iter().map(|(blob, _)| blob).collect();
         let image = assemble_image(stage, is_target, cx, base.as_ref(), &blobs, store)?;
         let _ = store.put_key(
             &key.hex(),
@@ -861,7 +1089,8 @@ fn hold_base(store: &Store, base: &BaseImage, which: &Base) -> Result<oci::Resol
     Ok(image)
 }
 
-/// What one build decides once, up front.
+/// What one build decides once, up front (and per platform: `platform`, `label`).
+#[derive(Clone)]
 struct Context {
     target: Option<String>,
     format: OutputFormat,
@@ -873,9 +1102,20 @@ struct Context {
     platform: oci::Platform,
     write: WriteOptions,
     annotations: BTreeMap<String, String>,
+    /// The platform layer and image names carry in a multi-platform build.
+    label: Option<String>,
 }
 
 impl Context {
+    /// This context for one platform of the build; `multi` when there are several.
+    fn for_platform(&self, platform: &oci::Platform, multi: bool) -> Context {
+        Context {
+            platform: platform.clone(),
+            label: multi.then(|| platform.to_string()),
+            ..self.clone()
+        }
+    }
+
     /// The stage that becomes the image: `--target`, else the spec's image stage.
     fn target_stage<'s>(&self, spec: &'s ImageSpec) -> Result<&'s Stage, Error> {
         match &self.target {
@@ -957,6 +1197,7 @@ impl Context {
                 threads,
             },
             annotations,
+            label: None,
         })
     }
 }

@@ -27,7 +27,9 @@
 //!    the OCI layout writer (built in a temporary directory, swapped into place on success) and
 //!    reader (for `oci:` bases and `inspect`), and OCI / docker archives.
 //! 7. [`build`]: the operation that runs these steps for one spec (independent layers in
-//!    parallel on a rayon pool) and reports progress as
+//!    parallel on a rayon pool; with several `platforms`, steps 2-5 once per platform, in
+//!    parallel, into one OCI image index, cargo binaries cross-compiled per platform's target
+//!    triple) and reports progress as
 //!    [`build::Event`]s. The library never prints; the `cargo-image` binary turns events into
 //!    cargo-style status lines or JSON.
 //!

@@ -17,7 +17,7 @@ const GOLDEN_STATIC_SITE: &str =
 /// Makes a checkout of `examples/<name>` at `dest`: files created in the given order, with the
 /// given permission bits and mtime, then committed to a fresh git repository with fixed
 /// identities and dates (so both checkouts have the same commit, as two clones would).
-fn checkout(name: &str, dest: &Path, reverse: bool, file_mode: u32, mtime: &str) {
+pub(crate) fn checkout(name: &str, dest: &Path, reverse: bool, file_mode: u32, mtime: &str) {
     copy_tree(&repo_root().join("examples").join(name), dest, reverse);
     for entry in walk(dest) {
         use std::os::unix::fs::PermissionsExt;

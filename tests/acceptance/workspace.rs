@@ -290,3 +290,55 @@ fn cargo_arguments_pass_through() {
         ran.stdout
     );
 }
+
+#[test]
+fn workspace_platforms_make_an_index_per_image() {
+    let (_tmp, dir) = example_copy("workspace");
+    // `platforms` in the workspace's defaults applies to every image, zero-config ones too.
+    let root = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&root).unwrap();
+    std::fs::write(
+        &root,
+        text.replace(
+            "epoch = 1700000000\n",
+            "epoch = 1700000000\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+        ),
+    )
+    .unwrap();
+    let r = cargo_image(&dir)
+        .args(["build", "-p", "cli-tool", "--message-format", "json"])
+        .run()
+        .ok();
+    let image: Value = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "image-finished")
+        .expect("an image");
+    let layout = Path::new(image["path"].as_str().unwrap()).to_path_buf();
+    let raw = skopeo_inspect(&layout, "latest", Some("--raw"));
+    let manifests = raw["manifests"].as_array().expect("an image index");
+    let arches: Vec<&str> = manifests
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"], "{raw}");
+    // The shared layer is one blob in both; the binaries differ.
+    let layers: Vec<Vec<String>> = manifests
+        .iter()
+        .map(|m| {
+            blob_json(&layout, m["digest"].as_str().unwrap())["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(layers[0][0], layers[1][0], "base-files shared");
+    assert_ne!(
+        layers[0].last(),
+        layers[1].last(),
+        "one binary per platform"
+    );
+}

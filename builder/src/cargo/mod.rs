@@ -16,6 +16,13 @@
 //! ordinary `cargo build` artifacts, and vice versa.
 //!
 //! The cargo program is `$CARGO` when set (cargo sets it for `cargo image`), else `cargo` on `PATH`.
+//!
+//! # Platforms
+//! A source's `target` is the triple of the platform the image is built for ([`default_target`]
+//! maps `linux/arm64` to `aarch64-unknown-linux-musl`); a cross build gets its linker from
+//! [`resolve_linker`] (the spec's, cargo's own configuration, or the usual cross gcc), passed as
+//! `CARGO_TARGET_<TRIPLE>_LINKER`. Each triple has its own directory under cargo's target
+//! directory, so two platforms never share a binary's path.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
@@ -23,6 +30,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::spec::CargoSource;
+
+mod targets;
+
+pub use targets::{
+    default_linker, default_target, is_host_arch, linker_env, platform_of_target, resolve_linker,
+    DEFAULT_TARGETS,
+};
 
 /// Errors from cargo builds.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +59,22 @@ pub enum Error {
     },
     #[error(
         "the rust target `{target}` is not installed; install it with `rustup target add {target}` \
-         (or set `target` in the cargo entry of the spec)"
+         (or set another `target` for the platform in the spec: `[platform.\"OS/ARCH\"] target = \"...\"`)"
     )]
     TargetMissing { target: String },
+    #[error(
+        "no linker for the rust target `{target}`: `{linker}` is not on PATH; {hint}set \
+         `{key}` in the spec, or `{env}` for cargo",
+        env = linker_env(target)
+    )]
+    LinkerMissing {
+        target: String,
+        linker: String,
+        /// How to install the usual linker (`install it (apt-get install ...), or `).
+        hint: String,
+        /// The spec key that names another linker.
+        key: String,
+    },
     #[error("cargo build of {what} failed (exit status {status})\n{stderr}")]
     Build {
         what: String,
@@ -334,6 +361,9 @@ pub fn describe(src: &CargoSource) -> String {
         None => s.push_str(" of the context's package"),
     }
     s.push_str(&format!(" ({}, {})", src.profile, src.target));
+    if let Some(linker) = &src.linker {
+        s.push_str(&format!(" linked by `{linker}`"));
+    }
     s
 }
 
@@ -342,6 +372,7 @@ pub fn describe(src: &CargoSource) -> String {
 pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<PathBuf, Error> {
     let src = &opts.overrides.apply(src);
     ensure_target(&src.target, opts)?;
+    let linker = resolve_linker(&src.target, src.linker.as_deref(), context)?;
     let mut ws = workspace(context)?;
     if let Some(dir) = &opts.overrides.target_dir {
         ws.target_directory = dir.clone();
@@ -389,6 +420,9 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
         cmd.arg("--no-default-features");
     }
     cmd.args(&opts.extra_args);
+    if let Some(linker) = &linker {
+        cmd.env(linker_env(&src.target), linker);
+    }
     cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         .env_remove("RUSTFLAGS")
         .stdin(Stdio::null())
@@ -484,6 +518,8 @@ mod tests {
             all_features: false,
             no_default_features: false,
             target: "x86_64-unknown-linux-musl".into(),
+            target_pinned: false,
+            linker: None,
         }
     }
 

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use cargo_oci_image::build::{self, BuildOptions, OutputFormat, PushOptions};
 use cargo_oci_image::cargo::{CargoOptions, CargoOverrides};
+use cargo_oci_image::oci::Platform;
 use cargo_oci_image::registry::{Credentials, RegistryOptions};
 use cargo_oci_image::spec::{self, ImageSpec, Selection};
 use clap::{Args, ValueEnum};
@@ -127,6 +128,13 @@ pub struct CommonArgs {
     /// A PEM file of CA certificates to trust for registries, besides the system roots.
     #[arg(long, value_name = "FILE")]
     pub registry_ca: Option<PathBuf>,
+    /// Build for these platforms (`os/arch[/variant]`, comma separated or repeated) instead of
+    /// the spec's `platforms`; several give one image index with a manifest per platform.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Vec<String>,
+    /// Write an image index even for a single platform.
+    #[arg(long)]
+    pub index: bool,
 }
 
 impl CommonArgs {
@@ -177,7 +185,23 @@ impl CommonArgs {
             registry: self.registry()?,
             push: None,
             target: self.target.clone(),
+            platforms: self.platforms()?,
+            index: self.index,
         })
+    }
+
+    /// The `--platform` values, parsed.
+    fn platforms(&self) -> Result<Vec<Platform>, Failure> {
+        self.platform
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                Platform::parse(p)
+                    .map_err(|e| Failure::usage(anyhow::anyhow!("invalid --platform: {e}")))
+            })
+            .collect()
     }
 
     fn registry(&self) -> Result<RegistryOptions, Failure> {
@@ -331,6 +355,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         let (image, counts) = finished(&out);
         let secs = started.elapsed().as_secs_f64();
         status("Finished", &format!("{image} in {secs:.2}s {counts}"));
+        platform_lines(&out);
         status("Output", &out.path.display().to_string());
     }
     if let (Some(pushed), false) = (&out.pushed, json) {
@@ -353,6 +378,16 @@ fn finished(out: &build::BuildOutput) -> (String, String) {
         ),
         format!("({built} built, {fresh} fresh)"),
     )
+}
+
+/// A `Platform` line per platform of a multi-platform image, with its manifest digest.
+fn platform_lines(out: &build::BuildOutput) {
+    for image in &out.platforms {
+        status(
+            "Platform",
+            &format!("{} {}", image.platform, image.manifest_digest),
+        );
+    }
 }
 
 /// Builds the images of a cargo workspace in parallel, sharing the store.
@@ -392,6 +427,7 @@ fn run_many(
                     let (image, counts) = finished(&out);
                     let path = out.path.display();
                     status("Finished", &format!("{image} {counts} -> {path}"));
+                    platform_lines(&out);
                 }
                 if let (Some(pushed), false) = (&out.pushed, json) {
                     println!("{pushed}");

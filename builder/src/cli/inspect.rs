@@ -49,11 +49,55 @@ pub fn run(args: InspectArgs) -> Result<(), Failure> {
             if i > 0 {
                 out.push('\n');
             }
+            // An image index is shown once, with its platforms, before its images.
+            let first_of_index = image.index_digest.is_some()
+                && (i == 0 || images[i - 1].index_digest != image.index_digest);
+            if first_of_index {
+                index_table(&mut out, &layout, &images[i..]);
+                out.push('\n');
+            }
             table(&mut out, &layout, image);
         }
         print!("{out}");
     }
     Ok(())
+}
+
+/// Appends the summary of the image index `images[0]` belongs to: its digest and size, and one
+/// line per platform with the manifest digest, the manifest size and the image's layer bytes.
+fn index_table(out: &mut String, layout: &std::path::Path, images: &[Inspection]) {
+    let first = &images[0];
+    let platforms: Vec<&Inspection> = images
+        .iter()
+        .take_while(|i| i.index_digest == first.index_digest)
+        .collect();
+    let _ = writeln!(out, "{:<13}{}", "Layout", layout.display());
+    let _ = writeln!(out, "{:<13}{}", "Tags", first.tags.join(", "));
+    let _ = writeln!(
+        out,
+        "{:<13}{}  {}  {} platform{}",
+        "Index",
+        first.index_digest.as_deref().unwrap_or_default(),
+        human_size(first.index_size.unwrap_or_default()),
+        platforms.len(),
+        if platforms.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        out,
+        "  {:<16}  {:<71}  {:>10}  {:>10}",
+        "PLATFORM", "MANIFEST", "SIZE", "LAYERS"
+    );
+    for image in platforms {
+        let layers: u64 = image.layers.iter().map(|l| l.size).sum();
+        let _ = writeln!(
+            out,
+            "  {:<16}  {:<71}  {:>10}  {:>10}",
+            image.platform.to_string(),
+            image.manifest.digest,
+            human_size(image.manifest.size),
+            human_size(layers)
+        );
+    }
 }
 
 /// Appends the human form of one image: key/value lines, then a layer table.

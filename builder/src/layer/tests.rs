@@ -76,6 +76,7 @@ fn add(dest: &str, source: Source) -> EntrySpec {
         owner: Owner::default(),
         mode: None,
         dir_mode: None,
+        platforms: vec![],
     }
 }
 
@@ -314,6 +315,8 @@ fn inline_dir_symlink_and_cargo_sources() {
         all_features: false,
         no_default_features: false,
         target: "x86_64-unknown-linux-musl".into(),
+        target_pinned: false,
+        linker: None,
     };
     c.cargo.insert(cargo.clone(), bin);
     let mut content = add("etc/app.toml", Source::Content(b"port = 80\n".to_vec()));

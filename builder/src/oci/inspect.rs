@@ -25,6 +25,9 @@ pub struct Inspection {
     /// The image index the tags point at, when this image is one platform of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index_digest: Option<String>,
+    /// The size of that image index in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_size: Option<u64>,
     /// The image manifest.
     pub manifest: BlobInfo,
     /// Digest of the image config.
@@ -113,14 +116,14 @@ fn collect(
     layout: &Layout,
     descriptor: &Descriptor,
     tags: &[String],
-    index_digest: Option<&str>,
+    index: Option<(&str, u64)>,
     depth: usize,
     out: &mut Vec<Inspection>,
 ) -> Result<(), Error> {
     match ManifestKind::of(descriptor.media_type()) {
         ManifestKind::Image => {
             let image = layout.load_image(descriptor, tags.first().map(String::as_str))?;
-            out.push(describe(&image, tags, index_digest));
+            out.push(describe(&image, tags, index));
             Ok(())
         }
         ManifestKind::Index if depth < 4 => {
@@ -132,7 +135,14 @@ fn collect(
                     .as_ref()
                     .is_some_and(|a| a.contains_key(DOCKER_REFERENCE_TYPE));
                 if !attestation {
-                    collect(layout, child, tags, Some(&digest), depth + 1, out)?;
+                    collect(
+                        layout,
+                        child,
+                        tags,
+                        Some((&digest, descriptor.size())),
+                        depth + 1,
+                        out,
+                    )?;
                 }
             }
             Ok(())
@@ -150,7 +160,7 @@ fn collect(
     }
 }
 
-fn describe(image: &ResolvedImage, tags: &[String], index_digest: Option<&str>) -> Inspection {
+fn describe(image: &ResolvedImage, tags: &[String], index: Option<(&str, u64)>) -> Inspection {
     let config = image.config.config().clone().unwrap_or_default();
     let sorted = |v: Option<Vec<String>>| {
         let mut v = v.unwrap_or_default();
@@ -184,7 +194,8 @@ fn describe(image: &ResolvedImage, tags: &[String], index_digest: Option<&str>) 
         .collect();
     Inspection {
         tags: tags.to_vec(),
-        index_digest: index_digest.map(str::to_string),
+        index_digest: index.map(|(d, _)| d.to_string()),
+        index_size: index.map(|(_, size)| size),
         manifest: BlobInfo {
             digest: image.digest(),
             media_type: image.descriptor.media_type().to_string(),

@@ -445,6 +445,21 @@ pub fn image_index(manifests: Vec<Descriptor>) -> ImageIndex {
         .expect("every required index field is set")
 }
 
+/// The image index of a multi-platform image: `manifests` (one per platform, each descriptor
+/// with its `platform`) in the given order, with the image's `annotations` (omitted when empty).
+pub fn platform_index(
+    manifests: Vec<Descriptor>,
+    annotations: &BTreeMap<String, String>,
+) -> ImageIndex {
+    let mut index = image_index(manifests);
+    if !annotations.is_empty() {
+        index.set_annotations(Some(
+            annotations.clone().into_iter().collect::<HashMap<_, _>>(),
+        ));
+    }
+    index
+}
+
 /// The compression of a layer blob of `media_type`, or `None` when it is not a layer type we
 /// can unpack. Accepts the OCI layer types (plain, gzip, zstd, and their non-distributable
 /// forms) and Docker's gzip layers.
@@ -507,6 +522,38 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 mod tests {
     use super::*;
     use crate::oci::to_canonical_json;
+
+    #[test]
+    fn platform_index_is_canonical_with_platforms_and_annotations() {
+        let manifest = |hex: char, platform: &str| {
+            let mut d = descriptor(
+                MediaType::ImageManifest,
+                &Digest::from_hex(&hex.to_string().repeat(64)).unwrap(),
+                100,
+            );
+            d.set_platform(Some(Platform::parse(platform).unwrap().to_oci()));
+            d
+        };
+        let annotations = BTreeMap::from([(
+            "org.opencontainers.image.created".to_string(),
+            "1970-01-01T00:00:00Z".to_string(),
+        )]);
+        let index = platform_index(
+            vec![manifest('a', "linux/amd64"), manifest('b', "linux/arm/v7")],
+            &annotations,
+        );
+        let json = String::from_utf8(to_canonical_json(&index).unwrap()).unwrap();
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"annotations":{{"org.opencontainers.image.created":"1970-01-01T00:00:00Z"}},"manifests":[{{"digest":"sha256:{a}","mediaType":"application/vnd.oci.image.manifest.v1+json","platform":{{"architecture":"amd64","os":"linux"}},"size":100}},{{"digest":"sha256:{b}","mediaType":"application/vnd.oci.image.manifest.v1+json","platform":{{"architecture":"arm","os":"linux","variant":"v7"}},"size":100}}],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}}"#
+            )
+        );
+        let bare = platform_index(vec![manifest('a', "linux/amd64")], &BTreeMap::new());
+        assert!(bare.annotations().is_none());
+    }
 
     #[test]
     fn rfc3339_vectors() {

@@ -17,6 +17,10 @@
 //!   (`SOURCE_DATE_EPOCH` / `epoch`); it does not cover host mtimes, inode numbers, the order
 //!   files were created in, or the layer's name, so `touch` is still a hit and two layers with
 //!   the same content share one blob;
+//! - a layer with `cargo` entries also covers each entry's build recipe: target triple, linker,
+//!   profile, features, and the content of the workspace's `Cargo.lock`. The binary's content
+//!   already decides the bytes; the recipe keeps two platforms' (or profiles') builds apart
+//!   even before their binaries are compared, and says in the plan why a key changed;
 //! - an imported tarball is covered by the hash of the archive file and the entry's options, so
 //!   a warm build never decompresses it;
 //! - file content hashes come from a [`ContentHasher`]: the store's stat index answers for files
@@ -173,6 +177,7 @@ pub fn layer_key(
         w.str(r);
     }
     let mut inputs = Vec::new();
+    cargo_recipes(spec, ctx, hasher, &mut w)?;
 
     // Imported tarballs are keyed by the archive's content and the entry's options; everything
     // else by the tree it makes.
@@ -305,6 +310,60 @@ pub fn layer_key(
     })
 }
 
+/// Writes the build recipe of each `cargo` entry of `spec` into a layer key (nothing for a
+/// layer without one, so other layers' keys are as before).
+fn cargo_recipes(
+    spec: &LayerSpec,
+    ctx: &SourceContext<'_>,
+    hasher: &dyn ContentHasher,
+    w: &mut KeyWriter,
+) -> Result<(), layer::Error> {
+    let mut lock_hash: Option<[u8; 32]> = None;
+    for (index, entry) in spec.entries.iter().enumerate() {
+        let Source::Cargo(src) = &entry.source else {
+            continue;
+        };
+        if lock_hash.is_none() {
+            lock_hash = Some(match cargo_lock(ctx.context) {
+                Some(lock) => {
+                    let meta =
+                        std::fs::metadata(&lock).map_err(|source| layer::Error::ReadSource {
+                            path: lock.clone(),
+                            source,
+                        })?;
+                    hasher
+                        .content_hash(&lock, &meta)
+                        .map_err(|source| layer::Error::ReadSource { path: lock, source })?
+                }
+                None => [0; 32],
+            });
+        }
+        w.str("cargo");
+        w.u64(index as u64);
+        w.str(&src.target);
+        w.str(src.linker.as_deref().unwrap_or(""));
+        w.str(&src.profile);
+        w.u64(src.features.len() as u64);
+        for f in &src.features {
+            w.str(f);
+        }
+        w.u64(src.all_features as u64);
+        w.u64(src.no_default_features as u64);
+        w.str(src.package.as_deref().unwrap_or(""));
+        w.str(src.bin.as_deref().unwrap_or(""));
+        w.bytes(&lock_hash.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// The `Cargo.lock` of the workspace that holds `context`: the nearest one above it.
+fn cargo_lock(context: &Path) -> Option<PathBuf> {
+    context
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|p| p.is_file())
+}
+
 /// The key of an assembled image: its base, its layers (by key), and every recipe field that
 /// goes into the config or manifest.
 pub fn image_key(
@@ -335,6 +394,22 @@ pub fn index_key(image: &Key, tags: &[String]) -> Key {
     w.finish()
 }
 
+/// The key of a multi-platform image index: each platform's image (by key), in index order,
+/// and the tags.
+pub fn platform_index_key(images: &[(String, Key)], tags: &[String]) -> Key {
+    let mut w = KeyWriter::new("platform-index");
+    w.u64(images.len() as u64);
+    for (platform, key) in images {
+        w.str(platform);
+        w.bytes(&key.0);
+    }
+    w.u64(tags.len() as u64);
+    for t in tags {
+        w.str(t);
+    }
+    w.finish()
+}
+
 /// The index of a node in its [`LayerGraph`].
 pub type NodeId = usize;
 
@@ -353,8 +428,13 @@ pub enum NodeKind {
     },
     /// Write the image config and manifest.
     AssembleImage { name: String },
-    /// Tag the image in the output layout's index.
-    AssembleIndex { tags: Vec<String> },
+    /// Tag the image in the output layout's index; with `platforms`, write an image index of
+    /// each platform's image first and tag that.
+    AssembleIndex {
+        tags: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        platforms: Vec<String>,
+    },
 }
 
 /// One node of the graph.
@@ -377,7 +457,12 @@ impl Node {
             NodeKind::FetchBase { reference } => format!("base {reference}"),
             NodeKind::BuildLayer { layer, .. } => format!("layer {layer}"),
             NodeKind::AssembleImage { name } => format!("image {name}"),
-            NodeKind::AssembleIndex { tags } => format!("index [{}]", tags.join(", ")),
+            NodeKind::AssembleIndex { tags, platforms } if platforms.is_empty() => {
+                format!("index [{}]", tags.join(", "))
+            }
+            NodeKind::AssembleIndex { tags, platforms } => {
+                format!("index [{}] of {}", tags.join(", "), platforms.join(", "))
+            }
         }
     }
 }
@@ -407,6 +492,20 @@ impl LayerGraph {
             cached,
         });
         id
+    }
+
+    /// Appends the nodes of `other` (renumbered after this graph's); returns the offset added
+    /// to `other`'s node ids.
+    pub fn append(&mut self, other: LayerGraph) -> NodeId {
+        let offset = self.nodes.len();
+        for mut node in other.nodes {
+            node.id += offset;
+            for input in &mut node.inputs {
+                *input += offset;
+            }
+            self.nodes.push(node);
+        }
+        offset
     }
 
     /// A plain text listing: one node a line, with its key, state and inputs.
@@ -460,5 +559,146 @@ impl LayerGraph {
         }
         out.push_str("}\n");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::layer::Compression;
+    use crate::spec::{CargoSource, Owner};
+
+    fn cargo(target: &str, linker: Option<&str>) -> CargoSource {
+        CargoSource {
+            package: None,
+            bin: Some("app".into()),
+            profile: "release".into(),
+            features: vec![],
+            all_features: false,
+            no_default_features: false,
+            target: target.into(),
+            target_pinned: false,
+            linker: linker.map(str::to_string),
+        }
+    }
+
+    /// The key of a layer holding the binary of `src`, built (here: faked) as `bin`.
+    fn cargo_layer_key(context: &Path, src: &CargoSource, bin: &Path) -> Key {
+        let outputs = HashMap::from([(src.clone(), bin.to_path_buf())]);
+        let ctx = SourceContext {
+            context,
+            cargo_outputs: &outputs,
+            stages: None,
+        };
+        let layer = LayerSpec {
+            name: "app".into(),
+            entries: vec![EntrySpec {
+                dest: "app".into(),
+                dest_is_dir: false,
+                source: Source::Cargo(src.clone()),
+                owner: Owner::default(),
+                mode: None,
+                dir_mode: None,
+                platforms: vec![],
+            }],
+            remove: vec![],
+        };
+        let opts = WriteOptions {
+            compression: Compression::Gzip,
+            mtime: 0,
+            threads: 1,
+        };
+        layer_key(&layer, &ctx, &opts, &ReadEveryFile, &HashMap::new(), None)
+            .unwrap()
+            .key
+    }
+
+    #[test]
+    fn cargo_layer_keys_cover_target_linker_and_cargo_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path().canonicalize().unwrap();
+        let bin = context.join("app");
+        std::fs::write(&bin, b"\x7fELF same bytes").unwrap();
+        std::fs::write(context.join("Cargo.lock"), "version = 4\n").unwrap();
+
+        let amd64 = cargo_layer_key(&context, &cargo("x86_64-unknown-linux-musl", None), &bin);
+        let again = cargo_layer_key(&context, &cargo("x86_64-unknown-linux-musl", None), &bin);
+        assert_eq!(amd64, again);
+        let arm64 = cargo_layer_key(
+            &context,
+            &cargo("aarch64-unknown-linux-musl", Some("aarch64-linux-gnu-gcc")),
+            &bin,
+        );
+        assert_ne!(amd64, arm64, "the target triple is in the key");
+        let other_linker = cargo_layer_key(
+            &context,
+            &cargo("aarch64-unknown-linux-musl", Some("zig-cc")),
+            &bin,
+        );
+        assert_ne!(arm64, other_linker, "the linker is in the key");
+        let mut dev = cargo("x86_64-unknown-linux-musl", None);
+        dev.profile = "dev".into();
+        assert_ne!(amd64, cargo_layer_key(&context, &dev, &bin), "the profile");
+        let mut featured = cargo("x86_64-unknown-linux-musl", None);
+        featured.features = vec!["tls".into()];
+        assert_ne!(
+            amd64,
+            cargo_layer_key(&context, &featured, &bin),
+            "features"
+        );
+
+        std::fs::write(context.join("Cargo.lock"), "version = 4\n# changed\n").unwrap();
+        let relocked = cargo_layer_key(&context, &cargo("x86_64-unknown-linux-musl", None), &bin);
+        assert_ne!(amd64, relocked, "Cargo.lock is in the key");
+    }
+
+    #[test]
+    fn platform_index_keys_follow_platforms_images_and_tags() {
+        let a = Key([1; 32]);
+        let b = Key([2; 32]);
+        let tags = vec!["latest".to_string()];
+        let both = [
+            ("linux/amd64".to_string(), a),
+            ("linux/arm64".to_string(), b),
+        ];
+        let key = platform_index_key(&both, &tags);
+        assert_eq!(key, platform_index_key(&both, &tags));
+        let swapped = [
+            ("linux/arm64".to_string(), b),
+            ("linux/amd64".to_string(), a),
+        ];
+        assert_ne!(key, platform_index_key(&swapped, &tags), "index order");
+        assert_ne!(key, platform_index_key(&both, &["v1".to_string()]), "tags");
+        assert_ne!(key, platform_index_key(&both[..1], &tags), "platforms");
+        assert_ne!(key, index_key(&a, &tags), "not a single image's index");
+    }
+
+    #[test]
+    fn appended_graphs_are_renumbered() {
+        let mut one = LayerGraph::default();
+        let base = one.push(
+            NodeKind::BuildLayer {
+                layer: "a".into(),
+                copies: Vec::new(),
+            },
+            Key([1; 32]),
+            vec![],
+            Some(false),
+        );
+        one.push(
+            NodeKind::AssembleImage { name: "x".into() },
+            Key([2; 32]),
+            vec![base],
+            Some(false),
+        );
+        let mut all = LayerGraph::default();
+        assert_eq!(all.append(one.clone()), 0);
+        assert_eq!(all.append(one), 2);
+        assert_eq!(all.nodes.len(), 4);
+        assert_eq!(all.nodes[3].id, 3);
+        assert_eq!(all.nodes[3].inputs, [2]);
+        assert_eq!(all.nodes[1].inputs, [0]);
     }
 }

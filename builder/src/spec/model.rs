@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::layer::Compression;
+use crate::oci::Platform;
 
 /// The default image mtime and `created` time when neither `SOURCE_DATE_EPOCH` nor the spec's
 /// `epoch` is set: 1970-01-01T00:00:00Z.
@@ -37,9 +38,91 @@ pub struct ImageSpec {
     /// Named source stages, in the order the spec declares them. Only those the image needs
     /// (transitively) are built.
     pub stages: Vec<Stage>,
+    /// The platforms the spec lists, in its order; empty when it lists none (the image is then
+    /// built for `linux/amd64` as a plain manifest).
+    pub platforms: Vec<Platform>,
+    /// Whether the spec asks for an image index even for one platform (`index = true`).
+    pub index: bool,
+    /// How cargo builds for each platform the spec has a `[platform."..."]` table for.
+    pub platform_settings: BTreeMap<Platform, PlatformSettings>,
+}
+
+/// How `cargo` entries build for one platform (a `[platform."os/arch"]` table).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlatformSettings {
+    /// The rust target triple; `None` means the platform's default musl target.
+    pub target: Option<String>,
+    /// The linker; `None` means cargo's own configuration or the usual cross gcc.
+    pub linker: Option<String>,
 }
 
 impl ImageSpec {
+    /// The rust target triple `cargo` entries build for on `platform`: the spec's
+    /// `[platform."..."] target`, else the platform's default musl target.
+    pub fn cargo_target(&self, platform: &Platform) -> Option<String> {
+        self.platform_settings
+            .get(platform)
+            .and_then(|s| s.target.clone())
+            .or_else(|| crate::cargo::default_target(platform).map(str::to_string))
+    }
+
+    /// This spec as built for `platform`: entries limited to other platforms are left out (and
+    /// layers left with nothing to do), and every `cargo` entry that does not pin its own
+    /// `target` builds for `target` with the platform's linker.
+    pub fn for_platform(&self, platform: &Platform, target: &str) -> ImageSpec {
+        let linker = self
+            .platform_settings
+            .get(platform)
+            .and_then(|s| s.linker.clone());
+        let stage_for = |stage: &Stage| Stage {
+            layers: stage
+                .layers
+                .iter()
+                .filter_map(|layer| {
+                    let entries: Vec<EntrySpec> = layer
+                        .entries
+                        .iter()
+                        .filter(|e| e.platforms.is_empty() || e.platforms.contains(platform))
+                        .map(|e| {
+                            let mut e = e.clone();
+                            if let Source::Cargo(src) = &mut e.source {
+                                if !src.target_pinned {
+                                    src.target = target.to_string();
+                                }
+                                src.linker = linker.clone();
+                            }
+                            e
+                        })
+                        .collect();
+                    (!entries.is_empty() || !layer.remove.is_empty()).then(|| LayerSpec {
+                        name: layer.name.clone(),
+                        entries,
+                        remove: layer.remove.clone(),
+                    })
+                })
+                .collect(),
+            ..stage.clone()
+        };
+        ImageSpec {
+            stage: stage_for(&self.stage),
+            stages: self.stages.iter().map(stage_for).collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether some `cargo` entry pins its own `target` (so it cannot build several platforms).
+    pub fn pinned_cargo_target(&self) -> Option<&str> {
+        self.stages
+            .iter()
+            .chain(std::iter::once(&self.stage))
+            .flat_map(|s| &s.layers)
+            .flat_map(|l| &l.entries)
+            .find_map(|e| match &e.source {
+                Source::Cargo(src) if src.target_pinned => Some(src.target.as_str()),
+                _ => None,
+            })
+    }
+
     /// The stage called `name` (a source stage, or the image's own stage).
     pub fn find_stage(&self, name: &str) -> Option<&Stage> {
         self.stages
@@ -109,6 +192,8 @@ pub struct EntrySpec {
     pub mode: Option<u32>,
     /// Permission bits for directories this source produces; `None` means 0755.
     pub dir_mode: Option<u32>,
+    /// The platforms whose images have this entry; empty means every platform.
+    pub platforms: Vec<Platform>,
 }
 
 /// Numeric owner of an entry.
@@ -163,8 +248,15 @@ pub struct CargoSource {
     pub features: Vec<String>,
     pub all_features: bool,
     pub no_default_features: bool,
-    /// The rust target triple (`x86_64-unknown-linux-musl` by default, so the binary is static).
+    /// The rust target triple (`x86_64-unknown-linux-musl` by default, so the binary is static;
+    /// set per platform by [`ImageSpec::for_platform`]).
     pub target: String,
+    /// Whether the spec's entry set `target` itself (it then stays as written on every
+    /// platform, which validation allows only for a single platform).
+    pub target_pinned: bool,
+    /// The linker cargo links with (`CARGO_TARGET_<TRIPLE>_LINKER`); `None` leaves it to
+    /// cargo's configuration or the usual cross gcc ([`crate::cargo::resolve_linker`]).
+    pub linker: Option<String>,
 }
 
 /// The runtime configuration of the image (the OCI image config's `config` object).

@@ -117,6 +117,41 @@ pub struct RawSpec {
     #[schemars(with = "String", extend("default" = "."))]
     pub context: Option<Spanned<String>>,
 
+    /// The platforms to build the image for, as `os/arch[/variant]`: `linux/amd64`,
+    /// `linux/arm64`, `linux/arm/v7`, `linux/arm/v6`, `linux/386`, `linux/riscv64`,
+    /// `linux/s390x`, `linux/ppc64le` (others need a `target` in `[platform."..."]`). With
+    /// several, the build writes one OCI image index with a manifest per platform: each
+    /// platform's base is that platform's image of the `from` index, each `cargo` entry is
+    /// cross-compiled for the platform's rust target, and a layer with the same inputs on every
+    /// platform is built once and shared by digest (over a base that differs per platform it is
+    /// built per platform, as its directories take the base's attributes, and still stored and
+    /// pushed once when its bytes are the same). `cargo image build --platform`
+    /// overrides this list. Default: `["linux/amd64"]`, written as a plain image manifest.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", transform = platform_list, extend("default" = ["linux/amd64"]))]
+    pub platforms: Option<Spanned<Vec<Spanned<String>>>>,
+
+    /// Write an OCI image index even when the image is built for one platform (with several
+    /// platforms there is always one). `cargo image build --index` sets it too.
+    #[serde(default)]
+    #[schemars(extend("default" = false))]
+    pub index: Option<bool>,
+
+    /// How `cargo` entries build for each platform, keyed by `os/arch[/variant]`
+    /// (`[platform."linux/arm64"]`): the rust target triple and the linker. A platform without
+    /// an entry here uses the default musl target (`linux/amd64` ->
+    /// `x86_64-unknown-linux-musl`, `linux/arm64` -> `aarch64-unknown-linux-musl`,
+    /// `linux/arm/v7` -> `armv7-unknown-linux-musleabihf`, `linux/arm/v6` ->
+    /// `arm-unknown-linux-musleabihf`, `linux/386` -> `i686-unknown-linux-musl`,
+    /// `linux/riscv64` -> `riscv64gc-unknown-linux-musl`, `linux/s390x` ->
+    /// `s390x-unknown-linux-musl`, `linux/ppc64le` -> `powerpc64le-unknown-linux-musl`) and
+    /// the linker cargo's own configuration names (`CARGO_TARGET_<TRIPLE>_LINKER`,
+    /// `target.<triple>.linker` in `.cargo/config.toml`), else the usual cross gcc when it is
+    /// on `PATH` (`aarch64-linux-gnu-gcc` for `aarch64`).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawPlatform>")]
+    pub platform: Option<BTreeMap<Spanned<String>, RawPlatform>>,
+
     /// The runtime configuration of the image (the OCI image config).
     #[serde(default)]
     #[schemars(with = "RawConfig")]
@@ -142,6 +177,28 @@ pub struct RawSpec {
     #[serde(default)]
     #[schemars(with = "Vec<RawStage>")]
     pub stage: Option<Vec<RawStage>>,
+}
+
+/// How `cargo` entries build for one platform (`[platform."linux/arm64"]`). Every key is
+/// optional.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Platform")]
+pub struct RawPlatform {
+    /// The rust target triple cargo builds for on this platform (`cargo build --target`).
+    /// Default: the platform's musl target (see `platform`).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub target: Option<Spanned<String>>,
+
+    /// The linker cargo links this platform's binaries with (a program on `PATH` or a path),
+    /// passed to cargo as `CARGO_TARGET_<TRIPLE>_LINKER`. Default: cargo's own configuration,
+    /// else the usual cross gcc when it is on `PATH` (`aarch64-linux-gnu-gcc`,
+    /// `arm-linux-gnueabihf-gcc`, `riscv64-linux-gnu-gcc`, `s390x-linux-gnu-gcc`,
+    /// `powerpc64le-linux-gnu-gcc`); none for the host's own architecture.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub linker: Option<Spanned<String>>,
 }
 
 /// A named stage: a base, layers and a config, like the top level of the spec.
@@ -301,6 +358,13 @@ pub struct RawAdd {
     #[schemars(with = "RawCargo")]
     pub cargo: Option<Spanned<RawCargo>>,
 
+    /// Only on these platforms (`os/arch[/variant]`, each one of the image's `platforms`):
+    /// the entry is left out of the images of the other platforms (a layer left with no
+    /// entries on a platform is left out of that platform's image). Default: every platform.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", transform = platform_list)]
+    pub platforms: Option<Spanned<Vec<Spanned<String>>>>,
+
     /// Where the source goes in the image: an absolute path. A trailing `/` means "into this
     /// directory" (keeping the source's own name). Required, except for `tar` (default `/`).
     #[serde(default)]
@@ -376,8 +440,9 @@ pub struct RawCargo {
     #[schemars(extend("default" = false))]
     pub no_default_features: Option<bool>,
 
-    /// The Rust target triple to build for. The default builds a static binary that runs on
-    /// `scratch`.
+    /// The Rust target triple to build for, fixed for this entry (only with a single
+    /// platform). Default: the platform's target (see `platform`), which for `linux/amd64` is
+    /// `x86_64-unknown-linux-musl`: a static binary that runs on `scratch`.
     #[serde(default)]
     #[schemars(with = "String", extend("default" = "x86_64-unknown-linux-musl"))]
     pub target: Option<Spanned<String>>,
@@ -445,6 +510,19 @@ fn tag_list(schema: &mut Schema) {
     schema.insert(
         "items".into(),
         serde_json::json!({ "type": "string", "pattern": TAG_TEMPLATE_PATTERN }),
+    );
+    schema.insert("minItems".into(), 1.into());
+    schema.insert("uniqueItems".into(), true.into());
+}
+
+/// Pattern of a platform (`os/arch[/variant]`).
+pub(crate) const PLATFORM_PATTERN: &str = r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$";
+
+/// Schema transform: a list of platforms.
+fn platform_list(schema: &mut Schema) {
+    schema.insert(
+        "items".into(),
+        serde_json::json!({ "type": "string", "pattern": PLATFORM_PATTERN }),
     );
     schema.insert("minItems".into(), 1.into());
     schema.insert("uniqueItems".into(), true.into());

@@ -190,6 +190,8 @@ fn full_spec_resolves() {
                 all_features: false,
                 no_default_features: true,
                 target: "aarch64-unknown-linux-musl".to_owned(),
+                target_pinned: true,
+                linker: None,
             }),
             owner: Owner {
                 uid: 1000,
@@ -197,6 +199,7 @@ fn full_spec_resolves() {
             },
             mode: Some(0o755),
             dir_mode: Some(0o750),
+            platforms: vec![],
         }
     );
     assert_eq!(
@@ -212,10 +215,13 @@ fn full_spec_resolves() {
                 all_features: false,
                 no_default_features: false,
                 target: "x86_64-unknown-linux-musl".to_owned(),
+                target_pinned: false,
+                linker: None,
             }),
             owner: Owner::default(),
             mode: None,
             dir_mode: None,
+            platforms: vec![],
         }
     );
     assert_eq!(files.name, "files");
@@ -628,3 +634,4 @@ fn registry_goes_in_front_of_the_name() {
     let shown = f.error("name = \"svc\"\nregistry = \"Not A Registry\"\n");
     assert!(shown.contains("invalid `registry`"), "{shown}");
 }
+mod platforms;

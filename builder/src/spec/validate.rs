@@ -14,11 +14,12 @@ use toml::Spanned;
 
 use super::error::{ErrorKind, SpecDiagnostic, SpecSource};
 use super::model::{
-    Base, CargoSource, EntrySpec, ImageConfig, ImageSpec, LayerSpec, Owner, Source, Stage,
-    DEFAULT_EPOCH,
+    Base, CargoSource, EntrySpec, ImageConfig, ImageSpec, LayerSpec, Owner, PlatformSettings,
+    Source, Stage, DEFAULT_EPOCH,
 };
-use super::raw::{RawAdd, RawCargo, RawConfig, RawLayer, RawMode, RawSpec, SOURCES};
+use super::raw::{RawAdd, RawCargo, RawConfig, RawLayer, RawMode, RawPlatform, RawSpec, SOURCES};
 use super::template::Vars;
+use crate::oci::Platform;
 
 /// The latest `epoch` accepted: 9999-12-31T23:59:59Z, the last time RFC 3339 can write.
 const MAX_EPOCH: u64 = 253_402_300_799;
@@ -60,6 +61,7 @@ pub(crate) fn validate_with(
         src,
         errors: Vec::new(),
         inherited,
+        platforms: Vec::new(),
     };
     let spec = checker.spec(raw, spec_path);
     let mut errors = checker.errors.into_iter();
@@ -106,6 +108,8 @@ struct Checker<'a> {
     src: &'a SpecSource<'a>,
     errors: Vec<SpecDiagnostic>,
     inherited: Inherited,
+    /// The spec's `platforms` (valid ones), for the checks of entries.
+    platforms: Vec<Platform>,
 }
 
 impl Checker<'_> {
@@ -187,6 +191,9 @@ impl Checker<'_> {
         };
         let compression = raw.compression.map(Spanned::into_inner).unwrap_or_default();
         let annotations = self.string_map(raw.annotations.unwrap_or_default(), "annotations");
+        let platform_settings = self.platform_settings(raw.platform.unwrap_or_default());
+        let platforms = self.platforms(raw.platforms.as_ref(), &platform_settings);
+        self.platforms = platforms.clone().unwrap_or_default();
         let top_level_used = raw.from.is_some() || raw.config.is_some() || raw.layer.is_some();
         let config = self.config(raw.config.unwrap_or_default());
         let layers = self.layers(raw.layer.unwrap_or_default(), "", context.as_ref());
@@ -262,6 +269,8 @@ impl Checker<'_> {
             _ => return None,
         };
         self.stage_references(&stage, &stages);
+        let platforms = platforms?;
+        self.pinned_targets(raw.platforms.as_ref(), &platforms, &stage, &stages);
 
         Some(ImageSpec {
             spec_path: spec_path.to_path_buf(),
@@ -273,7 +282,148 @@ impl Checker<'_> {
             annotations,
             stage,
             stages,
+            platforms,
+            index: raw.index.unwrap_or(false),
+            platform_settings,
         })
+    }
+
+    /// The `[platform."os/arch"]` tables.
+    fn platform_settings(
+        &mut self,
+        raw: BTreeMap<Spanned<String>, RawPlatform>,
+    ) -> BTreeMap<Platform, PlatformSettings> {
+        let mut out = BTreeMap::new();
+        for (name, settings) in raw {
+            let key = format!("platform.\"{}\"", name.get_ref());
+            let Some(platform) = self.check(&name, "platform", check_platform) else {
+                continue;
+            };
+            if let Some(target) = &settings.target {
+                self.check(target, &format!("{key}.target"), |s| {
+                    check_word(s, "a target triple")
+                });
+            }
+            if let Some(linker) = &settings.linker {
+                self.check(linker, &format!("{key}.linker"), |s| {
+                    check_word(s, "a linker program")
+                });
+            }
+            out.insert(
+                platform,
+                PlatformSettings {
+                    target: settings.target.map(Spanned::into_inner),
+                    linker: settings.linker.map(Spanned::into_inner),
+                },
+            );
+        }
+        out
+    }
+
+    /// The `platforms` list: valid, known (or given a target), each once.
+    fn platforms(
+        &mut self,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+        settings: &BTreeMap<Platform, PlatformSettings>,
+    ) -> Option<Vec<Platform>> {
+        let Some(raw) = raw else {
+            return Some(Vec::new());
+        };
+        if raw.get_ref().is_empty() {
+            self.error(
+                ErrorKind::InvalidValue,
+                raw.span(),
+                "platforms",
+                "invalid `platforms`: the list is empty".to_owned(),
+                "no platforms",
+            )
+            .help = Some(
+                r#"list at least one platform (`platforms = ["linux/amd64", "linux/arm64"]`), or remove `platforms` to build for linux/amd64"#
+                    .to_owned(),
+            );
+            return None;
+        }
+        let mut ok = true;
+        let mut out: Vec<Platform> = Vec::new();
+        let mut seen: HashMap<Platform, Range<usize>> = HashMap::new();
+        for (i, item) in raw.get_ref().iter().enumerate() {
+            let key = format!("platforms[{i}]");
+            let Some(platform) = self.check(item, &key, check_platform) else {
+                ok = false;
+                continue;
+            };
+            if let Some(first) = seen.get(&platform) {
+                let diagnostic = self
+                    .src
+                    .diagnostic(
+                        ErrorKind::Duplicate,
+                        item.span(),
+                        &key,
+                        format!("duplicate platform {:?} in `platforms`", item.get_ref()),
+                        "listed again here",
+                    )
+                    .with_label(self.src, first.clone(), "first listed here")
+                    .with_help("remove the repeated platform");
+                self.push(diagnostic);
+                ok = false;
+                continue;
+            }
+            let has_target = settings.get(&platform).is_some_and(|s| s.target.is_some());
+            if crate::cargo::default_target(&platform).is_none() && !has_target {
+                self.problem(
+                    item.span(),
+                    &key,
+                    &format!("{:?}", item.get_ref()),
+                    Problem::invalid("not a platform with a known rust target").help(format!(
+                        "use one of {}, or give its rust target: `[platform.\"{platform}\"] target = \"...\"`",
+                        known_platforms()
+                    )),
+                );
+                ok = false;
+                continue;
+            }
+            seen.insert(platform.clone(), item.span());
+            out.push(platform);
+        }
+        ok.then_some(out)
+    }
+
+    /// `cargo` entries that pin their `target` cannot build several platforms.
+    fn pinned_targets(
+        &mut self,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+        platforms: &[Platform],
+        image: &Stage,
+        stages: &[Stage],
+    ) {
+        if platforms.len() < 2 {
+            return;
+        }
+        let pinned = stages
+            .iter()
+            .chain(std::iter::once(image))
+            .flat_map(|s| &s.layers)
+            .flat_map(|l| &l.entries)
+            .find_map(|e| match &e.source {
+                Source::Cargo(src) if src.target_pinned => Some(src.target.clone()),
+                _ => None,
+            });
+        if let (Some(target), Some(raw)) = (pinned, raw) {
+            self.error(
+                ErrorKind::ConflictingKeys,
+                raw.span(),
+                "platforms",
+                format!(
+                    "`platforms` lists {} platforms, but a cargo entry pins `target = {target:?}`, which builds for one",
+                    platforms.len()
+                ),
+                "several platforms",
+            )
+            .help = Some(format!(
+                "remove `target` from the cargo entry (each platform builds for its own target), or set it per platform: `[platform.\"{}\"] target = {target:?}`",
+                platforms[0]
+            ));
+        }
     }
 
     /// The base of a stage (`from` and `pull`); `prefix` is the stage's key prefix (`stage[0].`).
@@ -913,6 +1063,7 @@ impl Checker<'_> {
         };
         let include = self.globs(raw.include.as_ref(), &format!("{key}.include"));
         let exclude = self.globs(raw.exclude.as_ref(), &format!("{key}.exclude"));
+        let platforms = self.entry_platforms(raw.platforms.as_ref(), &format!("{key}.platforms"));
 
         if let (Some(stage), Some(source)) = (&raw.from_stage, source_name) {
             if source != "path" {
@@ -997,7 +1148,57 @@ impl Checker<'_> {
             owner: owner?,
             mode,
             dir_mode,
+            platforms,
         })
+    }
+
+    /// An entry's `platforms`: valid platforms, among the spec's `platforms` when it lists them.
+    fn entry_platforms(
+        &mut self,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+        key: &str,
+    ) -> Vec<Platform> {
+        let Some(raw) = raw else {
+            return Vec::new();
+        };
+        if raw.get_ref().is_empty() {
+            self.error(
+                ErrorKind::InvalidValue,
+                raw.span(),
+                key,
+                format!("invalid `{key}`: the list is empty"),
+                "no platforms",
+            )
+            .help = Some("remove `platforms` to add the entry on every platform".to_owned());
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (i, item) in raw.get_ref().iter().enumerate() {
+            let item_key = format!("{key}[{i}]");
+            let Some(platform) = self.check(item, &item_key, check_platform) else {
+                continue;
+            };
+            if !self.platforms.is_empty() && !self.platforms.contains(&platform) {
+                let listed = self
+                    .platforms
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.problem(
+                    item.span(),
+                    &item_key,
+                    &format!("{:?}", item.get_ref()),
+                    Problem::invalid("not one of the image's `platforms`")
+                        .help(format!("the image is built for {listed}")),
+                );
+                continue;
+            }
+            if !out.contains(&platform) {
+                out.push(platform);
+            }
+        }
+        out
     }
 
     fn mode(&mut self, mode: &Spanned<RawMode>, key: &str) -> Option<u32> {
@@ -1123,6 +1324,8 @@ impl Checker<'_> {
                 .as_ref()
                 .map_or(DEFAULT_TARGET, |t| t.get_ref())
                 .to_owned(),
+            target_pinned: raw.target.is_some(),
+            linker: None,
         })
     }
 }
@@ -1544,6 +1747,33 @@ fn check_glob(glob: &str) -> Result<(), Problem> {
         Problem::invalid(format!("not a valid glob: {}", e.kind()))
             .help("globs use `*`, `**`, `?`, `[abc]` and `{a,b}`")
     })
+}
+
+/// Checks a platform: `os/arch[/variant]`, lower-case, for linux.
+fn check_platform(s: &str) -> Result<Platform, Problem> {
+    let well_formed = s.split('/').all(|p| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    });
+    let platform = Platform::parse(s).ok().filter(|_| well_formed).ok_or_else(|| {
+        Problem::invalid("not a platform: expected `os/arch` or `os/arch/variant`")
+            .help(format!("for example `linux/amd64`, `linux/arm64` or `linux/arm/v7`; the known platforms are {}", known_platforms()))
+    })?;
+    if platform.os != "linux" {
+        return Err(Problem::invalid("not a linux platform")
+            .help("images are built for `linux/...` platforms"));
+    }
+    Ok(platform)
+}
+
+/// The platforms with a default rust target, for messages.
+fn known_platforms() -> String {
+    crate::cargo::DEFAULT_TARGETS
+        .iter()
+        .map(|(p, _)| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_word(s: &str, what: &str) -> Result<(), Problem> {

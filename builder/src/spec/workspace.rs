@@ -9,8 +9,9 @@
 //! the right `Cargo.toml`, line and key (`package.metadata.image.config.entrypoint`). The two
 //! resolved specs are then merged, the package's over the workspace's:
 //!
-//! - `registry`, `tags`, `from`, `epoch`, `compression`: the package's when it sets them, else the
-//!   workspace's (tag templates such as `{version}` are expanded with the package's values);
+//! - `registry`, `tags`, `from`, `epoch`, `compression`, `platforms`, `index`: the package's when
+//!   it sets them, else the workspace's (tag templates such as `{version}` are expanded with the
+//!   package's values); `[platform."os/arch"]` tables merged by platform;
 //! - `config`: field by field; `env` and `labels` merged by key, `exposed-ports` and `volumes` united;
 //! - `annotations`: merged by key, over defaults taken from the package (`title`, `version`,
 //!   `description`, `licenses`, `source`, `url`, `authors` of `org.opencontainers.image.*`),
@@ -260,6 +261,8 @@ fn short_name(name: &str) -> &str {
 /// Which keys a package's own table sets (where it overrides the workspace's defaults).
 struct Explicit {
     tags: bool,
+    platforms: bool,
+    index: bool,
     from: bool,
     epoch: bool,
     compression: bool,
@@ -277,6 +280,8 @@ impl Explicit {
                 .is_some_and(|s| s.from.is_some());
         Explicit {
             tags: raw.tags.is_some(),
+            platforms: raw.platforms.is_some(),
+            index: raw.index.is_some(),
             from: raw.from.is_some() || last_stage_from,
             epoch: raw.epoch.is_some(),
             compression: raw.compression.is_some(),
@@ -341,6 +346,15 @@ fn merge(
         if !set.compression {
             own.compression = shared.compression;
         }
+        if !set.platforms {
+            own.platforms = shared.platforms;
+        }
+        if !set.index {
+            own.index = shared.index;
+        }
+        let mut settings = shared.platform_settings;
+        settings.append(&mut own.platform_settings);
+        own.platform_settings = settings;
         let mut annotations = shared.annotations;
         annotations.append(&mut own.annotations);
         own.annotations = annotations;
@@ -389,6 +403,28 @@ fn merge(
             if let Source::Cargo(src) = &mut entry.source {
                 src.package.get_or_insert_with(|| package.name.clone());
             }
+        }
+    }
+    if own.platforms.len() > 1 {
+        let pinned = own
+            .stages
+            .iter()
+            .chain(std::iter::once(&own.stage))
+            .flat_map(|s| s.layers.iter().flat_map(|l| l.entries.iter()))
+            .find_map(|e| match &e.source {
+                Source::Cargo(c) if c.target_pinned => Some(c.target.clone()),
+                _ => None,
+            });
+        if let Some(target) = pinned {
+            return Err(error(
+                format!(
+                    "the workspace's `platforms` lists {} platforms, but a cargo entry here pins \
+                     `target = {target:?}`, which builds for one",
+                    own.platforms.len()
+                ),
+                "remove `target` from the cargo entry (each platform gets its own), or set it per \
+                 platform in `[package.metadata.image.platform.\"os/arch\"]`",
+            ));
         }
     }
     add_binary(&mut own, package).map_err(|m| {
@@ -452,10 +488,13 @@ fn add_binary(spec: &mut ImageSpec, package: &Package) -> Result<(), String> {
                 all_features: false,
                 no_default_features: false,
                 target: DEFAULT_TARGET.to_owned(),
+                target_pinned: false,
+                linker: None,
             }),
             owner: Owner::default(),
             mode: None,
             dir_mode: None,
+            platforms: Vec::new(),
         }],
         remove: Vec::new(),
     });
