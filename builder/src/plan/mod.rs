@@ -33,6 +33,7 @@ use std::fmt::Write as _;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::layer::{self, EntryKind, FileSource, LayerTree, SourceContext, WriteOptions};
@@ -193,6 +194,31 @@ pub fn layer_key(
         remove: Vec::new(),
     };
     let tree = LayerTree::from_spec(&rest, ctx)?;
+    // Host files are stat'ed and looked up in the stat index (or hashed) in parallel, then
+    // keyed in tree order.
+    let hosts: Vec<&Path> = tree
+        .iter()
+        .filter_map(|(_, entry)| match &entry.kind {
+            EntryKind::File {
+                source: FileSource::Host(p),
+                ..
+            } => Some(p.as_path()),
+            _ => None,
+        })
+        .collect();
+    let hashed: Vec<(InputStamp, [u8; 32])> = hosts
+        .par_iter()
+        .map(|p| {
+            let read_error = |source| layer::Error::ReadSource {
+                path: p.to_path_buf(),
+                source,
+            };
+            let meta = std::fs::metadata(p).map_err(read_error)?;
+            let hash = hasher.content_hash(p, &meta).map_err(read_error)?;
+            Ok((InputStamp::new(p, &meta), hash))
+        })
+        .collect::<Result<_, layer::Error>>()?;
+    let mut hashed = hashed.into_iter();
     for (path, entry) in tree.iter() {
         w.str(path);
         w.u64(entry.mode as u64);
@@ -208,19 +234,10 @@ pub fn layer_key(
                 w.str("file");
                 w.u64(*size);
                 let hash = match source {
-                    FileSource::Host(p) => {
-                        let meta =
-                            std::fs::metadata(p).map_err(|source| layer::Error::ReadSource {
-                                path: p.clone(),
-                                source,
-                            })?;
-                        inputs.push(InputStamp::new(p, &meta));
-                        hasher.content_hash(p, &meta).map_err(|source| {
-                            layer::Error::ReadSource {
-                                path: p.clone(),
-                                source,
-                            }
-                        })?
+                    FileSource::Host(_) => {
+                        let (stamp, hash) = hashed.next().expect("one result per host file");
+                        inputs.push(stamp);
+                        hash
                     }
                     FileSource::Inline(bytes) => *blake3::hash(bytes).as_bytes(),
                     FileSource::Archive { .. } => {
