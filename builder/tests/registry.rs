@@ -666,3 +666,29 @@ dest = "/etc/second.txt"
         .expect("build the test image")
         .manifest_digest
 }
+
+#[test]
+fn concurrent_pulls_of_one_reference_download_it_once() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = skopeo_push_umoci(tmp.path(), &registry.host(), &["--dest-tls-verify=false"]);
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let client = RegistryClient::new(options()).unwrap();
+    let platform = Platform::parse(&format!("linux/{}", host_arch())).unwrap();
+
+    // The images of a workspace that share a base pull it at once: one downloads, the others
+    // wait for it and find it in the store.
+    let pulled: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| client.pull(&base, &platform, &store, PullPolicy::IfNotPresent)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    });
+    let downloaded: usize = pulled.iter().map(|p| p.downloaded_blobs).sum();
+    assert_eq!(downloaded, 2, "config and one layer, once");
+    assert_eq!(pulled.iter().filter(|p| p.from_network).count(), 1);
+    assert!(pulled.windows(2).all(|w| w[0].digest() == w[1].digest()));
+}

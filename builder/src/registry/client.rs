@@ -415,6 +415,14 @@ impl RegistryClient {
         policy: PullPolicy,
     ) -> Result<PulledImage, Error> {
         let key = resolution_key(reference, platform);
+        // One pull of a reference at a time per store: the images of a workspace that share a
+        // base (and concurrent processes) wait for the first pull, then find it in the store.
+        let _pulling = store
+            .lock_key(&key)
+            .map_err(|source| Error::RecordResolution {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            })?;
         if policy != PullPolicy::Always {
             if let Some(image) = self.load_from_store(reference, platform, store, &key)? {
                 return Ok(image);
