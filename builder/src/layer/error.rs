@@ -72,6 +72,19 @@ pub enum Error {
         first: String,
         second: String,
     },
+    /// An entry whose name starts with `.wh.`: in a layer that is a whiteout, which deletes a
+    /// file of the lower layers instead of adding one.
+    #[error(
+        "`/{path}` from {what} in layer `{layer}` has a name starting with `.wh.`, which OCI \
+         runtimes read as a whiteout (it would delete `{hidden}` of the lower layers instead of \
+         adding a file); rename it or exclude it, and use the layer's `remove` to delete paths"
+    )]
+    WhiteoutName {
+        layer: String,
+        path: String,
+        what: String,
+        hidden: String,
+    },
     /// A source that produces a file or link was given the image root as its destination.
     #[error("{what} cannot be placed at the image root `/` in layer `{layer}`; give it a destination path")]
     PlaceEntry { layer: String, what: String },

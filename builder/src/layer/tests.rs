@@ -1203,3 +1203,28 @@ fn throughput() {
         );
     }
 }
+
+#[test]
+fn whiteout_names_from_sources_are_refused() {
+    // A host file named like a whiteout would delete a lower file instead of adding one.
+    let c = Ctx::new();
+    c.file("site/index.html", b"<p>hi</p>", 0o644);
+    c.file("site/assets/.wh.logo.png", b"png", 0o644);
+    let err = c.build(vec![add("srv/", path("site"))]).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::WhiteoutName { .. }), "{msg}");
+    assert!(msg.contains("`/srv/assets/.wh.logo.png`"), "{msg}");
+    assert!(msg.contains("`logo.png`"), "{msg}");
+    assert!(msg.contains("`remove`"), "{msg}");
+
+    // ...as is an inline file whose destination is one; excluding the file is the way out.
+    let err = c
+        .build(vec![add("etc/.wh..wh..opq", Source::Content(b"".to_vec()))])
+        .unwrap_err();
+    assert!(matches!(err, Error::WhiteoutName { .. }), "{err}");
+    let tree = c
+        .build(vec![add("srv/", globbed("site", &[], &[".wh.*"]))])
+        .unwrap();
+    assert!(tree.get("srv/index.html").is_some());
+    assert!(tree.get("srv/assets/.wh.logo.png").is_none());
+}

@@ -195,6 +195,20 @@ impl Builder<'_> {
         kind: EntryKind,
         mode: u32,
     ) -> Result<(), Error> {
+        if let Some(name) = path
+            .split('/')
+            .find(|c| c.starts_with(super::whiteout::WHITEOUT_PREFIX))
+        {
+            return Err(Error::WhiteoutName {
+                layer: self.layer.name.clone(),
+                path: path.to_owned(),
+                what: self.describe(index),
+                hidden: name
+                    .strip_prefix(super::whiteout::WHITEOUT_PREFIX)
+                    .unwrap_or(name)
+                    .to_owned(),
+            });
+        }
         let entry = Entry {
             kind,
             mode,
