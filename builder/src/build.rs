@@ -349,11 +349,7 @@ fn platform_specs(
         }
     }
     let has_cargo = spec
-        .stages
-        .iter()
-        .chain(std::iter::once(&spec.stage))
-        .flat_map(|s| &s.layers)
-        .flat_map(|l| &l.entries)
+        .entries()
         .any(|e| matches!(&e.source, spec::Source::Cargo(src) if !src.target_pinned));
     let as_index = platforms.len() > 1 || spec.index || opts.index;
     let specs = platforms
@@ -1123,9 +1119,7 @@ impl Context {
             Some(name) => spec.find_stage(name).ok_or_else(|| Error::UnknownTarget {
                 target: name.clone(),
                 stages: spec
-                    .stages
-                    .iter()
-                    .chain(std::iter::once(&spec.stage))
+                    .all_stages()
                     .map(|s| format!("`{}`", s.name))
                     .collect::<Vec<_>>()
                     .join(", "),
@@ -1157,7 +1151,7 @@ impl Context {
         }
         let image_dir = image_dir(spec, workspace.as_ref());
         let output = opts.output.clone().unwrap_or_else(|| {
-            let name = short_name(spec);
+            let name = spec.short_name();
             image_dir.join(match opts.output_format {
                 OutputFormat::Oci => name.to_string(),
                 OutputFormat::OciArchive => format!("{name}.tar"),
@@ -1634,16 +1628,11 @@ fn image_dir(spec: &ImageSpec, workspace: Option<&cargo::Workspace>) -> PathBuf 
     target.join("image")
 }
 
-/// The last part of the image name (`hello` of `ghcr.io/acme/hello`): the output directory name.
-fn short_name(spec: &ImageSpec) -> &str {
-    spec.name.rsplit('/').next().unwrap_or(&spec.name)
-}
-
 /// The default output directory of the spec at `spec_path` (see [`BuildOptions::output`]).
 pub fn default_output(spec_path: &Path) -> Result<PathBuf, Error> {
     let spec = spec::load(spec_path)?;
     let workspace = cargo::workspace(&spec.context).ok();
-    Ok(image_dir(&spec, workspace.as_ref()).join(short_name(&spec)))
+    Ok(image_dir(&spec, workspace.as_ref()).join(spec.short_name()))
 }
 
 /// The default store directory of the spec at `spec_path` (see [`BuildOptions::store`]).

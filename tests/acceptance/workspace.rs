@@ -5,15 +5,24 @@ use std::path::Path;
 
 use cargo_oci_image_acceptance::*;
 
-/// The JSON events of a workspace build.
-fn build_events(dir: &Path) -> Vec<Value> {
+/// The JSON events of `cargo image build --message-format json ARGS`, run in `dir`.
+fn build_events(dir: &Path, args: &[&str]) -> Vec<Value> {
     let r = cargo_image(dir)
-        .args(["build", "--workspace", "--message-format", "json"])
+        .args(["build", "--message-format", "json"])
+        .args(args)
         .run()
         .ok();
     r.stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON event"))
+        .collect()
+}
+
+/// The `image-finished` events of such a build.
+fn built_images(dir: &Path, args: &[&str]) -> Vec<Value> {
+    build_events(dir, args)
+        .into_iter()
+        .filter(|e| e["event"] == "image-finished")
         .collect()
 }
 
@@ -24,7 +33,7 @@ fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
 #[test]
 fn workspace_images_build_in_one_command_and_share_a_layer() {
     let (_tmp, dir) = example_copy("workspace");
-    let events = build_events(&dir);
+    let events = build_events(&dir, &["--workspace"]);
     let finished = of_kind(&events, "image-finished");
     assert_eq!(finished.len(), 3, "three images: {finished:?}");
 
@@ -63,7 +72,7 @@ fn workspace_images_build_in_one_command_and_share_a_layer() {
     );
 
     // Nothing changed: everything is fresh.
-    let again = build_events(&dir);
+    let again = build_events(&dir, &["--workspace"]);
     assert!(of_kind(&again, "layer-finished")
         .iter()
         .all(|e| e["cached"] == true));
@@ -83,7 +92,7 @@ fn workspace_images_build_in_one_command_and_share_a_layer() {
         code.replacen("println!(\"", "println!(\"[changed] ", 1),
     )
     .unwrap();
-    let changed = build_events(&dir);
+    let changed = build_events(&dir, &["--workspace"]);
     let rebuilt: Vec<_> = of_kind(&changed, "layer-finished")
         .into_iter()
         .filter(|e| e["cached"] == false)
@@ -99,15 +108,7 @@ fn workspace_images_build_in_one_command_and_share_a_layer() {
 fn package_selection_and_zero_config() {
     let (tmp, dir) = example_copy("workspace");
     // -p picks one image; --exclude skips.
-    let one: Vec<Value> = cargo_image(&dir)
-        .args(["build", "--message-format", "json", "-p", "cli-tool"])
-        .run()
-        .ok()
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let images = of_kind(&one, "image-finished");
+    let images = built_images(&dir, &["-p", "cli-tool"]);
     assert_eq!(images.len(), 1);
     let layout = Path::new(images[0]["path"].as_str().unwrap()).to_path_buf();
     // The zero-config crate: a static binary on scratch, entrypoint set, labels from Cargo.toml.
@@ -131,15 +132,8 @@ fn package_selection_and_zero_config() {
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert!(!ran.stdout.is_empty());
 
-    let r = cargo_image(&dir)
-        .args(["build", "--message-format", "json", "--exclude", "api"])
-        .run()
-        .ok();
-    let names: Vec<String> = r
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "image-finished")
+    let names: Vec<String> = built_images(&dir, &["--exclude", "api"])
+        .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect();
     assert!(!names.iter().any(|n| n.ends_with("api")), "{names:?}");
@@ -154,33 +148,21 @@ fn package_selection_and_zero_config() {
 #[test]
 fn default_selection_and_tag_templates() {
     let (_tmp, dir) = example_copy("workspace");
-    let images = |cwd: &Path, args: &[&str]| -> Vec<Value> {
-        let r = cargo_image(cwd)
-            .args(["build", "--message-format", "json"])
-            .args(args)
-            .run()
-            .ok();
-        r.stdout
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|e| e["event"] == "image-finished")
-            .collect()
-    };
     // At the root: the packages with `[package.metadata.image]` (not the zero-config one), named
     // behind the workspace's `registry`, tagged from the `{version}` template.
-    let mut names: Vec<String> = images(&dir, &[])
+    let mut names: Vec<String> = built_images(&dir, &[])
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect();
     names.sort();
     assert_eq!(names, ["ghcr.io/acme/api", "ghcr.io/acme/worker"]);
     // In a member's directory: that package, even without metadata.
-    let here = images(&dir.join("cli-tool"), &[]);
+    let here = built_images(&dir.join("cli-tool"), &[]);
     assert_eq!(here.len(), 1);
     assert_eq!(here[0]["name"], "ghcr.io/acme/cli-tool");
     assert_eq!(here[0]["tags"], serde_json::json!(["0.3.1", "latest"]));
     // The package's own `tags` replace the workspace's.
-    let worker = images(&dir, &["-p", "worker"]);
+    let worker = built_images(&dir, &["-p", "worker"]);
     assert_eq!(worker[0]["tags"], serde_json::json!(["0.3.1"]));
     // Labels and annotations from Cargo.toml, under the spec's own.
     let layout = Path::new(worker[0]["path"].as_str().unwrap()).to_path_buf();
@@ -267,17 +249,8 @@ fn metadata_errors_name_the_cargo_toml_and_key() {
 #[test]
 fn cargo_arguments_pass_through() {
     let (tmp, dir) = example_copy("workspace");
-    let r = cargo_image(&dir)
-        .args(["build", "-p", "cli-tool", "--features", "shout", "--locked"])
-        .args(["--message-format", "json"])
-        .run()
-        .ok();
-    let image: Value = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|e| e["event"] == "image-finished")
-        .expect("an image");
+    let images = built_images(&dir, &["-p", "cli-tool", "--features", "shout", "--locked"]);
+    let image = &images[0];
     let layout = Path::new(image["path"].as_str().unwrap()).to_path_buf();
     let bundle = tmp.path().join("bundle");
     umoci_unpack(&layout, "latest", &bundle);
@@ -305,16 +278,8 @@ fn workspace_platforms_make_an_index_per_image() {
         ),
     )
     .unwrap();
-    let r = cargo_image(&dir)
-        .args(["build", "-p", "cli-tool", "--message-format", "json"])
-        .run()
-        .ok();
-    let image: Value = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|e| e["event"] == "image-finished")
-        .expect("an image");
+    let images = built_images(&dir, &["-p", "cli-tool"]);
+    let image = &images[0];
     let layout = Path::new(image["path"].as_str().unwrap()).to_path_buf();
     let raw = skopeo_inspect(&layout, "latest", Some("--raw"));
     let manifests = raw["manifests"].as_array().expect("an image index");

@@ -110,25 +110,49 @@ impl ImageSpec {
         }
     }
 
-    /// Whether some `cargo` entry pins its own `target` (so it cannot build several platforms).
-    pub fn pinned_cargo_target(&self) -> Option<&str> {
+    /// Every stage: the source stages in order, then the image's own stage.
+    pub fn all_stages(&self) -> impl Iterator<Item = &Stage> {
+        self.stages.iter().chain(std::iter::once(&self.stage))
+    }
+
+    /// [`all_stages`](Self::all_stages), to change them.
+    pub fn all_stages_mut(&mut self) -> impl Iterator<Item = &mut Stage> {
         self.stages
-            .iter()
-            .chain(std::iter::once(&self.stage))
+            .iter_mut()
+            .chain(std::iter::once(&mut self.stage))
+    }
+
+    /// Every `add` entry of every layer of every stage.
+    pub fn entries(&self) -> impl Iterator<Item = &EntrySpec> {
+        self.all_stages()
             .flat_map(|s| &s.layers)
             .flat_map(|l| &l.entries)
-            .find_map(|e| match &e.source {
-                Source::Cargo(src) if src.target_pinned => Some(src.target.as_str()),
-                _ => None,
-            })
+    }
+
+    /// [`entries`](Self::entries), to change them.
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = &mut EntrySpec> {
+        self.all_stages_mut()
+            .flat_map(|s| &mut s.layers)
+            .flat_map(|l| &mut l.entries)
+    }
+
+    /// The last part of the image name (`hello` of `ghcr.io/acme/hello`): the output directory
+    /// name.
+    pub fn short_name(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or(&self.name)
+    }
+
+    /// Whether some `cargo` entry pins its own `target` (so it cannot build several platforms).
+    pub fn pinned_cargo_target(&self) -> Option<&str> {
+        self.entries().find_map(|e| match &e.source {
+            Source::Cargo(src) if src.target_pinned => Some(src.target.as_str()),
+            _ => None,
+        })
     }
 
     /// The stage called `name` (a source stage, or the image's own stage).
     pub fn find_stage(&self, name: &str) -> Option<&Stage> {
-        self.stages
-            .iter()
-            .chain(std::iter::once(&self.stage))
-            .find(|s| s.name == name)
+        self.all_stages().find(|s| s.name == name)
     }
 }
 

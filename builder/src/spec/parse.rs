@@ -349,7 +349,8 @@ fn unknown_key_help(field: &str, table: &str, allowed: &[String]) -> String {
     allowed_here
 }
 
-fn missing_key_help(key: &str) -> Option<String> {
+/// The hint for a missing required `key`.
+pub(crate) fn missing_key_help(key: &str) -> Option<String> {
     let path = schema_path(key);
     let doc = key_doc(key).map(|doc| format!("`{}`: {doc}", last_segment(key)));
     match path.as_str() {

@@ -17,6 +17,7 @@ use super::model::{
     Base, CargoSource, EntrySpec, ImageConfig, ImageSpec, LayerSpec, Owner, PlatformSettings,
     Source, Stage, DEFAULT_EPOCH,
 };
+use super::parse::missing_key_help;
 use super::raw::{RawAdd, RawCargo, RawConfig, RawLayer, RawMode, RawPlatform, RawSpec, SOURCES};
 use super::template::Vars;
 use crate::oci::Platform;
@@ -559,9 +560,7 @@ impl Checker<'_> {
                 "missing required key `name`".to_owned(),
                 "`name` is required",
             )
-            .help = Some(
-                r#"add the image name at the top of the file, e.g. `name = "hello"`"#.to_owned(),
-            );
+            .help = missing_key_help("name");
             return None;
         };
         let spanned = Spanned::new(span, name.clone());

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::error::{SpecError, SpecSource};
-use super::model::{CargoSource, EntrySpec, ImageSpec, LayerSpec, Owner, Source, Stage};
+use super::model::{CargoSource, EntrySpec, ImageSpec, LayerSpec, Owner, Source};
 use super::parse::parse_raw_at;
 use super::raw::RawSpec;
 use super::template::Vars;
@@ -129,10 +129,7 @@ pub fn workspace_specs(dir: &Path, selection: &Selection) -> Result<Vec<ImageSpe
         let spec =
             validate_with(own, &src, &manifest, inherited()).map_err(SpecError::ValidateSpec)?;
         let spec = merge(shared, spec, &set, package)?;
-        if let Some(other) = specs
-            .iter()
-            .find(|s| short_name(&s.name) == short_name(&spec.name))
-        {
+        if let Some(other) = specs.iter().find(|s| s.short_name() == spec.short_name()) {
             return Err(SpecError::Workspace {
                 manifest: spec.spec_path.clone(),
                 message: format!(
@@ -252,10 +249,6 @@ fn read(path: &Path) -> Result<String, SpecError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn short_name(name: &str) -> &str {
-    name.rsplit('/').next().unwrap_or(name)
 }
 
 /// Which keys a package's own table sets (where it overrides the workspace's defaults).
@@ -398,24 +391,13 @@ fn merge(
     own.stages = stages_of_shared;
 
     // Cargo entries that name no package build this one.
-    for stage in own.stages.iter_mut().chain(std::iter::once(&mut own.stage)) {
-        for entry in stage.layers.iter_mut().flat_map(|l| l.entries.iter_mut()) {
-            if let Source::Cargo(src) = &mut entry.source {
-                src.package.get_or_insert_with(|| package.name.clone());
-            }
+    for entry in own.entries_mut() {
+        if let Source::Cargo(src) = &mut entry.source {
+            src.package.get_or_insert_with(|| package.name.clone());
         }
     }
     if own.platforms.len() > 1 {
-        let pinned = own
-            .stages
-            .iter()
-            .chain(std::iter::once(&own.stage))
-            .flat_map(|s| s.layers.iter().flat_map(|l| l.entries.iter()))
-            .find_map(|e| match &e.source {
-                Source::Cargo(c) if c.target_pinned => Some(c.target.clone()),
-                _ => None,
-            });
-        if let Some(target) = pinned {
+        if let Some(target) = own.pinned_cargo_target() {
             return Err(error(
                 format!(
                     "the workspace's `platforms` lists {} platforms, but a cargo entry here pins \
@@ -450,10 +432,7 @@ fn merge(
 /// makes it the entrypoint when none is set.
 fn add_binary(spec: &mut ImageSpec, package: &Package) -> Result<(), String> {
     let builds_it = spec
-        .stages
-        .iter()
-        .chain(std::iter::once(&spec.stage))
-        .flat_map(|s| s.layers.iter().flat_map(|l| l.entries.iter()))
+        .entries()
         .any(|e| matches!(&e.source, Source::Cargo(c) if c.package.as_deref() == Some(package.name.as_str())));
     let bins = package.bins();
     if builds_it || bins.is_empty() {
@@ -566,25 +545,16 @@ fn rebase(spec: &mut ImageSpec, prefix: &Path) {
             prefix.join(&*p)
         }
     };
-    for stage in spec
-        .stages
-        .iter_mut()
-        .chain(std::iter::once(&mut spec.stage))
-    {
-        for entry in stage.layers.iter_mut().flat_map(|l| l.entries.iter_mut()) {
-            match &mut entry.source {
-                Source::Path { path, .. } => join(path),
-                Source::Tar(path) => join(path),
-                _ => {}
-            }
+    for entry in spec.entries_mut() {
+        match &mut entry.source {
+            Source::Path { path, .. } => join(path),
+            Source::Tar(path) => join(path),
+            _ => {}
         }
     }
 }
 
 fn uses_host_paths(spec: &ImageSpec) -> bool {
-    spec.stages
-        .iter()
-        .chain(std::iter::once(&spec.stage))
-        .flat_map(|s: &Stage| s.layers.iter().flat_map(|l| l.entries.iter()))
+    spec.entries()
         .any(|e| matches!(e.source, Source::Path { .. } | Source::Tar(_)))
 }
