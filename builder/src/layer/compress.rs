@@ -60,11 +60,16 @@ impl FormatSpec for PigzGzip {
         &self,
         input: &[u8],
         encoder: &mut Compress,
-        _level: flate2::Compression,
+        level: flate2::Compression,
         dict: Option<&Bytes>,
         is_last: bool,
     ) -> Result<Vec<u8>, GzpError> {
-        encoder.reset();
+        // A fresh compressor for every block, not `reset()`: a reset keeps the window of the
+        // previous block this thread compressed, and the match finder may compare bytes past the
+        // input's end with it, so which block ran before on the same thread (scheduling) could
+        // change the choice between equally long matches, and so the bytes. A new compressor's
+        // window is zeroed.
+        *encoder = Compress::new(level, false);
         if let Some(dict) = dict {
             encoder.set_dictionary(dict)?;
         }
@@ -245,5 +250,39 @@ mod tests {
         let mut back = Vec::new();
         io::copy(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back).unwrap();
         assert!(back.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+
+    /// A gzp worker thread compresses one block after another with one compressor: each
+    /// block's bytes must be those of a fresh compressor, whatever that thread did before (or
+    /// the layer's bytes would depend on scheduling). Executable code (this test binary) is data
+    /// on which a reset compressor's stale window did change the output.
+    #[test]
+    fn a_block_does_not_depend_on_what_its_thread_compressed_before() {
+        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let level = flate2::Compression::new(GZIP_LEVEL);
+        let format = PigzGzip;
+        let blocks: Vec<&[u8]> = data.chunks(GZIP_BLOCK).take(64).collect();
+        assert!(blocks.len() > 16, "a test binary of many blocks");
+        let mut worker = format.create_compressor(level).unwrap();
+        for (i, block) in blocks.iter().enumerate().skip(1) {
+            let previous = blocks[i - 1];
+            let dict = Bytes::copy_from_slice(&previous[previous.len() - 32 * 1024..]);
+            let mut fresh = format.create_compressor(level).unwrap();
+            let alone = format
+                .encode(block, &mut fresh, level, Some(&dict), false)
+                .unwrap();
+            let after = format
+                .encode(block, &mut worker, level, Some(&dict), false)
+                .unwrap();
+            assert!(
+                alone == after,
+                "block {i}: its bytes depend on the previous block"
+            );
+        }
     }
 }

@@ -85,7 +85,8 @@ pub use write::{
 ///   a sync-flushed raw deflate stream primed with the previous block's last 32 KiB), deflate by
 ///   flate2 1.1.11 on the zlib-rs 0.6.8 backend, level 6; header mtime 0, no name, OS 255.
 /// - zstd: libzstd 1.5.7 (bundled by zstd-sys), level 3, multithreaded mode (>= 1 worker).
-pub const FORMAT_VERSION: &str = "tar1;gzip:gzp-2.0.4/zlib-rs-0.6.8/6/128k/dict32k;zstd:1.5.7/3/mt";
+pub const FORMAT_VERSION: &str =
+    "tar1;gzip:gzp-2.0.4/zlib-rs-0.6.8/6/128k/dict32k/fresh;zstd:1.5.7/3/mt";
 
 /// How a layer blob is compressed. The choice (and the encoder behind it) is part of the
 /// format version, because it decides the blob's bytes.
