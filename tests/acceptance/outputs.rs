@@ -1,12 +1,14 @@
-//! Where a build writes: an output path is replaced only when it holds an output of ours, and
-//! the leftovers of a killed build are removed by the next build to the same place (and by
-//! `cache prune`) while a concurrent build's temporary output is left alone.
+//! Where a build writes: an output path is replaced only when it holds an output of ours, the
+//! leftovers of a killed build are removed by the next build to the same place (and by `cache
+//! prune`) while a concurrent build's temporary output is left alone, and the README's quick
+//! start works as written on a fresh copy of the repository.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cargo_oci_image_acceptance::registry::Registry;
 use cargo_oci_image_acceptance::*;
 
 /// A spec of one small layer: builds in well under a second.
@@ -371,4 +373,153 @@ fn a_build_cleaning_leftovers_leaves_a_concurrent_build_to_the_same_place_alone(
         tmp.path(),
     )
     .ok();
+}
+
+#[test]
+fn inspect_of_a_directory_that_does_not_exist_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("target/image/hello");
+    let run = cargo_image(tmp.path())
+        .args(["inspect"])
+        .arg_path(&missing)
+        .run();
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&missing.display().to_string()),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("cargo image build"), "{}", run.stderr);
+    assert!(!run.stderr.contains("oci-layout"), "{}", run.stderr);
+}
+
+/// The quick start's commands, from the fenced `sh` blocks of README.md's `## Quick start`
+/// section, without their `# comments`, with the path each comment's `-> PATH` promises.
+fn quick_start_commands(readme: &str) -> Vec<(String, Option<String>)> {
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Quick start"))
+        .expect("README.md has a `## Quick start` section");
+    let mut commands = Vec::new();
+    let mut in_block = false;
+    for line in section.lines() {
+        let line = line.trim();
+        if line.starts_with("```") {
+            in_block = !in_block && line == "```sh";
+            continue;
+        }
+        if !in_block || line.is_empty() {
+            continue;
+        }
+        let (command, comment) = match line.find(" #") {
+            Some(i) => (line[..i].trim(), Some(line[i + 2..].trim())),
+            None => (line, None),
+        };
+        let promised = comment
+            .and_then(|c| c.strip_prefix("-> "))
+            .map(|c| c.split_whitespace().next().unwrap().to_string());
+        commands.push((command.to_string(), promised));
+    }
+    commands
+}
+
+#[test]
+fn the_readme_quick_start_works_as_written_in_a_fresh_copy_of_the_repository() {
+    let root = repo_root();
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    let commands = quick_start_commands(&readme);
+    assert!(commands.len() >= 4, "quick start commands: {commands:?}");
+
+    // A fresh copy: the files git tracks, as they are in the work tree (no `target/`).
+    let tmp = tempfile::Builder::new()
+        .prefix("cargo-image-readme-")
+        .tempdir()
+        .unwrap();
+    let repo = tmp.path().join("repo");
+    let tracked = run("git", ["ls-files", "-z"], &root).ok().stdout;
+    for file in tracked.split('\0').filter(|f| !f.is_empty()) {
+        let (from, to) = (root.join(file), repo.join(file));
+        let Ok(meta) = fs::symlink_metadata(&from) else {
+            continue; // deleted in the work tree
+        };
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&from).unwrap(), &to).unwrap();
+        } else {
+            fs::copy(&from, &to).unwrap();
+        }
+    }
+
+    let mut registry: Option<Registry> = None;
+    for (command, promised) in &commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let run = match words.as_slice() {
+            // Building cargo-image itself in release mode in the copy would take many minutes
+            // on a test machine: the binary under test, built from these same sources by this
+            // `cargo test`, stands in for `cargo run --release --`. Everything after `--` runs
+            // as written.
+            ["cargo", "run", "--release", "--", args @ ..] => {
+                let mut cmd = Command::new(cargo_image_bin());
+                cmd.args(args)
+                    .current_dir(&repo)
+                    // A target directory set for this test run is not the newcomer's.
+                    .env_remove("CARGO_TARGET_DIR")
+                    .env_remove("CARGO_BUILD_TARGET_DIR")
+                    .env("NO_COLOR", "1")
+                    .stdin(Stdio::null());
+                let out = cmd.output().expect("run cargo-image");
+                assert!(
+                    out.status.success(),
+                    "README command `{command}` failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+            // Runs every test, this one included.
+            ["just", "test"] => continue,
+            // registry.example.com is not ours to push to: the same copy goes to a registry
+            // on loopback (plain HTTP, hence the TLS flag).
+            ["skopeo", "copy", src, dest] if dest.starts_with("docker://registry.example.com/") => {
+                let registry = registry.get_or_insert_with(Registry::start);
+                let dest = dest.replace("registry.example.com", &registry.host());
+                require("skopeo");
+                run(
+                    "skopeo",
+                    ["copy", "--dest-tls-verify=false", src, &dest],
+                    &repo,
+                )
+                .ok();
+                run("skopeo", ["inspect", "--tls-verify=false", &dest], &repo)
+                    .ok()
+                    .stdout
+            }
+            [tool @ ("skopeo" | "umoci"), ..] => {
+                require(tool);
+                let out = Command::new("sh")
+                    .arg("-c")
+                    .arg(command)
+                    .current_dir(&repo)
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run sh");
+                assert!(
+                    out.status.success(),
+                    "README command `{command}` failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+            _ => panic!("README command `{command}`: this test does not know how to run it yet"),
+        };
+        if let Some(path) = promised {
+            let path = repo.join(path);
+            assert!(
+                path.join("oci-layout").is_file(),
+                "README says `{command}` writes an OCI layout at `{}`, but it is not there",
+                path.display()
+            );
+        }
+        drop(run);
+    }
 }
