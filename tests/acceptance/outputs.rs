@@ -3,6 +3,7 @@
 //! prune`) while a concurrent build's temporary output is left alone, and the README's quick
 //! start works as written on a fresh copy of the repository.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -211,19 +212,18 @@ fn archive_outputs_refuse_a_file_that_is_not_an_archive_of_ours() {
     fs::write(&notes, "my notes, not an image\n").unwrap();
     // A tar somebody else made is not ours either.
     let foreign = t.join("backup.tar");
-    let run_tar = run(
+    run(
         "tar",
         [
-            OsArg::from("-cf"),
-            foreign.clone().into(),
-            "-C".into(),
-            dir.clone().into(),
-            "image.toml".into(),
+            OsStr::new("-cf"),
+            foreign.as_os_str(),
+            OsStr::new("-C"),
+            dir.as_os_str(),
+            OsStr::new("image.toml"),
         ],
         tmp.path(),
     )
     .ok();
-    drop(run_tar);
     let foreign_bytes = fs::read(&foreign).unwrap();
 
     for (format, dest) in [
@@ -267,9 +267,6 @@ fn archive_outputs_refuse_a_file_that_is_not_an_archive_of_ours() {
     }
     assert_eq!(names(&t), ["b.txt", "backup.tar", "image.tar"]);
 }
-
-/// A path or a string, as an argument.
-type OsArg = std::ffi::OsString;
 
 #[test]
 fn the_next_build_to_the_same_place_removes_the_leftovers_of_a_killed_build() {
@@ -454,7 +451,7 @@ fn the_readme_quick_start_works_as_written_in_a_fresh_copy_of_the_repository() {
     let mut registry: Option<Registry> = None;
     for (command, promised) in &commands {
         let words: Vec<&str> = command.split_whitespace().collect();
-        let run = match words.as_slice() {
+        let stdout = match words.as_slice() {
             // Building cargo-image itself in release mode in the copy would take many minutes
             // on a test machine: the binary under test, built from these same sources by this
             // `cargo test`, stands in for `cargo run --release --`. Everything after `--` runs
@@ -520,6 +517,8 @@ fn the_readme_quick_start_works_as_written_in_a_fresh_copy_of_the_repository() {
                 path.display()
             );
         }
-        drop(run);
+        if words.get(4) == Some(&"inspect") {
+            assert!(stdout.contains("sha256:"), "`{command}` printed:\n{stdout}");
+        }
     }
 }
