@@ -1522,7 +1522,7 @@ fn write_json<T: serde::Serialize>(
 }
 
 /// The layout directory of a finished build: the output, or the layout an archive was made of.
-fn layout_dir_of(output: &Path, archive_scratch: Option<&tempfile::TempDir>) -> PathBuf {
+fn layout_dir_of(output: &Path, archive_scratch: Option<&oci::TempDirBeside>) -> PathBuf {
     match archive_scratch {
         Some(dir) => dir.path().join("layout"),
         None => output.to_path_buf(),
@@ -1595,23 +1595,10 @@ fn push_image(
     Ok(reference)
 }
 
-/// A temporary directory beside an archive's destination, for the layout it is made from.
-fn archive_scratch(dest: &Path) -> Result<tempfile::TempDir, Error> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io = |source| {
-        Error::from(oci::Error::CreateDir {
-            path: parent.clone(),
-            source,
-        })
-    };
-    std::fs::create_dir_all(&parent).map_err(io)?;
-    tempfile::Builder::new()
-        .prefix(".cargo-image-archive-")
-        .tempdir_in(&parent)
-        .map_err(io)
+/// A temporary directory beside an archive's destination, for the layout it is made from
+/// (after checking the destination and removing the leftovers of killed builds there).
+fn archive_scratch(dest: &Path) -> Result<oci::TempDirBeside, Error> {
+    Ok(oci::prepare_archive_output(dest)?)
 }
 
 /// `target/image` of the cargo workspace that holds the context, or `target/image` beside the

@@ -9,6 +9,13 @@ use clap::Args;
 use super::output::human_size;
 use super::Failure;
 
+/// Why `cargo image inspect` cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("`{}` does not exist: build the image first with `cargo image build` (it prints where the image went), or give the path of an OCI image layout", path.display())]
+    Missing { path: PathBuf },
+}
+
 /// Show the manifest, config and layers of an image in an OCI layout.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -39,6 +46,9 @@ pub fn run(args: InspectArgs) -> Result<(), Failure> {
             cargo_oci_image::build::default_output(&spec).map_err(Failure::build)?
         }
     };
+    if !layout.exists() {
+        return Err(Failure::build(InspectError::Missing { path: layout }));
+    }
     let images = oci::inspect(&layout, args.tag.as_deref()).map_err(Failure::build)?;
     if args.json {
         let text = serde_json::to_string_pretty(&images).map_err(Failure::build)?;

@@ -12,7 +12,10 @@
 //!   epoch, owner `0:0` with no user or group names, modes `0644`/`0755`, ustar headers filled
 //!   field by field. Every `blobs/sha256/<hex>` blob is hashed while it is copied and must match
 //!   its name. The archive is written to a temporary file beside the destination, fsynced and
-//!   renamed over it, so a failure leaves a previous archive as it was.
+//!   renamed over it, so a failure leaves a previous archive as it was. Only an archive of ours
+//!   ([`check_archive_output`]) or an empty file is ever replaced; the temporary file is locked
+//!   while it is written, so a killed build's is removed by the next build to the same place
+//!   ([`super::temp_output`]).
 //! - **Source**: [`open_oci_archive`] extracts an archive into a scratch directory the caller
 //!   owns and opens it as a [`Layout`], so `oci-archive:FILE[:TAG]` bases resolve like
 //!   `oci:DIR[:TAG]` ones (same verification of every blob). Extraction trusts nothing: entry
@@ -23,7 +26,7 @@
 //!   recognised by their magic bytes and read too.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +35,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::layout_reader::Layout;
 use super::model::Digest;
+use super::temp_output::{
+    create_locked_file, existing, parent_dir, remove_leftovers, temp_prefix, TempDirBeside,
+    ARCHIVE_SCRATCH_PREFIX,
+};
 use super::Error;
 
 /// The tar block size.
@@ -238,7 +245,9 @@ fn sorted_names(dir: &Path) -> Result<Vec<String>, Error> {
 
 /// Writes a file at `dest` through `write`: into a temporary file beside `dest` (mode 0644),
 /// then flushed, fsynced and renamed over `dest`, and the directory fsynced. On any error the
-/// temporary file is removed and `dest` is untouched.
+/// temporary file is removed and `dest` is untouched. `dest` must be free, empty or an archive
+/// of ours ([`check_archive_output`]), before and after the writing; the dead temporary files of
+/// earlier writes to `dest` are removed first.
 pub(super) fn write_atomically(
     dest: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<(), Error>,
@@ -246,16 +255,8 @@ pub(super) fn write_atomically(
     let name = dest.file_name().ok_or_else(|| Error::InvalidOutput {
         path: dest.to_path_buf(),
     })?;
-    if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
-        return Err(Error::RefuseArchiveOutput {
-            path: dest.to_path_buf(),
-            what: "is a directory",
-        });
-    }
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    check_archive_output(dest)?;
+    let parent = parent_dir(dest);
     fs::create_dir_all(&parent).map_err(|source| Error::CreateDir {
         path: parent.clone(),
         source,
@@ -264,14 +265,12 @@ pub(super) fn write_atomically(
         path: dest.to_path_buf(),
         source,
     };
-    let mut prefix = OsString::from(".");
-    prefix.push(name);
-    prefix.push(".tmp-");
-    let tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .tempfile_in(&parent)
-        .map_err(write_err)?;
+    remove_leftovers(&parent, Some(name));
+    let tmp = create_locked_file(&parent, &temp_prefix(name)).map_err(write_err)?;
     set_file_mode(tmp.as_file()).map_err(write_err)?;
+    // Keeps the temporary file locked until it is renamed (the lock belongs to the open file,
+    // shared by its clones).
+    let _lock = tmp.as_file().try_clone().map_err(write_err)?;
     let (file, tmp_path) = tmp.into_parts();
     let mut out = BufWriter::with_capacity(COPY_BUF, file);
     write(&mut out)?;
@@ -281,6 +280,8 @@ pub(super) fn write_atomically(
         source,
     })?;
     drop(file);
+    // Something may have appeared at `dest` while the archive was written.
+    check_archive_output(dest)?;
     tmp_path.persist(dest).map_err(|e| write_err(e.error))?;
     File::open(&parent)
         .and_then(|d| d.sync_all())
@@ -288,6 +289,97 @@ pub(super) fn write_atomically(
             path: parent,
             source,
         })
+}
+
+/// Makes ready to write an archive at `dest`, before any long work: checks `dest` as
+/// [`check_archive_output`] does, creates its parent directories, removes the dead leftovers of
+/// earlier writes there (see [`super::temp_output`]) and returns a locked temporary directory
+/// beside `dest` (`.cargo-image-archive-XXXXXX`) for the layout the archive is made from.
+pub fn prepare_archive_output(dest: &Path) -> Result<TempDirBeside, Error> {
+    let name = dest.file_name().ok_or_else(|| Error::InvalidOutput {
+        path: dest.to_path_buf(),
+    })?;
+    check_archive_output(dest)?;
+    let parent = parent_dir(dest);
+    let create_err = |source| Error::CreateDir {
+        path: parent.clone(),
+        source,
+    };
+    fs::create_dir_all(&parent).map_err(create_err)?;
+    remove_leftovers(&parent, Some(name));
+    TempDirBeside::create(&parent, OsStr::new(ARCHIVE_SCRATCH_PREFIX)).map_err(create_err)
+}
+
+/// Checks that an archive may be written at `dest`: nothing is there, or an empty file, or an
+/// archive cargo-image wrote (an OCI or a Docker archive: [`is_our_archive`]). Anything else
+/// (a directory, a link, somebody's file or tarball) is refused, naming `dest` and the way out.
+pub fn check_archive_output(dest: &Path) -> Result<(), Error> {
+    let refuse = |what: &'static str| Error::RefuseArchiveOutput {
+        path: dest.to_path_buf(),
+        what,
+    };
+    let meta = match existing(dest) {
+        Ok(Some(meta)) => meta,
+        Ok(None) => return Ok(()),
+        Err(source) => {
+            return Err(Error::WriteArchive {
+                path: dest.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if meta.is_dir() {
+        Err(refuse("is a directory"))
+    } else if meta.file_type().is_symlink() {
+        Err(refuse("is a symbolic link"))
+    } else if !meta.is_file() {
+        Err(refuse("is not a regular file"))
+    } else if meta.len() == 0 || is_our_archive(dest) {
+        Ok(())
+    } else {
+        Err(refuse("is a file that is not an archive cargo-image wrote"))
+    }
+}
+
+/// Whether the file at `path` is an archive of ours: a tar whose every header is the kind
+/// [`TarOut`] writes (ustar, owner `0:0` without names, mode `0644` or `0755`, one mtime for
+/// all) and that holds the files of an OCI archive (`oci-layout`, `index.json`) or of a Docker
+/// archive (`manifest.json`). Only the headers are read: the content is skipped over.
+fn is_our_archive(path: &Path) -> bool {
+    /// More entries than any archive of ours holds: a tarball of somebody's tree.
+    const MAX_ENTRIES: usize = 100_000;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut archive = tar::Archive::new(BufReader::new(file));
+    let Ok(entries) = archive.entries_with_seek() else {
+        return false;
+    };
+    let (mut mtime, mut oci_layout, mut index, mut manifest) = (None, false, false, false);
+    for (n, entry) in entries.enumerate() {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        let header = entry.header();
+        let ours = n < MAX_ENTRIES
+            && header.as_ustar().is_some()
+            && header.uid().ok() == Some(0)
+            && header.gid().ok() == Some(0)
+            && header.username_bytes().is_none_or(<[u8]>::is_empty)
+            && header.groupname_bytes().is_none_or(<[u8]>::is_empty)
+            && matches!(header.mode(), Ok(FILE_MODE | DIR_MODE))
+            && header.mtime().is_ok_and(|m| *mtime.get_or_insert(m) == m);
+        if !ours {
+            return false;
+        }
+        match entry.path_bytes().as_ref() {
+            b"oci-layout" => oci_layout = true,
+            b"index.json" => index = true,
+            b"manifest.json" => manifest = true,
+            _ => {}
+        }
+    }
+    (oci_layout && index) || manifest
 }
 
 #[cfg(unix)]

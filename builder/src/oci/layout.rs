@@ -9,19 +9,22 @@
 //! is untouched, and dropping the writer (an error, a panic, Ctrl-C unwinding) removes the
 //! temporary directory.
 //!
-//! The target is only ever replaced when it is an OCI layout already or an empty directory: a
-//! user's unrelated directory given as `--output` by mistake is refused, never deleted.
+//! The target is only ever replaced when it is an output of ours, a layout this module wrote
+//! ([`is_our_layout`]), or an empty directory: a user's directory given as `--output` by mistake
+//! (a project that happens to hold an `oci-layout` file, a layout another tool wrote) is refused
+//! and left untouched, never deleted. The temporary directory is locked for its whole life, so
+//! the leftovers of a killed build are told from a concurrent build's work and removed by the
+//! next build to the same place ([`super::temp_output`]).
 
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, MediaType};
 use serde::Serialize;
-use tempfile::TempDir;
 
 use super::model::{descriptor, image_index, Digest};
+use super::temp_output::{existing, parent_dir, remove_leftovers, temp_prefix, TempDirBeside};
 use super::{to_canonical_json, Error};
 
 /// The content of the `oci-layout` file.
@@ -31,14 +34,15 @@ pub const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 #[derive(Debug)]
 pub struct LayoutWriter {
     target: PathBuf,
-    tmp: TempDir,
+    tmp: TempDirBeside,
     blobs: PathBuf,
 }
 
 impl LayoutWriter {
     /// Starts a layout that [`finish`](Self::finish) will move to `target`. Creates `target`'s
-    /// parent directories if needed, and a temporary directory beside `target`. Fails early
-    /// if `target` exists and is neither an OCI layout nor an empty directory.
+    /// parent directories if needed, and a temporary directory beside `target` (after removing
+    /// the dead temporary directories of earlier builds of `target`). Fails early, touching
+    /// nothing, if `target` exists and is neither a layout of ours nor an empty directory.
     pub fn create(target: &Path) -> Result<Self, Error> {
         let name = target
             .file_name()
@@ -52,16 +56,13 @@ impl LayoutWriter {
             path: parent.clone(),
             source,
         })?;
-        let mut prefix = OsString::from(".");
-        prefix.push(&name);
-        prefix.push(".tmp-");
-        let tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempdir_in(&parent)
-            .map_err(|source| Error::CreateDir {
+        remove_leftovers(&parent, Some(&name));
+        let tmp = TempDirBeside::create(&parent, &temp_prefix(&name)).map_err(|source| {
+            Error::CreateDir {
                 path: parent.clone(),
                 source,
-            })?;
+            }
+        })?;
         let blobs = tmp.path().join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(|source| Error::CreateDir {
             path: blobs.clone(),
@@ -160,8 +161,8 @@ impl LayoutWriter {
     /// `index_entries`, fsyncs every file and directory, then replaces the target with it
     /// atomically. Returns the target path.
     ///
-    /// The target must not exist, or be an OCI layout, or be an empty directory; anything else
-    /// is refused and left as it was (and this layout is discarded).
+    /// The target must not exist, or be a layout of ours, or be an empty directory; anything
+    /// else is refused and left as it was (and this layout is discarded).
     pub fn finish(self, index_entries: Vec<Descriptor>) -> Result<PathBuf, Error> {
         let root = self.tmp.path();
         write_synced(&root.join("oci-layout"), OCI_LAYOUT_FILE)?;
@@ -200,7 +201,7 @@ impl LayoutWriter {
                     Ok(()) => {
                         // The temporary directory is the target now: do not let the drop
                         // remove it.
-                        let _ = self.tmp.keep();
+                        self.tmp.keep();
                         break;
                     }
                     Err(e) if attempts < 5 && target_appeared(&e) => continue,
@@ -228,37 +229,21 @@ fn target_appeared(e: &io::Error) -> bool {
     )
 }
 
-/// The directory that holds `path` (`.` for a bare relative name).
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 /// What is at a layout's target before it is replaced.
 enum Existing {
     Nothing,
-    /// An OCI layout or an empty directory.
+    /// A layout of ours or an empty directory.
     Replaceable,
 }
 
 fn check_replaceable(target: &Path) -> Result<Existing, Error> {
-    let refuse = |what: &'static str| Error::RefuseReplace {
+    let refuse = |what: &str| Error::RefuseReplace {
         path: target.to_path_buf(),
-        what,
+        what: what.to_string(),
     };
-    let meta = match fs::symlink_metadata(target) {
-        Ok(meta) => meta,
-        // NotADirectory: a parent is a file; creating the parent reports that clearly.
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(Existing::Nothing)
-        }
+    let meta = match existing(target) {
+        Ok(Some(meta)) => meta,
+        Ok(None) => return Ok(Existing::Nothing),
         Err(source) => {
             return Err(Error::ReplaceOutput {
                 path: target.to_path_buf(),
@@ -272,18 +257,78 @@ fn check_replaceable(target: &Path) -> Result<Existing, Error> {
     if !meta.is_dir() {
         return Err(refuse("is not a directory"));
     }
-    if fs::symlink_metadata(target.join("oci-layout")).is_ok_and(|m| m.is_file()) {
-        return Ok(Existing::Replaceable);
-    }
     let mut entries = fs::read_dir(target).map_err(|source| Error::ReplaceOutput {
         path: target.to_path_buf(),
         source,
     })?;
     if entries.next().is_none() {
-        Ok(Existing::Replaceable)
-    } else {
-        Err(refuse("is a directory that is not an OCI image layout"))
+        return Ok(Existing::Replaceable);
     }
+    is_our_layout(target)
+        .map(|()| Existing::Replaceable)
+        .map_err(|why| refuse(&why))
+}
+
+/// Whether directory `dir` is a layout of ours: the `oci-layout` file we write, byte for byte,
+/// an `index.json` file and a `blobs/sha256/` directory of files named by their digest, and
+/// nothing else. Anything more is somebody's data (a project with an `oci-layout` file, notes
+/// put beside the blobs), and a layout another tool wrote may hold images we would lose: both
+/// are refused with the reason (a phrase following "it"), naming the entry at fault.
+pub(super) fn is_our_layout(dir: &Path) -> Result<(), String> {
+    let is_file = |path: &Path| fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
+    let is_dir = |path: &Path| fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    if !is_file(&dir.join("oci-layout")) {
+        return Err("is a directory that is not an OCI image layout".to_string());
+    }
+    if fs::read(dir.join("oci-layout")).ok().as_deref() != Some(OCI_LAYOUT_FILE) {
+        return Err("is an OCI image layout that cargo-image did not write".to_string());
+    }
+    let foreign = |entry: &Path| {
+        format!(
+            "holds `{}`, which is not part of an OCI image layout cargo-image wrote",
+            entry.display()
+        )
+    };
+    let listing = |path: &Path| -> Result<Vec<std::ffi::OsString>, String> {
+        let mut names: Vec<_> = fs::read_dir(path)
+            .map_err(|e| format!("cannot be listed ({e})"))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cannot be listed ({e})"))?;
+        names.sort();
+        Ok(names)
+    };
+    for name in listing(dir)? {
+        let path = dir.join(&name);
+        let expected = match name.to_str() {
+            Some("oci-layout" | "index.json") => is_file(&path),
+            Some("blobs") => is_dir(&path),
+            _ => false,
+        };
+        if !expected {
+            return Err(foreign(&path));
+        }
+    }
+    let blobs = dir.join("blobs");
+    for name in listing(&blobs)? {
+        let path = blobs.join(&name);
+        if name != "sha256" || !is_dir(&path) {
+            return Err(foreign(&path));
+        }
+    }
+    let sha256 = blobs.join("sha256");
+    if is_dir(&sha256) {
+        for name in listing(&sha256)? {
+            let path = sha256.join(&name);
+            let hex = name.to_str().is_some_and(|n| {
+                n.len() == 64 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            });
+            if !hex || !is_file(&path) {
+                return Err(foreign(&path));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Puts directory `new` at `target` and the previous `target` at `new`.
@@ -463,6 +508,74 @@ mod tests {
             LayoutWriter::create(&file).unwrap_err(),
             Error::RefuseReplace { .. }
         ));
+    }
+
+    #[test]
+    fn refuses_a_directory_that_holds_more_than_a_layout_of_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("proj");
+        LayoutWriter::create(&target)
+            .unwrap()
+            .finish(vec![])
+            .unwrap();
+        // A layout of ours with somebody's files put beside or inside it.
+        for (extra, named) in [
+            ("notes.txt", "notes.txt"),
+            ("src/main.rs", "src"),
+            ("blobs/notes.txt", "blobs/notes.txt"),
+            ("blobs/sha256/notes.txt", "blobs/sha256/notes.txt"),
+        ] {
+            let path = target.join(extra);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, "mine").unwrap();
+            let err = LayoutWriter::create(&target).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, Error::RefuseReplace { .. }), "{err:?}");
+            assert!(
+                msg.contains(&format!("`{}`", target.join(named).display())),
+                "{msg}"
+            );
+            assert!(msg.contains("nothing was changed"), "{msg}");
+            assert_eq!(fs::read_to_string(&path).unwrap(), "mine");
+            fs::remove_file(&path).unwrap();
+            if named == "src" {
+                fs::remove_dir(target.join("src")).unwrap();
+            }
+        }
+        // A layout another tool wrote (its own `oci-layout` bytes).
+        fs::write(
+            target.join("oci-layout"),
+            r#"{"imageLayoutVersion": "1.0.0"}"#,
+        )
+        .unwrap();
+        let err = LayoutWriter::create(&target).unwrap_err();
+        assert!(err.to_string().contains("did not write"), "{err}");
+        fs::write(target.join("oci-layout"), OCI_LAYOUT_FILE).unwrap();
+        // Cleaned up again, it is ours and replaced.
+        LayoutWriter::create(&target)
+            .unwrap()
+            .finish(vec![])
+            .unwrap();
+        assert_eq!(entries(&target), ["blobs", "index.json", "oci-layout"]);
+        assert_eq!(entries(dir.path()), ["proj"]);
+    }
+
+    #[test]
+    fn removes_the_temporary_directory_a_killed_writer_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        // As a SIGKILLed build leaves it: nobody holds its lock.
+        let leftover = dir.path().join(".out.tmp-Ab12Cd");
+        fs::create_dir_all(leftover.join("blobs/sha256")).unwrap();
+        fs::write(leftover.join("blobs/sha256/big"), "layer").unwrap();
+        // A live writer's is left alone.
+        let live = LayoutWriter::create(&target).unwrap();
+        assert!(!leftover.exists(), "leftover not removed");
+        let second = LayoutWriter::create(&target).unwrap();
+        assert!(live.path().is_dir(), "a live writer's temp dir was removed");
+        second.finish(vec![]).unwrap();
+        live.finish(vec![]).unwrap();
+        assert_eq!(entries(dir.path()), ["out"]);
     }
 
     #[test]

@@ -66,13 +66,16 @@ mod inspect;
 mod layout;
 mod layout_reader;
 mod model;
+mod temp_output;
 
 #[cfg(test)]
 mod archive_tests;
 #[cfg(test)]
 mod tests;
 
-pub use archive::{open_oci_archive, write_oci_archive};
+pub use archive::{
+    check_archive_output, open_oci_archive, prepare_archive_output, write_oci_archive,
+};
 pub use canonical::to_canonical_json;
 pub use docker_archive::{open_docker_archive, write_docker_archive};
 pub use inspect::{inspect, BlobInfo, Inspection, LayerInfo};
@@ -84,6 +87,7 @@ pub use model::{
     DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, SCHEMA_VERSION,
 };
+pub use temp_output::{remove_leftovers, RemovedLeftovers, TempDirBeside};
 
 /// Errors of the OCI model, the layout sink and the layout source.
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +118,8 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("refusing to replace `{}`: it {what}, and only an existing OCI image layout or an empty directory is replaced; pick another `--output`", path.display())]
-    RefuseReplace { path: PathBuf, what: &'static str },
+    #[error("refusing to replace `{}`: it {what}; only a layout cargo-image wrote or an empty directory is replaced, and nothing was changed: pick another `--output`, or move `{}` away yourself", path.display(), path.display())]
+    RefuseReplace { path: PathBuf, what: String },
 
     #[error("failed to write blob `{}`", path.display())]
     WriteBlob {

@@ -1,6 +1,7 @@
 //! Looking after the store: [`Store::info`], [`Store::prune`], [`Store::verify`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -10,6 +11,9 @@ use rayon::prelude::*;
 use super::keys::{Fingerprint, KeyFile};
 use super::{is_tmp, list_dir, remove_if_exists, Error, ExclusiveLock, StatIndex, Store};
 use crate::oci::Digest;
+
+/// The name of a default store, in the default output directory `<target-dir>/image/`.
+const DEFAULT_STORE_NAME: &str = ".store";
 
 /// `.tmp-*` files older than this are left-overs of a killed writer.
 const STALE_TMP: Duration = Duration::from_secs(3600);
@@ -50,6 +54,9 @@ pub struct PruneReport {
     pub freed_bytes: u64,
     /// Stat index entries of host paths that no longer exist.
     pub removed_stat_entries: u64,
+    /// Temporary outputs that killed builds left in the default output directory (see
+    /// [`Store::prune`], step 5).
+    pub removed_output_leftovers: u64,
 }
 
 /// What [`Store::verify`] found.
@@ -126,7 +133,10 @@ impl Store {
     /// 3. least recently used keys, and the blobs only they referred to, until the blobs take
     ///    at most `max_size` bytes. Blobs of kept keys and kept blobs always stay, so the store
     ///    may stay above `max_size`;
-    /// 4. `.tmp-*` files older than an hour, and stat index entries of vanished host paths.
+    /// 4. `.tmp-*` files older than an hour, and stat index entries of vanished host paths;
+    /// 5. when the store is a default one (`<target-dir>/image/.store`), the temporary outputs
+    ///    builds killed with SIGKILL left beside it, in the default output directory: those no
+    ///    live build holds (see [`crate::oci::remove_leftovers`]).
     pub fn prune(
         &self,
         lock: &ExclusiveLock,
@@ -229,6 +239,16 @@ impl Store {
             }
         }
         report.removed_stat_entries = StatIndex::prune_missing(self)? as u64;
+
+        // 5. Leftover temporary outputs in the default output directory. Only beside a default
+        // store: any other directory may hold names like ours that are somebody else's.
+        if self.root().file_name() == Some(OsStr::new(DEFAULT_STORE_NAME)) {
+            if let Some(outputs) = self.root().parent() {
+                let removed = crate::oci::remove_leftovers(outputs, None);
+                report.removed_output_leftovers = removed.count;
+                report.freed_bytes += removed.bytes;
+            }
+        }
         Ok(report)
     }
 
