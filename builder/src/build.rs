@@ -1072,7 +1072,7 @@ fn hold_base(store: &Store, base: &BaseImage, which: &Base) -> Result<oci::Resol
         }
         let src = base.blob_path(desc.digest().as_ref()).map_err(wrap)?;
         store
-            .import_blob(&src, &digest)
+            .import_blob(&src, &digest, desc.size())
             .map_err(|e| store_err(store.root(), e))?;
     }
     for bytes in [&base.manifest_bytes, &base.config_bytes] {

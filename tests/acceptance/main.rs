@@ -10,4 +10,5 @@ mod platforms;
 mod registry;
 mod reproducible;
 mod stages;
+mod untrusted;
 mod workspace;

@@ -60,6 +60,7 @@
 use std::path::PathBuf;
 
 mod archive;
+pub mod bounded;
 mod canonical;
 mod docker_archive;
 mod inspect;

@@ -1,0 +1,249 @@
+//! Base images are untrusted input: an endless, blocking or lying base ends in a clear error,
+//! within bounded time, memory and disk, and leaves no temporary file behind.
+//!
+//! Each test runs the binary under `timeout` and `prlimit` (address space and file size), so a
+//! regression fails the test (killed, or a timeout exit code) instead of hanging or filling the
+//! machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cargo_oci_image_acceptance::*;
+
+/// Wall-clock limit of one run, in seconds: a hang ends as exit code 124.
+const TIME_LIMIT: &str = "60";
+/// Address-space limit of one run: an unbounded read aborts on allocation instead of eating the
+/// machine (a sound build of these small images needs far less).
+const MEMORY_LIMIT: &str = "--as=3221225472";
+/// File-size limit of one run: an unbounded copy dies of SIGXFSZ instead of filling the disk.
+const FILE_LIMIT: &str = "--fsize=268435456";
+
+/// The base: one gzip layer with one file, built by cargo-image itself.
+const BASE_SPEC: &str = r#"
+name = "base"
+tags = ["latest"]
+[config]
+cmd = ["/bin/true"]
+[[layer]]
+name = "files"
+[[layer.add]]
+content = "from the base\n"
+dest = "/etc/base"
+"#;
+
+/// The image built on the base.
+const APP_SPEC: &str = r#"
+name = "app"
+from = "oci:../base-layout:latest"
+[[layer]]
+name = "top"
+[[layer.add]]
+content = "on top\n"
+dest = "/etc/top"
+"#;
+
+/// A temporary directory with a base layout (`base-layout`), an app project (`app`) on it and
+/// a store (`store`).
+struct World {
+    tmp: TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let tmp = TempDir::new().unwrap();
+        let base_dir = tmp.path().join("base");
+        std::fs::create_dir(&base_dir).unwrap();
+        std::fs::write(base_dir.join("image.toml"), BASE_SPEC).unwrap();
+        build(
+            &base_dir,
+            Path::new("image.toml"),
+            &tmp.path().join("base-layout"),
+        );
+        let app = tmp.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        std::fs::write(app.join("image.toml"), APP_SPEC).unwrap();
+        World { tmp }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn base(&self) -> PathBuf {
+        self.path("base-layout")
+    }
+
+    fn manifest(&self) -> Value {
+        blob_json(&self.base(), &manifest_digest(&self.base()))
+    }
+
+    /// The base's only layer: its descriptor and the path of its blob.
+    fn layer(&self) -> (Value, PathBuf) {
+        let layer = self.manifest()["layers"][0].clone();
+        let path = blob_path(&self.base(), layer["digest"].as_str().unwrap());
+        (layer, path)
+    }
+
+    /// `cargo-image build` of the app, bounded; the store is `store`.
+    fn build_app(&self) -> Run {
+        bounded(
+            &self.path("app"),
+            &[
+                "build".as_ref(),
+                "--output".as_ref(),
+                self.path("out").as_os_str(),
+                "--store".as_ref(),
+                self.path("store").as_os_str(),
+            ],
+        )
+    }
+
+    /// Builds the app expecting an error; checks nothing was written and no temporary file
+    /// is left in the store or beside it. Returns stderr.
+    fn build_fails(&self) -> String {
+        let r = self.build_app();
+        assert_eq!(
+            r.code,
+            Some(1),
+            "expected a clear error (exit code 1), not a crash, kill (memory/file limit) or timeout (124)\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        assert!(
+            !self.path("out").exists(),
+            "a failed build wrote its output"
+        );
+        assert_no_temp_files(self.tmp.path());
+        r.stderr
+    }
+}
+
+/// The path of blob `digest` in `layout`.
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    layout.join("blobs/sha256").join(hex)
+}
+
+/// Replaces `path` by a symbolic link to `target`.
+fn replace_with_link(path: &Path, target: &str) {
+    std::fs::remove_file(path).unwrap();
+    std::os::unix::fs::symlink(target, path).unwrap();
+}
+
+/// Replaces `path` by a FIFO nobody writes to.
+fn replace_with_fifo(path: &Path) {
+    std::fs::remove_file(path).unwrap();
+    let made = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// Runs `cargo-image ARGS` in `dir` under `timeout` and `prlimit` (see the limits above).
+fn bounded(dir: &Path, args: &[&std::ffi::OsStr]) -> Run {
+    require("prlimit");
+    require("timeout");
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "5",
+            TIME_LIMIT,
+            "prlimit",
+            MEMORY_LIMIT,
+            FILE_LIMIT,
+            "--",
+        ])
+        .arg(cargo_image_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run timeout prlimit cargo-image");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// No `.tmp-*` file and no unpacked base (`.cargo-image-base-*`) anywhere under `root`.
+fn assert_no_temp_files(root: &Path) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.starts_with(".tmp-") && !name.starts_with(".cargo-image-base-"),
+                "temporary file left behind: {}",
+                entry.path().display()
+            );
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_sound_base_builds_under_the_limits_these_tests_use() {
+    let w = World::new();
+    let r = w.build_app();
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_no_temp_files(&w.path("store"));
+}
+
+#[test]
+fn a_base_layer_blob_linked_to_dev_zero_is_refused_without_filling_the_disk() {
+    let w = World::new();
+    let (layer, path) = w.layer();
+    replace_with_link(&path, "/dev/zero");
+    let err = w.build_fails();
+    assert!(err.contains("character device"), "{err}");
+    assert!(
+        err.contains(layer["digest"].as_str().unwrap())
+            || err.contains(&path.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_base_layer_blob_that_is_a_fifo_is_refused_without_blocking() {
+    let w = World::new();
+    let (_, path) = w.layer();
+    replace_with_fifo(&path);
+    let err = w.build_fails();
+    assert!(err.contains("FIFO"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn a_base_index_json_linked_to_dev_zero_is_refused_without_eating_memory() {
+    let w = World::new();
+    replace_with_link(&w.base().join("index.json"), "/dev/zero");
+    let err = w.build_fails();
+    assert!(err.contains("index.json"), "{err}");
+    assert!(err.contains("character device"), "{err}");
+}
+
+#[test]
+fn a_base_index_json_larger_than_the_limit_is_refused() {
+    let w = World::new();
+    let index_path = w.base().join("index.json");
+    let mut bytes = std::fs::read(&index_path).unwrap();
+    // Still valid JSON: trailing white space past the 4 MiB limit.
+    bytes.resize(5 << 20, b' ');
+    std::fs::write(&index_path, bytes).unwrap();
+    let err = w.build_fails();
+    assert!(err.contains("index.json"), "{err}");
+    assert!(err.contains("4194304 bytes"), "names the limit: {err}");
+}
+
+#[test]
+fn inspect_of_a_layout_whose_index_json_is_dev_zero_fails_within_bounds() {
+    let w = World::new();
+    replace_with_link(&w.base().join("index.json"), "/dev/zero");
+    let r = bounded(w.tmp.path(), &["inspect".as_ref(), w.base().as_os_str()]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("character device"), "{}", r.stderr);
+}
