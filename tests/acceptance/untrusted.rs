@@ -116,12 +116,47 @@ impl World {
         assert_no_temp_files(self.tmp.path());
         r.stderr
     }
+
+    /// Replaces the base's manifest with `edit` applied to it (the index points at the new one).
+    fn edit_manifest(&self, edit: impl FnOnce(&mut Value)) {
+        let mut manifest = self.manifest();
+        edit(&mut manifest);
+        let (digest, size) = write_blob(&self.base(), &manifest);
+        let index_path = self.base().join("index.json");
+        let mut index = read_json(&index_path);
+        index["manifests"][0]["digest"] = digest.into();
+        index["manifests"][0]["size"] = size.into();
+        std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+
+    /// Replaces the base's config with `edit` applied to it (a new manifest points at it).
+    fn edit_config(&self, edit: impl FnOnce(&mut Value)) {
+        let manifest = self.manifest();
+        let mut config = blob_json(&self.base(), manifest["config"]["digest"].as_str().unwrap());
+        edit(&mut config);
+        let (digest, size) = write_blob(&self.base(), &config);
+        self.edit_manifest(|m| {
+            m["config"]["digest"] = digest.into();
+            m["config"]["size"] = size.into();
+        });
+    }
 }
 
 /// The path of blob `digest` in `layout`.
 fn blob_path(layout: &Path, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
     layout.join("blobs/sha256").join(hex)
+}
+
+/// Writes `doc` as a blob of `layout`; returns its digest and size.
+fn write_blob(layout: &Path, doc: &Value) -> (String, u64) {
+    let bytes = serde_json::to_vec(doc).unwrap();
+    let tmp = layout.join("blob.json");
+    std::fs::write(&tmp, &bytes).unwrap();
+    let sum = run("sha256sum", [&tmp], layout).ok().stdout;
+    let digest = format!("sha256:{}", &sum[..64]);
+    std::fs::rename(&tmp, blob_path(layout, &digest)).unwrap();
+    (digest, bytes.len() as u64)
 }
 
 /// Replaces `path` by a symbolic link to `target`.
@@ -246,4 +281,73 @@ fn inspect_of_a_layout_whose_index_json_is_dev_zero_fails_within_bounds() {
     let r = bounded(w.tmp.path(), &["inspect".as_ref(), w.base().as_os_str()]);
     assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("character device"), "{}", r.stderr);
+}
+
+#[test]
+fn a_base_layer_whose_size_lies_is_refused_naming_the_layer() {
+    let w = World::new();
+    let (layer, _) = w.layer();
+    let size = layer["size"].as_u64().unwrap();
+    w.edit_manifest(|m| m["layers"][0]["size"] = (size + 1).into());
+    let err = w.build_fails();
+    assert!(err.contains(layer["digest"].as_str().unwrap()), "{err}");
+    assert!(err.contains(&format!("{}", size + 1)), "{err}");
+    assert!(err.contains("oci:"), "names the base: {err}");
+}
+
+#[test]
+fn a_base_layer_whose_media_type_lies_is_refused_naming_the_layer() {
+    for lie in [
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.v1.tar",
+    ] {
+        let w = World::new();
+        let (layer, _) = w.layer();
+        w.edit_manifest(|m| m["layers"][0]["mediaType"] = lie.into());
+        let err = w.build_fails();
+        assert!(
+            err.contains(layer["digest"].as_str().unwrap()),
+            "{lie}: {err}"
+        );
+        assert!(err.contains(lie), "{lie}: {err}");
+        assert!(err.contains("gzip"), "says what the bytes are: {err}");
+    }
+}
+
+#[test]
+fn a_base_whose_diff_ids_do_not_match_its_layers_is_refused() {
+    let w = World::new();
+    let (layer, _) = w.layer();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    w.edit_config(|c| c["rootfs"]["diff_ids"][0] = wrong.clone().into());
+    let err = w.build_fails();
+    assert!(err.contains(layer["digest"].as_str().unwrap()), "{err}");
+    assert!(err.contains(&wrong), "{err}");
+    assert!(err.contains("oci:"), "names the base: {err}");
+}
+
+#[test]
+fn a_base_with_more_diff_ids_than_layers_is_refused() {
+    let w = World::new();
+    let extra = format!("sha256:{}", "1".repeat(64));
+    w.edit_config(|c| {
+        c["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .unwrap()
+            .push(extra.into())
+    });
+    let err = w.build_fails();
+    assert!(err.contains("diff_ids"), "{err}");
+}
+
+#[test]
+fn a_lying_diff_id_is_caught_on_a_warm_store_too() {
+    let w = World::new();
+    // A first, sound build puts the base layer in the store.
+    assert_eq!(w.build_app().code, Some(0));
+    std::fs::remove_dir_all(w.path("out")).unwrap();
+    let wrong = format!("sha256:{}", "2".repeat(64));
+    w.edit_config(|c| c["rootfs"]["diff_ids"][0] = wrong.clone().into());
+    let err = w.build_fails();
+    assert!(err.contains(&wrong), "{err}");
 }
