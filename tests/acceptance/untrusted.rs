@@ -351,3 +351,91 @@ fn a_lying_diff_id_is_caught_on_a_warm_store_too() {
     let err = w.build_fails();
     assert!(err.contains(&wrong), "{err}");
 }
+
+/// Pads the JSON file at `path` with trailing white space (still valid JSON) to 5 MiB, past the
+/// 4 MiB limit of image documents.
+fn pad_past_the_limit(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.resize(5 << 20, b' ');
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Builds the app on `from` (an archive base), expecting a clear error. Returns stderr.
+fn build_on_archive_fails(w: &World, from: &str) -> String {
+    std::fs::write(
+        w.path("app/image.toml"),
+        APP_SPEC.replace("oci:../base-layout:latest", from),
+    )
+    .unwrap();
+    w.build_fails()
+}
+
+#[test]
+fn an_oci_archive_whose_index_json_is_larger_than_the_limit_is_refused() {
+    let w = World::new();
+    pad_past_the_limit(&w.base().join("index.json"));
+    let archive = w.path("base.tar");
+    run(
+        "tar",
+        [
+            "-cf".as_ref(),
+            archive.as_os_str(),
+            "-C".as_ref(),
+            w.base().as_os_str(),
+            ".".as_ref(),
+        ],
+        w.tmp.path(),
+    )
+    .ok();
+    let err = build_on_archive_fails(&w, "oci-archive:../base.tar:latest");
+    assert!(err.contains("index.json"), "{err}");
+    assert!(err.contains("4194304 bytes"), "names the limit: {err}");
+}
+
+#[test]
+fn a_docker_archive_whose_manifest_json_is_larger_than_the_limit_is_refused() {
+    let w = World::new();
+    let base_dir = w.path("base");
+    let docker = w.path("base.docker.tar");
+    cargo_image(&base_dir)
+        .args([
+            "build",
+            "--quiet",
+            "--output-format",
+            "docker-archive",
+            "--output",
+        ])
+        .arg_path(&docker)
+        .run()
+        .ok();
+    let unpacked = w.path("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    run(
+        "tar",
+        [
+            "-xf".as_ref(),
+            docker.as_os_str(),
+            "-C".as_ref(),
+            unpacked.as_os_str(),
+        ],
+        w.tmp.path(),
+    )
+    .ok();
+    pad_past_the_limit(&unpacked.join("manifest.json"));
+    let repacked = w.path("padded.docker.tar");
+    run(
+        "tar",
+        [
+            "-cf".as_ref(),
+            repacked.as_os_str(),
+            "-C".as_ref(),
+            unpacked.as_os_str(),
+            ".".as_ref(),
+        ],
+        w.tmp.path(),
+    )
+    .ok();
+    let err = build_on_archive_fails(&w, "docker-archive:../padded.docker.tar");
+    assert!(err.contains("manifest.json"), "{err}");
+    assert!(err.contains("4194304 bytes"), "names the limit: {err}");
+}
