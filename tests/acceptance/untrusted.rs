@@ -5,6 +5,8 @@
 //! regression fails the test (killed, or a timeout exit code) instead of hanging or filling the
 //! machine.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -438,4 +440,125 @@ fn a_docker_archive_whose_manifest_json_is_larger_than_the_limit_is_refused() {
     let err = build_on_archive_fails(&w, "docker-archive:../padded.docker.tar");
     assert!(err.contains("manifest.json"), "{err}");
     assert!(err.contains("4194304 bytes"), "names the limit: {err}");
+}
+
+/// A registry on loopback whose image `huge-config:latest` has a manifest whose config
+/// descriptor claims 1 GiB, and which answers every blob request with an endless body. Returns
+/// its `host:port`.
+fn huge_config_registry() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || serve_huge_config(stream));
+        }
+    });
+    addr
+}
+
+fn serve_huge_config(stream: TcpStream) {
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{}", "3".repeat(64)),
+            "size": 1u64 << 30,
+        },
+        "layers": [],
+    })
+    .to_string();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut request = String::new();
+        if reader.read_line(&mut request).unwrap_or(0) == 0
+            || !(request.starts_with("GET ") || request.starts_with("HEAD "))
+        {
+            return; // closed, or a TLS probe: not HTTP
+        }
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            if header == "\r\n" || header == "\n" {
+                break;
+            }
+        }
+        let (content_type, body) = if request.contains("/manifests/") {
+            (
+                "application/vnd.oci.image.manifest.v1+json",
+                manifest.as_str(),
+            )
+        } else if request.contains("/blobs/") {
+            // An endless body: as much as the client reads.
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+            if out.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let chunk = [
+                format!("{:x}\r\n", 1 << 20).into_bytes(),
+                vec![0; 1 << 20],
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            while out.write_all(&chunk).is_ok() {}
+            return;
+        } else {
+            ("application/json", "{}")
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        if out.write_all(head.as_bytes()).is_err() || out.write_all(body.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_registry_image_whose_config_claims_a_gigabyte_is_refused_before_downloading_it() {
+    let registry = huge_config_registry();
+    let tmp = TempDir::new().unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("image.toml"),
+        APP_SPEC.replace(
+            "oci:../base-layout:latest",
+            &format!("{registry}/huge-config:latest"),
+        ),
+    )
+    .unwrap();
+    let r = bounded(
+        &app,
+        &[
+            "build".as_ref(),
+            "--output".as_ref(),
+            tmp.path().join("out").as_os_str(),
+            "--store".as_ref(),
+            tmp.path().join("store").as_os_str(),
+        ],
+    );
+    assert_eq!(
+        r.code,
+        Some(1),
+        "expected a clear error, not a kill (file-size limit) or timeout (124)\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("4194304"),
+        "names the limit: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("huge-config"),
+        "names the reference: {}",
+        r.stderr
+    );
+    assert_no_temp_files(tmp.path());
 }
