@@ -1060,20 +1060,46 @@ impl layer::StageCopier for StageFs {
 
 /// Puts an outside base's blobs in the store (verified) and returns the base as an image read
 /// from the store, so stages and outputs take every blob from one place.
+///
+/// Each layer is checked against its descriptor (size, digest, media type by its magic bytes)
+/// and the config's diff_id for it before anything of the base is reused: while it is copied
+/// into the store, or (a blob the store already has) from the facts recorded for it, else by
+/// reading it once and recording them.
 fn hold_base(store: &Store, base: &BaseImage, which: &Base) -> Result<oci::ResolvedImage, Error> {
     let wrap = |source| Error::Base {
         base: base_label(which),
         source: Box::new(source),
     };
-    for desc in base.layers() {
+    let serr = |e| store_err(store.root(), e);
+    let diff_ids = base.config.rootfs().diff_ids();
+    if diff_ids.len() != base.layers().len() {
+        return Err(wrap(oci::Error::LayerCount {
+            layout: base.layout.clone(),
+            digest: base.digest(),
+            layers: base.layers().len(),
+            diff_ids: diff_ids.len(),
+        }));
+    }
+    for (desc, diff_id) in base.layers().iter().zip(diff_ids) {
         let digest = oci::Digest::parse(desc.digest().as_ref())?;
-        if store.has_blob(&digest) {
+        let src = base.blob_path(desc.digest().as_ref()).map_err(wrap)?;
+        if let Some(facts) = store.layer_facts(&digest).map_err(serr)? {
+            oci::check_layer(&src, desc, diff_id, &facts).map_err(wrap)?;
             continue;
         }
-        let src = base.blob_path(desc.digest().as_ref()).map_err(wrap)?;
-        store
-            .import_blob(&src, &digest)
-            .map_err(|e| store_err(store.root(), e))?;
+        let facts = if store.has_blob(&digest) {
+            let held = store.blob_path(&digest);
+            let facts = oci::read_layer(&held, desc, &mut std::io::sink()).map_err(wrap)?;
+            oci::check_layer(&held, desc, diff_id, &facts).map_err(wrap)?;
+            facts
+        } else {
+            let mut writer = store.blob_writer().map_err(serr)?;
+            let facts = oci::read_layer(&src, desc, &mut writer).map_err(wrap)?;
+            oci::check_layer(&src, desc, diff_id, &facts).map_err(wrap)?;
+            writer.finish().map_err(serr)?;
+            facts
+        };
+        store.record_layer_facts(&facts).map_err(serr)?;
     }
     for bytes in [&base.manifest_bytes, &base.config_bytes] {
         store

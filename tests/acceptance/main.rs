@@ -11,4 +11,5 @@ mod platforms;
 mod registry;
 mod reproducible;
 mod stages;
+mod untrusted;
 mod workspace;

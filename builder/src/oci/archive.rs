@@ -644,7 +644,7 @@ impl Extracted {
 /// How an archive's bytes are compressed, by their magic bytes.
 pub(super) fn sniff(path: &Path) -> io::Result<&'static str> {
     let mut magic = [0u8; 4];
-    let mut file = File::open(path)?;
+    let mut file = super::bounded::open_regular(path)?;
     let mut n = 0;
     while n < magic.len() {
         match file.read(&mut magic[n..])? {
@@ -662,7 +662,7 @@ pub(super) fn sniff(path: &Path) -> io::Result<&'static str> {
 /// A reader of `path`'s content, decompressed when it is gzip or zstd.
 pub(super) fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read>> {
     let kind = sniff(path)?;
-    let file = BufReader::with_capacity(COPY_BUF, File::open(path)?);
+    let file = BufReader::with_capacity(COPY_BUF, super::bounded::open_regular(path)?);
     Ok(match kind {
         "gzip" => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
         "zstd" => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),

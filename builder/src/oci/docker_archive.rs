@@ -372,12 +372,15 @@ pub fn open_docker_archive(path: &Path, scratch: &Path) -> Result<Layout, Error>
             missing: "manifest.json",
         });
     };
+    // JSON members are read at most `bounded::MAX_JSON_BYTES`, like every image document.
     let read_entry = |entry: &str, file: &Path| {
-        fs::read(file).map_err(|source| Error::ExtractEntry {
-            archive: path.to_path_buf(),
-            entry: entry.to_string(),
-            path: file.to_path_buf(),
-            source,
+        super::bounded::read_json_file(file, "Docker archive document").map_err(|source| {
+            Error::ExtractEntry {
+                archive: path.to_path_buf(),
+                entry: entry.to_string(),
+                path: file.to_path_buf(),
+                source,
+            }
         })
     };
     let parse_err = |entry: &str, what: &'static str| {

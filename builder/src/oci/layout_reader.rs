@@ -9,7 +9,6 @@
 //! manifests, manifest lists, `rootfs.diff.tar.gzip` layers) are read as well as OCI ones.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +19,7 @@ use super::model::{
     layer_compression, ref_name, Digest, Platform, DOCKER_CONFIG, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
 };
-use super::Error;
+use super::{bounded, Error};
 
 /// How deep image indexes may nest (an index entry pointing at an index pointing at ...).
 const MAX_INDEX_DEPTH: usize = 4;
@@ -61,7 +60,7 @@ impl Layout {
     /// an image index.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let marker = path.join("oci-layout");
-        let bytes = match fs::read(&marker) {
+        let bytes = match bounded::read_json_file(&marker, "oci-layout file") {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotALayout {
@@ -88,9 +87,11 @@ impl Layout {
             });
         }
         let index_path = path.join("index.json");
-        let bytes = fs::read(&index_path).map_err(|source| Error::ReadLayout {
-            path: index_path.clone(),
-            source,
+        let bytes = bounded::read_json_file(&index_path, "image index").map_err(|source| {
+            Error::ReadLayout {
+                path: index_path.clone(),
+                source,
+            }
         })?;
         let index: ImageIndex = parse_json(&index_path, "image index", &bytes)?;
         Ok(Self {
@@ -134,11 +135,23 @@ impl Layout {
             digest: digest.clone(),
             source,
         };
-        let mut file = File::open(&path).map_err(read_err)?;
+        if descriptor.size() > bounded::MAX_JSON_BYTES {
+            return Err(read_err(
+                bounded::Error::TooLarge {
+                    what: "image document (index, manifest or config)",
+                    limit: bounded::MAX_JSON_BYTES,
+                }
+                .into(),
+            ));
+        }
+        let file = bounded::open_regular(&path).map_err(read_err)?;
         let actual = file.metadata().map_err(read_err)?.len();
         check_size(&path, &digest, descriptor.size(), actual)?;
+        // Exactly the descriptor's size, and one byte more to see a file that grew.
         let mut bytes = Vec::with_capacity(actual as usize);
-        file.read_to_end(&mut bytes).map_err(read_err)?;
+        file.take(descriptor.size() + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
         check_size(&path, &digest, descriptor.size(), bytes.len() as u64)?;
         let actual = Digest::of(&bytes);
         if actual.to_string() != digest {
@@ -377,10 +390,10 @@ fn verify_blob(layout: &Path, digest: &str, size: u64) -> Result<(), Error> {
         digest: digest.to_string(),
         source,
     };
-    let file = File::open(&path).map_err(read_err)?;
+    let file = bounded::open_regular(&path).map_err(read_err)?;
     let len = file.metadata().map_err(read_err)?.len();
     check_size(&path, digest, size, len)?;
-    let (actual, len) = Digest::of_reader(file).map_err(read_err)?;
+    let (actual, len) = Digest::of_reader(file.take(size + 1)).map_err(read_err)?;
     check_size(&path, digest, size, len)?;
     if actual.to_string() != digest {
         return Err(Error::BlobDigest {

@@ -60,9 +60,11 @@
 use std::path::PathBuf;
 
 mod archive;
+pub mod bounded;
 mod canonical;
 mod docker_archive;
 mod inspect;
+mod layer_check;
 mod layout;
 mod layout_reader;
 mod model;
@@ -79,6 +81,7 @@ pub use archive::{
 pub use canonical::to_canonical_json;
 pub use docker_archive::{open_docker_archive, write_docker_archive};
 pub use inspect::{inspect, BlobInfo, Inspection, LayerInfo};
+pub use layer_check::{check_layer, read_layer, LayerFacts};
 pub use layout::{LayoutWriter, OCI_LAYOUT_FILE};
 pub use layout_reader::{Layout, ManifestKind, ResolvedImage};
 pub use model::{
@@ -239,6 +242,14 @@ pub enum Error {
         path: PathBuf,
         digest: String,
         actual: String,
+    },
+
+    #[error("layer {digest} (`{}`) is declared `{media_type}`, but its bytes are {found}: the image's manifest is wrong; fix the base (e.g. copy it again with skopeo)", path.display())]
+    LayerMediaType {
+        path: PathBuf,
+        digest: String,
+        media_type: String,
+        found: &'static str,
     },
 
     #[error("refusing to write an archive to `{}`: it {what}; pick another `--output`", path.display())]

@@ -567,6 +567,16 @@ impl RegistryClient {
                             manifest.config().media_type()
                         )));
                     }
+                    // A config is a small JSON document: one claiming more than a manifest
+                    // may hold is refused before a byte of it is downloaded.
+                    if manifest.config().size() > crate::oci::bounded::MAX_JSON_BYTES {
+                        return Err(unsupported(format!(
+                            "its config {} claims {} bytes, more than the {} bytes allowed for an image config",
+                            manifest.config().digest(),
+                            manifest.config().size(),
+                            crate::oci::bounded::MAX_JSON_BYTES
+                        )));
+                    }
                     // Config first (small, and it says whether the platform is right).
                     let config_blob = Blob::of(manifest.config());
                     if self

@@ -1,7 +1,7 @@
 //! Blobs: `blobs/sha256/<hex>`, written atomically, linked or copied out.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest as _, Sha256};
 
 use super::{finish_tmp, Error, Store, TMP_PREFIX};
-use crate::oci::Digest;
+use crate::oci::{bounded, Digest};
 
 /// Blobs are read-only: an output hard-linked to a blob cannot be written through by mistake.
 pub(crate) const BLOB_MODE: u32 = 0o444;
@@ -61,22 +61,32 @@ impl Store {
         })
     }
 
-    /// Copies the file `src` into the store as blob `digest` (e.g. a base layer from a local
-    /// layout), verifying its content, and returns its size. A blob already there is kept.
-    pub fn import_blob(&self, src: &Path, digest: &Digest) -> Result<u64, Error> {
-        if let Some(size) = existing_size(&self.blob_path(digest)) {
-            return Ok(size);
+    /// Copies the file `src` into the store as blob `digest` of `size` bytes (e.g. a base
+    /// layer from a local layout), verifying its content. `src` is untrusted: it must be a
+    /// regular file (a FIFO or device is refused without reading it), and at most `size + 1`
+    /// bytes are read, so an endless or oversized file fails with [`Error::BlobSize`] and
+    /// leaves no temporary file. A blob already there is kept.
+    pub fn import_blob(&self, src: &Path, digest: &Digest, size: u64) -> Result<(), Error> {
+        if existing_size(&self.blob_path(digest)) == Some(size) {
+            return Ok(());
         }
         let read_err = |source| Error::ReadBlob {
             path: src.to_path_buf(),
             source,
         };
-        let mut file = File::open(src).map_err(read_err)?;
+        let file = bounded::open_regular(src).map_err(read_err)?;
         let mut writer = self.blob_writer()?;
-        io::copy(&mut file, &mut writer).map_err(read_err)?;
-        let (actual, size) = writer.finish_expecting(Some(digest), src)?;
+        io::copy(&mut file.take(size + 1), &mut writer).map_err(read_err)?;
+        if writer.size() != size {
+            return Err(Error::BlobSize {
+                path: src.to_path_buf(),
+                expected: size,
+                actual: writer.size(),
+            });
+        }
+        let (actual, _) = writer.finish_expecting(Some(digest), src)?;
         debug_assert_eq!(&actual, digest);
-        Ok(size)
+        Ok(())
     }
 
     /// Puts blob `digest` at `dest` (e.g. in a layout's `blobs/sha256/`): a hard link to the

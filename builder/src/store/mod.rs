@@ -108,6 +108,7 @@ use std::path::{Path, PathBuf};
 
 mod blobs;
 mod keys;
+mod layer_facts;
 mod lock;
 mod maintenance;
 mod stat_index;

@@ -237,15 +237,63 @@ fn import_blob_verifies_the_digest() {
     let content = bytes(5, 5000);
     fs::write(&src, &content).unwrap();
     let digest = Digest::of(&content);
-    assert_eq!(store.import_blob(&src, &digest).unwrap(), 5000);
+    store.import_blob(&src, &digest, 5000).unwrap();
     assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), content);
 
     let wrong = Digest::of(b"something else");
-    match store.import_blob(&src, &wrong) {
+    match store.import_blob(&src, &wrong, 5000) {
         Err(Error::DigestMismatch { path, .. }) => assert_eq!(path, src),
         other => panic!("expected a digest mismatch, got {other:?}"),
     }
     assert!(!store.has_blob(&wrong));
+    assert!(tmp_files(store.blobs_dir()).is_empty());
+}
+
+#[test]
+fn import_blob_reads_no_more_than_the_size_and_leaves_no_temp_file() {
+    let (dir, store) = new_store();
+    let src = dir.path().join("layer.tar.gz");
+    let content = bytes(5, 5000);
+    fs::write(&src, &content).unwrap();
+    let digest = Digest::of(&content);
+    for size in [4999, 5001] {
+        match store.import_blob(&src, &digest, size) {
+            Err(Error::BlobSize {
+                expected, actual, ..
+            }) => {
+                assert_eq!(expected, size);
+                assert_eq!(actual, 5000);
+            }
+            other => panic!("expected a size mismatch for {size}, got {other:?}"),
+        }
+    }
+    assert!(!store.has_blob(&digest));
+    assert!(tmp_files(store.blobs_dir()).is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn import_blob_refuses_a_link_to_dev_zero_and_a_fifo_without_reading_them() {
+    let (dir, store) = new_store();
+    let zero = dir.path().join("zero");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let digest = Digest::of(b"layer");
+    for (src, kind) in [(&zero, "a character device"), (&fifo, "a FIFO")] {
+        match store.import_blob(src, &digest, 1 << 30) {
+            Err(e @ Error::ReadBlob { .. }) => {
+                let source = std::error::Error::source(&e).unwrap().to_string();
+                assert!(source.contains(kind), "{source}");
+            }
+            other => panic!("expected {kind} to be refused, got {other:?}"),
+        }
+    }
     assert!(tmp_files(store.blobs_dir()).is_empty());
 }
 
