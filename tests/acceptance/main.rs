@@ -9,5 +9,6 @@ mod examples;
 mod platforms;
 mod registry;
 mod reproducible;
+mod spec_hardening;
 mod stages;
 mod workspace;

@@ -4,7 +4,12 @@
 //! are normalised lexically (image paths against the image root, host paths against the build
 //! context, which must exist), defaults are applied, and every problem found is reported with
 //! the span of the value at fault. Checking goes on after a problem so one run shows them all.
-//! Nothing here follows symlinks inside the context: that is the build's job.
+//!
+//! Symlinks: the context and every host path (`path`, `tar`) that exists must resolve inside
+//! the spec file's directory (the context inside it, host paths inside the context) with every
+//! symlink followed, and a refusal names the link and where it leads. The build checks host
+//! paths again when it reads them (they may change in between); what lies *inside* a copied
+//! directory is stored as it is, symlinks as symlinks, never followed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -711,7 +716,33 @@ impl Checker<'_> {
             }
         });
         match found {
-            Ok(canonical) => Some(ContextDir { lexical, canonical }),
+            Ok(canonical) => {
+                let within = lexical.strip_prefix(&spec_dir).unwrap_or(Path::new(""));
+                let real_spec_dir = std::fs::canonicalize(&spec_dir).unwrap_or(spec_dir);
+                if let Some((link, target)) = escaping_link(&real_spec_dir, within) {
+                    self.problem(
+                        span,
+                        "context",
+                        shown.as_deref().unwrap_or_default(),
+                        Problem {
+                            kind: ErrorKind::EscapesContext,
+                            reason: format!(
+                                "`{}` is a symlink to `{}`, outside the spec file's directory",
+                                link.display(),
+                                target.display()
+                            ),
+                            help: Some(
+                                "the build context is the spec file's directory or a directory below it, \
+                                 symlinks followed: point `context` at a real directory below the spec, \
+                                 or move `image.toml` up to the directory that holds everything the image needs"
+                                    .to_owned(),
+                            ),
+                        },
+                    );
+                    return None;
+                }
+                Some(ContextDir { lexical, canonical })
+            }
             Err(e) => {
                 let (message, help) = match &shown {
                     Some(shown) => (
@@ -1393,7 +1424,46 @@ fn host_path(s: &str, context: Option<&ContextDir>, is_tar: bool) -> Result<Path
             "names the build context directory itself, not a tar file",
         ));
     }
+    if let Some(context) = context {
+        if let Some((link, target)) = escaping_link(&context.canonical, &relative) {
+            return Err(Problem {
+                kind: ErrorKind::EscapesContext,
+                reason: format!(
+                    "`{}` is a symlink to `{}`, outside the build context `{}`",
+                    link.display(),
+                    target.display(),
+                    context.canonical.display()
+                ),
+                help: Some(
+                    "only files inside the build context can be added: copy the file in, \
+                     or set `context` to a directory that holds it"
+                        .to_owned(),
+                ),
+            });
+        }
+    }
     Ok(relative)
+}
+
+/// The first symlink along `relative` (a normalised path below the canonical directory `root`)
+/// that leads outside `root`, as the path of the link relative to `root` and its resolved
+/// target. Missing paths, dangling links and unreadable directories are left to the reader of
+/// the path (which reports them); `None` when every link stays inside.
+fn escaping_link(root: &Path, relative: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mut prefix = PathBuf::new();
+    for component in relative.components() {
+        prefix.push(component);
+        let full = root.join(&prefix);
+        let meta = std::fs::symlink_metadata(&full).ok()?;
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        let target = std::fs::canonicalize(&full).ok()?;
+        if !target.starts_with(root) {
+            return Some((prefix, target));
+        }
+    }
+    None
 }
 
 /// An image path: normalised, without the leading `/`, and whether it was written with a

@@ -1,0 +1,201 @@
+//! Hardening of the spec and of the layer sources (issue 10): a symlinked context, truncated
+//! tarballs, glob negation, range checks of the CLI and the spec, reserved whiteout names.
+//! Every test here reproduced its failure on the code before the fix.
+
+use std::path::{Path, PathBuf};
+
+use cargo_oci_image_acceptance::*;
+
+/// A scratch project in a temporary directory: `project/image.toml` and files beside it, and
+/// `outside/`, a directory next to the project that no spec may read.
+struct Project {
+    _tmp: TempDir,
+    dir: PathBuf,
+    outside: PathBuf,
+}
+
+impl Project {
+    fn new(spec: &str) -> Project {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("project");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("shadow"), "root:secret\n").unwrap();
+        std::fs::write(dir.join("image.toml"), spec).unwrap();
+        Project {
+            _tmp: tmp,
+            dir,
+            outside,
+        }
+    }
+
+    fn file(&self, path: &str, content: impl AsRef<[u8]>) -> &Project {
+        let p = self.dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    fn symlink(&self, link: &str, target: &Path) -> &Project {
+        let p = self.dir.join(link);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
+        self
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+
+    fn cli(&self) -> CargoImage {
+        cargo_image(&self.dir)
+            .args(["build", "--output"])
+            .arg_path(&self.out())
+    }
+
+    /// Builds and expects success.
+    fn builds(&self) -> Run {
+        self.cli().run().ok()
+    }
+
+    /// Runs `cli`, expects exit code `code`, and that no output was written; returns stderr.
+    fn refuses(&self, cli: CargoImage, code: i32) -> String {
+        let r = cli.run();
+        assert_eq!(
+            r.code,
+            Some(code),
+            "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
+            r.stdout,
+            r.stderr
+        );
+        assert!(!self.out().exists(), "a refused build wrote its output");
+        r.stderr
+    }
+
+    /// Builds, expects a build error (exit code 1); returns stderr.
+    fn fails(&self) -> String {
+        self.refuses(self.cli(), 1)
+    }
+
+    /// The paths of the image's only layer (GNU tar's listing).
+    fn layer_paths(&self) -> Vec<String> {
+        let manifest = skopeo_inspect(&self.out(), "latest", Some("--raw"));
+        let digest = manifest["layers"][0]["digest"].as_str().unwrap();
+        let blob = self
+            .out()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        tar_list(&blob)
+    }
+}
+
+// Item 2: the build context and every host path stay inside the spec's directory tree, symlinks
+// included.
+
+#[test]
+fn a_context_that_is_a_symlink_out_of_the_spec_directory_is_refused() {
+    let p = Project::new(
+        "name = \"esc\"\ncontext = \"sub\"\n[[layer]]\nname = \"l\"\n\
+         [[layer.add]]\npath = \"shadow\"\ndest = \"/shadow\"\n",
+    );
+    p.symlink("sub", &p.outside);
+    let err = p.fails();
+    assert!(err.contains("image.toml:2:"), "located at `context`: {err}");
+    assert!(err.contains("`sub`"), "names the link: {err}");
+    assert!(
+        err.contains(&p.outside.canonicalize().unwrap().display().to_string()),
+        "names the link's target: {err}"
+    );
+}
+
+#[test]
+fn a_context_below_a_symlinked_directory_out_of_the_spec_directory_is_refused() {
+    let p = Project::new(
+        "name = \"esc\"\ncontext = \"link/.\"\n[[layer]]\nname = \"l\"\n\
+         [[layer.add]]\npath = \"shadow\"\ndest = \"/shadow\"\n",
+    );
+    p.symlink("link", &p.outside);
+    let err = p.fails();
+    assert!(err.contains("`link`"), "names the link: {err}");
+}
+
+#[test]
+fn a_context_symlinked_inside_the_spec_directory_still_builds() {
+    let p = Project::new(
+        "name = \"ok\"\ncontext = \"alias\"\n[[layer]]\nname = \"l\"\n\
+         [[layer.add]]\npath = \"hello.txt\"\ndest = \"/hello.txt\"\n",
+    );
+    p.file("real/hello.txt", "hi\n");
+    p.symlink("alias", Path::new("real"));
+    p.builds();
+    assert!(
+        p.layer_paths().iter().any(|l| l == "hello.txt"),
+        "{:?}",
+        p.layer_paths()
+    );
+}
+
+#[test]
+fn a_path_and_a_tar_through_a_symlink_out_of_the_context_are_refused_at_their_key() {
+    for (key, link) in [("path", "shadow-link"), ("tar", "archive.tar")] {
+        let p = Project::new(&format!(
+            "name = \"esc\"\n[[layer]]\nname = \"l\"\n\
+             [[layer.add]]\n{key} = \"{link}\"\ndest = \"/x/\"\n"
+        ));
+        p.symlink(link, &p.outside.join("shadow"));
+        let err = p.fails();
+        assert!(
+            err.contains("image.toml:5:"),
+            "{key}: located at the key: {err}"
+        );
+        assert!(
+            err.contains(&format!("`{link}`")),
+            "{key}: names the link: {err}"
+        );
+        assert!(err.contains("outside"), "{key}: names the target: {err}");
+    }
+}
+
+#[test]
+fn a_workspace_package_path_symlinked_out_of_the_package_directory_is_refused() {
+    let p = Project::new("");
+    p.file(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"app\", \"other\"]\nresolver = \"2\"\n\
+         [workspace.metadata.image]\n[[workspace.metadata.image.layer]]\nname = \"shared\"\n\
+         [[workspace.metadata.image.layer.add]]\npath = \"shared.txt\"\ndest = \"/shared.txt\"\n",
+    );
+    // The workspace's layer reads a host file, so the merged context is the workspace root and
+    // the package's paths are rebased onto it: `leak` still resolves inside that root.
+    p.file("shared.txt", "for every image\n");
+    for krate in ["app", "other"] {
+        p.file(
+            &format!("{krate}/Cargo.toml"),
+            format!("[package]\nname = \"{krate}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+        );
+        p.file(&format!("{krate}/src/lib.rs"), "");
+    }
+    p.file("other/secret", "not the app's\n");
+    let manifest = p.dir.join("app/Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str(
+        "\n[package.metadata.image]\n[[package.metadata.image.layer]]\nname = \"l\"\n\
+         [[package.metadata.image.layer.add]]\npath = \"leak\"\ndest = \"/leak\"\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    std::fs::remove_file(p.dir.join("image.toml")).unwrap();
+    p.symlink("app/leak", Path::new("../other/secret"));
+    let err = p.refuses(
+        cargo_image(&p.dir)
+            .args(["build", "-p", "app", "--output"])
+            .arg_path(&p.out()),
+        1,
+    );
+    assert!(
+        err.contains("Cargo.toml:"),
+        "located in the package's manifest: {err}"
+    );
+    assert!(err.contains("`leak`"), "names the link: {err}");
+    assert!(err.contains("other"), "names the target: {err}");
+}
