@@ -199,3 +199,24 @@ fn a_workspace_package_path_symlinked_out_of_the_package_directory_is_refused() 
     assert!(err.contains("`leak`"), "names the link: {err}");
     assert!(err.contains("other"), "names the target: {err}");
 }
+
+// Item 8: a removal cannot write a reserved whiteout name.
+
+#[test]
+fn removing_a_path_named_like_a_whiteout_is_refused_at_its_key() {
+    for (remove, name) in [("/.wh.x", ".wh.x"), ("/etc/.wh..wh..opq", ".wh..wh..opq")] {
+        let p = Project::new(&format!(
+            "name = \"wh\"\n[[layer]]\nname = \"l\"\nremove = [\"/keep\", \"{remove}\"]\n"
+        ));
+        let err = p.fails();
+        assert!(err.contains("image.toml:4:"), "{remove}: located: {err}");
+        assert!(
+            err.contains("layer[0].remove[1]"),
+            "{remove}: names the key: {err}"
+        );
+        assert!(
+            err.contains(&format!("`{name}`")),
+            "{remove}: names the component: {err}"
+        );
+    }
+}

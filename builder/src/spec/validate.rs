@@ -923,6 +923,13 @@ impl Checker<'_> {
                         return Err(Problem::invalid("cannot remove the image root")
                             .help("name a path below `/`"));
                     }
+                    if let Some(name) = whiteout_component(&p) {
+                        return Err(Problem::invalid(format!(
+                            "`{name}` starts with `.wh.`, the prefix of OCI whiteouts, \
+                             so no image can hold such a path"
+                        ))
+                        .help("name the path to delete itself: `remove` writes its whiteout"));
+                    }
                     Ok(p)
                 }) {
                     Some(p) => remove.push(p),
@@ -1512,6 +1519,12 @@ fn check_dest(s: &str, source: Option<&str>) -> Result<(String, bool), Problem> 
         .help(format!("name the file: `dest = \"/{dest}/NAME\"`")));
     }
     Ok((dest, is_dir))
+}
+
+/// The first component of an image path that is reserved for whiteouts (`.wh.` prefix).
+fn whiteout_component(path: &str) -> Option<&str> {
+    path.split('/')
+        .find(|c| c.starts_with(crate::layer::WHITEOUT_PREFIX))
 }
 
 fn check_name(name: &str) -> Result<(), Problem> {
