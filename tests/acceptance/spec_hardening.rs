@@ -220,3 +220,92 @@ fn removing_a_path_named_like_a_whiteout_is_refused_at_its_key() {
         );
     }
 }
+
+// Item 5: a truncated or empty tarball is an error naming the file and the offset.
+
+/// A project whose layer imports `vendor.tar` (made with GNU tar from two files, then passed to
+/// `cut` to damage it), with the byte count of the intact archive.
+fn tar_project(compress: Option<&str>, cut: impl FnOnce(&[u8]) -> Vec<u8>) -> Project {
+    let p = Project::new(
+        "name = \"tarred\"\n[[layer]]\nname = \"l\"\n[[layer.add]]\ntar = \"vendor.tar\"\ndest = \"/v/\"\n",
+    );
+    p.file("src/a.txt", "a".repeat(3000));
+    p.file("src/b.txt", "b".repeat(100));
+    let mut args = vec![
+        "--create",
+        "--file",
+        "whole.tar",
+        "--format",
+        "gnu",
+        "-C",
+        "src",
+    ];
+    if let Some(c) = compress {
+        args.insert(0, c);
+    }
+    args.extend(["a.txt", "b.txt"]);
+    run("tar", args, &p.dir).ok();
+    let whole = std::fs::read(p.dir.join("whole.tar")).unwrap();
+    std::fs::write(p.dir.join("vendor.tar"), cut(&whole)).unwrap();
+    p
+}
+
+#[test]
+fn a_tar_cut_inside_a_member_is_an_error_naming_the_file_and_the_offset() {
+    // Member a.txt: header at 0, 3000 bytes of data from 512 to 3512; cut at 2000.
+    let p = tar_project(None, |t| t[..2000].to_vec());
+    let gnu = run("tar", ["--list", "--file", "vendor.tar"], &p.dir);
+    assert_ne!(gnu.code, Some(0), "GNU tar refuses it too: {}", gnu.stderr);
+    let err = p.fails();
+    assert!(err.contains("`vendor.tar`"), "names the file: {err}");
+    assert!(err.contains("2000"), "names the offset: {err}");
+    assert!(err.contains("a.txt"), "names the member: {err}");
+    assert!(err.contains("truncated"), "says what is wrong: {err}");
+}
+
+#[test]
+fn a_tar_cut_inside_a_header_or_a_compressed_stream_is_an_error() {
+    // The header of b.txt is at 3584..4096: cut inside it.
+    let p = tar_project(None, |t| t[..3700].to_vec());
+    let err = p.fails();
+    assert!(
+        err.contains("`vendor.tar`") && err.contains("3700"),
+        "{err}"
+    );
+    // Cut right after a.txt's data (before its padding ends, and no b.txt).
+    let p = tar_project(None, |t| t[..3512].to_vec());
+    let err = p.fails();
+    assert!(
+        err.contains("`vendor.tar`") && err.contains("3512"),
+        "{err}"
+    );
+    for flag in ["--gzip", "--zstd"] {
+        let p = tar_project(Some(flag), |t| t[..t.len() / 2].to_vec());
+        let err = p.fails();
+        assert!(
+            err.contains("`vendor.tar`"),
+            "{flag}: names the file: {err}"
+        );
+        assert!(
+            err.contains("truncated"),
+            "{flag}: says what is wrong: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_file_is_not_an_empty_tar() {
+    let p = tar_project(None, |_| Vec::new());
+    let err = p.fails();
+    assert!(err.contains("`vendor.tar`"), "names the file: {err}");
+    assert!(err.contains("empty"), "says what is wrong: {err}");
+}
+
+#[test]
+fn an_intact_tar_without_end_blocks_still_imports() {
+    // What some tools write: the members, no two zero blocks at the end.
+    let p = tar_project(None, |t| t[..4096 + 512].to_vec());
+    p.builds();
+    let paths = p.layer_paths();
+    assert!(paths.iter().any(|l| l == "v/b.txt"), "{paths:?}");
+}
