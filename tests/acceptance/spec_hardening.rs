@@ -2,6 +2,7 @@
 //! tarballs, glob negation, range checks of the CLI and the spec, reserved whiteout names.
 //! Every test here reproduced its failure on the code before the fix.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use cargo_oci_image_acceptance::*;
@@ -308,4 +309,122 @@ fn an_intact_tar_without_end_blocks_still_imports() {
     p.builds();
     let paths = p.layer_paths();
     assert!(paths.iter().any(|l| l == "v/b.txt"), "{paths:?}");
+}
+
+// Item 7: every numeric or string option is range-checked, with a message naming the flag,
+// the variable or the spec key.
+
+const SIMPLE: &str = "name = \"simple\"\n[[layer]]\nname = \"l\"\n\
+    [[layer.add]]\ncontent = \"hi\"\ndest = \"/hi.txt\"\n";
+
+/// `cargo-image ARGS` in `p`, under `timeout` so that a regression that stalls fails instead.
+fn bounded(p: &Project, args: &[&str]) -> CargoImage {
+    cargo_image(&p.dir)
+        .args(["build", "--output"])
+        .arg_path(&p.out())
+        .args(args)
+}
+
+#[test]
+fn a_source_date_epoch_after_the_year_9999_is_a_usage_error_naming_the_variable() {
+    let p = Project::new(SIMPLE);
+    let err = p.refuses(p.cli().env("SOURCE_DATE_EPOCH", "99999999999999"), 2);
+    assert!(
+        err.contains("SOURCE_DATE_EPOCH"),
+        "names the variable: {err}"
+    );
+    assert!(err.contains("9999"), "says the limit: {err}");
+    // The last second RFC 3339 can write is fine, and skopeo reads it.
+    p.cli().env("SOURCE_DATE_EPOCH", "253402300799").run().ok();
+    let config = skopeo_inspect(&p.out(), "latest", Some("--config"));
+    assert_eq!(config["created"], "9999-12-31T23:59:59Z");
+}
+
+#[test]
+fn an_absurd_jobs_count_is_a_usage_error_at_once() {
+    let p = Project::new(SIMPLE);
+    let started = std::time::Instant::now();
+    let timeout = run(
+        "timeout",
+        [
+            OsStr::new("30"),
+            cargo_image_bin().as_os_str(),
+            OsStr::new("build"),
+            OsStr::new("--jobs"),
+            OsStr::new("100000"),
+            OsStr::new("--output"),
+            p.out().as_os_str(),
+        ],
+        &p.dir,
+    );
+    assert_eq!(
+        timeout.code,
+        Some(2),
+        "a usage error, not a stall: {timeout:?}"
+    );
+    assert!(started.elapsed().as_secs() < 10, "refused at once");
+    assert!(
+        timeout.stderr.contains("--jobs"),
+        "names the flag: {}",
+        timeout.stderr
+    );
+    assert!(!p.out().exists());
+    bounded(&p, &["--jobs", "3"]).run().ok();
+}
+
+#[test]
+fn an_empty_platform_is_a_usage_error_naming_the_flag() {
+    let p = Project::new(SIMPLE);
+    for value in ["", "linux/amd64,", " "] {
+        let err = p.refuses(bounded(&p, &["--platform", value]), 2);
+        assert!(
+            err.contains("--platform"),
+            "{value:?}: names the flag: {err}"
+        );
+        assert!(
+            err.contains("empty"),
+            "{value:?}: says what is wrong: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_image_path_with_a_control_character_is_refused_at_its_key() {
+    for (key, value) in [
+        ("dest", "/etc/a\\nb"),
+        ("dest", "/bin/tab\\there"),
+        ("remove", "/x\\ny"),
+    ] {
+        let spec = if key == "dest" {
+            SIMPLE.replace("dest = \"/hi.txt\"", &format!("dest = \"{value}\""))
+        } else {
+            SIMPLE.replace(
+                "name = \"l\"\n",
+                &format!("name = \"l\"\nremove = [\"{value}\"]\n"),
+            )
+        };
+        let p = Project::new(&spec);
+        let err = p.fails();
+        assert!(err.contains(key), "{value}: names the key: {err}");
+        assert!(
+            err.contains("control character"),
+            "{value}: says what is wrong: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_or_spaced_profile_is_a_usage_error_naming_the_flag() {
+    let p = Project::new(SIMPLE);
+    for value in ["", "my profile"] {
+        let err = p.refuses(bounded(&p, &["--profile", value]), 2);
+        assert!(
+            err.contains("--profile"),
+            "{value:?}: names the flag: {err}"
+        );
+        assert!(
+            err.contains("not a profile name"),
+            "{value:?}: says what is wrong: {err}"
+        );
+    }
 }

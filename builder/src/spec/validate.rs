@@ -20,15 +20,13 @@ use toml::Spanned;
 use super::error::{ErrorKind, SpecDiagnostic, SpecSource};
 use super::model::{
     Base, CargoSource, EntrySpec, ImageConfig, ImageSpec, LayerSpec, Owner, PlatformSettings,
-    Source, Stage, DEFAULT_EPOCH,
+    Source, Stage, DEFAULT_EPOCH, MAX_EPOCH,
 };
 use super::parse::missing_key_help;
 use super::raw::{RawAdd, RawCargo, RawConfig, RawLayer, RawMode, RawPlatform, RawSpec, SOURCES};
 use super::template::Vars;
 use crate::oci::Platform;
 
-/// The latest `epoch` accepted: 9999-12-31T23:59:59Z, the last time RFC 3339 can write.
-const MAX_EPOCH: u64 = 253_402_300_799;
 /// The default cargo profile.
 pub(crate) const DEFAULT_PROFILE: &str = "release";
 /// The default target triple: static binaries that run on `scratch`.
@@ -100,6 +98,14 @@ impl Problem {
     fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
+    }
+
+    /// The reason and the hint as one message, for values given outside a spec.
+    fn into_message(self) -> String {
+        match self.help {
+            Some(help) => format!("{}; {help}", self.reason),
+            None => self.reason,
+        }
     }
 }
 
@@ -1485,6 +1491,13 @@ fn check_dest(s: &str, source: Option<&str>) -> Result<(String, bool), Problem> 
     if s.contains('\0') {
         return Err(Problem::invalid("contains a NUL character"));
     }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(Problem::invalid(format!(
+            "contains the control character U+{:04X}",
+            u32::from(c)
+        ))
+        .help("image paths are names a shell and a runtime can show: remove the character (in TOML, `\\n` or `\\t` in a \"...\" string is one)"));
+    }
     let mut parts: Vec<&str> = Vec::new();
     for part in s.split('/') {
         match part {
@@ -1891,10 +1904,13 @@ fn check_feature(feature: &str) -> Result<(), Problem> {
 
 /// Checks a tag given outside a spec (e.g. `--tag`): `Err` holds the reason and the hint.
 pub fn validate_tag(tag: &str) -> Result<(), String> {
-    check_tag(tag).map_err(|p| match p.help {
-        Some(help) => format!("{}; {help}", p.reason),
-        None => p.reason,
-    })
+    check_tag(tag).map_err(Problem::into_message)
+}
+
+/// Checks a cargo profile name given outside a spec (`--profile`), by the rule of the spec's
+/// `cargo.profile`: `Err` holds the reason and the hint.
+pub fn validate_profile(profile: &str) -> Result<(), String> {
+    check_profile(profile).map_err(Problem::into_message)
 }
 
 #[cfg(test)]
