@@ -428,3 +428,57 @@ fn an_empty_or_spaced_profile_is_a_usage_error_naming_the_flag() {
         );
     }
 }
+
+// Item 6: `!` in include and exclude works the way it does in .gitignore.
+
+/// A project copying `tree/` with `globs` (TOML lines for `include`/`exclude`); the layer's
+/// files under `/t/`.
+fn copied_files(globs: &str) -> Vec<String> {
+    let p = Project::new(&format!(
+        "name = \"globs\"\n[[layer]]\nname = \"l\"\n\
+         [[layer.add]]\npath = \"tree\"\ndest = \"/t/\"\n{globs}\n"
+    ));
+    for f in [
+        "app.log",
+        "keep.log",
+        "sub/deep.log",
+        "sub/keep.log",
+        "docs/a.md",
+        "docs/draft.md",
+        "!lit.txt",
+        "other.txt",
+    ] {
+        p.file(&format!("tree/{f}"), f);
+    }
+    p.builds();
+    let mut files: Vec<String> = p
+        .layer_paths()
+        .into_iter()
+        .filter_map(|l| l.strip_prefix("t/").map(str::to_owned))
+        .filter(|l| !l.is_empty() && !l.ends_with('/'))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_negated_exclude_pattern_keeps_what_an_earlier_pattern_left_out() {
+    assert_eq!(
+        copied_files("exclude = [\"*.log\", \"!keep.log\", \"docs/\", \"other.txt\"]"),
+        ["!lit.txt", "keep.log", "sub/keep.log"]
+    );
+    // Later patterns win, as in .gitignore.
+    assert_eq!(
+        copied_files("exclude = [\"!keep.log\", \"*.log\", \"docs/\", \"other.txt\"]"),
+        ["!lit.txt"]
+    );
+}
+
+#[test]
+fn a_negated_include_pattern_takes_back_what_an_earlier_pattern_took() {
+    // `!` negates, even inside an included directory; `\!` is a literal `!`.
+    assert_eq!(
+        copied_files("include = [\"docs/\", \"!docs/draft.md\", \"\\\\!lit.txt\", \"*.log\", \"!sub/*.log\"]"),
+        ["!lit.txt", "app.log", "docs/a.md", "keep.log"]
+    );
+}

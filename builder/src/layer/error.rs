@@ -59,7 +59,7 @@ pub enum Error {
         layer: String,
         pattern: String,
         #[source]
-        source: globset::Error,
+        source: ignore::Error,
     },
     /// Two different entries of one layer land at the same path.
     #[error(

@@ -237,10 +237,11 @@ pub enum Source {
     /// A host file or directory tree, relative to the context (normalised, never escaping it).
     Path {
         path: PathBuf,
-        /// Globs (gitignore-style, relative to `path`) a file must match to be included;
+        /// `.gitignore` patterns (relative to `path`) of the files to include, `!` negating;
         /// empty means everything.
         include: Vec<String>,
-        /// Globs (relative to `path`) of files and directories to leave out.
+        /// `.gitignore` patterns (relative to `path`) of files and directories to leave out,
+        /// `!` negating.
         exclude: Vec<String>,
     },
     /// A file whose content is given in the spec.
