@@ -482,3 +482,19 @@ fn a_negated_include_pattern_takes_back_what_an_earlier_pattern_took() {
         ["!lit.txt", "app.log", "docs/a.md", "keep.log"]
     );
 }
+
+#[test]
+fn a_workdir_or_volume_with_a_control_character_is_refused_at_its_key() {
+    for (key, line) in [
+        ("config.workdir", "workdir = \"/srv\\napp\""),
+        ("config.volumes[0]", "volumes = [\"/data\\r\"]"),
+    ] {
+        let p = Project::new(&format!("{SIMPLE}[config]\n{line}\n"));
+        let err = p.fails();
+        assert!(err.contains(key), "{line}: names the key: {err}");
+        assert!(
+            err.contains("control character"),
+            "{line}: says what is wrong: {err}"
+        );
+    }
+}

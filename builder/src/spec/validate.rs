@@ -1491,13 +1491,7 @@ fn check_dest(s: &str, source: Option<&str>) -> Result<(String, bool), Problem> 
     if s.contains('\0') {
         return Err(Problem::invalid("contains a NUL character"));
     }
-    if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(Problem::invalid(format!(
-            "contains the control character U+{:04X}",
-            u32::from(c)
-        ))
-        .help("image paths are names a shell and a runtime can show: remove the character (in TOML, `\\n` or `\\t` in a \"...\" string is one)"));
-    }
+    check_no_control(s)?;
     let mut parts: Vec<&str> = Vec::new();
     for part in s.split('/') {
         match part {
@@ -1715,7 +1709,20 @@ fn check_env_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Refuses a control character (a newline, a tab...) in an image path.
+fn check_no_control(s: &str) -> Result<(), Problem> {
+    match s.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(Problem::invalid(format!(
+            "contains the control character U+{:04X}",
+            u32::from(c)
+        ))
+        .help("image paths are names a shell and a runtime can show: remove the character (in TOML, `\\n` or `\\t` in a \"...\" string is one)")),
+    }
+}
+
 fn check_absolute(s: &str, what: &str) -> Result<(), Problem> {
+    check_no_control(s)?;
     if s.starts_with('/') {
         Ok(())
     } else {
