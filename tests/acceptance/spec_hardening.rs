@@ -498,3 +498,28 @@ fn a_workdir_or_volume_with_a_control_character_is_refused_at_its_key() {
         );
     }
 }
+
+#[test]
+fn an_age_too_large_for_prune_is_a_usage_error_not_a_panic() {
+    let p = Project::new(SIMPLE);
+    p.builds();
+    let store = p.dir.join("store");
+    p.cli().args(["--store"]).arg_path(&store).run().ok();
+    let r = cargo_image(&p.dir)
+        .args([
+            "cache",
+            "prune",
+            "--older-than",
+            "999999999999999999d",
+            "--store",
+        ])
+        .arg_path(&store)
+        .run();
+    assert_eq!(r.code, Some(2), "a usage error: {r:?}");
+    assert!(
+        r.stderr.contains("--older-than"),
+        "names the flag: {}",
+        r.stderr
+    );
+    assert!(store.join("blobs").exists(), "the store is left alone");
+}
