@@ -523,3 +523,19 @@ fn an_age_too_large_for_prune_is_a_usage_error_not_a_panic() {
     );
     assert!(store.join("blobs").exists(), "the store is left alone");
 }
+
+#[test]
+fn a_malformed_push_to_repository_is_a_usage_error_before_building() {
+    let p = Project::new(SIMPLE);
+    for value in ["", "Upper/Case", "a b"] {
+        let err = p.refuses(bounded(&p, &["--push-to", value]), 2);
+        assert!(
+            err.contains("--push-to"),
+            "{value:?}: names the flag: {err}"
+        );
+        assert!(
+            !err.contains("Building"),
+            "{value:?}: refused before building: {err}"
+        );
+    }
+}

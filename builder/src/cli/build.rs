@@ -47,7 +47,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
     /// Push to this repository (`registry/name`) instead of the spec's `name`; implies --push.
-    #[arg(long, value_name = "REPOSITORY")]
+    #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
     push_to: Option<String>,
     /// Say nothing but errors (cargo's output too).
     #[arg(long, short, conflicts_with = "verbose")]
@@ -309,6 +309,13 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
         ));
     }
     Ok(jobs)
+}
+
+/// `--push-to REPOSITORY`: an image reference, checked before anything is built.
+fn parse_repository(s: &str) -> Result<String, String> {
+    cargo_oci_image::registry::Reference::parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("{e}; give a repository like ghcr.io/acme/hello"))
 }
 
 /// `--profile NAME`: a cargo profile name, as the spec's `cargo.profile` takes it.
