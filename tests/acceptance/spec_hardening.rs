@@ -317,8 +317,8 @@ fn an_intact_tar_without_end_blocks_still_imports() {
 const SIMPLE: &str = "name = \"simple\"\n[[layer]]\nname = \"l\"\n\
     [[layer.add]]\ncontent = \"hi\"\ndest = \"/hi.txt\"\n";
 
-/// `cargo-image ARGS` in `p`, under `timeout` so that a regression that stalls fails instead.
-fn bounded(p: &Project, args: &[&str]) -> CargoImage {
+/// `cargo-image build --output OUT ARGS` in `p`.
+fn build_with(p: &Project, args: &[&str]) -> CargoImage {
     cargo_image(&p.dir)
         .args(["build", "--output"])
         .arg_path(&p.out())
@@ -369,14 +369,14 @@ fn an_absurd_jobs_count_is_a_usage_error_at_once() {
         timeout.stderr
     );
     assert!(!p.out().exists());
-    bounded(&p, &["--jobs", "3"]).run().ok();
+    build_with(&p, &["--jobs", "3"]).run().ok();
 }
 
 #[test]
 fn an_empty_platform_is_a_usage_error_naming_the_flag() {
     let p = Project::new(SIMPLE);
     for value in ["", "linux/amd64,", " "] {
-        let err = p.refuses(bounded(&p, &["--platform", value]), 2);
+        let err = p.refuses(build_with(&p, &["--platform", value]), 2);
         assert!(
             err.contains("--platform"),
             "{value:?}: names the flag: {err}"
@@ -417,7 +417,7 @@ fn an_image_path_with_a_control_character_is_refused_at_its_key() {
 fn an_empty_or_spaced_profile_is_a_usage_error_naming_the_flag() {
     let p = Project::new(SIMPLE);
     for value in ["", "my profile"] {
-        let err = p.refuses(bounded(&p, &["--profile", value]), 2);
+        let err = p.refuses(build_with(&p, &["--profile", value]), 2);
         assert!(
             err.contains("--profile"),
             "{value:?}: names the flag: {err}"
@@ -528,7 +528,7 @@ fn an_age_too_large_for_prune_is_a_usage_error_not_a_panic() {
 fn a_malformed_push_to_repository_is_a_usage_error_before_building() {
     let p = Project::new(SIMPLE);
     for value in ["", "Upper/Case", "a b"] {
-        let err = p.refuses(bounded(&p, &["--push-to", value]), 2);
+        let err = p.refuses(build_with(&p, &["--push-to", value]), 2);
         assert!(
             err.contains("--push-to"),
             "{value:?}: names the flag: {err}"
