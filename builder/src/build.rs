@@ -79,6 +79,8 @@ pub enum Error {
     UnknownTarget { target: String, stages: String },
     #[error("invalid tag `{tag}` given with --tag: {reason}")]
     InvalidTag { tag: String, reason: String },
+    #[error("SOURCE_DATE_EPOCH={epoch} is after the year 9999 (the latest is {}); it is in seconds since 1970", spec::MAX_EPOCH)]
+    InvalidEpoch { epoch: u64 },
     #[error("no platform to build: {platform} has no default rust target; set `[platform.\"{platform}\"] target = \"...\"` in the spec")]
     UnknownPlatform { platform: String },
     #[error("a cargo entry of the spec pins `target = \"{target}\"`, which builds for one platform, and {count} platforms are asked for; remove `target` from the entry (each platform builds for its own target) or build one --platform")]
@@ -1166,6 +1168,9 @@ impl Context {
             opts.tags.clone()
         };
         let epoch = opts.source_date_epoch.unwrap_or(spec.epoch);
+        if epoch > spec::MAX_EPOCH {
+            return Err(Error::InvalidEpoch { epoch });
+        }
         let threads = if opts.jobs == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {

@@ -10,6 +10,7 @@ mod outputs;
 mod platforms;
 mod registry;
 mod reproducible;
+mod spec_hardening;
 mod stages;
 mod untrusted;
 mod workspace;

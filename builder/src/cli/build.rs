@@ -47,7 +47,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
     /// Push to this repository (`registry/name`) instead of the spec's `name`; implies --push.
-    #[arg(long, value_name = "REPOSITORY")]
+    #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
     push_to: Option<String>,
     /// Say nothing but errors (cargo's output too).
     #[arg(long, short, conflicts_with = "verbose")]
@@ -74,7 +74,7 @@ pub struct CommonArgs {
     pub target: Option<String>,
     /// Parallel jobs: layers at once and compressor threads (0: one per CPU). The output bytes
     /// never depend on it.
-    #[arg(long, short, value_name = "N", default_value_t = 0)]
+    #[arg(long, short, value_name = "N", default_value_t = 0, value_parser = parse_jobs)]
     pub jobs: usize,
     /// Passed to cargo: require Cargo.lock to be up to date.
     #[arg(long)]
@@ -96,7 +96,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "PACKAGE", conflicts_with = "spec")]
     pub exclude: Vec<String>,
     /// Passed to cargo: build every binary with this profile instead of the spec's.
-    #[arg(long, value_name = "PROFILE")]
+    #[arg(long, value_name = "PROFILE", value_parser = parse_profile)]
     pub profile: Option<String>,
     /// Passed to cargo: features to enable besides the spec's (comma or space separated,
     /// repeatable).
@@ -196,8 +196,15 @@ impl CommonArgs {
             .iter()
             .flat_map(|p| p.split(','))
             .map(str::trim)
-            .filter(|p| !p.is_empty())
             .map(|p| {
+                if p.is_empty() {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "invalid --platform {:?}: an empty platform; give `os/arch[/variant]` \
+                         (e.g. --platform linux/amd64,linux/arm64), or leave --platform out \
+                         to build the spec's `platforms`",
+                        self.platform.join(",")
+                    )));
+                }
                 Platform::parse(p)
                     .map_err(|e| Failure::usage(anyhow::anyhow!("invalid --platform: {e}")))
             })
@@ -287,16 +294,56 @@ pub fn find_spec(given: Option<&Path>) -> Result<PathBuf, Failure> {
     )))
 }
 
-/// `SOURCE_DATE_EPOCH` from the environment: unset or empty means none; anything but a
-/// non-negative integer is a usage error.
+/// The most `--jobs`: more threads than this only cost memory and start-up time (100000 took
+/// over a minute to fail to start its threads).
+const MAX_JOBS: usize = 1024;
+
+/// `--jobs N`: 0 (one per CPU) up to [`MAX_JOBS`].
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    let jobs: usize = s
+        .parse()
+        .map_err(|_| "not a whole number of jobs (0: one per CPU)".to_owned())?;
+    if jobs > MAX_JOBS {
+        return Err(format!(
+            "at most {MAX_JOBS} jobs; give the number of CPUs to use, or 0 for one per CPU"
+        ));
+    }
+    Ok(jobs)
+}
+
+/// `--push-to REPOSITORY`: an image reference, checked before anything is built.
+fn parse_repository(s: &str) -> Result<String, String> {
+    cargo_oci_image::registry::Reference::parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("{e}; give a repository like ghcr.io/acme/hello"))
+}
+
+/// `--profile NAME`: a cargo profile name, as the spec's `cargo.profile` takes it.
+fn parse_profile(s: &str) -> Result<String, String> {
+    spec::validate_profile(s).map(|()| s.to_owned())
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment: unset or empty means none; anything but an
+/// integer from 0 to the end of the year 9999 is a usage error.
 fn source_date_epoch() -> Result<Option<u64>, Failure> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
-            Failure::usage(anyhow::anyhow!(
-                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970; set it to an \
-                 integer like $(git log -1 --format=%ct), or unset it"
-            ))
-        }),
+        Ok(v) if !v.trim().is_empty() => {
+            let epoch: u64 = v.trim().parse().map_err(|_| {
+                Failure::usage(anyhow::anyhow!(
+                    "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970; set it to an \
+                     integer like $(git log -1 --format=%ct), or unset it"
+                ))
+            })?;
+            if epoch > spec::MAX_EPOCH {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "SOURCE_DATE_EPOCH={v:?} is after the year 9999 (the latest is {}, \
+                     9999-12-31T23:59:59Z, the last time an image's `created` can hold); it is \
+                     in seconds, not milliseconds: set it like $(git log -1 --format=%ct)",
+                    spec::MAX_EPOCH
+                )));
+            }
+            Ok(Some(epoch))
+        }
         _ => Ok(None),
     }
 }

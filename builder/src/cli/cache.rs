@@ -71,7 +71,9 @@ fn parse_age(s: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Ok(Duration::from_secs(n * secs))
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` is longer than any store has existed; give an age like 30d"))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

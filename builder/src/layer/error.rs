@@ -59,7 +59,7 @@ pub enum Error {
         layer: String,
         pattern: String,
         #[source]
-        source: globset::Error,
+        source: ignore::Error,
     },
     /// Two different entries of one layer land at the same path.
     #[error(
@@ -95,6 +95,23 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An archive to import ends before its content does (a cut download or copy): inside a
+    /// member, its header or padding, or inside the compressed stream.
+    #[error(
+        "archive `{path}` is truncated: it ends at byte {offset}, {detail}; \
+         fetch or pack the archive again"
+    )]
+    TruncatedArchive {
+        path: PathBuf,
+        offset: u64,
+        detail: String,
+    },
+    /// An archive to import is an empty file (an empty tar is two zero blocks, not 0 bytes).
+    #[error(
+        "archive `{path}` is an empty file, not a tar archive (even an empty tar has 1024 \
+         bytes of end marker); fetch or pack the archive again"
+    )]
+    EmptyArchive { path: PathBuf },
     /// An archive member's name or link target leaves the destination through `..`.
     #[error(
         "member `{member}` of archive `{archive}` contains `..`; repack the archive without it"

@@ -48,7 +48,8 @@ pub(crate) fn normalise_image_path(path: &str) -> Option<String> {
 /// whiteout entries report as their source in conflict messages (an index past the layer's
 /// `add` entries is fine).
 ///
-/// Errors: a path that is the image root or contains `..` ([`Error::RemovePath`]), a path this
+/// Errors: a path that is the image root, contains `..` or has a component named `.wh.*`
+/// ([`Error::RemovePath`]), a path this
 /// layer adds as a file or symlink ([`Error::RemovePath`]), or a whiteout name that the layer
 /// already holds as another entry ([`Error::MergeEntries`]).
 pub fn add_whiteouts(
@@ -68,6 +69,16 @@ pub fn add_whiteouts(
                     .to_owned(),
             })?;
         debug_assert!(is_normalised(&path));
+        if let Some(name) = path.split('/').find(|c| c.starts_with(WHITEOUT_PREFIX)) {
+            return Err(Error::RemovePath {
+                layer: layer.to_owned(),
+                path: raw.clone(),
+                reason: format!(
+                    "`{name}` starts with `.wh.`, the prefix of OCI whiteouts, so no image holds \
+                     such a path (name the path to delete itself)"
+                ),
+            });
+        }
         paths.insert(path);
     }
     for path in &paths {
@@ -224,6 +235,11 @@ mod tests {
         for bad in ["/", "", "/a/../b"] {
             let err = add_whiteouts(&mut t, "l", &[bad.into()], 1).unwrap_err();
             assert!(matches!(err, Error::RemovePath { .. }), "{bad}: {err}");
+        }
+        // A removal that would write a reserved name (`.wh..wh.x`, or inside a whiteout).
+        for bad in ["/.wh.x", "/a/.wh..wh..opq", "/.wh.d/x"] {
+            let err = add_whiteouts(&mut t, "l", &[bad.into()], 1).unwrap_err();
+            assert!(err.to_string().contains("`.wh."), "{bad}: {err}");
         }
         // A whiteout name the layer already holds as a real file.
         t.insert("etc/.wh.y", file()).unwrap();

@@ -441,8 +441,7 @@ impl Rootfs {
                 }
                 continue;
             }
-            let included =
-                parent_included || include.as_ref().is_none_or(|g| g.matches(rel, is_dir));
+            let included = Globs::includes(include.as_ref(), rel, is_dir, parent_included);
             if is_dir {
                 states.insert(rel, (false, included));
             }

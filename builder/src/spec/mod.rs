@@ -67,7 +67,7 @@ use std::path::Path;
 
 pub use error::{ErrorKind, SpecDiagnostic, SpecError};
 pub use model::*;
-pub use validate::validate_tag;
+pub use validate::{validate_profile, validate_tag};
 pub use workspace::{workspace_specs, Selection};
 
 use error::SpecSource;

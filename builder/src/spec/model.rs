@@ -14,6 +14,10 @@ use crate::oci::Platform;
 /// `epoch` is set: 1970-01-01T00:00:00Z.
 pub const DEFAULT_EPOCH: u64 = 0;
 
+/// The latest epoch (spec `epoch` or `SOURCE_DATE_EPOCH`) accepted: 9999-12-31T23:59:59Z, the
+/// last time RFC 3339 (the config's `created`) can write.
+pub const MAX_EPOCH: u64 = 253_402_300_799;
+
 /// A fully validated image spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSpec {
@@ -233,10 +237,11 @@ pub enum Source {
     /// A host file or directory tree, relative to the context (normalised, never escaping it).
     Path {
         path: PathBuf,
-        /// Globs (gitignore-style, relative to `path`) a file must match to be included;
+        /// `.gitignore` patterns (relative to `path`) of the files to include, `!` negating;
         /// empty means everything.
         include: Vec<String>,
-        /// Globs (relative to `path`) of files and directories to leave out.
+        /// `.gitignore` patterns (relative to `path`) of files and directories to leave out,
+        /// `!` negating.
         exclude: Vec<String>,
     },
     /// A file whose content is given in the spec.

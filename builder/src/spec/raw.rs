@@ -391,14 +391,20 @@ pub struct RawAdd {
     #[schemars(with = "String", regex(pattern = OWNER_PATTERN), extend("default" = "0:0"))]
     pub owner: Option<Spanned<String>>,
 
-    /// For `path` directories: gitignore-style globs (relative to `path`) a file must match to
-    /// be added. Default: every file.
+    /// For `path` directories: `.gitignore` patterns (relative to `path`) of the files to add,
+    /// with their parent directories. The last pattern that matches a path decides, and a
+    /// pattern starting with `!` takes back what an earlier one included; a path no pattern
+    /// matches goes the way of its directory (`["docs/", "!docs/draft.md"]` adds `docs/`
+    /// without the draft). `\!` starts a pattern with a literal `!`. Default: every file.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub include: Option<Spanned<Vec<Spanned<String>>>>,
 
-    /// For `path` directories: gitignore-style globs (relative to `path`) of files and
-    /// directories to leave out (`"*.map"`, `"drafts/"`).
+    /// For `path` directories: `.gitignore` patterns (relative to `path`) of files and
+    /// directories to leave out (`"*.map"`, `"drafts/"`). A pattern without `/` matches at
+    /// any depth, one with `/` is anchored at `path`, a trailing `/` matches directories only.
+    /// The last pattern that matches a path decides: `["*.log", "!keep.log"]` leaves out every
+    /// log but `keep.log`. As in git, nothing inside a left-out directory comes back.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub exclude: Option<Spanned<Vec<Spanned<String>>>>,

@@ -4,7 +4,12 @@
 //! are normalised lexically (image paths against the image root, host paths against the build
 //! context, which must exist), defaults are applied, and every problem found is reported with
 //! the span of the value at fault. Checking goes on after a problem so one run shows them all.
-//! Nothing here follows symlinks inside the context: that is the build's job.
+//!
+//! Symlinks: the context and every host path (`path`, `tar`) that exists must resolve inside
+//! the spec file's directory (the context inside it, host paths inside the context) with every
+//! symlink followed, and a refusal names the link and where it leads. The build checks host
+//! paths again when it reads them (they may change in between); what lies *inside* a copied
+//! directory is stored as it is, symlinks as symlinks, never followed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -15,15 +20,13 @@ use toml::Spanned;
 use super::error::{ErrorKind, SpecDiagnostic, SpecSource};
 use super::model::{
     Base, CargoSource, EntrySpec, ImageConfig, ImageSpec, LayerSpec, Owner, PlatformSettings,
-    Source, Stage, DEFAULT_EPOCH,
+    Source, Stage, DEFAULT_EPOCH, MAX_EPOCH,
 };
 use super::parse::missing_key_help;
 use super::raw::{RawAdd, RawCargo, RawConfig, RawLayer, RawMode, RawPlatform, RawSpec, SOURCES};
 use super::template::Vars;
 use crate::oci::Platform;
 
-/// The latest `epoch` accepted: 9999-12-31T23:59:59Z, the last time RFC 3339 can write.
-const MAX_EPOCH: u64 = 253_402_300_799;
 /// The default cargo profile.
 pub(crate) const DEFAULT_PROFILE: &str = "release";
 /// The default target triple: static binaries that run on `scratch`.
@@ -95,6 +98,14 @@ impl Problem {
     fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
+    }
+
+    /// The reason and the hint as one message, for values given outside a spec.
+    fn into_message(self) -> String {
+        match self.help {
+            Some(help) => format!("{}; {help}", self.reason),
+            None => self.reason,
+        }
     }
 }
 
@@ -711,7 +722,33 @@ impl Checker<'_> {
             }
         });
         match found {
-            Ok(canonical) => Some(ContextDir { lexical, canonical }),
+            Ok(canonical) => {
+                let within = lexical.strip_prefix(&spec_dir).unwrap_or(Path::new(""));
+                let real_spec_dir = std::fs::canonicalize(&spec_dir).unwrap_or(spec_dir);
+                if let Some((link, target)) = escaping_link(&real_spec_dir, within) {
+                    self.problem(
+                        span,
+                        "context",
+                        shown.as_deref().unwrap_or_default(),
+                        Problem {
+                            kind: ErrorKind::EscapesContext,
+                            reason: format!(
+                                "`{}` is a symlink to `{}`, outside the spec file's directory",
+                                link.display(),
+                                target.display()
+                            ),
+                            help: Some(
+                                "the build context is the spec file's directory or a directory below it, \
+                                 symlinks followed: point `context` at a real directory below the spec, \
+                                 or move `image.toml` up to the directory that holds everything the image needs"
+                                    .to_owned(),
+                            ),
+                        },
+                    );
+                    return None;
+                }
+                Some(ContextDir { lexical, canonical })
+            }
             Err(e) => {
                 let (message, help) = match &shown {
                     Some(shown) => (
@@ -891,6 +928,13 @@ impl Checker<'_> {
                     if p.is_empty() {
                         return Err(Problem::invalid("cannot remove the image root")
                             .help("name a path below `/`"));
+                    }
+                    if let Some(name) = whiteout_component(&p) {
+                        return Err(Problem::invalid(format!(
+                            "`{name}` starts with `.wh.`, the prefix of OCI whiteouts, \
+                             so no image can hold such a path"
+                        ))
+                        .help("name the path to delete itself: `remove` writes its whiteout"));
                     }
                     Ok(p)
                 }) {
@@ -1393,7 +1437,46 @@ fn host_path(s: &str, context: Option<&ContextDir>, is_tar: bool) -> Result<Path
             "names the build context directory itself, not a tar file",
         ));
     }
+    if let Some(context) = context {
+        if let Some((link, target)) = escaping_link(&context.canonical, &relative) {
+            return Err(Problem {
+                kind: ErrorKind::EscapesContext,
+                reason: format!(
+                    "`{}` is a symlink to `{}`, outside the build context `{}`",
+                    link.display(),
+                    target.display(),
+                    context.canonical.display()
+                ),
+                help: Some(
+                    "only files inside the build context can be added: copy the file in, \
+                     or set `context` to a directory that holds it"
+                        .to_owned(),
+                ),
+            });
+        }
+    }
     Ok(relative)
+}
+
+/// The first symlink along `relative` (a normalised path below the canonical directory `root`)
+/// that leads outside `root`, as the path of the link relative to `root` and its resolved
+/// target. Missing paths, dangling links and unreadable directories are left to the reader of
+/// the path (which reports them); `None` when every link stays inside.
+fn escaping_link(root: &Path, relative: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mut prefix = PathBuf::new();
+    for component in relative.components() {
+        prefix.push(component);
+        let full = root.join(&prefix);
+        let meta = std::fs::symlink_metadata(&full).ok()?;
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        let target = std::fs::canonicalize(&full).ok()?;
+        if !target.starts_with(root) {
+            return Some((prefix, target));
+        }
+    }
+    None
 }
 
 /// An image path: normalised, without the leading `/`, and whether it was written with a
@@ -1408,6 +1491,7 @@ fn check_dest(s: &str, source: Option<&str>) -> Result<(String, bool), Problem> 
     if s.contains('\0') {
         return Err(Problem::invalid("contains a NUL character"));
     }
+    check_no_control(s)?;
     let mut parts: Vec<&str> = Vec::new();
     for part in s.split('/') {
         match part {
@@ -1442,6 +1526,12 @@ fn check_dest(s: &str, source: Option<&str>) -> Result<(String, bool), Problem> 
         .help(format!("name the file: `dest = \"/{dest}/NAME\"`")));
     }
     Ok((dest, is_dir))
+}
+
+/// The first component of an image path that is reserved for whiteouts (`.wh.` prefix).
+fn whiteout_component(path: &str) -> Option<&str> {
+    path.split('/')
+        .find(|c| c.starts_with(crate::layer::WHITEOUT_PREFIX))
 }
 
 fn check_name(name: &str) -> Result<(), Problem> {
@@ -1619,7 +1709,20 @@ fn check_env_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Refuses a control character (a newline, a tab...) in an image path.
+fn check_no_control(s: &str) -> Result<(), Problem> {
+    match s.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(Problem::invalid(format!(
+            "contains the control character U+{:04X}",
+            u32::from(c)
+        ))
+        .help("image paths are names a shell and a runtime can show: remove the character (in TOML, `\\n` or `\\t` in a \"...\" string is one)")),
+    }
+}
+
 fn check_absolute(s: &str, what: &str) -> Result<(), Problem> {
+    check_no_control(s)?;
     if s.starts_with('/') {
         Ok(())
     } else {
@@ -1808,10 +1911,13 @@ fn check_feature(feature: &str) -> Result<(), Problem> {
 
 /// Checks a tag given outside a spec (e.g. `--tag`): `Err` holds the reason and the hint.
 pub fn validate_tag(tag: &str) -> Result<(), String> {
-    check_tag(tag).map_err(|p| match p.help {
-        Some(help) => format!("{}; {help}", p.reason),
-        None => p.reason,
-    })
+    check_tag(tag).map_err(Problem::into_message)
+}
+
+/// Checks a cargo profile name given outside a spec (`--profile`), by the rule of the spec's
+/// `cargo.profile`: `Err` holds the reason and the hint.
+pub fn validate_profile(profile: &str) -> Result<(), String> {
+    check_profile(profile).map_err(Problem::into_message)
 }
 
 #[cfg(test)]

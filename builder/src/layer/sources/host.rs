@@ -6,16 +6,20 @@
 //! not content), and sockets, fifos and devices are errors. A directory source copies its
 //! *contents* into `dest`.
 //!
-//! Globs are gitignore-style and relative to the source root: a pattern without `/` (other than a
-//! trailing one) matches at any depth, a pattern with one is anchored at the root, a trailing `/`
-//! matches directories only. An excluded directory prunes its subtree. With `include` non-empty
-//! only matching files (or files inside matching directories) are taken, with their parent
-//! directories.
+//! Globs are `.gitignore` patterns relative to the source root ([`Globs`]): a pattern without
+//! `/` (other than a trailing one) matches at any depth, a pattern with one is anchored at the
+//! root, a trailing `/` matches directories only, and the last pattern that matches a path
+//! decides, so a later `!pattern` takes back what an earlier one matched. An excluded directory
+//! prunes its subtree (as in git, a `!` cannot bring back a file inside it). With `include`
+//! non-empty only the files it takes are added, with their parent directories: a path its last
+//! matching pattern includes, or one no pattern matches inside a directory that is included
+//! (`include = ["docs/", "!docs/draft.md"]` takes `docs/` without the draft).
 
 use std::fs;
 use std::path::{Component, Path};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::Match;
 use walkdir::WalkDir;
 
 use super::{
@@ -126,7 +130,7 @@ fn walk(
             continue;
         }
         let inherited = pending.last().is_some_and(|p| p.included);
-        let included = inherited || include.is_none_or(|g| g.matches(&rel, is_dir));
+        let included = Globs::includes(include, &rel, is_dir, inherited);
         let dest = join(&spec.dest, &rel);
         if is_dir {
             pending.push(Pending {
@@ -236,11 +240,12 @@ fn host_mode(_meta: &fs::Metadata) -> u32 {
     0o644
 }
 
-/// Compiled gitignore-style globs: those matching any entry, and those (written with a trailing
-/// `/`) matching directories only.
+/// Compiled include or exclude globs, with `.gitignore` semantics (the `ignore` crate's
+/// matcher, which ripgrep uses): the last pattern that matches a path decides, and a pattern
+/// starting with `!` negates (takes the path back). `\!` and `\#` start a pattern with a
+/// literal `!` or `#`; `#` does not start a comment here, and trailing spaces are kept.
 pub(crate) struct Globs {
-    any: GlobSet,
-    dirs: GlobSet,
+    matcher: Gitignore,
 }
 
 impl Globs {
@@ -249,50 +254,60 @@ impl Globs {
         if patterns.is_empty() {
             return Ok(None);
         }
-        let mut any = GlobSetBuilder::new();
-        let mut dirs = GlobSetBuilder::new();
+        // The root only strips absolute paths; ours are always relative to the source root.
+        let mut builder = GitignoreBuilder::new("");
+        builder.allow_unclosed_class(false);
         for pattern in patterns {
-            let mut p = pattern.as_str();
-            let dir_only = p.ends_with('/');
-            p = p.trim_end_matches('/');
-            let anchored = p.contains('/');
-            p = p.trim_start_matches('/');
-            let glob = if anchored || p.starts_with("**/") {
-                p.to_owned()
-            } else {
-                format!("**/{p}")
-            };
-            let glob = GlobBuilder::new(&glob)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
+            let mut line = pattern.clone();
+            // A spec's glob is one pattern, never a comment, and its spaces are its own.
+            if line.starts_with('#') {
+                line.insert(0, '\\');
+            }
+            if line.ends_with(' ') && !line.ends_with("\\ ") {
+                line.insert(line.len() - 1, '\\');
+            }
+            builder
+                .add_line(None, &line)
                 .map_err(|source| Error::ParseGlob {
                     layer: layer.to_owned(),
                     pattern: pattern.clone(),
                     source,
                 })?;
-            if dir_only {
-                dirs.add(glob);
-            } else {
-                any.add(glob);
-            }
         }
-        let build = |set: GlobSetBuilder| {
-            set.build().map_err(|source| Error::ParseGlob {
-                layer: layer.to_owned(),
-                pattern: patterns.join(", "),
-                source,
-            })
-        };
-        Ok(Some(Globs {
-            any: build(any)?,
-            dirs: build(dirs)?,
-        }))
+        let matcher = builder.build().map_err(|source| Error::ParseGlob {
+            layer: layer.to_owned(),
+            pattern: patterns.join(", "),
+            source,
+        })?;
+        Ok(Some(Globs { matcher }))
     }
 
-    /// Whether the relative path `rel` (a directory when `is_dir`) matches.
+    /// Whether the relative path `rel` (a directory when `is_dir`) is matched: its last
+    /// matching pattern is not a negation.
     pub(crate) fn matches(&self, rel: &str, is_dir: bool) -> bool {
-        self.any.is_match(rel) || (is_dir && self.dirs.is_match(rel))
+        self.decides(rel, is_dir) == Some(true)
+    }
+
+    /// What the last pattern matching `rel` says: `Some(true)` matched, `Some(false)` taken
+    /// back by a `!` pattern, `None` when no pattern matches (the path then goes the way of
+    /// its directory).
+    pub(crate) fn decides(&self, rel: &str, is_dir: bool) -> Option<bool> {
+        match self.matcher.matched(rel, is_dir) {
+            Match::None => None,
+            Match::Ignore(_) => Some(true),
+            Match::Whitelist(_) => Some(false),
+        }
+    }
+
+    /// Whether a path is taken under `include` (`None`: everything is): its own last matching
+    /// pattern decides, else it goes the way of its directory (`inherited`).
+    pub(crate) fn includes(
+        include: Option<&Globs>,
+        rel: &str,
+        is_dir: bool,
+        inherited: bool,
+    ) -> bool {
+        include.is_none_or(|g| g.decides(rel, is_dir).unwrap_or(inherited))
     }
 }
 
@@ -324,6 +339,29 @@ mod tests {
         assert!(!g.matches("docs/x/a.md", false));
         assert!(!g.matches("x/docs/a.md", false));
         assert!(globs(&["**/*.rs"]).matches("a/b/c.rs", false));
+    }
+
+    #[test]
+    fn the_last_matching_pattern_decides_and_bang_negates() {
+        let g = globs(&["*.log", "!keep.log", "!/sub/*.log", "/sub/x.log"]);
+        assert!(g.matches("a.log", false));
+        assert!(!g.matches("keep.log", false));
+        assert!(!g.matches("d/keep.log", false));
+        assert!(!g.matches("sub/a.log", false));
+        assert!(g.matches("sub/x.log", false));
+        assert_eq!(g.decides("other.txt", false), None);
+        // `\!` and `\#` are literal; `#` starts no comment; trailing spaces are kept.
+        let g = globs(&["\\!lit", "#hash", "sp "]);
+        assert!(g.matches("!lit", false));
+        assert!(g.matches("#hash", false));
+        assert!(g.matches("sp ", false));
+        assert!(!g.matches("sp", false));
+        // In `include`, a path's own match wins over its directory's.
+        let inc = globs(&["docs/", "!docs/draft.md"]);
+        assert!(Globs::includes(Some(&inc), "docs", true, false));
+        assert!(Globs::includes(Some(&inc), "docs/a.md", false, true));
+        assert!(!Globs::includes(Some(&inc), "docs/draft.md", false, true));
+        assert!(Globs::includes(None, "anything", false, false));
     }
 
     #[test]

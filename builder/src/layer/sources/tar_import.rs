@@ -6,6 +6,11 @@
 //! (`./` and leading `/` dropped); a name with `..` is an error. Hard links become regular files
 //! with the content of their target. Modes are kept (masked to `0o7777`) unless the spec sets one;
 //! owners come from the spec; mtimes and user/group names are dropped.
+//!
+//! A damaged archive is an error, never a shorter import: an empty file, a compressed stream
+//! that ends early, and a tar that ends inside a member's header, data or padding (which the
+//! tar crate would take as the end of the archive) all name the file and the byte it ends at.
+//! A tar without its two zero end blocks is still read, as GNU tar reads it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -22,6 +27,8 @@ use crate::spec::EntrySpec;
 
 /// Buffer size for reading and decompressing archives.
 const BUF_SIZE: usize = 1 << 20;
+/// A tar header, and the unit member data is padded to.
+const TAR_BLOCK: u64 = 512;
 
 /// How an archive to import is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,14 +61,48 @@ pub(super) fn add(
         path: rel.to_path_buf(),
         source,
     };
-    let archive = Arc::new(open_plain(&resolved, rel).map_err(read_err)?);
+    let archive = Arc::new(open_plain(&resolved, rel)?);
 
     let file = File::open(&archive.tar).map_err(read_err)?;
+    // The tar crate ends its walk quietly where the file ends, even inside a member: the
+    // length is checked against where each member's data (and padding) ends.
+    let len = file.metadata().map_err(read_err)?.len();
+    if len == 0 {
+        return Err(Error::EmptyArchive {
+            path: rel.to_path_buf(),
+        });
+    }
+    let decompressed = archive.tar != resolved;
+    let truncated = |detail: String| Error::TruncatedArchive {
+        path: rel.to_path_buf(),
+        offset: len,
+        detail: if decompressed {
+            format!("{detail} (an offset into the decompressed tar)")
+        } else {
+            detail
+        },
+    };
+    // Where the next header starts (the padded end of the last member), and that member.
+    let mut next_header = 0u64;
+    let mut last_member: Option<String> = None;
+    let after_last = |last: &Option<String>| match last {
+        Some(name) => format!("after member `{name}`"),
+        None => "at its start".to_owned(),
+    };
     let mut tar = tar::Archive::new(BufReader::with_capacity(BUF_SIZE, file));
     // Regular files seen so far (normalised name -> data offset and size), for hard links.
     let mut files: HashMap<String, (u64, u64)> = HashMap::new();
     for member in tar.entries_with_seek().map_err(read_err)? {
-        let member = member.map_err(read_err)?;
+        let member = match member {
+            Ok(member) => member,
+            Err(e) if len < next_header + TAR_BLOCK || e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(truncated(format!(
+                    "inside the tar header {}",
+                    after_last(&last_member)
+                )));
+            }
+            Err(e) => return Err(read_err(e)),
+        };
         let header = member.header();
         let entry_type = header.entry_type();
         let raw_name = member.path_bytes();
@@ -70,6 +111,17 @@ pub(super) fn add(
                 path: rel.join(String::from_utf8_lossy(&raw_name).as_ref()),
             })?
             .to_owned();
+        let (data_start, data_end) = (
+            member.raw_file_position(),
+            member.raw_file_position() + member.size(),
+        );
+        if data_end > len {
+            return Err(truncated(format!(
+                "inside member `{name_str}`, whose data runs from byte {data_start} to {data_end}"
+            )));
+        }
+        next_header = data_end.next_multiple_of(TAR_BLOCK);
+        last_member = Some(name_str.clone());
         let name = normalise_member(&name_str).ok_or_else(|| Error::ImportMember {
             archive: rel.to_path_buf(),
             member: name_str.clone(),
@@ -145,6 +197,12 @@ pub(super) fn add(
             }
         }
     }
+    if next_header > len {
+        return Err(truncated(format!(
+            "inside the padding {}",
+            after_last(&last_member)
+        )));
+    }
     Ok(())
 }
 
@@ -178,11 +236,37 @@ fn member_kind(t: EntryType) -> &'static str {
 }
 
 /// The archive as an uncompressed tar: itself when plain, else a decompressed temporary copy.
-fn open_plain(resolved: &Path, rel: &Path) -> io::Result<ImportedArchive> {
-    let mut file = File::open(resolved)?;
+/// A compressed stream that ends early is [`Error::TruncatedArchive`].
+fn open_plain(resolved: &Path, rel: &Path) -> Result<ImportedArchive, Error> {
+    let read_err = |source: io::Error| Error::ReadArchive {
+        path: rel.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(resolved).map_err(read_err)?;
     let mut magic = [0u8; 4];
-    let n = read_up_to(&mut file, &mut magic)?;
+    let n = read_up_to(&mut file, &mut magic).map_err(read_err)?;
     let format = detect(&magic[..n]);
+    decompress(resolved, rel, format).map_err(|e| {
+        if format != ArchiveFormat::Plain && e.kind() == io::ErrorKind::UnexpectedEof {
+            let len = std::fs::metadata(resolved).map_or(0, |m| m.len());
+            let name = if format == ArchiveFormat::Gzip {
+                "gzip"
+            } else {
+                "zstd"
+            };
+            Error::TruncatedArchive {
+                path: rel.to_path_buf(),
+                offset: len,
+                detail: format!("before the end of its {name} stream ({e})"),
+            }
+        } else {
+            read_err(e)
+        }
+    })
+}
+
+/// [`open_plain`] once the compression is known.
+fn decompress(resolved: &Path, rel: &Path, format: ArchiveFormat) -> io::Result<ImportedArchive> {
     if format == ArchiveFormat::Plain {
         return Ok(ImportedArchive {
             tar: resolved.to_path_buf(),
