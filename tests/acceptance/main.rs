@@ -8,6 +8,7 @@ mod cli;
 mod examples;
 mod platforms;
 mod registry;
+mod registry_tls;
 mod reproducible;
 mod stages;
 mod workspace;

@@ -266,13 +266,13 @@ impl RegistryClient {
         // reqwest is built without a default crypto provider (no aws-lc build); install ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca = match &options.ca_file {
-            Some(path) => vec![Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: fs::read(path).map_err(|source| Error::ReadCaFile {
-                    path: path.clone(),
-                    source,
-                })?,
-            }],
+            Some(path) => super::tls::read_ca_file(path)?
+                .into_iter()
+                .map(|der| Certificate {
+                    encoding: CertificateEncoding::Der,
+                    data: der.to_vec(),
+                })
+                .collect(),
             None => Vec::new(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()

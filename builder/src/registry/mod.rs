@@ -61,6 +61,7 @@
 mod auth;
 mod client;
 mod reference;
+mod tls;
 
 pub use auth::{
     AuthError, CredentialLookup, CredentialSource, Credentials, Secret, ENV_PASSWORD, ENV_USER,
@@ -71,6 +72,7 @@ pub use client::{
 pub use reference::{
     InvalidReference, Reference, DEFAULT_REGISTRY, DEFAULT_TAG, DOCKER_HUB_API_HOST,
 };
+pub use tls::read_ca_file;
 
 use std::path::PathBuf;
 
@@ -98,12 +100,15 @@ pub enum Error {
         source: AuthError,
     },
 
-    #[error("failed to read the CA certificate file `{}`", path.display())]
+    #[error("failed to read the CA certificate file `{}` given with --registry-ca; check the path", path.display())]
     ReadCaFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+
+    #[error("the CA certificate file `{}` given with --registry-ca is not usable: {reason}; give a PEM file of the registry's CA certificate (for a self-signed registry, its certificate)", path.display())]
+    InvalidCaFile { path: PathBuf, reason: String },
 
     #[error("failed to set up the HTTP client for registry `{registry}` (is the CA file `--registry-ca` valid PEM?)")]
     Connect {
