@@ -19,7 +19,7 @@ use oci_client::{Client, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use sha2::{Digest as _, Sha256};
 
-use super::auth::{CredentialLookup, CredentialSource, Credentials};
+use super::auth::{CredentialLookup, CredentialSource, Credentials, ENV_PASSWORD, ENV_USER};
 use super::reference::{is_loopback_host, Reference};
 use super::{Error, RemoteError};
 use crate::oci::{
@@ -721,7 +721,8 @@ impl RegistryClient {
         Ok(true)
     }
 
-    /// Maps a failed request: 401/403 become [`Error::Authenticate`], anything else `other`.
+    /// Maps a failed request to `other` (the failed operation); a 401/403 is wrapped in
+    /// [`Error::Authenticate`], which says how to give credentials.
     fn remote_error(
         &self,
         host: &HostClients,
@@ -729,20 +730,41 @@ impl RegistryClient {
         e: OciDistributionError,
         other: impl FnOnce(RemoteError) -> Error,
     ) -> Error {
-        if let Some(status) = auth_failure(&e) {
-            let credentials = match host.credentials.username() {
-                Some(user) => format!("user `{user}` from {}", host.source),
-                None => host.source.to_string(),
-            };
-            return Error::Authenticate {
-                registry: reference.registry().to_string(),
-                reference: reference.to_string(),
-                status: status.to_string(),
-                credentials,
-                source: Box::new(e),
-            };
+        let Some(status) = auth_failure(&e) else {
+            return other(Box::new(e));
+        };
+        let registry = reference.registry();
+        let login = format!("`docker login {registry}` or `podman login {registry}`");
+        let (credentials, advice) = match (host.credentials.username(), &host.source) {
+            (_, CredentialSource::None) => (
+                host.source.to_string(),
+                format!(
+                    "log in with {login} (cargo-image reads docker's config.json and podman's \
+                     auth.json or $REGISTRY_AUTH_FILE), or pass --creds USER:PASSWORD, or set \
+                     {ENV_USER} and {ENV_PASSWORD}"
+                ),
+            ),
+            (Some(user), source) if status.starts_with("403") => (
+                format!("user `{user}` from {source}"),
+                format!("user `{user}` may not do this on `{}`: ask the registry's administrators for access, or use other credentials ({login})", reference.name()),
+            ),
+            (Some(user), source) => (
+                format!("user `{user}` from {source}"),
+                format!("check the user name and password, or log in again ({login})"),
+            ),
+            (None, source) => (
+                source.to_string(),
+                format!("check the token, or log in again ({login})"),
+            ),
+        };
+        Error::Authenticate {
+            registry: registry.to_string(),
+            reference: reference.to_string(),
+            status,
+            credentials,
+            advice,
+            source: Box::new(other(Box::new(e))),
         }
-        other(Box::new(e))
     }
 
     // ---------------------------------------------------------------- push
@@ -874,10 +896,16 @@ impl RegistryClient {
             source,
         };
         let remote = target.to_client();
+        let check = |source: RemoteError| Error::CheckBlob {
+            registry: target.registry().to_string(),
+            reference: target.to_string(),
+            digest: blob.digest.clone(),
+            source,
+        };
         let exists = self
             .retry(|| host.chunked.blob_exists(&remote, &blob.digest))
             .await
-            .map_err(|e| self.remote_error(host, target, e, fail))?;
+            .map_err(|e| self.remote_error(host, target, e, check))?;
         let event = if exists {
             PushEvent::BlobSkipped {
                 digest: blob.digest.clone(),

@@ -123,12 +123,23 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("registry `{registry}` refused access to `{reference}` ({status}) with {credentials}; check the user name and password, or log in again (`docker login {registry}`)")]
+    /// A 401 or 403; `source` is the failed operation (whose source is the HTTP error).
+    #[error("registry `{registry}` refused access to `{reference}` ({status}) with {credentials}; {advice}")]
     Authenticate {
         registry: String,
         reference: String,
-        status: String,
+        status: &'static str,
         credentials: String,
+        advice: String,
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error("failed to check whether registry `{registry}` has blob {digest} for `{reference}`")]
+    CheckBlob {
+        registry: String,
+        reference: String,
+        digest: String,
         #[source]
         source: RemoteError,
     },
