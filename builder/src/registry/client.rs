@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -221,7 +221,8 @@ struct HostClients {
 pub struct RegistryClient {
     options: RegistryOptions,
     runtime: tokio::runtime::Runtime,
-    ca: Vec<Certificate>,
+    /// The TLS configuration of every connection (see [`super::tls`]).
+    tls: rustls::ClientConfig,
     hosts: Mutex<HashMap<String, Arc<HostClients>>>,
 }
 
@@ -266,15 +267,10 @@ impl RegistryClient {
         // reqwest is built without a default crypto provider (no aws-lc build); install ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca = match &options.ca_file {
-            Some(path) => super::tls::read_ca_file(path)?
-                .into_iter()
-                .map(|der| Certificate {
-                    encoding: CertificateEncoding::Der,
-                    data: der.to_vec(),
-                })
-                .collect(),
+            Some(path) => super::tls::read_ca_file(path)?,
             None => Vec::new(),
         };
+        let tls = super::tls::client_config(&ca, options.ca_file.as_deref())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -282,7 +278,7 @@ impl RegistryClient {
         Ok(Self {
             options,
             runtime,
-            ca,
+            tls,
             hosts: Mutex::new(HashMap::new()),
         })
     }
@@ -296,7 +292,7 @@ impl RegistryClient {
         ClientConfig {
             protocol,
             use_monolithic_push: monolithic,
-            extra_root_certificates: self.ca.clone(),
+            tls_config: Some(self.tls.clone()),
             connect_timeout: Some(self.options.connect_timeout),
             read_timeout: Some(self.options.read_timeout),
             platform_resolver: None,
@@ -730,6 +726,12 @@ impl RegistryClient {
         e: OciDistributionError,
         other: impl FnOnce(RemoteError) -> Error,
     ) -> Error {
+        // A certificate problem, in words instead of rustls' names.
+        if let Some(tls) =
+            super::tls::describe(&e, reference.registry(), self.options.ca_file.as_deref())
+        {
+            return other(Box::new(tls));
+        }
         let Some(status) = auth_failure(&e) else {
             return other(Box::new(e));
         };
@@ -1262,6 +1264,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// `Some(minimum wait)` when `e` is worth retrying.
 fn transient(e: &OciDistributionError) -> Option<Duration> {
+    // A certificate the client refuses is refused again.
+    if super::tls::describe(e, "", None).is_some() {
+        return None;
+    }
     match e {
         OciDistributionError::RequestError(r) => {
             if r.is_builder() {

@@ -15,6 +15,10 @@
 //!   [`Store`](crate::store::Store) with digest and size verification, cross-repository mounts
 //!   that fall back to an upload, chunked uploads that fall back to a monolithic `PUT`, plain
 //!   HTTP only for loopback or listed hosts.
+//! - TLS ([`tls`](self) module): the system's CAs plus `--registry-ca`; a registry whose
+//!   certificate is exactly one given with `--registry-ca` (a self-signed certificate made as
+//!   Docker's docs make one) is trusted, its name and dates still checked; certificate
+//!   failures are told in words ([`TlsFailure`]) with what to do.
 //!
 //! In the pipeline, a stage whose base is an image reference is *fetched* by
 //! [`RegistryClient::pull`] before planning: config and layers land in the store (shared by every
@@ -72,7 +76,7 @@ pub use client::{
 pub use reference::{
     InvalidReference, Reference, DEFAULT_REGISTRY, DEFAULT_TAG, DOCKER_HUB_API_HOST,
 };
-pub use tls::read_ca_file;
+pub use tls::{read_ca_file, TlsFailure};
 
 use std::path::PathBuf;
 
@@ -110,7 +114,14 @@ pub enum Error {
     #[error("the CA certificate file `{}` given with --registry-ca is not usable: {reason}; give a PEM file of the registry's CA certificate (for a self-signed registry, its certificate)", path.display())]
     InvalidCaFile { path: PathBuf, reason: String },
 
-    #[error("failed to set up the HTTP client for registry `{registry}` (is the CA file `--registry-ca` valid PEM?)")]
+    #[error("failed to set up TLS for registries with the system's CA certificates{}", ca_file.as_ref().map(|p| format!(" and those of `{}` (--registry-ca)", p.display())).unwrap_or_default())]
+    TlsSetup {
+        ca_file: Option<PathBuf>,
+        #[source]
+        source: Box<rustls::Error>,
+    },
+
+    #[error("failed to set up the HTTP client for registry `{registry}`")]
     Connect {
         registry: String,
         #[source]
