@@ -15,7 +15,7 @@
 //!   [`Store`](crate::store::Store) with digest and size verification, cross-repository mounts
 //!   that fall back to an upload, chunked uploads that fall back to a monolithic `PUT`, plain
 //!   HTTP only for loopback or listed hosts.
-//! - TLS ([`tls`](self) module): the system's CAs plus `--registry-ca`; a registry whose
+//! - TLS (the `tls` module): the system's CAs plus `--registry-ca`; a registry whose
 //!   certificate is exactly one given with `--registry-ca` (a self-signed certificate made as
 //!   Docker's docs make one) is trusted, its name and dates still checked; certificate
 //!   failures are told in words ([`TlsFailure`]) with what to do.
