@@ -69,8 +69,14 @@ pub enum Error {
         #[source]
         source: Box<store::Error>,
     },
-    #[error("base image {reference}: {source}")]
+    #[error("pulling base image {reference}: {source}")]
     Registry {
+        reference: String,
+        #[source]
+        source: Box<crate::registry::Error>,
+    },
+    #[error("pushing image {reference}: {source}")]
+    Push {
         reference: String,
         #[source]
         source: Box<crate::registry::Error>,
@@ -1572,7 +1578,7 @@ fn push_image(
 ) -> Result<String, Error> {
     use crate::registry::{PushEvent, Reference, RegistryClient};
     let repository = push.repository.clone().unwrap_or_else(|| spec.name.clone());
-    let registry_err = |source| Error::Registry {
+    let registry_err = |source| Error::Push {
         reference: repository.clone(),
         source: Box::new(source),
     };

@@ -9,6 +9,7 @@ mod examples;
 mod outputs;
 mod platforms;
 mod registry;
+mod registry_tls;
 mod reproducible;
 mod spec_hardening;
 mod stages;

@@ -47,7 +47,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// TLS material: a self-signed CA and the server certificate it signed.
+/// How a test registry serves TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsSetup {
+    /// A self-signed CA and a server certificate for `IP:127.0.0.1,DNS:localhost` signed by it.
+    CaSigned,
+    /// One self-signed certificate that is its own CA and the server's certificate, made the
+    /// way Docker's docs make one (`openssl req -x509 -addext subjectAltName=...`), for the
+    /// given subjectAltName (`IP:127.0.0.1`, or another name to test the name check).
+    SelfSigned { subject_alt_name: &'static str },
+}
+
+/// TLS material: the certificate to trust (`ca`, what `--registry-ca` takes), the server's
+/// certificate and key (the same file as `ca` for [`TlsSetup::SelfSigned`]).
 pub struct Tls {
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -68,8 +80,13 @@ impl Registry {
         Self::start_with(None, false)
     }
 
-    /// With htpasswd auth (`user`, `password`) and/or TLS.
+    /// With htpasswd auth (`user`, `password`) and/or TLS (a CA-signed server certificate).
     pub fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Self {
+        Self::start_with_tls(auth, tls.then_some(TlsSetup::CaSigned))
+    }
+
+    /// With htpasswd auth (`user`, `password`) and/or TLS set up as `tls` says.
+    pub fn start_with_tls(auth: Option<(&str, &str)>, tls: Option<TlsSetup>) -> Self {
         require_tool("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -77,15 +94,31 @@ impl Registry {
             "version: 0.1\nlog: {{level: info}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
-        let tls = tls.then(|| {
+        let tls = tls.map(|setup| {
             require_tool("openssl");
-            // A CA (`openssl req -x509`) and a server certificate for 127.0.0.1 signed by it
-            // (webpki refuses a CA certificate used as the server's own).
             let d = dir.path();
+            let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+            if let TlsSetup::SelfSigned { subject_alt_name } = setup {
+                // Docker's docs: `openssl req -x509 ... -addext subjectAltName=...`, the
+                // certificate is given to the registry and to the clients as their CA.
+                let (cert, key) = (d.join("ca.crt"), d.join("key.pem"));
+                run(Command::new("openssl").args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1",
+                    "-addext", &format!("subjectAltName={subject_alt_name}"),
+                    "-keyout", &s(&key), "-out", &s(&cert),
+                ]));
+                config.push_str(&format!(
+                    "  tls: {{certificate: {}, key: {}}}\n",
+                    cert.display(),
+                    key.display()
+                ));
+                return Tls { ca: cert.clone(), cert, key };
+            }
+            // A CA (`openssl req -x509`) and a server certificate for 127.0.0.1 signed by it.
             let (ca, ca_key) = (d.join("ca.pem"), d.join("ca.key"));
             let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
             let (csr, ext) = (d.join("server.csr"), d.join("server.ext"));
-            let s = |p: &PathBuf| p.to_str().unwrap().to_string();
             run(Command::new("openssl").args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                 "-subj", "/CN=cargo-image-test-ca",

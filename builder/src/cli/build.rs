@@ -6,7 +6,7 @@ use std::time::Instant;
 use cargo_oci_image::build::{self, BuildOptions, OutputFormat, PushOptions};
 use cargo_oci_image::cargo::{CargoOptions, CargoOverrides};
 use cargo_oci_image::oci::Platform;
-use cargo_oci_image::registry::{Credentials, RegistryOptions};
+use cargo_oci_image::registry::{read_ca_file, Credentials, RegistryOptions};
 use cargo_oci_image::spec::{self, ImageSpec, Selection};
 use clap::{Args, ValueEnum};
 
@@ -212,6 +212,10 @@ impl CommonArgs {
     }
 
     fn registry(&self) -> Result<RegistryOptions, Failure> {
+        // A bad --registry-ca fails every command, not only those that reach a registry.
+        if let Some(path) = &self.registry_ca {
+            read_ca_file(path).map_err(Failure::usage)?;
+        }
         let mut registry = RegistryOptions {
             insecure: self.insecure_registry.clone(),
             ca_file: self.registry_ca.clone(),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -19,7 +19,7 @@ use oci_client::{Client, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use sha2::{Digest as _, Sha256};
 
-use super::auth::{CredentialLookup, CredentialSource, Credentials};
+use super::auth::{CredentialLookup, CredentialSource, Credentials, ENV_PASSWORD, ENV_USER};
 use super::reference::{is_loopback_host, Reference};
 use super::{Error, RemoteError};
 use crate::oci::{
@@ -221,7 +221,8 @@ struct HostClients {
 pub struct RegistryClient {
     options: RegistryOptions,
     runtime: tokio::runtime::Runtime,
-    ca: Vec<Certificate>,
+    /// The TLS configuration of every connection (see [`super::tls`]).
+    tls: rustls::ClientConfig,
     hosts: Mutex<HashMap<String, Arc<HostClients>>>,
 }
 
@@ -266,15 +267,10 @@ impl RegistryClient {
         // reqwest is built without a default crypto provider (no aws-lc build); install ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca = match &options.ca_file {
-            Some(path) => vec![Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: fs::read(path).map_err(|source| Error::ReadCaFile {
-                    path: path.clone(),
-                    source,
-                })?,
-            }],
+            Some(path) => super::tls::read_ca_file(path)?,
             None => Vec::new(),
         };
+        let tls = super::tls::client_config(&ca, options.ca_file.as_deref())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -282,7 +278,7 @@ impl RegistryClient {
         Ok(Self {
             options,
             runtime,
-            ca,
+            tls,
             hosts: Mutex::new(HashMap::new()),
         })
     }
@@ -296,7 +292,7 @@ impl RegistryClient {
         ClientConfig {
             protocol,
             use_monolithic_push: monolithic,
-            extra_root_certificates: self.ca.clone(),
+            tls_config: Some(self.tls.clone()),
             connect_timeout: Some(self.options.connect_timeout),
             read_timeout: Some(self.options.read_timeout),
             platform_resolver: None,
@@ -731,7 +727,8 @@ impl RegistryClient {
         Ok(true)
     }
 
-    /// Maps a failed request: 401/403 become [`Error::Authenticate`], anything else `other`.
+    /// Maps a failed request to `other` (the failed operation); a 401/403 is wrapped in
+    /// [`Error::Authenticate`], which says how to give credentials.
     fn remote_error(
         &self,
         host: &HostClients,
@@ -739,20 +736,47 @@ impl RegistryClient {
         e: OciDistributionError,
         other: impl FnOnce(RemoteError) -> Error,
     ) -> Error {
-        if let Some(status) = auth_failure(&e) {
-            let credentials = match host.credentials.username() {
-                Some(user) => format!("user `{user}` from {}", host.source),
-                None => host.source.to_string(),
-            };
-            return Error::Authenticate {
-                registry: reference.registry().to_string(),
-                reference: reference.to_string(),
-                status: status.to_string(),
-                credentials,
-                source: Box::new(e),
-            };
+        // A certificate problem, in words instead of rustls' names.
+        if let Some(tls) =
+            super::tls::describe(&e, reference.registry(), self.options.ca_file.as_deref())
+        {
+            return other(Box::new(tls));
         }
-        other(Box::new(e))
+        let Some(status) = auth_failure(&e) else {
+            return other(Box::new(e));
+        };
+        let registry = reference.registry();
+        let login = format!("`docker login {registry}` or `podman login {registry}`");
+        let (credentials, advice) = match (host.credentials.username(), &host.source) {
+            (_, CredentialSource::None) => (
+                host.source.to_string(),
+                format!(
+                    "log in with {login} (cargo-image reads docker's config.json and podman's \
+                     auth.json or $REGISTRY_AUTH_FILE), or pass --creds USER:PASSWORD, or set \
+                     {ENV_USER} and {ENV_PASSWORD}"
+                ),
+            ),
+            (Some(user), source) if status.starts_with("403") => (
+                format!("user `{user}` from {source}"),
+                format!("user `{user}` may not do this on `{}`: ask the registry's administrators for access, or use other credentials ({login})", reference.name()),
+            ),
+            (Some(user), source) => (
+                format!("user `{user}` from {source}"),
+                format!("check the user name and password, or log in again ({login})"),
+            ),
+            (None, source) => (
+                source.to_string(),
+                format!("check the token, or log in again ({login})"),
+            ),
+        };
+        Error::Authenticate {
+            registry: registry.to_string(),
+            reference: reference.to_string(),
+            status,
+            credentials,
+            advice,
+            source: Box::new(other(Box::new(e))),
+        }
     }
 
     // ---------------------------------------------------------------- push
@@ -884,10 +908,16 @@ impl RegistryClient {
             source,
         };
         let remote = target.to_client();
+        let check = |source: RemoteError| Error::CheckBlob {
+            registry: target.registry().to_string(),
+            reference: target.to_string(),
+            digest: blob.digest.clone(),
+            source,
+        };
         let exists = self
             .retry(|| host.chunked.blob_exists(&remote, &blob.digest))
             .await
-            .map_err(|e| self.remote_error(host, target, e, fail))?;
+            .map_err(|e| self.remote_error(host, target, e, check))?;
         let event = if exists {
             PushEvent::BlobSkipped {
                 digest: blob.digest.clone(),
@@ -1244,6 +1274,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// `Some(minimum wait)` when `e` is worth retrying.
 fn transient(e: &OciDistributionError) -> Option<Duration> {
+    // A certificate the client refuses is refused again.
+    if super::tls::describe(e, "", None).is_some() {
+        return None;
+    }
     match e {
         OciDistributionError::RequestError(r) => {
             if r.is_builder() {

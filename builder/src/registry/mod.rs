@@ -15,6 +15,10 @@
 //!   [`Store`](crate::store::Store) with digest and size verification, cross-repository mounts
 //!   that fall back to an upload, chunked uploads that fall back to a monolithic `PUT`, plain
 //!   HTTP only for loopback or listed hosts.
+//! - TLS (the `tls` module): the system's CAs plus `--registry-ca`; a registry whose
+//!   certificate is exactly one given with `--registry-ca` (a self-signed certificate made as
+//!   Docker's docs make one) is trusted, its name and dates still checked; certificate
+//!   failures are told in words ([`TlsFailure`]) with what to do.
 //!
 //! In the pipeline, a stage whose base is an image reference is *fetched* by
 //! [`RegistryClient::pull`] before planning: config and layers land in the store (shared by every
@@ -61,6 +65,7 @@
 mod auth;
 mod client;
 mod reference;
+mod tls;
 
 pub use auth::{
     AuthError, CredentialLookup, CredentialSource, Credentials, Secret, ENV_PASSWORD, ENV_USER,
@@ -71,6 +76,7 @@ pub use client::{
 pub use reference::{
     InvalidReference, Reference, DEFAULT_REGISTRY, DEFAULT_TAG, DOCKER_HUB_API_HOST,
 };
+pub use tls::{read_ca_file, TlsFailure};
 
 use std::path::PathBuf;
 
@@ -98,14 +104,24 @@ pub enum Error {
         source: AuthError,
     },
 
-    #[error("failed to read the CA certificate file `{}`", path.display())]
+    #[error("failed to read the CA certificate file `{}` given with --registry-ca; check the path", path.display())]
     ReadCaFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
 
-    #[error("failed to set up the HTTP client for registry `{registry}` (is the CA file `--registry-ca` valid PEM?)")]
+    #[error("the CA certificate file `{}` given with --registry-ca is not usable: {reason}; give a PEM file of the registry's CA certificate (for a self-signed registry, its certificate)", path.display())]
+    InvalidCaFile { path: PathBuf, reason: String },
+
+    #[error("failed to set up TLS for registries with the system's CA certificates{}", ca_file.as_ref().map(|p| format!(" and those of `{}` (--registry-ca)", p.display())).unwrap_or_default())]
+    TlsSetup {
+        ca_file: Option<PathBuf>,
+        #[source]
+        source: Box<rustls::Error>,
+    },
+
+    #[error("failed to set up the HTTP client for registry `{registry}`")]
     Connect {
         registry: String,
         #[source]
@@ -118,12 +134,23 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("registry `{registry}` refused access to `{reference}` ({status}) with {credentials}; check the user name and password, or log in again (`docker login {registry}`)")]
+    /// A 401 or 403; `source` is the failed operation (whose source is the HTTP error).
+    #[error("registry `{registry}` refused access to `{reference}` ({status}) with {credentials}; {advice}")]
     Authenticate {
         registry: String,
         reference: String,
-        status: String,
+        status: &'static str,
         credentials: String,
+        advice: String,
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error("failed to check whether registry `{registry}` has blob {digest} for `{reference}`")]
+    CheckBlob {
+        registry: String,
+        reference: String,
+        digest: String,
         #[source]
         source: RemoteError,
     },
