@@ -442,22 +442,22 @@ fn a_docker_archive_whose_manifest_json_is_larger_than_the_limit_is_refused() {
     assert!(err.contains("4194304 bytes"), "names the limit: {err}");
 }
 
-/// A registry on loopback whose image `huge-config:latest` has a manifest whose config
-/// descriptor claims 1 GiB, and which answers every blob request with an endless body. Returns
-/// its `host:port`.
-fn huge_config_registry() -> String {
+/// A registry on loopback that answers every blob request with an endless body, and every
+/// manifest request either with a manifest whose config descriptor claims 1 GiB or (with
+/// `endless_manifest`) with an endless body too. Returns its `host:port`.
+fn hostile_registry(endless_manifest: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
-            std::thread::spawn(move || serve_huge_config(stream));
+            std::thread::spawn(move || serve_hostile(stream, endless_manifest));
         }
     });
     addr
 }
 
-fn serve_huge_config(stream: TcpStream) {
+fn serve_hostile(stream: TcpStream, endless_manifest: bool) {
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -487,14 +487,19 @@ fn serve_huge_config(stream: TcpStream) {
                 break;
             }
         }
-        let (content_type, body) = if request.contains("/manifests/") {
+        let (content_type, body) = if request.contains("/manifests/") && !endless_manifest {
             (
                 "application/vnd.oci.image.manifest.v1+json",
                 manifest.as_str(),
             )
-        } else if request.contains("/blobs/") {
+        } else if request.contains("/blobs/") || request.contains("/manifests/") {
             // An endless body: as much as the client reads.
-            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let content_type = if request.contains("/blobs/") {
+                "application/octet-stream"
+            } else {
+                "application/vnd.oci.image.manifest.v1+json"
+            };
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n");
             if out.write_all(head.as_bytes()).is_err() {
                 return;
             }
@@ -521,7 +526,17 @@ fn serve_huge_config(stream: TcpStream) {
 
 #[test]
 fn a_registry_image_whose_config_claims_a_gigabyte_is_refused_before_downloading_it() {
-    let registry = huge_config_registry();
+    refused_within_bounds(&hostile_registry(false), "huge-config");
+}
+
+#[test]
+fn a_registry_answering_a_manifest_request_with_an_endless_body_is_refused_within_bounds() {
+    refused_within_bounds(&hostile_registry(true), "endless-manifest");
+}
+
+/// Building on `REGISTRY/REPO:latest` fails with exit code 1 (not a kill by the limits, not a
+/// timeout), naming the 4 MiB limit and the reference, and leaves no temporary file.
+fn refused_within_bounds(registry: &str, repo: &str) {
     let tmp = TempDir::new().unwrap();
     let app = tmp.path().join("app");
     std::fs::create_dir(&app).unwrap();
@@ -529,7 +544,7 @@ fn a_registry_image_whose_config_claims_a_gigabyte_is_refused_before_downloading
         app.join("image.toml"),
         APP_SPEC.replace(
             "oci:../base-layout:latest",
-            &format!("{registry}/huge-config:latest"),
+            &format!("{registry}/{repo}:latest"),
         ),
     )
     .unwrap();
@@ -556,7 +571,7 @@ fn a_registry_image_whose_config_claims_a_gigabyte_is_refused_before_downloading
         r.stderr
     );
     assert!(
-        r.stderr.contains("huge-config"),
+        r.stderr.contains(&format!("{registry}/{repo}")),
         "names the reference: {}",
         r.stderr
     );

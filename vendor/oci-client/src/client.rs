@@ -500,7 +500,7 @@ impl Client {
             .send()
             .await?;
         let status = res.status();
-        let body = res.bytes().await?;
+        let body = read_bounded(res).await?;
 
         validate_registry_response(status, &body, &url)?;
 
@@ -910,7 +910,7 @@ impl Client {
 
         match auth_res.status() {
             reqwest::StatusCode::OK => {
-                let text = auth_res.text().await?;
+                let text = read_bounded_text(auth_res).await?;
                 debug!("Received response from auth request");
                 let token: RegistryToken = serde_json::from_str(&text)
                     .map_err(|e| OciDistributionError::RegistryTokenDecodeError(e.to_string()))?;
@@ -918,7 +918,7 @@ impl Client {
                 Ok(Some(RegistryTokenType::Bearer(token)))
             }
             _ => {
-                let reason = auth_res.text().await?;
+                let reason = read_bounded_text(auth_res).await?;
                 debug!("Failed to authenticate for image '{:?}': {}", image, reason);
                 Err(OciDistributionError::AuthenticationFailure(reason))
             }
@@ -953,7 +953,7 @@ impl Client {
 
         if let Some(digest) = digest_header_value(res.headers().clone())? {
             let status = res.status();
-            let body = res.bytes().await?;
+            let body = read_bounded(res).await?;
             validate_registry_response(status, &body, &url)?;
 
             // If the reference has a digest and the digest header has a matching algorithm, compare
@@ -985,7 +985,7 @@ impl Client {
             let status = res.status();
             trace!(headers = ?res.headers(), "Got Headers");
             let headers = res.headers().clone();
-            let body = res.bytes().await?;
+            let body = read_bounded(res).await?;
             validate_registry_response(status, &body, &url)?;
 
             validate_digest(&body, digest_header_value(headers)?, image.digest())
@@ -1181,7 +1181,7 @@ impl Client {
             .await?;
         let status = res.status();
         let headers = res.headers().clone();
-        let body = res.bytes().await?;
+        let body = read_bounded(res).await?;
 
         validate_registry_response(status, &body, &url)?;
 
@@ -1368,7 +1368,7 @@ impl Client {
         let status = response.status();
         let url = response.url().to_string();
         if !status.is_success() {
-            let body = response.bytes().await?;
+            let body = read_bounded(response).await?;
             return validate_registry_response(status, &body, &url);
         }
         let mut stream = response.bytes_stream();
@@ -1483,7 +1483,7 @@ impl Client {
             )),
             _ => {
                 let url = response.url().to_string();
-                let body = response.bytes().await?;
+                let body = read_bounded(response).await?;
                 Err(validate_registry_response(status, &body, &url).expect_err("validate_registry_response should return an error for non-success status codes"))
             }
         }
@@ -1924,7 +1924,7 @@ impl Client {
             .send()
             .await?;
         let status = res.status();
-        let body = res.bytes().await?;
+        let body = read_bounded(res).await?;
 
         // Per the OCI Distribution Spec, a 404 on the native referrers endpoint means the
         // registry does not support it; fall back to the referrers tag schema.
@@ -2059,7 +2059,7 @@ impl Client {
             .send()
             .await?;
         let status = res.status();
-        let body = res.bytes().await?;
+        let body = read_bounded(res).await?;
 
         validate_registry_response(status, &body, &url)?;
 
@@ -2091,7 +2091,7 @@ impl Client {
         } else {
             let url = res.url().to_string();
             let code = res.status().as_u16();
-            let message = res.text().await?;
+            let message = read_bounded_text(res).await?;
             Err(OciDistributionError::ServerError { url, code, message })
         }
     }
@@ -2277,7 +2277,7 @@ async fn stream_from_response(
     let content_length = response.content_length();
     let headers = response.headers().clone();
     if !status.is_success() {
-        let body = response.bytes().await?;
+        let body = read_bounded(response).await?;
         return Err(validate_registry_response(status, &body, &url).expect_err(
             "validate_registry_response should return an error for non-success status codes",
         ));
@@ -2735,6 +2735,39 @@ impl TryFrom<&ChallengeRef<'_>> for BearerChallenge {
             service,
         })
     }
+}
+
+/// The most bytes read into memory from one response that is not a blob stream: manifests,
+/// token answers and error bodies (cargo-image patch). 4 MiB is the manifest limit registries
+/// such as distribution enforce; a larger or endless answer fails with
+/// [`OciDistributionError::ResponseTooLarge`] instead of growing until the process is killed.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// `response.bytes()`, bounded by [`MAX_RESPONSE_BYTES`] (cargo-image patch).
+async fn read_bounded(mut response: reqwest::Response) -> Result<bytes::Bytes> {
+    let too_large = |response: &reqwest::Response| OciDistributionError::ResponseTooLarge {
+        url: response.url().to_string(),
+        limit: MAX_RESPONSE_BYTES,
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large(&response));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large(&response));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// `response.text()`, bounded by [`MAX_RESPONSE_BYTES`] (cargo-image patch).
+async fn read_bounded_text(response: reqwest::Response) -> Result<String> {
+    Ok(String::from_utf8_lossy(&read_bounded(response).await?).into_owned())
 }
 
 #[cfg(test)]

@@ -10,6 +10,14 @@ pub enum OciDistributionError {
     /// Authentication error
     #[error("Authentication failure: {0}")]
     AuthenticationFailure(String),
+    /// A response body (manifest, token, error) larger than the limit (cargo-image patch)
+    #[error("the response from {url} is larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The URL requested
+        url: String,
+        /// The limit, in bytes
+        limit: usize,
+    },
     #[error("Failed to convert Config into ConfigFile: {0}")]
     /// Transparent wrapper around `std::string::FromUtf8Error`
     ConfigConversionError(String),
