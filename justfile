@@ -3,7 +3,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages the tests check images with (real tools nobody here wrote).
-debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu apache2-utils time"
+debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu apache2-utils time openssl util-linux"
 rust_targets := "x86_64-unknown-linux-musl aarch64-unknown-linux-musl"
 
 # List the recipes.
