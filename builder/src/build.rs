@@ -975,7 +975,7 @@ struct StageFs {
     images: HashMap<String, oci::ResolvedImage>,
     store_root: Option<PathBuf>,
     opened: Mutex<HashMap<String, std::sync::Arc<crate::rootfs::Rootfs>>>,
-    scratch: Mutex<Vec<tempfile::TempDir>>,
+    scratch: Mutex<Vec<oci::TempDirBeside>>,
 }
 
 impl StageFs {
@@ -1014,10 +1014,8 @@ impl StageFs {
             })
             .collect();
         let parent = self.store_root.clone().unwrap_or_else(std::env::temp_dir);
-        let scratch = tempfile::Builder::new()
-            .prefix(".tmp-stage-")
-            .tempdir_in(&parent)
-            .map_err(|e| fail(Box::new(e)))?;
+        let scratch =
+            oci::scratch_dir(&parent, oci::Scratch::Stage).map_err(|e| fail(Box::new(e)))?;
         let fs = crate::rootfs::Rootfs::open(stage, &layers, scratch.path())
             .map_err(|e| fail(Box::new(e)))?;
         let fs = std::sync::Arc::new(fs);
@@ -1287,7 +1285,7 @@ fn base_label(base: &Base) -> String {
 struct BaseImage {
     image: oci::ResolvedImage,
     /// The directory an archive base was unpacked into (removed on drop).
-    _scratch: Option<tempfile::TempDir>,
+    _scratch: Option<oci::TempDirBeside>,
     /// For a registry base: its reference, so a push to the same registry can mount its blobs.
     reference: Option<crate::registry::Reference>,
 }
@@ -1314,21 +1312,12 @@ fn resolve_base(
     };
     let unpack = |path: &Path, open: fn(&Path, &Path) -> Result<oci::Layout, oci::Error>| {
         let parent = store_root.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|source| {
+        let scratch = oci::scratch_dir(parent, oci::Scratch::Base).map_err(|source| {
             wrap(oci::Error::CreateDir {
                 path: parent.to_path_buf(),
                 source,
             })
         })?;
-        let scratch = tempfile::Builder::new()
-            .prefix(".cargo-image-base-")
-            .tempdir_in(parent)
-            .map_err(|source| {
-                wrap(oci::Error::CreateDir {
-                    path: parent.to_path_buf(),
-                    source,
-                })
-            })?;
         let layout = open(path, scratch.path()).map_err(wrap)?;
         Ok::<_, Error>((layout, scratch))
     };

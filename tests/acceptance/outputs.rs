@@ -333,6 +333,51 @@ fn cache_prune_removes_the_leftovers_of_a_killed_build_beside_the_default_output
 }
 
 #[test]
+fn scratch_directories_of_killed_builds_are_removed_beside_any_store_and_nothing_else_is() {
+    let (tmp, dir) = project(SMALL_SPEC);
+    let store = tmp.path().join("stores/mine");
+    build_with_store(&dir, &store, &tmp.path().join("out"));
+    // What a build killed while unpacking an archive base (beside the store) or while opening a
+    // stage (in the store) leaves: unlocked scratch directories with content.
+    let stores = tmp.path().join("stores");
+    for scratch in [
+        stores.join(".cargo-image-base-dead01"),
+        store.join(".cargo-image-stage-dead02"),
+    ] {
+        fs::create_dir_all(scratch.join("blobs")).unwrap();
+        fs::write(scratch.join("blobs/x"), [0u8; 1000]).unwrap();
+    }
+    // Names like a temporary output's, beside a store that is not the default one: maybe the
+    // user's, so left alone.
+    fs::write(stores.join(".notes.tmp-abc123"), "mine").unwrap();
+
+    let pruned = cargo_image(&dir)
+        .args(["cache", "prune", "--older-than", "30d", "--json", "--store"])
+        .args([&store])
+        .run()
+        .ok();
+    let report: serde_json::Value = serde_json::from_str(&pruned.stdout).unwrap();
+    assert_eq!(report["removed_output_leftovers"], 2, "{}", pruned.stdout);
+    assert_eq!(names(&stores), [".notes.tmp-abc123", "mine"]);
+    assert!(
+        !names(&store).iter().any(|n| n.starts_with(".cargo-image-")),
+        "{:?}",
+        names(&store)
+    );
+}
+
+/// Builds the spec in `dir` with `--store STORE --output OUT`.
+fn build_with_store(dir: &Path, store: &Path, out: &Path) {
+    cargo_image(dir)
+        .args(["build", "--quiet", "--store"])
+        .args([store])
+        .args(["--output"])
+        .args([out])
+        .run()
+        .ok();
+}
+
+#[test]
 fn a_build_cleaning_leftovers_leaves_a_concurrent_build_to_the_same_place_alone() {
     let (tmp, dir) = project(BIG_SPEC);
     let outs = tmp.path().join("outs");

@@ -90,7 +90,10 @@ pub use model::{
     DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, SCHEMA_VERSION,
 };
-pub use temp_output::{remove_leftovers, RemovedLeftovers, TempDirBeside};
+pub use temp_output::{
+    remove_leftovers, remove_scratch_leftovers, scratch_dir, RemovedLeftovers, Scratch,
+    TempDirBeside,
+};
 
 /// Errors of the OCI model, the layout sink and the layout source.
 #[derive(Debug, thiserror::Error)]

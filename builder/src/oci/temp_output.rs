@@ -19,8 +19,11 @@
 //!   archive's layout is written inside its locked temporary directory).
 //!
 //! The names: `.<destination name>.tmp-XXXXXX` for a layout directory or an archive file being
-//! written, `.cargo-image-archive-XXXXXX` for the layout an archive is made from (`XXXXXX`: six
-//! random letters and digits).
+//! written; scratch directories are `.cargo-image-archive-XXXXXX` for the layout an archive is
+//! made from, `.cargo-image-base-XXXXXX` for an archive base unpacked beside the store, and
+//! `.cargo-image-stage-XXXXXX` for a stage's filesystem opened in the store (`XXXXXX`: six
+//! random letters and digits). Scratch directories are made with [`scratch_dir`], which first
+//! removes the dead ones of its kind in the same directory.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
@@ -31,6 +34,32 @@ use tempfile::TempDir;
 
 /// The prefix of the temporary directory an archive's layout is written in.
 pub(super) const ARCHIVE_SCRATCH_PREFIX: &str = ".cargo-image-archive-";
+
+/// What a scratch directory made by [`scratch_dir`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scratch {
+    /// An `oci-archive:` or `docker-archive:` base, unpacked.
+    Base,
+    /// A stage's merged filesystem, opened for `from-stage` copies.
+    Stage,
+}
+
+impl Scratch {
+    const fn prefix(self) -> &'static str {
+        match self {
+            Scratch::Base => ".cargo-image-base-",
+            Scratch::Stage => ".cargo-image-stage-",
+        }
+    }
+}
+
+/// Every scratch prefix: names starting with one of them (and six random characters) are
+/// ours wherever they are.
+const SCRATCH_PREFIXES: [&str; 3] = [
+    ARCHIVE_SCRATCH_PREFIX,
+    Scratch::Base.prefix(),
+    Scratch::Stage.prefix(),
+];
 /// How many random characters `tempfile` appends to a prefix.
 const RANDOM_LEN: usize = 6;
 
@@ -68,6 +97,14 @@ impl TempDirBeside {
     pub(super) fn keep(self) {
         let _ = self.dir.keep();
     }
+}
+
+/// A locked scratch directory `<parent>/<prefix of kind>XXXXXX`, removed when dropped, after
+/// removing the dead scratch directories a killed build left in `parent`. Creates `parent`.
+pub fn scratch_dir(parent: &Path, kind: Scratch) -> io::Result<TempDirBeside> {
+    fs::create_dir_all(parent)?;
+    remove_dead(parent, |name| scratch_name(name).is_some());
+    TempDirBeside::create(parent, OsStr::new(kind.prefix()))
 }
 
 /// Creates a temporary file `<parent>/<prefix>XXXXXX` (removed when dropped) and locks it; the
@@ -112,10 +149,21 @@ pub struct RemovedLeftovers {
 }
 
 /// Removes the dead temporary outputs in `dir` (see the module docs): those of the output
-/// `name` (`.<name>.tmp-XXXXXX`), or of any output when `name` is `None`, and archive layouts
-/// (`.cargo-image-archive-XXXXXX`). Best effort, never fails: what cannot be removed now (still
-/// locked by a live build, or not removable) stays for a later clean-up.
+/// `name` (`.<name>.tmp-XXXXXX`), or of any output when `name` is `None`, and scratch
+/// directories (`.cargo-image-archive-XXXXXX`, ...). Best effort, never fails: what cannot be
+/// removed now (still locked by a live build, or not removable) stays for a later clean-up.
 pub fn remove_leftovers(dir: &Path, name: Option<&OsStr>) -> RemovedLeftovers {
+    remove_dead(dir, |file_name| is_leftover_name(file_name, name))
+}
+
+/// Removes the dead scratch directories in `dir` only (names no user picks by chance), for
+/// directories that may hold other files named like temporary outputs (a store's parent).
+pub fn remove_scratch_leftovers(dir: &Path) -> RemovedLeftovers {
+    remove_dead(dir, |file_name| scratch_name(file_name).is_some())
+}
+
+/// Removes the entries of `dir` whose names `is_ours` and that nobody holds locked.
+fn remove_dead(dir: &Path, is_ours: impl Fn(&OsStr) -> bool) -> RemovedLeftovers {
     let mut removed = RemovedLeftovers::default();
     let Ok(guard) = File::open(dir) else {
         return removed;
@@ -128,8 +176,7 @@ pub fn remove_leftovers(dir: &Path, name: Option<&OsStr>) -> RemovedLeftovers {
         return removed;
     };
     for entry in entries.filter_map(Result::ok) {
-        let file_name = entry.file_name();
-        if !is_leftover_name(&file_name, name) {
+        if !is_ours(&entry.file_name()) {
             continue;
         }
         let path = entry.path();
@@ -175,10 +222,8 @@ fn is_leftover_name(file_name: &OsStr, name: Option<&OsStr>) -> bool {
             f.len() == p.len() + RANDOM_LEN && f.starts_with(p)
         });
     };
-    let random =
-        |rest: &str| rest.len() == RANDOM_LEN && rest.chars().all(|c| c.is_ascii_alphanumeric());
-    if let Some(rest) = file_name.strip_prefix(ARCHIVE_SCRATCH_PREFIX) {
-        return random(rest);
+    if scratch_name(OsStr::new(file_name)).is_some() {
+        return true;
     }
     match name {
         Some(name) => temp_prefix(name)
@@ -190,6 +235,19 @@ fn is_leftover_name(file_name: &OsStr, name: Option<&OsStr>) -> bool {
             .and_then(|f| f.rsplit_once(".tmp-"))
             .is_some_and(|(output, rest)| !output.is_empty() && random(rest)),
     }
+}
+
+/// Whether `rest` is what `tempfile` appends to a prefix: six letters and digits.
+fn random(rest: &str) -> bool {
+    rest.len() == RANDOM_LEN && rest.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The scratch prefix `file_name` is made of, if it is a scratch directory's name.
+fn scratch_name(file_name: &OsStr) -> Option<&'static str> {
+    let file_name = file_name.to_str()?;
+    SCRATCH_PREFIXES
+        .into_iter()
+        .find(|prefix| file_name.strip_prefix(prefix).is_some_and(random))
 }
 
 /// The bytes of the files under `dir` (best effort).
@@ -257,6 +315,45 @@ mod tests {
         assert!(!is_leftover_name(OsStr::new("..tmp-a1B2c3"), None));
         assert!(!is_leftover_name(OsStr::new(".store"), None));
         assert!(!is_leftover_name(OsStr::new("notes.txt"), None));
+        for scratch in [".cargo-image-base-a1B2c3", ".cargo-image-stage-a1B2c3"] {
+            assert!(is_leftover_name(OsStr::new(scratch), out));
+            assert!(scratch_name(OsStr::new(scratch)).is_some());
+        }
+        assert!(scratch_name(OsStr::new(".out.tmp-a1B2c3")).is_none());
+        assert!(scratch_name(OsStr::new(".cargo-image-base-a1B2c3d")).is_none());
+    }
+
+    #[test]
+    fn a_scratch_directory_removes_the_dead_ones_of_killed_builds_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(".cargo-image-base-dead01/blobs")).unwrap();
+        fs::create_dir(dir.path().join(".cargo-image-stage-dead02")).unwrap();
+        fs::create_dir(dir.path().join(".out.tmp-notmin")).unwrap();
+        let live = scratch_dir(dir.path(), Scratch::Stage).unwrap();
+        let other = scratch_dir(dir.path(), Scratch::Base).unwrap();
+        let mut expected = vec![
+            ".out.tmp-notmin".to_string(),
+            live.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            other
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        ];
+        expected.sort();
+        // The live one is kept by the second call; the output-like name is not a scratch name.
+        assert_eq!(names(dir.path()), expected);
+        assert_eq!(
+            remove_scratch_leftovers(dir.path()),
+            RemovedLeftovers::default()
+        );
+        drop((live, other));
+        assert_eq!(names(dir.path()), [".out.tmp-notmin"]);
     }
 
     #[test]

@@ -241,14 +241,21 @@ impl Store {
         report.removed_stat_entries = StatIndex::prune_missing(self)? as u64;
 
         // 5. Leftover temporary outputs in the default output directory. Only beside a default
-        // store: any other directory may hold names like ours that are somebody else's.
-        if self.root().file_name() == Some(OsStr::new(DEFAULT_STORE_NAME)) {
-            if let Some(outputs) = self.root().parent() {
-                let removed = crate::oci::remove_leftovers(outputs, None);
-                report.removed_output_leftovers = removed.count;
-                report.freed_bytes += removed.bytes;
-            }
+        // store: any other directory may hold names like ours that are somebody else's. Beside
+        // any store, and in it, the scratch directories of killed builds (unpacked archive
+        // bases, opened stages), whose names nobody else uses.
+        let mut removed = crate::oci::remove_scratch_leftovers(self.root());
+        if let Some(parent) = self.root().parent() {
+            let beside = if self.root().file_name() == Some(OsStr::new(DEFAULT_STORE_NAME)) {
+                crate::oci::remove_leftovers(parent, None)
+            } else {
+                crate::oci::remove_scratch_leftovers(parent)
+            };
+            removed.count += beside.count;
+            removed.bytes += beside.bytes;
         }
+        report.removed_output_leftovers = removed.count;
+        report.freed_bytes += removed.bytes;
         Ok(report)
     }
 
