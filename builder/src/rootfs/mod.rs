@@ -69,8 +69,11 @@ use crate::layer::{
 };
 use crate::spec::Owner;
 
+mod stage_fs;
 #[cfg(all(test, unix))]
 mod tests;
+
+pub use stage_fs::{StageFs, BASE_FS};
 
 /// Most symlinks one resolution follows (as Linux's `MAXSYMLINKS`).
 pub const MAX_SYMLINKS: usize = 40;

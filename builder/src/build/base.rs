@@ -1,0 +1,179 @@
+//! Bases: resolving a stage's outside base (an OCI layout, an OCI or docker archive, a
+//! registry image) to a verified manifest and config while planning, and putting its blobs into
+//! the store, checked against its descriptors, when its `fetch base` node is executed.
+
+use std::path::Path;
+
+use super::{store_err, BuildOptions, Error, Event};
+use crate::oci;
+use crate::spec::Base;
+use crate::store::Store;
+
+/// Puts an outside base's blobs in the store (verified) and returns the base as an image read
+/// from the store, so stages and outputs take every blob from one place.
+///
+/// Each layer is checked against its descriptor (size, digest, media type by its magic bytes)
+/// and the config's diff_id for it before anything of the base is reused: while it is copied
+/// into the store, or (a blob the store already has) from the facts recorded for it, else by
+/// reading it once and recording them.
+pub(super) fn hold_base(
+    store: &Store,
+    base: &BaseImage,
+    which: &Base,
+) -> Result<oci::ResolvedImage, Error> {
+    let wrap = |source| Error::Base {
+        base: base_label(which),
+        source: Box::new(source),
+    };
+    let serr = |e| store_err(store.root(), e);
+    let diff_ids = base.config.rootfs().diff_ids();
+    if diff_ids.len() != base.layers().len() {
+        return Err(wrap(oci::Error::LayerCount {
+            layout: base.layout.clone(),
+            digest: base.digest(),
+            layers: base.layers().len(),
+            diff_ids: diff_ids.len(),
+        }));
+    }
+    for (desc, diff_id) in base.layers().iter().zip(diff_ids) {
+        let digest = oci::Digest::parse(desc.digest().as_ref())?;
+        let src = base.blob_path(desc.digest().as_ref()).map_err(wrap)?;
+        if let Some(facts) = store.layer_facts(&digest).map_err(serr)? {
+            oci::check_layer(&src, desc, diff_id, &facts).map_err(wrap)?;
+            continue;
+        }
+        let facts = if store.has_blob(&digest) {
+            let held = store.blob_path(&digest);
+            let facts = oci::read_layer(&held, desc, &mut std::io::sink()).map_err(wrap)?;
+            oci::check_layer(&held, desc, diff_id, &facts).map_err(wrap)?;
+            facts
+        } else {
+            let mut writer = store.blob_writer().map_err(serr)?;
+            let facts = oci::read_layer(&src, desc, &mut writer).map_err(wrap)?;
+            oci::check_layer(&src, desc, diff_id, &facts).map_err(wrap)?;
+            writer.finish().map_err(serr)?;
+            facts
+        };
+        store.record_layer_facts(&facts).map_err(serr)?;
+    }
+    for bytes in [&base.manifest_bytes, &base.config_bytes] {
+        store
+            .write_blob(bytes)
+            .map_err(|e| store_err(store.root(), e))?;
+    }
+    let mut image = base.image.clone();
+    image.layout = store.root().to_path_buf();
+    Ok(image)
+}
+
+pub(super) fn base_label(base: &Base) -> String {
+    let with_tag = |prefix: &str, path: &Path, tag: &Option<String>| match tag {
+        Some(t) => format!("{prefix}:{}:{t}", path.display()),
+        None => format!("{prefix}:{}", path.display()),
+    };
+    match base {
+        Base::Scratch => "scratch".to_string(),
+        Base::Stage(name) => format!("stage:{name}"),
+        Base::OciLayout { path, tag } => with_tag("oci", path, tag),
+        Base::OciArchive { path, tag } => with_tag("oci-archive", path, tag),
+        Base::DockerArchive { path, tag } => with_tag("docker-archive", path, tag),
+        Base::Registry { reference, .. } => reference.clone(),
+    }
+}
+
+/// A resolved base image, with what keeps its blobs readable.
+pub(super) struct BaseImage {
+    pub image: oci::ResolvedImage,
+    /// The directory an archive base was unpacked into (removed on drop).
+    _scratch: Option<oci::TempDirBeside>,
+    /// For a registry base: its reference, so a push to the same registry can mount its blobs.
+    pub reference: Option<crate::registry::Reference>,
+}
+
+impl std::ops::Deref for BaseImage {
+    type Target = oci::ResolvedImage;
+    fn deref(&self) -> &oci::ResolvedImage {
+        &self.image
+    }
+}
+
+/// Resolves the stage's base to a verified image (manifest and config read and checked; a
+/// registry base's blobs pulled into the store).
+pub(super) fn resolve_base(
+    which: &Base,
+    opts: &BuildOptions,
+    store_root: &Path,
+    platform: &oci::Platform,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<Option<BaseImage>, Error> {
+    let wrap = |source| Error::Base {
+        base: base_label(which),
+        source: Box::new(source),
+    };
+    let unpack = |path: &Path, open: fn(&Path, &Path) -> Result<oci::Layout, oci::Error>| {
+        let parent = store_root.parent().unwrap_or(Path::new("."));
+        let scratch = oci::scratch_dir(parent, oci::Scratch::Base).map_err(|source| {
+            wrap(oci::Error::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })
+        })?;
+        let layout = open(path, scratch.path()).map_err(wrap)?;
+        Ok::<_, Error>((layout, scratch))
+    };
+    let base = match which {
+        Base::Scratch | Base::Stage(_) => return Ok(None),
+        Base::OciLayout { path, tag } => BaseImage {
+            image: oci::Layout::open(path)
+                .and_then(|l| l.resolve(tag.as_deref(), platform))
+                .map_err(wrap)?,
+            _scratch: None,
+            reference: None,
+        },
+        Base::OciArchive { path, tag } => {
+            let (layout, scratch) = unpack(path, oci::open_oci_archive)?;
+            BaseImage {
+                image: layout.resolve(tag.as_deref(), platform).map_err(wrap)?,
+                _scratch: Some(scratch),
+                reference: None,
+            }
+        }
+        Base::DockerArchive { path, tag } => {
+            let (layout, scratch) = unpack(path, oci::open_docker_archive)?;
+            BaseImage {
+                image: layout.resolve(tag.as_deref(), platform).map_err(wrap)?,
+                _scratch: Some(scratch),
+                reference: None,
+            }
+        }
+        Base::Registry { reference, pull } => {
+            let registry_err = |source| Error::Registry {
+                reference: reference.clone(),
+                source: Box::new(source),
+            };
+            let parsed = crate::registry::Reference::parse(reference).map_err(|e| {
+                registry_err(crate::registry::Error::ParseReference {
+                    reference: reference.clone(),
+                    source: e,
+                })
+            })?;
+            let store = Store::open(store_root).map_err(|e| store_err(store_root, e))?;
+            let client = crate::registry::RegistryClient::new(opts.registry.clone())
+                .map_err(registry_err)?;
+            let pulled = client
+                .pull(&parsed, platform, &store, *pull)
+                .map_err(registry_err)?;
+            BaseImage {
+                image: pulled.to_resolved(),
+                _scratch: None,
+                reference: Some(parsed),
+            }
+        }
+    };
+    on_event(Event::BaseResolved {
+        base: base_label(which),
+        digest: base.digest(),
+        layers: base.layers().len(),
+    });
+    Ok(Some(base))
+}

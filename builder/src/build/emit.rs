@@ -1,0 +1,269 @@
+//! Emitting: the executor's images become the output, an OCI layout (blobs hard-linked out of
+//! the store into a temporary directory, swapped into place at the end), made into an OCI or
+//! docker archive when asked, and pushed when asked. A failed build leaves the previous output
+//! as it was.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::MediaType;
+
+use super::execute::{write_json, Output};
+use super::options::Context;
+use super::planner::Plan;
+use super::PushOptions;
+use super::{store_err, BuildOptions, BuildOutput, Error, Event, OutputFormat, PlatformImage};
+use crate::oci::{self, LayoutWriter};
+use crate::spec::ImageSpec;
+use crate::store::Store;
+
+/// Where the output goes: the layout being written, and for an archive the temporary
+/// directory beside it that holds that layout.
+pub(super) struct Destination {
+    pub writer: LayoutWriter,
+    pub archive_scratch: Option<oci::TempDirBeside>,
+}
+
+impl Destination {
+    /// Checks the output (an archive's destination is checked before any long work, and its
+    /// layout goes into a temporary directory beside it) and starts writing the layout.
+    pub fn create(cx: &Context) -> Result<Self, Error> {
+        let archive_scratch = match cx.format {
+            OutputFormat::Oci => None,
+            _ => Some(archive_scratch(&cx.output)?),
+        };
+        let layout_target = match &archive_scratch {
+            Some(dir) => dir.path().join("layout"),
+            None => cx.output.clone(),
+        };
+        Ok(Destination {
+            writer: LayoutWriter::create(&layout_target)?,
+            archive_scratch,
+        })
+    }
+}
+
+/// Writes the output of an executed plan: every blob of every platform's image out of the
+/// store, the index, the archive, then the push.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn emit(
+    spec: &ImageSpec,
+    cx: &Context,
+    opts: &BuildOptions,
+    plan: &Plan,
+    outputs: Vec<Output>,
+    store: &Store,
+    destination: Destination,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<BuildOutput, Error> {
+    let Destination {
+        writer,
+        archive_scratch,
+    } = destination;
+    let results: Vec<&Output> = plan.platforms.iter().map(|p| &outputs[p.image]).collect();
+    let mut children = Vec::new();
+    for (image, p) in results.iter().zip(&plan.platforms) {
+        let resolved = image.image();
+        for desc in resolved.layers() {
+            link_out(store, desc.digest().as_ref(), &writer, &cx.store_root)?;
+        }
+        link_out(
+            store,
+            resolved.manifest.config().digest().as_ref(),
+            &writer,
+            &cx.store_root,
+        )?;
+        link_out(store, &resolved.digest(), &writer, &cx.store_root)?;
+        let mut child = resolved.descriptor.clone();
+        child.set_platform(Some(p.platform.to_oci()));
+        children.push(child);
+    }
+    let mut platform_images = Vec::new();
+    let tagged = if plan.as_index {
+        for (image, child) in results.iter().zip(&children) {
+            platform_images.push(PlatformImage {
+                platform: image_platform(child),
+                manifest_digest: child.digest().to_string(),
+                manifest_size: child.size(),
+                layers: own_layers(image).0.to_vec(),
+            });
+        }
+        let index = oci::platform_index(children, &cx.annotations);
+        let (descriptor, _) = write_json(store, MediaType::ImageIndex, &index)?;
+        link_out(store, descriptor.digest().as_ref(), &writer, &cx.store_root)?;
+        descriptor
+    } else {
+        results[0].image().descriptor.clone()
+    };
+    let manifest_digest = tagged.digest().to_string();
+    let entry_platform = (!plan.as_index).then(|| plan.platforms[0].platform.clone());
+    let layout = writer.finish(oci::index_entries(
+        &tagged,
+        entry_platform.as_ref(),
+        &cx.tags,
+    ))?;
+    let path = match cx.format {
+        OutputFormat::Oci => layout,
+        OutputFormat::OciArchive => {
+            oci::write_oci_archive(&layout, &cx.output, cx.epoch)?;
+            cx.output.clone()
+        }
+        OutputFormat::DockerArchive => {
+            let repo_tags: Vec<String> = cx
+                .tags
+                .iter()
+                .map(|t| format!("{}:{t}", spec.name))
+                .collect();
+            oci::write_docker_archive(
+                &layout,
+                cx.tags.first().map(String::as_str),
+                &repo_tags,
+                &cx.output,
+                cx.epoch,
+            )?;
+            cx.output.clone()
+        }
+    };
+    let pushed = match &opts.push {
+        Some(push) => Some(push_image(
+            spec,
+            cx,
+            opts,
+            push,
+            &layout_dir_of(&path, archive_scratch.as_ref()),
+            plan.platforms[0].reference.as_ref(),
+            on_event,
+        )?),
+        None => None,
+    };
+    drop(archive_scratch);
+    on_event(Event::ImageFinished {
+        name: spec.name.clone(),
+        tags: cx.tags.clone(),
+        digest: manifest_digest.clone(),
+        path: path.clone(),
+    });
+    Ok(BuildOutput {
+        path,
+        name: spec.name.clone(),
+        tags: cx.tags.clone(),
+        manifest_digest,
+        cached_layers: results.iter().map(|i| own_layers(i).1).sum(),
+        layers: results
+            .iter()
+            .flat_map(|i| own_layers(i).0.iter().cloned())
+            .collect(),
+        platforms: platform_images,
+        pushed,
+    })
+}
+
+/// The layers of a stage's image that the stage built (not its base's), and how many came
+/// from the store.
+fn own_layers(output: &Output) -> (&[crate::layer::LayerBlob], usize) {
+    match output {
+        Output::Image { layers, cached, .. } => (layers, *cached),
+        _ => unreachable!("a platform's output is an image"),
+    }
+}
+
+/// `os/arch[/variant]` of an index entry.
+fn image_platform(descriptor: &oci_spec::image::Descriptor) -> String {
+    descriptor
+        .platform()
+        .as_ref()
+        .map(|p| oci::Platform::from_oci(p).to_string())
+        .unwrap_or_default()
+}
+
+/// Puts a store blob into the layout being written.
+fn link_out(
+    store: &Store,
+    digest: &str,
+    writer: &LayoutWriter,
+    store_root: &Path,
+) -> Result<(), Error> {
+    let digest = oci::Digest::parse(digest)?;
+    store
+        .link_out(&digest, &writer.blobs_dir().join(digest.hex()))
+        .map_err(|e| store_err(store_root, e))
+}
+
+/// The layout directory of a finished build: the output, or the layout an archive was made of.
+fn layout_dir_of(output: &Path, archive_scratch: Option<&oci::TempDirBeside>) -> PathBuf {
+    match archive_scratch {
+        Some(dir) => dir.path().join("layout"),
+        None => output.to_path_buf(),
+    }
+}
+
+/// Pushes a finished layout to its registry; returns `repository@digest`.
+fn push_image(
+    spec: &ImageSpec,
+    cx: &Context,
+    opts: &BuildOptions,
+    push: &PushOptions,
+    layout: &Path,
+    mount_from: Option<&crate::registry::Reference>,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<String, Error> {
+    use crate::registry::{PushEvent, Reference, RegistryClient};
+    let repository = push.repository.clone().unwrap_or_else(|| spec.name.clone());
+    let registry_err = |source| Error::Push {
+        reference: repository.clone(),
+        source: Box::new(source),
+    };
+    let target = Reference::parse(&repository).map_err(|e| {
+        registry_err(crate::registry::Error::ParseReference {
+            reference: repository.clone(),
+            source: e,
+        })
+    })?;
+    let target = Reference::from_parts(target.registry(), target.repository(), None, None)
+        .map_err(|e| {
+            registry_err(crate::registry::Error::ParseReference {
+                reference: repository.clone(),
+                source: e,
+            })
+        })?;
+    // Mount base blobs only within one registry.
+    let mount_from = mount_from.filter(|m| m.registry() == target.registry());
+    let client = RegistryClient::new(opts.registry.clone()).map_err(registry_err)?;
+    let progress = |e: PushEvent| {
+        let (digest, size, action) = match e {
+            PushEvent::BlobSkipped { digest, size } => (digest, size, "skipped"),
+            PushEvent::BlobMounted { digest, size } => (digest, size, "mounted"),
+            PushEvent::BlobUploaded { digest, size } => (digest, size, "uploaded"),
+            PushEvent::ManifestPushed { .. } => return,
+        };
+        on_event(Event::PushBlob {
+            digest,
+            size,
+            action,
+        })
+    };
+    let report = client
+        .push_layout(
+            layout,
+            cx.tags.first().map(String::as_str),
+            &target,
+            &cx.tags,
+            mount_from,
+            &progress,
+        )
+        .map_err(registry_err)?;
+    let reference = format!("{}@{}", target.name(), report.digest);
+    on_event(Event::Pushed {
+        reference: reference.clone(),
+        tags: cx.tags.clone(),
+        uploaded_blobs: report.uploaded_blobs,
+        skipped_blobs: report.skipped_blobs,
+        mounted_blobs: report.mounted_blobs,
+    });
+    Ok(reference)
+}
+
+/// A temporary directory beside an archive's destination, for the layout it is made from
+/// (after checking the destination and removing the leftovers of killed builds there).
+fn archive_scratch(dest: &Path) -> Result<oci::TempDirBeside, Error> {
+    Ok(oci::prepare_archive_output(dest)?)
+}

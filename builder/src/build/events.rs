@@ -1,0 +1,62 @@
+//! The events a build reports, in the order it happens: spec loaded, cargo builds, bases
+//! resolved, the plan, then the layers (events of parallel layers interleave), the push and
+//! the finished image. The CLI prints them as status lines or one JSON object each.
+
+use std::path::PathBuf;
+
+use crate::plan::LayerGraph;
+
+/// Progress of a build, in the order it happens (layer events of parallel layers interleave).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The spec was read.
+    SpecLoaded { spec: PathBuf, name: String },
+    /// A cargo build starts.
+    CargoBuild { what: String },
+    /// A cargo build finished with this executable.
+    CargoFinished { what: String, executable: PathBuf },
+    /// The base image was resolved.
+    BaseResolved {
+        base: String,
+        digest: String,
+        layers: usize,
+    },
+    /// The graph is planned: every node with its key and whether the store has it.
+    Plan { graph: LayerGraph },
+    /// A layer the store lacks starts building; `total` is its content size in bytes.
+    LayerStarted { name: String, total: u64 },
+    /// Content bytes of a building layer written so far.
+    LayerProgress { name: String, done: u64, total: u64 },
+    /// A layer is ready: built now, or `cached` in the store.
+    LayerFinished {
+        name: String,
+        digest: String,
+        diff_id: String,
+        size: u64,
+        media_type: String,
+        cached: bool,
+    },
+    /// A blob of a push: `uploaded`, `skipped` (the registry had it) or `mounted` (from the
+    /// base's repository).
+    PushBlob {
+        digest: String,
+        size: u64,
+        action: &'static str,
+    },
+    /// The image is in the registry as `reference` (`name@sha256:...`), under `tags`.
+    Pushed {
+        reference: String,
+        tags: Vec<String>,
+        uploaded_blobs: usize,
+        skipped_blobs: usize,
+        mounted_blobs: usize,
+    },
+    /// The image is written and in place.
+    ImageFinished {
+        name: String,
+        tags: Vec<String>,
+        digest: String,
+        path: PathBuf,
+    },
+}

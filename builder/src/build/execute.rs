@@ -1,0 +1,449 @@
+//! Execution: walks a [`Plan`]'s graph in dependency order and runs each node's [`Work`], in
+//! parallel on `threads` worker threads (`--jobs`), a node as soon as its inputs are done.
+//!
+//! - *fetch base*: the base's blobs go into the store, checked ([`hold_base`]);
+//! - *build layer*: a layer the store has (a hit when planned, or built meanwhile by another
+//!   build, which its key's lock makes us wait for) costs a lookup; a miss is streamed once
+//!   through tar, the compressor and two hashers into the store and recorded under its key;
+//! - *assemble image*: the stage's config and manifest are written into the store;
+//! - *assemble index*: nothing here; emitting writes the output.
+//!
+//! Nodes of one process that share a key (the same layer on two platforms) run one after the
+//! other, never waiting for each other's key lock: the later one finds the first one's result.
+//! Worker threads are plain threads, so the rayon work inside a layer (parallel stats,
+//! compression) never picks up another node while a key lock is held.
+//!
+//! The first failure stops the start of new nodes; the nodes already running finish.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, OnceLock};
+
+use oci_spec::image::MediaType;
+
+use super::base::hold_base;
+use super::options::Context;
+use super::planner::{ImageWork, LayerWork, Plan, Work};
+use super::{store_err, Error, Event};
+use crate::layer::{self, LayerBlob, LayerTree, SourceContext};
+use crate::oci;
+use crate::plan::{self, LayerPlan, NodeId};
+use crate::rootfs::{LayerBlobRef, StageFs, BASE_FS};
+use crate::spec::{self, Stage};
+use crate::store::{BlobRef, BlobsRecord, NodeResult, Store};
+
+/// The result of one executed node.
+pub(super) enum Output {
+    /// A base held in the store, or a stage's assembled image.
+    Image {
+        image: Box<oci::ResolvedImage>,
+        /// The stage's own layers (none for a base), bottom first.
+        layers: Vec<LayerBlob>,
+        /// How many of them came from the store.
+        cached: usize,
+    },
+    /// A layer, and whether it came from the store.
+    Layer { blob: LayerBlob, cached: bool },
+    /// The index node (written when emitting).
+    Index,
+}
+
+impl Output {
+    /// The image of an image or base node.
+    pub fn image(&self) -> &oci::ResolvedImage {
+        match self {
+            Output::Image { image, .. } => image,
+            _ => unreachable!("only image and base nodes are used as images"),
+        }
+    }
+}
+
+/// Executes every node of `plan` (whose work it takes) into `store`; returns each node's
+/// output, by node id.
+pub(super) fn execute(
+    plan: &mut Plan,
+    store: &Store,
+    threads: usize,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<Vec<Output>, Error> {
+    let nodes = &plan.graph.nodes;
+    // Who waits for whom: the graph's edges, plus an edge from a node to the next node of
+    // the same key (see the module docs).
+    let mut users: Vec<Vec<NodeId>> = vec![Vec::new(); nodes.len()];
+    let mut waiting: Vec<usize> = vec![0; nodes.len()];
+    let mut last_of_key: HashMap<plan::Key, NodeId> = HashMap::new();
+    for node in nodes {
+        let mut inputs = node.inputs.clone();
+        if matches!(plan.work[node.id], Work::Layer(_)) {
+            if let Some(previous) = last_of_key.insert(node.key, node.id) {
+                inputs.push(previous);
+            }
+        }
+        inputs.sort_unstable();
+        inputs.dedup();
+        waiting[node.id] = inputs.len();
+        for input in inputs {
+            users[input].push(node.id);
+        }
+    }
+    let work = std::mem::take(&mut plan.work);
+    let plan: &Plan = plan;
+    let nodes = &plan.graph.nodes;
+    let run = Run {
+        plan,
+        work: work.into_iter().map(|w| Mutex::new(Some(w))).collect(),
+        views: (0..plan.stages)
+            .map(|_| StageFs::new(Some(store.root())))
+            .collect(),
+        store,
+        on_event,
+        outputs: (0..nodes.len()).map(|_| OnceLock::new()).collect(),
+        users,
+        queue: Mutex::new(Queue {
+            ready: (0..nodes.len()).filter(|id| waiting[*id] == 0).collect(),
+            waiting,
+            left: nodes.len(),
+            failure: None,
+        }),
+        changed: Condvar::new(),
+    };
+    let workers = threads.clamp(1, nodes.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| run.worker());
+        }
+    });
+    let queue = run.queue.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = queue.failure {
+        return Err(e);
+    }
+    Ok(run
+        .outputs
+        .into_iter()
+        .map(|o| o.into_inner().expect("every node ran"))
+        .collect())
+}
+
+/// What the workers share.
+struct Run<'a> {
+    plan: &'a Plan,
+    work: Vec<Mutex<Option<Work>>>,
+    /// One view of the stages it reads per planned stage.
+    views: Vec<StageFs>,
+    store: &'a Store,
+    on_event: &'a (dyn Fn(Event) + Sync),
+    outputs: Vec<OnceLock<Output>>,
+    users: Vec<Vec<NodeId>>,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+/// The scheduler's state.
+struct Queue {
+    /// Nodes whose inputs are all done, not started yet.
+    ready: VecDeque<NodeId>,
+    /// Inputs not done yet, by node.
+    waiting: Vec<usize>,
+    /// Nodes not done yet.
+    left: usize,
+    failure: Option<Error>,
+}
+
+impl Run<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs ready nodes until every node is done or one failed.
+    fn worker(&self) {
+        loop {
+            let id = {
+                let mut queue = self.lock();
+                loop {
+                    if queue.failure.is_some() || queue.left == 0 {
+                        return;
+                    }
+                    if let Some(id) = queue.ready.pop_front() {
+                        break id;
+                    }
+                    queue = self.changed.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let result = self.node(id);
+            let mut queue = self.lock();
+            match result {
+                Ok(output) => {
+                    let _ = self.outputs[id].set(output);
+                    queue.left -= 1;
+                    for &user in &self.users[id] {
+                        queue.waiting[user] -= 1;
+                        if queue.waiting[user] == 0 {
+                            queue.ready.push_back(user);
+                        }
+                    }
+                }
+                Err(e) => {
+                    queue.failure.get_or_insert(e);
+                }
+            }
+            drop(queue);
+            self.changed.notify_all();
+        }
+    }
+
+    fn output(&self, id: NodeId) -> &Output {
+        self.outputs[id].get().expect("inputs run first")
+    }
+
+    fn node(&self, id: NodeId) -> Result<Output, Error> {
+        let work = self.work[id]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("each node runs once");
+        match work {
+            Work::Base { base, which } => Ok(Output::Image {
+                image: Box::new(hold_base(self.store, &base, &which)?),
+                layers: Vec::new(),
+                cached: 0,
+            }),
+            Work::Layer(layer) => self.layer(layer),
+            Work::Image(image) => self.image(image),
+            Work::Index => Ok(Output::Index),
+        }
+    }
+
+    /// Takes a layer from the store, or builds it under its key's lock.
+    fn layer(&self, work: LayerWork) -> Result<Output, Error> {
+        let store = self.store;
+        let platform = &self.plan.platforms[work.platform];
+        let view = &self.views[work.stage];
+        for (name, node) in work.base.iter().map(|node| (BASE_FS, *node)).chain(
+            work.copies
+                .iter()
+                .map(|(name, node)| (name.as_str(), *node)),
+        ) {
+            view.provide(name, || blob_refs(self.output(node).image()));
+        }
+        let key = work.plan.key.hex();
+        // A miss is built under the key's lock; another build (a process, or a node of this
+        // one with the same key) that built it meanwhile leaves a hit to take instead.
+        let _key_lock = match work.hit {
+            Some(_) => None,
+            None => Some(
+                store
+                    .lock_key(&key)
+                    .map_err(|e| store_err(store.root(), e))?,
+            ),
+        };
+        let hit = match work.hit {
+            Some(record) => Some(record),
+            None => match store.get_key(&key) {
+                Ok(Some(NodeResult::Layer(record))) => Some(record),
+                _ => None,
+            },
+        };
+        let cached = hit.is_some();
+        let blob = match hit {
+            Some(record) => LayerBlob::from(&record),
+            None => {
+                let ctx = SourceContext {
+                    context: &platform.spec.context,
+                    cargo_outputs: &platform.cargo_outputs,
+                    stages: Some(view),
+                };
+                build_layer(
+                    &work.spec,
+                    &work.label,
+                    work.plan,
+                    &ctx,
+                    work.base.map(|_| view),
+                    &platform.cx,
+                    store,
+                    self.on_event,
+                )?
+            }
+        };
+        (self.on_event)(Event::LayerFinished {
+            name: work.label,
+            digest: blob.digest.clone(),
+            diff_id: blob.diff_id.clone(),
+            size: blob.size,
+            media_type: blob.media_type.clone(),
+            cached,
+        });
+        Ok(Output::Layer { blob, cached })
+    }
+
+    /// Writes a stage's config and manifest into the store and records the image's key.
+    fn image(&self, work: ImageWork) -> Result<Output, Error> {
+        let platform = &self.plan.platforms[work.platform];
+        let mut blobs = Vec::new();
+        let mut cached = 0;
+        for node in &work.layers {
+            match self.output(*node) {
+                Output::Layer { blob, cached: hit } => {
+                    blobs.push(blob.clone());
+                    cached += usize::from(*hit);
+                }
+                _ => unreachable!("an image's inputs after its base are layers"),
+            }
+        }
+        let base = work.base.map(|node| self.output(node).image());
+        let image = assemble_image(
+            &work.stage,
+            work.is_target,
+            &platform.cx,
+            base,
+            &blobs,
+            self.store,
+        )?;
+        let _ = self.store.put_key(
+            &work.key.hex(),
+            &NodeResult::Blobs(BlobsRecord {
+                blobs: vec![BlobRef {
+                    digest: image.digest(),
+                    size: image.descriptor.size(),
+                    media_type: image.descriptor.media_type().to_string(),
+                }],
+                data: serde_json::Value::Null,
+            }),
+        );
+        Ok(Output::Image {
+            image: Box::new(image),
+            layers: blobs,
+            cached,
+        })
+    }
+}
+
+/// The layer blobs of an image, as files of its layout (or the store), bottom first.
+fn blob_refs(image: &oci::ResolvedImage) -> Vec<LayerBlobRef> {
+    image
+        .layers()
+        .iter()
+        .map(|d| LayerBlobRef {
+            path: image.layout.join("blobs/sha256").join(d.digest().digest()),
+            media_type: d.media_type().to_string(),
+        })
+        .collect()
+}
+
+/// Builds one layer into the store and records it under its key.
+#[allow(clippy::too_many_arguments)]
+fn build_layer(
+    layer_spec: &spec::LayerSpec,
+    name: &str,
+    plan: LayerPlan,
+    ctx: &SourceContext<'_>,
+    lower: Option<&StageFs>,
+    cx: &Context,
+    store: &Store,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<LayerBlob, Error> {
+    let wrap = |source| Error::Layer {
+        layer: name.to_string(),
+        source: Box::new(source),
+    };
+    let mut tree = match plan.tree {
+        Some(tree) => tree,
+        None => LayerTree::from_spec(layer_spec, ctx).map_err(wrap)?,
+    };
+    // Parent directories this layer only implies keep the base's mode and owner.
+    if let Some(lower) = lower {
+        if tree.iter().any(|(_, e)| e.origin.implicit) {
+            let base = lower.rootfs(BASE_FS).map_err(wrap)?;
+            tree.inherit_implicit_dirs(|p| base.dir_attributes(p));
+        }
+    }
+    let total = tree.content_size();
+    on_event(Event::LayerStarted {
+        name: name.to_string(),
+        total,
+    });
+    let progress = |done: u64| {
+        on_event(Event::LayerProgress {
+            name: name.to_string(),
+            done,
+            total,
+        })
+    };
+    let blob =
+        layer::write_layer_to_dir_with_progress(&tree, &cx.write, store.blobs_dir(), &progress)
+            .map_err(wrap)?;
+    // Store blobs are read-only, so writing through a hard-linked output fails loudly.
+    let digest = oci::Digest::parse(&blob.digest)?;
+    let blob_path = store.blob_path(&digest);
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&blob_path, std::fs::Permissions::from_mode(0o444));
+    // Cache the layer only if no input changed while it was written: otherwise its bytes may
+    // not be what the key says.
+    if plan.inputs.iter().all(plan::InputStamp::unchanged) {
+        store
+            .put_key(&plan.key.hex(), &NodeResult::Layer((&blob).into()))
+            .map_err(|e| store_err(store.root(), e))?;
+    }
+    Ok(blob)
+}
+
+/// Writes a stage's config and manifest into the store; returns the stage's image, read from
+/// the store.
+fn assemble_image(
+    stage: &Stage,
+    is_target: bool,
+    cx: &Context,
+    base: Option<&oci::ResolvedImage>,
+    blobs: &[LayerBlob],
+    store: &Store,
+) -> Result<oci::ResolvedImage, Error> {
+    let names: Vec<String> = stage.layers.iter().map(|l| l.name.clone()).collect();
+    let diff_ids: Vec<String> = blobs.iter().map(|b| b.diff_id.clone()).collect();
+    let layer_descriptors = blobs
+        .iter()
+        .map(oci::layer_descriptor)
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = oci::image_config(
+        &cx.platform,
+        base.map(|b| &b.config),
+        &stage.config,
+        &diff_ids,
+        &names,
+        cx.epoch,
+    );
+    let (config_desc, config_bytes) = write_json(store, MediaType::ImageConfig, &config)?;
+    // Source stages are not published: only the image carries the spec's annotations.
+    let no_annotations = BTreeMap::new();
+    let manifest = oci::image_manifest(
+        config_desc,
+        base.map(|b| &b.manifest),
+        &layer_descriptors,
+        if is_target {
+            &cx.annotations
+        } else {
+            &no_annotations
+        },
+    );
+    let (descriptor, manifest_bytes) = write_json(store, MediaType::ImageManifest, &manifest)?;
+    Ok(oci::ResolvedImage {
+        layout: store.root().to_path_buf(),
+        tag: None,
+        index: None,
+        descriptor,
+        manifest,
+        manifest_bytes,
+        config,
+        config_bytes,
+    })
+}
+
+/// Writes a JSON document as canonical bytes into the store.
+pub(super) fn write_json<T: serde::Serialize>(
+    store: &Store,
+    media_type: MediaType,
+    value: &T,
+) -> Result<(oci_spec::image::Descriptor, Vec<u8>), Error> {
+    let bytes = oci::to_canonical_json(value)?;
+    let (digest, size) = store
+        .write_blob(&bytes)
+        .map_err(|e| store_err(store.root(), e))?;
+    Ok((oci::descriptor(media_type, &digest, size), bytes))
+}

@@ -1,0 +1,371 @@
+//! The build operation: spec in, OCI image out, in four steps that each only consume the one
+//! before.
+//!
+//! ```text
+//! spec ──options──> Context, platforms ──planner──> Plan (LayerGraph + work) ──execute──> outputs ──emit──> layout / archive / push
+//! ```
+//!
+//! 1. **Options** ([`options`]): the spec and [`BuildOptions`] resolved once (tags, epoch,
+//!    threads, output and store paths, annotations), and the platforms, each with the spec as
+//!    [`ImageSpec::for_platform`] makes it (cargo entries built for the platform's target,
+//!    entries of other platforms left out).
+//! 2. **Plan** ([`planner`]): for every platform in parallel, the cargo builds and base
+//!    resolutions the keys need (inputs of the plan), then every needed stage keyed, sources
+//!    first: the complete [`LayerGraph`] (fetch base, build layer, assemble image, and the
+//!    index node) with what the store already has, before any layer is built. The
+//!    [`Event::Plan`] event carries it. `cargo image plan` ([`plan`]) stops here and shares
+//!    this code exactly.
+//! 3. **Execute** ([`execute`]): the graph's nodes run in dependency order on `--jobs` worker
+//!    threads; a layer the store has costs a lookup, a miss is built under its key's lock and
+//!    recorded. A layer whose key is the same on every platform (assets, certificates) is built
+//!    once and shared by digest.
+//! 4. **Emit** ([`emit`]): blobs hard-linked out of the store into a temporary layout beside
+//!    the output, an image index for several platforms (or `index = true`), the layout swapped
+//!    into place (or made into an archive), then the push. A failed build leaves the previous
+//!    output as it was.
+//!
+//! Bases have their own module ([`base`]): resolved while planning, their blobs put into the
+//! store (checked) by the executor. The stage filesystems layers copy out of live with
+//! [`crate::rootfs`].
+//!
+//! Progress leaves the library as [`Event`]s given to a callback (from several threads): the CLI
+//! prints them, tools get them as JSON. The library never prints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::cargo::{self, CargoOptions};
+use crate::layer::{self, LayerBlob};
+use crate::oci;
+use crate::plan::LayerGraph;
+use crate::spec::{self, ImageSpec};
+use crate::store::{self, StatIndex, Store};
+
+mod base;
+mod emit;
+mod events;
+mod execute;
+mod options;
+mod planner;
+
+pub use events::Event;
+use options::{image_dir, platform_specs, Context};
+
+/// Errors of the build operation; each wraps the module error of the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    Cargo(#[from] cargo::Error),
+    #[error("layer `{layer}`: {source}")]
+    Layer {
+        layer: String,
+        #[source]
+        source: Box<layer::Error>,
+    },
+    #[error("base image {base}: {source}")]
+    Base {
+        base: String,
+        #[source]
+        source: Box<oci::Error>,
+    },
+    #[error(transparent)]
+    Output(Box<oci::Error>),
+    #[error("store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: Box<store::Error>,
+    },
+    #[error("pulling base image {reference}: {source}")]
+    Registry {
+        reference: String,
+        #[source]
+        source: Box<crate::registry::Error>,
+    },
+    #[error("pushing image {reference}: {source}")]
+    Push {
+        reference: String,
+        #[source]
+        source: Box<crate::registry::Error>,
+    },
+    #[error("there is no stage `{target}` to build (--target); the stages are {stages}")]
+    UnknownTarget { target: String, stages: String },
+    #[error("invalid tag `{tag}` given with --tag: {reason}")]
+    InvalidTag { tag: String, reason: String },
+    #[error("SOURCE_DATE_EPOCH={epoch} is after the year 9999 (the latest is {}); it is in seconds since 1970", spec::MAX_EPOCH)]
+    InvalidEpoch { epoch: u64 },
+    #[error("no platform to build: {platform} has no default rust target; set `[platform.\"{platform}\"] target = \"...\"` in the spec")]
+    UnknownPlatform { platform: String },
+    #[error("a cargo entry of the spec pins `target = \"{target}\"`, which builds for one platform, and {count} platforms are asked for; remove `target` from the entry (each platform builds for its own target) or build one --platform")]
+    PinnedTarget { target: String, count: usize },
+    #[error("a docker archive holds one image, and this build is for {platforms}; write an OCI archive (`--output-format oci-archive`) or build one --platform")]
+    DockerArchivePlatforms { platforms: String },
+    #[error("could not start {threads} worker threads: {source}")]
+    Threads {
+        threads: usize,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
+}
+
+impl From<oci::Error> for Error {
+    fn from(e: oci::Error) -> Self {
+        Error::Output(Box::new(e))
+    }
+}
+
+/// What a build writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// An OCI image layout directory.
+    #[default]
+    Oci,
+    /// A tar of an OCI image layout (`skopeo ... oci-archive:FILE`).
+    OciArchive,
+    /// A `docker save` tarball (`docker load` / `podman load`).
+    DockerArchive,
+}
+
+/// What the caller decides beyond the spec.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// What to write: a layout directory (default) or an archive file.
+    pub output_format: OutputFormat,
+    /// Where the OCI layout (or archive) goes; `None` means `<target-dir>/image/<name>` of the
+    /// cargo workspace the spec belongs to (or `target/image/<name>` beside the spec outside any
+    /// workspace), with `.tar` / `.docker.tar` appended for archives.
+    pub output: Option<PathBuf>,
+    /// The store (cache) directory; `None` means `<target-dir>/image/.store` (as for `output`).
+    pub store: Option<PathBuf>,
+    /// Tags to use instead of the spec's `tags` (when non-empty).
+    pub tags: Vec<String>,
+    /// `SOURCE_DATE_EPOCH`: overrides the spec's `epoch` when set.
+    pub source_date_epoch: Option<u64>,
+    /// Parallel jobs: layers built at once and compressor threads (0 = the number of CPUs);
+    /// never changes the bytes.
+    pub jobs: usize,
+    /// How cargo runs.
+    pub cargo: CargoOptions,
+    /// How registries are reached (bases, pushes).
+    pub registry: crate::registry::RegistryOptions,
+    /// Push the image after building it.
+    pub push: Option<PushOptions>,
+    /// Build this stage as the image instead of the spec's image stage.
+    pub target: Option<String>,
+    /// Build for these platforms instead of the spec's `platforms` (when non-empty).
+    pub platforms: Vec<oci::Platform>,
+    /// Write an image index even for a single platform.
+    pub index: bool,
+}
+
+/// Where a build pushes its image.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// The repository to push to (`registry/name`, a tag or digest in it is ignored); `None`
+    /// means the spec's `name`. Every tag of the build is pushed.
+    pub repository: Option<String>,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildOutput {
+    /// The OCI layout directory.
+    pub path: PathBuf,
+    /// The image name.
+    pub name: String,
+    /// The tags written in `index.json`.
+    pub tags: Vec<String>,
+    /// `sha256:<hex>` of what the tags point at: the image manifest, or the image index of a
+    /// multi-platform build.
+    pub manifest_digest: String,
+    /// Our layers (not the base's), bottom first; platform after platform for an index.
+    pub layers: Vec<LayerBlob>,
+    /// How many of them came from the store.
+    pub cached_layers: usize,
+    /// The images of an index, one per platform, in index order (empty for a plain manifest).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformImage>,
+    /// `name@sha256:...` when the image was pushed.
+    pub pushed: Option<String>,
+}
+
+/// One platform's image of a multi-platform build.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlatformImage {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// `sha256:<hex>` of the platform's image manifest.
+    pub manifest_digest: String,
+    /// Size of the manifest in bytes.
+    pub manifest_size: u64,
+    /// Our layers of this platform's image, bottom first.
+    pub layers: Vec<LayerBlob>,
+}
+
+/// Reads the spec at `spec_path` and builds it; see the module docs for the steps.
+pub fn build(
+    spec_path: &Path,
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<BuildOutput, Error> {
+    let spec = spec::load(spec_path)?;
+    on_event(Event::SpecLoaded {
+        spec: spec.spec_path.clone(),
+        name: spec.name.clone(),
+    });
+    build_spec(&spec, opts, on_event)
+}
+
+/// Plans the spec at `spec_path` without building anything: runs its cargo builds (the only way
+/// to know a binary's content), keys every node of every needed stage and asks the store (if it
+/// exists) which it has. A registry base is resolved (and held in the store) on the way. A
+/// multi-platform spec gives one graph with a branch per platform.
+pub fn plan(
+    spec_path: &Path,
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<LayerGraph, Error> {
+    plan_spec(&spec::load(spec_path)?, opts, on_event)
+}
+
+/// Builds several specs (the images of a cargo workspace) in parallel, sharing the store: a
+/// layer several images have (a shared base layer) is built once, the other builds wait for it
+/// and reuse it. `on_event` gets each event with the name of the image it belongs to. Every
+/// spec is built even when another fails; the results come back in the order of `specs`.
+pub fn build_many(
+    specs: &[ImageSpec],
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(&str, Event) + Sync),
+) -> Vec<Result<BuildOutput, Error>> {
+    specs
+        .par_iter()
+        .map(|spec| {
+            let name = spec.name.as_str();
+            on_event(
+                name,
+                Event::SpecLoaded {
+                    spec: spec.spec_path.clone(),
+                    name: spec.name.clone(),
+                },
+            );
+            build_spec(spec, opts, &|e| on_event(name, e))
+        })
+        .collect()
+}
+
+fn store_err(path: &Path, e: store::Error) -> Error {
+    Error::Store {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    }
+}
+
+/// The default output directory of the spec at `spec_path` (see [`BuildOptions::output`]).
+pub fn default_output(spec_path: &Path) -> Result<PathBuf, Error> {
+    let spec = spec::load(spec_path)?;
+    let workspace = cargo::workspace(&spec.context).ok();
+    Ok(image_dir(&spec, workspace.as_ref()).join(spec.short_name()))
+}
+
+/// The default store directory of the spec at `spec_path` (see [`BuildOptions::store`]).
+pub fn default_store(spec_path: &Path) -> Result<PathBuf, Error> {
+    let spec = spec::load(spec_path)?;
+    let workspace = cargo::workspace(&spec.context).ok();
+    Ok(image_dir(&spec, workspace.as_ref()).join(".store"))
+}
+
+/// Plans an already loaded spec (see [`plan`]): the same planning a build does, with the store
+/// only read (when it exists), never written.
+pub fn plan_spec(
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<LayerGraph, Error> {
+    let cx = Context::new(spec, opts)?;
+    let (platforms, as_index) = platform_specs(spec, opts)?;
+    let store_root = cx.store_root.clone();
+    let store = if store_root.join("version").is_file() {
+        Some(Store::open(&store_root).map_err(|e| store_err(&store_root, e))?)
+    } else {
+        None
+    };
+    let stat_index = Mutex::new(match &store {
+        Some(s) => StatIndex::load(s).map_err(|e| store_err(&store_root, e))?,
+        None => StatIndex::new(),
+    });
+    let plan = planner::plan(
+        &cx,
+        opts,
+        platforms,
+        as_index,
+        store.as_ref(),
+        &stat_index,
+        on_event,
+    )?;
+    Ok(plan.graph)
+}
+
+/// Builds an already loaded spec: options, plan, execute, emit (see the module docs).
+pub fn build_spec(
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<BuildOutput, Error> {
+    let cx = Context::new(spec, opts)?;
+    let (platforms, as_index) = platform_specs(spec, opts)?;
+    if cx.format == OutputFormat::DockerArchive && platforms.len() > 1 {
+        return Err(Error::DockerArchivePlatforms {
+            platforms: platforms
+                .iter()
+                .map(|p| p.platform.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    for p in &platforms {
+        cx.target_stage(&p.spec)?;
+    }
+
+    // The output is checked (and its temporary sibling made) before any long work.
+    let destination = emit::Destination::create(&cx)?;
+    let store = Store::open(&cx.store_root).map_err(|e| store_err(&cx.store_root, e))?;
+    let _lock = store
+        .lock_shared()
+        .map_err(|e| store_err(&cx.store_root, e))?;
+
+    let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
+    let mut plan = planner::plan(
+        &cx,
+        opts,
+        platforms,
+        as_index,
+        Some(&store),
+        &stat_index,
+        on_event,
+    )?;
+    // Newly learnt content hashes serve the next build; failing to save them costs only speed.
+    let _ = stat_index
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .save(&store);
+    on_event(Event::Plan {
+        graph: plan.graph.clone(),
+    });
+
+    let outputs = execute::execute(&mut plan, &store, cx.threads, on_event)?;
+    emit::emit(
+        spec,
+        &cx,
+        opts,
+        &plan,
+        outputs,
+        &store,
+        destination,
+        on_event,
+    )
+}

@@ -1,0 +1,571 @@
+//! Planning: the complete [`LayerGraph`] of a build, before anything is built.
+//!
+//! [`plan`] turns the resolved options ([`Context`]) and the platforms of a build into a
+//! [`Plan`]: every node of every stage the image needs, for every platform, keyed from the
+//! content of its inputs, with whether the store already has it, and for each node the work
+//! that executing it takes ([`Work`]). `cargo image plan` and `cargo image build` run exactly
+//! this code; a build then hands the plan to the executor.
+//!
+//! Two things are inputs of the plan rather than nodes of it, because no key can be computed
+//! without them, and both are done here, once per platform, in parallel:
+//! - **cargo builds**: a binary's key is the hash of its bytes, so the binaries the needed
+//!   stages ask for are built first (cargo's own fingerprints make an unchanged one a no-op);
+//! - **base resolution**: a layer's key covers its base's manifest digest, so each outside base
+//!   is resolved to a verified manifest and config ([`super::base::resolve_base`]); a registry
+//!   base is pulled into the store on the way. Putting a local base's blobs into the store
+//!   (checked against its descriptors) is the `fetch base` node's work, done by the executor.
+//!
+//! Planning reads host files only through the stat index (a warm plan reads no file) and never
+//! writes a layer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::base::{base_label, resolve_base, BaseImage};
+use super::options::{needed_stages, Context, PlatformSpec};
+use super::{store_err, BuildOptions, Error, Event};
+use crate::cargo;
+use crate::layer::{self, LayerTree, SourceContext, StageCopier};
+use crate::oci;
+use crate::plan::{self, ContentHasher, Key, LayerGraph, LayerPlan, NodeId, NodeKind};
+use crate::registry::Reference;
+use crate::spec::{self, Base, CargoSource, ImageSpec, LayerSpec, Stage};
+use crate::store::{self, NodeResult, StatIndex, Store};
+
+/// Everything a build decides before executing anything.
+pub(super) struct Plan {
+    /// Every node of every needed stage of every platform, then the index node.
+    pub graph: LayerGraph,
+    /// What executing each node takes, by node id.
+    pub work: Vec<Work>,
+    /// The platforms, in index order.
+    pub platforms: Vec<PlannedPlatform>,
+    /// How many stages were planned (each gets its own view of the stages it reads).
+    pub stages: usize,
+    /// Whether the output is an image index.
+    pub as_index: bool,
+}
+
+/// One platform of a plan.
+pub(super) struct PlannedPlatform {
+    pub platform: oci::Platform,
+    /// The spec as built for this platform.
+    pub spec: ImageSpec,
+    /// The options as resolved for this platform.
+    pub cx: Context,
+    /// The executables of the spec's `cargo` entries.
+    pub cargo_outputs: HashMap<CargoSource, PathBuf>,
+    /// The node of the image this platform's output is (the target stage's image).
+    pub image: NodeId,
+    /// The registry reference of the image's base (through stage bases too), so a push to the
+    /// same registry can mount its blobs.
+    pub reference: Option<Reference>,
+}
+
+/// What executing one node of the graph takes.
+pub(super) enum Work {
+    /// Put an outside base's blobs into the store, checked against its descriptors.
+    Base { base: Box<BaseImage>, which: Base },
+    /// Build one layer, or take it from the store.
+    Layer(LayerWork),
+    /// Write a stage's config and manifest.
+    Image(ImageWork),
+    /// Tag the output: done when emitting.
+    Index,
+}
+
+/// A layer to build.
+pub(super) struct LayerWork {
+    /// Index into [`Plan::platforms`].
+    pub platform: usize,
+    /// The stage's view of the stages it reads (index below [`Plan::stages`]).
+    pub stage: usize,
+    pub spec: LayerSpec,
+    /// The layer's name in events: with its stage and platform when they are not obvious.
+    pub label: String,
+    pub plan: LayerPlan,
+    /// The store's record of the key, if it had one when planned.
+    pub hit: Option<store::LayerRecord>,
+    /// The node of the stage's base image (a fetched base or another stage's image).
+    pub base: Option<NodeId>,
+    /// The stages the layer copies out of, with the nodes of their images.
+    pub copies: Vec<(String, NodeId)>,
+}
+
+/// An image (a stage's config and manifest) to assemble.
+pub(super) struct ImageWork {
+    /// Index into [`Plan::platforms`].
+    pub platform: usize,
+    pub stage: Stage,
+    /// Whether this is the image the build outputs (it alone carries the annotations).
+    pub is_target: bool,
+    pub key: Key,
+    /// The node of the stage's base image.
+    pub base: Option<NodeId>,
+    /// The nodes of the stage's layers, bottom first.
+    pub layers: Vec<NodeId>,
+}
+
+impl Work {
+    /// Renumbers the node and stage ids of a branch appended after `nodes` nodes and
+    /// `stages` stages.
+    fn shift(mut self, nodes: NodeId, stages: usize) -> Self {
+        let shift = |id: &mut NodeId| *id += nodes;
+        match &mut self {
+            Work::Layer(w) => {
+                w.stage += stages;
+                w.base.iter_mut().for_each(shift);
+                w.copies.iter_mut().for_each(|(_, id)| shift(id));
+            }
+            Work::Image(w) => {
+                w.base.iter_mut().for_each(shift);
+                w.layers.iter_mut().for_each(shift);
+            }
+            Work::Base { .. } | Work::Index => {}
+        }
+        self
+    }
+}
+
+/// Plans a build: one branch per platform (planned in parallel: cargo builds, base
+/// resolution, keys), then the node that tags the output. `store` is `None` when planning
+/// without a store (nothing is cached then).
+pub(super) fn plan(
+    cx: &Context,
+    opts: &BuildOptions,
+    platforms: Vec<PlatformSpec>,
+    as_index: bool,
+    store: Option<&Store>,
+    stat_index: &Mutex<StatIndex>,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<Plan, Error> {
+    let multi = platforms.len() > 1;
+    let branches: Vec<(PlannedPlatform, Branch)> = platforms
+        .into_par_iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let pcx = cx.for_platform(&p.platform, multi);
+            let target = pcx.target_stage(&p.spec)?;
+            let needed = needed_stages(&p.spec, target);
+            let cargo_outputs = cargo_builds(&p.spec, &needed, opts, on_event)?;
+            let planner = Planner {
+                spec: &p.spec,
+                cx: &pcx,
+                opts,
+                store,
+                platform: index,
+                cargo_outputs: &cargo_outputs,
+                hasher: &StatHasher(stat_index),
+                on_event,
+            };
+            let mut branch = Branch::default();
+            let mut done: Vec<PlannedStage> = Vec::new();
+            for stage in needed {
+                let planned =
+                    planner.stage(stage, stage.name == target.name, &done, &mut branch)?;
+                done.push(planned);
+            }
+            let image = done.pop().expect("the target stage is planned last");
+            Ok((
+                PlannedPlatform {
+                    platform: p.platform,
+                    spec: p.spec,
+                    cx: pcx,
+                    cargo_outputs,
+                    image: image.node,
+                    reference: image.reference,
+                },
+                branch,
+            ))
+        })
+        .collect::<Result<_, Error>>()?;
+
+    let mut plan = Plan {
+        graph: LayerGraph::default(),
+        work: Vec::new(),
+        platforms: Vec::new(),
+        stages: 0,
+        as_index,
+    };
+    for (mut platform, branch) in branches {
+        let offset = plan.graph.append(branch.graph);
+        let stages = plan.stages;
+        plan.work
+            .extend(branch.work.into_iter().map(|w| w.shift(offset, stages)));
+        plan.stages += branch.stages;
+        platform.image += offset;
+        plan.platforms.push(platform);
+    }
+    let images: Vec<(oci::Platform, Key, NodeId)> = plan
+        .platforms
+        .iter()
+        .map(|p| (p.platform.clone(), plan.graph.nodes[p.image].key, p.image))
+        .collect();
+    push_index_node(&mut plan.graph, &cx.tags, &images, as_index);
+    plan.work.push(Work::Index);
+    Ok(plan)
+}
+
+/// The nodes of one platform, numbered from 0, with their work.
+#[derive(Default)]
+struct Branch {
+    graph: LayerGraph,
+    work: Vec<Work>,
+    stages: usize,
+}
+
+impl Branch {
+    fn push(
+        &mut self,
+        kind: NodeKind,
+        key: Key,
+        inputs: Vec<NodeId>,
+        cached: Option<bool>,
+        work: Work,
+    ) -> NodeId {
+        self.work.push(work);
+        self.graph.push(kind, key, inputs, cached)
+    }
+}
+
+/// A stage as planned.
+struct PlannedStage {
+    name: String,
+    /// The key of the stage's image.
+    key: Key,
+    /// The node of the stage's image.
+    node: NodeId,
+    /// The registry reference of the base (through stage bases too).
+    reference: Option<Reference>,
+}
+
+/// What planning the stages of one platform shares.
+struct Planner<'a> {
+    spec: &'a ImageSpec,
+    cx: &'a Context,
+    opts: &'a BuildOptions,
+    store: Option<&'a Store>,
+    platform: usize,
+    cargo_outputs: &'a HashMap<CargoSource, PathBuf>,
+    hasher: &'a StatHasher<'a>,
+    on_event: &'a (dyn Fn(Event) + Sync),
+}
+
+impl Planner<'_> {
+    /// Plans one stage: its base, its layers and its image. `done` holds the stages it needs.
+    fn stage(
+        &self,
+        stage: &Stage,
+        is_target: bool,
+        done: &[PlannedStage],
+        branch: &mut Branch,
+    ) -> Result<PlannedStage, Error> {
+        let cx = self.cx;
+        let find = |name: &str| done.iter().find(|s| s.name == name);
+        // Layer and event names of source stages say which stage they belong to.
+        // In a multi-platform build they also say which platform.
+        let label = |layer: &str| {
+            let name = if is_target {
+                layer.to_string()
+            } else {
+                format!("{}/{layer}", stage.name)
+            };
+            match &cx.label {
+                Some(platform) => format!("{name} [{platform}]"),
+                None => name,
+            }
+        };
+        let view = branch.stages;
+        branch.stages += 1;
+
+        // The base: another stage, or an image from outside (verified; its blobs go into the
+        // store when its node is executed).
+        let (base, base_id, reference) = match &stage.base {
+            Base::Stage(name) => {
+                let b = find(name).expect("needed stages come first");
+                (
+                    Some(b.node),
+                    Some(format!("stage:{}", b.key.hex())),
+                    b.reference.clone(),
+                )
+            }
+            other => match resolve_base(
+                other,
+                self.opts,
+                &cx.store_root,
+                &cx.platform,
+                self.on_event,
+            )? {
+                Some(base) => {
+                    let id = base.digest();
+                    let reference = base.reference.clone();
+                    let mut w = blake3::Hasher::new();
+                    w.update(plan::KEY_VERSION.as_bytes());
+                    w.update(b"base");
+                    w.update(id.as_bytes());
+                    let node = branch.push(
+                        NodeKind::FetchBase {
+                            reference: base_label(other),
+                        },
+                        Key(*w.finalize().as_bytes()),
+                        vec![],
+                        None,
+                        Work::Base {
+                            base: Box::new(base),
+                            which: other.clone(),
+                        },
+                    );
+                    (Some(node), Some(id), reference)
+                }
+                None => (None, None, None),
+            },
+        };
+
+        // Keys of our layers.
+        let stage_keys: HashMap<String, Key> =
+            done.iter().map(|s| (s.name.clone(), s.key)).collect();
+        let ctx = SourceContext {
+            context: &self.spec.context,
+            cargo_outputs: self.cargo_outputs,
+            stages: Some(&KeyedByStage),
+        };
+        let plans: Vec<LayerPlan> = stage
+            .layers
+            .par_iter()
+            .map(|layer_spec| {
+                plan::layer_key(
+                    layer_spec,
+                    &ctx,
+                    &cx.write,
+                    self.hasher,
+                    &stage_keys,
+                    base_id.as_deref(),
+                )
+                .map_err(|source| Error::Layer {
+                    layer: label(&layer_spec.name),
+                    source: Box::new(source),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut layers = Vec::new();
+        for (layer, plan) in stage.layers.iter().zip(plans) {
+            let hit = match self.store.map(|s| s.get_key(&plan.key.hex())) {
+                Some(Ok(Some(NodeResult::Layer(record)))) => Some(record),
+                Some(Ok(_)) | None => None,
+                Some(Err(e)) => return Err(store_err(&cx.store_root, e)),
+            };
+            let copies: Vec<(String, NodeId)> = layer
+                .entries
+                .iter()
+                .filter_map(|e| match &e.source {
+                    spec::Source::Stage { stage, .. } => {
+                        find(stage).map(|s| (stage.clone(), s.node))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let described = layer
+                .entries
+                .iter()
+                .filter_map(|e| match &e.source {
+                    spec::Source::Stage { stage, path, .. } => Some(format!(
+                        "{stage}:/{path} -> /{}{}",
+                        e.dest,
+                        if e.dest_is_dir && !e.dest.is_empty() {
+                            "/"
+                        } else {
+                            ""
+                        }
+                    )),
+                    _ => None,
+                })
+                .collect();
+            // A layer needs its base (its implicit directories take the base's attributes)
+            // and the stages it copies out of.
+            let mut inputs: Vec<NodeId> = base.into_iter().collect();
+            for (_, node) in &copies {
+                if !inputs.contains(node) {
+                    inputs.push(*node);
+                }
+            }
+            let cached = Some(hit.is_some());
+            layers.push(branch.push(
+                NodeKind::BuildLayer {
+                    layer: label(&layer.name),
+                    copies: described,
+                },
+                plan.key,
+                inputs,
+                cached,
+                Work::Layer(LayerWork {
+                    platform: self.platform,
+                    stage: view,
+                    spec: layer.clone(),
+                    label: label(&layer.name),
+                    plan,
+                    hit,
+                    base,
+                    copies,
+                }),
+            ));
+        }
+        let keys: Vec<Key> = layers.iter().map(|n| branch.graph.nodes[*n].key).collect();
+        let names: Vec<String> = stage.layers.iter().map(|l| l.name.clone()).collect();
+        let key = plan::image_key(base_id.as_deref(), &keys, &names, &image_recipe(stage, cx));
+        let image_cached = self
+            .store
+            .map(|s| s.get_key(&key.hex()).ok().flatten().is_some());
+        let name = if is_target {
+            self.spec.name.clone()
+        } else {
+            format!("stage {}", stage.name)
+        };
+        let inputs = base.into_iter().chain(layers.iter().copied()).collect();
+        let node = branch.push(
+            NodeKind::AssembleImage {
+                name: match &cx.label {
+                    Some(platform) => format!("{name} [{platform}]"),
+                    None => name,
+                },
+            },
+            key,
+            inputs,
+            Some(image_cached.unwrap_or(false)),
+            Work::Image(ImageWork {
+                platform: self.platform,
+                stage: stage.clone(),
+                is_target,
+                key,
+                base,
+                layers,
+            }),
+        );
+        Ok(PlannedStage {
+            name: stage.name.clone(),
+            key,
+            node,
+            reference,
+        })
+    }
+}
+
+/// The stage copier planning gives the layer planner: entries copied out of other stages are
+/// keyed by the key of the stage's image and never read while planning, so it adds nothing.
+/// (The planner only builds a tree with them to report, in the builder's words, what is wrong
+/// with a layer's other sources.)
+#[derive(Debug)]
+struct KeyedByStage;
+
+impl StageCopier for KeyedByStage {
+    fn copy_out(
+        &self,
+        _layer_name: &str,
+        _stage: &str,
+        _path: &str,
+        _include: &[String],
+        _exclude: &[String],
+        _entry: &spec::EntrySpec,
+        _index: usize,
+        _tree: &mut LayerTree,
+    ) -> Result<(), layer::Error> {
+        Ok(())
+    }
+}
+/// Adds the node that tags the output: the image's (`as_index` false, one image), or an image
+/// index over every platform's image.
+fn push_index_node(
+    graph: &mut LayerGraph,
+    tags: &[String],
+    images: &[(oci::Platform, Key, plan::NodeId)],
+    as_index: bool,
+) {
+    if let (false, [(_, key, node)]) = (as_index, images) {
+        graph.push(
+            NodeKind::AssembleIndex {
+                tags: tags.to_vec(),
+                platforms: Vec::new(),
+            },
+            plan::index_key(key, tags),
+            vec![*node],
+            None,
+        );
+        return;
+    }
+    let keyed: Vec<(String, Key)> = images.iter().map(|(p, k, _)| (p.to_string(), *k)).collect();
+    graph.push(
+        NodeKind::AssembleIndex {
+            tags: tags.to_vec(),
+            platforms: keyed.iter().map(|(p, _)| p.clone()).collect(),
+        },
+        plan::platform_index_key(&keyed, tags),
+        images.iter().map(|(_, _, n)| *n).collect(),
+        None,
+    );
+}
+
+/// Runs the cargo builds of a spec, once per distinct source.
+fn cargo_builds(
+    spec: &ImageSpec,
+    stages: &[&Stage],
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<HashMap<CargoSource, PathBuf>, Error> {
+    let mut outputs: HashMap<CargoSource, PathBuf> = HashMap::new();
+    for layer in stages.iter().flat_map(|s| &s.layers) {
+        for entry in &layer.entries {
+            if let spec::Source::Cargo(src) = &entry.source {
+                if outputs.contains_key(src) {
+                    continue;
+                }
+                let what = cargo::describe(src);
+                on_event(Event::CargoBuild { what: what.clone() });
+                let exe = cargo::build(src, &spec.context, &opts.cargo)?;
+                on_event(Event::CargoFinished {
+                    what,
+                    executable: exe.clone(),
+                });
+                outputs.insert(src.clone(), exe);
+            }
+        }
+    }
+    Ok(outputs)
+}
+
+/// The stat index as a [`ContentHasher`] shared by parallel planners: lookups under the lock,
+/// hashing outside it.
+struct StatHasher<'a>(&'a Mutex<StatIndex>);
+
+impl ContentHasher for StatHasher<'_> {
+    fn content_hash(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<[u8; 32]> {
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hash) = lock().lookup(path, meta) {
+            return Ok(hash);
+        }
+        let hash = store::hash_file(path)?;
+        lock().insert(path, meta, hash);
+        Ok(hash)
+    }
+}
+
+/// The canonical bytes of everything besides the layers that decides the config and manifest.
+fn image_recipe(stage: &Stage, cx: &Context) -> Vec<u8> {
+    let config = &stage.config;
+    let recipe = serde_json::json!({
+        "platform": cx.platform.to_string(),
+        "created": cx.epoch,
+        "annotations": cx.annotations,
+        "entrypoint": config.entrypoint,
+        "cmd": config.cmd,
+        "env": config.env,
+        "workdir": config.workdir,
+        "user": config.user,
+        "labels": config.labels,
+        "exposed_ports": config.exposed_ports,
+        "volumes": config.volumes,
+        "stop_signal": config.stop_signal,
+    });
+    oci::to_canonical_json(&recipe).unwrap_or_default()
+}
