@@ -5,6 +5,7 @@ mod archives;
 mod bad_input;
 mod cache;
 mod cli;
+mod events;
 mod examples;
 mod outputs;
 mod platforms;

@@ -230,7 +230,12 @@ pub fn plan(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<LayerGraph, Error> {
-    plan_spec(&spec::load(spec_path)?, opts, on_event)
+    let spec = spec::load(spec_path)?;
+    on_event(Event::SpecLoaded {
+        spec: spec.spec_path.clone(),
+        name: spec.name.clone(),
+    });
+    plan_spec(&spec, opts, on_event)
 }
 
 /// Builds several specs (the images of a cargo workspace) in parallel, sharing the store: a
@@ -307,6 +312,9 @@ pub fn plan_spec(
         &stat_index,
         on_event,
     )?;
+    on_event(Event::Plan {
+        graph: plan.graph.clone(),
+    });
     Ok(plan.graph)
 }
 

@@ -60,6 +60,13 @@ pub struct BuildArgs {
     message_format: MessageFormat,
 }
 
+impl BuildArgs {
+    /// Whether events go out as JSON.
+    pub fn json(&self) -> bool {
+        self.message_format == MessageFormat::Json
+    }
+}
+
 /// Arguments shared by the commands that read a spec and plan it (`build`, `plan`).
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -361,6 +368,7 @@ pub fn failure(e: build::Error) -> Failure {
     Failure {
         error: e.into(),
         code,
+        event_sent: false,
     }
 }
 
@@ -503,11 +511,22 @@ fn run_many(
     }
     let total = failed.len();
     let mut failures = failed.into_iter();
-    let (_, last) = failures.next_back().expect("not empty");
+    let (last_name, last) = failures.next_back().expect("not empty");
     for (name, e) in failures {
-        super::output::report_error(&anyhow::Error::new(e).context(format!("image {name}")));
+        let e = anyhow::Error::new(e);
+        if json {
+            println!("{}", super::output::error_event(&e, Some(&name)));
+        }
+        super::output::report_error(&e.context(format!("image {name}")));
     }
     let mut last = failure(last);
+    if json {
+        println!(
+            "{}",
+            super::output::error_event(&last.error, Some(&last_name))
+        );
+        last.event_sent = true;
+    }
     if total > 1 || count > 1 {
         last.error = last
             .error

@@ -49,6 +49,17 @@ enum Command {
     Schema(schema::SchemaArgs),
 }
 
+impl Command {
+    /// Whether the command prints its events as JSON (`--message-format json`).
+    fn json_events(&self) -> bool {
+        match self {
+            Command::Build(args) | Command::Push(args) => args.json(),
+            Command::Plan(args) => args.json(),
+            Command::Inspect(_) | Command::Cache(_) | Command::Schema(_) => false,
+        }
+    }
+}
+
 /// Parses `args` and runs the subcommand; the one place that maps outcomes to exit codes.
 pub fn run(args: Vec<OsString>) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
@@ -58,6 +69,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    let json = cli.command.json_events();
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Push(mut args) => {
@@ -72,6 +84,10 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
+            // A JSON event stream ends with the error, for tools; people read stderr.
+            if json && !failure.event_sent {
+                println!("{}", output::error_event(&failure.error, None));
+            }
             output::report_error(&failure.error);
             ExitCode::from(failure.code)
         }
@@ -82,6 +98,9 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
 pub struct Failure {
     pub error: anyhow::Error,
     pub code: u8,
+    /// Its `error` events are already in the JSON stream (a multi-image build sends one per
+    /// failed image).
+    pub event_sent: bool,
 }
 
 impl Failure {
@@ -89,12 +108,14 @@ impl Failure {
         Failure {
             error: error.into(),
             code: EXIT_FAILURE,
+            event_sent: false,
         }
     }
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
         Failure {
             error: error.into(),
             code: EXIT_USAGE,
+            event_sent: false,
         }
     }
 }

@@ -4,7 +4,7 @@ use clap::{Args, ValueEnum};
 
 use cargo_oci_image::build;
 
-use super::build::{failure, CommonArgs, Specs};
+use super::build::{failure, CommonArgs, MessageFormat, Specs};
 use super::output::Verbosity;
 use super::reporter::Reporter;
 use super::Failure;
@@ -26,6 +26,18 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
+    /// `json`: print the planning's events (cargo builds, bases, the `plan` with every node,
+    /// or an `error`) as one JSON object a line on stdout, as `build` does, instead of the
+    /// `--format` output.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+}
+
+impl PlanArgs {
+    /// Whether events go out as JSON.
+    pub fn json(&self) -> bool {
+        self.message_format == MessageFormat::Json
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,10 +48,11 @@ enum PlanFormat {
 }
 
 pub fn run(args: PlanArgs) -> Result<(), Failure> {
+    let json = args.json();
     let specs = args.common.specs()?;
     let mut opts = args.common.options(false, true)?;
     opts.tags = args.tag;
-    let reporter = Reporter::new(Verbosity::Quiet, false);
+    let reporter = Reporter::new(Verbosity::Quiet, json);
     let graphs = match specs {
         Specs::File(spec) => {
             vec![build::plan(&spec, &opts, &|e| reporter.event(e)).map_err(failure)?]
@@ -50,6 +63,9 @@ pub fn run(args: PlanArgs) -> Result<(), Failure> {
             .collect::<Result<_, _>>()
             .map_err(failure)?,
     };
+    if json {
+        return Ok(());
+    }
     match args.format {
         PlanFormat::Text => {
             for graph in &graphs {
