@@ -312,9 +312,6 @@ pub fn plan_spec(
         &stat_index,
         on_event,
     )?;
-    on_event(Event::Plan {
-        graph: plan.graph.clone(),
-    });
     Ok(plan.graph)
 }
 
@@ -361,9 +358,6 @@ pub fn build_spec(
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .save(&store);
-    on_event(Event::Plan {
-        graph: plan.graph.clone(),
-    });
 
     let outputs = execute::execute(&mut plan, &store, cx.threads, on_event)?;
     emit::emit(

@@ -131,7 +131,7 @@ impl Work {
 }
 
 /// Plans a build: one branch per platform (planned in parallel: cargo builds, base
-/// resolution, keys), then the node that tags the output. `store` is `None` when planning
+/// resolution, keys), then the node that tags the output; reports the graph as [`Event::Plan`]. `store` is `None` when planning
 /// without a store (nothing is cached then).
 pub(super) fn plan(
     cx: &Context,
@@ -206,6 +206,9 @@ pub(super) fn plan(
         .collect();
     push_index_node(&mut plan.graph, &cx.tags, &images, as_index);
     plan.work.push(Work::Index);
+    on_event(Event::Plan {
+        graph: plan.graph.clone(),
+    });
     Ok(plan)
 }
 
@@ -392,9 +395,10 @@ impl Planner<'_> {
                 }
             }
             let cached = Some(hit.is_some());
+            let name = label(&layer.name);
             layers.push(branch.push(
                 NodeKind::BuildLayer {
-                    layer: label(&layer.name),
+                    layer: name.clone(),
                     copies: described,
                 },
                 plan.key,
@@ -404,7 +408,7 @@ impl Planner<'_> {
                     platform: self.platform,
                     stage: view,
                     spec: layer.clone(),
-                    label: label(&layer.name),
+                    label: name,
                     plan,
                     hit,
                     base,

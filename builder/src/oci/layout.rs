@@ -388,14 +388,7 @@ fn sync_path(path: &Path) -> Result<(), Error> {
 mod tests {
     use super::*;
 
-    fn entries(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::oci::temp_output::tests::names as entries;
 
     #[test]
     fn writes_a_layout_and_leaves_no_temp_behind() {
