@@ -25,7 +25,8 @@ use super::model::{
 use super::parse::missing_key_help;
 use super::raw::{RawAdd, RawCargo, RawConfig, RawLayer, RawMode, RawPlatform, RawSpec, SOURCES};
 use super::template::Vars;
-use crate::oci::Platform;
+use crate::types::reference::Reference;
+use crate::types::{Platform, PullPolicy, WHITEOUT_PREFIX};
 
 /// The default cargo profile.
 pub(crate) const DEFAULT_PROFILE: &str = "release";
@@ -447,9 +448,9 @@ impl Checker<'_> {
         spec_dir: &Path,
     ) -> Option<Base> {
         let pull = match pull_raw {
-            None => Some(crate::registry::PullPolicy::default()),
+            None => Some(PullPolicy::default()),
             Some(pull) => self.check(pull, &format!("{prefix}pull"), |s| {
-                s.parse::<crate::registry::PullPolicy>().map_err(|_| {
+                s.parse::<PullPolicy>().map_err(|_| {
                     Problem::invalid("not a pull policy")
                         .help(r#"use "if-not-present" (the default), "always" or "never""#)
                 })
@@ -1530,8 +1531,7 @@ fn check_dest(s: &str, source: Option<&str>) -> Result<(String, bool), Problem> 
 
 /// The first component of an image path that is reserved for whiteouts (`.wh.` prefix).
 fn whiteout_component(path: &str) -> Option<&str> {
-    path.split('/')
-        .find(|c| c.starts_with(crate::layer::WHITEOUT_PREFIX))
+    path.split('/').find(|c| c.starts_with(WHITEOUT_PREFIX))
 }
 
 fn check_name(name: &str) -> Result<(), Problem> {
@@ -1651,11 +1651,7 @@ fn check_tag(tag: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-fn check_from(
-    from: &str,
-    spec_dir: &Path,
-    pull: crate::registry::PullPolicy,
-) -> Result<Base, Problem> {
+fn check_from(from: &str, spec_dir: &Path, pull: PullPolicy) -> Result<Base, Problem> {
     if from == "scratch" {
         return Ok(Base::Scratch);
     }
@@ -1689,7 +1685,7 @@ fn check_from(
             _ => Base::DockerArchive { path, tag },
         });
     }
-    match crate::registry::Reference::parse(from) {
+    match Reference::parse(from) {
         Ok(reference) => Ok(Base::Registry {
             reference: reference.to_string(),
             pull,
