@@ -25,7 +25,7 @@ use super::model::{
 use super::parse::missing_key_help;
 use super::raw::{RawAdd, RawCargo, RawConfig, RawLayer, RawMode, RawPlatform, RawSpec, SOURCES};
 use super::template::Vars;
-use crate::types::reference::Reference;
+use crate::types::reference::{self, ComponentError, NameError, Reference, TagError};
 use crate::types::{Platform, PullPolicy, WHITEOUT_PREFIX};
 
 /// The default cargo profile.
@@ -1534,121 +1534,55 @@ fn whiteout_component(path: &str) -> Option<&str> {
     path.split('/').find(|c| c.starts_with(WHITEOUT_PREFIX))
 }
 
+/// An image name (`name`, or `registry/name`), by the reference grammar of [`reference`].
 fn check_name(name: &str) -> Result<(), Problem> {
-    let lower_help = || {
-        format!(
-            "image names are lower-case: `name = {:?}`",
-            name.to_ascii_lowercase()
-        )
-    };
-    if name.is_empty() {
-        return Err(Problem::invalid("empty").help(r#"name the image, e.g. `name = "hello"`"#));
-    }
-    if name.len() > 255 {
-        return Err(Problem::invalid("longer than 255 characters"));
-    }
-    let (domain, path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.chars().any(|c| c.is_ascii_uppercase()) =>
-        {
-            (Some(first), rest)
+    reference::check_name(name).map_err(|e| match e {
+        NameError::Empty => {
+            Problem::invalid("empty").help(r#"name the image, e.g. `name = "hello"`"#)
         }
-        _ => (None, name),
-    };
-    if let Some(domain) = domain {
-        let (host, port) = match domain.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (domain, None),
-        };
-        let host_ok = host.split('.').all(|label| {
-            !label.is_empty()
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-        let port_ok = port
-            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
-        if !host_ok || !port_ok {
-            return Err(Problem::invalid(format!(
-                "`{domain}` is not a registry host[:port]"
-            )));
+        NameError::TooLong => Problem::invalid(format!(
+            "longer than {} characters",
+            reference::MAX_NAME_LENGTH
+        )),
+        NameError::Registry(domain) => {
+            Problem::invalid(format!("`{domain}` is not a registry host[:port]"))
         }
-    }
-    for component in path.split('/') {
-        if component.is_empty() {
-            return Err(Problem::invalid(
-                "empty path component (`//`, or a `/` at the start or end)",
-            ));
+        NameError::Component(_, ComponentError::Empty) => {
+            Problem::invalid("empty path component (`//`, or a `/` at the start or end)")
         }
-        if let Some(c) = component
-            .chars()
-            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-'))
-        {
-            return Err(if c.is_ascii_uppercase() {
-                Problem::invalid("upper-case letters are not allowed").help(lower_help())
-            } else {
-                Problem::invalid(format!("`{c}` is not allowed"))
-                    .help("path components are lower-case letters and digits joined by `.`, `_`, `__` or `-`")
-            });
+        NameError::Component(_, ComponentError::Uppercase) => {
+            Problem::invalid("upper-case letters are not allowed").help(format!(
+                "image names are lower-case: `name = {:?}`",
+                name.to_ascii_lowercase()
+            ))
         }
-        if !valid_path_component(component) {
-            return Err(Problem::invalid(format!("`{component}` is not a valid path component")).help(
-                "path components are lower-case letters and digits joined by single `.`, `_`, `__` or \
-                 runs of `-`, and start and end with a letter or digit",
-            ));
-        }
-    }
-    Ok(())
+        NameError::Component(_, ComponentError::Char(c)) => Problem::invalid(format!(
+            "`{c}` is not allowed"
+        ))
+        .help("path components are lower-case letters and digits joined by `.`, `_`, `__` or `-`"),
+        NameError::Component(component, ComponentError::Separator) => Problem::invalid(format!(
+            "`{component}` is not a valid path component"
+        ))
+        .help(
+            "path components are lower-case letters and digits joined by single `.`, `_`, `__` or \
+             runs of `-`, and start and end with a letter or digit",
+        ),
+    })
 }
 
-/// A path component of an image name: `[a-z0-9]+` runs joined by `.`, `_`, `__` or `-+`.
-fn valid_path_component(component: &str) -> bool {
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let bytes = component.as_bytes();
-    if !bytes.first().is_some_and(|b| alnum(*b)) {
-        return false;
-    }
-    let mut i = 0;
-    loop {
-        while i < bytes.len() && alnum(bytes[i]) {
-            i += 1;
-        }
-        if i == bytes.len() {
-            return true;
-        }
-        let start = i;
-        while i < bytes.len() && !alnum(bytes[i]) {
-            i += 1;
-        }
-        let separator = &component[start..i];
-        if i == bytes.len()
-            || !(matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-'))
-        {
-            return false;
-        }
-    }
-}
-
+/// A tag (`tags`, the tag of an `oci:` base, `--tag`), by the reference grammar of
+/// [`reference`].
 fn check_tag(tag: &str) -> Result<(), Problem> {
-    if tag.is_empty() {
-        return Err(Problem::invalid("empty"));
-    }
-    if tag.len() > 128 {
-        return Err(Problem::invalid("longer than 128 characters"));
-    }
-    if let Some(c) = tag
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-    {
-        return Err(Problem::invalid(format!("`{c}` is not allowed in a tag"))
-            .help("tags are letters, digits, `_`, `.` and `-`, e.g. \"1.2.0\" or \"latest\""));
-    }
-    if tag.starts_with(['.', '-']) {
-        return Err(Problem::invalid("starts with `.` or `-`"));
-    }
-    Ok(())
+    reference::check_tag(tag).map_err(|e| match e {
+        TagError::Empty => Problem::invalid("empty"),
+        TagError::TooLong => Problem::invalid(format!(
+            "longer than {} characters",
+            reference::MAX_TAG_LENGTH
+        )),
+        TagError::Char(c) => Problem::invalid(format!("`{c}` is not allowed in a tag"))
+            .help("tags are letters, digits, `_`, `.` and `-`, e.g. \"1.2.0\" or \"latest\""),
+        TagError::Start => Problem::invalid("starts with `.` or `-`"),
+    })
 }
 
 fn check_from(from: &str, spec_dir: &Path, pull: PullPolicy) -> Result<Base, Problem> {
@@ -1849,12 +1783,7 @@ fn check_glob(glob: &str) -> Result<(), Problem> {
 
 /// Checks a platform: `os/arch[/variant]`, lower-case, for linux.
 fn check_platform(s: &str) -> Result<Platform, Problem> {
-    let well_formed = s.split('/').all(|p| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    });
-    let platform = Platform::parse(s).ok().filter(|_| well_formed).ok_or_else(|| {
+    let platform = Platform::parse(s).ok().filter(Platform::is_canonical).ok_or_else(|| {
         Problem::invalid("not a platform: expected `os/arch` or `os/arch/variant`")
             .help(format!("for example `linux/amd64`, `linux/arm64` or `linux/arm/v7`; the known platforms are {}", known_platforms()))
     })?;

@@ -1018,6 +1018,33 @@ mod tests {
     }
 
     #[test]
+    fn a_name_the_spec_accepts_is_a_reference_the_registry_accepts() {
+        for name in [
+            "hello",
+            "acme/hello",
+            "ghcr.io/acme/hello",
+            "localhost:5000/a/b",
+            "a.b_c__d---e",
+            "registry.example.com:443/x",
+            "[::1]:5000/app",
+            "0",
+        ] {
+            assert_eq!(check_name(name), Ok(()), "{name}");
+            assert!(Reference::parse(name).is_ok(), "{name}");
+            assert!(Reference::parse(&format!("{name}:1.0")).is_ok(), "{name}");
+        }
+        assert_eq!(check_tag("1.2.0"), Ok(()));
+        assert_eq!(check_tag("v1+build"), Err(TagError::Char('+')));
+        assert_eq!(
+            check_name("Acme/Hello"),
+            Err(NameError::Component(
+                "Hello".to_string(),
+                ComponentError::Uppercase
+            ))
+        );
+    }
+
+    #[test]
     fn display_is_the_full_normalised_form() {
         let cases = [
             ("alpine", "docker.io/library/alpine:latest"),
