@@ -2,7 +2,7 @@
 //!
 //! # Brief overview
 //!
-//! - [`Reference`] and its grammar ([`reference`]): `[registry/]repository[:tag][@digest]`,
+//! - [`Reference`] and its grammar ([`mod@reference`]): `[registry/]repository[:tag][@digest]`,
 //!   normalised as `docker pull` does, and the rules of names, tags and path components that the
 //!   spec checks `name`, `registry` and `tags` against.
 //! - [`Digest`]: a `sha256:<hex>` content digest, the name of every blob.
