@@ -33,6 +33,10 @@
 //!    [`build::Event`]s. The library never prints; the `cargo-image` binary turns events into
 //!    cargo-style status lines or JSON.
 //!
+//! Beside the pipeline, [`types`] is the leaf of value types (image references and their
+//! grammar, digests, platforms, pull policies, compression, layer blobs): every module may
+//! depend on it, and it depends on none of them.
+//!
 //! # Example
 //! ```no_run
 //! use cargo_oci_image::build::{build, BuildOptions};
@@ -56,3 +60,4 @@ pub mod registry;
 pub mod rootfs;
 pub mod spec;
 pub mod store;
+pub mod types;

@@ -104,6 +104,9 @@ pub enum Error {
     PinnedTarget { target: String, count: usize },
     #[error("a docker archive holds one image, and this build is for {platforms}; write an OCI archive (`--output-format oci-archive`) or build one --platform")]
     DockerArchivePlatforms { platforms: String },
+    /// An invalid digest or platform met while building ([`crate::types`] checks them).
+    #[error(transparent)]
+    Value(#[from] crate::types::Error),
     #[error("could not start {threads} worker threads: {source}")]
     Threads {
         threads: usize,

@@ -66,6 +66,7 @@ mod write;
 #[cfg(all(test, unix))]
 mod tests;
 
+pub use crate::types::{Compression, LayerBlob};
 pub use error::Error;
 pub(crate) use sources::{detect, normalise_member, ArchiveFormat, Globs, SYMLINK_MODE};
 pub(crate) use tree::{is_normalised, join};
@@ -87,42 +88,6 @@ pub use write::{
 /// - zstd: libzstd 1.5.7 (bundled by zstd-sys), level 3, multithreaded mode (>= 1 worker).
 pub const FORMAT_VERSION: &str =
     "tar1;gzip:gzp-2.0.4/zlib-rs-0.6.8/6/128k/dict32k/fresh;zstd:1.5.7/3/mt";
-
-/// How a layer blob is compressed. The choice (and the encoder behind it) is part of the
-/// format version, because it decides the blob's bytes.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// `application/vnd.oci.image.layer.v1.tar+gzip` (the default; every tool reads it).
-    #[default]
-    Gzip,
-    /// `application/vnd.oci.image.layer.v1.tar+zstd` (smaller and faster; newer runtimes).
-    Zstd,
-    /// `application/vnd.oci.image.layer.v1.tar` (uncompressed).
-    None,
-}
-
-impl Compression {
-    /// The OCI media type of a layer blob compressed this way.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-        }
-    }
-}
 
 /// What the tree builder needs besides the spec: where host paths are, where cargo put the
 /// binaries the spec asks for, and how to copy out of other stages.
@@ -163,17 +128,4 @@ pub struct WriteOptions {
     pub mtime: u64,
     /// Compressor threads; never changes the output bytes (0 counts as 1).
     pub threads: usize,
-}
-
-/// A finished layer blob.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LayerBlob {
-    /// `sha256:<hex>` of the compressed blob.
-    pub digest: String,
-    /// `sha256:<hex>` of the uncompressed tar.
-    pub diff_id: String,
-    /// Size of the compressed blob in bytes.
-    pub size: u64,
-    /// The OCI media type (from the compression).
-    pub media_type: String,
 }

@@ -32,10 +32,7 @@ use std::sync::Arc;
 use super::tree::{is_normalised, join, Entry, EntryKind, FileSource, LayerTree, Origin};
 use super::Error;
 
-/// Prefix of a whiteout file's name: `.wh.<name>` deletes `<name>` of the lower layers.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-/// Name of an opaque whiteout: in a directory, it hides all of the lower layers' children.
-pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+pub use crate::types::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 
 /// The path of the tree (relative, normalised) of an absolute (or relative) image path: `.` and
 /// empty components dropped. `None` when it has a `..` component.

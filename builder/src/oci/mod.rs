@@ -5,9 +5,9 @@
 //! As in go-containerregistry, what an image *is* is kept apart from *where it lives*:
 //!
 //! - **The model** (`model` items, re-exported here): a [`Digest`], a
-//!   [`Platform`], and pure builders for the three JSON documents of an image:
-//!   [`image_config`] (our runtime config applied on top of a base's with Dockerfile `FROM`
-//!   semantics), [`image_manifest`] (config + layer descriptors), and [`index_entries`] (one
+//!   [`Platform`] (both from [`crate::types`]), and pure builders for the three JSON documents of an image:
+//!   [`image_config`] (our runtime config, an `oci-spec` `Config`, applied on top of a base's
+//!   with Dockerfile `FROM` semantics), [`image_manifest`] (config + layer descriptors), and [`index_entries`] (one
 //!   tagged descriptor per tag). Documents use the `oci-spec` types and are written as
 //!   [`to_canonical_json`] bytes, whose sha256 is their digest: the same image gives the same
 //!   bytes on any machine.
@@ -29,13 +29,12 @@
 //! # use std::collections::BTreeMap;
 //! # use std::path::Path;
 //! # use cargo_oci_image::oci::*;
-//! # use cargo_oci_image::spec::ImageConfig;
-//! # use oci_spec::image::{Descriptor, MediaType};
+//! # use oci_spec::image::{Config, Descriptor, MediaType};
 //! /// Writes an image of `ours` (layers already in `writer.blobs_dir()`) on top of a base
 //! /// image from a local layout.
 //! fn write_image(
 //!     writer: LayoutWriter,
-//!     runtime: &ImageConfig,
+//!     runtime: &Config,
 //!     ours: &[(String, String, Descriptor)], // (layer name, diff_id, blob descriptor)
 //!     tags: &[String],
 //! ) -> Result<(), Error> {
@@ -48,7 +47,7 @@
 //!     let names: Vec<String> = ours.iter().map(|l| l.0.clone()).collect();
 //!     let diff_ids: Vec<String> = ours.iter().map(|l| l.1.clone()).collect();
 //!     let layers: Vec<Descriptor> = ours.iter().map(|l| l.2.clone()).collect();
-//!     let config = image_config(&platform, Some(&base.config), runtime, &diff_ids, &names, 0);
+//!     let config = image_config(&platform, Some(&base.config), runtime.clone(), &diff_ids, &names, 0);
 //!     let config = writer.write_json(MediaType::ImageConfig, &config)?;
 //!     let manifest = image_manifest(config, Some(&base.manifest), &layers, &BTreeMap::new());
 //!     let manifest = writer.write_json(MediaType::ImageManifest, &manifest)?;
@@ -105,14 +104,9 @@ pub enum Error {
         source: serde_json::Error,
     },
 
-    #[error("invalid digest `{digest}`: {reason}")]
-    InvalidDigest {
-        digest: String,
-        reason: &'static str,
-    },
-
-    #[error("invalid platform `{platform}`: expected `os/arch` or `os/arch/variant`, e.g. `linux/amd64` or `linux/arm/v7`")]
-    InvalidPlatform { platform: String },
+    /// An invalid digest or platform ([`crate::types`] checks them).
+    #[error(transparent)]
+    Value(#[from] crate::types::Error),
 
     #[error("cannot write an image layout to `{}`: the path has no final directory name; pick another `--output`", path.display())]
     InvalidOutput { path: PathBuf },

@@ -1,26 +1,22 @@
-//! The image model: digests, platforms, and the builders of the three JSON documents of an image
-//! (config, manifest, index entries).
+//! The image model: the builders of the three JSON documents of an image (config, manifest,
+//! index entries). [`Digest`] and [`Platform`] live in [`crate::types`] and are re-exported
+//! here; the runtime config applied on top of a base comes in as `oci-spec`'s [`Config`], so
+//! this module knows nothing of the spec (the spec's `ImageConfig` converts into one).
 //!
 //! Everything here is pure: values in, values out, no files. The layout sink
 //! ([`super::LayoutWriter`]) and source ([`super::Layout`]) move the results to and from disk
 //! as [canonical JSON](super::to_canonical_json).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
-use std::io::{self, Read};
-use std::path::Path;
-use std::str::FromStr;
 
 use oci_spec::image::{
     Arch, Config, Descriptor, History, ImageConfiguration, ImageIndex, ImageIndexBuilder,
-    ImageManifest, ImageManifestBuilder, MediaType, Os, Platform as SpecPlatform, RootFs,
-    ANNOTATION_REF_NAME,
+    ImageManifest, ImageManifestBuilder, MediaType, Os, RootFs, ANNOTATION_REF_NAME,
 };
-use sha2::{Digest as _, Sha256};
 
 use super::Error;
-use crate::layer::{Compression, LayerBlob};
-use crate::spec::ImageConfig;
+use crate::types::{Compression, LayerBlob};
+pub use crate::types::{Digest, Platform};
 
 /// The OCI image spec's schema version for manifests and indexes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -36,223 +32,26 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
-/// A sha256 content digest, `sha256:<64 lowercase hex>`: the name of every blob.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest {
-    hex: String,
-}
-
-impl Digest {
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self::from_hasher(Sha256::new_with_prefix(bytes))
-    }
-
-    /// The digest a finished sha256 hasher holds (for blobs hashed while streamed).
-    pub fn from_hasher(hasher: Sha256) -> Self {
-        Self {
-            hex: hex::encode(hasher.finalize()),
-        }
-    }
-
-    /// Digest and size of everything `reader` yields.
-    pub fn of_reader(mut reader: impl Read) -> io::Result<(Self, u64)> {
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
-        Ok((Self::from_hasher(hasher), size))
-    }
-
-    /// Digest and size of the file at `path`, streamed.
-    pub fn of_file(path: &Path) -> io::Result<(Self, u64)> {
-        Self::of_reader(std::fs::File::open(path)?)
-    }
-
-    /// Parses `sha256:<64 lowercase hex>`; any other algorithm or form is an error.
-    pub fn parse(digest: &str) -> Result<Self, Error> {
-        let invalid = |reason: &'static str| Error::InvalidDigest {
-            digest: digest.to_string(),
-            reason,
-        };
-        let hex = digest
-            .strip_prefix("sha256:")
-            .ok_or_else(|| invalid("only sha256 digests (`sha256:<hex>`) are supported"))?;
-        Self::from_hex(hex).map_err(|_| invalid("expected 64 lowercase hex digits after `sha256:`"))
-    }
-
-    /// A digest from its 64 lowercase hex digits (a blob's file name).
-    pub fn from_hex(hex: &str) -> Result<Self, Error> {
-        if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(Self {
-                hex: hex.to_string(),
-            })
-        } else {
-            Err(Error::InvalidDigest {
-                digest: hex.to_string(),
-                reason: "expected 64 lowercase hex digits",
-            })
-        }
-    }
-
-    /// The 64 hex digits: the blob's file name under `blobs/sha256/`.
-    pub fn hex(&self) -> &str {
-        &self.hex
-    }
-
-    /// The same digest as oci-spec's type, for descriptors.
-    pub fn to_oci(&self) -> oci_spec::image::Digest {
-        // A sha256 digest of 64 lowercase hex digits is always valid for oci-spec.
-        oci_spec::image::Digest::from_str(&self.to_string())
-            .expect("a validated sha256 digest is a valid OCI digest")
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
-    }
-}
-
-impl FromStr for Digest {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Self::parse(s)
-    }
-}
-
-impl TryFrom<&oci_spec::image::Digest> for Digest {
-    type Error = Error;
-    fn try_from(digest: &oci_spec::image::Digest) -> Result<Self, Error> {
-        Self::parse(digest.as_ref())
-    }
-}
-
-impl serde::Serialize for Digest {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-/// The platform an image runs on: `os/architecture[/variant]`, in GOOS/GOARCH terms
-/// (`linux/amd64`, `linux/arm64`, `linux/arm/v7`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// `linux/amd64`.
-    pub fn linux_amd64() -> Self {
-        Self {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        }
-    }
-
-    /// Parses `os/arch[/variant]`.
-    pub fn parse(platform: &str) -> Result<Self, Error> {
-        let parts: Vec<&str> = platform.split('/').collect();
-        let ok = |p: &&str| !p.is_empty() && !p.contains(char::is_whitespace);
-        match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Self {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: None,
-            }),
-            [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => Ok(Self {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: Some(variant.to_string()),
-            }),
-            _ => Err(Error::InvalidPlatform {
-                platform: platform.to_string(),
-            }),
-        }
-    }
-
-    /// The platform of an index entry or image config, as oci-spec writes it.
-    pub fn from_oci(platform: &SpecPlatform) -> Self {
-        Self {
-            os: platform.os().to_string(),
-            architecture: platform.architecture().to_string(),
-            variant: platform.variant().clone(),
-        }
-    }
-
-    /// The platform an image config declares.
-    pub fn of_config(config: &ImageConfiguration) -> Self {
-        Self {
-            os: config.os().to_string(),
-            architecture: config.architecture().to_string(),
-            variant: config.variant().clone(),
-        }
-    }
-
-    /// This platform as an oci-spec descriptor platform.
-    pub fn to_oci(&self) -> SpecPlatform {
-        let mut platform = SpecPlatform::default();
-        platform.set_os(Os::from(self.os.as_str()));
-        platform.set_architecture(Arch::from(self.architecture.as_str()));
-        platform.set_variant(self.variant.clone());
-        platform
-    }
-
-    /// Whether an image of platform `other` satisfies a request for `self`: os and architecture
-    /// equal, and the variant equal when `self` names one.
-    pub fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os
-            && self.architecture == other.architecture
-            && (self.variant.is_none() || self.variant == other.variant)
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(variant) = &self.variant {
-            write!(f, "/{variant}")?;
-        }
-        Ok(())
-    }
-}
-
-impl FromStr for Platform {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Self::parse(s)
-    }
-}
-
 /// `created_by` of the history entry of our layer `name`. Names only the layer: no host, user
 /// or path, so the config's digest does not depend on who built it.
 pub fn history_created_by(layer_name: &str) -> String {
     format!("cargo-image layer {layer_name}")
 }
 
-/// Builds the image config of an image: `base`'s config (if any) with `config` applied on top
+/// Builds the image config of an image: `base`'s config (if any) with `config` (ours: the
+/// runtime part of an image config, as the spec's `ImageConfig` converts into) applied on top
 /// the way a Dockerfile's instructions apply on top of its `FROM`:
 ///
-/// - `env`: merged by name, ours win; written as `NAME=value` sorted by name;
+/// - `env` (`NAME=value` entries): merged by name, ours win; written as `NAME=value` sorted by
+///   name;
 /// - `entrypoint`: ours replaces the base's and resets the base's `cmd` (unless we set `cmd`);
 ///   an empty list clears it;
 /// - `cmd`: ours replaces the base's; an empty list clears it;
 /// - `labels`: merged, ours win;
 /// - `exposed_ports`, `volumes`: union, sorted;
-/// - `workdir`, `user`, `stop_signal`: ours when set, else the base's.
+/// - `working_dir`, `user`, `stop_signal`: ours when set, else the base's.
+///
+/// Other fields of `config` are not used.
 ///
 /// `rootfs.diff_ids` is the base's followed by `diff_ids`; `history` is the base's followed by
 /// one entry per layer of ours (`layer_names[i]` names the layer of `diff_ids[i]`), each with
@@ -264,7 +63,7 @@ pub fn history_created_by(layer_name: &str) -> String {
 pub fn image_config(
     platform: &Platform,
     base: Option<&ImageConfiguration>,
-    config: &ImageConfig,
+    config: impl Into<Config>,
     diff_ids: &[String],
     layer_names: &[String],
     created_epoch: u64,
@@ -274,20 +73,22 @@ pub fn image_config(
         layer_names.len(),
         "one layer name per diff_id"
     );
+    let ours: Config = config.into();
     let created = rfc3339(created_epoch);
     let base_config = base.and_then(|b| b.config().as_ref());
     let base_field = |f: fn(&Config) -> Option<Vec<String>>| base_config.and_then(f);
 
     // Env: merged by name; an entry without `=` (rare, but Docker keeps it) keeps its form.
     let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for entry in base_field(|c| c.env().clone()).unwrap_or_default() {
+    let base_env = base_field(|c| c.env().clone()).unwrap_or_default();
+    for entry in base_env
+        .into_iter()
+        .chain(ours.env().clone().unwrap_or_default())
+    {
         match entry.split_once('=') {
             Some((name, value)) => env.insert(name.to_string(), Some(value.to_string())),
             None => env.insert(entry, None),
         };
-    }
-    for (name, value) in &config.env {
-        env.insert(name.clone(), Some(value.clone()));
     }
     let env: Vec<String> = env
         .into_iter()
@@ -297,12 +98,11 @@ pub fn image_config(
         })
         .collect();
 
-    let (entrypoint, cmd) = match &config.entrypoint {
-        Some(entrypoint) => (Some(entrypoint.clone()), config.cmd.clone()),
+    let (entrypoint, cmd) = match ours.entrypoint() {
+        Some(entrypoint) => (Some(entrypoint.clone()), ours.cmd().clone()),
         None => (
             base_field(|c| c.entrypoint().clone()),
-            config
-                .cmd
+            ours.cmd()
                 .clone()
                 .or_else(|| base_field(|c| c.cmd().clone())),
         ),
@@ -314,21 +114,21 @@ pub fn image_config(
         .unwrap_or_default()
         .into_iter()
         .collect();
-    labels.extend(config.labels.clone());
+    labels.extend(ours.labels().clone().unwrap_or_default());
 
-    let union = |base: Option<Vec<String>>, ours: &[String]| -> Option<Vec<String>> {
+    let union = |base: Option<Vec<String>>, ours: Option<Vec<String>>| -> Option<Vec<String>> {
         let set: BTreeSet<String> = base
             .unwrap_or_default()
             .into_iter()
-            .chain(ours.iter().cloned())
+            .chain(ours.unwrap_or_default())
             .collect();
         (!set.is_empty()).then(|| set.into_iter().collect())
     };
     let exposed_ports = union(
         base_field(|c| c.exposed_ports().clone()),
-        &config.exposed_ports,
+        ours.exposed_ports().clone(),
     );
-    let volumes = union(base_field(|c| c.volumes().clone()), &config.volumes);
+    let volumes = union(base_field(|c| c.volumes().clone()), ours.volumes().clone());
 
     let inherit = |ours: &Option<String>, base: fn(&Config) -> Option<String>| {
         ours.clone().or_else(|| base_config.and_then(base))
@@ -341,9 +141,9 @@ pub fn image_config(
     runtime.set_labels((!labels.is_empty()).then(|| labels.into_iter().collect::<HashMap<_, _>>()));
     runtime.set_exposed_ports(exposed_ports);
     runtime.set_volumes(volumes);
-    runtime.set_working_dir(inherit(&config.workdir, |c| c.working_dir().clone()));
-    runtime.set_user(inherit(&config.user, |c| c.user().clone()));
-    runtime.set_stop_signal(inherit(&config.stop_signal, |c| c.stop_signal().clone()));
+    runtime.set_working_dir(inherit(ours.working_dir(), |c| c.working_dir().clone()));
+    runtime.set_user(inherit(ours.user(), |c| c.user().clone()));
+    runtime.set_stop_signal(inherit(ours.stop_signal(), |c| c.stop_signal().clone()));
 
     let mut diff = base
         .map(|b| b.rootfs().diff_ids().clone())
@@ -522,6 +322,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 mod tests {
     use super::*;
     use crate::oci::to_canonical_json;
+    use oci_spec::image::ConfigBuilder;
 
     #[test]
     fn platform_index_is_canonical_with_platforms_and_annotations() {
@@ -608,46 +409,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn digest_parse_and_validate() {
-        let d = Digest::of(b"");
-        assert_eq!(
-            d.to_string(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(Digest::parse(&d.to_string()).unwrap(), d);
-        assert_eq!(d.to_oci().to_string(), d.to_string());
-        for bad in [
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            "sha512:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
-            "sha256:e3b0",
-            "sha256:../../../../etc/passwd0000000000000000000000000000000000000000000",
-        ] {
-            assert!(Digest::parse(bad).is_err(), "{bad} accepted");
-        }
-        let (streamed, size) = Digest::of_reader(&b"hello"[..]).unwrap();
-        assert_eq!((streamed, size), (Digest::of(b"hello"), 5));
-    }
-
-    #[test]
-    fn platform_parse() {
-        assert_eq!(
-            Platform::parse("linux/amd64").unwrap(),
-            Platform::linux_amd64()
-        );
-        let arm = Platform::parse("linux/arm/v7").unwrap();
-        assert_eq!(arm.variant.as_deref(), Some("v7"));
-        assert_eq!(arm.to_string(), "linux/arm/v7");
-        assert!(Platform::parse("linux").is_err());
-        assert!(Platform::parse("linux//v7").is_err());
-        assert!(Platform::linux_amd64().matches(&Platform {
-            variant: Some("v1".into()),
-            ..Platform::linux_amd64()
-        }));
-        assert!(!arm.matches(&Platform::parse("linux/arm/v6").unwrap()));
-    }
-
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
     }
@@ -684,15 +445,15 @@ mod tests {
 
     #[test]
     fn scratch_config() {
-        let ours = ImageConfig {
-            entrypoint: Some(strings(&["/hello"])),
-            env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
-            ..Default::default()
-        };
+        let ours = ConfigBuilder::default()
+            .entrypoint(strings(&["/hello"]))
+            .env(strings(&["B=2", "A=1"]))
+            .build()
+            .unwrap();
         let image = image_config(
             &Platform::linux_amd64(),
             None,
-            &ours,
+            ours,
             &strings(&["sha256:d1"]),
             &strings(&["app"]),
             0,
@@ -712,21 +473,18 @@ mod tests {
     #[test]
     fn inherits_base_with_from_semantics() {
         let base = base_image();
-        let ours = ImageConfig {
-            env: BTreeMap::from([
-                ("PATH".into(), "/app:/usr/bin".into()),
-                ("ZED".into(), "z".into()),
-            ]),
-            labels: BTreeMap::from([("maintainer".into(), "us".into())]),
-            exposed_ports: strings(&["8080/tcp", "80/tcp"]),
-            volumes: strings(&["/data"]),
-            workdir: Some("/app".into()),
-            ..Default::default()
-        };
+        let ours = ConfigBuilder::default()
+            .env(strings(&["PATH=/app:/usr/bin", "ZED=z"]))
+            .labels(HashMap::from([("maintainer".into(), "us".into())]))
+            .exposed_ports(strings(&["8080/tcp", "80/tcp"]))
+            .volumes(strings(&["/data"]))
+            .working_dir("/app")
+            .build()
+            .unwrap();
         let image = image_config(
             &Platform::linux_amd64(),
             Some(&base),
-            &ours,
+            ours,
             &strings(&["sha256:o1"]),
             &strings(&["app"]),
             1_700_000_000,
@@ -782,13 +540,13 @@ mod tests {
     #[test]
     fn our_entrypoint_resets_base_cmd() {
         let base = base_image();
-        let ours = ImageConfig {
-            entrypoint: Some(strings(&["/app"])),
-            user: Some("1000:1000".into()),
-            stop_signal: Some("SIGTERM".into()),
-            ..Default::default()
-        };
-        let image = image_config(&Platform::linux_amd64(), Some(&base), &ours, &[], &[], 0);
+        let ours = ConfigBuilder::default()
+            .entrypoint(strings(&["/app"]))
+            .user("1000:1000")
+            .stop_signal("SIGTERM")
+            .build()
+            .unwrap();
+        let image = image_config(&Platform::linux_amd64(), Some(&base), ours, &[], &[], 0);
         let c = cfg(&image);
         assert_eq!(c.entrypoint().clone().unwrap(), strings(&["/app"]));
         assert_eq!(c.cmd(), &None, "base cmd must be reset by our entrypoint");
@@ -796,20 +554,20 @@ mod tests {
         assert_eq!(c.stop_signal().as_deref(), Some("SIGTERM"));
 
         // ... unless we set cmd too.
-        let ours = ImageConfig {
-            entrypoint: Some(strings(&["/app"])),
-            cmd: Some(strings(&["--serve"])),
-            ..Default::default()
-        };
-        let image = image_config(&Platform::linux_amd64(), Some(&base), &ours, &[], &[], 0);
+        let ours = ConfigBuilder::default()
+            .entrypoint(strings(&["/app"]))
+            .cmd(strings(&["--serve"]))
+            .build()
+            .unwrap();
+        let image = image_config(&Platform::linux_amd64(), Some(&base), ours, &[], &[], 0);
         assert_eq!(cfg(&image).cmd().clone().unwrap(), strings(&["--serve"]));
 
         // Our cmd alone keeps the base entrypoint and replaces its cmd.
-        let ours = ImageConfig {
-            cmd: Some(strings(&["-v"])),
-            ..Default::default()
-        };
-        let image = image_config(&Platform::linux_amd64(), Some(&base), &ours, &[], &[], 0);
+        let ours = ConfigBuilder::default()
+            .cmd(strings(&["-v"]))
+            .build()
+            .unwrap();
+        let image = image_config(&Platform::linux_amd64(), Some(&base), ours, &[], &[], 0);
         assert_eq!(
             cfg(&image).entrypoint().clone().unwrap(),
             strings(&["/docker-entrypoint.sh"])
@@ -817,11 +575,11 @@ mod tests {
         assert_eq!(cfg(&image).cmd().clone().unwrap(), strings(&["-v"]));
 
         // An empty entrypoint clears both.
-        let ours = ImageConfig {
-            entrypoint: Some(vec![]),
-            ..Default::default()
-        };
-        let image = image_config(&Platform::linux_amd64(), Some(&base), &ours, &[], &[], 0);
+        let ours = ConfigBuilder::default()
+            .entrypoint(Vec::<String>::new())
+            .build()
+            .unwrap();
+        let image = image_config(&Platform::linux_amd64(), Some(&base), ours, &[], &[], 0);
         assert_eq!(
             (cfg(&image).entrypoint(), cfg(&image).cmd()),
             (&None, &None)

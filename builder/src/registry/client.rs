@@ -5,7 +5,6 @@ use std::fs;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +26,7 @@ use crate::oci::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
 };
 use crate::store::{BlobRef, BlobsRecord, NodeResult, Store};
+use crate::types::PullPolicy;
 
 /// The manifest media types we ask registries for.
 const ACCEPTED_MANIFESTS: &[&str] = &[
@@ -41,34 +41,6 @@ const MAX_INDEX_DEPTH: usize = 4;
 
 /// The size of each piece read from a file for an upload (and of each chunked `PATCH`).
 const UPLOAD_PIECE: usize = 4 * 1024 * 1024;
-
-/// When to contact the registry for a base image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PullPolicy {
-    /// Use the store when it holds the reference (a digest, or a tag resolved before); pull
-    /// otherwise.
-    #[default]
-    IfNotPresent,
-    /// Always resolve the tag again (blobs already held are not downloaded again).
-    Always,
-    /// Never use the network; fail if the store does not hold the reference.
-    Never,
-}
-
-impl FromStr for PullPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "if-not-present" => Ok(Self::IfNotPresent),
-            "always" => Ok(Self::Always),
-            "never" => Ok(Self::Never),
-            other => Err(format!(
-                "invalid pull policy `{other}`: expected `if-not-present`, `always` or `never`"
-            )),
-        }
-    }
-}
 
 /// Retries of transient failures: `attempts` tries in all, waiting `base_delay * 2^n` (at most
 /// `max_delay`) with +-50% jitter between them.
@@ -833,7 +805,7 @@ impl RegistryClient {
             for (desc, bytes) in &manifests {
                 let digest = desc.digest().to_string();
                 let names: Vec<Reference> = if digest != root_digest {
-                    vec![target.with_digest(Digest::parse(&digest).map_err(read)?)]
+                    vec![target.with_digest(Digest::parse(&digest).map_err(|e| read(e.into()))?)]
                 } else if tags.is_empty() {
                     vec![target.clone()]
                 } else {

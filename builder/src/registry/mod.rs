@@ -4,7 +4,8 @@
 //! # Brief overview
 //!
 //! - [`Reference`] parses and normalises `[registry/]repository[:tag][@sha256:...]` as the
-//!   distribution project does (`alpine` is `docker.io/library/alpine:latest`).
+//!   distribution project does (`alpine` is `docker.io/library/alpine:latest`); it lives in
+//!   [`crate::types`] with [`PullPolicy`] and is re-exported here.
 //! - [`CredentialLookup`] finds [`Credentials`] for a registry: `--creds`, the
 //!   `CARGO_IMAGE_REGISTRY_USER`/`_PASSWORD` pair, docker's `config.json` (with credential
 //!   helpers), podman's `auth.json`. Secrets print as `***` and never reach an error.
@@ -67,11 +68,12 @@ mod client;
 mod reference;
 mod tls;
 
+pub use crate::types::PullPolicy;
 pub use auth::{
     AuthError, CredentialLookup, CredentialSource, Credentials, Secret, ENV_PASSWORD, ENV_USER,
 };
 pub use client::{
-    PullPolicy, PulledImage, PushEvent, PushReport, RegistryClient, RegistryOptions, RetryPolicy,
+    PulledImage, PushEvent, PushReport, RegistryClient, RegistryOptions, RetryPolicy,
 };
 pub use reference::{
     InvalidReference, Reference, DEFAULT_REGISTRY, DEFAULT_TAG, DOCKER_HUB_API_HOST,

@@ -7,8 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::layer::Compression;
-use crate::oci::Platform;
+use crate::types::{Compression, Platform, PullPolicy};
 
 /// The default image mtime and `created` time when neither `SOURCE_DATE_EPOCH` nor the spec's
 /// `epoch` is set: 1970-01-01T00:00:00Z.
@@ -188,10 +187,7 @@ pub enum Base {
     /// Another stage of the spec, built first.
     Stage(String),
     /// An image in a registry, by its normalised reference (`docker.io/library/alpine:3.20`).
-    Registry {
-        reference: String,
-        pull: crate::registry::PullPolicy,
-    },
+    Registry { reference: String, pull: PullPolicy },
 }
 
 /// One layer: a name (for messages and the image history) and its content entries.
@@ -303,4 +299,30 @@ pub struct ImageConfig {
     /// Volume paths, sorted.
     pub volumes: Vec<String>,
     pub stop_signal: Option<String>,
+}
+
+/// The runtime configuration as the OCI image config writes it (`env` as `NAME=value` in name
+/// order, ports and volumes in their sorted order), ready for
+/// the OCI model's `image_config` to apply on top of a base's. The conversion lives here so
+/// that the OCI model needs nothing from the spec.
+impl From<&ImageConfig> for oci_spec::image::Config {
+    fn from(config: &ImageConfig) -> Self {
+        let mut out = oci_spec::image::Config::default();
+        out.set_env(Some(
+            config
+                .env
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect(),
+        ));
+        out.set_entrypoint(config.entrypoint.clone());
+        out.set_cmd(config.cmd.clone());
+        out.set_labels(Some(config.labels.clone().into_iter().collect()));
+        out.set_exposed_ports(Some(config.exposed_ports.clone()));
+        out.set_volumes(Some(config.volumes.clone()));
+        out.set_working_dir(config.workdir.clone());
+        out.set_user(config.user.clone());
+        out.set_stop_signal(config.stop_signal.clone());
+        out
+    }
 }

@@ -144,7 +144,7 @@ fn full_spec_resolves() {
     assert_eq!(spec.name, "ghcr.io/acme/hello");
     assert_eq!(spec.tags, ["latest", "0.1.0"]);
     assert_eq!(spec.epoch, 1_700_000_000);
-    assert_eq!(spec.compression, crate::layer::Compression::Zstd);
+    assert_eq!(spec.compression, crate::types::Compression::Zstd);
     assert_eq!(
         spec.annotations["org.opencontainers.image.source"],
         "https://example.com/repo"
@@ -262,7 +262,7 @@ fn minimal_spec_gets_defaults() {
     let spec = fixture.parse("name = \"hello\"\n").expect("valid spec");
     assert_eq!(spec.tags, ["latest"]);
     assert_eq!(spec.epoch, DEFAULT_EPOCH);
-    assert_eq!(spec.compression, crate::layer::Compression::Gzip);
+    assert_eq!(spec.compression, crate::types::Compression::Gzip);
     assert_eq!(spec.stage.base, Base::Scratch);
     assert_eq!(spec.stage.name, "image");
     assert!(spec.stage.layers.is_empty());
@@ -487,7 +487,7 @@ refuse!(
 
 #[test]
 fn registry_and_archive_bases_resolve() {
-    use crate::registry::PullPolicy;
+    use crate::types::PullPolicy;
     let fixture = Fixture::new();
     let base = |text: &str| fixture.parse(text).expect("valid spec").stage.base;
     assert_eq!(

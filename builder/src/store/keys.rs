@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::{parse_digest, remove_if_exists, write_atomic, Error, Store};
-use crate::layer::LayerBlob;
-use crate::oci::{to_canonical_json, Digest};
+use crate::oci::to_canonical_json;
+use crate::types::{Digest, LayerBlob};
 
 /// What a node of the layer graph produced: the blobs it wrote and what the executor needs to
 /// use them without reading them.

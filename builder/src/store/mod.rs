@@ -207,7 +207,7 @@ pub enum Error {
     InvalidDigest {
         digest: String,
         #[source]
-        source: Box<crate::oci::Error>,
+        source: Box<crate::types::Error>,
     },
 
     #[error("failed to link or copy blob {digest} to `{}`", dest.display())]

@@ -2,7 +2,7 @@
 //! and what a spec becomes for one platform.
 
 use super::*;
-use crate::oci::Platform;
+use crate::types::Platform;
 
 fn p(s: &str) -> Platform {
     Platform::parse(s).unwrap()
