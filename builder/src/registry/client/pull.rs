@@ -1,0 +1,620 @@
+//! Pulling: a reference and a platform become an image in the store.
+//!
+//! [`RegistryClient::pull`] first asks the store (a resolution recorded under
+//! [`resolution_key`], or the blobs of a digest reference) unless the policy is `always`; else
+//! it fetches the manifest, follows image indexes to the entry for the platform (variants
+//! compared, which oci-client's resolvers ignore), downloads the config then the layers in
+//! parallel, each streamed into the store and verified (size and digest) before it is kept,
+//! and records the resolution. It relies on the [`Store`] for blobs and keys, on `retry` and
+//! `errors` for each request, and on [`crate::oci`] for manifests, digests and platforms.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use oci_client::errors::OciDistributionError;
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+use sha2::{Digest as _, Sha256};
+
+use super::errors::digest_mismatch;
+use super::{Blob, HostClients, RegistryClient, MAX_INDEX_DEPTH};
+use crate::oci::{
+    self, descriptor, Digest, ManifestKind, Platform, ResolvedImage, DOCKER_CONFIG,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
+};
+use crate::registry::{Error, PullPolicy, Reference};
+use crate::store::{BlobRef, BlobsRecord, NodeResult, Store};
+
+/// The manifest media types we ask registries for.
+const ACCEPTED_MANIFESTS: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
+
+/// An image pulled into the store: its manifest and config (parsed and as raw bytes) and where
+/// its blobs are. The layer descriptors are the registry's, so blobs are reused byte for byte.
+#[derive(Debug, Clone)]
+pub struct PulledImage {
+    /// The reference as asked (normalised).
+    pub reference: Reference,
+    /// The platform it was selected for.
+    pub platform: Platform,
+    /// The image index the reference named, when the manifest was picked out of one.
+    pub index: Option<Descriptor>,
+    /// The manifest's descriptor (digest, size, media type as the registry gave it).
+    pub descriptor: Descriptor,
+    pub manifest: ImageManifest,
+    /// The manifest exactly as the registry served it (its sha256 is the manifest digest).
+    pub manifest_bytes: Vec<u8>,
+    pub config: ImageConfiguration,
+    /// The config exactly as stored.
+    pub config_bytes: Vec<u8>,
+    /// The root of the store holding the blobs.
+    pub store_root: PathBuf,
+    /// Whether the registry was contacted (false: served from the store alone).
+    pub from_network: bool,
+    /// How many blobs were downloaded (the others were already in the store).
+    pub downloaded_blobs: usize,
+}
+
+impl PulledImage {
+    /// The manifest digest.
+    pub fn digest(&self) -> String {
+        self.descriptor.digest().to_string()
+    }
+
+    /// The layer descriptors, bottom first.
+    pub fn layers(&self) -> &[Descriptor] {
+        self.manifest.layers()
+    }
+
+    /// The path of blob `digest` in the store.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, oci::Error> {
+        let digest = Digest::parse(digest)?;
+        Ok(self
+            .store_root
+            .join("blobs")
+            .join("sha256")
+            .join(digest.hex()))
+    }
+
+    /// This image as a [`ResolvedImage`] whose "layout" is the store (which has the same
+    /// `blobs/sha256/` shape), so a build can use a pulled base like an `oci:` one.
+    pub fn to_resolved(&self) -> ResolvedImage {
+        ResolvedImage {
+            layout: self.store_root.clone(),
+            tag: self.reference.tag().map(str::to_string),
+            index: self.index.clone(),
+            descriptor: self.descriptor.clone(),
+            manifest: self.manifest.clone(),
+            manifest_bytes: self.manifest_bytes.clone(),
+            config: self.config.clone(),
+            config_bytes: self.config_bytes.clone(),
+        }
+    }
+}
+
+impl RegistryClient {
+    /// Pulls `reference` for `platform` into `store` according to `policy`; see the
+    /// [module docs](crate::registry). Every blob's size and digest are verified while it
+    /// streams in; blobs the store already has are not downloaded.
+    pub fn pull(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        store: &Store,
+        policy: PullPolicy,
+    ) -> Result<PulledImage, Error> {
+        let key = resolution_key(reference, platform);
+        // One pull of a reference at a time per store: the images of a workspace that share a
+        // base (and concurrent processes) wait for the first pull, then find it in the store.
+        let _pulling = store
+            .lock_key(&key)
+            .map_err(|source| Error::RecordResolution {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            })?;
+        if policy != PullPolicy::Always {
+            if let Some(image) = self.load_from_store(reference, platform, store, &key)? {
+                return Ok(image);
+            }
+            if policy == PullPolicy::Never {
+                return Err(Error::NotInStore {
+                    reference: reference.to_string(),
+                });
+            }
+        }
+        let host = self.host(reference)?;
+        self.runtime
+            .block_on(self.pull_remote(&host, reference, platform, store, &key))
+    }
+
+    /// The image from the store alone, if the store holds it completely.
+    fn load_from_store(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        store: &Store,
+        key: &str,
+    ) -> Result<Option<PulledImage>, Error> {
+        let record = |e| Error::RecordResolution {
+            reference: reference.to_string(),
+            source: Box::new(e),
+        };
+        if let Some(NodeResult::Blobs(record)) = store.get_key(key).map_err(record)? {
+            let manifest = record.data.get("manifest").and_then(|v| v.as_str());
+            let index = record.data.get("index").and_then(|v| v.as_str());
+            let manifest = manifest.and_then(|m| record.blobs.iter().find(|b| b.digest == m));
+            let index = index.and_then(|i| record.blobs.iter().find(|b| b.digest == i));
+            if let Some(manifest) = manifest {
+                return Ok(load_stored(reference, platform, store, manifest, index));
+            }
+        }
+        // A digest reference needs no resolution: use the blobs if they are all there.
+        let Some(digest) = reference.digest() else {
+            return Ok(None);
+        };
+        let Ok(bytes) = fs::read(store.blob_path(digest)) else {
+            return Ok(None);
+        };
+        if Digest::of(&bytes) != *digest {
+            return Ok(None);
+        }
+        let blob = BlobRef {
+            digest: digest.to_string(),
+            size: bytes.len() as u64,
+            media_type: media_type_of(&bytes).unwrap_or_default(),
+        };
+        match ManifestKind::of(&MediaType::from(blob.media_type.as_str())) {
+            ManifestKind::Image => Ok(load_stored(reference, platform, store, &blob, None)),
+            ManifestKind::Index => {
+                let Ok(index) = serde_json::from_slice::<ImageIndex>(&bytes) else {
+                    return Ok(None);
+                };
+                let Ok(child) = select(&index, platform, reference, &digest.to_string()) else {
+                    return Ok(None);
+                };
+                let child = BlobRef {
+                    digest: child.digest().to_string(),
+                    size: child.size(),
+                    media_type: child.media_type().to_string(),
+                };
+                Ok(load_stored(reference, platform, store, &child, Some(&blob)))
+            }
+            ManifestKind::Other => Ok(None),
+        }
+    }
+
+    async fn pull_remote(
+        &self,
+        host: &HostClients,
+        reference: &Reference,
+        platform: &Platform,
+        store: &Store,
+        key: &str,
+    ) -> Result<PulledImage, Error> {
+        let client = &host.chunked;
+        let mut current = reference.clone();
+        let mut index_blob: Option<BlobRef> = None;
+        let mut downloaded = 0usize;
+        let auth = host.credentials.to_client();
+        for _ in 0..=MAX_INDEX_DEPTH {
+            let target = current.to_client();
+            let (bytes, digest) = self
+                .retry(|| client.pull_manifest_raw(&target, &auth, ACCEPTED_MANIFESTS))
+                .await
+                .map_err(|e| {
+                    self.remote_error(host, reference, e, |source| Error::FetchManifest {
+                        registry: reference.registry().to_string(),
+                        reference: reference.to_string(),
+                        source,
+                    })
+                })?;
+            let computed = Digest::of(&bytes);
+            if computed.to_string() != digest {
+                return Err(Error::VerifyBlob {
+                    registry: reference.registry().to_string(),
+                    reference: reference.to_string(),
+                    digest,
+                    detail: format!("the manifest hashes to {computed}"),
+                });
+            }
+            let unsupported = |reason: String| Error::UnsupportedManifest {
+                registry: reference.registry().to_string(),
+                reference: reference.to_string(),
+                digest: digest.clone(),
+                reason,
+            };
+            let media_type = media_type_of(&bytes).map_err(unsupported)?;
+            let stored = store_bytes(store, reference, &bytes)?;
+            let blob = BlobRef {
+                digest: stored.to_string(),
+                size: bytes.len() as u64,
+                media_type: media_type.clone(),
+            };
+            match ManifestKind::of(&MediaType::from(media_type.as_str())) {
+                ManifestKind::Index => {
+                    let index: ImageIndex = serde_json::from_slice(&bytes)
+                        .map_err(|e| unsupported(format!("invalid image index: {e}")))?;
+                    let child = select(&index, platform, reference, &digest)?;
+                    current = reference.with_digest(
+                        Digest::parse(child.digest().as_ref()).map_err(|_| {
+                            unsupported(format!("invalid digest `{}` in the index", child.digest()))
+                        })?,
+                    );
+                    index_blob.get_or_insert(blob);
+                }
+                ManifestKind::Image => {
+                    let manifest: ImageManifest = serde_json::from_slice(&bytes)
+                        .map_err(|e| unsupported(format!("invalid image manifest: {e}")))?;
+                    let config_ok = match manifest.config().media_type() {
+                        MediaType::ImageConfig => true,
+                        MediaType::Other(m) => m == DOCKER_CONFIG,
+                        _ => false,
+                    };
+                    if !config_ok {
+                        return Err(unsupported(format!(
+                            "its config has media type `{}`, not an image config",
+                            manifest.config().media_type()
+                        )));
+                    }
+                    // A config is a small JSON document: one claiming more than a manifest
+                    // may hold is refused before a byte of it is downloaded.
+                    if manifest.config().size() > crate::oci::bounded::MAX_JSON_BYTES {
+                        return Err(unsupported(format!(
+                            "its config {} claims {} bytes, more than the {} bytes allowed for an image config",
+                            manifest.config().digest(),
+                            manifest.config().size(),
+                            crate::oci::bounded::MAX_JSON_BYTES
+                        )));
+                    }
+                    // Config first (small, and it says whether the platform is right).
+                    let config_blob = Blob::of(manifest.config());
+                    if self
+                        .fetch_blob(host, reference, store, &config_blob)
+                        .await?
+                    {
+                        downloaded += 1;
+                    }
+                    let layers: Vec<Blob> = manifest.layers().iter().map(Blob::of).collect();
+                    let fetched: Vec<bool> = stream::iter(layers.iter())
+                        .map(|b| self.fetch_blob(host, reference, store, b))
+                        .buffer_unordered(self.options.parallelism.max(1))
+                        .try_collect()
+                        .await?;
+                    downloaded += fetched.iter().filter(|f| **f).count();
+
+                    let mut image =
+                        load_stored_checked(reference, store, &blob, index_blob.as_ref())
+                            .map_err(unsupported)?;
+                    let found = Platform::of_config(&image.config);
+                    if !platform.matches(&found) {
+                        return Err(Error::PlatformMismatch {
+                            reference: reference.to_string(),
+                            digest: blob.digest,
+                            wanted: platform.to_string(),
+                            found: found.to_string(),
+                        });
+                    }
+                    image.platform = platform.clone();
+                    let mut blobs: Vec<BlobRef> = index_blob.iter().cloned().collect();
+                    blobs.push(blob.clone());
+                    blobs.push(blob_ref(&config_blob));
+                    blobs.extend(layers.iter().map(blob_ref));
+                    let mut data = BTreeMap::new();
+                    data.insert("reference", serde_json::json!(reference.to_string()));
+                    data.insert("platform", serde_json::json!(platform.to_string()));
+                    data.insert("manifest", serde_json::json!(blob.digest));
+                    if let Some(index) = &index_blob {
+                        data.insert("index", serde_json::json!(index.digest));
+                    }
+                    let record = NodeResult::Blobs(BlobsRecord {
+                        blobs,
+                        data: serde_json::to_value(data).unwrap_or_default(),
+                    });
+                    store
+                        .put_key(key, &record)
+                        .map_err(|source| Error::RecordResolution {
+                            reference: reference.to_string(),
+                            source: Box::new(source),
+                        })?;
+                    image.from_network = true;
+                    image.downloaded_blobs = downloaded;
+                    return Ok(image);
+                }
+                ManifestKind::Other => {
+                    return Err(unsupported(format!(
+                        "media type `{media_type}` is neither an image manifest nor an index"
+                    )))
+                }
+            }
+        }
+        Err(Error::UnsupportedManifest {
+            registry: reference.registry().to_string(),
+            reference: reference.to_string(),
+            digest: reference.manifest_ref(),
+            reason: "image indexes nest too deep".into(),
+        })
+    }
+
+    /// Streams `blob` into the store, verifying size and digest; returns whether it was
+    /// downloaded (false: the store had it).
+    async fn fetch_blob(
+        &self,
+        host: &HostClients,
+        reference: &Reference,
+        store: &Store,
+        blob: &Blob,
+    ) -> Result<bool, Error> {
+        let expected = Digest::parse(&blob.digest).map_err(|_| Error::VerifyBlob {
+            registry: reference.registry().to_string(),
+            reference: reference.to_string(),
+            digest: blob.digest.clone(),
+            detail: "it is not a sha256 digest".into(),
+        })?;
+        if let Ok(meta) = fs::metadata(store.blob_path(&expected)) {
+            if meta.len() == blob.size {
+                return Ok(false);
+            }
+        }
+        let target = reference.to_client();
+        let descriptor = blob.to_client();
+        let verify = |detail: String| Error::VerifyBlob {
+            registry: reference.registry().to_string(),
+            reference: reference.to_string(),
+            digest: blob.digest.clone(),
+            detail,
+        };
+        let outcome = self
+            .retry(|| async {
+                let mut body = host.chunked.pull_blob_stream(&target, &descriptor).await?;
+                let mut writer = store.blob_writer().map_err(std::io::Error::other)?;
+                let mut hasher = Sha256::new();
+                let mut size = 0u64;
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(OciDistributionError::IoError)?;
+                    size += chunk.len() as u64;
+                    if size > blob.size {
+                        return Ok(Err(format!(
+                            "the registry sent more than the {} bytes of its descriptor",
+                            blob.size
+                        )));
+                    }
+                    hasher.update(&chunk);
+                    writer.write_all(&chunk)?;
+                }
+                if size != blob.size {
+                    return Ok(Err(format!(
+                        "the registry sent {size} bytes, the descriptor says {}",
+                        blob.size
+                    )));
+                }
+                let actual = Digest::from_hasher(hasher);
+                if actual != expected {
+                    return Ok(Err(format!("its content hashes to {actual}")));
+                }
+                Ok(Ok(writer))
+            })
+            .await;
+        let writer = match outcome {
+            Ok(Ok(writer)) => writer,
+            Ok(Err(detail)) => return Err(verify(detail)),
+            Err(e) => {
+                if let Some(detail) = digest_mismatch(&e) {
+                    return Err(verify(detail));
+                }
+                return Err(
+                    self.remote_error(host, reference, e, |source| Error::FetchBlob {
+                        registry: reference.registry().to_string(),
+                        reference: reference.to_string(),
+                        digest: blob.digest.clone(),
+                        source,
+                    }),
+                );
+            }
+        };
+        let (digest, _) = writer.finish().map_err(|source| Error::StoreBlob {
+            reference: reference.to_string(),
+            digest: blob.digest.clone(),
+            source: Box::new(source),
+        })?;
+        debug_assert_eq!(digest, expected);
+        Ok(true)
+    }
+}
+
+/// The store key recording which manifest `reference` resolved to for `platform`:
+/// blake3 hex of `ref:<normalised reference>|<platform>`.
+fn resolution_key(reference: &Reference, platform: &Platform) -> String {
+    blake3::hash(format!("ref:{reference}|{platform}").as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+/// Writes `bytes` into the store as a blob.
+fn store_bytes(store: &Store, reference: &Reference, bytes: &[u8]) -> Result<Digest, Error> {
+    store
+        .write_blob(bytes)
+        .map(|(digest, _)| digest)
+        .map_err(|source| Error::StoreBlob {
+            reference: reference.to_string(),
+            digest: Digest::of(bytes).to_string(),
+            source: Box::new(source),
+        })
+}
+
+fn blob_ref(blob: &Blob) -> BlobRef {
+    BlobRef {
+        digest: blob.digest.clone(),
+        size: blob.size,
+        media_type: blob.media_type.clone(),
+    }
+}
+
+/// The media type of a manifest document: its `mediaType`, else guessed from its shape.
+fn media_type_of(bytes: &[u8]) -> Result<String, String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("it is not JSON: {e}"))?;
+    if let Some(version) = doc.get("schemaVersion").and_then(|v| v.as_i64()) {
+        if version != 2 {
+            return Err(format!(
+                "schema version {version} (Docker v2 schema 1 is not supported)"
+            ));
+        }
+    }
+    if let Some(media_type) = doc.get("mediaType").and_then(|m| m.as_str()) {
+        return Ok(media_type.to_string());
+    }
+    Ok(if doc.get("manifests").is_some() {
+        MediaType::ImageIndex.to_string()
+    } else {
+        MediaType::ImageManifest.to_string()
+    })
+}
+
+/// The entry of `index` for `platform`: os and architecture equal, variant equal when the
+/// platform names one (oci-client's resolvers ignore variants).
+fn select<'a>(
+    index: &'a ImageIndex,
+    platform: &Platform,
+    reference: &Reference,
+    digest: &str,
+) -> Result<&'a Descriptor, Error> {
+    let candidates = || {
+        index
+            .manifests()
+            .iter()
+            .filter(|d| ManifestKind::of(d.media_type()) != ManifestKind::Other)
+    };
+    let matching = |d: &&Descriptor| {
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| platform.matches(&Platform::from_oci(p)))
+    };
+    // An exact variant match wins over "any variant" (linux/arm64 prefers v8 entries alike).
+    let exact = candidates().find(|d| {
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| Platform::from_oci(p) == *platform)
+    });
+    if let Some(found) = exact.or_else(|| candidates().find(matching)) {
+        return Ok(found);
+    }
+    let available: Vec<String> = index
+        .manifests()
+        .iter()
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| Platform::from_oci(p).to_string())
+        .collect();
+    Err(Error::PlatformNotFound {
+        reference: reference.to_string(),
+        digest: digest.to_string(),
+        platform: platform.to_string(),
+        available: if available.is_empty() {
+            "none".into()
+        } else {
+            available.join(", ")
+        },
+    })
+}
+
+/// Reads a verified blob of the store.
+fn read_stored(store: &Store, digest: &str, size: u64) -> Option<Vec<u8>> {
+    let parsed = Digest::parse(digest).ok()?;
+    let bytes = fs::read(store.blob_path(&parsed)).ok()?;
+    (bytes.len() as u64 == size && Digest::of(&bytes) == parsed).then_some(bytes)
+}
+
+/// The image whose manifest is `manifest` from the store, if its manifest, config and every
+/// layer are there (manifest and config verified, layers by size) and it is for `platform`.
+fn load_stored(
+    reference: &Reference,
+    platform: &Platform,
+    store: &Store,
+    manifest: &BlobRef,
+    index: Option<&BlobRef>,
+) -> Option<PulledImage> {
+    load_stored_checked(reference, store, manifest, index)
+        .ok()
+        .filter(|image| platform.matches(&Platform::of_config(&image.config)))
+        .map(|mut image| {
+            image.platform = platform.clone();
+            image
+        })
+}
+
+/// [`load_stored`] without the platform check, saying what is missing.
+fn load_stored_checked(
+    reference: &Reference,
+    store: &Store,
+    manifest: &BlobRef,
+    index: Option<&BlobRef>,
+) -> Result<PulledImage, String> {
+    let manifest_bytes = read_stored(store, &manifest.digest, manifest.size)
+        .ok_or_else(|| format!("the manifest {} is not in the store", manifest.digest))?;
+    let parsed: ImageManifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| format!("invalid image manifest: {e}"))?;
+    let config = parsed.config();
+    let config_bytes = read_stored(store, config.digest().as_ref(), config.size())
+        .ok_or_else(|| format!("the config {} is not in the store", config.digest()))?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(&config_bytes).map_err(|e| format!("invalid image config: {e}"))?;
+    for layer in parsed.layers() {
+        let present = Digest::parse(layer.digest().as_ref())
+            .ok()
+            .and_then(|d| fs::metadata(store.blob_path(&d)).ok())
+            .is_some_and(|m| m.len() == layer.size());
+        if !present {
+            return Err(format!("the layer {} is not in the store", layer.digest()));
+        }
+    }
+    let to_desc = |b: &BlobRef| -> Result<Descriptor, String> {
+        let digest = Digest::parse(&b.digest).map_err(|e| e.to_string())?;
+        Ok(descriptor(
+            MediaType::from(b.media_type.as_str()),
+            &digest,
+            b.size,
+        ))
+    };
+    Ok(PulledImage {
+        reference: reference.clone(),
+        platform: Platform::of_config(&config),
+        index: index.map(to_desc).transpose()?,
+        descriptor: to_desc(manifest)?,
+        manifest: parsed,
+        manifest_bytes,
+        config,
+        config_bytes,
+        store_root: store.root().to_path_buf(),
+        from_network: false,
+        downloaded_blobs: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::DOCKER_MANIFEST;
+
+    #[test]
+    fn media_types_and_keys() {
+        assert_eq!(
+            media_type_of(br#"{"schemaVersion":2,"manifests":[]}"#).unwrap(),
+            "application/vnd.oci.image.index.v1+json"
+        );
+        assert_eq!(
+            media_type_of(br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#).unwrap(),
+            DOCKER_MANIFEST
+        );
+        assert!(media_type_of(br#"{"schemaVersion":1}"#).is_err());
+        let r = Reference::parse("alpine:3.20").unwrap();
+        let amd = resolution_key(&r, &Platform::linux_amd64());
+        let arm = resolution_key(&r, &Platform::parse("linux/arm64").unwrap());
+        assert_ne!(amd, arm);
+        assert_eq!(amd.len(), 64);
+    }
+}
