@@ -1,10 +1,13 @@
 //! Error wording: how a failed request of oci-client becomes our [`Error`], with its hint.
 //!
-//! A TLS certificate failure is told in words by [`crate::registry::tls`]; a 401 or 403 becomes
-//! [`Error::Authenticate`], which names the credentials used (never their secret) and says how to
-//! give others; anything else is kept as the source of the failed operation's error. The
-//! classifiers here ([`auth_failure`], [`digest_mismatch`]) read oci-client's error type; the
-//! credentials come from the host's [`HostClients`].
+//! Each request is named by a [`Request`], which builds its error with the registry and
+//! reference every message names. [`RegistryClient::remote_error`] picks the wording: a TLS
+//! certificate failure is told in words by [`crate::registry::tls`]; a 401 or 403 becomes
+//! [`Error::Authenticate`], which names the credentials used (never their secret) and says how
+//! to give others; anything else is kept as the source of the request's error. The pull's other
+//! errors (verification, unsupported manifests, the store) are built here too, from the same
+//! fields. The classifiers ([`auth_failure`], [`digest_mismatch`]) read oci-client's error type;
+//! the credentials come from the host's [`HostClients`].
 
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 
@@ -12,17 +15,120 @@ use super::{HostClients, RegistryClient};
 use crate::registry::auth::{CredentialSource, ENV_PASSWORD, ENV_USER};
 use crate::registry::reference::Reference;
 use crate::registry::{Error, RemoteError};
+use crate::store;
+
+/// A request to a registry, as the error of its failure names it: [`Request::error`] fills in
+/// the registry and reference every such message names.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Request<'a> {
+    /// Fetching a manifest or index: [`Error::FetchManifest`].
+    FetchManifest,
+    /// Fetching the blob of this digest: [`Error::FetchBlob`].
+    FetchBlob(&'a str),
+    /// Asking whether the registry has the blob of this digest: [`Error::CheckBlob`].
+    CheckBlob(&'a str),
+    /// Uploading the blob of this digest: [`Error::PushBlob`].
+    PushBlob(&'a str),
+    /// Pushing the manifest of this digest: [`Error::PushManifest`].
+    PushManifest(&'a str),
+}
+
+impl Request<'_> {
+    /// The error of this request on `reference` failing with `source`.
+    pub(super) fn error(self, reference: &Reference, source: RemoteError) -> Error {
+        let registry = reference.registry().to_string();
+        let reference = reference.to_string();
+        match self {
+            Request::FetchManifest => Error::FetchManifest {
+                registry,
+                reference,
+                source,
+            },
+            Request::FetchBlob(digest) => Error::FetchBlob {
+                registry,
+                reference,
+                digest: digest.to_string(),
+                source,
+            },
+            Request::CheckBlob(digest) => Error::CheckBlob {
+                registry,
+                reference,
+                digest: digest.to_string(),
+                source,
+            },
+            Request::PushBlob(digest) => Error::PushBlob {
+                registry,
+                reference,
+                digest: digest.to_string(),
+                source,
+            },
+            Request::PushManifest(digest) => Error::PushManifest {
+                registry,
+                reference,
+                digest: digest.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// The errors of a pull that are not a failed request, each naming the reference (and the
+/// registry or blob) at fault.
+impl Error {
+    /// [`Error::VerifyBlob`]: blob (or manifest) `digest` of `reference` is not what it claims.
+    pub(super) fn verify_blob(reference: &Reference, digest: &str, detail: String) -> Self {
+        Error::VerifyBlob {
+            registry: reference.registry().to_string(),
+            reference: reference.to_string(),
+            digest: digest.to_string(),
+            detail,
+        }
+    }
+
+    /// [`Error::UnsupportedManifest`]: manifest `digest` of `reference` cannot be used.
+    pub(super) fn unsupported_manifest(
+        reference: &Reference,
+        digest: &str,
+        reason: String,
+    ) -> Self {
+        Error::UnsupportedManifest {
+            registry: reference.registry().to_string(),
+            reference: reference.to_string(),
+            digest: digest.to_string(),
+            reason,
+        }
+    }
+
+    /// [`Error::StoreBlob`]: blob `digest` of `reference` could not be written to the store.
+    pub(super) fn store_blob(reference: &Reference, digest: &str, source: store::Error) -> Self {
+        Error::StoreBlob {
+            reference: reference.to_string(),
+            digest: digest.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// [`Error::RecordResolution`]: the store failed to lock, read or write the key of
+    /// `reference`'s resolution.
+    pub(super) fn record_resolution(reference: &Reference, source: store::Error) -> Self {
+        Error::RecordResolution {
+            reference: reference.to_string(),
+            source: Box::new(source),
+        }
+    }
+}
 
 impl RegistryClient {
-    /// Maps a failed request to `other` (the failed operation); a 401/403 is wrapped in
+    /// Maps a failed `request` on `reference` to its error; a 401/403 is wrapped in
     /// [`Error::Authenticate`], which says how to give credentials.
     pub(super) fn remote_error(
         &self,
         host: &HostClients,
         reference: &Reference,
         e: OciDistributionError,
-        other: impl FnOnce(RemoteError) -> Error,
+        request: Request<'_>,
     ) -> Error {
+        let other = |source| request.error(reference, source);
         // A certificate problem, in words instead of rustls' names.
         if let Some(tls) = crate::registry::tls::describe(
             &e,

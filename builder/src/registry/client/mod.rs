@@ -39,6 +39,7 @@ use oci_spec::image::Descriptor;
 use super::auth::{CredentialLookup, CredentialSource, Credentials};
 use super::reference::{is_loopback_host, Reference};
 use super::Error;
+use crate::store::BlobRef;
 use errors::error_chain;
 
 /// How deep image indexes may nest.
@@ -131,30 +132,22 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
-/// A blob to transfer.
-#[derive(Debug, Clone)]
-struct Blob {
-    digest: String,
-    size: u64,
-    media_type: String,
+/// The blob a descriptor names, as the store records it (and as it is transferred).
+fn blob_of(d: &Descriptor) -> BlobRef {
+    BlobRef {
+        digest: d.digest().to_string(),
+        size: d.size(),
+        media_type: d.media_type().to_string(),
+    }
 }
 
-impl Blob {
-    fn of(d: &Descriptor) -> Self {
-        Self {
-            digest: d.digest().to_string(),
-            size: d.size(),
-            media_type: d.media_type().to_string(),
-        }
-    }
-
-    fn to_client(&self) -> OciDescriptor {
-        OciDescriptor {
-            media_type: self.media_type.clone(),
-            digest: self.digest.clone(),
-            size: self.size as i64,
-            ..Default::default()
-        }
+/// `blob` as oci-client's descriptor.
+fn client_descriptor(blob: &BlobRef) -> OciDescriptor {
+    OciDescriptor {
+        media_type: blob.media_type.clone(),
+        digest: blob.digest.clone(),
+        size: blob.size as i64,
+        ..Default::default()
     }
 }
 

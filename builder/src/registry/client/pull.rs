@@ -18,8 +18,9 @@ use oci_client::errors::OciDistributionError;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use sha2::{Digest as _, Sha256};
 
-use super::errors::digest_mismatch;
-use super::{Blob, HostClients, RegistryClient, MAX_INDEX_DEPTH};
+use super::errors::{digest_mismatch, Request};
+use super::{blob_of, client_descriptor, HostClients, RegistryClient, MAX_INDEX_DEPTH};
+use crate::oci::bounded::MAX_JSON_BYTES;
 use crate::oci::{
     self, descriptor, Digest, ManifestKind, Platform, ResolvedImage, DOCKER_CONFIG,
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
@@ -114,10 +115,7 @@ impl RegistryClient {
         // base (and concurrent processes) wait for the first pull, then find it in the store.
         let _pulling = store
             .lock_key(&key)
-            .map_err(|source| Error::RecordResolution {
-                reference: reference.to_string(),
-                source: Box::new(source),
-            })?;
+            .map_err(|e| Error::record_resolution(reference, e))?;
         if policy != PullPolicy::Always {
             if let Some(image) = self.load_from_store(reference, platform, store, &key)? {
                 return Ok(image);
@@ -141,11 +139,10 @@ impl RegistryClient {
         store: &Store,
         key: &str,
     ) -> Result<Option<PulledImage>, Error> {
-        let record = |e| Error::RecordResolution {
-            reference: reference.to_string(),
-            source: Box::new(e),
-        };
-        if let Some(NodeResult::Blobs(record)) = store.get_key(key).map_err(record)? {
+        let recorded = store
+            .get_key(key)
+            .map_err(|e| Error::record_resolution(reference, e))?;
+        if let Some(NodeResult::Blobs(record)) = recorded {
             let manifest = record.data.get("manifest").and_then(|v| v.as_str());
             let index = record.data.get("index").and_then(|v| v.as_str());
             let manifest = manifest.and_then(|m| record.blobs.iter().find(|b| b.digest == m));
@@ -178,17 +175,15 @@ impl RegistryClient {
                 let Ok(child) = select(&index, platform, reference, &digest.to_string()) else {
                     return Ok(None);
                 };
-                let child = BlobRef {
-                    digest: child.digest().to_string(),
-                    size: child.size(),
-                    media_type: child.media_type().to_string(),
-                };
+                let child = blob_of(child);
                 Ok(load_stored(reference, platform, store, &child, Some(&blob)))
             }
             ManifestKind::Other => Ok(None),
         }
     }
 
+    /// Fetches the manifest `reference` names, following image indexes to the entry for
+    /// `platform`, then its blobs, and records the resolution under `key`.
     async fn pull_remote(
         &self,
         host: &HostClients,
@@ -200,35 +195,20 @@ impl RegistryClient {
         let client = &host.chunked;
         let mut current = reference.clone();
         let mut index_blob: Option<BlobRef> = None;
-        let mut downloaded = 0usize;
         let auth = host.credentials.to_client();
         for _ in 0..=MAX_INDEX_DEPTH {
             let target = current.to_client();
             let (bytes, digest) = self
-                .retry(|| client.pull_manifest_raw(&target, &auth, ACCEPTED_MANIFESTS))
-                .await
-                .map_err(|e| {
-                    self.remote_error(host, reference, e, |source| Error::FetchManifest {
-                        registry: reference.registry().to_string(),
-                        reference: reference.to_string(),
-                        source,
-                    })
-                })?;
+                .send(host, reference, Request::FetchManifest, || {
+                    client.pull_manifest_raw(&target, &auth, ACCEPTED_MANIFESTS)
+                })
+                .await?;
             let computed = Digest::of(&bytes);
             if computed.to_string() != digest {
-                return Err(Error::VerifyBlob {
-                    registry: reference.registry().to_string(),
-                    reference: reference.to_string(),
-                    digest,
-                    detail: format!("the manifest hashes to {computed}"),
-                });
+                let detail = format!("the manifest hashes to {computed}");
+                return Err(Error::verify_blob(reference, &digest, detail));
             }
-            let unsupported = |reason: String| Error::UnsupportedManifest {
-                registry: reference.registry().to_string(),
-                reference: reference.to_string(),
-                digest: digest.clone(),
-                reason,
-            };
+            let unsupported = |reason| Error::unsupported_manifest(reference, &digest, reason);
             let media_type = media_type_of(&bytes).map_err(unsupported)?;
             let stored = store_bytes(store, reference, &bytes)?;
             let blob = BlobRef {
@@ -251,36 +231,14 @@ impl RegistryClient {
                 ManifestKind::Image => {
                     let manifest: ImageManifest = serde_json::from_slice(&bytes)
                         .map_err(|e| unsupported(format!("invalid image manifest: {e}")))?;
-                    let config_ok = match manifest.config().media_type() {
-                        MediaType::ImageConfig => true,
-                        MediaType::Other(m) => m == DOCKER_CONFIG,
-                        _ => false,
-                    };
-                    if !config_ok {
-                        return Err(unsupported(format!(
-                            "its config has media type `{}`, not an image config",
-                            manifest.config().media_type()
-                        )));
-                    }
-                    // A config is a small JSON document: one claiming more than a manifest
-                    // may hold is refused before a byte of it is downloaded.
-                    if manifest.config().size() > crate::oci::bounded::MAX_JSON_BYTES {
-                        return Err(unsupported(format!(
-                            "its config {} claims {} bytes, more than the {} bytes allowed for an image config",
-                            manifest.config().digest(),
-                            manifest.config().size(),
-                            crate::oci::bounded::MAX_JSON_BYTES
-                        )));
-                    }
+                    check_config(&manifest).map_err(unsupported)?;
                     // Config first (small, and it says whether the platform is right).
-                    let config_blob = Blob::of(manifest.config());
-                    if self
-                        .fetch_blob(host, reference, store, &config_blob)
-                        .await?
-                    {
+                    let config = blob_of(manifest.config());
+                    let mut downloaded = 0;
+                    if self.fetch_blob(host, reference, store, &config).await? {
                         downloaded += 1;
                     }
-                    let layers: Vec<Blob> = manifest.layers().iter().map(Blob::of).collect();
+                    let layers: Vec<BlobRef> = manifest.layers().iter().map(blob_of).collect();
                     let fetched: Vec<bool> = stream::iter(layers.iter())
                         .map(|b| self.fetch_blob(host, reference, store, b))
                         .buffer_unordered(self.options.parallelism.max(1))
@@ -303,25 +261,13 @@ impl RegistryClient {
                     image.platform = platform.clone();
                     let mut blobs: Vec<BlobRef> = index_blob.iter().cloned().collect();
                     blobs.push(blob.clone());
-                    blobs.push(blob_ref(&config_blob));
-                    blobs.extend(layers.iter().map(blob_ref));
-                    let mut data = BTreeMap::new();
-                    data.insert("reference", serde_json::json!(reference.to_string()));
-                    data.insert("platform", serde_json::json!(platform.to_string()));
-                    data.insert("manifest", serde_json::json!(blob.digest));
-                    if let Some(index) = &index_blob {
-                        data.insert("index", serde_json::json!(index.digest));
-                    }
-                    let record = NodeResult::Blobs(BlobsRecord {
-                        blobs,
-                        data: serde_json::to_value(data).unwrap_or_default(),
-                    });
+                    blobs.push(config);
+                    blobs.extend(layers);
+                    let record =
+                        resolution_record(reference, platform, index_blob.as_ref(), &blob, blobs);
                     store
                         .put_key(key, &record)
-                        .map_err(|source| Error::RecordResolution {
-                            reference: reference.to_string(),
-                            source: Box::new(source),
-                        })?;
+                        .map_err(|e| Error::record_resolution(reference, e))?;
                     image.from_network = true;
                     image.downloaded_blobs = downloaded;
                     return Ok(image);
@@ -333,12 +279,11 @@ impl RegistryClient {
                 }
             }
         }
-        Err(Error::UnsupportedManifest {
-            registry: reference.registry().to_string(),
-            reference: reference.to_string(),
-            digest: reference.manifest_ref(),
-            reason: "image indexes nest too deep".into(),
-        })
+        Err(Error::unsupported_manifest(
+            reference,
+            &reference.manifest_ref(),
+            "image indexes nest too deep".into(),
+        ))
     }
 
     /// Streams `blob` into the store, verifying size and digest; returns whether it was
@@ -348,27 +293,18 @@ impl RegistryClient {
         host: &HostClients,
         reference: &Reference,
         store: &Store,
-        blob: &Blob,
+        blob: &BlobRef,
     ) -> Result<bool, Error> {
-        let expected = Digest::parse(&blob.digest).map_err(|_| Error::VerifyBlob {
-            registry: reference.registry().to_string(),
-            reference: reference.to_string(),
-            digest: blob.digest.clone(),
-            detail: "it is not a sha256 digest".into(),
-        })?;
+        let verify = |detail: String| Error::verify_blob(reference, &blob.digest, detail);
+        let expected =
+            Digest::parse(&blob.digest).map_err(|_| verify("it is not a sha256 digest".into()))?;
         if let Ok(meta) = fs::metadata(store.blob_path(&expected)) {
             if meta.len() == blob.size {
                 return Ok(false);
             }
         }
         let target = reference.to_client();
-        let descriptor = blob.to_client();
-        let verify = |detail: String| Error::VerifyBlob {
-            registry: reference.registry().to_string(),
-            reference: reference.to_string(),
-            digest: blob.digest.clone(),
-            detail,
-        };
+        let descriptor = client_descriptor(blob);
         let outcome = self
             .retry(|| async {
                 let mut body = host.chunked.pull_blob_stream(&target, &descriptor).await?;
@@ -404,24 +340,15 @@ impl RegistryClient {
             Ok(Ok(writer)) => writer,
             Ok(Err(detail)) => return Err(verify(detail)),
             Err(e) => {
-                if let Some(detail) = digest_mismatch(&e) {
-                    return Err(verify(detail));
-                }
-                return Err(
-                    self.remote_error(host, reference, e, |source| Error::FetchBlob {
-                        registry: reference.registry().to_string(),
-                        reference: reference.to_string(),
-                        digest: blob.digest.clone(),
-                        source,
-                    }),
-                );
+                return Err(match digest_mismatch(&e) {
+                    Some(detail) => verify(detail),
+                    None => self.remote_error(host, reference, e, Request::FetchBlob(&blob.digest)),
+                })
             }
         };
-        let (digest, _) = writer.finish().map_err(|source| Error::StoreBlob {
-            reference: reference.to_string(),
-            digest: blob.digest.clone(),
-            source: Box::new(source),
-        })?;
+        let (digest, _) = writer
+            .finish()
+            .map_err(|e| Error::store_blob(reference, &blob.digest, e))?;
         debug_assert_eq!(digest, expected);
         Ok(true)
     }
@@ -435,24 +362,62 @@ fn resolution_key(reference: &Reference, platform: &Platform) -> String {
         .to_string()
 }
 
+/// What the store records under [`resolution_key`]: every blob of the image (`blobs`), and
+/// which of them are its manifest and the index it was picked out of.
+fn resolution_record(
+    reference: &Reference,
+    platform: &Platform,
+    index: Option<&BlobRef>,
+    manifest: &BlobRef,
+    blobs: Vec<BlobRef>,
+) -> NodeResult {
+    let mut data = BTreeMap::new();
+    data.insert("reference", serde_json::json!(reference.to_string()));
+    data.insert("platform", serde_json::json!(platform.to_string()));
+    data.insert("manifest", serde_json::json!(manifest.digest));
+    if let Some(index) = index {
+        data.insert("index", serde_json::json!(index.digest));
+    }
+    NodeResult::Blobs(BlobsRecord {
+        blobs,
+        data: serde_json::to_value(data).unwrap_or_default(),
+    })
+}
+
+/// Whether the config of `manifest` is one we can use, before any of it is downloaded: an
+/// image config (OCI or Docker), no bigger than a JSON document may be; else why not.
+fn check_config(manifest: &ImageManifest) -> Result<(), String> {
+    let config = manifest.config();
+    let config_ok = match config.media_type() {
+        MediaType::ImageConfig => true,
+        MediaType::Other(m) => m == DOCKER_CONFIG,
+        _ => false,
+    };
+    if !config_ok {
+        return Err(format!(
+            "its config has media type `{}`, not an image config",
+            config.media_type()
+        ));
+    }
+    // A config is a small JSON document: one claiming more than a manifest may hold is
+    // refused before a byte of it is downloaded.
+    if config.size() > MAX_JSON_BYTES {
+        return Err(format!(
+            "its config {} claims {} bytes, more than the {} bytes allowed for an image config",
+            config.digest(),
+            config.size(),
+            MAX_JSON_BYTES
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `bytes` into the store as a blob.
 fn store_bytes(store: &Store, reference: &Reference, bytes: &[u8]) -> Result<Digest, Error> {
     store
         .write_blob(bytes)
         .map(|(digest, _)| digest)
-        .map_err(|source| Error::StoreBlob {
-            reference: reference.to_string(),
-            digest: Digest::of(bytes).to_string(),
-            source: Box::new(source),
-        })
-}
-
-fn blob_ref(blob: &Blob) -> BlobRef {
-    BlobRef {
-        digest: blob.digest.clone(),
-        size: blob.size,
-        media_type: blob.media_type.clone(),
-    }
+        .map_err(|e| Error::store_blob(reference, &Digest::of(bytes).to_string(), e))
 }
 
 /// The media type of a manifest document: its `mediaType`, else guessed from its shape.

@@ -15,9 +15,13 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
-use super::{Blob, HostClients, RegistryClient, MAX_INDEX_DEPTH};
+use oci_client::Client;
+
+use super::errors::Request;
+use super::{blob_of, HostClients, RegistryClient, MAX_INDEX_DEPTH};
 use crate::oci::{self, Digest, Layout, ManifestKind};
-use crate::registry::{Error, Reference, RemoteError};
+use crate::registry::{Error, Reference};
+use crate::store::BlobRef;
 
 /// The size of each piece read from a file for an upload (and of each chunked `PATCH`).
 const UPLOAD_PIECE: usize = 4 * 1024 * 1024;
@@ -69,13 +73,13 @@ impl RegistryClient {
         let root = layout.find(tag_in_layout).map_err(read)?.clone();
         // Collect manifests (children first) and blobs.
         let mut manifests: Vec<(Descriptor, Vec<u8>)> = Vec::new();
-        let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
+        let mut blobs: BTreeMap<String, BlobRef> = BTreeMap::new();
         collect(&layout, &root, 0, &mut manifests, &mut blobs).map_err(read)?;
 
         let host = self.host(target)?;
         let mount_from = mount_from
             .filter(|m| m.registry() == target.registry() && m.repository() != target.repository());
-        let blobs: Vec<Blob> = blobs.into_values().collect();
+        let blobs: Vec<BlobRef> = blobs.into_values().collect();
         let mut report = PushReport {
             digest: root.digest().to_string(),
             ..PushReport::default()
@@ -133,27 +137,21 @@ impl RegistryClient {
     ) -> Result<(), Error> {
         let target = name.to_client();
         let digest = desc.digest().to_string();
-        let fail = |source: RemoteError| Error::PushManifest {
-            registry: name.registry().to_string(),
-            reference: name.to_string(),
-            digest: digest.clone(),
-            source,
-        };
+        let request = Request::PushManifest(&digest);
         let content_type = desc
             .media_type()
             .to_string()
             .parse()
-            .map_err(|e| fail(Box::new(e)))?;
+            .map_err(|e| request.error(name, Box::new(e)))?;
         let body = bytes::Bytes::copy_from_slice(bytes);
-        self.retry(|| {
+        self.send(host, name, request, || {
             host.chunked.push_manifest_raw(
                 &target,
                 body.clone(),
                 std::clone::Clone::clone(&content_type),
             )
         })
-        .await
-        .map_err(|e| self.remote_error(host, name, e, fail))?;
+        .await?;
         Ok(())
     }
 
@@ -163,36 +161,20 @@ impl RegistryClient {
         layout: &Layout,
         target: &Reference,
         mount_from: Option<&Reference>,
-        blob: &Blob,
+        blob: &BlobRef,
         progress: &(dyn Fn(PushEvent) + Sync),
     ) -> Result<PushEvent, Error> {
-        let fail = |source: RemoteError| Error::PushBlob {
-            registry: target.registry().to_string(),
-            reference: target.to_string(),
-            digest: blob.digest.clone(),
-            source,
-        };
         let remote = target.to_client();
-        let check = |source: RemoteError| Error::CheckBlob {
-            registry: target.registry().to_string(),
-            reference: target.to_string(),
-            digest: blob.digest.clone(),
-            source,
-        };
         let exists = self
-            .retry(|| host.chunked.blob_exists(&remote, &blob.digest))
-            .await
-            .map_err(|e| self.remote_error(host, target, e, check))?;
+            .send(host, target, Request::CheckBlob(&blob.digest), || {
+                host.chunked.blob_exists(&remote, &blob.digest)
+            })
+            .await?;
+        let (digest, size) = (blob.digest.clone(), blob.size);
         let event = if exists {
-            PushEvent::BlobSkipped {
-                digest: blob.digest.clone(),
-                size: blob.size,
-            }
+            PushEvent::BlobSkipped { digest, size }
         } else if self.try_mount(host, target, mount_from, blob).await {
-            PushEvent::BlobMounted {
-                digest: blob.digest.clone(),
-                size: blob.size,
-            }
+            PushEvent::BlobMounted { digest, size }
         } else {
             let path = layout
                 .blob_path(&blob.digest)
@@ -202,11 +184,8 @@ impl RegistryClient {
                 })?;
             self.upload(host, &remote, &path, blob)
                 .await
-                .map_err(|e| self.remote_error(host, target, e, fail))?;
-            PushEvent::BlobUploaded {
-                digest: blob.digest.clone(),
-                size: blob.size,
-            }
+                .map_err(|e| self.remote_error(host, target, e, Request::PushBlob(&blob.digest)))?;
+            PushEvent::BlobUploaded { digest, size }
         };
         progress(event.clone());
         Ok(event)
@@ -219,7 +198,7 @@ impl RegistryClient {
         host: &HostClients,
         target: &Reference,
         mount_from: Option<&Reference>,
-        blob: &Blob,
+        blob: &BlobRef,
     ) -> bool {
         let Some(from) = mount_from else {
             return false;
@@ -239,29 +218,32 @@ impl RegistryClient {
         host: &HostClients,
         remote: &oci_client::Reference,
         path: &Path,
-        blob: &Blob,
+        blob: &BlobRef,
     ) -> Result<(), OciDistributionError> {
-        let chunked = self
-            .retry(|| async {
-                let body = file_stream(path)?;
-                host.chunked
-                    .push_blob_stream(remote, body, &blob.digest, Some(blob.size))
-                    .await
-            })
-            .await;
-        match chunked {
-            Ok(_) => Ok(()),
-            Err(OciDistributionError::SpecViolationError(_)) => self
-                .retry(|| async {
-                    let body = file_stream(path)?;
-                    host.monolithic
-                        .push_blob_stream(remote, body, &blob.digest, Some(blob.size))
-                        .await
-                })
-                .await
-                .map(|_| ()),
-            Err(e) => Err(e),
+        match self.upload_with(&host.chunked, remote, path, blob).await {
+            Err(OciDistributionError::SpecViolationError(_)) => {
+                self.upload_with(&host.monolithic, remote, path, blob).await
+            }
+            chunked => chunked,
         }
+    }
+
+    /// Uploads a blob file with `client` (chunked or monolithic), retried.
+    async fn upload_with(
+        &self,
+        client: &Client,
+        remote: &oci_client::Reference,
+        path: &Path,
+        blob: &BlobRef,
+    ) -> Result<(), OciDistributionError> {
+        self.retry(|| async {
+            let body = file_stream(path)?;
+            client
+                .push_blob_stream(remote, body, &blob.digest, Some(blob.size))
+                .await
+        })
+        .await
+        .map(|_| ())
     }
 }
 
@@ -272,7 +254,7 @@ fn collect(
     desc: &Descriptor,
     depth: usize,
     manifests: &mut Vec<(Descriptor, Vec<u8>)>,
-    blobs: &mut BTreeMap<String, Blob>,
+    blobs: &mut BTreeMap<String, BlobRef>,
 ) -> Result<(), oci::Error> {
     if manifests.iter().any(|(d, _)| d.digest() == desc.digest()) {
         return Ok(());
@@ -297,7 +279,7 @@ fn collect(
                 layout.verify_blob(d.digest().as_ref(), d.size())?;
                 blobs
                     .entry(d.digest().to_string())
-                    .or_insert_with(|| Blob::of(d));
+                    .or_insert_with(|| blob_of(d));
             }
         }
         ManifestKind::Other => {

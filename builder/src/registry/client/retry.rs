@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 
-use super::errors::digest_in_io;
-use super::RegistryClient;
+use super::errors::{digest_in_io, Request};
+use super::{HostClients, RegistryClient};
+use crate::registry::{Error, Reference};
 
 /// Retries of transient failures: `attempts` tries in all, waiting `base_delay * 2^n` (at most
 /// `max_delay`) with +-50% jitter between them.
@@ -61,6 +62,24 @@ impl RegistryClient {
                 }
             }
         }
+    }
+
+    /// [`Self::retry`]; a failure for good becomes `request`'s error on `reference` (see
+    /// [`Self::remote_error`]).
+    pub(super) async fn send<T, F, Fut>(
+        &self,
+        host: &HostClients,
+        reference: &Reference,
+        request: Request<'_>,
+        op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        self.retry(op)
+            .await
+            .map_err(|e| self.remote_error(host, reference, e, request))
     }
 }
 
