@@ -6,8 +6,9 @@
 //! when the host does not answer HTTPS). The operations live beside it, one concern a file:
 //!
 //! - `pull`: manifests and indexes, platform selection, blobs streamed into the
-//!   [`Store`](crate::store::Store) with size and digest verification, and the store side
-//!   (a reference already resolved, a digest already held);
+//!   [`Store`](crate::store::Store) with size and digest verification;
+//! - `stored`: the store side of a pull: the record of a resolution, and an image read back
+//!   out of the store (a reference already resolved, a digest already held);
 //! - `push`: blobs HEAD-checked, mounted or uploaded, then manifests and tags;
 //! - `retry`: which failures are transient, the backoff between tries, [`RetryPolicy`];
 //! - `errors`: how a failed request becomes an [`Error`], with its hint.
@@ -19,6 +20,7 @@ mod errors;
 mod pull;
 mod push;
 mod retry;
+mod stored;
 
 pub use pull::PulledImage;
 pub use push::{PushEvent, PushReport};

@@ -5,10 +5,10 @@
 //! it fetches the manifest, follows image indexes to the entry for the platform (variants
 //! compared, which oci-client's resolvers ignore), downloads the config then the layers in
 //! parallel, each streamed into the store and verified (size and digest) before it is kept,
-//! and records the resolution. It relies on the [`Store`] for blobs and keys, on `retry` and
-//! `errors` for each request, and on [`crate::oci`] for manifests, digests and platforms.
+//! and records the resolution (`stored`). It relies on the [`Store`] for blobs and keys, on
+//! `stored` for the record and reading images back, on `retry` and `errors` for each request,
+//! and on [`crate::oci`] for manifests, digests and platforms.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,14 +19,15 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest,
 use sha2::{Digest as _, Sha256};
 
 use super::errors::{digest_mismatch, Request};
+use super::stored::{load_stored, load_stored_checked, resolution_key, resolution_record};
 use super::{blob_of, client_descriptor, HostClients, RegistryClient, MAX_INDEX_DEPTH};
 use crate::oci::bounded::MAX_JSON_BYTES;
 use crate::oci::{
-    self, descriptor, Digest, ManifestKind, Platform, ResolvedImage, DOCKER_CONFIG,
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
+    self, Digest, ManifestKind, Platform, ResolvedImage, DOCKER_CONFIG, DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
 };
 use crate::registry::{Error, PullPolicy, Reference};
-use crate::store::{BlobRef, BlobsRecord, NodeResult, Store};
+use crate::store::{BlobRef, NodeResult, Store};
 
 /// The manifest media types we ask registries for.
 const ACCEPTED_MANIFESTS: &[&str] = &[
@@ -354,36 +355,6 @@ impl RegistryClient {
     }
 }
 
-/// The store key recording which manifest `reference` resolved to for `platform`:
-/// blake3 hex of `ref:<normalised reference>|<platform>`.
-fn resolution_key(reference: &Reference, platform: &Platform) -> String {
-    blake3::hash(format!("ref:{reference}|{platform}").as_bytes())
-        .to_hex()
-        .to_string()
-}
-
-/// What the store records under [`resolution_key`]: every blob of the image (`blobs`), and
-/// which of them are its manifest and the index it was picked out of.
-fn resolution_record(
-    reference: &Reference,
-    platform: &Platform,
-    index: Option<&BlobRef>,
-    manifest: &BlobRef,
-    blobs: Vec<BlobRef>,
-) -> NodeResult {
-    let mut data = BTreeMap::new();
-    data.insert("reference", serde_json::json!(reference.to_string()));
-    data.insert("platform", serde_json::json!(platform.to_string()));
-    data.insert("manifest", serde_json::json!(manifest.digest));
-    if let Some(index) = index {
-        data.insert("index", serde_json::json!(index.digest));
-    }
-    NodeResult::Blobs(BlobsRecord {
-        blobs,
-        data: serde_json::to_value(data).unwrap_or_default(),
-    })
-}
-
 /// Whether the config of `manifest` is one we can use, before any of it is downloaded: an
 /// image config (OCI or Docker), no bigger than a JSON document may be; else why not.
 fn check_config(manifest: &ImageManifest) -> Result<(), String> {
@@ -484,79 +455,6 @@ fn select<'a>(
         } else {
             available.join(", ")
         },
-    })
-}
-
-/// Reads a verified blob of the store.
-fn read_stored(store: &Store, digest: &str, size: u64) -> Option<Vec<u8>> {
-    let parsed = Digest::parse(digest).ok()?;
-    let bytes = fs::read(store.blob_path(&parsed)).ok()?;
-    (bytes.len() as u64 == size && Digest::of(&bytes) == parsed).then_some(bytes)
-}
-
-/// The image whose manifest is `manifest` from the store, if its manifest, config and every
-/// layer are there (manifest and config verified, layers by size) and it is for `platform`.
-fn load_stored(
-    reference: &Reference,
-    platform: &Platform,
-    store: &Store,
-    manifest: &BlobRef,
-    index: Option<&BlobRef>,
-) -> Option<PulledImage> {
-    load_stored_checked(reference, store, manifest, index)
-        .ok()
-        .filter(|image| platform.matches(&Platform::of_config(&image.config)))
-        .map(|mut image| {
-            image.platform = platform.clone();
-            image
-        })
-}
-
-/// [`load_stored`] without the platform check, saying what is missing.
-fn load_stored_checked(
-    reference: &Reference,
-    store: &Store,
-    manifest: &BlobRef,
-    index: Option<&BlobRef>,
-) -> Result<PulledImage, String> {
-    let manifest_bytes = read_stored(store, &manifest.digest, manifest.size)
-        .ok_or_else(|| format!("the manifest {} is not in the store", manifest.digest))?;
-    let parsed: ImageManifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| format!("invalid image manifest: {e}"))?;
-    let config = parsed.config();
-    let config_bytes = read_stored(store, config.digest().as_ref(), config.size())
-        .ok_or_else(|| format!("the config {} is not in the store", config.digest()))?;
-    let config: ImageConfiguration =
-        serde_json::from_slice(&config_bytes).map_err(|e| format!("invalid image config: {e}"))?;
-    for layer in parsed.layers() {
-        let present = Digest::parse(layer.digest().as_ref())
-            .ok()
-            .and_then(|d| fs::metadata(store.blob_path(&d)).ok())
-            .is_some_and(|m| m.len() == layer.size());
-        if !present {
-            return Err(format!("the layer {} is not in the store", layer.digest()));
-        }
-    }
-    let to_desc = |b: &BlobRef| -> Result<Descriptor, String> {
-        let digest = Digest::parse(&b.digest).map_err(|e| e.to_string())?;
-        Ok(descriptor(
-            MediaType::from(b.media_type.as_str()),
-            &digest,
-            b.size,
-        ))
-    };
-    Ok(PulledImage {
-        reference: reference.clone(),
-        platform: Platform::of_config(&config),
-        index: index.map(to_desc).transpose()?,
-        descriptor: to_desc(manifest)?,
-        manifest: parsed,
-        manifest_bytes,
-        config,
-        config_bytes,
-        store_root: store.root().to_path_buf(),
-        from_network: false,
-        downloaded_blobs: 0,
     })
 }
 
