@@ -13,9 +13,8 @@ use std::path::Path;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
-
 use oci_client::Client;
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::errors::Request;
 use super::{blob_of, HostClients, RegistryClient, MAX_INDEX_DEPTH};
@@ -128,6 +127,7 @@ impl RegistryClient {
         Ok(report)
     }
 
+    /// Pushes the manifest `desc` (its exact `bytes`) as `name`, a tag or its digest.
     async fn push_manifest(
         &self,
         host: &HostClients,
@@ -155,6 +155,8 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// Sends `blob` to `target`'s repository unless the registry has it: mounted from
+    /// `mount_from` when the registry agrees, else uploaded from the layout.
     async fn push_blob(
         &self,
         host: &HostClients,

@@ -1,12 +1,14 @@
 //! Retries: which failures of a request are transient, how long to wait before the next try,
 //! and [`RetryPolicy`], how many tries in all.
 //!
-//! Every request of the client goes through [`RegistryClient::retry`]. A failure is retried
-//! when the connection fails, resets or times out, or the registry answers 5xx, 408 or 429
-//! (429 waits at least a second: oci-client does not expose `Retry-After`); a refused TLS
-//! certificate, an authentication failure, any other 4xx and a digest mismatch are not. It
-//! relies on oci-client's error type, on [`crate::registry::tls`] to recognise certificate
-//! failures, and on [`super::errors`] to recognise digest mismatches.
+//! Every request of the client goes through [`RegistryClient::retry`] (or `send`, which also
+//! words the failure), but the HTTPS probe and the mount attempt, whose failure only means "do
+//! it the other way". A failure is retried when the connection fails, resets or times out, or
+//! the registry answers 5xx, 408 or 429 (429 waits at least a second: oci-client does not
+//! expose `Retry-After`); a refused TLS certificate, an authentication failure, any other 4xx
+//! and a digest mismatch are not. It relies on oci-client's error type, on
+//! [`crate::registry::tls`] to recognise certificate failures, and on [`super::errors`] to
+//! recognise digest mismatches.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
