@@ -29,3 +29,16 @@ impl FromStr for PullPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PullPolicy;
+
+    #[test]
+    fn pull_policy_parses() {
+        assert_eq!("never".parse(), Ok(PullPolicy::Never));
+        assert_eq!("always".parse(), Ok(PullPolicy::Always));
+        assert_eq!("if-not-present".parse(), Ok(PullPolicy::IfNotPresent));
+        assert!("sometimes".parse::<PullPolicy>().is_err());
+    }
+}

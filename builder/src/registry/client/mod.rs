@@ -1,0 +1,237 @@
+//! [`RegistryClient`]: pull into the store, push from a layout; see the [module docs](super).
+//!
+//! This file holds the client itself: its options, the private tokio runtime every operation
+//! is `block_on`ed in, and the oci-client clients of each registry host (made once, with the
+//! host's credentials stored in them, over HTTPS or, for loopback and listed hosts, plain HTTP
+//! when the host does not answer HTTPS). The operations live beside it, one concern a file:
+//!
+//! - `pull`: manifests and indexes, platform selection, blobs streamed into the
+//!   [`Store`](crate::store::Store) with size and digest verification;
+//! - `stored`: the store side of a pull: the record of a resolution, and an image read back
+//!   out of the store (a reference already resolved, a digest already held);
+//! - `push`: blobs HEAD-checked, mounted or uploaded, then manifests and tags;
+//! - `retry`: which failures are transient, the backoff between tries, [`RetryPolicy`];
+//! - `errors`: how a failed request becomes an [`Error`], with its hint.
+//!
+//! It relies on oci-client for the distribution protocol, on `tls` for the TLS
+//! configuration, on `auth` for credentials and on `reference` for the names of images.
+
+mod errors;
+mod pull;
+mod push;
+mod retry;
+mod stored;
+
+pub use pull::PulledImage;
+pub use push::{PushEvent, PushReport};
+pub use retry::RetryPolicy;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+use oci_spec::image::Descriptor;
+
+use super::auth::{CredentialLookup, CredentialSource, Credentials};
+use super::reference::{is_loopback_host, Reference};
+use super::Error;
+use crate::store::BlobRef;
+use errors::error_chain;
+
+/// How deep image indexes may nest.
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// How a [`RegistryClient`] connects.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Registry hosts (`host[:port]`) that may be reached over plain HTTP, besides loopback
+    /// hosts (which always may). Such hosts are tried with HTTPS first.
+    pub insecure: Vec<String>,
+    /// A PEM file of extra CA certificates, trusted besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Where credentials come from.
+    pub credentials: CredentialLookup,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// How many blobs are transferred at once.
+    pub parallelism: usize,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout between two reads of a response.
+    pub read_timeout: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        Self {
+            insecure: Vec::new(),
+            ca_file: None,
+            credentials: CredentialLookup::from_env(),
+            retry: RetryPolicy::default(),
+            parallelism: 4,
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The oci-client clients of one registry host, with its credentials stored in them.
+struct HostClients {
+    chunked: Client,
+    monolithic: Client,
+    credentials: Credentials,
+    source: CredentialSource,
+}
+
+/// A synchronous registry client; see the [module docs](super).
+pub struct RegistryClient {
+    options: RegistryOptions,
+    runtime: tokio::runtime::Runtime,
+    /// The TLS configuration of every connection (see [`super::tls`]).
+    tls: rustls::ClientConfig,
+    hosts: Mutex<HashMap<String, Arc<HostClients>>>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The blob a descriptor names, as the store records it (and as it is transferred).
+fn blob_of(d: &Descriptor) -> BlobRef {
+    BlobRef {
+        digest: d.digest().to_string(),
+        size: d.size(),
+        media_type: d.media_type().to_string(),
+    }
+}
+
+/// `blob` as oci-client's descriptor.
+fn client_descriptor(blob: &BlobRef) -> OciDescriptor {
+    OciDescriptor {
+        media_type: blob.media_type.clone(),
+        digest: blob.digest.clone(),
+        size: blob.size as i64,
+        ..Default::default()
+    }
+}
+
+impl RegistryClient {
+    /// A client with `options`. Reads the CA file now; connects lazily.
+    pub fn new(options: RegistryOptions) -> Result<Self, Error> {
+        // reqwest is built without a default crypto provider (no aws-lc build); install ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = match &options.ca_file {
+            Some(path) => crate::registry::tls::read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let tls = crate::registry::tls::client_config(&ca, options.ca_file.as_deref())?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Runtime { source })?;
+        Ok(Self {
+            options,
+            runtime,
+            tls,
+            hosts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The options the client was made with.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
+    }
+
+    fn config(&self, protocol: ClientProtocol, monolithic: bool) -> ClientConfig {
+        ClientConfig {
+            protocol,
+            use_monolithic_push: monolithic,
+            tls_config: Some(self.tls.clone()),
+            connect_timeout: Some(self.options.connect_timeout),
+            read_timeout: Some(self.options.read_timeout),
+            platform_resolver: None,
+            user_agent: concat!("cargo-image/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        }
+    }
+
+    fn build(&self, registry: &str, config: ClientConfig) -> Result<Client, Error> {
+        Client::try_from(config).map_err(|e| Error::Connect {
+            registry: registry.to_string(),
+            source: Box::new(e),
+        })
+    }
+
+    /// The clients of `reference`'s registry host, made (and the protocol probed) once.
+    fn host(&self, reference: &Reference) -> Result<Arc<HostClients>, Error> {
+        let host = reference.api_host().to_string();
+        if let Some(found) = self.hosts.lock().unwrap().get(&host) {
+            return Ok(found.clone());
+        }
+        let (credentials, source) = self
+            .options
+            .credentials
+            .resolve(reference.registry())
+            .map_err(|source| Error::Credentials {
+                registry: reference.registry().to_string(),
+                source,
+            })?;
+        let insecure_ok = is_loopback_host(&host)
+            || self
+                .options
+                .insecure
+                .iter()
+                .any(|h| h == &host || h == reference.registry());
+        let protocol = if insecure_ok && !self.speaks_https(reference)? {
+            ClientProtocol::HttpsExcept(vec![host.clone()])
+        } else {
+            ClientProtocol::Https
+        };
+        let chunked = self.build(reference.registry(), self.config(protocol.clone(), false))?;
+        let monolithic = self.build(reference.registry(), self.config(protocol, true))?;
+        let auth = credentials.to_client();
+        self.runtime.block_on(async {
+            chunked.store_auth_if_needed(&host, &auth).await;
+            monolithic.store_auth_if_needed(&host, &auth).await;
+        });
+        let clients = Arc::new(HostClients {
+            chunked,
+            monolithic,
+            credentials,
+            source,
+        });
+        self.hosts.lock().unwrap().insert(host, clients.clone());
+        Ok(clients)
+    }
+
+    /// Whether an insecure-allowed host answers HTTPS (`GET /v2/`, any status). A TLS
+    /// certificate error means it does (and the error will say why it is not trusted).
+    fn speaks_https(&self, reference: &Reference) -> Result<bool, Error> {
+        let probe = self.build(
+            reference.registry(),
+            self.config(ClientProtocol::Https, false),
+        )?;
+        let target = reference.to_client();
+        let result = self.runtime.block_on(async {
+            probe
+                .auth(&target, &RegistryAuth::Anonymous, RegistryOperation::Pull)
+                .await
+        });
+        Ok(match result {
+            Ok(_) => true,
+            Err(e) => {
+                let text = error_chain(&e).to_lowercase();
+                text.contains("certificate") || text.contains("unknownissuer")
+            }
+        })
+    }
+}

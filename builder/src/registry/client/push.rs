@@ -1,0 +1,341 @@
+//! Pushing: an image (or image index) of an OCI layout goes to a registry.
+//!
+//! [`RegistryClient::push_layout`] reads the layout's manifests (children before their index)
+//! and their blobs, sends the blobs in parallel (skipped when the registry has them, mounted
+//! from the base's repository when it agrees, else uploaded in chunks with a monolithic `PUT`
+//! as fallback), then pushes each manifest as the exact bytes of the layout and tags the root.
+//! No manifest is pushed before all its blobs are there. It relies on [`Layout`] to read the
+//! image, on `retry` and `errors` for each request, and reports progress as [`PushEvent`]s.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use oci_client::errors::OciDistributionError;
+use oci_client::Client;
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+
+use super::errors::Request;
+use super::{blob_of, HostClients, RegistryClient, MAX_INDEX_DEPTH};
+use crate::oci::{self, Digest, Layout, ManifestKind};
+use crate::registry::{Error, Reference};
+use crate::store::BlobRef;
+
+/// The size of each piece read from a file for an upload (and of each chunked `PATCH`).
+const UPLOAD_PIECE: usize = 4 * 1024 * 1024;
+
+/// Progress of a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushEvent {
+    /// The registry already had the blob.
+    BlobSkipped { digest: String, size: u64 },
+    /// The blob was mounted from another repository of the registry.
+    BlobMounted { digest: String, size: u64 },
+    /// The blob was uploaded.
+    BlobUploaded { digest: String, size: u64 },
+    /// A manifest or index was pushed as `reference`.
+    ManifestPushed { digest: String, reference: String },
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// The digest of the pushed root manifest or index.
+    pub digest: String,
+    pub uploaded_blobs: usize,
+    pub skipped_blobs: usize,
+    pub mounted_blobs: usize,
+}
+
+impl RegistryClient {
+    /// Pushes the image (or image index and its images) that `tag_in_layout` names in the OCI
+    /// layout `layout_dir` (the only one when `None`) to `target`'s repository, tagged with
+    /// each of `tags` (or `target`'s own tag when `tags` is empty). Blobs the registry has are
+    /// skipped; with `mount_from` (a repository of the same registry the base came from) they
+    /// are mounted when possible; the others are uploaded in parallel. Manifests are pushed as
+    /// the exact bytes of the layout, children before their index.
+    pub fn push_layout(
+        &self,
+        layout_dir: &Path,
+        tag_in_layout: Option<&str>,
+        target: &Reference,
+        tags: &[String],
+        mount_from: Option<&Reference>,
+        progress: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<PushReport, Error> {
+        let read = |source| Error::ReadLayout {
+            path: layout_dir.to_path_buf(),
+            source: Box::new(source),
+        };
+        let layout = Layout::open(layout_dir).map_err(read)?;
+        let root = layout.find(tag_in_layout).map_err(read)?.clone();
+        // Collect manifests (children first) and blobs.
+        let mut manifests: Vec<(Descriptor, Vec<u8>)> = Vec::new();
+        let mut blobs: BTreeMap<String, BlobRef> = BTreeMap::new();
+        collect(&layout, &root, 0, &mut manifests, &mut blobs).map_err(read)?;
+
+        let host = self.host(target)?;
+        let mount_from = mount_from
+            .filter(|m| m.registry() == target.registry() && m.repository() != target.repository());
+        let blobs: Vec<BlobRef> = blobs.into_values().collect();
+        let mut report = PushReport {
+            digest: root.digest().to_string(),
+            ..PushReport::default()
+        };
+        self.runtime.block_on(async {
+            let outcomes: Vec<PushEvent> = stream::iter(blobs.iter())
+                .map(|blob| self.push_blob(&host, &layout, target, mount_from, blob, progress))
+                .buffer_unordered(self.options.parallelism.max(1))
+                .try_collect()
+                .await?;
+            for outcome in outcomes {
+                match outcome {
+                    PushEvent::BlobSkipped { .. } => report.skipped_blobs += 1,
+                    PushEvent::BlobMounted { .. } => report.mounted_blobs += 1,
+                    PushEvent::BlobUploaded { .. } => report.uploaded_blobs += 1,
+                    PushEvent::ManifestPushed { .. } => {}
+                }
+            }
+            let root_digest = root.digest().to_string();
+            for (desc, bytes) in &manifests {
+                let digest = desc.digest().to_string();
+                let names: Vec<Reference> = if digest != root_digest {
+                    vec![target.with_digest(Digest::parse(&digest).map_err(|e| read(e.into()))?)]
+                } else if tags.is_empty() {
+                    vec![target.clone()]
+                } else {
+                    tags.iter()
+                        .map(|t| {
+                            target.with_tag(t).map_err(|source| Error::ParseReference {
+                                reference: format!("{}:{t}", target.name()),
+                                source,
+                            })
+                        })
+                        .collect::<Result<_, _>>()?
+                };
+                for name in names {
+                    self.push_manifest(&host, &name, desc, bytes).await?;
+                    progress(PushEvent::ManifestPushed {
+                        digest: digest.clone(),
+                        reference: name.to_string(),
+                    });
+                }
+            }
+            Ok::<(), Error>(())
+        })?;
+        Ok(report)
+    }
+
+    /// Pushes the manifest `desc` (its exact `bytes`) as `name`, a tag or its digest.
+    async fn push_manifest(
+        &self,
+        host: &HostClients,
+        name: &Reference,
+        desc: &Descriptor,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let target = name.to_client();
+        let digest = desc.digest().to_string();
+        let request = Request::PushManifest(&digest);
+        let content_type = desc
+            .media_type()
+            .to_string()
+            .parse()
+            .map_err(|e| request.error(name, Box::new(e)))?;
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        self.send(host, name, request, || {
+            host.chunked.push_manifest_raw(
+                &target,
+                body.clone(),
+                std::clone::Clone::clone(&content_type),
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Sends `blob` to `target`'s repository unless the registry has it: mounted from
+    /// `mount_from` when the registry agrees, else uploaded from the layout.
+    async fn push_blob(
+        &self,
+        host: &HostClients,
+        layout: &Layout,
+        target: &Reference,
+        mount_from: Option<&Reference>,
+        blob: &BlobRef,
+        progress: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<PushEvent, Error> {
+        let remote = target.to_client();
+        let exists = self
+            .send(host, target, Request::CheckBlob(&blob.digest), || {
+                host.chunked.blob_exists(&remote, &blob.digest)
+            })
+            .await?;
+        let (digest, size) = (blob.digest.clone(), blob.size);
+        let event = if exists {
+            PushEvent::BlobSkipped { digest, size }
+        } else if self.try_mount(host, target, mount_from, blob).await {
+            PushEvent::BlobMounted { digest, size }
+        } else {
+            let path = layout
+                .blob_path(&blob.digest)
+                .map_err(|e| Error::ReadLayout {
+                    path: layout.path().to_path_buf(),
+                    source: Box::new(e),
+                })?;
+            self.upload(host, &remote, &path, blob)
+                .await
+                .map_err(|e| self.remote_error(host, target, e, Request::PushBlob(&blob.digest)))?;
+            PushEvent::BlobUploaded { digest, size }
+        };
+        progress(event.clone());
+        Ok(event)
+    }
+
+    /// Mounts `blob` from `mount_from` if the registry agrees (201); anything else (202 opens
+    /// an upload instead, errors) means "upload it".
+    async fn try_mount(
+        &self,
+        host: &HostClients,
+        target: &Reference,
+        mount_from: Option<&Reference>,
+        blob: &BlobRef,
+    ) -> bool {
+        let Some(from) = mount_from else {
+            return false;
+        };
+        let remote = target.to_client();
+        let source = from.to_client();
+        host.chunked
+            .mount_blob(&remote, &source, &blob.digest)
+            .await
+            .is_ok()
+    }
+
+    /// Uploads a blob file: chunked (`PATCH`es), falling back to one monolithic `PUT` when the
+    /// registry does not follow the chunked protocol. Each try restarts from a new session.
+    async fn upload(
+        &self,
+        host: &HostClients,
+        remote: &oci_client::Reference,
+        path: &Path,
+        blob: &BlobRef,
+    ) -> Result<(), OciDistributionError> {
+        match self.upload_with(&host.chunked, remote, path, blob).await {
+            Err(OciDistributionError::SpecViolationError(_)) => {
+                self.upload_with(&host.monolithic, remote, path, blob).await
+            }
+            chunked => chunked,
+        }
+    }
+
+    /// Uploads a blob file with `client` (chunked or monolithic), retried.
+    async fn upload_with(
+        &self,
+        client: &Client,
+        remote: &oci_client::Reference,
+        path: &Path,
+        blob: &BlobRef,
+    ) -> Result<(), OciDistributionError> {
+        self.retry(|| async {
+            let body = file_stream(path)?;
+            client
+                .push_blob_stream(remote, body, &blob.digest, Some(blob.size))
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// The blobs of a layout image (or index, recursively) into `manifests` (children before
+/// parents) and `blobs` (configs and layers).
+fn collect(
+    layout: &Layout,
+    desc: &Descriptor,
+    depth: usize,
+    manifests: &mut Vec<(Descriptor, Vec<u8>)>,
+    blobs: &mut BTreeMap<String, BlobRef>,
+) -> Result<(), oci::Error> {
+    if manifests.iter().any(|(d, _)| d.digest() == desc.digest()) {
+        return Ok(());
+    }
+    let bytes = layout.read_blob(desc)?;
+    match ManifestKind::of(desc.media_type()) {
+        ManifestKind::Index if depth < MAX_INDEX_DEPTH => {
+            let index: ImageIndex = parse(layout, desc, "image index", &bytes)?;
+            for child in index.manifests() {
+                collect(layout, child, depth + 1, manifests, blobs)?;
+            }
+        }
+        ManifestKind::Index => {
+            return Err(oci::Error::IndexTooDeep {
+                layout: layout.path().to_path_buf(),
+                digest: desc.digest().to_string(),
+            })
+        }
+        ManifestKind::Image => {
+            let manifest: ImageManifest = parse(layout, desc, "image manifest", &bytes)?;
+            for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                layout.verify_blob(d.digest().as_ref(), d.size())?;
+                blobs
+                    .entry(d.digest().to_string())
+                    .or_insert_with(|| blob_of(d));
+            }
+        }
+        ManifestKind::Other => {
+            return Err(oci::Error::UnsupportedMediaType {
+                layout: layout.path().to_path_buf(),
+                digest: desc.digest().to_string(),
+                media_type: desc.media_type().to_string(),
+                expected: "an image manifest or image index",
+            })
+        }
+    }
+    manifests.push((desc.clone(), bytes));
+    Ok(())
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    layout: &Layout,
+    desc: &Descriptor,
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, oci::Error> {
+    serde_json::from_slice(bytes).map_err(|source| oci::Error::ParseJson {
+        path: layout
+            .blob_path(desc.digest().as_ref())
+            .unwrap_or_else(|_| layout.path().to_path_buf()),
+        what,
+        source,
+    })
+}
+
+/// A file as a stream of pieces for an upload.
+fn file_stream(
+    path: &Path,
+) -> Result<
+    impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static,
+    OciDistributionError,
+> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    Ok(stream::iter(std::iter::from_fn(move || {
+        let mut buf = vec![0u8; UPLOAD_PIECE];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(OciDistributionError::IoError(e))),
+            }
+        }
+        if filled == 0 {
+            return None;
+        }
+        buf.truncate(filled);
+        Some(Ok(bytes::Bytes::from(buf)))
+    })))
+}
