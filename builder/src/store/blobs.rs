@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,8 +37,14 @@ impl Store {
         let size = bytes.len() as u64;
         let dest = self.blob_path(&digest);
         if existing_size(&dest) != Some(size) {
-            super::write_atomic(&self.blobs, &dest, bytes, Some(BLOB_MODE))
-                .map_err(|source| Error::WriteBlob { path: dest, source })?;
+            let write = || -> io::Result<()> {
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(TMP_PREFIX)
+                    .tempfile_in(&self.blobs)?;
+                tmp.write_all(bytes)?;
+                publish_blob(tmp, &dest, size)
+            };
+            write().map_err(|source| Error::WriteBlob { path: dest, source })?;
         }
         Ok((digest, size))
     }
@@ -134,6 +140,29 @@ fn existing_size(path: &Path) -> Option<u64> {
     fs::metadata(path).ok().map(|m| m.len())
 }
 
+/// Names a finished temporary blob file `dest` (chmod'ed to [`BLOB_MODE`], fsynced).
+///
+/// An intact blob already at `dest` (one of the expected `size`, e.g. written meanwhile by
+/// another process) is never replaced: a record's fingerprint of it must stay valid, or a
+/// reader would see the blob change under it and take the record for a miss. Only a blob of
+/// the wrong size (damaged) is replaced.
+fn publish_blob(tmp: tempfile::NamedTempFile, dest: &Path, size: u64) -> io::Result<()> {
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(BLOB_MODE))?;
+    tmp.as_file().sync_all()?;
+    match tmp.persist_noclobber(dest) {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+            if existing_size(dest) == Some(size) {
+                Ok(())
+            } else {
+                finish_tmp(e.file, dest, None)
+            }
+        }
+        Err(e) => Err(e.error),
+    }
+}
+
 /// A fresh `.tmp-<name>-<pid>-<n>` path beside `dest`.
 fn tmp_sibling(dest: &Path) -> io::Result<PathBuf> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -202,7 +231,7 @@ impl BlobWriter {
         };
         let tmp = file.into_inner().map_err(|e| write_err(e.into_error()))?;
         if existing_size(&dest) != Some(size) {
-            finish_tmp(tmp, &dest, Some(BLOB_MODE)).map_err(write_err)?;
+            publish_blob(tmp, &dest, size).map_err(write_err)?;
         }
         Ok((digest, size))
     }
