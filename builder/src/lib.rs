@@ -56,3 +56,4 @@ pub mod registry;
 pub mod rootfs;
 pub mod spec;
 pub mod store;
+pub mod tarball;
