@@ -208,10 +208,11 @@ impl<W: Write> TarWriter<W> {
         self.out.write_all(&zeros[..padding(size)])
     }
 
-    /// Ends the archive with two zero blocks and returns the output, flushed.
+    /// Ends the archive with two zero blocks and returns the output. It is not flushed: a
+    /// flush could reach an encoder below the output and change its bytes (a gzip block ends
+    /// early); the caller ends its own writers (`BufWriter::into_inner` writes without one).
     pub fn finish(mut self) -> io::Result<W> {
         self.out.write_all(&[0u8; 2 * BLOCK as usize])?;
-        self.out.flush()?;
         Ok(self.out)
     }
 
