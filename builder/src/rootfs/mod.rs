@@ -56,18 +56,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oci_spec::image::MediaType;
-use tar::EntryType;
 
 use crate::layer::{
-    self, detect, is_normalised, join, normalise_member, ArchiveFormat, Compression, Entry,
-    EntryKind, FileSource, Globs, ImportedArchive, LayerTree, Origin, SYMLINK_MODE,
+    self, is_normalised, join, Compression, Entry, EntryKind, FileSource, Globs, ImportedArchive,
+    LayerTree, Origin, SYMLINK_MODE,
 };
 use crate::spec::Owner;
+use crate::tarball::{self, normalise_member, Format, Kind as MemberKind, Members, NamePolicy};
 
 #[cfg(all(test, unix))]
 mod tests;
@@ -666,63 +666,31 @@ impl Rootfs {
         };
         let expected = crate::oci::layer_compression(&MediaType::from(layer.media_type.as_str()))
             .ok_or_else(|| check_err("that is not a layer media type".to_owned()))?;
-        let mut file = File::open(&layer.path).map_err(read_err)?;
-        let mut magic = [0u8; 4];
-        let mut n = 0;
-        while n < magic.len() {
-            match file.read(&mut magic[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(read_err(e)),
-            }
-        }
-        let found = detect(&magic[..n]);
+        let found = Format::of_file(&layer.path).map_err(read_err)?;
         let matches = matches!(
             (expected, found),
-            (Compression::None, ArchiveFormat::Plain)
-                | (Compression::Gzip, ArchiveFormat::Gzip)
-                | (Compression::Zstd, ArchiveFormat::Zstd)
+            (Compression::None, Format::Plain)
+                | (Compression::Gzip, Format::Gzip)
+                | (Compression::Zstd, Format::Zstd)
         );
         if !matches {
             let what = match found {
-                ArchiveFormat::Plain => "its bytes are not gzip or zstd",
-                ArchiveFormat::Gzip => "its bytes are gzip",
-                ArchiveFormat::Zstd => "its bytes are zstd",
+                Format::Plain => "its bytes are not gzip or zstd",
+                Format::Gzip => "its bytes are gzip",
+                Format::Zstd => "its bytes are zstd",
             };
             return Err(check_err(what.to_owned()));
         }
-        if found == ArchiveFormat::Plain {
+        if found == Format::Plain {
             return Ok(ImportedArchive::new(
                 layer.path.clone(),
                 layer.path.clone(),
                 None,
             ));
         }
-        let decompress = || -> io::Result<tempfile::TempPath> {
-            let reader = BufReader::with_capacity(BUF_SIZE, File::open(&layer.path)?);
-            let temp = tempfile::Builder::new()
-                .prefix(".cargo-image-stage-")
-                .suffix(".tar")
-                .tempfile_in(scratch)?;
-            let mut out = BufWriter::with_capacity(BUF_SIZE, temp);
-            match found {
-                ArchiveFormat::Gzip => {
-                    io::copy(&mut flate2::bufread::MultiGzDecoder::new(reader), &mut out)?;
-                }
-                ArchiveFormat::Zstd => {
-                    io::copy(
-                        &mut zstd::stream::read::Decoder::with_buffer(reader)?,
-                        &mut out,
-                    )?;
-                }
-                ArchiveFormat::Plain => unreachable!("handled above"),
-            }
-            out.flush()?;
-            let temp = out.into_inner().map_err(|e| e.into_error())?;
-            Ok(temp.into_temp_path())
-        };
-        let temp = decompress().map_err(read_err)?;
+        let temp =
+            tarball::decompress_to_temp(&layer.path, found, ".cargo-image-stage-", Some(scratch))
+                .map_err(read_err)?;
         Ok(ImportedArchive::new(
             temp.to_path_buf(),
             layer.path.clone(),
@@ -746,23 +714,27 @@ impl Rootfs {
         };
         let file = File::open(archive.tar_path()).map_err(read_err)?;
         let mut tar = tar::Archive::new(BufReader::with_capacity(BUF_SIZE, file));
+        let entries = tar.entries_with_seek().map_err(read_err)?;
         let mut members = Vec::new();
-        for member in tar.entries_with_seek().map_err(read_err)? {
-            let member = member.map_err(read_err)?;
-            let header = member.header();
-            let entry_type = header.entry_type();
-            if matches!(entry_type, EntryType::XGlobalHeader) {
+        // No length given: a stage layer is a blob of the store or a checked base layer.
+        for member in Members::new(entries, NamePolicy::Layer) {
+            let member = member.map_err(|e| match e {
+                tarball::Error::Read(source) => read_err(source),
+                tarball::Error::NotUtf8 { name } => {
+                    member_err(&name, "the name is not valid UTF-8")
+                }
+                tarball::Error::Name { name, .. } => member_err(&name, "the name contains `..`"),
+                // Only with a length given; kept as a read error should that change.
+                e @ tarball::Error::Truncated { .. } => {
+                    read_err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()))
+                }
+            })?;
+            if member.kind == MemberKind::GlobalHeader {
                 continue;
             }
-            let raw = member.path_bytes();
-            let raw = std::str::from_utf8(&raw).map_err(|_| {
-                member_err(
-                    &String::from_utf8_lossy(&raw),
-                    "the name is not valid UTF-8",
-                )
-            })?;
-            let name =
-                normalise_member(raw).ok_or_else(|| member_err(raw, "the name contains `..`"))?;
+            let raw = member.raw_name.as_str();
+            let name = member.name.clone();
+            let header = member.entry.header();
             let (dir, base) = match name.rsplit_once('/') {
                 Some((dir, base)) => (dir, base),
                 None => ("", name.as_str()),
@@ -789,28 +761,28 @@ impl Rootfs {
                 })
             };
             let link_name = || -> Result<String, Error> {
-                let target = member.link_name_bytes().unwrap_or_default();
+                let target = member.link_target_bytes().unwrap_or_default();
                 String::from_utf8(target.into_owned())
                     .map_err(|_| member_err(raw, "the link target is not valid UTF-8"))
             };
-            let member = match entry_type {
-                EntryType::Regular | EntryType::Continuous => Member::Entry {
+            let member = match member.kind {
+                MemberKind::File => Member::Entry {
                     node: node(Kind::File {
                         layer,
-                        offset: member.raw_file_position(),
+                        offset: member.data_offset(),
                         size: member.size(),
                     })?,
                     name,
                 },
-                EntryType::Directory => Member::Entry {
+                MemberKind::Dir => Member::Entry {
                     node: node(Kind::Dir)?,
                     name,
                 },
-                EntryType::Symlink => Member::Entry {
+                MemberKind::Symlink => Member::Entry {
                     node: node(Kind::Symlink(link_name()?.into()))?,
                     name,
                 },
-                EntryType::Link => {
+                MemberKind::HardLink => {
                     let target = link_name()?;
                     let target = normalise_member(&target)
                         .ok_or_else(|| member_err(raw, "the hard link target contains `..`"))?;
@@ -820,10 +792,11 @@ impl Rootfs {
                         target,
                     }
                 }
-                EntryType::Char => special(node, name, "character device")?,
-                EntryType::Block => special(node, name, "block device")?,
-                EntryType::Fifo => special(node, name, "named pipe (fifo)")?,
-                _ => {
+                MemberKind::Special(kind) => Member::Entry {
+                    node: node(Kind::Special(kind))?,
+                    name,
+                },
+                MemberKind::GlobalHeader | MemberKind::Other(_) => {
                     return Err(member_err(
                         raw,
                         "the tar member type is not supported in a layer",
@@ -921,15 +894,4 @@ impl Rootfs {
         }
         Ok(())
     }
-}
-
-fn special(
-    node: impl FnOnce(Kind) -> Result<Node, Error>,
-    name: String,
-    kind: &'static str,
-) -> Result<Member, Error> {
-    Ok(Member::Entry {
-        node: node(Kind::Special(kind))?,
-        name,
-    })
 }
