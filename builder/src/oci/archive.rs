@@ -40,7 +40,10 @@ use super::temp_output::{
     ARCHIVE_SCRATCH_PREFIX,
 };
 use super::Error;
-use crate::tarball::{CopyError, EntryHeader, EntryKind, HeaderFormat, TarWriter};
+use crate::tarball::{
+    self, CopyError, EntryHeader, EntryKind, Format, HeaderFormat, Kind, Members, NamePolicy,
+    TarWriter,
+};
 
 /// Mode of files in the archives we write.
 pub(super) const FILE_MODE: u32 = 0o644;
@@ -347,7 +350,7 @@ pub fn check_archive_output(dest: &Path) -> Result<(), Error> {
 
 /// Whether the file at `path` is an archive of ours: a tar whose every header is the kind
 /// [`archive_writer`] writes (ustar, owner `0:0` without names, mode `0644` or `0755`, one mtime for
-/// all) and that holds the files of an OCI archive (`oci-layout`, `index.json`) or of a Docker
+/// all), whose names the extraction rules accept, and that holds the files of an OCI archive (`oci-layout`, `index.json`) or of a Docker
 /// archive (`manifest.json`). Only the headers are read: the content is skipped over.
 fn is_our_archive(path: &Path) -> bool {
     /// More entries than any archive of ours holds: a tarball of somebody's tree.
@@ -360,11 +363,11 @@ fn is_our_archive(path: &Path) -> bool {
         return false;
     };
     let (mut mtime, mut oci_layout, mut index, mut manifest) = (None, false, false, false);
-    for (n, entry) in entries.enumerate() {
-        let Ok(entry) = entry else {
+    for (n, member) in Members::new(entries, NamePolicy::Extract).enumerate() {
+        let Ok(member) = member else {
             return false;
         };
-        let header = entry.header();
+        let header = member.entry.header();
         let ours = n < MAX_ENTRIES
             && header.as_ustar().is_some()
             && header.uid().ok() == Some(0)
@@ -376,10 +379,10 @@ fn is_our_archive(path: &Path) -> bool {
         if !ours {
             return false;
         }
-        match entry.path_bytes().as_ref() {
-            b"oci-layout" => oci_layout = true,
-            b"index.json" => index = true,
-            b"manifest.json" => manifest = true,
+        match member.raw_name.as_str() {
+            "oci-layout" => oci_layout = true,
+            "index.json" => index = true,
+            "manifest.json" => manifest = true,
             _ => {}
         }
     }
@@ -468,10 +471,12 @@ impl Extracted {
     /// (`manifest.json`'s `Config` and `Layers`): normalised like entry names, and refused the
     /// same way when unsafe; `None` when the archive has no such file.
     pub(super) fn file(&self, name: &str) -> Result<Option<(String, PathBuf)>, Error> {
-        let normal = normalize(name).map_err(|reason| Error::ArchiveEntry {
-            archive: self.archive.clone(),
-            entry: name.to_string(),
-            reason: reason.to_string(),
+        let normal = tarball::normalise(name, NamePolicy::Extract).map_err(|reason| {
+            Error::ArchiveEntry {
+                archive: self.archive.clone(),
+                entry: name.to_string(),
+                reason: reason.to_string(),
+            }
         })?;
         Ok(self.files.contains(&normal).then(|| {
             let path = self.root.join(&normal);
@@ -480,73 +485,16 @@ impl Extracted {
     }
 }
 
-/// How an archive's bytes are compressed, by their magic bytes.
-pub(super) fn sniff(path: &Path) -> io::Result<&'static str> {
-    let mut magic = [0u8; 4];
-    let mut file = super::bounded::open_regular(path)?;
-    let mut n = 0;
-    while n < magic.len() {
-        match file.read(&mut magic[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(match &magic[..n] {
-        [0x1f, 0x8b, ..] => "gzip",
-        [0x28, 0xb5, 0x2f, 0xfd] => "zstd",
-        _ => "none",
-    })
+/// How the file at `path` (a regular file) is compressed, by its magic bytes.
+pub(super) fn sniff(path: &Path) -> io::Result<Format> {
+    let (magic, n) = tarball::read_magic(&mut super::bounded::open_regular(path)?)?;
+    Ok(Format::sniff(&magic[..n]))
 }
 
-/// A reader of `path`'s content, decompressed when it is gzip or zstd.
+/// A reader of `path`'s content (a regular file), decompressed when it is gzip or zstd.
 pub(super) fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read>> {
-    let kind = sniff(path)?;
     let file = BufReader::with_capacity(COPY_BUF, super::bounded::open_regular(path)?);
-    Ok(match kind {
-        "gzip" => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
-        "zstd" => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
-        _ => Box::new(file),
-    })
-}
-
-/// Normalises an entry name: `/`-separated, `.` and empty components dropped; absolute names
-/// and `..` are refused. The root itself gives an empty string.
-fn normalize(name: &str) -> Result<String, &'static str> {
-    if name.starts_with('/') {
-        return Err("its name is absolute");
-    }
-    let mut parts = Vec::new();
-    for part in name.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return Err("its name climbs out of the archive with `..`"),
-            p if p.contains('\0') => return Err("its name holds a NUL byte"),
-            p => parts.push(p),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-/// Resolves a symbolic link's target, relative to the directory of `entry` (normalised), to a
-/// normalised name inside the archive.
-fn resolve_symlink(entry: &str, target: &str) -> Result<String, &'static str> {
-    if target.starts_with('/') {
-        return Err("it is a symbolic link to an absolute path");
-    }
-    let mut parts: Vec<&str> = entry.split('/').collect();
-    parts.pop();
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err("it is a symbolic link pointing outside the archive");
-                }
-            }
-            p => parts.push(p),
-        }
-    }
-    Ok(parts.join("/"))
+    Ok(tarball::decompress(file)?.1)
 }
 
 /// Extracts the archive at `archive` (plain, gzip or zstd tar) into the empty directory `root`;
@@ -568,16 +516,23 @@ pub(super) fn extract(archive: &Path, root: &Path) -> Result<Extracted, Error> {
     // Link name -> the normalised name it points at.
     let mut links: BTreeMap<String, String> = BTreeMap::new();
     let mut buf = vec![0u8; COPY_BUF];
-    for entry in tar.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = normalize(&raw).map_err(|reason| refuse(&raw, reason))?;
-        let kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() {
+    let entries = tar.entries().map_err(read_err)?;
+    for member in Members::new(entries, NamePolicy::Extract) {
+        let member = member.map_err(|e| match e {
+            tarball::Error::Read(source) => read_err(source),
+            tarball::Error::Name { name, reason } => refuse(&name, &reason.to_string()),
+            // Neither happens under `NamePolicy::Extract` without a length.
+            e @ (tarball::Error::NotUtf8 { .. } | tarball::Error::Truncated { .. }) => {
+                read_err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+            }
+        })?;
+        let (raw, name, kind) = (member.raw_name, member.name, member.kind);
+        let mut entry = member.entry;
+        if kind == Kind::GlobalHeader {
             continue;
         }
         if name.is_empty() {
-            if kind.is_dir() {
+            if kind == Kind::Dir {
                 continue;
             }
             return Err(refuse(
@@ -599,10 +554,10 @@ pub(super) fn extract(archive: &Path, root: &Path) -> Result<Extracted, Error> {
             Ok(String::from_utf8_lossy(&target).into_owned())
         };
         match kind {
-            tar::EntryType::Directory => {
+            Kind::Dir => {
                 fs::create_dir_all(&dest).map_err(extract_err)?;
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            Kind::File => {
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent).map_err(extract_err)?;
                 }
@@ -619,24 +574,26 @@ pub(super) fn extract(archive: &Path, root: &Path) -> Result<Extracted, Error> {
                 }
                 files.insert(name);
             }
-            tar::EntryType::Symlink => {
+            Kind::Symlink => {
                 let target = link_target()?;
-                let resolved = resolve_symlink(&name, &target).map_err(|r| refuse(&raw, r))?;
+                let resolved = tarball::resolve_symlink(&name, &target)
+                    .map_err(|r| refuse(&raw, &r.to_string()))?;
                 forget_file(&mut files, &name, &dest).map_err(extract_err)?;
                 links.insert(name, resolved);
             }
-            tar::EntryType::Link => {
+            Kind::HardLink => {
                 let target = link_target()?;
-                let resolved = normalize(&target)
+                let resolved = tarball::normalise(&target, NamePolicy::Extract)
                     .map_err(|_| refuse(&raw, "it is a hard link to a name outside the archive"))?;
                 forget_file(&mut files, &name, &dest).map_err(extract_err)?;
                 links.insert(name, resolved);
             }
-            other => {
+            Kind::GlobalHeader | Kind::Special(_) | Kind::Other(_) => {
                 return Err(refuse(
                     &raw,
                     &format!(
-                        "it is a {other:?} entry; only files, directories and links are accepted"
+                        "it is a {:?} entry; only files, directories and links are accepted",
+                        entry.header().entry_type()
                     ),
                 ))
             }

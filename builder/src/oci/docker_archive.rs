@@ -40,7 +40,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::BufReader;
 use std::path::Path;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, MediaType};
@@ -58,7 +58,7 @@ use super::model::{
 };
 use super::{to_canonical_json, Error};
 use crate::layer::Compression;
-use crate::tarball::CopyError;
+use crate::tarball::{self, CopyError, Format};
 
 /// One image of `manifest.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -236,16 +236,13 @@ pub fn write_docker_archive(
                         digest: digest.clone(),
                         source,
                     };
-                    let file = File::open(&path).map_err(read_err)?;
-                    let mut content: Box<dyn Read> = match layer.compression {
-                        Compression::None => Box::new(file),
-                        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                            std::io::BufReader::new(file),
-                        )),
-                        Compression::Zstd => {
-                            Box::new(zstd::stream::read::Decoder::new(file).map_err(read_err)?)
-                        }
+                    let file = BufReader::new(File::open(&path).map_err(read_err)?);
+                    let format = match layer.compression {
+                        Compression::None => Format::Plain,
+                        Compression::Gzip => Format::Gzip,
+                        Compression::Zstd => Format::Zstd,
                     };
+                    let mut content = tarball::decoder(format, file).map_err(read_err)?;
                     let mut hasher = Sha256::new();
                     tar.file_streamed(&name, FILE_MODE, &mut content, &mut |b| hasher.update(b))
                         .map_err(|e| match e {
@@ -489,9 +486,9 @@ pub fn open_docker_archive(path: &Path, scratch: &Path) -> Result<Layout, Error>
                 source,
             };
             let media_type = match sniff(&layer_path).map_err(read_err)? {
-                "gzip" => MediaType::ImageLayerGzip,
-                "zstd" => MediaType::ImageLayerZstd,
-                _ => MediaType::ImageLayer,
+                Format::Gzip => MediaType::ImageLayerGzip,
+                Format::Zstd => MediaType::ImageLayerZstd,
+                Format::Plain => MediaType::ImageLayer,
             };
             let (blob_digest, size) = Digest::of_file(&layer_path).map_err(read_err)?;
             let actual_diff_id = if media_type == MediaType::ImageLayer {

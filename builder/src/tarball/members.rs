@@ -9,10 +9,10 @@
 //! is (inside which member, header or padding). A tar without its two zero end blocks is still
 //! read, as GNU tar reads it.
 //!
-//! The checks run in one order for every caller: the header is read; a global PAX header
-//! (defaults for later members, no path of its own) is yielded without name checks; otherwise
-//! the name is decoded (UTF-8 under [`NamePolicy::Layer`]), the data checked against the length,
-//! and the name normalised ([`normalise`]).
+//! The checks run in one order for every caller and every member (a global PAX header too, though
+//! callers then skip it): the header is read, the name decoded (UTF-8 under
+//! [`NamePolicy::Layer`]), the data checked against the length, and the name normalised
+//! ([`normalise`]).
 
 use std::borrow::Cow;
 use std::io::{self, Read};
@@ -78,7 +78,7 @@ pub struct Member<'a, R: Read> {
     pub entry: tar::Entry<'a, R>,
     /// The name as written (read lossily when it is not UTF-8).
     pub raw_name: String,
-    /// The normalised name (`""` for the root; empty, unchecked, for a global header).
+    /// The normalised name (`""` for the root).
     pub name: String,
     pub kind: Kind,
 }
@@ -161,9 +161,6 @@ impl<'a, R: Read> Members<'a, R> {
         let raw_name = match (self.policy, std::str::from_utf8(&raw)) {
             (_, Ok(name)) => name.to_owned(),
             (NamePolicy::Extract, Err(_)) => String::from_utf8_lossy(&raw).into_owned(),
-            (NamePolicy::Layer, Err(_)) if kind == Kind::GlobalHeader => {
-                String::from_utf8_lossy(&raw).into_owned()
-            }
             (NamePolicy::Layer, Err(_)) => {
                 return Err(Error::NotUtf8 {
                     name: String::from_utf8_lossy(&raw).into_owned(),
@@ -182,14 +179,10 @@ impl<'a, R: Read> Members<'a, R> {
             self.next_header = data_end.next_multiple_of(BLOCK);
             self.last = Some(raw_name.clone());
         }
-        let name = if kind == Kind::GlobalHeader {
-            String::new()
-        } else {
-            normalise(&raw_name, self.policy).map_err(|reason| Error::Name {
-                name: raw_name.clone(),
-                reason,
-            })?
-        };
+        let name = normalise(&raw_name, self.policy).map_err(|reason| Error::Name {
+            name: raw_name.clone(),
+            reason,
+        })?;
         Ok(Member {
             entry,
             raw_name,
@@ -235,5 +228,92 @@ impl<'a, R: Read> Iterator for Members<'a, R> {
             self.done = true;
         }
         Some(member)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tarball::{EntryHeader, EntryKind, HeaderFormat, TarWriter};
+
+    /// A tar of `dir/` and `dir/file` (700 bytes: data ends inside the second block).
+    fn tar() -> Vec<u8> {
+        let mut w = TarWriter::new(Vec::new(), 0, HeaderFormat::Pax);
+        w.header(&EntryHeader {
+            path: "./dir",
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        })
+        .unwrap();
+        w.bytes("dir/file", 0o644, &[b'x'; 700]).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn scan(bytes: &[u8], policy: NamePolicy) -> Result<Vec<(String, Kind)>, Error> {
+        // Seekable, as a tar imported from a file is read.
+        let mut archive = tar::Archive::new(std::io::Cursor::new(bytes));
+        let entries = archive.entries_with_seek().unwrap();
+        let members = Members::with_length(entries, policy, bytes.len() as u64);
+        members.map(|m| m.map(|m| (m.name, m.kind))).collect()
+    }
+
+    #[test]
+    fn members_are_named_and_classified() {
+        assert_eq!(
+            scan(&tar(), NamePolicy::Layer).unwrap(),
+            [
+                ("dir".to_owned(), Kind::Dir),
+                ("dir/file".to_owned(), Kind::File)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tar_cut_anywhere_inside_a_member_is_truncated_with_the_offset() {
+        let tar = tar();
+        for (cut, detail) in [
+            (100, "inside the tar header at its start"),
+            (512 + 100, "inside the tar header after member `./dir/`"),
+            (
+                1024 + 300,
+                "inside member `dir/file`, whose data runs from byte 1024 to 1724",
+            ),
+            (1024 + 800, "inside the padding after member `dir/file`"),
+        ] {
+            match scan(&tar[..cut], NamePolicy::Layer) {
+                Err(Error::Truncated { offset, detail: d }) => {
+                    assert_eq!((offset, d.as_str()), (cut as u64, detail), "cut at {cut}")
+                }
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+        // Without its end blocks a tar is still whole.
+        assert!(scan(&tar[..2048], NamePolicy::Layer).is_ok());
+    }
+
+    #[test]
+    fn names_are_checked_under_the_policy() {
+        let mut bytes = Vec::new();
+        let mut b = tar::Builder::new(&mut bytes);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.as_gnu_mut().unwrap().name[..6].copy_from_slice(b"/etc/x");
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+        b.finish().unwrap();
+        drop(b);
+        assert_eq!(
+            scan(&bytes, NamePolicy::Layer).unwrap(),
+            [("etc/x".to_owned(), Kind::File)]
+        );
+        match scan(&bytes, NamePolicy::Extract) {
+            Err(Error::Name { name, reason }) => {
+                assert_eq!((name.as_str(), reason), ("/etc/x", NameError::Absolute))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
