@@ -1,6 +1,7 @@
-//! The layer side of the deterministic tar writer: each [`Entry`] of a [`LayerTree`](super::LayerTree)
-//! written through [`tarball::TarWriter`] in [`HeaderFormat::Pax`], its content read from where
-//! the tree says it is (inline bytes, a host file, a member of an imported or stage tar).
+//! The layer side of the deterministic tar writer: each [`Entry`] of a
+//! [`LayerTree`](super::LayerTree) written through [`tarball::TarWriter`] in
+//! [`HeaderFormat::Pax`], its content read from where the tree says it is (inline bytes, a host
+//! file, a member of an imported or stage tar).
 //!
 //! The header format itself (ustar fields, PAX records for what does not fit, the checksum form)
 //! is the toolkit's, documented in [`crate::tarball`]: it is `tar1` of the layer

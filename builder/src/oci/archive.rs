@@ -349,9 +349,9 @@ pub fn check_archive_output(dest: &Path) -> Result<(), Error> {
 }
 
 /// Whether the file at `path` is an archive of ours: a tar whose every header is the kind
-/// [`archive_writer`] writes (ustar, owner `0:0` without names, mode `0644` or `0755`, one mtime for
-/// all), whose names the extraction rules accept, and that holds the files of an OCI archive (`oci-layout`, `index.json`) or of a Docker
-/// archive (`manifest.json`). Only the headers are read: the content is skipped over.
+/// [`archive_writer`] writes (ustar, owner `0:0` without names, mode `0644` or `0755`, one
+/// mtime for all), whose names the extraction rules accept, and that holds the files of an OCI
+/// archive (`oci-layout`, `index.json`) or of a Docker archive (`manifest.json`). Only the headers are read: the content is skipped over.
 fn is_our_archive(path: &Path) -> bool {
     /// More entries than any archive of ours holds: a tarball of somebody's tree.
     const MAX_ENTRIES: usize = 100_000;

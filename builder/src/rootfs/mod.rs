@@ -10,8 +10,9 @@
 //!    (gzip or zstd, from its media type, checked against its first bytes) is decompressed once
 //!    into an uncompressed tar in a scratch directory; a plain tar is read where it is. The tar's
 //!    members, walked by the tar toolkit's scanner ([`crate::tarball::Members`], names under
-//!    [`NamePolicy::Layer`]: leading `/` dropped, `..` and non-UTF-8 names refused), are indexed: path -> kind, mode, owner, and for files the layer and the offset of
-//!    the data in its tar. Contents are never read here, so the index costs a few hundred bytes
+//!    [`NamePolicy::Layer`]: leading `/` dropped, `..` and non-UTF-8 names refused), are
+//!    indexed: path -> kind, mode, owner, and for files the layer and the offset of the data in
+//!    its tar. Contents are never read here, so the index costs a few hundred bytes
 //!    per path (a 50 000-file base image is some 10 MiB) and file data is streamed straight from
 //!    the tars when a layer that copies it is written.
 //! 2. **[`Rootfs::copy_out`]** puts a path of the view into a [`LayerTree`] of the layer being

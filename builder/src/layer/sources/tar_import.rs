@@ -2,11 +2,12 @@
 //!
 //! The archive is read with the tar toolkit ([`crate::tarball`]): the compression is detected
 //! from the first bytes, not the file name, and the members are walked by its scanner under
-//! [`NamePolicy::Layer`]. A compressed archive is decompressed once into a temporary file, so that file members can be referenced by offset and
-//! streamed into the layer later without holding them in memory. Member names are normalised
-//! (`./` and leading `/` dropped); a name with `..` is an error. Hard links become regular files
-//! with the content of their target. Modes are kept (masked to `0o7777`) unless the spec sets one;
-//! owners come from the spec; mtimes and user/group names are dropped.
+//! [`NamePolicy::Layer`]. A compressed archive is decompressed once into a temporary file, so
+//! that file members can be referenced by offset and streamed into the layer later without
+//! holding them in memory. Member names are normalised (`./` and leading `/` dropped); a name
+//! with `..` is an error. Hard links become regular files with the content of their target.
+//! Modes are kept (masked to `0o7777`) unless the spec sets one; owners come from the spec;
+//! mtimes and user/group names are dropped.
 //!
 //! A damaged archive is an error, never a shorter import: an empty file, a compressed stream
 //! that ends early, and a tar that ends inside a member's header, data or padding (which the
