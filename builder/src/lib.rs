@@ -60,4 +60,5 @@ pub mod registry;
 pub mod rootfs;
 pub mod spec;
 pub mod store;
+pub mod tarball;
 pub mod types;

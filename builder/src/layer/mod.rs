@@ -68,7 +68,7 @@ mod tests;
 
 pub use crate::types::{Compression, LayerBlob};
 pub use error::Error;
-pub(crate) use sources::{detect, normalise_member, ArchiveFormat, Globs, SYMLINK_MODE};
+pub(crate) use sources::{Globs, SYMLINK_MODE};
 pub(crate) use tree::{is_normalised, join};
 pub use tree::{Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};
 pub use whiteout::{add_whiteouts, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};

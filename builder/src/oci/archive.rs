@@ -1,7 +1,7 @@
 //! OCI archives: an OCI image layout as one tar file (`oci-archive:FILE`), written as a sink
 //! and read back as a base image source. Also the tar plumbing the Docker archive
-//! ([`super::docker_archive`]) shares: the deterministic writer, the atomic file replacement and
-//! the safe extractor.
+//! ([`super::docker_archive`]) shares: the archive form of the toolkit's deterministic writer
+//! ([`crate::tarball::TarWriter`]), the atomic file replacement and the safe extractor.
 //!
 //! # Brief overview
 //!
@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -40,11 +40,13 @@ use super::temp_output::{
     ARCHIVE_SCRATCH_PREFIX,
 };
 use super::Error;
+use crate::tarball::{
+    self, CopyError, EntryHeader, EntryKind, Format, HeaderFormat, Kind, Members, NamePolicy,
+    TarWriter,
+};
 
-/// The tar block size.
-const BLOCK: usize = 512;
 /// Mode of files in the archives we write.
-const FILE_MODE: u32 = 0o644;
+pub(super) const FILE_MODE: u32 = 0o644;
 /// Mode of directories in the archives we write.
 const DIR_MODE: u32 = 0o755;
 /// How many links a link may go through before it is refused (as the kernel's `ELOOP`).
@@ -63,7 +65,7 @@ const COPY_BUF: usize = 256 * 1024;
 pub fn write_oci_archive(layout_dir: &Path, dest: &Path, mtime: u64) -> Result<(), Error> {
     let entries = layout_entries(layout_dir)?;
     write_atomically(dest, |out| {
-        let mut tar = TarOut::new(out, mtime);
+        let mut tar = archive_writer(out, mtime);
         for entry in &entries {
             let name = entry.name.join("/");
             let write_err = |source| Error::WriteArchive {
@@ -71,20 +73,24 @@ pub fn write_oci_archive(layout_dir: &Path, dest: &Path, mtime: u64) -> Result<(
                 source,
             };
             match &entry.kind {
-                LayoutEntry::Dir => tar.dir(&name).map_err(write_err)?,
+                LayoutEntry::Dir => tar.header(&dir_header(&name)).map_err(write_err)?,
                 LayoutEntry::File { path, size, digest } => {
                     let read_err = |source| Error::ReadLayout {
                         path: path.clone(),
                         source,
                     };
-                    let file = File::open(path).map_err(read_err)?;
+                    let mut file = File::open(path).map_err(read_err)?;
                     let mut hasher = Sha256::new();
+                    tar.header(&file_header(&name, *size)).map_err(write_err)?;
                     let copied = tar
-                        .file(&name, *size, file, Some(&mut hasher))
+                        .copy_content(&mut file, *size, &mut |b| hasher.update(b))
                         .map_err(|e| match e {
                             CopyError::Read(source) => read_err(source),
                             CopyError::Write(source) => write_err(source),
                         })?;
+                    // Short content is padded with zeros (the archive stays well formed) and
+                    // reported below.
+                    tar.end_content(*size, copied).map_err(write_err)?;
                     if copied != *size {
                         return Err(Error::BlobSize {
                             path: path.clone(),
@@ -111,7 +117,8 @@ pub fn write_oci_archive(layout_dir: &Path, dest: &Path, mtime: u64) -> Result<(
         tar.finish().map_err(|source| Error::WriteArchive {
             path: dest.to_path_buf(),
             source,
-        })
+        })?;
+        Ok(())
     })
 }
 
@@ -342,9 +349,9 @@ pub fn check_archive_output(dest: &Path) -> Result<(), Error> {
 }
 
 /// Whether the file at `path` is an archive of ours: a tar whose every header is the kind
-/// [`TarOut`] writes (ustar, owner `0:0` without names, mode `0644` or `0755`, one mtime for
-/// all) and that holds the files of an OCI archive (`oci-layout`, `index.json`) or of a Docker
-/// archive (`manifest.json`). Only the headers are read: the content is skipped over.
+/// [`archive_writer`] writes (ustar, owner `0:0` without names, mode `0644` or `0755`, one
+/// mtime for all), whose names the extraction rules accept, and that holds the files of an OCI
+/// archive (`oci-layout`, `index.json`) or of a Docker archive (`manifest.json`). Only the headers are read: the content is skipped over.
 fn is_our_archive(path: &Path) -> bool {
     /// More entries than any archive of ours holds: a tarball of somebody's tree.
     const MAX_ENTRIES: usize = 100_000;
@@ -356,11 +363,11 @@ fn is_our_archive(path: &Path) -> bool {
         return false;
     };
     let (mut mtime, mut oci_layout, mut index, mut manifest) = (None, false, false, false);
-    for (n, entry) in entries.enumerate() {
-        let Ok(entry) = entry else {
+    for (n, member) in Members::new(entries, NamePolicy::Extract).enumerate() {
+        let Ok(member) = member else {
             return false;
         };
-        let header = entry.header();
+        let header = member.entry.header();
         let ours = n < MAX_ENTRIES
             && header.as_ustar().is_some()
             && header.uid().ok() == Some(0)
@@ -372,10 +379,10 @@ fn is_our_archive(path: &Path) -> bool {
         if !ours {
             return false;
         }
-        match entry.path_bytes().as_ref() {
-            b"oci-layout" => oci_layout = true,
-            b"index.json" => index = true,
-            b"manifest.json" => manifest = true,
+        match member.raw_name.as_str() {
+            "oci-layout" => oci_layout = true,
+            "index.json" => index = true,
+            "manifest.json" => manifest = true,
             _ => {}
         }
     }
@@ -393,197 +400,32 @@ fn set_file_mode(_file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// Why copying an entry's content failed: reading the source or writing the archive.
-pub(super) enum CopyError {
-    Read(io::Error),
-    Write(io::Error),
+/// A writer of the archives we write: [`HeaderFormat::Ustar`] headers (the bytes OCI and Docker
+/// archives have always had), every entry dated `mtime`.
+pub(super) fn archive_writer<W: Write>(out: W, mtime: u64) -> TarWriter<W> {
+    TarWriter::new(out, mtime, HeaderFormat::Ustar)
 }
 
-/// A deterministic tar writer for the few entries of an archive: ustar headers filled field by
-/// field (mode, owner `0:0`, no names, one mtime), content padded to a block, two zero blocks
-/// at the end.
-pub(super) struct TarOut<'a, W: Write> {
-    out: &'a mut W,
-    mtime: u64,
-    buf: Vec<u8>,
-}
-
-impl<'a, W: Write> TarOut<'a, W> {
-    pub(super) fn new(out: &'a mut W, mtime: u64) -> Self {
-        Self {
-            out,
-            mtime,
-            buf: vec![0; COPY_BUF],
-        }
-    }
-
-    fn header(
-        &self,
-        name: &str,
-        mode: u32,
-        size: u64,
-        kind: tar::EntryType,
-    ) -> io::Result<[u8; BLOCK]> {
-        let mut header = tar::Header::new_ustar();
-        set_name(&mut header, name)?;
-        header.set_mode(mode);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_size(size);
-        header.set_mtime(self.mtime);
-        header.set_entry_type(kind);
-        header.set_device_major(0)?;
-        header.set_device_minor(0)?;
-        header.set_cksum();
-        Ok(*header.as_bytes())
-    }
-
-    /// A directory entry `name/`.
-    pub(super) fn dir(&mut self, name: &str) -> io::Result<()> {
-        let header = self.header(&format!("{name}/"), DIR_MODE, 0, tar::EntryType::Directory)?;
-        self.out.write_all(&header)
-    }
-
-    /// A file entry of `bytes`.
-    pub(super) fn bytes(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let header = self.header(name, FILE_MODE, bytes.len() as u64, tar::EntryType::Regular)?;
-        self.out.write_all(&header)?;
-        self.out.write_all(bytes)?;
-        self.pad(bytes.len() as u64)
-    }
-
-    /// A file entry of `size` bytes read from `content` (hashed into `hasher` on the way).
-    /// Returns how many bytes `content` gave, at most `size`; when fewer, the entry is padded
-    /// with zeros to `size` (the archive stays well formed) and the caller reports the error.
-    pub(super) fn file(
-        &mut self,
-        name: &str,
-        size: u64,
-        content: impl Read,
-        mut hasher: Option<&mut Sha256>,
-    ) -> Result<u64, CopyError> {
-        let header = self
-            .header(name, FILE_MODE, size, tar::EntryType::Regular)
-            .map_err(CopyError::Write)?;
-        self.out.write_all(&header).map_err(CopyError::Write)?;
-        let mut content = content.take(size);
-        let mut copied = 0u64;
-        loop {
-            let n = match content.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CopyError::Read(e)),
-            };
-            if let Some(h) = hasher.as_deref_mut() {
-                h.update(&self.buf[..n]);
-            }
-            self.out
-                .write_all(&self.buf[..n])
-                .map_err(CopyError::Write)?;
-            copied += n as u64;
-        }
-        let zeros = [0u8; BLOCK];
-        let mut missing = size - copied;
-        while missing > 0 {
-            let n = missing.min(BLOCK as u64);
-            self.out
-                .write_all(&zeros[..n as usize])
-                .map_err(CopyError::Write)?;
-            missing -= n;
-        }
-        self.pad(size).map_err(CopyError::Write)?;
-        Ok(copied)
-    }
-
-    fn pad(&mut self, size: u64) -> io::Result<()> {
-        let rem = (size % BLOCK as u64) as usize;
-        if rem != 0 {
-            self.out.write_all(&[0u8; BLOCK][..BLOCK - rem])?;
-        }
-        Ok(())
-    }
-
-    /// The end-of-archive marker: two zero blocks.
-    pub(super) fn finish(self) -> io::Result<()> {
-        self.out.write_all(&[0u8; 2 * BLOCK])?;
-        self.out.flush()
+/// The header of directory `name` in an archive of ours: mode `0755`, owner `0:0`.
+pub(super) fn dir_header(name: &str) -> EntryHeader<'_> {
+    EntryHeader {
+        path: name,
+        kind: EntryKind::Dir,
+        mode: DIR_MODE,
+        uid: 0,
+        gid: 0,
     }
 }
 
-impl<W: Write + Seek> TarOut<'_, W> {
-    /// A file entry of everything `content` gives, whose size is not known beforehand: the
-    /// header is written with size 0, the content streamed (and hashed into `hasher`), then the
-    /// header rewritten with the real size. Returns the size.
-    pub(super) fn file_streamed(
-        &mut self,
-        name: &str,
-        mut content: impl Read,
-        hasher: &mut Sha256,
-    ) -> Result<u64, CopyError> {
-        let start = self.out.stream_position().map_err(CopyError::Write)?;
-        let header = self
-            .header(name, FILE_MODE, 0, tar::EntryType::Regular)
-            .map_err(CopyError::Write)?;
-        self.out.write_all(&header).map_err(CopyError::Write)?;
-        let mut size = 0u64;
-        loop {
-            let n = match content.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CopyError::Read(e)),
-            };
-            hasher.update(&self.buf[..n]);
-            self.out
-                .write_all(&self.buf[..n])
-                .map_err(CopyError::Write)?;
-            size += n as u64;
-        }
-        self.pad(size).map_err(CopyError::Write)?;
-        let end = self.out.stream_position().map_err(CopyError::Write)?;
-        let header = self
-            .header(name, FILE_MODE, size, tar::EntryType::Regular)
-            .map_err(CopyError::Write)?;
-        self.out
-            .seek(SeekFrom::Start(start))
-            .map_err(CopyError::Write)?;
-        self.out.write_all(&header).map_err(CopyError::Write)?;
-        self.out
-            .seek(SeekFrom::Start(end))
-            .map_err(CopyError::Write)?;
-        Ok(size)
+/// The header of a file `name` of `size` bytes in an archive of ours: mode `0644`, owner `0:0`.
+fn file_header(name: &str, size: u64) -> EntryHeader<'_> {
+    EntryHeader {
+        path: name,
+        kind: EntryKind::File { size },
+        mode: FILE_MODE,
+        uid: 0,
+        gid: 0,
     }
-}
-
-/// Puts `name` in the ustar name field, or split between prefix and name at a `/`.
-fn set_name(header: &mut tar::Header, name: &str) -> io::Result<()> {
-    let bytes = name.as_bytes();
-    let ustar = header
-        .as_ustar_mut()
-        .expect("a header made by new_ustar is a ustar header");
-    if bytes.len() <= ustar.name.len() {
-        ustar.name[..bytes.len()].copy_from_slice(bytes);
-        return Ok(());
-    }
-    // The split point: a `/` with at most 155 bytes before it and at most 100 after.
-    let split = bytes
-        .iter()
-        .enumerate()
-        .filter(|&(i, &b)| {
-            b == b'/' && i <= ustar.prefix.len() && bytes.len() - i - 1 <= ustar.name.len()
-        })
-        .map(|(i, _)| i)
-        .next_back();
-    let Some(split) = split.filter(|&i| i > 0 && i + 1 < bytes.len()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("entry name `{name}` is too long for a ustar header"),
-        ));
-    };
-    ustar.prefix[..split].copy_from_slice(&bytes[..split]);
-    ustar.name[..bytes.len() - split - 1].copy_from_slice(&bytes[split + 1..]);
-    Ok(())
 }
 
 /// Creates `scratch` if missing; refuses a non-empty directory or anything else.
@@ -629,10 +471,12 @@ impl Extracted {
     /// (`manifest.json`'s `Config` and `Layers`): normalised like entry names, and refused the
     /// same way when unsafe; `None` when the archive has no such file.
     pub(super) fn file(&self, name: &str) -> Result<Option<(String, PathBuf)>, Error> {
-        let normal = normalize(name).map_err(|reason| Error::ArchiveEntry {
-            archive: self.archive.clone(),
-            entry: name.to_string(),
-            reason: reason.to_string(),
+        let normal = tarball::normalise(name, NamePolicy::Extract).map_err(|reason| {
+            Error::ArchiveEntry {
+                archive: self.archive.clone(),
+                entry: name.to_string(),
+                reason: reason.to_string(),
+            }
         })?;
         Ok(self.files.contains(&normal).then(|| {
             let path = self.root.join(&normal);
@@ -641,73 +485,16 @@ impl Extracted {
     }
 }
 
-/// How an archive's bytes are compressed, by their magic bytes.
-pub(super) fn sniff(path: &Path) -> io::Result<&'static str> {
-    let mut magic = [0u8; 4];
-    let mut file = super::bounded::open_regular(path)?;
-    let mut n = 0;
-    while n < magic.len() {
-        match file.read(&mut magic[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(match &magic[..n] {
-        [0x1f, 0x8b, ..] => "gzip",
-        [0x28, 0xb5, 0x2f, 0xfd] => "zstd",
-        _ => "none",
-    })
+/// How the file at `path` (a regular file) is compressed, by its magic bytes.
+pub(super) fn sniff(path: &Path) -> io::Result<Format> {
+    let (magic, n) = tarball::read_magic(&mut super::bounded::open_regular(path)?)?;
+    Ok(Format::sniff(&magic[..n]))
 }
 
-/// A reader of `path`'s content, decompressed when it is gzip or zstd.
+/// A reader of `path`'s content (a regular file), decompressed when it is gzip or zstd.
 pub(super) fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read>> {
-    let kind = sniff(path)?;
     let file = BufReader::with_capacity(COPY_BUF, super::bounded::open_regular(path)?);
-    Ok(match kind {
-        "gzip" => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
-        "zstd" => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
-        _ => Box::new(file),
-    })
-}
-
-/// Normalises an entry name: `/`-separated, `.` and empty components dropped; absolute names
-/// and `..` are refused. The root itself gives an empty string.
-fn normalize(name: &str) -> Result<String, &'static str> {
-    if name.starts_with('/') {
-        return Err("its name is absolute");
-    }
-    let mut parts = Vec::new();
-    for part in name.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return Err("its name climbs out of the archive with `..`"),
-            p if p.contains('\0') => return Err("its name holds a NUL byte"),
-            p => parts.push(p),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-/// Resolves a symbolic link's target, relative to the directory of `entry` (normalised), to a
-/// normalised name inside the archive.
-fn resolve_symlink(entry: &str, target: &str) -> Result<String, &'static str> {
-    if target.starts_with('/') {
-        return Err("it is a symbolic link to an absolute path");
-    }
-    let mut parts: Vec<&str> = entry.split('/').collect();
-    parts.pop();
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err("it is a symbolic link pointing outside the archive");
-                }
-            }
-            p => parts.push(p),
-        }
-    }
-    Ok(parts.join("/"))
+    Ok(tarball::decompress(file)?.1)
 }
 
 /// Extracts the archive at `archive` (plain, gzip or zstd tar) into the empty directory `root`;
@@ -729,16 +516,23 @@ pub(super) fn extract(archive: &Path, root: &Path) -> Result<Extracted, Error> {
     // Link name -> the normalised name it points at.
     let mut links: BTreeMap<String, String> = BTreeMap::new();
     let mut buf = vec![0u8; COPY_BUF];
-    for entry in tar.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = normalize(&raw).map_err(|reason| refuse(&raw, reason))?;
-        let kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() {
+    let entries = tar.entries().map_err(read_err)?;
+    for member in Members::new(entries, NamePolicy::Extract) {
+        let member = member.map_err(|e| match e {
+            tarball::Error::Read(source) => read_err(source),
+            tarball::Error::Name { name, reason } => refuse(&name, &reason.to_string()),
+            // Neither happens under `NamePolicy::Extract` without a length.
+            e @ (tarball::Error::NotUtf8 { .. } | tarball::Error::Truncated { .. }) => {
+                read_err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+            }
+        })?;
+        let (raw, name, kind) = (member.raw_name, member.name, member.kind);
+        let mut entry = member.entry;
+        if kind == Kind::GlobalHeader {
             continue;
         }
         if name.is_empty() {
-            if kind.is_dir() {
+            if kind == Kind::Dir {
                 continue;
             }
             return Err(refuse(
@@ -760,10 +554,10 @@ pub(super) fn extract(archive: &Path, root: &Path) -> Result<Extracted, Error> {
             Ok(String::from_utf8_lossy(&target).into_owned())
         };
         match kind {
-            tar::EntryType::Directory => {
+            Kind::Dir => {
                 fs::create_dir_all(&dest).map_err(extract_err)?;
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            Kind::File => {
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent).map_err(extract_err)?;
                 }
@@ -780,24 +574,26 @@ pub(super) fn extract(archive: &Path, root: &Path) -> Result<Extracted, Error> {
                 }
                 files.insert(name);
             }
-            tar::EntryType::Symlink => {
+            Kind::Symlink => {
                 let target = link_target()?;
-                let resolved = resolve_symlink(&name, &target).map_err(|r| refuse(&raw, r))?;
+                let resolved = tarball::resolve_symlink(&name, &target)
+                    .map_err(|r| refuse(&raw, &r.to_string()))?;
                 forget_file(&mut files, &name, &dest).map_err(extract_err)?;
                 links.insert(name, resolved);
             }
-            tar::EntryType::Link => {
+            Kind::HardLink => {
                 let target = link_target()?;
-                let resolved = normalize(&target)
+                let resolved = tarball::normalise(&target, NamePolicy::Extract)
                     .map_err(|_| refuse(&raw, "it is a hard link to a name outside the archive"))?;
                 forget_file(&mut files, &name, &dest).map_err(extract_err)?;
                 links.insert(name, resolved);
             }
-            other => {
+            Kind::GlobalHeader | Kind::Special(_) | Kind::Other(_) => {
                 return Err(refuse(
                     &raw,
                     &format!(
-                        "it is a {other:?} entry; only files, directories and links are accepted"
+                        "it is a {:?} entry; only files, directories and links are accepted",
+                        entry.header().entry_type()
                     ),
                 ))
             }

@@ -40,7 +40,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::BufReader;
 use std::path::Path;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, MediaType};
@@ -48,7 +48,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::archive::{
-    extract, open_decompressed, prepare_scratch, sniff, write_atomically, CopyError, TarOut,
+    archive_writer, dir_header, extract, open_decompressed, prepare_scratch, sniff,
+    write_atomically, FILE_MODE,
 };
 use super::layout::OCI_LAYOUT_FILE;
 use super::layout_reader::{Layout, ManifestKind, ResolvedImage};
@@ -57,6 +58,7 @@ use super::model::{
 };
 use super::{to_canonical_json, Error};
 use crate::layer::Compression;
+use crate::tarball::{self, CopyError, Format};
 
 /// One image of `manifest.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -219,12 +221,12 @@ pub fn write_docker_archive(
             path: dest.to_path_buf(),
             source,
         };
-        let mut tar = TarOut::new(out, mtime);
+        let mut tar = archive_writer(out, mtime);
         for (name, content) in &entries {
             let name = name.join("/");
             match content {
-                Content::Dir => tar.dir(&name).map_err(write_err)?,
-                Content::Bytes(bytes) => tar.bytes(&name, bytes).map_err(write_err)?,
+                Content::Dir => tar.header(&dir_header(&name)).map_err(write_err)?,
+                Content::Bytes(bytes) => tar.bytes(&name, FILE_MODE, bytes).map_err(write_err)?,
                 Content::Layer(i) => {
                     let layer = &layers[*i];
                     let digest = layer.descriptor.digest().to_string();
@@ -234,18 +236,15 @@ pub fn write_docker_archive(
                         digest: digest.clone(),
                         source,
                     };
-                    let file = File::open(&path).map_err(read_err)?;
-                    let content: Box<dyn Read> = match layer.compression {
-                        Compression::None => Box::new(file),
-                        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                            std::io::BufReader::new(file),
-                        )),
-                        Compression::Zstd => {
-                            Box::new(zstd::stream::read::Decoder::new(file).map_err(read_err)?)
-                        }
+                    let file = BufReader::new(File::open(&path).map_err(read_err)?);
+                    let format = match layer.compression {
+                        Compression::None => Format::Plain,
+                        Compression::Gzip => Format::Gzip,
+                        Compression::Zstd => Format::Zstd,
                     };
+                    let mut content = tarball::decoder(format, file).map_err(read_err)?;
                     let mut hasher = Sha256::new();
-                    tar.file_streamed(&name, content, &mut hasher)
+                    tar.file_streamed(&name, FILE_MODE, &mut content, &mut |b| hasher.update(b))
                         .map_err(|e| match e {
                             CopyError::Read(source) => Error::DecompressLayer {
                                 path: path.clone(),
@@ -266,7 +265,8 @@ pub fn write_docker_archive(
                 }
             }
         }
-        tar.finish().map_err(write_err)
+        tar.finish().map_err(write_err)?;
+        Ok(())
     })
 }
 
@@ -486,9 +486,9 @@ pub fn open_docker_archive(path: &Path, scratch: &Path) -> Result<Layout, Error>
                 source,
             };
             let media_type = match sniff(&layer_path).map_err(read_err)? {
-                "gzip" => MediaType::ImageLayerGzip,
-                "zstd" => MediaType::ImageLayerZstd,
-                _ => MediaType::ImageLayer,
+                Format::Gzip => MediaType::ImageLayerGzip,
+                Format::Zstd => MediaType::ImageLayerZstd,
+                Format::Plain => MediaType::ImageLayer,
             };
             let (blob_digest, size) = Digest::of_file(&layer_path).map_err(read_err)?;
             let actual_diff_id = if media_type == MediaType::ImageLayer {

@@ -5,7 +5,8 @@
 //! whose `rootfs.diff_ids` do not match the layers, would be copied into our output, which other
 //! tools then reject. [`read_layer`] streams a layer blob (a regular file, exactly its
 //! descriptor's size) through a [`LayerFacts`] collector, which hashes it, tells its
-//! compression by its magic bytes, decompresses it and hashes the tar inside (the diff_id),
+//! compression by its magic bytes and decompresses it (both with the tar toolkit's
+//! [`Format`] and [`WriteDecoder`]) and hashes the tar inside (the diff_id),
 //! while the bytes are also written wherever the caller wants them (into the store). The facts
 //! are then checked against the descriptor and the diff_id with [`check_layer`]; the store
 //! records them so a warm build checks a recorded fact instead of reading the layer again.
@@ -19,9 +20,10 @@ use sha2::{Digest as _, Sha256};
 use super::model::layer_compression;
 use super::{bounded, Digest, Error};
 use crate::layer::Compression;
+use crate::tarball::{self, Format, WriteDecoder};
 
 /// The size of a tar header block: the uncompressed layer must start with one (or be empty).
-const TAR_BLOCK: usize = 512;
+const TAR_BLOCK: usize = tarball::BLOCK as usize;
 
 /// What a layer blob's bytes are, found by reading them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +152,7 @@ impl TarHasher {
     /// The diff_id, once the uncompressed bytes are known to be a tar: empty, or a first
     /// block that is all zeros (an empty archive) or a header with a valid checksum.
     fn finish(self) -> io::Result<String> {
-        if self.size > 0 && !is_tar_start(&self.head) {
+        if self.size > 0 && !tarball::is_tar_start(&self.head) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "its content is not a tar archive (the first 512 bytes are no tar header)",
@@ -160,37 +162,11 @@ impl TarHasher {
     }
 }
 
-fn is_tar_start(head: &[u8]) -> bool {
-    if head.len() < TAR_BLOCK {
-        return false;
-    }
-    if head.iter().all(|b| *b == 0) {
-        return true;
-    }
-    // The checksum field (148..156) counts as spaces; octal, NUL- or space-terminated.
-    let sum: u32 = head
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                *b as u32
-            }
-        })
-        .sum();
-    let field = String::from_utf8_lossy(&head[148..156]);
-    let field = field.trim_matches(|c: char| c == '\0' || c == ' ');
-    u32::from_str_radix(field, 8).is_ok_and(|stored| stored == sum)
-}
-
 /// The decoder of a layer, chosen by its magic bytes once the first four are seen.
 enum Decoder {
     /// Fewer than four bytes seen so far.
     Sniffing(Vec<u8>),
-    Gzip(Box<flate2::write::MultiGzDecoder<TarHasher>>),
-    Zstd(Box<zstd::stream::write::Decoder<'static, TarHasher>>),
-    Plain(TarHasher),
+    Decoding(WriteDecoder<TarHasher>),
     /// Decoding failed; the error is reported at the end.
     Failed(io::Error),
 }
@@ -216,7 +192,7 @@ impl Collector {
         self.size += bytes.len() as u64;
         if let Decoder::Sniffing(seen) = &mut self.decoder {
             seen.extend_from_slice(bytes);
-            if seen.len() < 4 {
+            if seen.len() < tarball::MAGIC_LEN {
                 return;
             }
             let seen = std::mem::take(seen);
@@ -227,14 +203,10 @@ impl Collector {
     }
 
     fn feed(&mut self, bytes: &[u8]) {
-        let result = match &mut self.decoder {
-            Decoder::Gzip(d) => d.write_all(bytes),
-            Decoder::Zstd(d) => d.write_all(bytes),
-            Decoder::Plain(h) => h.write_all(bytes),
-            Decoder::Sniffing(_) | Decoder::Failed(_) => Ok(()),
-        };
-        if let Err(e) = result {
-            self.decoder = Decoder::Failed(e);
+        if let Decoder::Decoding(d) = &mut self.decoder {
+            if let Err(e) = d.write_all(bytes) {
+                self.decoder = Decoder::Failed(e);
+            }
         }
     }
 
@@ -244,12 +216,14 @@ impl Collector {
             other => other,
         };
         let (compression, diff_id) = match decoder {
-            Decoder::Gzip(d) => (Compression::Gzip, d.finish()?.finish()?),
-            Decoder::Zstd(mut d) => {
-                d.flush()?;
-                (Compression::Zstd, d.into_inner().finish()?)
+            Decoder::Decoding(d) => {
+                let compression = match d.format() {
+                    Format::Plain => Compression::None,
+                    Format::Gzip => Compression::Gzip,
+                    Format::Zstd => Compression::Zstd,
+                };
+                (compression, d.finish()?.finish()?)
             }
-            Decoder::Plain(h) => (Compression::None, h.finish()?),
             Decoder::Failed(e) => return Err(e),
             Decoder::Sniffing(_) => unreachable!("started above"),
         };
@@ -264,27 +238,17 @@ impl Collector {
 
 /// The decoder for a blob starting with `head`, already fed with it.
 fn start(head: &[u8]) -> Decoder {
-    let sink = || TarHasher {
+    let sink = TarHasher {
         hasher: Sha256::new(),
         size: 0,
         head: Vec::with_capacity(TAR_BLOCK),
     };
-    let mut decoder = match head {
-        [0x1f, 0x8b, ..] => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(sink()))),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => match zstd::stream::write::Decoder::new(sink()) {
-            Ok(d) => Decoder::Zstd(Box::new(d)),
-            Err(e) => Decoder::Failed(e),
-        },
-        _ => Decoder::Plain(sink()),
-    };
-    let result = match &mut decoder {
-        Decoder::Gzip(d) => d.write_all(head),
-        Decoder::Zstd(d) => d.write_all(head),
-        Decoder::Plain(h) => h.write_all(head),
-        Decoder::Sniffing(_) | Decoder::Failed(_) => Ok(()),
-    };
-    match result {
-        Ok(()) => decoder,
+    let started = WriteDecoder::new(Format::sniff(head), sink).and_then(|mut d| {
+        d.write_all(head)?;
+        Ok(d)
+    });
+    match started {
+        Ok(d) => Decoder::Decoding(d),
         Err(e) => Decoder::Failed(e),
     }
 }

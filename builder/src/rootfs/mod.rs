@@ -6,13 +6,15 @@
 //! Dockerfile). What a stage's filesystem holds is its layers applied in order, so this module
 //! builds that view without unpacking anything to disk:
 //!
-//! 1. **[`Rootfs::open`]** reads each layer blob of the stage, bottom first. A compressed blob
-//!    (gzip or zstd, from its media type, checked against its first bytes) is decompressed once
-//!    into an uncompressed tar in a scratch directory; a plain tar is read where it is. The tar's
-//!    members are indexed: path -> kind, mode, owner, and for files the layer and the offset of
-//!    the data in its tar. Contents are never read here, so the index costs a few hundred bytes
-//!    per path (a 50 000-file base image is some 10 MiB) and file data is streamed straight from
-//!    the tars when a layer that copies it is written.
+//! 1. **[`Rootfs::open`]** (in `layers.rs`) reads each layer blob of the stage, bottom first. A
+//!    compressed blob (gzip or zstd, from its media type, checked against its first bytes) is
+//!    decompressed once into an uncompressed tar in a scratch directory; a plain tar is read
+//!    where it is. The tar's members, walked by the tar toolkit's scanner
+//!    ([`crate::tarball::Members`], names under [`crate::tarball::NamePolicy::Layer`]: leading
+//!    `/` dropped, `..` and non-UTF-8 names refused), are indexed: path -> kind, mode, owner, and
+//!    for files the layer and the offset of the data in its tar. Contents are never read here,
+//!    so the index costs a few hundred bytes per path (a 50 000-file base image is some 10 MiB)
+//!    and file data is streamed straight from the tars when a layer that copies it is written.
 //! 2. **[`Rootfs::copy_out`]** puts a path of the view into a [`LayerTree`] of the layer being
 //!    built: files as [`FileSource::Archive`] entries (the tar and the offset), directories and
 //!    symlinks as they are. From there the layer is written like any other.
@@ -56,18 +58,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use oci_spec::image::MediaType;
-use tar::EntryType;
-
 use crate::layer::{
-    self, detect, is_normalised, join, normalise_member, ArchiveFormat, Compression, Entry,
-    EntryKind, FileSource, Globs, ImportedArchive, LayerTree, Origin, SYMLINK_MODE,
+    self, is_normalised, join, Entry, EntryKind, FileSource, Globs, ImportedArchive, LayerTree,
+    Origin, SYMLINK_MODE,
 };
 use crate::spec::Owner;
+use crate::tarball::normalise_member;
+
+mod layers;
 
 mod stage_fs;
 #[cfg(all(test, unix))]
@@ -256,25 +258,6 @@ pub struct Rootfs {
     nodes: BTreeMap<String, Node>,
 }
 
-/// One member of a layer tar, before it is applied.
-enum Member {
-    Entry {
-        name: String,
-        node: Node,
-    },
-    HardLink {
-        name: String,
-        target: String,
-        node: Node,
-    },
-    Whiteout {
-        name: String,
-    },
-    Opaque {
-        dir: String,
-    },
-}
-
 impl Rootfs {
     /// Reads the layers of stage `stage` (bottom first) into a merged view. Compressed layers are
     /// decompressed into temporary files in `scratch`, which live as long as the view or the
@@ -287,10 +270,7 @@ impl Rootfs {
             nodes: BTreeMap::new(),
         };
         for (index, layer) in layers.iter().enumerate() {
-            let archive = Arc::new(fs.plain_tar(layer, scratch)?);
-            let members = fs.read_members(&archive, index as u32)?;
-            fs.archives.push(archive);
-            fs.apply(members, &layer.path)?;
+            fs.add_layer(layer, index as u32, scratch)?;
         }
         Ok(fs)
     }
@@ -652,287 +632,4 @@ impl Rootfs {
         }
         Ok(cur.join("/"))
     }
-
-    /// The layer as an uncompressed tar: the blob when plain, else a copy decompressed into
-    /// `scratch`.
-    fn plain_tar(&self, layer: &LayerBlobRef, scratch: &Path) -> Result<ImportedArchive, Error> {
-        let read_err = |source| Error::ReadLayer {
-            stage: self.stage.clone(),
-            path: layer.path.clone(),
-            source,
-        };
-        let check_err = |found: String| Error::CheckLayer {
-            stage: self.stage.clone(),
-            path: layer.path.clone(),
-            media_type: layer.media_type.clone(),
-            found,
-        };
-        let expected = crate::oci::layer_compression(&MediaType::from(layer.media_type.as_str()))
-            .ok_or_else(|| check_err("that is not a layer media type".to_owned()))?;
-        let mut file = File::open(&layer.path).map_err(read_err)?;
-        let mut magic = [0u8; 4];
-        let mut n = 0;
-        while n < magic.len() {
-            match file.read(&mut magic[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(read_err(e)),
-            }
-        }
-        let found = detect(&magic[..n]);
-        let matches = matches!(
-            (expected, found),
-            (Compression::None, ArchiveFormat::Plain)
-                | (Compression::Gzip, ArchiveFormat::Gzip)
-                | (Compression::Zstd, ArchiveFormat::Zstd)
-        );
-        if !matches {
-            let what = match found {
-                ArchiveFormat::Plain => "its bytes are not gzip or zstd",
-                ArchiveFormat::Gzip => "its bytes are gzip",
-                ArchiveFormat::Zstd => "its bytes are zstd",
-            };
-            return Err(check_err(what.to_owned()));
-        }
-        if found == ArchiveFormat::Plain {
-            return Ok(ImportedArchive::new(
-                layer.path.clone(),
-                layer.path.clone(),
-                None,
-            ));
-        }
-        let decompress = || -> io::Result<tempfile::TempPath> {
-            let reader = BufReader::with_capacity(BUF_SIZE, File::open(&layer.path)?);
-            let temp = tempfile::Builder::new()
-                .prefix(".cargo-image-stage-")
-                .suffix(".tar")
-                .tempfile_in(scratch)?;
-            let mut out = BufWriter::with_capacity(BUF_SIZE, temp);
-            match found {
-                ArchiveFormat::Gzip => {
-                    io::copy(&mut flate2::bufread::MultiGzDecoder::new(reader), &mut out)?;
-                }
-                ArchiveFormat::Zstd => {
-                    io::copy(
-                        &mut zstd::stream::read::Decoder::with_buffer(reader)?,
-                        &mut out,
-                    )?;
-                }
-                ArchiveFormat::Plain => unreachable!("handled above"),
-            }
-            out.flush()?;
-            let temp = out.into_inner().map_err(|e| e.into_error())?;
-            Ok(temp.into_temp_path())
-        };
-        let temp = decompress().map_err(read_err)?;
-        Ok(ImportedArchive::new(
-            temp.to_path_buf(),
-            layer.path.clone(),
-            Some(temp),
-        ))
-    }
-
-    /// Reads the members of one layer tar (metadata and data offsets only).
-    fn read_members(&self, archive: &ImportedArchive, layer: u32) -> Result<Vec<Member>, Error> {
-        let blob = archive.source();
-        let read_err = |source| Error::ReadLayer {
-            stage: self.stage.clone(),
-            path: blob.to_path_buf(),
-            source,
-        };
-        let member_err = |member: &str, reason: &str| Error::ReadMember {
-            stage: self.stage.clone(),
-            path: blob.to_path_buf(),
-            member: member.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let file = File::open(archive.tar_path()).map_err(read_err)?;
-        let mut tar = tar::Archive::new(BufReader::with_capacity(BUF_SIZE, file));
-        let mut members = Vec::new();
-        for member in tar.entries_with_seek().map_err(read_err)? {
-            let member = member.map_err(read_err)?;
-            let header = member.header();
-            let entry_type = header.entry_type();
-            if matches!(entry_type, EntryType::XGlobalHeader) {
-                continue;
-            }
-            let raw = member.path_bytes();
-            let raw = std::str::from_utf8(&raw).map_err(|_| {
-                member_err(
-                    &String::from_utf8_lossy(&raw),
-                    "the name is not valid UTF-8",
-                )
-            })?;
-            let name =
-                normalise_member(raw).ok_or_else(|| member_err(raw, "the name contains `..`"))?;
-            let (dir, base) = match name.rsplit_once('/') {
-                Some((dir, base)) => (dir, base),
-                None => ("", name.as_str()),
-            };
-            if let Some(whiteout) = base.strip_prefix(layer::WHITEOUT_PREFIX) {
-                if base == layer::OPAQUE_WHITEOUT {
-                    members.push(Member::Opaque {
-                        dir: dir.to_owned(),
-                    });
-                } else if !whiteout.starts_with(".wh.") && !whiteout.is_empty() {
-                    members.push(Member::Whiteout {
-                        name: join(dir, whiteout),
-                    });
-                }
-                // Other `.wh..wh.*` names are aufs metadata: not part of the view.
-                continue;
-            }
-            let node = |kind| -> Result<Node, Error> {
-                Ok(Node {
-                    kind,
-                    mode: header.mode().map_err(read_err)? & 0o7777,
-                    uid: header.uid().map_err(read_err)?,
-                    gid: header.gid().map_err(read_err)?,
-                })
-            };
-            let link_name = || -> Result<String, Error> {
-                let target = member.link_name_bytes().unwrap_or_default();
-                String::from_utf8(target.into_owned())
-                    .map_err(|_| member_err(raw, "the link target is not valid UTF-8"))
-            };
-            let member = match entry_type {
-                EntryType::Regular | EntryType::Continuous => Member::Entry {
-                    node: node(Kind::File {
-                        layer,
-                        offset: member.raw_file_position(),
-                        size: member.size(),
-                    })?,
-                    name,
-                },
-                EntryType::Directory => Member::Entry {
-                    node: node(Kind::Dir)?,
-                    name,
-                },
-                EntryType::Symlink => Member::Entry {
-                    node: node(Kind::Symlink(link_name()?.into()))?,
-                    name,
-                },
-                EntryType::Link => {
-                    let target = link_name()?;
-                    let target = normalise_member(&target)
-                        .ok_or_else(|| member_err(raw, "the hard link target contains `..`"))?;
-                    Member::HardLink {
-                        node: node(Kind::Dir)?, // kind replaced by the target's
-                        name,
-                        target,
-                    }
-                }
-                EntryType::Char => special(node, name, "character device")?,
-                EntryType::Block => special(node, name, "block device")?,
-                EntryType::Fifo => special(node, name, "named pipe (fifo)")?,
-                _ => {
-                    return Err(member_err(
-                        raw,
-                        "the tar member type is not supported in a layer",
-                    ))
-                }
-            };
-            members.push(member);
-        }
-        Ok(members)
-    }
-
-    /// Applies one layer's members on the view: its whiteouts first (they act on lower layers
-    /// only), then its entries in order.
-    fn apply(&mut self, members: Vec<Member>, blob: &Path) -> Result<(), Error> {
-        for member in &members {
-            match member {
-                Member::Whiteout { name } => {
-                    let key = self.resolve_path(name, false)?;
-                    if !key.is_empty() && self.nodes.remove(&key).is_some() {
-                        self.remove_children(&key);
-                    }
-                }
-                Member::Opaque { dir } => {
-                    let key = self.resolve_path(dir, true)?;
-                    if self.node(&key).is_some_and(Node::is_dir) {
-                        self.remove_children(&key);
-                    }
-                }
-                _ => {}
-            }
-        }
-        for member in members {
-            match member {
-                Member::Entry { name, node } => self.put(&name, node)?,
-                Member::HardLink {
-                    name,
-                    target,
-                    mut node,
-                } => {
-                    let key = self.resolve_path(&target, false)?;
-                    node.kind = match self.node(&key).map(|n| &n.kind) {
-                        Some(kind @ (Kind::File { .. } | Kind::Symlink(_))) => kind.clone(),
-                        _ => {
-                            return Err(Error::ReadMember {
-                                stage: self.stage.clone(),
-                                path: blob.to_path_buf(),
-                                member: name,
-                                reason: format!(
-                                    "a hard link to `{target}`, which is not a file of this or \
-                                     a lower layer"
-                                ),
-                            })
-                        }
-                    };
-                    self.put(&name, node)?;
-                }
-                Member::Whiteout { .. } | Member::Opaque { .. } => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Puts one entry at `name` (parents resolved through symlinks, missing ones created).
-    fn put(&mut self, name: &str, node: Node) -> Result<(), Error> {
-        if name.is_empty() {
-            if node.is_dir() {
-                self.root = node;
-            }
-            return Ok(());
-        }
-        let (parent, base) = match name.rsplit_once('/') {
-            Some((parent, base)) => (parent, base),
-            None => ("", name),
-        };
-        let parent = self.resolve_path(parent, true)?;
-        // Make every component of the parent a directory.
-        let mut end = 0;
-        while end < parent.len() {
-            end = parent[end..].find('/').map_or(parent.len(), |i| end + i);
-            let dir = &parent[..end];
-            match self.nodes.get(dir) {
-                Some(n) if n.is_dir() => {}
-                _ => {
-                    self.nodes.insert(dir.to_owned(), Node::implicit_dir());
-                }
-            }
-            end += 1;
-        }
-        let key = join(&parent, base);
-        debug_assert!(is_normalised(&key));
-        let new_is_dir = node.is_dir();
-        match self.nodes.insert(key.clone(), node) {
-            Some(old) if old.is_dir() && !new_is_dir => self.remove_children(&key),
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-fn special(
-    node: impl FnOnce(Kind) -> Result<Node, Error>,
-    name: String,
-    kind: &'static str,
-) -> Result<Member, Error> {
-    Ok(Member::Entry {
-        node: node(Kind::Special(kind))?,
-        name,
-    })
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::*;
-use crate::layer::{write_layer, write_layer_to_dir, LayerBlob, WriteOptions};
+use crate::layer::{write_layer, write_layer_to_dir, Compression, LayerBlob, WriteOptions};
 use crate::oci::{self, LayoutWriter, Platform};
 use crate::spec::ImageConfig;
 

@@ -19,8 +19,8 @@ use super::{Error, SourceContext};
 mod host;
 mod tar_import;
 
+pub(crate) use crate::tarball::normalise_member;
 pub(crate) use host::Globs;
-pub(crate) use tar_import::{detect, normalise_member, ArchiveFormat};
 
 /// Permission bits of a symlink.
 pub(crate) const SYMLINK_MODE: u32 = 0o777;
