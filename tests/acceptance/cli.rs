@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 #[test]
 fn works_as_cargo_subcommand_and_directly() {
@@ -87,11 +87,7 @@ fn json_messages_are_one_event_per_line() {
         .arg_path(&out)
         .run()
         .ok();
-    let events: Vec<Value> = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each stdout line is JSON"))
-        .collect();
+    let events = json_events(&r.stdout);
     let kinds: Vec<_> = events
         .iter()
         .map(|e| e["event"].as_str().unwrap())

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cargo_oci_image_acceptance::registry::Registry;
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::registry::Registry;
+use cargo_oci_image_test_support::*;
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -74,45 +74,26 @@ fn platform_manifests(layout: &Path) -> Vec<(String, String)> {
 
 /// `skopeo copy --override-arch ARCH SRC oci:DEST:latest`.
 fn copy_arch(src: &str, arch: &str, dest: &Path) {
-    require("skopeo");
-    run(
-        "skopeo",
-        [
-            "copy".to_string(),
-            "--quiet".to_string(),
-            "--src-tls-verify=false".to_string(),
-            "--override-arch".to_string(),
-            arch.to_string(),
-            src.to_string(),
-            format!("oci:{}:latest", dest.display()),
-        ],
-        Path::new("/"),
-    )
-    .ok();
+    skopeo([
+        "copy".to_string(),
+        "--quiet".to_string(),
+        "--src-tls-verify=false".to_string(),
+        "--override-arch".to_string(),
+        arch.to_string(),
+        src.to_string(),
+        format!("oci:{}:latest", dest.display()),
+    ]);
+}
+
+/// The digest of the manifest (or index) `reference` names, per skopeo: the sha256 of the
+/// bytes it reads.
+fn skopeo_raw_digest(reference: &str) -> String {
+    sha256(skopeo(["inspect", "--raw", reference]).stdout.as_bytes())
 }
 
 /// The digest of the manifest a (single-image) layout's `latest` points at, per skopeo.
 fn skopeo_manifest_digest(layout: &Path) -> String {
-    let raw = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            "--raw".to_string(),
-            format!("oci:{}:latest", layout.display()),
-        ],
-        Path::new("/"),
-    )
-    .ok()
-    .stdout;
-    sha256(raw.as_bytes())
-}
-
-/// `sha256:<hex>` of `bytes`, by coreutils' `sha256sum`.
-fn sha256(bytes: &[u8]) -> String {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), bytes).unwrap();
-    let out = run("sha256sum", [file.path()], Path::new("/")).ok().stdout;
-    format!("sha256:{}", out.split_whitespace().next().unwrap())
+    skopeo_raw_digest(&format!("oci:{}:latest", layout.display()))
 }
 
 #[test]
@@ -172,17 +153,12 @@ fn amd64_and_arm64_make_one_index_with_a_shared_assets_layer() {
 
     // skopeo picks each platform's manifest.
     for (arch, expected) in [("amd64", &layers[0]), ("arm64", &layers[1])] {
-        let r = run(
-            "skopeo",
-            [
-                "inspect".to_string(),
-                "--override-arch".to_string(),
-                arch.to_string(),
-                format!("oci:{}:latest", out.display()),
-            ],
-            Path::new("/"),
-        )
-        .ok();
+        let r = skopeo([
+            "inspect".to_string(),
+            "--override-arch".to_string(),
+            arch.to_string(),
+            format!("oci:{}:latest", out.display()),
+        ]);
         let v: Value = serde_json::from_str(&r.stdout).unwrap();
         assert_eq!(v["Architecture"], arch, "{v}");
         assert_eq!(v["Os"], "linux");
@@ -262,25 +238,14 @@ fn the_index_is_pushed_and_pulled_back_per_architecture() {
     assert_eq!(r.stdout.trim(), format!("{repo}@{index_digest}"));
 
     // The registry serves our index bytes.
-    require("skopeo");
-    let raw = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            "--raw".to_string(),
-            "--tls-verify=false".to_string(),
-            format!("docker://{repo}:latest"),
-        ],
-        Path::new("/"),
-    )
-    .ok()
+    let raw = skopeo([
+        "inspect".to_string(),
+        "--raw".to_string(),
+        "--tls-verify=false".to_string(),
+        format!("docker://{repo}:latest"),
+    ])
     .stdout;
-    let ours = std::fs::read(
-        layout
-            .join("blobs/sha256")
-            .join(index_digest.trim_start_matches("sha256:")),
-    )
-    .unwrap();
+    let ours = std::fs::read(blob_path(&layout, &index_digest)).unwrap();
     assert_eq!(raw.as_bytes(), ours.as_slice(), "the index, byte for byte");
 
     for (arch, digest) in platform_manifests(&layout) {
@@ -346,8 +311,8 @@ fn the_index_is_identical_from_two_checkouts() {
     let tmp = TempDir::new().unwrap();
     let a = tmp.path().join("a/multi-arch");
     let b = tmp.path().join("elsewhere/deeper/b/multi-arch");
-    crate::reproducible::checkout("multi-arch", &a, false, 0o644, "2001-02-03 04:05:06");
-    crate::reproducible::checkout("multi-arch", &b, true, 0o600, "2022-12-31 23:59:59");
+    checkout("multi-arch", &a, false, 0o644, "2001-02-03 04:05:06");
+    checkout("multi-arch", &b, true, 0o600, "2022-12-31 23:59:59");
     let (out_a, out_b) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
     cargo_image(&a)
         .args(["build", "--quiet", "--output"])
@@ -548,20 +513,15 @@ fn variants_are_written_in_the_index_and_the_config() {
         1,
         "{manifest}"
     );
-    let v = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            "--config".to_string(),
-            "--override-arch".to_string(),
-            "arm".to_string(),
-            "--override-variant".to_string(),
-            "v7".to_string(),
-            format!("oci:{}:latest", out.display()),
-        ],
-        Path::new("/"),
-    )
-    .ok();
+    let v = skopeo([
+        "inspect".to_string(),
+        "--config".to_string(),
+        "--override-arch".to_string(),
+        "arm".to_string(),
+        "--override-variant".to_string(),
+        "v7".to_string(),
+        format!("oci:{}:latest", out.display()),
+    ]);
     // skopeo 1.9 shows no `Variant`: its pick is the config it reads.
     let v: Value = serde_json::from_str(&v.stdout).unwrap();
     assert_eq!(v["architecture"], "arm");
@@ -577,41 +537,16 @@ fn archives_of_a_multi_platform_image() {
 
     // An OCI archive carries the index.
     let archive = tmp.path().join("image.tar");
-    cargo_image(tmp.path())
-        .args([
-            "build",
-            "--quiet",
-            "--output-format",
-            "oci-archive",
-            "--output",
-        ])
-        .arg_path(&archive)
+    build_with_format(tmp.path(), "oci-archive", &archive)
         .run()
         .ok();
-    let raw = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            "--raw".to_string(),
-            format!("oci-archive:{}:latest", archive.display()),
-        ],
-        Path::new("/"),
-    )
-    .ok()
-    .stdout;
-    assert_eq!(sha256(raw.as_bytes()), index);
+    assert_eq!(
+        skopeo_raw_digest(&format!("oci-archive:{}:latest", archive.display())),
+        index
+    );
 
     // A docker archive holds one image: a clear error that says what to do.
-    let r = cargo_image(tmp.path())
-        .args([
-            "build",
-            "--quiet",
-            "--output-format",
-            "docker-archive",
-            "--output",
-        ])
-        .arg_path(&tmp.path().join("docker.tar"))
-        .run();
+    let r = build_with_format(tmp.path(), "docker-archive", &tmp.path().join("docker.tar")).run();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
         r.stderr.contains("linux/amd64, linux/arm64") && r.stderr.contains("oci-archive"),
@@ -698,23 +633,17 @@ fn a_layer_shared_by_the_platforms_is_built_once() {
         .arg_path(&tmp.path().join("out"))
         .run()
         .ok();
-    let events: Vec<Value> = r
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = json_events(&r.stdout);
     let started = |layer: &str| {
-        events
+        of_kind(&events, "layer-started")
             .iter()
-            .filter(|e| e["event"] == "layer-started")
             .filter(|e| e["name"].as_str().unwrap().starts_with(layer))
             .count()
     };
     assert_eq!(started("shared ["), 1, "{}", r.stdout);
     assert_eq!(started("own ["), 2, "{}", r.stdout);
-    let finished: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "layer-finished")
+    let finished: Vec<&Value> = of_kind(&events, "layer-finished")
+        .into_iter()
         .filter(|e| e["name"].as_str().unwrap().starts_with("shared ["))
         .collect();
     assert_eq!(finished.len(), 2);

@@ -3,23 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 /// Every path under `root` (relative, sorted), directories included.
 fn tree(root: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            out.push(p.strip_prefix(root).unwrap().display().to_string());
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-                walk(root, &p, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
+    walk(root)
+        .iter()
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .collect()
 }
 
 #[test]
@@ -31,11 +22,8 @@ fn multi_stage_example_copies_out_of_a_stage_removes_paths_and_runs() {
         .arg_path(&out)
         .run()
         .ok();
-    let built: Vec<String> = r
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "layer-finished")
+    let built: Vec<String> = of_kind(&json_events(&r.stdout), "layer-finished")
+        .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect();
     assert!(built.contains(&"system/rootfs".to_string()), "{built:?}");
@@ -52,12 +40,10 @@ fn multi_stage_example_copies_out_of_a_stage_removes_paths_and_runs() {
     );
 
     // The app layer carries the whiteout for the zoneinfo directory it removes.
-    let hex = raw["layers"][2]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let names = tar_list(&out.join("blobs/sha256").join(hex));
+    let names = tar_list(&blob_path(
+        &out,
+        raw["layers"][2]["digest"].as_str().unwrap(),
+    ));
     assert!(
         names.iter().any(|n| n == "usr/share/zoneinfo/.wh.Europe"),
         "{names:?}"
