@@ -6,6 +6,7 @@ mod bad_input;
 mod cache;
 mod cli;
 mod examples;
+mod messages;
 mod outputs;
 mod platforms;
 mod registry;
