@@ -12,7 +12,7 @@ use cargo_oci_image::registry::{
 };
 use cargo_oci_image::store::Store;
 use cargo_oci_image_test_support::registry::{push_umoci_image, Fault, Proxy, Registry, Seen};
-use cargo_oci_image_test_support::skopeo;
+use cargo_oci_image_test_support::{read_json, skopeo};
 
 const PASSWORD: &str = "s3cret-pa55word";
 
@@ -110,8 +110,7 @@ fn push_then_skopeo_copies_it_back_with_the_same_digest() {
             &format!("docker://{}/app/regtest:{tag}", registry.host()),
             &format!("oci:{}:{tag}", out.display()),
         ]);
-        let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        let index = read_json(&out.join("index.json"));
         assert_eq!(
             index["manifests"][0]["digest"],
             digest.as_str(),

@@ -82,12 +82,7 @@ fn tag_flag_replaces_the_spec_tags() {
 fn json_messages_are_one_event_per_line() {
     let (tmp, dir) = example_copy("import-tar");
     let out = tmp.path().join("out");
-    let r = cargo_image(&dir)
-        .args(["build", "--message-format", "json", "--output"])
-        .arg_path(&out)
-        .run()
-        .ok();
-    let events = json_events(&r.stdout);
+    let events = build_events(&dir, &["--output", "../out"]);
     let kinds: Vec<_> = events
         .iter()
         .map(|e| e["event"].as_str().unwrap())

@@ -309,21 +309,7 @@ fn a_registry_base_index_resolves_to_each_platform() {
 #[test]
 fn the_index_is_identical_from_two_checkouts() {
     let tmp = TempDir::new().unwrap();
-    let a = tmp.path().join("a/multi-arch");
-    let b = tmp.path().join("elsewhere/deeper/b/multi-arch");
-    checkout("multi-arch", &a, false, 0o644, "2001-02-03 04:05:06");
-    checkout("multi-arch", &b, true, 0o600, "2022-12-31 23:59:59");
-    let (out_a, out_b) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
-    cargo_image(&a)
-        .args(["build", "--quiet", "--output"])
-        .arg_path(&out_a)
-        .run_with_umask("022")
-        .ok();
-    cargo_image(&b)
-        .args(["build", "--quiet", "--output"])
-        .arg_path(&out_b)
-        .run_with_umask("077")
-        .ok();
+    let (out_a, out_b) = build_two_checkouts("multi-arch", tmp.path());
     assert_eq!(manifest_digest(&out_a), manifest_digest(&out_b));
     assert_eq!(platform_manifests(&out_a), platform_manifests(&out_b));
 }
@@ -628,20 +614,15 @@ fn a_missing_linker_says_how_to_get_one() {
 fn a_layer_shared_by_the_platforms_is_built_once() {
     let tmp = TempDir::new().unwrap();
     std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
-    let r = cargo_image(tmp.path())
-        .args(["build", "--message-format", "json", "--output"])
-        .arg_path(&tmp.path().join("out"))
-        .run()
-        .ok();
-    let events = json_events(&r.stdout);
+    let events = build_events(tmp.path(), &["--output", "out"]);
     let started = |layer: &str| {
         of_kind(&events, "layer-started")
             .iter()
             .filter(|e| e["name"].as_str().unwrap().starts_with(layer))
             .count()
     };
-    assert_eq!(started("shared ["), 1, "{}", r.stdout);
-    assert_eq!(started("own ["), 2, "{}", r.stdout);
+    assert_eq!(started("shared ["), 1, "{events:?}");
+    assert_eq!(started("own ["), 2, "{events:?}");
     let finished: Vec<&Value> = of_kind(&events, "layer-finished")
         .into_iter()
         .filter(|e| e["name"].as_str().unwrap().starts_with("shared ["))

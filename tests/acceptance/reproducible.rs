@@ -17,23 +17,7 @@ const GOLDEN_STATIC_SITE: &str =
 #[test]
 fn hello_is_identical_from_two_checkouts() {
     let tmp = TempDir::new().unwrap();
-    let a = tmp.path().join("a/hello");
-    let b = tmp.path().join("somewhere/much/deeper/checkout-b/hello");
-    checkout("hello", &a, false, 0o644, "2001-02-03 04:05:06");
-    checkout("hello", &b, true, 0o600, "2022-12-31 23:59:59");
-
-    let out_a = tmp.path().join("out-a");
-    let out_b = tmp.path().join("out-b");
-    cargo_image(&a)
-        .args(["build", "--quiet", "--output"])
-        .arg_path(&out_a)
-        .run_with_umask("022")
-        .ok();
-    cargo_image(&b)
-        .args(["build", "--quiet", "--output"])
-        .arg_path(&out_b)
-        .run_with_umask("077")
-        .ok();
+    let (out_a, out_b) = build_two_checkouts("hello", tmp.path());
     let (da, db) = (manifest_digest(&out_a), manifest_digest(&out_b));
     assert_eq!(da, db, "same sources, different checkouts: digests differ");
 

@@ -17,12 +17,8 @@ fn tree(root: &Path) -> Vec<String> {
 fn multi_stage_example_copies_out_of_a_stage_removes_paths_and_runs() {
     let (tmp, dir) = example_copy("multi-stage");
     let out = tmp.path().join("out");
-    let r = cargo_image(&dir)
-        .args(["build", "--message-format", "json", "--output"])
-        .arg_path(&out)
-        .run()
-        .ok();
-    let built: Vec<String> = of_kind(&json_events(&r.stdout), "layer-finished")
+    let events = build_events(&dir, &["--output", "../out"]);
+    let built: Vec<String> = of_kind(&events, "layer-finished")
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect();

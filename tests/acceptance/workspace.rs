@@ -5,16 +5,6 @@ use std::path::Path;
 
 use cargo_oci_image_test_support::*;
 
-/// The JSON events of `cargo image build --message-format json ARGS`, run in `dir`.
-fn build_events(dir: &Path, args: &[&str]) -> Vec<Value> {
-    let r = cargo_image(dir)
-        .args(["build", "--message-format", "json"])
-        .args(args)
-        .run()
-        .ok();
-    json_events(&r.stdout)
-}
-
 /// The `image-finished` events of such a build.
 fn built_images(dir: &Path, args: &[&str]) -> Vec<Value> {
     build_events(dir, args)

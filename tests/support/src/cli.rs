@@ -168,6 +168,16 @@ pub fn json_events(stdout: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The events of `cargo-image build --message-format json ARGS` in `dir`, which must succeed.
+pub fn build_events(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let r = cargo_image(dir)
+        .args(["build", "--message-format", "json"])
+        .args(args)
+        .run()
+        .ok();
+    json_events(&r.stdout)
+}
+
 /// The events of one kind (`"event": KIND`).
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()

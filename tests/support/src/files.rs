@@ -100,6 +100,25 @@ pub fn checkout(name: &str, dest: &Path, reverse: bool, file_mode: u32, mtime: &
     git(&["commit", "-q", "-m", "checkout"]);
 }
 
+/// Builds `examples/<name>` from two checkouts that differ in everything but content: path,
+/// order in which files were created, permission bits, mtimes, and the umask of the build.
+/// Returns the two layouts (`ROOT/out-a`, `ROOT/out-b`).
+pub fn build_two_checkouts(name: &str, root: &Path) -> (PathBuf, PathBuf) {
+    let a = root.join("a").join(name);
+    let b = root.join("somewhere/much/deeper/checkout-b").join(name);
+    checkout(name, &a, false, 0o644, "2001-02-03 04:05:06");
+    checkout(name, &b, true, 0o600, "2022-12-31 23:59:59");
+    let (out_a, out_b) = (root.join("out-a"), root.join("out-b"));
+    for (dir, out, umask) in [(&a, &out_a, "022"), (&b, &out_b, "077")] {
+        crate::cli::cargo_image(dir)
+            .args(["build", "--quiet", "--output"])
+            .arg_path(out)
+            .run_with_umask(umask)
+            .ok();
+    }
+    (out_a, out_b)
+}
+
 /// Every path under `dir` (directories included, symlinks not followed), sorted.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     fn walk_into(dir: &Path, out: &mut Vec<PathBuf>) {

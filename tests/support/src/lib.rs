@@ -28,10 +28,13 @@ pub use serde_json::Value;
 pub use tempfile::TempDir;
 
 pub use cli::{
-    build, build_cargo_image, build_with_format, cargo_image, cargo_image_bin, json_events,
-    of_kind, CargoImage,
+    build, build_cargo_image, build_events, build_with_format, cargo_image, cargo_image_bin,
+    json_events, of_kind, CargoImage,
 };
-pub use files::{checkout, copy_tree, example_copy, repo_root, stat, tree_bytes, walk, Noise};
+pub use files::{
+    build_two_checkouts, checkout, copy_tree, example_copy, repo_root, stat, tree_bytes, walk,
+    Noise,
+};
 pub use layout::{blob_json, blob_path, first_layer_blob, manifest_digest, read_json};
 pub use project::{spec_on_base, Project};
 pub use tools::{
