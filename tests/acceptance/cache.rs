@@ -106,9 +106,10 @@ fn build_quiet(dir: &Path) -> Run {
 }
 
 fn set_spec(dir: &Path, from: &str, to: &str) {
-    let spec = std::fs::read_to_string(dir.join("image.toml")).unwrap();
-    assert!(spec.contains(from), "spec has {from:?}");
-    std::fs::write(dir.join("image.toml"), spec.replacen(from, to, 1)).unwrap();
+    edit_spec(dir, |spec| {
+        assert!(spec.contains(from), "spec has {from:?}");
+        spec.replacen(from, to, 1)
+    });
 }
 
 #[test]

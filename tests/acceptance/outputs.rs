@@ -47,9 +47,7 @@ fn project(spec: &str) -> (TempDir, PathBuf) {
         .prefix("cargo-image-test-")
         .tempdir()
         .unwrap();
-    let dir = tmp.path().join("proj-src");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("image.toml"), spec).unwrap();
+    let dir = write_spec(&tmp.path().join("proj-src"), spec);
     if spec == BIG_SPEC {
         write_noise(&dir, 0x9e37_79b9_7f4a_7c15);
     }

@@ -261,7 +261,7 @@ fn the_index_is_pushed_and_pulled_back_per_architecture() {
 fn a_registry_base_index_resolves_to_each_platform() {
     let registry = Registry::start();
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let base = tmp.path().join("base");
     let repo = format!("{}/base/two", registry.host());
     cargo_image(tmp.path())
@@ -271,16 +271,13 @@ fn a_registry_base_index_resolves_to_each_platform() {
         .ok();
     let base_manifests = platform_manifests(&base);
 
-    let app = tmp.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    std::fs::write(
-        app.join("image.toml"),
-        format!(
+    let app = write_spec(
+        &tmp.path().join("app"),
+        &format!(
             "name = \"app\"\nfrom = \"{repo}:latest\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
              [[layer]]\nname = \"top\"\n[[layer.add]]\ncontent = \"top\"\ndest = \"/top\"\n"
         ),
-    )
-    .unwrap();
+    );
     let out = tmp.path().join("out");
     cargo_image(&app)
         .args(["build", "--quiet", "--store"])
@@ -317,7 +314,7 @@ fn the_index_is_identical_from_two_checkouts() {
 #[test]
 fn content_only_index_golden_digest() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let out = tmp.path().join("out");
     let digest = build(tmp.path(), Path::new("image.toml"), &out);
     assert_eq!(
@@ -332,17 +329,11 @@ fn content_only_index_golden_digest() {
 fn a_multi_platform_base_resolves_to_each_platform() {
     let tmp = TempDir::new().unwrap();
     // The base: a two-platform index built by cargo-image.
-    let base_dir = tmp.path().join("base");
-    std::fs::create_dir(&base_dir).unwrap();
-    std::fs::write(base_dir.join("image.toml"), CONTENT_ONLY).unwrap();
-    let base = tmp.path().join("base-layout");
-    build(&base_dir, Path::new("image.toml"), &base);
+    let base = build_base_layout(tmp.path(), CONTENT_ONLY);
     let base_manifests = platform_manifests(&base);
 
-    let app = tmp.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    std::fs::write(
-        app.join("image.toml"),
+    let app = write_spec(
+        &tmp.path().join("app"),
         r#"
 name = "on-a-base"
 from = "oci:../base-layout:latest"
@@ -353,8 +344,7 @@ name = "top"
 content = "on top\n"
 dest = "/etc/top"
 "#,
-    )
-    .unwrap();
+    );
     let out = tmp.path().join("out");
     build(&app, Path::new("image.toml"), &out);
     let ours = platform_manifests(&out);
@@ -410,7 +400,7 @@ dest = "/etc/top"
 #[test]
 fn one_platform_is_a_plain_manifest_unless_an_index_is_asked_for() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
 
     let plain = tmp.path().join("plain");
     cargo_image(tmp.path())
@@ -467,7 +457,7 @@ fn one_platform_is_a_plain_manifest_unless_an_index_is_asked_for() {
 #[test]
 fn variants_are_written_in_the_index_and_the_config() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let out = tmp.path().join("out");
     cargo_image(tmp.path())
         .args([
@@ -517,7 +507,7 @@ fn variants_are_written_in_the_index_and_the_config() {
 #[test]
 fn archives_of_a_multi_platform_image() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let layout = tmp.path().join("layout");
     let index = build(tmp.path(), Path::new("image.toml"), &layout);
 
@@ -544,7 +534,7 @@ fn archives_of_a_multi_platform_image() {
 #[test]
 fn inspect_shows_the_index_with_its_platforms() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let layout = tmp.path().join("layout");
     let index = build(tmp.path(), Path::new("image.toml"), &layout);
     let manifests = platform_manifests(&layout);
@@ -588,13 +578,12 @@ fn inspect_shows_the_index_with_its_platforms() {
 #[test]
 fn a_missing_linker_says_how_to_get_one() {
     let (tmp, dir) = example_copy("multi-arch");
-    let spec = std::fs::read_to_string(dir.join("image.toml"))
-        .unwrap()
-        .replace(
+    edit_spec(&dir, |spec| {
+        spec.replace(
             "linker = \"aarch64-linux-gnu-gcc\"",
             "linker = \"no-such-aarch64-gcc\"",
-        );
-    std::fs::write(dir.join("image.toml"), spec).unwrap();
+        )
+    });
     let r = cargo_image(&dir)
         .args(["build", "--quiet", "--output"])
         .arg_path(&tmp.path().join("out"))
@@ -613,7 +602,7 @@ fn a_missing_linker_says_how_to_get_one() {
 #[test]
 fn a_layer_shared_by_the_platforms_is_built_once() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let events = build_events(tmp.path(), &["--output", "out"]);
     let started = |layer: &str| {
         of_kind(&events, "layer-started")
@@ -639,7 +628,7 @@ fn a_layer_shared_by_the_platforms_is_built_once() {
 #[test]
 fn the_plan_has_a_branch_per_platform_and_one_index() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let r = cargo_image(tmp.path())
         .args(["plan", "--format", "json"])
         .run()

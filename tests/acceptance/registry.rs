@@ -62,10 +62,11 @@ fn a_base_pulled_by_reference_runs_under_our_program() {
     let (tmp, dir) = example_copy("hello");
     let base = push_umoci_base(&registry, tmp.path());
     // The example's own motd goes: the base provides /etc/motd.
-    let spec = std::fs::read_to_string(dir.join("image.toml")).unwrap();
-    let spec = spec.replace("from = \"scratch\"", &format!("from = \"{base}\""));
-    let cut = spec.find("[[layer.add]]\ncontent").expect("motd entry");
-    std::fs::write(dir.join("image.toml"), &spec[..cut]).unwrap();
+    edit_spec(&dir, |spec| {
+        let spec = spec.replace("from = \"scratch\"", &format!("from = \"{base}\""));
+        let cut = spec.find("[[layer.add]]\ncontent").expect("motd entry");
+        spec[..cut].to_string()
+    });
 
     let out = tmp.path().join("out");
     let r = cargo_image(&dir)
@@ -97,29 +98,27 @@ fn pull_never_fails_clearly_and_a_held_base_builds_offline() {
     let mut registry = Registry::start();
     let tmp = TempDir::new().unwrap();
     let base = push_umoci_base(&registry, tmp.path());
-    let dir = tmp.path().join("p");
-    std::fs::create_dir_all(&dir).unwrap();
     let spec = |pull: &str| spec_on_base(&base, pull);
-    std::fs::write(dir.join("image.toml"), spec("pull = \"never\"")).unwrap();
+    let dir = write_spec(&tmp.path().join("p"), &spec("pull = \"never\""));
     let r = cargo_image(&dir).args(["build"]).run();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("base:1"), "{}", r.stderr);
     assert!(r.stderr.contains("never"), "{}", r.stderr);
 
-    std::fs::write(dir.join("image.toml"), spec("")).unwrap();
+    write_spec(&dir, &spec(""));
     cargo_image(&dir).args(["build", "--quiet"]).run().ok();
     let online = manifest_digest(&dir.join("target/image/onbase"));
 
     registry.stop();
     for pull in ["", "pull = \"never\""] {
-        std::fs::write(dir.join("image.toml"), spec(pull)).unwrap();
+        write_spec(&dir, &spec(pull));
         cargo_image(&dir)
             .args(["build", "--quiet", "--output", "offline"])
             .run()
             .ok();
         assert_eq!(manifest_digest(&dir.join("offline")), online, "{pull}");
     }
-    std::fs::write(dir.join("image.toml"), spec("pull = \"always\"")).unwrap();
+    write_spec(&dir, &spec("pull = \"always\""));
     let r = cargo_image(&dir)
         .args(["build", "--output", "always"])
         .run();

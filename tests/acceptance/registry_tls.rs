@@ -4,8 +4,6 @@
 //! certificate), `--registry-ca` files that hold no certificate, and pushes refused for want of
 //! credentials.
 
-use std::path::Path;
-
 use cargo_oci_image_test_support::registry::{Registry, TlsSetup};
 use cargo_oci_image_test_support::*;
 
@@ -13,12 +11,6 @@ use cargo_oci_image_test_support::*;
 const DOCKER_STYLE: TlsSetup = TlsSetup::SelfSigned {
     subject_alt_name: "IP:127.0.0.1",
 };
-
-/// A spec building on `base` with one small layer, in `dir`.
-fn spec_on(dir: &Path, base: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("image.toml"), spec_on_base(base, "")).unwrap();
-}
 
 #[test]
 fn a_registry_with_a_docker_style_self_signed_certificate_takes_pushes_and_serves_bases_with_registry_ca(
@@ -48,7 +40,7 @@ fn a_registry_with_a_docker_style_self_signed_certificate_takes_pushes_and_serve
 
     // The pushed image as a base, pulled over the same TLS.
     let onbase = tmp.path().join("onbase");
-    spec_on(&onbase, &format!("{repo}:latest"));
+    write_spec(&onbase, &spec_on_base(&format!("{repo}:latest"), ""));
     let out = tmp.path().join("out");
     cargo_image(&onbase)
         .args(["build", "--quiet", "--output"])
@@ -96,7 +88,7 @@ fn without_registry_ca_a_self_signed_registry_is_refused_as_not_trusted_naming_r
 
     let onbase = tmp.path().join("onbase");
     let base = format!("{repo}:latest");
-    spec_on(&onbase, &base);
+    write_spec(&onbase, &spec_on_base(&base, ""));
     let pull = cargo_image(&onbase).args(["build"]).run();
     assert_eq!(pull.code, Some(1), "{}", pull.output());
     let text = pull.output();

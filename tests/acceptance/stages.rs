@@ -110,7 +110,7 @@ fn stage_project(top: &str) -> (TempDir, PathBuf) {
         "name = \"probe\"\n{top}\n[[stage]]\nname = \"system\"\n[[stage.layer]]\nname = \"rootfs\"\n\
          [[stage.layer.add]]\ntar = \"debian-like-rootfs.tar.gz\"\n"
     );
-    std::fs::write(dir.join("image.toml"), spec).unwrap();
+    write_spec(&dir, &spec);
     (tmp, dir)
 }
 
@@ -145,9 +145,7 @@ fn stage_errors_are_clear() {
     let fails = |top: &str, extra: &str, expect: &[&str]| {
         let (_tmp, dir) = stage_project(top);
         if !extra.is_empty() {
-            let mut spec = std::fs::read_to_string(dir.join("image.toml")).unwrap();
-            spec.push_str(extra);
-            std::fs::write(dir.join("image.toml"), spec).unwrap();
+            edit_spec(&dir, |spec| spec + extra);
         }
         let r = cargo_image(&dir).args(["build"]).run();
         assert_eq!(r.code, Some(1), "{}", r.stderr);

@@ -53,17 +53,8 @@ struct World {
 impl World {
     fn new() -> World {
         let tmp = TempDir::new().unwrap();
-        let base_dir = tmp.path().join("base");
-        std::fs::create_dir(&base_dir).unwrap();
-        std::fs::write(base_dir.join("image.toml"), BASE_SPEC).unwrap();
-        build(
-            &base_dir,
-            Path::new("image.toml"),
-            &tmp.path().join("base-layout"),
-        );
-        let app = tmp.path().join("app");
-        std::fs::create_dir(&app).unwrap();
-        std::fs::write(app.join("image.toml"), APP_SPEC).unwrap();
+        build_base_layout(tmp.path(), BASE_SPEC);
+        write_spec(&tmp.path().join("app"), APP_SPEC);
         World { tmp }
     }
 
@@ -337,11 +328,10 @@ fn pad_past_the_limit(path: &Path) {
 
 /// Builds the app on `from` (an archive base), expecting a clear error. Returns stderr.
 fn build_on_archive_fails(w: &World, from: &str) -> String {
-    std::fs::write(
-        w.path("app/image.toml"),
-        APP_SPEC.replace("oci:../base-layout:latest", from),
-    )
-    .unwrap();
+    write_spec(
+        &w.path("app"),
+        &APP_SPEC.replace("oci:../base-layout:latest", from),
+    );
     w.build_fails()
 }
 
@@ -503,16 +493,13 @@ fn a_registry_answering_a_manifest_request_with_an_endless_body_is_refused_withi
 /// timeout), naming the 4 MiB limit and the reference, and leaves no temporary file.
 fn refused_within_bounds(registry: &str, repo: &str) {
     let tmp = TempDir::new().unwrap();
-    let app = tmp.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    std::fs::write(
-        app.join("image.toml"),
-        APP_SPEC.replace(
+    let app = write_spec(
+        &tmp.path().join("app"),
+        &APP_SPEC.replace(
             "oci:../base-layout:latest",
             &format!("{registry}/{repo}:latest"),
         ),
-    )
-    .unwrap();
+    );
     let r = bounded(
         &app,
         &[

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use crate::cli::{cargo_image, CargoImage};
+use crate::cli::{build, cargo_image, CargoImage};
 use crate::layout::{blob_path, first_layer_blob};
 use crate::tools::{skopeo_inspect, tar_list, Run};
 
@@ -55,7 +55,7 @@ impl Project {
 
     /// Replaces the spec.
     pub fn set_spec(&self, spec: &str) {
-        std::fs::write(self.dir.join("image.toml"), spec).unwrap();
+        write_spec(&self.dir, spec);
     }
 
     /// `project/out`, where [`Project::cli`] builds to.
@@ -115,6 +115,29 @@ impl Project {
         let digest = manifest["layers"][0]["digest"].as_str().unwrap();
         tar_list(&blob_path(&self.out(), digest))
     }
+}
+
+/// Writes `spec` as `DIR/image.toml`, making `DIR` if needed; returns `DIR`.
+pub fn write_spec(dir: &Path, spec: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("image.toml"), spec).unwrap();
+    dir.to_path_buf()
+}
+
+/// Rewrites `DIR/image.toml` as `edit` returns it.
+pub fn edit_spec(dir: &Path, edit: impl FnOnce(String) -> String) {
+    let path = dir.join("image.toml");
+    let spec = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(spec)).unwrap();
+}
+
+/// Builds `spec` (written in `ROOT/base`) into the layout `ROOT/base-layout`: the base that
+/// specs in sibling directories name `oci:../base-layout:latest`. Returns the layout.
+pub fn build_base_layout(root: &Path, spec: &str) -> PathBuf {
+    let dir = write_spec(&root.join("base"), spec);
+    let layout = root.join("base-layout");
+    build(&dir, Path::new("image.toml"), &layout);
+    layout
 }
 
 /// A spec named `onbase` on the base image `from`, with `extra` lines (`pull = ...`) and one
