@@ -1,9 +1,6 @@
 //! Pull and push against a real `docker-registry` (CNCF distribution) on 127.0.0.1, checked
 //! with skopeo and umoci, with htpasswd auth over TLS, and through a fault-injecting proxy.
 
-#[path = "../../tests/support/registry.rs"]
-mod registry_support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -14,7 +11,8 @@ use cargo_oci_image::registry::{
     RegistryOptions, RetryPolicy,
 };
 use cargo_oci_image::store::Store;
-use registry_support::{run, umoci_layout, Fault, Proxy, Registry};
+use cargo_oci_image_test_support::registry::{push_umoci_image, Fault, Proxy, Registry, Seen};
+use cargo_oci_image_test_support::{read_json, skopeo};
 
 const PASSWORD: &str = "s3cret-pa55word";
 
@@ -47,17 +45,14 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Pushes a umoci-made layout with skopeo; returns the reference.
-fn skopeo_push_umoci(dir: &Path, registry: &str, extra: &[&str]) -> Reference {
-    let layout = umoci_layout(dir);
-    let target = format!("{registry}/base/umoci:1");
-    let mut cmd = Command::new("skopeo");
-    cmd.args(["copy", "--quiet"]).args(extra).args([
-        &format!("oci:{}:t", layout.display()),
-        &format!("docker://{target}"),
-    ]);
-    run(&mut cmd);
-    reference(&target)
+/// Pushes an image made by umoci (`/hello-from-umoci`) with skopeo; returns the reference.
+fn push_umoci(dir: &Path, registry: &str) -> Reference {
+    reference(&push_umoci_image(
+        dir,
+        &format!("{registry}/base/umoci:1"),
+        "/hello-from-umoci",
+        "made by umoci\n",
+    ))
 }
 
 fn assert_pulled_into_store(store: &Store, image: &cargo_oci_image::registry::PulledImage) {
@@ -108,15 +103,14 @@ fn push_then_skopeo_copies_it_back_with_the_same_digest() {
 
     for tag in ["v1", "latest"] {
         let out = tmp.path().join(format!("copy-{tag}"));
-        run(Command::new("skopeo").args([
+        skopeo([
             "copy",
             "--quiet",
             "--src-tls-verify=false",
             &format!("docker://{}/app/regtest:{tag}", registry.host()),
             &format!("oci:{}:{tag}", out.display()),
-        ]));
-        let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        ]);
+        let index = read_json(&out.join("index.json"));
         assert_eq!(
             index["manifests"][0]["digest"],
             digest.as_str(),
@@ -129,7 +123,7 @@ fn push_then_skopeo_copies_it_back_with_the_same_digest() {
 fn pull_an_image_skopeo_pushed_into_the_store() {
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let base = skopeo_push_umoci(tmp.path(), &registry.host(), &["--dest-tls-verify=false"]);
+    let base = push_umoci(tmp.path(), &registry.host());
     let store = Store::open(&tmp.path().join("store")).unwrap();
     let client = RegistryClient::new(options()).unwrap();
     let platform = Platform::parse(&format!("linux/{}", host_arch())).unwrap();
@@ -149,11 +143,7 @@ fn pull_an_image_skopeo_pushed_into_the_store() {
         .unwrap();
 
     // The manifest digest is the one skopeo sees.
-    let inspect = run(Command::new("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{base}"),
-    ]));
+    let inspect = skopeo(["inspect", "--tls-verify=false", &format!("docker://{base}")]).stdout;
     let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(inspect["Digest"], image.digest().as_str());
 
@@ -315,14 +305,15 @@ fn auth_over_tls_right_and_wrong_credentials() {
     assert_pulled_into_store(&store, &image);
 
     // skopeo agrees with the same CA and credentials.
-    let inspect = run(Command::new("skopeo").args([
+    let inspect = skopeo([
         "inspect",
         "--cert-dir",
         registry.cert_dir().to_str().unwrap(),
         "--creds",
         &format!("alice:{PASSWORD}"),
         &format!("docker://{target}"),
-    ]));
+    ])
+    .stdout;
     assert!(inspect.contains(&digest));
 
     // Wrong credentials: a clear 401 naming the registry, no secret anywhere.
@@ -411,7 +402,7 @@ fn second_push_uploads_no_blob() {
         .push_layout(&layout, None, &target, &[], None, &|_| {})
         .unwrap();
     assert_eq!(first.uploaded_blobs, 3);
-    let uploads = |seen: &[registry_support::Seen]| {
+    let uploads = |seen: &[Seen]| {
         seen.iter()
             .filter(|s| s.path.contains("/blobs/uploads/") && s.method != "HEAD")
             .count()
@@ -486,13 +477,13 @@ fn faults_in_transit_are_retried() {
 
     // And skopeo sees the image the faulty push left.
     let out = tmp.path().join("copy");
-    run(Command::new("skopeo").args([
+    skopeo([
         "copy",
         "--quiet",
         "--src-tls-verify=false",
         &format!("docker://{}/faulty/app:v1", registry.host()),
         &format!("oci:{}:v1", out.display()),
-    ]));
+    ]);
 }
 
 #[test]
@@ -671,7 +662,7 @@ dest = "/etc/second.txt"
 fn concurrent_pulls_of_one_reference_download_it_once() {
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let base = skopeo_push_umoci(tmp.path(), &registry.host(), &["--dest-tls-verify=false"]);
+    let base = push_umoci(tmp.path(), &registry.host());
     let store = Store::open(&tmp.path().join("store")).unwrap();
     let client = RegistryClient::new(options()).unwrap();
     let platform = Platform::parse(&format!("linux/{}", host_arch())).unwrap();

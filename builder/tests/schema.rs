@@ -10,17 +10,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use cargo_oci_image::spec;
+use cargo_oci_image_test_support::repo_root;
 use serde_json::Value;
 
 const REGENERATE: &str =
     "run `UPDATE_SCHEMA=1 cargo test -p cargo-oci-image --test schema` to regenerate";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 fn schema_file() -> PathBuf {
     repo_root().join("schema/image.schema.json")

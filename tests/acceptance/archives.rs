@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 #[test]
 fn oci_archive_is_read_by_skopeo_with_the_layout_digest() {
@@ -11,43 +11,17 @@ fn oci_archive_is_read_by_skopeo_with_the_layout_digest() {
     let layout = tmp.path().join("layout");
     let digest = build(&dir, Path::new("image.toml"), &layout);
     let archive = tmp.path().join("image.tar");
-    cargo_image(&dir)
-        .args([
-            "build",
-            "--quiet",
-            "--output-format",
-            "oci-archive",
-            "--output",
-        ])
-        .arg_path(&archive)
-        .run()
-        .ok();
-    require("skopeo");
-    let r = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            format!("oci-archive:{}:vendor-1.0", archive.display()),
-        ],
-        tmp.path(),
-    )
-    .ok();
+    build_with_format(&dir, "oci-archive", &archive).run().ok();
+    let r = skopeo([
+        "inspect".to_string(),
+        format!("oci-archive:{}:vendor-1.0", archive.display()),
+    ]);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["Digest"], digest.as_str());
 
     // Deterministic: a second archive (from the cache) has the same bytes.
     let again = tmp.path().join("again.tar");
-    cargo_image(&dir)
-        .args([
-            "build",
-            "--quiet",
-            "--output-format",
-            "oci-archive",
-            "--output",
-        ])
-        .arg_path(&again)
-        .run()
-        .ok();
+    build_with_format(&dir, "oci-archive", &again).run().ok();
     assert!(std::fs::read(&archive).unwrap() == std::fs::read(&again).unwrap());
 }
 
@@ -55,27 +29,13 @@ fn oci_archive_is_read_by_skopeo_with_the_layout_digest() {
 fn docker_archive_loads_with_podman() {
     let (tmp, dir) = example_copy("static-site");
     let archive = tmp.path().join("site.docker.tar");
-    cargo_image(&dir)
-        .args([
-            "build",
-            "--quiet",
-            "--output-format",
-            "docker-archive",
-            "--output",
-        ])
-        .arg_path(&archive)
+    build_with_format(&dir, "docker-archive", &archive)
         .run()
         .ok();
-    require("skopeo");
-    let tags = run(
-        "skopeo",
-        [
-            "list-tags".to_string(),
-            format!("docker-archive:{}", archive.display()),
-        ],
-        tmp.path(),
-    )
-    .ok();
+    let tags = skopeo([
+        "list-tags".to_string(),
+        format!("docker-archive:{}", archive.display()),
+    ]);
     assert!(
         tags.stdout.contains("static-site:latest"),
         "{}",
@@ -104,7 +64,7 @@ fn docker_archive_loads_with_podman() {
         r.stdout,
         r.stderr
     );
-    let out = format!("{}{}", r.stdout, r.stderr);
+    let out = r.output();
     assert!(out.contains("Loaded image"), "{out}");
     assert!(out.contains("static-site:latest"), "{out}");
 }

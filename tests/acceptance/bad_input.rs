@@ -1,66 +1,7 @@
 //! Bad input gets a clear error that names what is at fault, exit code 1 (2 for usage errors),
 //! and loses nothing: no output written, a previous output left as it was.
 
-use std::path::{Path, PathBuf};
-
-use cargo_oci_image_acceptance::*;
-
-/// A scratch project: a spec and whatever files a test puts beside it.
-struct Project {
-    _tmp: TempDir,
-    dir: PathBuf,
-}
-
-impl Project {
-    fn new(spec: &str) -> Project {
-        let tmp = TempDir::new().unwrap();
-        let dir = tmp.path().join("project");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("image.toml"), spec).unwrap();
-        Project { _tmp: tmp, dir }
-    }
-
-    fn file(self, path: &str, content: &str) -> Project {
-        let p = self.dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-        self
-    }
-
-    fn out(&self) -> PathBuf {
-        self.dir.join("out")
-    }
-
-    fn build(&self) -> Run {
-        cargo_image(&self.dir)
-            .args(["build", "--output"])
-            .arg_path(&self.out())
-            .run()
-    }
-
-    /// Builds, expects failure with exit code 1, and checks nothing was written.
-    fn fails(&self) -> String {
-        let r = self.build();
-        assert_eq!(
-            r.code,
-            Some(1),
-            "expected a build error\n{}\n{}",
-            r.stdout,
-            r.stderr
-        );
-        assert!(!self.out().exists(), "a failed build wrote its output");
-        let leftovers: Vec<_> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with('.') && n.contains("out"))
-            .collect();
-        assert!(
-            leftovers.is_empty(),
-            "temporary output left behind: {leftovers:?}"
-        );
-        r.stderr
-    }
-}
+use cargo_oci_image_test_support::*;
 
 const HEAD: &str = "name = \"bad\"\n";
 
@@ -105,7 +46,7 @@ fn source_escaping_the_context_is_refused() {
     let p = Project::new(&format!(
         "{HEAD}[[layer]]\nname = \"a\"\n[[layer.add]]\npath = \"../outside\"\ndest = \"/x/\"\n"
     ));
-    std::fs::create_dir_all(p.dir.parent().unwrap().join("outside")).unwrap();
+    std::fs::create_dir_all(p.root().join("outside")).unwrap();
     let err = p.fails();
     assert!(err.contains("../outside"), "{err}");
 }
@@ -115,7 +56,7 @@ fn symlinked_directory_out_of_the_context_is_refused() {
     let p = Project::new(&format!(
         "{HEAD}[[layer]]\nname = \"a\"\n[[layer.add]]\npath = \"sneaky\"\ndest = \"/x/\"\n"
     ));
-    let outside = p.dir.parent().unwrap().join("secrets");
+    let outside = p.root().join("secrets");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("key"), "secret").unwrap();
     std::os::unix::fs::symlink(&outside, p.dir.join("sneaky")).unwrap();
@@ -128,13 +69,13 @@ fn symlinked_directory_out_of_the_context_is_refused() {
 fn symlinks_inside_a_tree_are_stored_not_followed() {
     let p = Project::new(&format!(
         "{HEAD}[[layer]]\nname = \"a\"\n[[layer.add]]\npath = \"tree\"\ndest = \"/t/\"\n"
-    ))
-    .file("tree/real.txt", "real\n");
-    let outside = p.dir.parent().unwrap().join("secret.txt");
+    ));
+    p.file("tree/real.txt", "real\n");
+    let outside = p.root().join("secret.txt");
     std::fs::write(&outside, "secret\n").unwrap();
     std::os::unix::fs::symlink(&outside, p.dir.join("tree/link")).unwrap();
-    p.build().ok();
-    let listing = tar_list_verbose(&first_layer(&p.out()));
+    p.builds();
+    let listing = tar_list_verbose(&p.first_layer());
     let link_line = listing
         .lines()
         .find(|l| l.contains("t/link"))
@@ -160,16 +101,14 @@ fn unwritable_output_fails_and_keeps_the_previous_output() {
     let p = Project::new(&format!(
         "{HEAD}[[layer]]\nname = \"a\"\n[[layer.add]]\ncontent = \"v1\"\ndest = \"/v\"\n"
     ));
-    p.build().ok();
+    p.builds();
     let before = manifest_digest(&p.out());
 
     // A failing build (a missing source) must leave the previous layout intact.
-    std::fs::write(
-        p.dir.join("image.toml"),
-        format!("{HEAD}[[layer]]\nname = \"a\"\n[[layer.add]]\npath = \"gone\"\ndest = \"/v\"\n"),
-    )
-    .unwrap();
-    let r = p.build();
+    p.set_spec(&format!(
+        "{HEAD}[[layer]]\nname = \"a\"\n[[layer.add]]\npath = \"gone\"\ndest = \"/v\"\n"
+    ));
+    let r = p.cli().run();
     assert_eq!(r.code, Some(1));
     assert_eq!(manifest_digest(&p.out()), before, "previous output changed");
     oci_image_tool_validate(&p.out(), "latest");
@@ -194,15 +133,4 @@ fn unwritable_output_fails_and_keeps_the_previous_output() {
         std::fs::read_to_string(precious.join("notes.txt")).unwrap(),
         "keep me"
     );
-}
-
-/// The blob path of the first layer of the image in a layout.
-fn first_layer(layout: &Path) -> PathBuf {
-    let manifest = blob_json(layout, &manifest_digest(layout));
-    let hex = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    layout.join("blobs/sha256").join(hex)
 }

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 const SPEC: &str = r#"name = "cachetest"
 epoch = 1000
@@ -30,16 +30,13 @@ dest = "/etc/app.toml"
 "#;
 
 /// A project with two layers over a few asset files.
-fn project() -> (TempDir, PathBuf) {
-    let tmp = TempDir::new().unwrap();
-    let dir = tmp.path().join("p");
-    std::fs::create_dir_all(dir.join("assets/css")).unwrap();
-    std::fs::write(dir.join("image.toml"), SPEC).unwrap();
-    std::fs::write(dir.join("assets/a.txt"), "alpha\n").unwrap();
-    std::fs::write(dir.join("assets/b.txt"), "beta\n").unwrap();
-    std::fs::write(dir.join("assets/css/site.css"), "body{}\n").unwrap();
-    std::fs::write(dir.join("assets/scratch.tmp"), "ignored\n").unwrap();
-    (tmp, dir)
+fn project() -> Project {
+    let p = Project::new(SPEC);
+    p.file("assets/a.txt", "alpha\n")
+        .file("assets/b.txt", "beta\n")
+        .file("assets/css/site.css", "body{}\n")
+        .file("assets/scratch.tmp", "ignored\n");
+    p
 }
 
 /// The node keys of the project's plan, by node label (`layer assets`, `image cachetest`...).
@@ -109,14 +106,16 @@ fn build_quiet(dir: &Path) -> Run {
 }
 
 fn set_spec(dir: &Path, from: &str, to: &str) {
-    let spec = std::fs::read_to_string(dir.join("image.toml")).unwrap();
-    assert!(spec.contains(from), "spec has {from:?}");
-    std::fs::write(dir.join("image.toml"), spec.replacen(from, to, 1)).unwrap();
+    edit_spec(dir, |spec| {
+        assert!(spec.contains(from), "spec has {from:?}");
+        spec.replacen(from, to, 1)
+    });
 }
 
 #[test]
 fn keys_change_exactly_as_they_must() {
-    let (_tmp, dir) = project();
+    let p = project();
+    let dir = p.dir.clone();
     let base = keys(&dir, &[]);
     assert_eq!(
         base["layer assets"].1,
@@ -243,8 +242,9 @@ fn keys_change_exactly_as_they_must() {
 
 #[test]
 fn cached_and_clean_builds_are_byte_identical() {
-    let (tmp, dir) = project();
-    let warm_store = tmp.path().join("store");
+    let p = project();
+    let dir = p.dir.clone();
+    let warm_store = p.root().join("store");
     let run = |out: &str, store: &Path| {
         cargo_image(&dir)
             .args(["build", "--quiet", "--output", out, "--store"])
@@ -255,57 +255,22 @@ fn cached_and_clean_builds_are_byte_identical() {
     };
     let cold = run("cold", &warm_store);
     let warm = run("warm", &warm_store);
-    let clean = run("clean", &tmp.path().join("other-store"));
-    let files = |p: &Path| {
-        let mut v = Vec::new();
-        for e in walk_files(p) {
-            v.push((
-                e.strip_prefix(p).unwrap().to_path_buf(),
-                std::fs::read(&e).unwrap(),
-            ));
-        }
-        v.sort();
-        v
-    };
-    assert!(files(&cold) == files(&warm), "cold and warm layouts differ");
+    let clean = run("clean", &p.root().join("other-store"));
     assert!(
-        files(&cold) == files(&clean),
+        tree_bytes(&cold) == tree_bytes(&warm),
+        "cold and warm layouts differ"
+    );
+    assert!(
+        tree_bytes(&cold) == tree_bytes(&clean),
         "cached and clean layouts differ"
     );
     oci_image_tool_validate(&warm, "latest");
 }
 
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// The store blob of the first layer of the image built into `out`.
+/// The store blob of the first layer of the image built into `out`, and its digest.
 fn layer_blob(dir: &Path, out: &str) -> (PathBuf, String) {
-    let layout = dir.join(out);
-    let manifest = blob_json(&layout, &manifest_digest(&layout));
-    let digest = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let hex = digest.trim_start_matches("sha256:").to_string();
-    (
-        dir.join("target/image/.store/blobs/sha256").join(hex),
-        digest,
-    )
-}
-
-fn sha256_file(path: &Path) -> String {
-    let r = run("sha256sum", [path], Path::new("/")).ok();
-    format!("sha256:{}", r.stdout.split_whitespace().next().unwrap())
+    let (digest, blob) = first_layer_blob(&dir.join(out), &dir.join("target/image/.store"));
+    (blob, digest)
 }
 
 fn make_writable(path: &Path) {
@@ -315,7 +280,8 @@ fn make_writable(path: &Path) {
 
 #[test]
 fn corrupt_or_truncated_store_blobs_are_rebuilt_never_copied() {
-    let (_tmp, dir) = project();
+    let p = project();
+    let dir = p.dir.clone();
     build_quiet(&dir);
     let (blob, digest) = layer_blob(&dir, "out");
     assert_eq!(sha256_file(&blob), digest);
@@ -333,13 +299,7 @@ fn corrupt_or_truncated_store_blobs_are_rebuilt_never_copied() {
     assert!(r.stderr.contains("Built layer assets"), "{}", r.stderr);
     let (blob2, digest2) = layer_blob(&dir, "out2");
     assert_eq!(digest2, digest, "same inputs, same layer");
-    assert_eq!(
-        sha256_file(
-            &dir.join("out2/blobs/sha256")
-                .join(digest.trim_start_matches("sha256:"))
-        ),
-        digest
-    );
+    assert_eq!(sha256_file(&blob_path(&dir.join("out2"), &digest)), digest);
     assert_eq!(sha256_file(&blob2), digest, "store repaired");
 
     // Truncated.
@@ -350,13 +310,7 @@ fn corrupt_or_truncated_store_blobs_are_rebuilt_never_copied() {
         .run()
         .ok();
     assert!(r.stderr.contains("Built layer assets"), "{}", r.stderr);
-    assert_eq!(
-        sha256_file(
-            &dir.join("out3/blobs/sha256")
-                .join(digest.trim_start_matches("sha256:"))
-        ),
-        digest
-    );
+    assert_eq!(sha256_file(&blob_path(&dir.join("out3"), &digest)), digest);
 
     // Corrupted with its mtime put back (bit rot): `cache verify` finds it and drops it, and the
     // next build rebuilds it.
@@ -382,13 +336,7 @@ fn corrupt_or_truncated_store_blobs_are_rebuilt_never_copied() {
         .run()
         .ok();
     assert!(r.stderr.contains("Built layer assets"), "{}", r.stderr);
-    assert_eq!(
-        sha256_file(
-            &dir.join("out4/blobs/sha256")
-                .join(digest.trim_start_matches("sha256:"))
-        ),
-        digest
-    );
+    assert_eq!(sha256_file(&blob_path(&dir.join("out4"), &digest)), digest);
 }
 
 /// `@SECONDS.NANOS` for `touch -d`.
@@ -399,20 +347,15 @@ fn filetime_of(meta: &std::fs::Metadata) -> String {
 
 #[test]
 fn four_concurrent_builds_share_one_store_and_one_output() {
-    let (_tmp, dir) = project();
+    let p = project();
+    let dir = p.dir.clone();
     // Enough content that the builds overlap.
     write_noise(&dir.join("assets/noise"), 8, 1 << 20);
     let children: Vec<_> = (0..4)
         .map(|_| {
-            Command::new(cargo_image_bin())
+            cargo_image(&dir)
                 .args(["build", "--quiet", "--output", "shared-out"])
-                .current_dir(&dir)
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
                 .spawn()
-                .unwrap()
         })
         .collect();
     for child in children {
@@ -449,33 +392,22 @@ fn four_concurrent_builds_share_one_store_and_one_output() {
 /// Writes `files` files of `size` bytes of poorly compressible deterministic noise.
 fn write_noise(dir: &Path, files: usize, size: usize) {
     std::fs::create_dir_all(dir).unwrap();
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut noise = Noise::new(0x9e37_79b9_7f4a_7c15);
     for i in 0..files {
-        let mut buf = Vec::with_capacity(size);
-        while buf.len() < size {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            buf.extend_from_slice(&state.to_le_bytes());
-        }
-        std::fs::write(dir.join(format!("n{i:03}.bin")), &buf).unwrap();
+        std::fs::write(dir.join(format!("n{i:03}.bin")), noise.bytes(size)).unwrap();
     }
 }
 
 #[test]
 fn a_build_killed_mid_layer_leaves_nothing_corrupt() {
-    let (_tmp, dir) = project();
+    let p = project();
+    let dir = p.dir.clone();
     write_noise(&dir.join("assets/noise"), 96, 1 << 20);
     let store = dir.join("target/image/.store");
     let blobs = store.join("blobs/sha256");
-    let mut child = Command::new(cargo_image_bin())
+    let mut child = cargo_image(&dir)
         .args(["build", "--quiet", "--jobs", "1", "--output", "out"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     // Wait until the big layer is being written, then kill the build.
     let started = Instant::now();
     let mut killed_mid_layer = false;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 #[test]
 fn works_as_cargo_subcommand_and_directly() {
@@ -82,16 +82,7 @@ fn tag_flag_replaces_the_spec_tags() {
 fn json_messages_are_one_event_per_line() {
     let (tmp, dir) = example_copy("import-tar");
     let out = tmp.path().join("out");
-    let r = cargo_image(&dir)
-        .args(["build", "--message-format", "json", "--output"])
-        .arg_path(&out)
-        .run()
-        .ok();
-    let events: Vec<Value> = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each stdout line is JSON"))
-        .collect();
+    let events = build_events(&dir, &["--output", "../out"]);
     let kinds: Vec<_> = events
         .iter()
         .map(|e| e["event"].as_str().unwrap())

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 /// Runs `cargo-image ARGS --message-format json` in `dir`; returns its run and its events.
 fn events(dir: &Path, args: &[&str]) -> (Run, Vec<Value>) {
@@ -14,11 +14,7 @@ fn events(dir: &Path, args: &[&str]) -> (Run, Vec<Value>) {
         .args(args)
         .args(["--message-format", "json"])
         .run();
-    let events = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let events = json_events(&r.stdout);
     (r, events)
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 #[test]
 fn hello_builds_validates_and_runs() {
@@ -138,12 +138,7 @@ fn import_tar_normalises_the_vendor_tarball() {
 
     // The vendor layer, read by GNU tar: sorted, parents first, numeric 0:0, epoch mtimes,
     // hard links turned into regular files.
-    let hex = layers[0]["digest"]
-        .as_str()
-        .unwrap()
-        .strip_prefix("sha256:")
-        .unwrap();
-    let blob = out.join("blobs/sha256").join(hex);
+    let blob = blob_path(&out, layers[0]["digest"].as_str().unwrap());
     let names = tar_list(&blob);
     let mut sorted = names.clone();
     sorted.sort_by(|a, b| a.trim_end_matches('/').cmp(b.trim_end_matches('/')));

@@ -6,11 +6,11 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use cargo_oci_image_acceptance::registry::Registry;
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::registry::Registry;
+use cargo_oci_image_test_support::*;
 
 /// A spec of one small layer: builds in well under a second.
 const SMALL_SPEC: &str = r#"
@@ -47,9 +47,7 @@ fn project(spec: &str) -> (TempDir, PathBuf) {
         .prefix("cargo-image-test-")
         .tempdir()
         .unwrap();
-    let dir = tmp.path().join("proj-src");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("image.toml"), spec).unwrap();
+    let dir = write_spec(&tmp.path().join("proj-src"), spec);
     if spec == BIG_SPEC {
         write_noise(&dir, 0x9e37_79b9_7f4a_7c15);
     }
@@ -59,15 +57,7 @@ fn project(spec: &str) -> (TempDir, PathBuf) {
 /// Writes `dir/noise.bin`: 48 MiB of xorshift noise from `seed`, incompressible, so gzip works
 /// on all of it.
 fn write_noise(dir: &Path, seed: u64) {
-    let mut x = seed;
-    let mut bytes = Vec::with_capacity(48 << 20);
-    while bytes.len() < 48 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    fs::write(dir.join("noise.bin"), bytes).unwrap();
+    fs::write(dir.join("noise.bin"), Noise::new(seed).bytes(48 << 20)).unwrap();
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -79,19 +69,13 @@ fn names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Starts `cargo-image ARGS` in `dir` without waiting for it.
+/// Starts `cargo-image ARGS --output OUT` in `dir` without waiting for it.
 fn spawn(dir: &Path, args: &[&str], out: &Path) -> Child {
-    Command::new(cargo_image_bin())
+    cargo_image(dir)
         .args(args)
-        .arg("--output")
-        .arg(out)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .args(["--output"])
+        .arg_path(out)
         .spawn()
-        .expect("start cargo-image")
 }
 
 /// Waits (at most a minute) until an entry of `dir` starts with `prefix`; returns its name.
@@ -173,9 +157,12 @@ fn build_refuses_an_output_directory_that_holds_user_files_beside_an_oci_layout_
     assert_eq!(names(tmp.path()), ["ours", "proj", "proj-src"]);
 
     // A layout somebody else wrote (here: skopeo) is not ours to delete either.
-    require("skopeo");
     let theirs = tmp.path().join("theirs");
-    run_ok_skopeo_copy(&ours, &theirs, tmp.path());
+    skopeo([
+        "copy".to_string(),
+        format!("oci:{}:latest", ours.display()),
+        format!("oci:{}:latest", theirs.display()),
+    ]);
     let before = names(&theirs);
     let run = cargo_image(&dir)
         .args(["build", "--quiet", "--output"])
@@ -188,19 +175,6 @@ fn build_refuses_an_output_directory_that_holds_user_files_beside_an_oci_layout_
     // A layout of ours is replaced as before.
     build(&dir, Path::new("image.toml"), &ours);
     assert_eq!(names(&ours), ["blobs", "index.json", "oci-layout"]);
-}
-
-fn run_ok_skopeo_copy(layout: &Path, dest: &Path, dir: &Path) {
-    run(
-        "skopeo",
-        [
-            "copy".to_string(),
-            format!("oci:{}:latest", layout.display()),
-            format!("oci:{}:latest", dest.display()),
-        ],
-        dir,
-    )
-    .ok();
 }
 
 #[test]
@@ -405,16 +379,10 @@ fn a_build_cleaning_leftovers_leaves_a_concurrent_build_to_the_same_place_alone(
     }
     assert_eq!(names(&outs), ["image.tar", "out"]);
     oci_image_tool_validate(&layout, "latest");
-    require("skopeo");
-    run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            format!("oci-archive:{}:latest", archive.display()),
-        ],
-        tmp.path(),
-    )
-    .ok();
+    skopeo([
+        "inspect".to_string(),
+        format!("oci-archive:{}:latest", archive.display()),
+    ]);
 }
 
 #[test]
@@ -502,21 +470,19 @@ fn the_readme_quick_start_works_as_written_in_a_fresh_copy_of_the_repository() {
             // `cargo test`, stands in for `cargo run --release --`. Everything after `--` runs
             // as written.
             ["cargo", "run", "--release", "--", args @ ..] => {
-                let mut cmd = Command::new(cargo_image_bin());
-                cmd.args(args)
-                    .current_dir(&repo)
+                let r = cargo_image(&repo)
+                    .args(args)
                     // A target directory set for this test run is not the newcomer's.
                     .env_remove("CARGO_TARGET_DIR")
                     .env_remove("CARGO_BUILD_TARGET_DIR")
-                    .env("NO_COLOR", "1")
-                    .stdin(Stdio::null());
-                let out = cmd.output().expect("run cargo-image");
-                assert!(
-                    out.status.success(),
+                    .run();
+                assert_eq!(
+                    r.code,
+                    Some(0),
                     "README command `{command}` failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
+                    r.stderr
                 );
-                String::from_utf8_lossy(&out.stdout).into_owned()
+                r.stdout
             }
             // Runs every test, this one included.
             ["just", "test"] => continue,
@@ -538,19 +504,14 @@ fn the_readme_quick_start_works_as_written_in_a_fresh_copy_of_the_repository() {
             }
             [tool @ ("skopeo" | "umoci"), ..] => {
                 require(tool);
-                let out = Command::new("sh")
-                    .arg("-c")
-                    .arg(command)
-                    .current_dir(&repo)
-                    .stdin(Stdio::null())
-                    .output()
-                    .expect("run sh");
-                assert!(
-                    out.status.success(),
+                let r = run("sh", ["-c", command.as_str()], &repo);
+                assert_eq!(
+                    r.code,
+                    Some(0),
                     "README command `{command}` failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
+                    r.stderr
                 );
-                String::from_utf8_lossy(&out.stdout).into_owned()
+                r.stdout
             }
             _ => panic!("README command `{command}`: this test does not know how to run it yet"),
         };

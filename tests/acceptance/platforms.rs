@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cargo_oci_image_acceptance::registry::Registry;
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::registry::Registry;
+use cargo_oci_image_test_support::*;
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -74,45 +74,26 @@ fn platform_manifests(layout: &Path) -> Vec<(String, String)> {
 
 /// `skopeo copy --override-arch ARCH SRC oci:DEST:latest`.
 fn copy_arch(src: &str, arch: &str, dest: &Path) {
-    require("skopeo");
-    run(
-        "skopeo",
-        [
-            "copy".to_string(),
-            "--quiet".to_string(),
-            "--src-tls-verify=false".to_string(),
-            "--override-arch".to_string(),
-            arch.to_string(),
-            src.to_string(),
-            format!("oci:{}:latest", dest.display()),
-        ],
-        Path::new("/"),
-    )
-    .ok();
+    skopeo([
+        "copy".to_string(),
+        "--quiet".to_string(),
+        "--src-tls-verify=false".to_string(),
+        "--override-arch".to_string(),
+        arch.to_string(),
+        src.to_string(),
+        format!("oci:{}:latest", dest.display()),
+    ]);
+}
+
+/// The digest of the manifest (or index) `reference` names, per skopeo: the sha256 of the
+/// bytes it reads.
+fn skopeo_raw_digest(reference: &str) -> String {
+    sha256(skopeo(["inspect", "--raw", reference]).stdout.as_bytes())
 }
 
 /// The digest of the manifest a (single-image) layout's `latest` points at, per skopeo.
 fn skopeo_manifest_digest(layout: &Path) -> String {
-    let raw = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            "--raw".to_string(),
-            format!("oci:{}:latest", layout.display()),
-        ],
-        Path::new("/"),
-    )
-    .ok()
-    .stdout;
-    sha256(raw.as_bytes())
-}
-
-/// `sha256:<hex>` of `bytes`, by coreutils' `sha256sum`.
-fn sha256(bytes: &[u8]) -> String {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), bytes).unwrap();
-    let out = run("sha256sum", [file.path()], Path::new("/")).ok().stdout;
-    format!("sha256:{}", out.split_whitespace().next().unwrap())
+    skopeo_raw_digest(&format!("oci:{}:latest", layout.display()))
 }
 
 #[test]
@@ -172,17 +153,12 @@ fn amd64_and_arm64_make_one_index_with_a_shared_assets_layer() {
 
     // skopeo picks each platform's manifest.
     for (arch, expected) in [("amd64", &layers[0]), ("arm64", &layers[1])] {
-        let r = run(
-            "skopeo",
-            [
-                "inspect".to_string(),
-                "--override-arch".to_string(),
-                arch.to_string(),
-                format!("oci:{}:latest", out.display()),
-            ],
-            Path::new("/"),
-        )
-        .ok();
+        let r = skopeo([
+            "inspect".to_string(),
+            "--override-arch".to_string(),
+            arch.to_string(),
+            format!("oci:{}:latest", out.display()),
+        ]);
         let v: Value = serde_json::from_str(&r.stdout).unwrap();
         assert_eq!(v["Architecture"], arch, "{v}");
         assert_eq!(v["Os"], "linux");
@@ -262,25 +238,14 @@ fn the_index_is_pushed_and_pulled_back_per_architecture() {
     assert_eq!(r.stdout.trim(), format!("{repo}@{index_digest}"));
 
     // The registry serves our index bytes.
-    require("skopeo");
-    let raw = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            "--raw".to_string(),
-            "--tls-verify=false".to_string(),
-            format!("docker://{repo}:latest"),
-        ],
-        Path::new("/"),
-    )
-    .ok()
+    let raw = skopeo([
+        "inspect".to_string(),
+        "--raw".to_string(),
+        "--tls-verify=false".to_string(),
+        format!("docker://{repo}:latest"),
+    ])
     .stdout;
-    let ours = std::fs::read(
-        layout
-            .join("blobs/sha256")
-            .join(index_digest.trim_start_matches("sha256:")),
-    )
-    .unwrap();
+    let ours = std::fs::read(blob_path(&layout, &index_digest)).unwrap();
     assert_eq!(raw.as_bytes(), ours.as_slice(), "the index, byte for byte");
 
     for (arch, digest) in platform_manifests(&layout) {
@@ -296,7 +261,7 @@ fn the_index_is_pushed_and_pulled_back_per_architecture() {
 fn a_registry_base_index_resolves_to_each_platform() {
     let registry = Registry::start();
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let base = tmp.path().join("base");
     let repo = format!("{}/base/two", registry.host());
     cargo_image(tmp.path())
@@ -306,16 +271,13 @@ fn a_registry_base_index_resolves_to_each_platform() {
         .ok();
     let base_manifests = platform_manifests(&base);
 
-    let app = tmp.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    std::fs::write(
-        app.join("image.toml"),
-        format!(
+    let app = write_spec(
+        &tmp.path().join("app"),
+        &format!(
             "name = \"app\"\nfrom = \"{repo}:latest\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
              [[layer]]\nname = \"top\"\n[[layer.add]]\ncontent = \"top\"\ndest = \"/top\"\n"
         ),
-    )
-    .unwrap();
+    );
     let out = tmp.path().join("out");
     cargo_image(&app)
         .args(["build", "--quiet", "--store"])
@@ -344,21 +306,7 @@ fn a_registry_base_index_resolves_to_each_platform() {
 #[test]
 fn the_index_is_identical_from_two_checkouts() {
     let tmp = TempDir::new().unwrap();
-    let a = tmp.path().join("a/multi-arch");
-    let b = tmp.path().join("elsewhere/deeper/b/multi-arch");
-    crate::reproducible::checkout("multi-arch", &a, false, 0o644, "2001-02-03 04:05:06");
-    crate::reproducible::checkout("multi-arch", &b, true, 0o600, "2022-12-31 23:59:59");
-    let (out_a, out_b) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
-    cargo_image(&a)
-        .args(["build", "--quiet", "--output"])
-        .arg_path(&out_a)
-        .run_with_umask("022")
-        .ok();
-    cargo_image(&b)
-        .args(["build", "--quiet", "--output"])
-        .arg_path(&out_b)
-        .run_with_umask("077")
-        .ok();
+    let (out_a, out_b) = build_two_checkouts("multi-arch", tmp.path());
     assert_eq!(manifest_digest(&out_a), manifest_digest(&out_b));
     assert_eq!(platform_manifests(&out_a), platform_manifests(&out_b));
 }
@@ -366,7 +314,7 @@ fn the_index_is_identical_from_two_checkouts() {
 #[test]
 fn content_only_index_golden_digest() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let out = tmp.path().join("out");
     let digest = build(tmp.path(), Path::new("image.toml"), &out);
     assert_eq!(
@@ -381,17 +329,11 @@ fn content_only_index_golden_digest() {
 fn a_multi_platform_base_resolves_to_each_platform() {
     let tmp = TempDir::new().unwrap();
     // The base: a two-platform index built by cargo-image.
-    let base_dir = tmp.path().join("base");
-    std::fs::create_dir(&base_dir).unwrap();
-    std::fs::write(base_dir.join("image.toml"), CONTENT_ONLY).unwrap();
-    let base = tmp.path().join("base-layout");
-    build(&base_dir, Path::new("image.toml"), &base);
+    let base = build_base_layout(tmp.path(), CONTENT_ONLY);
     let base_manifests = platform_manifests(&base);
 
-    let app = tmp.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    std::fs::write(
-        app.join("image.toml"),
+    let app = write_spec(
+        &tmp.path().join("app"),
         r#"
 name = "on-a-base"
 from = "oci:../base-layout:latest"
@@ -402,8 +344,7 @@ name = "top"
 content = "on top\n"
 dest = "/etc/top"
 "#,
-    )
-    .unwrap();
+    );
     let out = tmp.path().join("out");
     build(&app, Path::new("image.toml"), &out);
     let ours = platform_manifests(&out);
@@ -459,7 +400,7 @@ dest = "/etc/top"
 #[test]
 fn one_platform_is_a_plain_manifest_unless_an_index_is_asked_for() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
 
     let plain = tmp.path().join("plain");
     cargo_image(tmp.path())
@@ -516,7 +457,7 @@ fn one_platform_is_a_plain_manifest_unless_an_index_is_asked_for() {
 #[test]
 fn variants_are_written_in_the_index_and_the_config() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let out = tmp.path().join("out");
     cargo_image(tmp.path())
         .args([
@@ -548,20 +489,15 @@ fn variants_are_written_in_the_index_and_the_config() {
         1,
         "{manifest}"
     );
-    let v = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            "--config".to_string(),
-            "--override-arch".to_string(),
-            "arm".to_string(),
-            "--override-variant".to_string(),
-            "v7".to_string(),
-            format!("oci:{}:latest", out.display()),
-        ],
-        Path::new("/"),
-    )
-    .ok();
+    let v = skopeo([
+        "inspect".to_string(),
+        "--config".to_string(),
+        "--override-arch".to_string(),
+        "arm".to_string(),
+        "--override-variant".to_string(),
+        "v7".to_string(),
+        format!("oci:{}:latest", out.display()),
+    ]);
     // skopeo 1.9 shows no `Variant`: its pick is the config it reads.
     let v: Value = serde_json::from_str(&v.stdout).unwrap();
     assert_eq!(v["architecture"], "arm");
@@ -571,47 +507,22 @@ fn variants_are_written_in_the_index_and_the_config() {
 #[test]
 fn archives_of_a_multi_platform_image() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let layout = tmp.path().join("layout");
     let index = build(tmp.path(), Path::new("image.toml"), &layout);
 
     // An OCI archive carries the index.
     let archive = tmp.path().join("image.tar");
-    cargo_image(tmp.path())
-        .args([
-            "build",
-            "--quiet",
-            "--output-format",
-            "oci-archive",
-            "--output",
-        ])
-        .arg_path(&archive)
+    build_with_format(tmp.path(), "oci-archive", &archive)
         .run()
         .ok();
-    let raw = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            "--raw".to_string(),
-            format!("oci-archive:{}:latest", archive.display()),
-        ],
-        Path::new("/"),
-    )
-    .ok()
-    .stdout;
-    assert_eq!(sha256(raw.as_bytes()), index);
+    assert_eq!(
+        skopeo_raw_digest(&format!("oci-archive:{}:latest", archive.display())),
+        index
+    );
 
     // A docker archive holds one image: a clear error that says what to do.
-    let r = cargo_image(tmp.path())
-        .args([
-            "build",
-            "--quiet",
-            "--output-format",
-            "docker-archive",
-            "--output",
-        ])
-        .arg_path(&tmp.path().join("docker.tar"))
-        .run();
+    let r = build_with_format(tmp.path(), "docker-archive", &tmp.path().join("docker.tar")).run();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
         r.stderr.contains("linux/amd64, linux/arm64") && r.stderr.contains("oci-archive"),
@@ -623,7 +534,7 @@ fn archives_of_a_multi_platform_image() {
 #[test]
 fn inspect_shows_the_index_with_its_platforms() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let layout = tmp.path().join("layout");
     let index = build(tmp.path(), Path::new("image.toml"), &layout);
     let manifests = platform_manifests(&layout);
@@ -667,13 +578,12 @@ fn inspect_shows_the_index_with_its_platforms() {
 #[test]
 fn a_missing_linker_says_how_to_get_one() {
     let (tmp, dir) = example_copy("multi-arch");
-    let spec = std::fs::read_to_string(dir.join("image.toml"))
-        .unwrap()
-        .replace(
+    edit_spec(&dir, |spec| {
+        spec.replace(
             "linker = \"aarch64-linux-gnu-gcc\"",
             "linker = \"no-such-aarch64-gcc\"",
-        );
-    std::fs::write(dir.join("image.toml"), spec).unwrap();
+        )
+    });
     let r = cargo_image(&dir)
         .args(["build", "--quiet", "--output"])
         .arg_path(&tmp.path().join("out"))
@@ -692,29 +602,18 @@ fn a_missing_linker_says_how_to_get_one() {
 #[test]
 fn a_layer_shared_by_the_platforms_is_built_once() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
-    let r = cargo_image(tmp.path())
-        .args(["build", "--message-format", "json", "--output"])
-        .arg_path(&tmp.path().join("out"))
-        .run()
-        .ok();
-    let events: Vec<Value> = r
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    write_spec(tmp.path(), CONTENT_ONLY);
+    let events = build_events(tmp.path(), &["--output", "out"]);
     let started = |layer: &str| {
-        events
+        of_kind(&events, "layer-started")
             .iter()
-            .filter(|e| e["event"] == "layer-started")
             .filter(|e| e["name"].as_str().unwrap().starts_with(layer))
             .count()
     };
-    assert_eq!(started("shared ["), 1, "{}", r.stdout);
-    assert_eq!(started("own ["), 2, "{}", r.stdout);
-    let finished: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "layer-finished")
+    assert_eq!(started("shared ["), 1, "{events:?}");
+    assert_eq!(started("own ["), 2, "{events:?}");
+    let finished: Vec<&Value> = of_kind(&events, "layer-finished")
+        .into_iter()
         .filter(|e| e["name"].as_str().unwrap().starts_with("shared ["))
         .collect();
     assert_eq!(finished.len(), 2);
@@ -729,7 +628,7 @@ fn a_layer_shared_by_the_platforms_is_built_once() {
 #[test]
 fn the_plan_has_a_branch_per_platform_and_one_index() {
     let tmp = TempDir::new().unwrap();
-    std::fs::write(tmp.path().join("image.toml"), CONTENT_ONLY).unwrap();
+    write_spec(tmp.path(), CONTENT_ONLY);
     let r = cargo_image(tmp.path())
         .args(["plan", "--format", "json"])
         .run()

@@ -4,17 +4,8 @@
 
 use std::path::Path;
 
-use cargo_oci_image_acceptance::registry::Registry;
-use cargo_oci_image_acceptance::*;
-
-/// The `pushed` event of a `--message-format json` build.
-fn pushed_event(stdout: &str) -> Value {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|e| e["event"] == "pushed")
-        .expect("a pushed event")
-}
+use cargo_oci_image_test_support::registry::{push_umoci_image, Registry};
+use cargo_oci_image_test_support::*;
 
 #[test]
 fn push_is_read_back_by_skopeo_and_a_second_push_uploads_nothing() {
@@ -32,21 +23,15 @@ fn push_is_read_back_by_skopeo_and_a_second_push_uploads_nothing() {
         "push prints name@digest"
     );
 
-    require("skopeo");
     for tag in ["latest", "vendor-1.0"] {
         let copy = tmp.path().join(format!("copy-{tag}"));
-        run(
-            "skopeo",
-            [
-                "copy".to_string(),
-                "--quiet".to_string(),
-                "--src-tls-verify=false".to_string(),
-                format!("docker://{repo}:{tag}"),
-                format!("oci:{}:{tag}", copy.display()),
-            ],
-            tmp.path(),
-        )
-        .ok();
+        skopeo([
+            "copy".to_string(),
+            "--quiet".to_string(),
+            "--src-tls-verify=false".to_string(),
+            format!("docker://{repo}:{tag}"),
+            format!("oci:{}:{tag}", copy.display()),
+        ]);
         let v = skopeo_inspect(&copy, tag, None);
         assert_eq!(v["Digest"], local.as_str(), "{tag}");
     }
@@ -55,48 +40,20 @@ fn push_is_read_back_by_skopeo_and_a_second_push_uploads_nothing() {
         .args(["push", "--message-format", "json", "--push-to", &repo])
         .run()
         .ok();
-    let event = pushed_event(&again.stdout);
+    let events = json_events(&again.stdout);
+    let event = *of_kind(&events, "pushed").first().expect("a pushed event");
     assert_eq!(event["uploaded_blobs"], 0, "{event}");
     assert!(event["skipped_blobs"].as_u64().unwrap() >= 3, "{event}");
 }
 
-/// Makes an OCI layout `L:1` with umoci holding `/etc/motd`, and pushes it with skopeo as
-/// `REGISTRY/base:1`.
+/// Pushes an image made by umoci holding `/etc/motd` as `REGISTRY/base:1`.
 fn push_umoci_base(registry: &Registry, dir: &Path) -> String {
-    require("umoci");
-    let layout = dir.join("umoci-base");
-    let l = layout.to_str().unwrap();
-    run("umoci", ["init", "--layout", l], dir).ok();
-    run("umoci", ["new", "--image", &format!("{l}:1")], dir).ok();
-    let motd = dir.join("motd");
-    std::fs::write(&motd, "base motd, made by umoci\n").unwrap();
-    run(
-        "umoci",
-        [
-            "insert",
-            "--rootless",
-            "--image",
-            &format!("{l}:1"),
-            motd.to_str().unwrap(),
-            "/etc/motd",
-        ],
+    push_umoci_image(
         dir,
+        &format!("{}/base:1", registry.host()),
+        "/etc/motd",
+        "base motd, made by umoci\n",
     )
-    .ok();
-    let reference = format!("{}/base:1", registry.host());
-    run(
-        "skopeo",
-        [
-            "copy".to_string(),
-            "--quiet".to_string(),
-            "--dest-tls-verify=false".to_string(),
-            format!("oci:{l}:1"),
-            format!("docker://{reference}"),
-        ],
-        dir,
-    )
-    .ok();
-    reference
 }
 
 #[test]
@@ -105,10 +62,11 @@ fn a_base_pulled_by_reference_runs_under_our_program() {
     let (tmp, dir) = example_copy("hello");
     let base = push_umoci_base(&registry, tmp.path());
     // The example's own motd goes: the base provides /etc/motd.
-    let spec = std::fs::read_to_string(dir.join("image.toml")).unwrap();
-    let spec = spec.replace("from = \"scratch\"", &format!("from = \"{base}\""));
-    let cut = spec.find("[[layer.add]]\ncontent").expect("motd entry");
-    std::fs::write(dir.join("image.toml"), &spec[..cut]).unwrap();
+    edit_spec(&dir, |spec| {
+        let spec = spec.replace("from = \"scratch\"", &format!("from = \"{base}\""));
+        let cut = spec.find("[[layer.add]]\ncontent").expect("motd entry");
+        spec[..cut].to_string()
+    });
 
     let out = tmp.path().join("out");
     let r = cargo_image(&dir)
@@ -140,34 +98,27 @@ fn pull_never_fails_clearly_and_a_held_base_builds_offline() {
     let mut registry = Registry::start();
     let tmp = TempDir::new().unwrap();
     let base = push_umoci_base(&registry, tmp.path());
-    let dir = tmp.path().join("p");
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = |pull: &str| {
-        format!(
-            "name = \"onbase\"\nfrom = \"{base}\"\n{pull}\n[[layer]]\nname = \"a\"\n\
-             [[layer.add]]\ncontent = \"x\\n\"\ndest = \"/x\"\n"
-        )
-    };
-    std::fs::write(dir.join("image.toml"), spec("pull = \"never\"")).unwrap();
+    let spec = |pull: &str| spec_on_base(&base, pull);
+    let dir = write_spec(&tmp.path().join("p"), &spec("pull = \"never\""));
     let r = cargo_image(&dir).args(["build"]).run();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("base:1"), "{}", r.stderr);
     assert!(r.stderr.contains("never"), "{}", r.stderr);
 
-    std::fs::write(dir.join("image.toml"), spec("")).unwrap();
+    write_spec(&dir, &spec(""));
     cargo_image(&dir).args(["build", "--quiet"]).run().ok();
     let online = manifest_digest(&dir.join("target/image/onbase"));
 
     registry.stop();
     for pull in ["", "pull = \"never\""] {
-        std::fs::write(dir.join("image.toml"), spec(pull)).unwrap();
+        write_spec(&dir, &spec(pull));
         cargo_image(&dir)
             .args(["build", "--quiet", "--output", "offline"])
             .run()
             .ok();
         assert_eq!(manifest_digest(&dir.join("offline")), online, "{pull}");
     }
-    std::fs::write(dir.join("image.toml"), spec("pull = \"always\"")).unwrap();
+    write_spec(&dir, &spec("pull = \"always\""));
     let r = cargo_image(&dir)
         .args(["build", "--output", "always"])
         .run();
@@ -206,7 +157,7 @@ fn htpasswd_over_tls_right_and_wrong_credentials() {
         .args(["--creds", "alice:wrong-password-here"])
         .run();
     assert_eq!(bad.code, Some(1), "{}", bad.stderr);
-    let text = format!("{}{}", bad.stdout, bad.stderr);
+    let text = bad.output();
     assert!(
         text.contains(&registry.host()),
         "names the registry: {text}"

@@ -4,33 +4,13 @@
 //! certificate), `--registry-ca` files that hold no certificate, and pushes refused for want of
 //! credentials.
 
-use std::path::Path;
-
-use cargo_oci_image_acceptance::registry::{Registry, TlsSetup};
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::registry::{Registry, TlsSetup};
+use cargo_oci_image_test_support::*;
 
 /// Docker's docs: one self-signed certificate for `IP:127.0.0.1`.
 const DOCKER_STYLE: TlsSetup = TlsSetup::SelfSigned {
     subject_alt_name: "IP:127.0.0.1",
 };
-
-/// stdout and stderr of a run, as one text.
-fn output(r: &Run) -> String {
-    format!("{}{}", r.stdout, r.stderr)
-}
-
-/// A spec building on `base` with one small layer.
-fn spec_on(dir: &Path, base: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("image.toml"),
-        format!(
-            "name = \"onbase\"\nfrom = \"{base}\"\n[[layer]]\nname = \"a\"\n\
-             [[layer.add]]\ncontent = \"x\\n\"\ndest = \"/x\"\n"
-        ),
-    )
-    .unwrap();
-}
 
 #[test]
 fn a_registry_with_a_docker_style_self_signed_certificate_takes_pushes_and_serves_bases_with_registry_ca(
@@ -49,24 +29,18 @@ fn a_registry_with_a_docker_style_self_signed_certificate_takes_pushes_and_serve
     assert_eq!(pushed.stdout.trim(), format!("{repo}@{local}"));
 
     // skopeo, trusting the same certificate, reads back what we pushed.
-    require("skopeo");
-    let inspected = run(
-        "skopeo",
-        [
-            "inspect".to_string(),
-            "--cert-dir".to_string(),
-            registry.cert_dir().display().to_string(),
-            format!("docker://{repo}:latest"),
-        ],
-        tmp.path(),
-    )
-    .ok();
+    let inspected = skopeo([
+        "inspect".to_string(),
+        "--cert-dir".to_string(),
+        registry.cert_dir().display().to_string(),
+        format!("docker://{repo}:latest"),
+    ]);
     let v: Value = serde_json::from_str(&inspected.stdout).unwrap();
     assert_eq!(v["Digest"], local.as_str());
 
     // The pushed image as a base, pulled over the same TLS.
     let onbase = tmp.path().join("onbase");
-    spec_on(&onbase, &format!("{repo}:latest"));
+    write_spec(&onbase, &spec_on_base(&format!("{repo}:latest"), ""));
     let out = tmp.path().join("out");
     cargo_image(&onbase)
         .args(["build", "--quiet", "--output"])
@@ -98,8 +72,8 @@ fn without_registry_ca_a_self_signed_registry_is_refused_as_not_trusted_naming_r
     let repo = format!("{}/lab/import-tar", registry.host());
 
     let push = cargo_image(&dir).args(["push", "--push-to", &repo]).run();
-    assert_eq!(push.code, Some(1), "{}", output(&push));
-    let text = output(&push);
+    assert_eq!(push.code, Some(1), "{}", push.output());
+    let text = push.output();
     assert!(text.contains("not trusted"), "says what is wrong: {text}");
     assert!(text.contains("--registry-ca"), "says what to do: {text}");
     assert!(
@@ -114,10 +88,10 @@ fn without_registry_ca_a_self_signed_registry_is_refused_as_not_trusted_naming_r
 
     let onbase = tmp.path().join("onbase");
     let base = format!("{repo}:latest");
-    spec_on(&onbase, &base);
+    write_spec(&onbase, &spec_on_base(&base, ""));
     let pull = cargo_image(&onbase).args(["build"]).run();
-    assert_eq!(pull.code, Some(1), "{}", output(&pull));
-    let text = output(&pull);
+    assert_eq!(pull.code, Some(1), "{}", pull.output());
+    let text = pull.output();
     assert!(text.contains("not trusted"), "{text}");
     assert!(text.contains("--registry-ca"), "{text}");
     assert!(
@@ -143,8 +117,8 @@ fn a_trusted_self_signed_certificate_for_another_name_is_refused_naming_the_name
         .args(["push", "--push-to", &repo, "--registry-ca"])
         .arg_path(&cert)
         .run();
-    assert_eq!(push.code, Some(1), "{}", output(&push));
-    let text = output(&push);
+    assert_eq!(push.code, Some(1), "{}", push.output());
+    let text = push.output();
     assert!(
         text.contains("is not valid for `127.0.0.1`"),
         "names the host asked for: {text}"
@@ -177,8 +151,8 @@ fn a_push_without_credentials_says_it_is_pushing_the_image_and_how_to_log_in() {
         .env("XDG_RUNTIME_DIR", empty.path())
         .env("HOME", empty.path())
         .run();
-    assert_eq!(push.code, Some(1), "{}", output(&push));
-    let text = output(&push);
+    assert_eq!(push.code, Some(1), "{}", push.output());
+    let text = push.output();
     assert!(text.contains(&format!("pushing image {repo}")), "{text}");
     assert!(
         !text.contains("base image"),
@@ -202,7 +176,7 @@ fn a_registry_ca_file_without_a_certificate_is_refused_naming_the_file_and_the_f
             .args(["build", "--registry-ca"])
             .arg_path(ca)
             .run();
-        let text = output(&r);
+        let text = r.output();
         assert_eq!(r.code, Some(2), "a bad flag is a usage error: {text}");
         assert!(
             text.contains(&ca.display().to_string()),
@@ -214,5 +188,5 @@ fn a_registry_ca_file_without_a_certificate_is_refused_naming_the_file_and_the_f
         .args(["build", "--registry-ca"])
         .arg_path(&not_a_cert)
         .run();
-    assert!(output(&r).contains("no PEM certificate"), "{}", output(&r));
+    assert!(r.output().contains("no PEM certificate"), "{}", r.output());
 }

@@ -1,10 +1,10 @@
 //! Determinism: the same sources give the same digests whatever the checkout path, file creation
 //! order, mtimes or umask; `SOURCE_DATE_EPOCH` is the one clock; golden digests pin the format.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 /// Golden manifest digests of examples built outside any git work tree with no
 /// `SOURCE_DATE_EPOCH`. A change here is a format decision (tar writer, compressor, JSON): record
@@ -14,81 +14,10 @@ const GOLDEN_IMPORT_TAR: &str =
 const GOLDEN_STATIC_SITE: &str =
     "sha256:3f6f5546737615b467cfe1eeaf1b209ca3eb2661d8ceb257eb345257f15fc249";
 
-/// Makes a checkout of `examples/<name>` at `dest`: files created in the given order, with the
-/// given permission bits and mtime, then committed to a fresh git repository with fixed
-/// identities and dates (so both checkouts have the same commit, as two clones would).
-pub(crate) fn checkout(name: &str, dest: &Path, reverse: bool, file_mode: u32, mtime: &str) {
-    copy_tree(&repo_root().join("examples").join(name), dest, reverse);
-    for entry in walk(dest) {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::symlink_metadata(&entry).unwrap();
-        if meta.is_file() {
-            let exec = meta.permissions().mode() & 0o111 != 0;
-            let mode = if exec { file_mode | 0o100 } else { file_mode };
-            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-        let r = Command::new("touch")
-            .args(["-h", "-d", mtime])
-            .arg(&entry)
-            .status()
-            .unwrap();
-        assert!(r.success());
-    }
-    let git = |args: &[&str]| {
-        let st = Command::new("git")
-            .args(args)
-            .current_dir(dest)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
-            .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "checkout"]);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-            out.extend(walk(&p));
-        }
-        out.push(p);
-    }
-    out
-}
-
 #[test]
 fn hello_is_identical_from_two_checkouts() {
     let tmp = TempDir::new().unwrap();
-    let a = tmp.path().join("a/hello");
-    let b = tmp.path().join("somewhere/much/deeper/checkout-b/hello");
-    checkout("hello", &a, false, 0o644, "2001-02-03 04:05:06");
-    checkout("hello", &b, true, 0o600, "2022-12-31 23:59:59");
-
-    let out_a = tmp.path().join("out-a");
-    let out_b = tmp.path().join("out-b");
-    cargo_image(&a)
-        .args(["build", "--quiet", "--output"])
-        .arg_path(&out_a)
-        .run_with_umask("022")
-        .ok();
-    cargo_image(&b)
-        .args(["build", "--quiet", "--output"])
-        .arg_path(&out_b)
-        .run_with_umask("077")
-        .ok();
+    let (out_a, out_b) = build_two_checkouts("hello", tmp.path());
     let (da, db) = (manifest_digest(&out_a), manifest_digest(&out_b));
     assert_eq!(da, db, "same sources, different checkouts: digests differ");
 
@@ -125,12 +54,8 @@ fn source_date_epoch_sets_created_and_mtimes() {
         manifest["annotations"]["org.opencontainers.image.created"],
         "2009-02-13T23:31:30Z"
     );
-    let hex = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let listing = tar_list_verbose(&dated.join("blobs/sha256").join(hex));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let listing = tar_list_verbose(&blob_path(&dated, layer));
     assert!(!listing.is_empty());
     for line in listing.lines() {
         assert!(line.contains("2009-02-13 23:31:30"), "tar mtime: {line}");
@@ -158,21 +83,10 @@ fn rebuild_gives_byte_identical_layouts() {
     }
     let d2 = build(&dir, Path::new("image.toml"), &two);
     assert_eq!(d1, d2);
-    let list = |p: &Path| {
-        let mut v: Vec<(PathBuf, Vec<u8>)> = walk(p)
-            .into_iter()
-            .filter(|f| f.is_file())
-            .map(|f| {
-                (
-                    f.strip_prefix(p).unwrap().to_path_buf(),
-                    std::fs::read(&f).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    assert!(list(&one) == list(&two), "layouts differ byte for byte");
+    assert!(
+        tree_bytes(&one) == tree_bytes(&two),
+        "layouts differ byte for byte"
+    );
 }
 
 #[test]

@@ -3,93 +3,9 @@
 //! Every test here reproduced its failure on the code before the fix.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cargo_oci_image_acceptance::*;
-
-/// A scratch project in a temporary directory: `project/image.toml` and files beside it, and
-/// `outside/`, a directory next to the project that no spec may read.
-struct Project {
-    _tmp: TempDir,
-    dir: PathBuf,
-    outside: PathBuf,
-}
-
-impl Project {
-    fn new(spec: &str) -> Project {
-        let tmp = TempDir::new().unwrap();
-        let dir = tmp.path().join("project");
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::create_dir_all(&outside).unwrap();
-        std::fs::write(outside.join("shadow"), "root:secret\n").unwrap();
-        std::fs::write(dir.join("image.toml"), spec).unwrap();
-        Project {
-            _tmp: tmp,
-            dir,
-            outside,
-        }
-    }
-
-    fn file(&self, path: &str, content: impl AsRef<[u8]>) -> &Project {
-        let p = self.dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-        self
-    }
-
-    fn symlink(&self, link: &str, target: &Path) -> &Project {
-        let p = self.dir.join(link);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(target, p).unwrap();
-        self
-    }
-
-    fn out(&self) -> PathBuf {
-        self.dir.join("out")
-    }
-
-    fn cli(&self) -> CargoImage {
-        cargo_image(&self.dir)
-            .args(["build", "--output"])
-            .arg_path(&self.out())
-    }
-
-    /// Builds and expects success.
-    fn builds(&self) -> Run {
-        self.cli().run().ok()
-    }
-
-    /// Runs `cli`, expects exit code `code`, and that no output was written; returns stderr.
-    fn refuses(&self, cli: CargoImage, code: i32) -> String {
-        let r = cli.run();
-        assert_eq!(
-            r.code,
-            Some(code),
-            "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
-            r.stdout,
-            r.stderr
-        );
-        assert!(!self.out().exists(), "a refused build wrote its output");
-        r.stderr
-    }
-
-    /// Builds, expects a build error (exit code 1); returns stderr.
-    fn fails(&self) -> String {
-        self.refuses(self.cli(), 1)
-    }
-
-    /// The paths of the image's only layer (GNU tar's listing).
-    fn layer_paths(&self) -> Vec<String> {
-        let manifest = skopeo_inspect(&self.out(), "latest", Some("--raw"));
-        let digest = manifest["layers"][0]["digest"].as_str().unwrap();
-        let blob = self
-            .out()
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"));
-        tar_list(&blob)
-    }
-}
+use cargo_oci_image_test_support::*;
 
 // Item 2: the build context and every host path stay inside the spec's directory tree, symlinks
 // included.

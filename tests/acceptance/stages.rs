@@ -3,39 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 /// Every path under `root` (relative, sorted), directories included.
 fn tree(root: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            out.push(p.strip_prefix(root).unwrap().display().to_string());
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-                walk(root, &p, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
+    walk(root)
+        .iter()
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .collect()
 }
 
 #[test]
 fn multi_stage_example_copies_out_of_a_stage_removes_paths_and_runs() {
     let (tmp, dir) = example_copy("multi-stage");
     let out = tmp.path().join("out");
-    let r = cargo_image(&dir)
-        .args(["build", "--message-format", "json", "--output"])
-        .arg_path(&out)
-        .run()
-        .ok();
-    let built: Vec<String> = r
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "layer-finished")
+    let events = build_events(&dir, &["--output", "../out"]);
+    let built: Vec<String> = of_kind(&events, "layer-finished")
+        .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect();
     assert!(built.contains(&"system/rootfs".to_string()), "{built:?}");
@@ -52,12 +36,10 @@ fn multi_stage_example_copies_out_of_a_stage_removes_paths_and_runs() {
     );
 
     // The app layer carries the whiteout for the zoneinfo directory it removes.
-    let hex = raw["layers"][2]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let names = tar_list(&out.join("blobs/sha256").join(hex));
+    let names = tar_list(&blob_path(
+        &out,
+        raw["layers"][2]["digest"].as_str().unwrap(),
+    ));
     assert!(
         names.iter().any(|n| n == "usr/share/zoneinfo/.wh.Europe"),
         "{names:?}"
@@ -128,7 +110,7 @@ fn stage_project(top: &str) -> (TempDir, PathBuf) {
         "name = \"probe\"\n{top}\n[[stage]]\nname = \"system\"\n[[stage.layer]]\nname = \"rootfs\"\n\
          [[stage.layer.add]]\ntar = \"debian-like-rootfs.tar.gz\"\n"
     );
-    std::fs::write(dir.join("image.toml"), spec).unwrap();
+    write_spec(&dir, &spec);
     (tmp, dir)
 }
 
@@ -163,9 +145,7 @@ fn stage_errors_are_clear() {
     let fails = |top: &str, extra: &str, expect: &[&str]| {
         let (_tmp, dir) = stage_project(top);
         if !extra.is_empty() {
-            let mut spec = std::fs::read_to_string(dir.join("image.toml")).unwrap();
-            spec.push_str(extra);
-            std::fs::write(dir.join("image.toml"), spec).unwrap();
+            edit_spec(&dir, |spec| spec + extra);
         }
         let r = cargo_image(&dir).args(["build"]).run();
         assert_eq!(r.code, Some(1), "{}", r.stderr);

@@ -8,9 +8,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use cargo_oci_image_acceptance::*;
+use cargo_oci_image_test_support::*;
 
 /// Wall-clock limit of one run, in seconds: a hang ends as exit code 124.
 const TIME_LIMIT: &str = "60";
@@ -53,17 +53,8 @@ struct World {
 impl World {
     fn new() -> World {
         let tmp = TempDir::new().unwrap();
-        let base_dir = tmp.path().join("base");
-        std::fs::create_dir(&base_dir).unwrap();
-        std::fs::write(base_dir.join("image.toml"), BASE_SPEC).unwrap();
-        build(
-            &base_dir,
-            Path::new("image.toml"),
-            &tmp.path().join("base-layout"),
-        );
-        let app = tmp.path().join("app");
-        std::fs::create_dir(&app).unwrap();
-        std::fs::write(app.join("image.toml"), APP_SPEC).unwrap();
+        build_base_layout(tmp.path(), BASE_SPEC);
+        write_spec(&tmp.path().join("app"), APP_SPEC);
         World { tmp }
     }
 
@@ -144,19 +135,12 @@ impl World {
     }
 }
 
-/// The path of blob `digest` in `layout`.
-fn blob_path(layout: &Path, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
-    layout.join("blobs/sha256").join(hex)
-}
-
 /// Writes `doc` as a blob of `layout`; returns its digest and size.
 fn write_blob(layout: &Path, doc: &Value) -> (String, u64) {
     let bytes = serde_json::to_vec(doc).unwrap();
     let tmp = layout.join("blob.json");
     std::fs::write(&tmp, &bytes).unwrap();
-    let sum = run("sha256sum", [&tmp], layout).ok().stdout;
-    let digest = format!("sha256:{}", &sum[..64]);
+    let digest = sha256_file(&tmp);
     std::fs::rename(&tmp, blob_path(layout, &digest)).unwrap();
     (digest, bytes.len() as u64)
 }
@@ -178,47 +162,27 @@ fn replace_with_fifo(path: &Path) {
 fn bounded(dir: &Path, args: &[&std::ffi::OsStr]) -> Run {
     require("prlimit");
     require("timeout");
-    let out = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            TIME_LIMIT,
-            "prlimit",
-            MEMORY_LIMIT,
-            FILE_LIMIT,
-            "--",
-        ])
-        .arg(cargo_image_bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run timeout prlimit cargo-image");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cargo_image(dir).args(args).run_under([
+        "timeout",
+        "-k",
+        "5",
+        TIME_LIMIT,
+        "prlimit",
+        MEMORY_LIMIT,
+        FILE_LIMIT,
+        "--",
+    ])
 }
 
 /// No `.tmp-*` file and no unpacked base (`.cargo-image-base-*`) anywhere under `root`.
 fn assert_no_temp_files(root: &Path) {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            assert!(
-                !name.starts_with(".tmp-") && !name.starts_with(".cargo-image-base-"),
-                "temporary file left behind: {}",
-                entry.path().display()
-            );
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            }
-        }
+    for path in walk(root) {
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(
+            !name.starts_with(".tmp-") && !name.starts_with(".cargo-image-base-"),
+            "temporary file left behind: {}",
+            path.display()
+        );
     }
 }
 
@@ -364,11 +328,10 @@ fn pad_past_the_limit(path: &Path) {
 
 /// Builds the app on `from` (an archive base), expecting a clear error. Returns stderr.
 fn build_on_archive_fails(w: &World, from: &str) -> String {
-    std::fs::write(
-        w.path("app/image.toml"),
-        APP_SPEC.replace("oci:../base-layout:latest", from),
-    )
-    .unwrap();
+    write_spec(
+        &w.path("app"),
+        &APP_SPEC.replace("oci:../base-layout:latest", from),
+    );
     w.build_fails()
 }
 
@@ -399,15 +362,7 @@ fn a_docker_archive_whose_manifest_json_is_larger_than_the_limit_is_refused() {
     let w = World::new();
     let base_dir = w.path("base");
     let docker = w.path("base.docker.tar");
-    cargo_image(&base_dir)
-        .args([
-            "build",
-            "--quiet",
-            "--output-format",
-            "docker-archive",
-            "--output",
-        ])
-        .arg_path(&docker)
+    build_with_format(&base_dir, "docker-archive", &docker)
         .run()
         .ok();
     let unpacked = w.path("unpacked");
@@ -538,16 +493,13 @@ fn a_registry_answering_a_manifest_request_with_an_endless_body_is_refused_withi
 /// timeout), naming the 4 MiB limit and the reference, and leaves no temporary file.
 fn refused_within_bounds(registry: &str, repo: &str) {
     let tmp = TempDir::new().unwrap();
-    let app = tmp.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    std::fs::write(
-        app.join("image.toml"),
-        APP_SPEC.replace(
+    let app = write_spec(
+        &tmp.path().join("app"),
+        &APP_SPEC.replace(
             "oci:../base-layout:latest",
             &format!("{registry}/{repo}:latest"),
         ),
-    )
-    .unwrap();
+    );
     let r = bounded(
         &app,
         &[

@@ -3,20 +3,7 @@
 
 use std::path::Path;
 
-use cargo_oci_image_acceptance::*;
-
-/// The JSON events of `cargo image build --message-format json ARGS`, run in `dir`.
-fn build_events(dir: &Path, args: &[&str]) -> Vec<Value> {
-    let r = cargo_image(dir)
-        .args(["build", "--message-format", "json"])
-        .args(args)
-        .run()
-        .ok();
-    r.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON event"))
-        .collect()
-}
+use cargo_oci_image_test_support::*;
 
 /// The `image-finished` events of such a build.
 fn built_images(dir: &Path, args: &[&str]) -> Vec<Value> {
@@ -24,10 +11,6 @@ fn built_images(dir: &Path, args: &[&str]) -> Vec<Value> {
         .into_iter()
         .filter(|e| e["event"] == "image-finished")
         .collect()
-}
-
-fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == kind).collect()
 }
 
 #[test]

@@ -413,10 +413,9 @@ fn generate(root: &Path, variant: Variant) -> Result<()> {
     Ok(())
 }
 
-/// Regular files and their total size under `dir`.
-pub fn tree_size(dir: &Path) -> Result<(usize, u64)> {
-    let mut files = 0;
-    let mut bytes = 0;
+/// The regular files under `dir` and their sizes (symlinks not followed).
+pub fn regular_files(dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in fs::read_dir(&d).with_context(|| format!("read {}", d.display()))? {
@@ -425,28 +424,24 @@ pub fn tree_size(dir: &Path) -> Result<(usize, u64)> {
             if ft.is_dir() {
                 stack.push(entry.path());
             } else if ft.is_file() {
-                files += 1;
-                bytes += entry.metadata()?.len();
+                files.push((entry.path(), entry.metadata()?.len()));
             }
         }
     }
-    Ok((files, bytes))
+    Ok(files)
+}
+
+/// Regular files and their total size under `dir`.
+pub fn tree_size(dir: &Path) -> Result<(usize, u64)> {
+    let files = regular_files(dir)?;
+    Ok((files.len(), files.iter().map(|(_, size)| size).sum()))
 }
 
 /// Reads every file under `dir` once, so timed runs start with a warm page cache.
 pub fn warm_page_cache(dir: &Path) -> Result<()> {
-    let mut stack = vec![dir.to_path_buf()];
     let mut sink = io::sink();
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).with_context(|| format!("read {}", d.display()))? {
-            let entry = entry?;
-            let ft = entry.file_type()?;
-            if ft.is_dir() {
-                stack.push(entry.path());
-            } else if ft.is_file() {
-                io::copy(&mut fs::File::open(entry.path())?, &mut sink)?;
-            }
-        }
+    for (path, _) in regular_files(dir)? {
+        io::copy(&mut fs::File::open(path)?, &mut sink)?;
     }
     Ok(())
 }

@@ -18,9 +18,9 @@ mod report;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
+use cargo_oci_image_test_support::{build_cargo_image, repo_root};
 
 use baselines::{Buildah, Compressor};
 use corpus::{Corpus, Variant};
@@ -97,14 +97,6 @@ fn log(msg: &str) {
     eprintln!("bench: {msg}");
 }
 
-/// The repository root (the workspace holding `builder/` and `tests/`).
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 /// The repository's cargo target directory.
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -119,34 +111,10 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// Builds the release `cargo-image` and returns its path, from cargo's own JSON messages.
+/// Builds the release `cargo-image` and returns its path.
 fn build_release() -> Result<PathBuf> {
     log("building cargo-image (release)");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--package",
-            "cargo-oci-image",
-            "--bin",
-            "cargo-image",
-            "--message-format=json",
-        ])
-        .current_dir(repo_root())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("run cargo build")?;
-    if !out.status.success() {
-        bail!("building cargo-image failed");
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo reported no cargo-image executable")
+    build_cargo_image(true).map_err(anyhow::Error::msg)
 }
 
 /// The specs the bench builds, written beside the corpus.

@@ -172,21 +172,7 @@ pub fn remove_dir_if_exists(dir: &Path) -> Result<()> {
     }
 }
 
-/// Total size of the regular files under `dir`, in bytes (0 when it does not exist).
+/// Total size of the regular files under `dir`, in bytes (0 when it cannot be read).
 pub fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(ft) if ft.is_dir() => stack.push(entry.path()),
-                Ok(ft) if ft.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
-                _ => {}
-            }
-        }
-    }
-    total
+    crate::corpus::tree_size(dir).map_or(0, |(_, bytes)| bytes)
 }

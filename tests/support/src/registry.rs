@@ -1,8 +1,6 @@
-//! Test support for the registry tests: a real `docker-registry` (CNCF distribution) on
-//! 127.0.0.1, optionally with htpasswd auth and TLS, killed by pid when dropped (also on panic);
-//! and a fault-injecting HTTP proxy in front of it.
-
-#![allow(dead_code)]
+//! Registries for the tests: a real `docker-registry` (CNCF distribution) on 127.0.0.1,
+//! optionally with htpasswd auth and TLS, killed by pid when dropped (also on panic); a
+//! fault-injecting HTTP proxy in front of it; and images another tool made, pushed to it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -13,30 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Fails with a message naming `just deps` when a peer tool is missing.
-pub fn require_tool(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` is not installed; the registry tests need it: run `just deps`"
-    );
-}
-
-/// Runs a command, panicking with its output if it fails.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e} (run `just deps`)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::tools::{require, run_command, skopeo, umoci_layout};
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -87,7 +62,7 @@ impl Registry {
 
     /// With htpasswd auth (`user`, `password`) and/or TLS set up as `tls` says.
     pub fn start_with_tls(auth: Option<(&str, &str)>, tls: Option<TlsSetup>) -> Self {
-        require_tool("docker-registry");
+        require("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut config = format!(
@@ -95,19 +70,19 @@ impl Registry {
             dir.path().join("data").display()
         );
         let tls = tls.map(|setup| {
-            require_tool("openssl");
+            require("openssl");
             let d = dir.path();
             let s = |p: &PathBuf| p.to_str().unwrap().to_string();
             if let TlsSetup::SelfSigned { subject_alt_name } = setup {
                 // Docker's docs: `openssl req -x509 ... -addext subjectAltName=...`, the
                 // certificate is given to the registry and to the clients as their CA.
                 let (cert, key) = (d.join("ca.crt"), d.join("key.pem"));
-                run(Command::new("openssl").args([
+                run_command(Command::new("openssl").args([
                     "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=127.0.0.1",
                     "-addext", &format!("subjectAltName={subject_alt_name}"),
                     "-keyout", &s(&key), "-out", &s(&cert),
-                ]));
+                ])).ok();
                 config.push_str(&format!(
                     "  tls: {{certificate: {}, key: {}}}\n",
                     cert.display(),
@@ -119,26 +94,26 @@ impl Registry {
             let (ca, ca_key) = (d.join("ca.pem"), d.join("ca.key"));
             let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
             let (csr, ext) = (d.join("server.csr"), d.join("server.ext"));
-            run(Command::new("openssl").args([
+            run_command(Command::new("openssl").args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                 "-subj", "/CN=cargo-image-test-ca",
                 "-addext", "basicConstraints=critical,CA:TRUE",
                 "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                 "-keyout", &s(&ca_key), "-out", &s(&ca),
-            ]));
-            run(Command::new("openssl").args([
+            ])).ok();
+            run_command(Command::new("openssl").args([
                 "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
                 "-keyout", &s(&key), "-out", &s(&csr),
-            ]));
+            ])).ok();
             std::fs::write(
                 &ext,
                 "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
             )
             .unwrap();
-            run(Command::new("openssl").args([
+            run_command(Command::new("openssl").args([
                 "x509", "-req", "-in", &s(&csr), "-CA", &s(&ca), "-CAkey", &s(&ca_key),
                 "-CAcreateserial", "-days", "2", "-out", &s(&cert), "-extfile", &s(&ext),
-            ]));
+            ])).ok();
             config.push_str(&format!(
                 "  tls: {{certificate: {}, key: {}}}\n",
                 cert.display(),
@@ -147,8 +122,10 @@ impl Registry {
             Tls { ca, cert, key }
         });
         if let Some((user, password)) = auth {
-            require_tool("htpasswd");
-            let line = run(Command::new("htpasswd").args(["-Bbn", user, password]));
+            require("htpasswd");
+            let line = run_command(Command::new("htpasswd").args(["-Bbn", user, password]))
+                .ok()
+                .stdout;
             let htpasswd = dir.path().join("htpasswd");
             std::fs::write(&htpasswd, line).unwrap();
             config.push_str(&format!(
@@ -422,24 +399,17 @@ fn handle(
     Ok(())
 }
 
-/// Makes an OCI layout with umoci (`L:t`, one layer with `/hello-from-umoci`), for images
-/// "built by another tool".
-pub fn umoci_layout(dir: &Path) -> PathBuf {
-    require_tool("umoci");
-    let layout = dir.join("umoci-layout");
-    let l = layout.to_str().unwrap();
-    run(Command::new("umoci").args(["init", "--layout", l]));
-    run(Command::new("umoci").args(["new", "--image", &format!("{l}:t")]));
-    let rootfs = dir.join("rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::write(rootfs.join("hello-from-umoci"), "made by umoci\n").unwrap();
-    run(Command::new("umoci").args([
-        "insert",
-        "--rootless",
-        "--image",
-        &format!("{l}:t"),
-        rootfs.join("hello-from-umoci").to_str().unwrap(),
-        "/hello-from-umoci",
-    ]));
-    layout
+/// Makes an image with umoci holding the file `dest` with `content` (in `dir`) and pushes it
+/// with skopeo to `reference` (`HOST:PORT/REPO:TAG`) on a plain-HTTP registry; returns the
+/// reference. An image "built by another tool", as a base or to pull.
+pub fn push_umoci_image(dir: &Path, reference: &str, dest: &str, content: &str) -> String {
+    let layout = umoci_layout(dir, "1", dest, content);
+    skopeo([
+        "copy".to_string(),
+        "--quiet".to_string(),
+        "--dest-tls-verify=false".to_string(),
+        format!("oci:{}:1", layout.display()),
+        format!("docker://{reference}"),
+    ]);
+    reference.to_string()
 }

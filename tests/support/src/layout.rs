@@ -1,0 +1,44 @@
+//! Reading what a build wrote: an OCI layout's `index.json`, its blobs by digest, the first
+//! layer of its image.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// The manifest digest of the first entry in a layout's `index.json`.
+pub fn manifest_digest(layout: &Path) -> String {
+    let index = read_json(&layout.join("index.json"));
+    index["manifests"][0]["digest"]
+        .as_str()
+        .expect("index.json has a manifest digest")
+        .to_string()
+}
+
+/// The path of blob `digest` (`sha256:<hex>`) in `layout` (or in a store: the same shape).
+pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    layout.join("blobs/sha256").join(hex)
+}
+
+/// Reads a blob of a layout by digest as JSON.
+pub fn blob_json(layout: &Path, digest: &str) -> Value {
+    read_json(&blob_path(layout, digest))
+}
+
+/// The digest of the first layer of the image a layout's first `index.json` entry names, and
+/// the path of its blob in `blobs`: the layout itself, or a store holding the same blobs.
+pub fn first_layer_blob(layout: &Path, blobs: &Path) -> (String, PathBuf) {
+    let manifest = blob_json(layout, &manifest_digest(layout));
+    let digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("a first layer")
+        .to_string();
+    let path = blob_path(blobs, &digest);
+    (digest, path)
+}

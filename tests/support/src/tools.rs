@@ -1,0 +1,244 @@
+//! The peer tools that check what cargo-image writes, none of them written here: skopeo, umoci,
+//! runc, oci-image-tool, GNU tar and coreutils' `sha256sum`. Every one is required: a missing
+//! tool fails the test naming `just deps`, which installs them.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::layout::read_json;
+
+/// Fails the test unless `tool` is on PATH, naming the fix.
+pub fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed; run `just deps` to install the tools the tests check images with"
+    );
+}
+
+/// The result of a command, with its output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with the whole output unless the command exited 0.
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "command failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// stdout and stderr, as one text.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs a command set up by the caller (stdin empty) and captures its output.
+pub fn run_command(cmd: &mut Command) -> Run {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e} (run `just deps`)"));
+    Run::from(out)
+}
+
+/// Runs a program in `dir` and captures its output.
+pub fn run<I, S>(program: impl AsRef<OsStr>, args: I, dir: &Path) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_command(Command::new(program).args(args).current_dir(dir))
+}
+
+/// `skopeo ARGS`, which must succeed.
+pub fn skopeo<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    require("skopeo");
+    run("skopeo", args, Path::new("/")).ok()
+}
+
+/// `oci-image-tool validate --type image --ref name=TAG LAYOUT`: must succeed.
+pub fn oci_image_tool_validate(layout: &Path, tag: &str) {
+    require("oci-image-tool");
+    let r = run(
+        "oci-image-tool",
+        [
+            OsStr::new("validate"),
+            OsStr::new("--type"),
+            OsStr::new("image"),
+            OsStr::new("--ref"),
+            OsStr::new(&format!("name={tag}")),
+            layout.as_os_str(),
+        ],
+        Path::new("/"),
+    )
+    .ok();
+    assert!(
+        r.stdout.contains("Validation succeeded") || r.stderr.contains("Validation succeeded"),
+        "oci-image-tool did not validate {}:{tag}\n{}\n{}",
+        layout.display(),
+        r.stdout,
+        r.stderr
+    );
+}
+
+/// `skopeo inspect [--raw|--config] oci:LAYOUT:TAG` as JSON.
+pub fn skopeo_inspect(layout: &Path, tag: &str, flag: Option<&str>) -> Value {
+    let mut args = vec!["inspect".to_string()];
+    if let Some(f) = flag {
+        args.push(f.to_string());
+    }
+    args.push(format!("oci:{}:{tag}", layout.display()));
+    serde_json::from_str(&skopeo(&args).stdout).expect("skopeo prints JSON")
+}
+
+/// Converts a (zstd) layout to a gzip one with skopeo, for tools that only read gzip.
+pub fn skopeo_copy_gzip(layout: &Path, tag: &str, dest: &Path) {
+    skopeo([
+        "copy".to_string(),
+        "--quiet".to_string(),
+        "--dest-compress".to_string(),
+        "--dest-compress-format".to_string(),
+        "gzip".to_string(),
+        format!("oci:{}:{tag}", layout.display()),
+        format!("oci:{}:{tag}", dest.display()),
+    ]);
+}
+
+/// Makes an OCI layout with umoci, "built by another tool": `DIR/umoci-layout:TAG`, one layer
+/// holding the file `dest` with `content`.
+pub fn umoci_layout(dir: &Path, tag: &str, dest: &str, content: &str) -> PathBuf {
+    require("umoci");
+    let layout = dir.join("umoci-layout");
+    let image = format!("{}:{tag}", layout.display());
+    run(
+        "umoci",
+        [OsStr::new("init"), "--layout".as_ref(), layout.as_os_str()],
+        dir,
+    )
+    .ok();
+    run("umoci", ["new", "--image", &image], dir).ok();
+    let file = dir.join("umoci-file");
+    std::fs::write(&file, content).unwrap();
+    run(
+        "umoci",
+        [
+            OsStr::new("insert"),
+            "--rootless".as_ref(),
+            "--image".as_ref(),
+            image.as_ref(),
+            file.as_os_str(),
+            dest.as_ref(),
+        ],
+        dir,
+    )
+    .ok();
+    layout
+}
+
+/// `umoci unpack --image LAYOUT:TAG BUNDLE`: the image's filesystem at `BUNDLE/rootfs`.
+pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
+    require("umoci");
+    run(
+        "umoci",
+        [
+            OsStr::new("unpack"),
+            OsStr::new("--image"),
+            OsStr::new(&format!("{}:{tag}", layout.display())),
+            bundle.as_os_str(),
+        ],
+        Path::new("/"),
+    )
+    .ok();
+}
+
+/// Runs an unpacked bundle with `runc run` (adapted to this sandbox: no tty, no UTS or network
+/// namespace) and returns what the program printed.
+pub fn runc_run(bundle: &Path) -> Run {
+    require("runc");
+    let config_path = bundle.join("config.json");
+    let mut config = read_json(&config_path);
+    config["process"]["terminal"] = Value::Bool(false);
+    if let Some(obj) = config.as_object_mut() {
+        obj.remove("hostname");
+    }
+    if let Some(ns) = config["linux"]["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "uts" && n["type"] != "network");
+    }
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let id = format!(
+        "cargo-image-test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    run("runc", ["run", "--bundle", ".", &id], bundle)
+}
+
+/// Lists the member names of a (possibly compressed) layer blob with GNU tar, in archive order.
+pub fn tar_list(blob: &Path) -> Vec<String> {
+    let r = run(
+        "tar",
+        [OsStr::new("--list"), OsStr::new("--file"), blob.as_os_str()],
+        Path::new("/"),
+    )
+    .ok();
+    r.stdout.lines().map(str::to_string).collect()
+}
+
+/// Lists a layer blob verbosely with GNU tar (`-tv --numeric-owner --full-time`).
+pub fn tar_list_verbose(blob: &Path) -> String {
+    run(
+        "tar",
+        [
+            OsStr::new("-tv"),
+            OsStr::new("--numeric-owner"),
+            OsStr::new("--full-time"),
+            OsStr::new("--file"),
+            blob.as_os_str(),
+        ],
+        Path::new("/"),
+    )
+    .ok()
+    .stdout
+}
+
+/// `sha256:<hex>` of a file, by coreutils' `sha256sum`.
+pub fn sha256_file(path: &Path) -> String {
+    let r = run("sha256sum", [path], Path::new("/")).ok();
+    format!("sha256:{}", r.stdout.split_whitespace().next().unwrap())
+}
+
+/// `sha256:<hex>` of `bytes`, by coreutils' `sha256sum`.
+pub fn sha256(bytes: &[u8]) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    sha256_file(file.path())
+}
