@@ -191,7 +191,8 @@ impl Context {
         if let Some(repo) = workspace.as_ref().and_then(|w| w.repository.clone()) {
             annotations.insert("org.opencontainers.image.source".into(), repo);
         }
-        if let Some(rev) = git_revision(&spec.context) {
+        // Never fails a build: outside a git checkout there is no revision to record.
+        if let Ok(rev) = spec::git_head(&spec.context) {
             annotations.insert("org.opencontainers.image.revision".into(), rev);
         }
         annotations.extend(spec.annotations.clone());
@@ -228,21 +229,4 @@ pub(super) fn image_dir(spec: &ImageSpec, workspace: Option<&cargo::Workspace>) 
             .join("target"),
     };
     target.join("image")
-}
-
-/// The commit checked out in the git work tree that holds `dir`, if any (for the
-/// `org.opencontainers.image.revision` annotation). Never fails a build.
-fn git_revision(dir: &Path) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "--verify", "-q", "HEAD"])
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (rev.len() == 40 || rev.len() == 64).then_some(rev)
 }

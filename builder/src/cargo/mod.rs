@@ -29,14 +29,37 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::spec::CargoSource;
-
 mod targets;
 
 pub use targets::{
     default_linker, default_target, is_host_arch, linker_env, platform_of_target, resolve_linker,
     DEFAULT_TARGETS,
 };
+
+/// A binary to build with cargo: what a spec's `cargo = { ... }` entry asks for (the spec
+/// validates it; this module builds it and depends on no spec type).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CargoSource {
+    /// The package that owns the binary (`-p`); `None` means the package of the context.
+    pub package: Option<String>,
+    /// The `[[bin]]` target name; `None` means the package's only binary.
+    pub bin: Option<String>,
+    /// The cargo profile (`release` by default).
+    pub profile: String,
+    /// Features to enable.
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    /// The rust target triple (`x86_64-unknown-linux-musl` by default, so the binary is static;
+    /// set per platform by the spec, `ImageSpec::for_platform`).
+    pub target: String,
+    /// Whether the spec's entry set `target` itself (it then stays as written on every
+    /// platform, which validation allows only for a single platform).
+    pub target_pinned: bool,
+    /// The linker cargo links with (`CARGO_TARGET_<TRIPLE>_LINKER`); `None` leaves it to
+    /// cargo's configuration or the usual cross gcc ([`resolve_linker`]).
+    pub linker: Option<String>,
+}
 
 /// Errors from cargo builds.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Error;
-use crate::oci::Platform;
+use crate::types::Platform;
 
 /// Platforms with a default rust target: `(os/arch[/variant], target triple)`.
 pub const DEFAULT_TARGETS: [(&str, &str); 9] = [

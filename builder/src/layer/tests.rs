@@ -1148,61 +1148,6 @@ fn empty_tree_is_two_zero_blocks() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Throughput (manual): `CARGO_IMAGE_BENCH_DIR=/some/tree cargo test --release -p cargo-oci-image
-// --lib layer::tests::throughput -- --ignored --nocapture`
-
-#[test]
-#[ignore = "manual benchmark; needs CARGO_IMAGE_BENCH_DIR"]
-fn throughput() {
-    let Some(dir) = std::env::var_os("CARGO_IMAGE_BENCH_DIR") else {
-        return;
-    };
-    let dir = fs::canonicalize(dir).unwrap();
-    let outputs = HashMap::new();
-    let layer = LayerSpec {
-        name: "bench".into(),
-        entries: vec![add("data", path("."))],
-        remove: Vec::new(),
-    };
-    let start = std::time::Instant::now();
-    let tree = LayerTree::from_spec(
-        &layer,
-        &SourceContext {
-            context: &dir,
-            cargo_outputs: &outputs,
-            stages: None,
-        },
-    )
-    .unwrap();
-    let mb = tree.content_size() as f64 / 1e6;
-    eprintln!(
-        "tree: {} entries, {mb:.0} MB in {:?}",
-        tree.len(),
-        start.elapsed()
-    );
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
-        let start = std::time::Instant::now();
-        let out = tempfile::tempfile().unwrap();
-        let b = write_layer(
-            &tree,
-            &WriteOptions {
-                compression,
-                mtime: 0,
-                threads,
-            },
-            &out,
-        )
-        .unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        eprintln!(
-            "{compression:?}: {:.0} MB -> {:.0} MB in {secs:.2}s = {:.0} MB/s",
-            mb,
-            b.size as f64 / 1e6,
-            mb / secs
-        );
-    }
-}
 
 #[test]
 fn whiteout_names_from_sources_are_refused() {

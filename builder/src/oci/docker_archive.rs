@@ -57,8 +57,8 @@ use super::model::{
     descriptor, image_index, image_manifest, index_entries, layer_compression, Digest, Platform,
 };
 use super::{to_canonical_json, Error};
-use crate::layer::Compression;
 use crate::tarball::{self, CopyError, Format};
+use crate::types::Compression;
 
 /// One image of `manifest.json`.
 #[derive(Debug, Serialize, Deserialize)]

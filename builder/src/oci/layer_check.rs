@@ -19,8 +19,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::model::layer_compression;
 use super::{bounded, Digest, Error};
-use crate::layer::Compression;
 use crate::tarball::{self, Format, WriteDecoder};
+use crate::types::Compression;
 
 /// The size of a tar header block: the uncompressed layer must start with one (or be empty).
 const TAR_BLOCK: usize = tarball::BLOCK as usize;

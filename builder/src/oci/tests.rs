@@ -7,10 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oci_spec::image::{Descriptor, ImageManifest, MediaType};
+use oci_spec::image::{Config, Descriptor, ImageManifest, MediaType};
 
 use super::*;
-use crate::spec::ImageConfig;
 
 /// Runs a peer tool; fails naming `just deps` when it is not installed.
 fn tool(name: &str, args: &[&str]) -> String {
@@ -70,18 +69,21 @@ struct Written {
     diff_id: String,
 }
 
-fn runtime() -> ImageConfig {
-    ImageConfig {
-        entrypoint: Some(vec!["/hello".into()]),
-        cmd: Some(vec!["--greet".into()]),
-        env: BTreeMap::from([("PATH".into(), "/bin".into()), ("APP".into(), "1".into())]),
-        workdir: Some("/".into()),
-        user: Some("1000:1000".into()),
-        labels: BTreeMap::from([("org.opencontainers.image.title".into(), "hello".into())]),
-        exposed_ports: vec!["8080/tcp".into()],
-        volumes: vec!["/data".into()],
-        stop_signal: Some("SIGTERM".into()),
-    }
+/// A runtime config as a spec gives it (`env` as `NAME=value` in name order).
+fn runtime() -> Config {
+    let mut config = Config::default();
+    config.set_entrypoint(Some(vec!["/hello".into()]));
+    config.set_cmd(Some(vec!["--greet".into()]));
+    config.set_env(Some(vec!["APP=1".into(), "PATH=/bin".into()]));
+    config.set_working_dir(Some("/".into()));
+    config.set_user(Some("1000:1000".into()));
+    config.set_labels(Some(
+        [("org.opencontainers.image.title".into(), "hello".into())].into(),
+    ));
+    config.set_exposed_ports(Some(vec!["8080/tcp".into()]));
+    config.set_volumes(Some(vec!["/data".into()]));
+    config.set_stop_signal(Some("SIGTERM".into()));
+    config
 }
 
 /// Writes a one-layer image tagged `1.0` and `latest` to `dir`.
@@ -93,7 +95,7 @@ fn write_image(dir: &Path) -> Written {
     let config = image_config(
         &platform,
         None,
-        &runtime(),
+        runtime(),
         std::slice::from_ref(&diff_id),
         &["app".to_string()],
         1_700_000_000,
@@ -272,15 +274,13 @@ fn image_on_a_base_from_a_layout() {
     }
     let (blob, diff_id) = gzip_layer("app.txt", b"app\n");
     let ours = stream_layer(&writer, &blob, MediaType::ImageLayerGzip);
-    let runtime = ImageConfig {
-        entrypoint: Some(vec!["/app".into()]),
-        env: BTreeMap::from([("PATH".into(), "/app/bin".into())]),
-        ..Default::default()
-    };
+    let mut runtime = Config::default();
+    runtime.set_entrypoint(Some(vec!["/app".into()]));
+    runtime.set_env(Some(vec!["PATH=/app/bin".into()]));
     let config = image_config(
         &platform,
         Some(&resolved.config),
-        &runtime,
+        runtime,
         std::slice::from_ref(&diff_id),
         &["app2".to_string()],
         0,
@@ -371,7 +371,7 @@ fn several_images_without_a_tag_is_ambiguous() {
     let config = image_config(
         &Platform::linux_amd64(),
         None,
-        &ImageConfig::default(),
+        Config::default(),
         &[],
         &[],
         0,
@@ -497,7 +497,7 @@ fn index_is_followed_to_the_platform() {
     let config = image_config(
         &arm,
         None,
-        &ImageConfig::default(),
+        Config::default(),
         std::slice::from_ref(&w.diff_id),
         &["app".to_string()],
         0,
@@ -596,7 +596,7 @@ fn docker_media_types_are_read() {
     assert_eq!(image.digest(), md.to_string());
     assert_eq!(
         layer_compression(image.layers()[0].media_type()),
-        Some(crate::layer::Compression::Gzip)
+        Some(crate::types::Compression::Gzip)
     );
     // (skopeo's `oci:` transport only considers index entries of OCI media types, so it
     // cannot be the peer here; buildx writes such layouts with `oci-mediatypes=false`.)

@@ -584,8 +584,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::layer::Compression;
     use crate::spec::{CargoSource, Owner};
+    use crate::types::Compression;
 
     fn cargo(target: &str, linker: Option<&str>) -> CargoSource {
         CargoSource {

@@ -7,6 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// A `cargo = { ... }` entry: the request [`crate::cargo`] builds (it is cargo's type; the spec
+/// only fills it in).
+pub use crate::cargo::CargoSource;
 use crate::types::{Compression, Platform, PullPolicy};
 
 /// The default image mtime and `created` time when neither `SOURCE_DATE_EPOCH` nor the spec's
@@ -258,30 +261,6 @@ pub enum Source {
         include: Vec<String>,
         exclude: Vec<String>,
     },
-}
-
-/// A binary built by cargo.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CargoSource {
-    /// The package that owns the binary (`-p`); `None` means the package of the context.
-    pub package: Option<String>,
-    /// The `[[bin]]` target name; `None` means the package's only binary.
-    pub bin: Option<String>,
-    /// The cargo profile (`release` by default).
-    pub profile: String,
-    /// Features to enable.
-    pub features: Vec<String>,
-    pub all_features: bool,
-    pub no_default_features: bool,
-    /// The rust target triple (`x86_64-unknown-linux-musl` by default, so the binary is static;
-    /// set per platform by [`ImageSpec::for_platform`]).
-    pub target: String,
-    /// Whether the spec's entry set `target` itself (it then stays as written on every
-    /// platform, which validation allows only for a single platform).
-    pub target_pinned: bool,
-    /// The linker cargo links with (`CARGO_TARGET_<TRIPLE>_LINKER`); `None` leaves it to
-    /// cargo's configuration or the usual cross gcc ([`crate::cargo::resolve_linker`]).
-    pub linker: Option<String>,
 }
 
 /// The runtime configuration of the image (the OCI image config's `config` object).

@@ -105,8 +105,10 @@ fn package_version(dir: &Path) -> Result<String, String> {
     }
 }
 
-/// The commit checked out in the git work tree that holds `dir`.
-fn git_head(dir: &Path) -> Result<String, String> {
+/// The commit checked out in the git work tree that holds `dir` (its full sha-1 or sha-256 id):
+/// the one git lookup of the crate, for the `{git_sha}` templates and for the build's
+/// `org.opencontainers.image.revision` annotation.
+pub(crate) fn git_head(dir: &Path) -> Result<String, String> {
     let output = Command::new("git")
         .args(["rev-parse", "--verify", "HEAD"])
         .current_dir(dir)
@@ -115,7 +117,8 @@ fn git_head(dir: &Path) -> Result<String, String> {
         .output()
         .map_err(|e| format!("git could not be run ({e})"))?;
     let sha = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if output.status.success() && sha.len() >= 7 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let full_id = sha.len() == 40 || sha.len() == 64;
+    if output.status.success() && full_id && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(sha)
     } else {
         Err(format!(

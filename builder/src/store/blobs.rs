@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest as _, Sha256};
 
 use super::{finish_tmp, Error, Store, TMP_PREFIX};
-use crate::oci::{bounded, Digest};
+use crate::oci::bounded;
+use crate::types::Digest;
 
 /// Blobs are read-only: an output hard-linked to a blob cannot be written through by mistake.
 pub(crate) const BLOB_MODE: u32 = 0o444;

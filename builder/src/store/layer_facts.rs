@@ -5,7 +5,8 @@
 use oci_spec::image::MediaType;
 
 use super::{Error, LayerRecord, NodeResult, Store};
-use crate::oci::{layer_compression, Digest, LayerFacts};
+use crate::oci::{layer_compression, LayerFacts};
+use crate::types::Digest;
 
 impl Store {
     /// The facts recorded for layer blob `digest` by [`record_layer_facts`](Self::record_layer_facts),

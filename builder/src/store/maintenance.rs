@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::keys::{Fingerprint, KeyFile};
 use super::{is_tmp, list_dir, remove_if_exists, Error, ExclusiveLock, StatIndex, Store};
-use crate::oci::Digest;
+use crate::types::Digest;
 
 /// The name of a default store, in the default output directory `<target-dir>/image/`.
 const DEFAULT_STORE_NAME: &str = ".store";

@@ -122,7 +122,7 @@ pub use lock::{ExclusiveLock, KeyLock, StoreLock};
 pub use maintenance::{PruneOptions, PruneReport, StoreInfo, VerifyReport};
 pub use stat_index::{hash_file, StatIndex};
 
-use crate::oci::Digest;
+use crate::types::Digest;
 
 /// The store format version, written to `<root>/version`. A store of another version is not
 /// opened (unless it is empty, then it is recreated).
