@@ -5,38 +5,60 @@
 //! umask, file order or mtime.
 //!
 //! # The pipeline
-//! Data flows one way through these modules; each step only knows the one before it.
+//! A build is five steps, each consuming only what the one before produced ([`build`] runs
+//! them; its module docs say how):
 //!
-//! 1. [`spec`]: read `image.toml` into raw serde types that mirror the TOML, then validate them into
-//!    a resolved [`spec::ImageSpec`] (paths normalised, defaults applied). Bad input stops here with
-//!    a message that points at the file, line, column and key.
-//! 2. [`cargo`]: build the binaries the spec's `cargo` entries ask for, with host paths remapped
-//!    out of them, and find the executables through cargo's JSON messages.
-//! 3. [`plan`]: compile the spec into an immutable [`plan::LayerGraph`] (fetch base, build layer,
-//!    assemble image, assemble index) where every node has a key: blake3 over its recipe, the
-//!    content hashes of its host inputs and the format version. Host file hashes come from the
-//!    [`store`]'s stat index, so a warm plan reads no file.
-//! 4. [`layer`]: turn each layer of the spec into a sorted tree of entries (host trees, inline
-//!    files, directories, symlinks, imported tarballs, cargo binaries) and stream it, in one pass,
-//!    through the deterministic tar writer, the compressor and two sha256 hashers (diff_id and
-//!    blob digest) into a blob file.
-//! 5. [`store`]: the content-addressed store shared by every build and process: blobs by digest,
-//!    node keys to results, the stat index, file locks. A layer whose key is there costs a
-//!    lookup; outputs hard-link blobs out of it.
-//! 6. [`oci`]: the image model (config, manifest, index, canonical JSON) and where images live:
-//!    the OCI layout writer (built in a temporary directory, swapped into place on success) and
-//!    reader (for `oci:` bases and `inspect`), and OCI / docker archives.
-//! 7. [`build`]: the operation that runs these steps for one spec (independent layers in
-//!    parallel on a rayon pool; with several `platforms`, steps 2-5 once per platform, in
-//!    parallel, into one OCI image index, cargo binaries cross-compiled per platform's target
-//!    triple) and reports progress as
-//!    [`build::Event`]s. The library never prints; the `cargo-image` binary turns events into
-//!    cargo-style status lines or JSON.
+//! ```text
+//! image.toml ──spec──> ImageSpec ──options──> Context ──plan──> Plan ──execute──> results ──emit──> layout / archive / push
+//! ```
 //!
-//! Beside the pipeline, [`types`] is the leaf of value types (image references and their
-//! grammar, digests, platforms, pull policies, compression, layer blobs): every module may
-//! depend on it, and it depends on none of them.
+//! 1. **Spec** ([`spec`]): `image.toml` (or `[package.metadata.image]`) read into raw serde
+//!    types that mirror the TOML, validated into a resolved [`spec::ImageSpec`] (paths
+//!    normalised, defaults applied, cargo workspaces found through [`cargo`]'s metadata). Bad
+//!    input stops here with a message that points at the file, line, column and key.
+//! 2. **Options**: the spec and the command line resolved once (tags, epoch, platforms, each
+//!    platform's rust target, output and store paths).
+//! 3. **Plan**: the cargo builds ([`cargo`], binaries found through cargo's JSON messages, host
+//!    paths remapped out of them) and the base images ([`oci`] layouts and archives, or
+//!    [`registry`] pulls into the store) are the inputs of the plan; then every needed stage of
+//!    every platform is compiled into one immutable [`plan::LayerGraph`] (fetch base, build
+//!    layer, assemble image, assemble index) whose every node has a key: blake3 over its recipe,
+//!    the content hashes of its host inputs and the format version. Host file hashes come from
+//!    the [`store`]'s stat index, so a warm plan reads no file. `cargo image plan` stops here.
+//! 4. **Execute**: the graph's nodes run in dependency order on `--jobs` threads. A node whose
+//!    key the [`store`] holds costs a lookup; a missing layer is built by [`layer`] (a sorted
+//!    tree of entries streamed in one pass through the deterministic tar writer, the compressor
+//!    and two sha256 hashers into a store blob) under its key's lock. Layers that copy out of
+//!    another stage read that stage's merged filesystem through [`rootfs`].
+//! 5. **Emit**: the image model of [`oci`] (config, manifest, index, canonical JSON) written as
+//!    an OCI layout (built beside the output, swapped into place on success, blobs hard-linked
+//!    out of the store), an OCI or Docker archive, or pushed by [`registry`].
 //!
+//! Progress leaves the library as [`build::Event`]s; the library never prints. The
+//! `cargo-image` binary (`cli`, not part of the library's API) turns events into cargo-style
+//! status lines or JSON, and errors into miette reports.
+//!
+//! # Which module depends on which
+//! Dependencies run one way; a module uses only the modules listed after it (`<-` reads "is
+//! used by"):
+//!
+//! ```text
+//! types, tarball          leaves: value types (references and their grammar, digests,
+//!                         platforms, pull policy, compression) and the tar toolkit
+//!   <- oci                image model, layouts, archives             (types, tarball)
+//!   <- store              blobs, node keys, stat index, locks        (oci, types)
+//!   <- registry           pull and push                              (oci, store, types)
+//!   <- cargo              cargo builds and metadata                  (types)
+//!   <- spec               the front end: raw -> validate -> model    (cargo, types)
+//!   <- layer              layer trees and blobs                      (spec, tarball, types)
+//!   <- rootfs             stage filesystems                          (layer, oci, spec, tarball)
+//!   <- plan               the layer graph and its keys               (layer, spec, types)
+//!   <- build              the operation: options, plan, execute, emit (all of the above)
+//! ```
+//!
+//! Only tests cross this order, and only from outside: `builder/tests` drives [`build`] and
+//! checks its archives and registry traffic with peer tools.
+
 //! # Example
 //! ```no_run
 //! use cargo_oci_image::build::{build, BuildOptions};

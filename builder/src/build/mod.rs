@@ -5,26 +5,26 @@
 //! spec ──options──> Context, platforms ──planner──> Plan (LayerGraph + work) ──execute──> outputs ──emit──> layout / archive / push
 //! ```
 //!
-//! 1. **Options** ([`options`]): the spec and [`BuildOptions`] resolved once (tags, epoch,
+//! 1. **Options** (`options.rs`): the spec and [`BuildOptions`] resolved once (tags, epoch,
 //!    threads, output and store paths, annotations), and the platforms, each with the spec as
 //!    [`ImageSpec::for_platform`] makes it (cargo entries built for the platform's target,
 //!    entries of other platforms left out).
-//! 2. **Plan** ([`planner`]): for every platform in parallel, the cargo builds and base
+//! 2. **Plan** (`planner.rs`): for every platform in parallel, the cargo builds and base
 //!    resolutions the keys need (inputs of the plan), then every needed stage keyed, sources
 //!    first: the complete [`LayerGraph`] (fetch base, build layer, assemble image, and the
 //!    index node) with what the store already has, before any layer is built. The
 //!    [`Event::Plan`] event carries it. `cargo image plan` ([`plan`]) stops here and shares
 //!    this code exactly.
-//! 3. **Execute** ([`execute`]): the graph's nodes run in dependency order on `--jobs` worker
+//! 3. **Execute** (`execute.rs`): the graph's nodes run in dependency order on `--jobs` worker
 //!    threads; a layer the store has costs a lookup, a miss is built under its key's lock and
 //!    recorded. A layer whose key is the same on every platform (assets, certificates) is built
 //!    once and shared by digest.
-//! 4. **Emit** ([`emit`]): blobs hard-linked out of the store into a temporary layout beside
+//! 4. **Emit** (`emit.rs`): blobs hard-linked out of the store into a temporary layout beside
 //!    the output, an image index for several platforms (or `index = true`), the layout swapped
 //!    into place (or made into an archive), then the push. A failed build leaves the previous
 //!    output as it was.
 //!
-//! Bases have their own module ([`base`]): resolved while planning, their blobs put into the
+//! Bases have their own module (`base.rs`): resolved while planning, their blobs put into the
 //! store (checked) by the executor. The stage filesystems layers copy out of live with
 //! [`crate::rootfs`].
 //!

@@ -300,7 +300,7 @@ pub(super) fn write_atomically(
 
 /// Makes ready to write an archive at `dest`, before any long work: checks `dest` as
 /// [`check_archive_output`] does, creates its parent directories, removes the dead leftovers of
-/// earlier writes there (see [`super::temp_output`]) and returns a locked temporary directory
+/// earlier writes there (see `temp_output.rs`) and returns a locked temporary directory
 /// beside `dest` (`.cargo-image-archive-XXXXXX`) for the layout the archive is made from.
 pub fn prepare_archive_output(dest: &Path) -> Result<TempDirBeside, Error> {
     let name = dest.file_name().ok_or_else(|| Error::InvalidOutput {
@@ -318,7 +318,7 @@ pub fn prepare_archive_output(dest: &Path) -> Result<TempDirBeside, Error> {
 }
 
 /// Checks that an archive may be written at `dest`: nothing is there, or an empty file, or an
-/// archive cargo-image wrote (an OCI or a Docker archive: [`is_our_archive`]). Anything else
+/// archive cargo-image wrote (an OCI or a Docker archive: `is_our_archive`). Anything else
 /// (a directory, a link, somebody's file or tarball) is refused, naming `dest` and the way out.
 pub fn check_archive_output(dest: &Path) -> Result<(), Error> {
     let refuse = |what: &'static str| Error::RefuseArchiveOutput {

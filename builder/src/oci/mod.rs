@@ -70,8 +70,6 @@ mod model;
 mod temp_output;
 
 #[cfg(test)]
-mod archive_tests;
-#[cfg(test)]
 mod tests;
 
 pub use archive::{

@@ -64,7 +64,7 @@ const SCRATCH_PREFIXES: [&str; 3] = [
 const RANDOM_LEN: usize = 6;
 
 /// A temporary directory beside a destination, locked for its whole life; removed when dropped
-/// (unless [`keep`](Self::keep) took it over).
+/// (unless `keep` took it over).
 #[derive(Debug)]
 pub struct TempDirBeside {
     // Dropped first: the directory is removed while still locked.

@@ -233,7 +233,7 @@ impl CredentialLookup {
     }
 
     /// The credentials for `registry` (a normalised registry host, e.g. `docker.io` or
-    /// `127.0.0.1:5000`) and where they came from; see the [module docs](self).
+    /// `127.0.0.1:5000`) and where they came from; see the [registry module docs](crate::registry).
     pub fn resolve(&self, registry: &str) -> Result<(Credentials, CredentialSource), AuthError> {
         if let Some(creds) = &self.explicit {
             return Ok((creds.clone(), CredentialSource::Explicit));

@@ -10,23 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::*;
-use crate::build::{self, BuildOptions, BuildOutput};
+use cargo_oci_image::build::{self, BuildOptions, BuildOutput};
+use cargo_oci_image::oci::*;
+use cargo_oci_image_test_support::run_command;
 
-/// Runs a peer tool and returns its stdout; fails naming `just deps` when it is not installed.
+/// Runs a peer tool, which must succeed, and returns its stdout.
 fn tool(name: &str, args: &[&str]) -> String {
-    let out = Command::new(name).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run `{name}` ({e}); install the test tools with `just deps`")
-    });
-    assert!(
-        out.status.success(),
-        "`{name} {}` failed ({}):\n{}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run_command(Command::new(name).args(args)).ok().stdout
 }
 
 fn json(text: &str) -> Value {
