@@ -423,16 +423,14 @@ fn assemble_image(
         },
     );
     let (descriptor, manifest_bytes) = write_json(store, MediaType::ImageManifest, &manifest)?;
-    Ok(oci::ResolvedImage {
-        layout: store.root().to_path_buf(),
-        tag: None,
-        index: None,
+    Ok(oci::ResolvedImage::new(
+        store.root().to_path_buf(),
         descriptor,
         manifest,
         manifest_bytes,
         config,
         config_bytes,
-    })
+    ))
 }
 
 /// Writes a JSON document as canonical bytes into the store.

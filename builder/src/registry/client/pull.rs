@@ -87,16 +87,18 @@ impl PulledImage {
     /// This image as a [`ResolvedImage`] whose "layout" is the store (which has the same
     /// `blobs/sha256/` shape), so a build can use a pulled base like an `oci:` one.
     pub fn to_resolved(&self) -> ResolvedImage {
-        ResolvedImage {
-            layout: self.store_root.clone(),
-            tag: self.reference.tag().map(str::to_string),
-            index: self.index.clone(),
-            descriptor: self.descriptor.clone(),
-            manifest: self.manifest.clone(),
-            manifest_bytes: self.manifest_bytes.clone(),
-            config: self.config.clone(),
-            config_bytes: self.config_bytes.clone(),
-        }
+        let mut image = ResolvedImage::new(
+            self.store_root.clone(),
+            self.descriptor.clone(),
+            self.manifest.clone(),
+            self.manifest_bytes.clone(),
+            self.config.clone(),
+            self.config_bytes.clone(),
+        );
+        image.reference = Some(self.reference.clone());
+        image.tag = self.reference.tag().map(str::to_string);
+        image.index = self.index.clone();
+        image
     }
 }
 
