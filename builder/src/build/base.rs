@@ -164,7 +164,7 @@ pub(super) fn resolve_base(
                 .pull(&parsed, platform, &store, *pull)
                 .map_err(registry_err)?;
             BaseImage {
-                image: pulled.to_resolved(),
+                image: pulled.image,
                 _scratch: None,
                 reference: Some(parsed),
             }
