@@ -202,7 +202,7 @@ impl Run<'_> {
             .expect("each node runs once");
         match work {
             Work::Base { base, which } => Ok(Output::Image {
-                image: Box::new(hold_base(self.store, &base, &which)?),
+                image: Box::new(hold_base(self.store, *base, &which)?),
                 layers: Vec::new(),
                 cached: 0,
             }),
