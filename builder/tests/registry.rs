@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cargo_oci_image::oci::{Digest, Platform};
+use cargo_oci_image::oci::{Digest, Platform, ResolvedImage};
 use cargo_oci_image::registry::{
     CredentialLookup, Credentials, Error, PullPolicy, PushEvent, Reference, RegistryClient,
     RegistryOptions, RetryPolicy,
@@ -55,7 +55,12 @@ fn push_umoci(dir: &Path, registry: &str) -> Reference {
     ))
 }
 
-fn assert_pulled_into_store(store: &Store, image: &cargo_oci_image::registry::PulledImage) {
+fn assert_pulled_into_store(store: &Store, image: &ResolvedImage) {
+    assert_eq!(
+        image.layout,
+        store.root(),
+        "a pulled image reads its blobs from the store"
+    );
     for blob in std::iter::once(image.manifest.config()).chain(image.layers()) {
         let digest = Digest::parse(blob.digest().as_ref()).unwrap();
         let path = store.blob_path(&digest);
@@ -128,17 +133,18 @@ fn pull_an_image_skopeo_pushed_into_the_store() {
     let client = RegistryClient::new(options()).unwrap();
     let platform = Platform::parse(&format!("linux/{}", host_arch())).unwrap();
 
-    let image = client
+    let pulled = client
         .pull(&base, &platform, &store, PullPolicy::IfNotPresent)
         .unwrap();
-    assert!(image.from_network);
+    let image = &pulled.image;
+    assert!(pulled.from_network);
     assert_eq!(image.layers().len(), 1);
-    assert_eq!(image.downloaded_blobs, 2, "config and one layer");
-    assert_pulled_into_store(&store, &image);
-    // The same shape as an `oci:` base: blob paths resolve into the store.
-    let resolved = image.to_resolved();
-    let layer = resolved.layers()[0].clone();
-    resolved
+    assert_eq!(pulled.downloaded_blobs, 2, "config and one layer");
+    assert_pulled_into_store(&store, image);
+    assert_eq!(image.reference.as_ref(), Some(&base));
+    // The same model as an `oci:` base: blob paths resolve into the store.
+    let layer = image.layers()[0].clone();
+    image
         .verify_blob(layer.digest().as_ref(), layer.size())
         .unwrap();
 
@@ -153,7 +159,7 @@ fn pull_an_image_skopeo_pushed_into_the_store() {
         .unwrap();
     assert!(again.from_network);
     assert_eq!(again.downloaded_blobs, 0);
-    assert_eq!(again.digest(), image.digest());
+    assert_eq!(again.image.digest(), image.digest());
 
     // By digest, from the store.
     let pinned = base.with_digest(Digest::parse(&image.digest()).unwrap());
@@ -161,7 +167,7 @@ fn pull_an_image_skopeo_pushed_into_the_store() {
         .pull(&pinned, &platform, &store, PullPolicy::Never)
         .unwrap();
     assert!(!by_digest.from_network);
-    assert_eq!(by_digest.digest(), image.digest());
+    assert_eq!(by_digest.image.digest(), image.digest());
 
     // Another platform is a clear error.
     let err = client
@@ -228,7 +234,8 @@ fn pull_selects_the_platform_of_an_index_with_variants() {
             &store,
             PullPolicy::IfNotPresent,
         )
-        .unwrap();
+        .unwrap()
+        .image;
     assert_eq!(image.digest(), desc.digest().to_string());
     assert!(image.index.is_some());
     let err = client
@@ -300,7 +307,8 @@ fn auth_over_tls_right_and_wrong_credentials() {
             &store,
             PullPolicy::Always,
         )
-        .unwrap();
+        .unwrap()
+        .image;
     assert_eq!(image.digest(), digest);
     assert_pulled_into_store(&store, &image);
 
@@ -466,7 +474,8 @@ fn faults_in_transit_are_retried() {
             &store,
             PullPolicy::Always,
         )
-        .unwrap();
+        .unwrap()
+        .image;
     assert_eq!(image.digest(), digest);
     assert_pulled_into_store(&store, &image);
     for p in [&proxy, &pull_proxy] {
@@ -580,12 +589,12 @@ fn never_fails_clearly_and_if_not_present_works_offline() {
 
     let offline = RegistryClient::new(options()).unwrap();
     for policy in [PullPolicy::IfNotPresent, PullPolicy::Never] {
-        let image = offline
+        let pulled = offline
             .pull(&target, &Platform::linux_amd64(), &store, policy)
             .unwrap();
-        assert!(!image.from_network);
-        assert_eq!(image.digest(), digest);
-        assert_eq!(image.config_bytes, first.config_bytes);
+        assert!(!pulled.from_network);
+        assert_eq!(pulled.image.digest(), digest);
+        assert_eq!(pulled.image.config_bytes, first.image.config_bytes);
     }
     // Always needs the network: a clear fetch error naming the registry.
     let err = offline
@@ -681,5 +690,7 @@ fn concurrent_pulls_of_one_reference_download_it_once() {
     let downloaded: usize = pulled.iter().map(|p| p.downloaded_blobs).sum();
     assert_eq!(downloaded, 2, "config and one layer, once");
     assert_eq!(pulled.iter().filter(|p| p.from_network).count(), 1);
-    assert!(pulled.windows(2).all(|w| w[0].digest() == w[1].digest()));
+    assert!(pulled
+        .windows(2)
+        .all(|w| w[0].image.digest() == w[1].image.digest()));
 }

@@ -1,6 +1,12 @@
 //! Bases: resolving a stage's outside base (an OCI layout, an OCI or docker archive, a
 //! registry image) to a verified manifest and config while planning, and putting its blobs into
 //! the store, checked against its descriptors, when its `fetch base` node is executed.
+//!
+//! A base is an [`oci::ResolvedImage`] whatever its source: an archive base keeps the scratch
+//! directory it was unpacked into alive ([`oci::ResolvedImage::with_scratch`]), a registry base
+//! carries the reference it was pulled by (so a push to the same registry can mount its
+//! blobs), and once held in the store it reads its blobs from there
+//! ([`oci::ResolvedImage::with_blobs_in`]).
 
 use std::path::Path;
 
@@ -18,7 +24,7 @@ use crate::store::Store;
 /// reading it once and recording them.
 pub(super) fn hold_base(
     store: &Store,
-    base: &BaseImage,
+    base: oci::ResolvedImage,
     which: &Base,
 ) -> Result<oci::ResolvedImage, Error> {
     let wrap = |source| Error::Base {
@@ -61,9 +67,7 @@ pub(super) fn hold_base(
             .write_blob(bytes)
             .map_err(|e| store_err(store.root(), e))?;
     }
-    let mut image = base.image.clone();
-    image.layout = store.root().to_path_buf();
-    Ok(image)
+    Ok(base.with_blobs_in(store.root().to_path_buf()))
 }
 
 pub(super) fn base_label(base: &Base) -> String {
@@ -81,31 +85,16 @@ pub(super) fn base_label(base: &Base) -> String {
     }
 }
 
-/// A resolved base image, with what keeps its blobs readable.
-pub(super) struct BaseImage {
-    pub image: oci::ResolvedImage,
-    /// The directory an archive base was unpacked into (removed on drop).
-    _scratch: Option<oci::TempDirBeside>,
-    /// For a registry base: its reference, so a push to the same registry can mount its blobs.
-    pub reference: Option<crate::registry::Reference>,
-}
-
-impl std::ops::Deref for BaseImage {
-    type Target = oci::ResolvedImage;
-    fn deref(&self) -> &oci::ResolvedImage {
-        &self.image
-    }
-}
-
 /// Resolves the stage's base to a verified image (manifest and config read and checked; a
-/// registry base's blobs pulled into the store).
+/// registry base's blobs pulled into the store). An archive base keeps the directory it was
+/// unpacked into; a registry base has its reference.
 pub(super) fn resolve_base(
     which: &Base,
     opts: &BuildOptions,
     store_root: &Path,
     platform: &oci::Platform,
     on_event: &(dyn Fn(Event) + Sync),
-) -> Result<Option<BaseImage>, Error> {
+) -> Result<Option<oci::ResolvedImage>, Error> {
     let wrap = |source| Error::Base {
         base: base_label(which),
         source: Box::new(source),
@@ -123,28 +112,18 @@ pub(super) fn resolve_base(
     };
     let base = match which {
         Base::Scratch | Base::Stage(_) => return Ok(None),
-        Base::OciLayout { path, tag } => BaseImage {
-            image: oci::Layout::open(path)
-                .and_then(|l| l.resolve(tag.as_deref(), platform))
-                .map_err(wrap)?,
-            _scratch: None,
-            reference: None,
-        },
+        Base::OciLayout { path, tag } => oci::Layout::open(path)
+            .and_then(|l| l.resolve(tag.as_deref(), platform))
+            .map_err(wrap)?,
         Base::OciArchive { path, tag } => {
             let (layout, scratch) = unpack(path, oci::open_oci_archive)?;
-            BaseImage {
-                image: layout.resolve(tag.as_deref(), platform).map_err(wrap)?,
-                _scratch: Some(scratch),
-                reference: None,
-            }
+            let image = layout.resolve(tag.as_deref(), platform).map_err(wrap)?;
+            image.with_scratch(scratch)
         }
         Base::DockerArchive { path, tag } => {
             let (layout, scratch) = unpack(path, oci::open_docker_archive)?;
-            BaseImage {
-                image: layout.resolve(tag.as_deref(), platform).map_err(wrap)?,
-                _scratch: Some(scratch),
-                reference: None,
-            }
+            let image = layout.resolve(tag.as_deref(), platform).map_err(wrap)?;
+            image.with_scratch(scratch)
         }
         Base::Registry { reference, pull } => {
             let registry_err = |source| Error::Registry {
@@ -160,14 +139,10 @@ pub(super) fn resolve_base(
             let store = Store::open(store_root).map_err(|e| store_err(store_root, e))?;
             let client = crate::registry::RegistryClient::new(opts.registry.clone())
                 .map_err(registry_err)?;
-            let pulled = client
+            client
                 .pull(&parsed, platform, &store, *pull)
-                .map_err(registry_err)?;
-            BaseImage {
-                image: pulled.to_resolved(),
-                _scratch: None,
-                reference: Some(parsed),
-            }
+                .map_err(registry_err)?
+                .image
         }
     };
     on_event(Event::BaseResolved {

@@ -202,7 +202,7 @@ impl Run<'_> {
             .expect("each node runs once");
         match work {
             Work::Base { base, which } => Ok(Output::Image {
-                image: Box::new(hold_base(self.store, &base, &which)?),
+                image: Box::new(hold_base(self.store, *base, &which)?),
                 layers: Vec::new(),
                 cached: 0,
             }),
@@ -423,16 +423,14 @@ fn assemble_image(
         },
     );
     let (descriptor, manifest_bytes) = write_json(store, MediaType::ImageManifest, &manifest)?;
-    Ok(oci::ResolvedImage {
-        layout: store.root().to_path_buf(),
-        tag: None,
-        index: None,
+    Ok(oci::ResolvedImage::new(
+        store.root().to_path_buf(),
         descriptor,
         manifest,
         manifest_bytes,
         config,
         config_bytes,
-    })
+    ))
 }
 
 /// Writes a JSON document as canonical bytes into the store.

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::base::{base_label, resolve_base, BaseImage};
+use super::base::{base_label, resolve_base};
 use super::options::{needed_stages, Context, PlatformSpec};
 use super::{store_err, BuildOptions, Error, Event};
 use crate::cargo;
@@ -68,7 +68,10 @@ pub(super) struct PlannedPlatform {
 /// What executing one node of the graph takes.
 pub(super) enum Work {
     /// Put an outside base's blobs into the store, checked against its descriptors.
-    Base { base: Box<BaseImage>, which: Base },
+    Base {
+        base: Box<oci::ResolvedImage>,
+        which: Base,
+    },
     /// Build one layer, or take it from the store.
     Layer(LayerWork),
     /// Write a stage's config and manifest.

@@ -52,10 +52,11 @@ use super::archive::{
     write_atomically, FILE_MODE,
 };
 use super::layout::OCI_LAYOUT_FILE;
-use super::layout_reader::{Layout, ManifestKind, ResolvedImage};
+use super::layout_reader::{Layout, ManifestKind};
 use super::model::{
     descriptor, image_index, image_manifest, index_entries, layer_compression, Digest, Platform,
 };
+use super::resolved::ResolvedImage;
 use super::{to_canonical_json, Error};
 use crate::tarball::{self, CopyError, Format};
 use crate::types::Compression;

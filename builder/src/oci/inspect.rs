@@ -10,8 +10,9 @@ use std::path::Path;
 use oci_spec::image::Descriptor;
 use serde::Serialize;
 
-use super::layout_reader::{Layout, ManifestKind, ResolvedImage};
+use super::layout_reader::{Layout, ManifestKind};
 use super::model::{ref_name, Platform};
+use super::resolved::ResolvedImage;
 use super::Error;
 
 /// The annotation buildkit puts on attestation manifests inside an image index.

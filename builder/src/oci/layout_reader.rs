@@ -19,6 +19,7 @@ use super::model::{
     layer_compression, ref_name, Digest, Platform, DOCKER_CONFIG, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
 };
+use super::resolved::{blob_path, check_size, verify_blob, ResolvedImage};
 use super::{bounded, Error};
 
 /// How deep image indexes may nest (an index entry pointing at an index pointing at ...).
@@ -323,98 +324,16 @@ impl Layout {
         let config_bytes = self.read_blob(config_descriptor)?;
         let config_path = self.blob_path(config_descriptor.digest().as_ref())?;
         let config: ImageConfiguration = parse_json(&config_path, "image config", &config_bytes)?;
-        Ok(ResolvedImage {
-            layout: self.path.clone(),
-            tag: tag.map(str::to_string),
-            index: None,
-            descriptor: descriptor.clone(),
+        let mut image = ResolvedImage::new(
+            self.path.clone(),
+            descriptor.clone(),
             manifest,
             manifest_bytes,
             config,
             config_bytes,
-        })
-    }
-}
-
-/// One image read from a layout: its manifest and config (verified, parsed and as raw bytes),
-/// and where its layer blobs are.
-#[derive(Debug, Clone)]
-pub struct ResolvedImage {
-    /// The layout directory it was read from.
-    pub layout: PathBuf,
-    /// The tag it was resolved by, if any.
-    pub tag: Option<String>,
-    /// The image index the tag named, when the manifest was picked out of one by platform.
-    pub index: Option<Descriptor>,
-    /// The manifest's descriptor (digest, size, media type).
-    pub descriptor: Descriptor,
-    pub manifest: ImageManifest,
-    /// The manifest exactly as stored (its sha256 is the manifest digest).
-    pub manifest_bytes: Vec<u8>,
-    pub config: ImageConfiguration,
-    /// The config exactly as stored.
-    pub config_bytes: Vec<u8>,
-}
-
-impl ResolvedImage {
-    /// The manifest digest.
-    pub fn digest(&self) -> String {
-        self.descriptor.digest().to_string()
-    }
-
-    /// The layer descriptors, bottom first.
-    pub fn layers(&self) -> &[Descriptor] {
-        self.manifest.layers()
-    }
-
-    /// The path of blob `digest` in the layout the image was read from.
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, Error> {
-        blob_path(&self.layout, digest)
-    }
-
-    /// Checks that blob `digest` exists, is `size` bytes and hashes to `digest` (streamed).
-    pub fn verify_blob(&self, digest: &str, size: u64) -> Result<(), Error> {
-        verify_blob(&self.layout, digest, size)
-    }
-}
-
-fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, Error> {
-    let digest = Digest::parse(digest)?;
-    Ok(layout.join("blobs").join("sha256").join(digest.hex()))
-}
-
-fn verify_blob(layout: &Path, digest: &str, size: u64) -> Result<(), Error> {
-    let path = blob_path(layout, digest)?;
-    let read_err = |source| Error::ReadBlob {
-        path: path.clone(),
-        digest: digest.to_string(),
-        source,
-    };
-    let file = bounded::open_regular(&path).map_err(read_err)?;
-    let len = file.metadata().map_err(read_err)?.len();
-    check_size(&path, digest, size, len)?;
-    let (actual, len) = Digest::of_reader(file.take(size + 1)).map_err(read_err)?;
-    check_size(&path, digest, size, len)?;
-    if actual.to_string() != digest {
-        return Err(Error::BlobDigest {
-            path,
-            digest: digest.to_string(),
-            actual: actual.to_string(),
-        });
-    }
-    Ok(())
-}
-
-fn check_size(path: &Path, digest: &str, expected: u64, actual: u64) -> Result<(), Error> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(Error::BlobSize {
-            path: path.to_path_buf(),
-            digest: digest.to_string(),
-            expected,
-            actual,
-        })
+        );
+        image.tag = tag.map(str::to_string);
+        Ok(image)
     }
 }
 

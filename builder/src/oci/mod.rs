@@ -19,6 +19,9 @@
 //!   [`Layout::resolve`]s a tag (and platform) to a verified [`ResolvedImage`], used for
 //!   `oci:PATH[:TAG]` bases; [`open_oci_archive`] and [`open_docker_archive`] unpack archives
 //!   into layouts; [`inspect`] describes a layout's images for `cargo image inspect`.
+//!   [`ResolvedImage`] is the one model of an image read from anywhere (a layout, an unpacked
+//!   archive, the store, a registry pull): where its blobs are, and where it came from (tag,
+//!   index, registry reference); see the `resolved` module.
 //!
 //! In the pipeline, the executor builds layer blobs (the `layer` module) straight into
 //! [`LayoutWriter::blobs_dir`], imports base layers with [`LayoutWriter::import_blob`], writes
@@ -67,6 +70,7 @@ mod layer_check;
 mod layout;
 mod layout_reader;
 mod model;
+mod resolved;
 mod temp_output;
 
 #[cfg(test)]
@@ -80,13 +84,14 @@ pub use docker_archive::{open_docker_archive, write_docker_archive};
 pub use inspect::{inspect, BlobInfo, Inspection, LayerInfo};
 pub use layer_check::{check_layer, read_layer, LayerFacts};
 pub use layout::{LayoutWriter, OCI_LAYOUT_FILE};
-pub use layout_reader::{Layout, ManifestKind, ResolvedImage};
+pub use layout_reader::{Layout, ManifestKind};
 pub use model::{
     descriptor, history_created_by, image_config, image_index, image_manifest, index_entries,
     layer_compression, layer_descriptor, platform_index, ref_name, rfc3339, Digest, Platform,
     DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, SCHEMA_VERSION,
 };
+pub use resolved::ResolvedImage;
 pub use temp_output::{
     remove_leftovers, remove_scratch_leftovers, scratch_dir, RemovedLeftovers, Scratch,
     TempDirBeside,

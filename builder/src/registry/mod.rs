@@ -25,8 +25,9 @@
 //! [`RegistryClient::pull`] before planning: config and layers land in the store (shared by every
 //! build), and the resolution `reference + platform -> manifest digest` is recorded as a store
 //! key so that later builds with [`PullPolicy::IfNotPresent`] need no network.
-//! [`PulledImage::to_resolved`] turns the result into the same [`ResolvedImage`] an `oci:` base
-//! gives. After a build, [`RegistryClient::push_layout`] sends the OCI layout to a registry:
+//! The pulled image is the same [`ResolvedImage`] an `oci:` base gives (its blobs in the store,
+//! with the reference it was pulled by), in a [`PullReport`] that also says what the pull did
+//! (whether the network was used, how many blobs were downloaded). After a build, [`RegistryClient::push_layout`] sends the OCI layout to a registry:
 //! blobs first (HEAD-checked, mounted or uploaded in parallel), then manifests as the exact
 //! bytes of the layout, children before their index, then every tag.
 //!
@@ -38,8 +39,8 @@
 //! let store = Store::open(std::path::Path::new("target/image/.store"))?;
 //! let client = RegistryClient::new(RegistryOptions::default())?;
 //! let base: Reference = "alpine:3.20".parse()?;
-//! let image = client.pull(&base, &Platform::linux_amd64(), &store, PullPolicy::IfNotPresent)?;
-//! println!("{base} -> {}", image.digest());
+//! let pulled = client.pull(&base, &Platform::linux_amd64(), &store, PullPolicy::IfNotPresent)?;
+//! println!("{base} -> {}", pulled.image.digest());
 //! let target: Reference = "127.0.0.1:5000/hello:1.0".parse()?;
 //! let report = client.push_layout(
 //!     std::path::Path::new("target/image/hello"),
@@ -72,9 +73,7 @@ pub use crate::types::PullPolicy;
 pub use auth::{
     AuthError, CredentialLookup, CredentialSource, Credentials, Secret, ENV_PASSWORD, ENV_USER,
 };
-pub use client::{
-    PulledImage, PushEvent, PushReport, RegistryClient, RegistryOptions, RetryPolicy,
-};
+pub use client::{PullReport, PushEvent, PushReport, RegistryClient, RegistryOptions, RetryPolicy};
 pub use reference::{
     InvalidReference, Reference, DEFAULT_REGISTRY, DEFAULT_TAG, DOCKER_HUB_API_HOST,
 };

@@ -22,7 +22,7 @@ mod push;
 mod retry;
 mod stored;
 
-pub use pull::PulledImage;
+pub use pull::PullReport;
 pub use push::{PushEvent, PushReport};
 pub use retry::RetryPolicy;
 

@@ -8,14 +8,16 @@
 //! and records the resolution (`stored`). It relies on the [`Store`] for blobs and keys, on
 //! `stored` for the record and reading images back, on `retry` and `errors` for each request,
 //! and on [`crate::oci`] for manifests, digests and platforms.
+//!
+//! The image comes back as the one image model, an [`oci::ResolvedImage`](ResolvedImage) whose
+//! blobs are in the store, in a [`PullReport`] that adds only what the pull did.
 
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use sha2::{Digest as _, Sha256};
 
 use super::errors::{digest_mismatch, Request};
@@ -23,7 +25,7 @@ use super::stored::{load_stored, load_stored_checked, resolution_key, resolution
 use super::{blob_of, client_descriptor, HostClients, RegistryClient, MAX_INDEX_DEPTH};
 use crate::oci::bounded::MAX_JSON_BYTES;
 use crate::oci::{
-    self, Digest, ManifestKind, Platform, ResolvedImage, DOCKER_CONFIG, DOCKER_MANIFEST,
+    Digest, ManifestKind, Platform, ResolvedImage, DOCKER_CONFIG, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
 };
 use crate::registry::{Error, PullPolicy, Reference};
@@ -37,67 +39,18 @@ const ACCEPTED_MANIFESTS: &[&str] = &[
     DOCKER_MANIFEST_LIST,
 ];
 
-/// An image pulled into the store: its manifest and config (parsed and as raw bytes) and where
-/// its blobs are. The layer descriptors are the registry's, so blobs are reused byte for byte.
+/// What [`RegistryClient::pull`] gives back: the image, read from the store (its
+/// [`ResolvedImage::layout`] is the store's root, its [`ResolvedImage::reference`] the
+/// reference as asked, normalised), and what the pull itself did. The layer descriptors are the
+/// registry's, so blobs are reused byte for byte.
 #[derive(Debug, Clone)]
-pub struct PulledImage {
-    /// The reference as asked (normalised).
-    pub reference: Reference,
-    /// The platform it was selected for.
-    pub platform: Platform,
-    /// The image index the reference named, when the manifest was picked out of one.
-    pub index: Option<Descriptor>,
-    /// The manifest's descriptor (digest, size, media type as the registry gave it).
-    pub descriptor: Descriptor,
-    pub manifest: ImageManifest,
-    /// The manifest exactly as the registry served it (its sha256 is the manifest digest).
-    pub manifest_bytes: Vec<u8>,
-    pub config: ImageConfiguration,
-    /// The config exactly as stored.
-    pub config_bytes: Vec<u8>,
-    /// The root of the store holding the blobs.
-    pub store_root: PathBuf,
+pub struct PullReport {
+    /// The pulled image.
+    pub image: ResolvedImage,
     /// Whether the registry was contacted (false: served from the store alone).
     pub from_network: bool,
     /// How many blobs were downloaded (the others were already in the store).
     pub downloaded_blobs: usize,
-}
-
-impl PulledImage {
-    /// The manifest digest.
-    pub fn digest(&self) -> String {
-        self.descriptor.digest().to_string()
-    }
-
-    /// The layer descriptors, bottom first.
-    pub fn layers(&self) -> &[Descriptor] {
-        self.manifest.layers()
-    }
-
-    /// The path of blob `digest` in the store.
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, oci::Error> {
-        let digest = Digest::parse(digest)?;
-        Ok(self
-            .store_root
-            .join("blobs")
-            .join("sha256")
-            .join(digest.hex()))
-    }
-
-    /// This image as a [`ResolvedImage`] whose "layout" is the store (which has the same
-    /// `blobs/sha256/` shape), so a build can use a pulled base like an `oci:` one.
-    pub fn to_resolved(&self) -> ResolvedImage {
-        ResolvedImage {
-            layout: self.store_root.clone(),
-            tag: self.reference.tag().map(str::to_string),
-            index: self.index.clone(),
-            descriptor: self.descriptor.clone(),
-            manifest: self.manifest.clone(),
-            manifest_bytes: self.manifest_bytes.clone(),
-            config: self.config.clone(),
-            config_bytes: self.config_bytes.clone(),
-        }
-    }
 }
 
 impl RegistryClient {
@@ -110,7 +63,7 @@ impl RegistryClient {
         platform: &Platform,
         store: &Store,
         policy: PullPolicy,
-    ) -> Result<PulledImage, Error> {
+    ) -> Result<PullReport, Error> {
         let key = resolution_key(reference, platform);
         // One pull of a reference at a time per store: the images of a workspace that share a
         // base (and concurrent processes) wait for the first pull, then find it in the store.
@@ -119,7 +72,11 @@ impl RegistryClient {
             .map_err(|e| Error::record_resolution(reference, e))?;
         if policy != PullPolicy::Always {
             if let Some(image) = self.load_from_store(reference, platform, store, &key)? {
-                return Ok(image);
+                return Ok(PullReport {
+                    image,
+                    from_network: false,
+                    downloaded_blobs: 0,
+                });
             }
             if policy == PullPolicy::Never {
                 return Err(Error::NotInStore {
@@ -139,7 +96,7 @@ impl RegistryClient {
         platform: &Platform,
         store: &Store,
         key: &str,
-    ) -> Result<Option<PulledImage>, Error> {
+    ) -> Result<Option<ResolvedImage>, Error> {
         let recorded = store
             .get_key(key)
             .map_err(|e| Error::record_resolution(reference, e))?;
@@ -192,7 +149,7 @@ impl RegistryClient {
         platform: &Platform,
         store: &Store,
         key: &str,
-    ) -> Result<PulledImage, Error> {
+    ) -> Result<PullReport, Error> {
         let client = &host.chunked;
         let mut current = reference.clone();
         let mut index_blob: Option<BlobRef> = None;
@@ -247,9 +204,8 @@ impl RegistryClient {
                         .await?;
                     downloaded += fetched.iter().filter(|f| **f).count();
 
-                    let mut image =
-                        load_stored_checked(reference, store, &blob, index_blob.as_ref())
-                            .map_err(unsupported)?;
+                    let image = load_stored_checked(reference, store, &blob, index_blob.as_ref())
+                        .map_err(unsupported)?;
                     let found = Platform::of_config(&image.config);
                     if !platform.matches(&found) {
                         return Err(Error::PlatformMismatch {
@@ -259,7 +215,6 @@ impl RegistryClient {
                             found: found.to_string(),
                         });
                     }
-                    image.platform = platform.clone();
                     let mut blobs: Vec<BlobRef> = index_blob.iter().cloned().collect();
                     blobs.push(blob.clone());
                     blobs.push(config);
@@ -269,9 +224,11 @@ impl RegistryClient {
                     store
                         .put_key(key, &record)
                         .map_err(|e| Error::record_resolution(reference, e))?;
-                    image.from_network = true;
-                    image.downloaded_blobs = downloaded;
-                    return Ok(image);
+                    return Ok(PullReport {
+                        image,
+                        from_network: true,
+                        downloaded_blobs: downloaded,
+                    });
                 }
                 ManifestKind::Other => {
                     return Err(unsupported(format!(

@@ -4,16 +4,15 @@
 //! A pull records under [`resolution_key`] which manifest (and index) a reference resolved to
 //! and every blob of the image; the next pull with `if-not-present` or `never` reads that
 //! record and the blobs back ([`load_stored`]), the manifest and config verified and the
-//! layers checked by size. It relies on the [`Store`] only (and on [`PulledImage`], what it
-//! gives back).
+//! layers checked by size. It relies on the [`Store`] only (and on [`ResolvedImage`], what it
+//! gives back: the image, its blobs in the store).
 
 use std::collections::BTreeMap;
 use std::fs;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
 
-use super::PulledImage;
-use crate::oci::{descriptor, Digest, Platform};
+use crate::oci::{descriptor, Digest, Platform, ResolvedImage};
 use crate::registry::Reference;
 use crate::store::{BlobRef, BlobsRecord, NodeResult, Store};
 
@@ -62,14 +61,10 @@ pub(super) fn load_stored(
     store: &Store,
     manifest: &BlobRef,
     index: Option<&BlobRef>,
-) -> Option<PulledImage> {
+) -> Option<ResolvedImage> {
     load_stored_checked(reference, store, manifest, index)
         .ok()
         .filter(|image| platform.matches(&Platform::of_config(&image.config)))
-        .map(|mut image| {
-            image.platform = platform.clone();
-            image
-        })
 }
 
 /// [`load_stored`] without the platform check, saying what is missing.
@@ -78,7 +73,7 @@ pub(super) fn load_stored_checked(
     store: &Store,
     manifest: &BlobRef,
     index: Option<&BlobRef>,
-) -> Result<PulledImage, String> {
+) -> Result<ResolvedImage, String> {
     let manifest_bytes = read_stored(store, &manifest.digest, manifest.size)
         .ok_or_else(|| format!("the manifest {} is not in the store", manifest.digest))?;
     let parsed: ImageManifest = serde_json::from_slice(&manifest_bytes)
@@ -105,17 +100,16 @@ pub(super) fn load_stored_checked(
             b.size,
         ))
     };
-    Ok(PulledImage {
-        reference: reference.clone(),
-        platform: Platform::of_config(&config),
-        index: index.map(to_desc).transpose()?,
-        descriptor: to_desc(manifest)?,
-        manifest: parsed,
+    let mut image = ResolvedImage::new(
+        store.root().to_path_buf(),
+        to_desc(manifest)?,
+        parsed,
         manifest_bytes,
         config,
         config_bytes,
-        store_root: store.root().to_path_buf(),
-        from_network: false,
-        downloaded_blobs: 0,
-    })
+    );
+    image.index = index.map(to_desc).transpose()?;
+    image.tag = reference.tag().map(str::to_string);
+    image.reference = Some(reference.clone());
+    Ok(image)
 }
