@@ -171,23 +171,54 @@ fn stage_errors_are_clear() {
         "",
         &["/opt/missing", "system"],
     );
-    // An unknown --target.
+    // An unknown --stage.
     let (_tmp, dir) = stage_project("");
-    let r = cargo_image(&dir).args(["build", "--target", "nope"]).run();
+    let r = cargo_image(&dir).args(["build", "--stage", "nope"]).run();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
-        r.stderr.contains("nope") && r.stderr.contains("system"),
+        r.stderr.contains("nope") && r.stderr.contains("system") && r.stderr.contains("--stage"),
         "{}",
         r.stderr
     );
 }
 
 #[test]
-fn target_builds_a_source_stage_as_the_image() {
+fn the_deprecated_target_flag_still_names_a_stage_and_says_so() {
+    let (tmp, dir) = example_copy("multi-stage");
+    let out = tmp.path().join("system");
+    let r = cargo_image(&dir)
+        .args(["build", "--target", "system", "--output"])
+        .arg_path(&out)
+        .run()
+        .ok();
+    assert!(
+        r.stderr.contains(
+            "warning: `--target system` names a stage and is deprecated: use `--stage system`"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        manifest_digest(&out),
+        {
+            let again = tmp.path().join("again");
+            cargo_image(&dir)
+                .args(["build", "--quiet", "--stage", "system", "--output"])
+                .arg_path(&again)
+                .run()
+                .ok();
+            manifest_digest(&again)
+        },
+        "--target and --stage build the same image"
+    );
+}
+
+#[test]
+fn stage_builds_a_source_stage_as_the_image() {
     let (tmp, dir) = example_copy("multi-stage");
     let out = tmp.path().join("system");
     cargo_image(&dir)
-        .args(["build", "--quiet", "--target", "system", "--output"])
+        .args(["build", "--quiet", "--stage", "system", "--output"])
         .arg_path(&out)
         .run()
         .ok();

@@ -290,3 +290,92 @@ fn workspace_platforms_make_an_index_per_image() {
         "one binary per platform"
     );
 }
+
+/// Runs `git ARGS` in `dir` (an identity and no signing, so it works on any machine).
+fn git(dir: &Path, args: &[&str]) {
+    run_command(
+        std::process::Command::new("git")
+            .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(dir),
+    )
+    .ok();
+}
+
+#[test]
+fn cargo_habits_bin_release_profile_and_tag_templates() {
+    let (tmp, dir) = example_copy("workspace");
+    // A second binary: a zero-config image of cli-tool must now be told which one.
+    let other = dir.join("cli-tool/src/bin/other.rs");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::write(&other, "fn main() { println!(\"the other binary\"); }\n").unwrap();
+    let r = cargo_image(&dir).args(["build", "-p", "cli-tool"]).run();
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("several binaries"), "{}", r.stderr);
+
+    // --bin picks it (and, without -p, the package that has it); --release is accepted.
+    let images = built_images(&dir, &["--bin", "other", "--release"]);
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0]["name"], "ghcr.io/acme/cli-tool");
+    let layout = Path::new(images[0]["path"].as_str().unwrap()).to_path_buf();
+    let config = skopeo_inspect(&layout, "latest", Some("--config"));
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/other"])
+    );
+    let bundle = tmp.path().join("bundle");
+    umoci_unpack(&layout, "latest", &bundle);
+    let ran = runc_run(&bundle);
+    assert_eq!(ran.stdout.trim(), "the other binary", "{}", ran.stderr);
+    // A binary nobody has, or --bin where the image already says which: named errors.
+    let r = cargo_image(&dir).args(["build", "--bin", "nope"]).run();
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--bin `nope`") && r.stderr.contains("other (cli-tool)"),
+        "{}",
+        r.stderr
+    );
+    let r = cargo_image(&dir)
+        .args(["build", "--bin", "other", "--profile", "x"])
+        .run();
+    assert_ne!(r.code, Some(0));
+
+    // The status line names the profile cargo really builds with.
+    let r = cargo_image(&dir)
+        .args(["build", "--bin", "other", "--profile", "dev"])
+        .run()
+        .ok();
+    assert!(
+        r.stderr.contains("(dev, x86_64-unknown-linux-musl)") && !r.stderr.contains("(release,"),
+        "{}",
+        r.stderr
+    );
+
+    // --tag takes the spec's templates; a changed tracked file marks the short sha dirty.
+    git(&dir, &["init", "-q"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "import"]);
+    let tags = |dir: &Path| {
+        built_images(
+            dir,
+            &[
+                "--bin",
+                "other",
+                "--tag",
+                "{version}-{git_short_sha}",
+                "--tag",
+                "{git_sha}",
+            ],
+        )[0]["tags"]
+            .clone()
+    };
+    let clean = tags(&dir);
+    let (short, sha) = (clean[0].as_str().unwrap(), clean[1].as_str().unwrap());
+    assert_eq!(short, format!("0.3.1-{}", &sha[..7]), "{clean}");
+    assert_eq!(sha.len(), 40, "{clean}");
+    std::fs::write(&other, "fn main() { println!(\"changed\"); }\n").unwrap();
+    let dirty = tags(&dir);
+    assert_eq!(dirty[0], format!("0.3.1-{}-dirty", &sha[..7]), "{dirty}");
+    assert_eq!(dirty[1], sha, "{{git_sha}} stays the commit: {dirty}");
+}

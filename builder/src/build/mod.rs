@@ -92,7 +92,7 @@ pub enum Error {
         #[source]
         source: Box<crate::registry::Error>,
     },
-    #[error("there is no stage `{target}` to build (--target); the stages are {stages}")]
+    #[error("there is no stage `{target}` to build (--stage); the stages are {stages}")]
     UnknownTarget { target: String, stages: String },
     #[error("invalid tag `{tag}` given with --tag: {reason}")]
     InvalidTag { tag: String, reason: String },

@@ -148,13 +148,16 @@ impl Context {
         let tags = if opts.tags.is_empty() {
             spec.tags.clone()
         } else {
-            for tag in &opts.tags {
-                spec::validate_tag(tag).map_err(|reason| Error::InvalidTag {
-                    tag: tag.clone(),
-                    reason,
-                })?;
-            }
-            opts.tags.clone()
+            // The same templates as the spec's tags (`{version}`, `{git_short_sha}`, ...).
+            opts.tags
+                .iter()
+                .map(|tag| {
+                    spec::expand_tag(spec, tag).map_err(|reason| Error::InvalidTag {
+                        tag: tag.clone(),
+                        reason,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
         };
         let epoch = opts.source_date_epoch.unwrap_or(spec.epoch);
         if epoch > spec::MAX_EPOCH {

@@ -527,7 +527,8 @@ fn cargo_builds(
                 if outputs.contains_key(src) {
                     continue;
                 }
-                let what = cargo::describe(src);
+                // As cargo will build it: `--profile` and the other overrides applied.
+                let what = cargo::describe(&opts.cargo.overrides.apply(src));
                 on_event(Event::CargoBuild { what: what.clone() });
                 let exe = cargo::build(src, &spec.context, &opts.cargo)?;
                 on_event(Event::CargoFinished {

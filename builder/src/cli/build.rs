@@ -10,7 +10,7 @@ use cargo_oci_image::registry::{read_ca_file, Credentials, RegistryOptions};
 use cargo_oci_image::spec::{self, ImageSpec, Selection};
 use clap::{Args, ValueEnum};
 
-use super::output::{status, Verbosity};
+use super::output::{status, warning, Verbosity};
 use super::reporter::Reporter;
 use super::Failure;
 
@@ -78,6 +78,10 @@ pub struct CommonArgs {
     pub store: Option<PathBuf>,
     /// Build this stage of the spec as the image (default: the spec's image stage).
     #[arg(long, value_name = "STAGE")]
+    pub stage: Option<String>,
+    /// Deprecated spelling of --stage (to cargo users `--target` means a rust target triple,
+    /// which `[platform."os/arch"] target` and --platform choose here).
+    #[arg(long, value_name = "STAGE", conflicts_with = "stage", hide = true)]
     pub target: Option<String>,
     /// Parallel jobs: layers at once and compressor threads (0: one per CPU). The output bytes
     /// never depend on it.
@@ -105,6 +109,14 @@ pub struct CommonArgs {
     /// Passed to cargo: build every binary with this profile instead of the spec's.
     #[arg(long, value_name = "PROFILE", value_parser = parse_profile)]
     pub profile: Option<String>,
+    /// Passed to cargo: the `release` profile (the spec's default already), as `--profile
+    /// release`.
+    #[arg(long, short = 'r', conflicts_with = "profile")]
+    pub release: bool,
+    /// The binary of a zero-config image (a package with several binaries); without -p it also
+    /// picks the workspace package that has it, as cargo's `--bin` does.
+    #[arg(long, value_name = "NAME", conflicts_with = "spec")]
+    pub bin: Option<String>,
     /// Passed to cargo: features to enable besides the spec's (comma or space separated,
     /// repeatable).
     #[arg(long, short = 'F', value_name = "FEATURES")]
@@ -145,6 +157,17 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    /// The stage to build: `--stage`, or the deprecated `--target` (with a warning).
+    fn stage(&self) -> Option<String> {
+        if let Some(stage) = &self.target {
+            warning(&format!(
+                "`--target {stage}` names a stage and is deprecated: use `--stage {stage}` (a \
+                 later release gives --target cargo's meaning, a rust target triple)"
+            ));
+        }
+        self.stage.clone().or_else(|| self.target.clone())
+    }
+
     /// The build options these arguments give (output and tags are the caller's).
     pub fn options(
         &self,
@@ -176,7 +199,10 @@ impl CommonArgs {
                 extra_args,
                 install_targets: true,
                 overrides: CargoOverrides {
-                    profile: self.profile.clone(),
+                    profile: self
+                        .profile
+                        .clone()
+                        .or_else(|| self.release.then(|| "release".to_owned())),
                     features: self
                         .features
                         .iter()
@@ -191,7 +217,7 @@ impl CommonArgs {
             },
             registry: self.registry()?,
             push: None,
-            target: self.target.clone(),
+            target: self.stage(),
             platforms: self.platforms()?,
             index: self.index,
         })
@@ -265,7 +291,10 @@ impl CommonArgs {
     /// `--spec`, else ./image.toml (unless a package selection is given), else the images of the
     /// cargo workspace the current directory is in.
     pub fn specs(&self) -> Result<Specs, Failure> {
-        let selecting = !self.package.is_empty() || self.workspace || !self.exclude.is_empty();
+        let selecting = !self.package.is_empty()
+            || self.workspace
+            || !self.exclude.is_empty()
+            || self.bin.is_some();
         if self.spec.is_some() || (!selecting && Path::new("image.toml").is_file()) {
             return find_spec(self.spec.as_deref()).map(Specs::File);
         }
@@ -274,6 +303,7 @@ impl CommonArgs {
             packages: self.package.clone(),
             exclude: self.exclude.clone(),
             all: self.workspace,
+            bin: self.bin.clone(),
         };
         match spec::workspace_specs(&cwd, &selection) {
             Ok(specs) => Ok(Specs::Workspace(specs)),

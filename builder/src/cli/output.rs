@@ -33,6 +33,17 @@ pub fn status(word: &str, message: &str) {
     let _ = writeln!(err, "{}", status_line(word, message));
 }
 
+/// Prints `warning: MESSAGE` on stderr (bold yellow on a terminal), like cargo.
+pub fn warning(message: &str) {
+    let word = if color() {
+        "\x1b[1;33mwarning\x1b[0m"
+    } else {
+        "warning"
+    };
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{word}: {message}");
+}
+
 /// A byte count for people: `812 B`, `1.4 KiB`, `12.0 MiB`.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -60,6 +60,7 @@ mod model;
 mod parse;
 pub mod raw;
 mod template;
+pub use template::expand_tag;
 pub(crate) use template::git_head;
 mod validate;
 mod workspace;

@@ -6,6 +6,13 @@
 //! without templates never runs `cargo metadata` or `git`. The expanded tag must still be a valid
 //! tag; a template whose value is unknown (no package, not a git checkout) is an error that says
 //! why.
+//!
+//! `{git_short_sha}` of a work tree whose tracked files differ from the commit (what
+//! `git status --untracked-files=no` reports) gets a `-dirty` suffix, as `git describe --dirty`
+//! does, so an image built from uncommitted changes is never tagged as the commit. `{git_sha}`
+//! stays the bare commit id (it is also the revision annotation).
+//!
+//! `--tag` values on the command line are expanded the same way ([`expand_tag`]).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,6 +27,8 @@ pub(crate) struct Vars {
     pub version: Option<Result<String, String>>,
     /// The full commit id checked out, or why there is none.
     pub git_sha: Option<Result<String, String>>,
+    /// Whether the work tree's tracked files differ from that commit.
+    pub dirty: Option<bool>,
 }
 
 impl Vars {
@@ -28,6 +37,7 @@ impl Vars {
         Vars {
             version: Some(Ok(version.to_owned())),
             git_sha: None,
+            dirty: None,
         }
     }
 
@@ -39,6 +49,10 @@ impl Vars {
 
     fn git_sha(&mut self, dir: &Path) -> Result<String, String> {
         self.git_sha.get_or_insert_with(|| git_head(dir)).clone()
+    }
+
+    fn dirty(&mut self, dir: &Path) -> bool {
+        *self.dirty.get_or_insert_with(|| git_dirty(dir))
     }
 
     /// Expands every `{name}` in `text`; `dir` is where the package and the checkout are looked
@@ -64,7 +78,12 @@ impl Vars {
                     let sha = self
                         .git_sha(dir)
                         .map_err(|why| format!("`{{git_short_sha}}` is unknown: {why}"))?;
-                    sha.chars().take(7).collect()
+                    let short: String = sha.chars().take(7).collect();
+                    if self.dirty(dir) {
+                        format!("{short}-dirty")
+                    } else {
+                        short
+                    }
                 }
                 other => {
                     let known: Vec<String> = NAMES.iter().map(|n| format!("`{{{n}}}`")).collect();
@@ -80,6 +99,20 @@ impl Vars {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// Expands the templates of a tag given on the command line (`--tag`) for the image of `spec`:
+/// `{version}` is the version its `Cargo.toml` gives (the `org.opencontainers.image.version`
+/// annotation a workspace image carries, else the package in the spec's context), git is asked
+/// in the context. The result is checked like a spec's tag.
+pub fn expand_tag(spec: &crate::spec::ImageSpec, tag: &str) -> Result<String, String> {
+    let mut vars = match spec.annotations.get("org.opencontainers.image.version") {
+        Some(version) => Vars::with_version(version),
+        None => Vars::default(),
+    };
+    let expanded = vars.expand(tag, &spec.context)?;
+    crate::spec::validate_tag(&expanded)?;
+    Ok(expanded)
 }
 
 /// The version of the cargo package whose `Cargo.toml` is in `dir` (or the workspace's only
@@ -128,6 +161,18 @@ pub(crate) fn git_head(dir: &Path) -> Result<String, String> {
     }
 }
 
+/// Whether the tracked files of the git work tree holding `dir` differ from its commit (false
+/// when git cannot tell: outside a checkout the `{git_*}` templates fail anyway).
+fn git_dirty(dir: &Path) -> bool {
+    Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| out.status.success() && !out.stdout.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +181,7 @@ mod tests {
         Vars {
             version: Some(Ok("1.2.3".into())),
             git_sha: Some(Ok("0123456789abcdef0123456789abcdef01234567".into())),
+            dirty: Some(false),
         }
     }
 
@@ -169,9 +215,58 @@ mod tests {
         let mut none = Vars {
             version: Some(Err("no package".into())),
             git_sha: Some(Err("not a checkout".into())),
+            dirty: None,
         };
         let e = none.expand("{git_short_sha}", dir).unwrap_err();
         assert_eq!(e, "`{git_short_sha}` is unknown: not a checkout");
+    }
+
+    #[test]
+    fn a_dirty_tree_gives_the_short_sha_a_suffix() {
+        let mut v = Vars {
+            dirty: Some(true),
+            ..known()
+        };
+        let dir = Path::new(".");
+        assert_eq!(v.expand("{git_short_sha}", dir).unwrap(), "0123456-dirty");
+        assert_eq!(
+            v.expand("{git_sha}", dir).unwrap(),
+            "0123456789abcdef0123456789abcdef01234567"
+        );
+    }
+
+    #[test]
+    fn dirty_means_a_changed_tracked_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "commit.gpgsign=false",
+                ])
+                .args(args)
+                .current_dir(tmp.path())
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(tmp.path().join("a"), "1").unwrap();
+        git(&["add", "a"]);
+        git(&["commit", "-q", "-m", "one"]);
+        assert!(!git_dirty(tmp.path()));
+        std::fs::write(tmp.path().join("untracked"), "x").unwrap();
+        assert!(!git_dirty(tmp.path()), "untracked files do not count");
+        std::fs::write(tmp.path().join("a"), "2").unwrap();
+        assert!(git_dirty(tmp.path()));
+        let short = Vars::default()
+            .expand("{git_short_sha}", tmp.path())
+            .unwrap();
+        assert!(short.ends_with("-dirty") && short.len() == 13, "{short}");
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct Selection {
     pub exclude: Vec<String>,
     /// `--workspace`: every package with image metadata or a binary.
     pub all: bool,
+    /// `--bin NAME`: the binary a zero-config image holds; without `-p` or `--workspace` it
+    /// also picks the package that has it, as cargo's `--bin` does.
+    pub bin: Option<String>,
 }
 
 /// The specs of the images of the cargo workspace that `dir` belongs to, in cargo's package
@@ -128,7 +131,7 @@ pub fn workspace_specs(dir: &Path, selection: &Selection) -> Result<Vec<ImageSpe
         let set = Explicit::of(&own);
         let spec =
             validate_with(own, &src, &manifest, inherited()).map_err(SpecError::ValidateSpec)?;
-        let spec = merge(shared, spec, &set, package)?;
+        let spec = merge(shared, spec, &set, package, selection.bin.as_deref())?;
         if let Some(other) = specs.iter().find(|s| s.short_name() == spec.short_name()) {
             return Err(SpecError::Workspace {
                 manifest: spec.spec_path.clone(),
@@ -144,6 +147,19 @@ pub fn workspace_specs(dir: &Path, selection: &Selection) -> Result<Vec<ImageSpe
         specs.push(spec);
     }
     Ok(specs)
+}
+
+/// Every binary of the workspace, as `bin (package)`, for messages.
+fn all_bins(meta: &Metadata) -> String {
+    meta.packages
+        .iter()
+        .flat_map(|p| {
+            p.bins()
+                .into_iter()
+                .map(move |b| format!("{b} ({})", p.name))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The packages `selection` picks, in cargo's order.
@@ -177,7 +193,25 @@ fn select<'a>(
         }
     }
 
-    let mut picked: Vec<&Package> = if !selection.packages.is_empty() {
+    let mut picked: Vec<&Package> = if let (Some(bin), true, false) =
+        (&selection.bin, selection.packages.is_empty(), selection.all)
+    {
+        let having: Vec<&Package> = meta
+            .packages
+            .iter()
+            .filter(|p| p.bins().contains(&bin.as_str()))
+            .collect();
+        if having.is_empty() {
+            return Err(SpecError::Workspace {
+                manifest: root_manifest.to_path_buf(),
+                message: format!(
+                    "--bin `{bin}`: no package of the workspace has a binary of that name"
+                ),
+                help: Some(format!("the workspace's binaries are: {}", all_bins(meta))),
+            });
+        }
+        having
+    } else if !selection.packages.is_empty() {
         meta.packages
             .iter()
             .filter(|p| selection.packages.contains(&p.name))
@@ -288,6 +322,7 @@ fn merge(
     mut own: ImageSpec,
     set: &Explicit,
     package: &Package,
+    bin: Option<&str>,
 ) -> Result<ImageSpec, SpecError> {
     let manifest = own.spec_path.clone();
     let error = |message: String, help: &str| SpecError::Workspace {
@@ -409,7 +444,7 @@ fn merge(
             ));
         }
     }
-    add_binary(&mut own, package).map_err(|m| {
+    add_binary(&mut own, package, bin).map_err(|m| {
         error(
             m,
             "add a layer with `cargo = { bin = \"NAME\" }` to `[package.metadata.image]`, or set \
@@ -429,19 +464,40 @@ fn merge(
 }
 
 /// Adds the package's binary as the top layer when no layer builds it (and it has one), and
-/// makes it the entrypoint when none is set.
-fn add_binary(spec: &mut ImageSpec, package: &Package) -> Result<(), String> {
+/// makes it the entrypoint when none is set. `wanted` (`--bin`) picks which binary.
+fn add_binary(spec: &mut ImageSpec, package: &Package, wanted: Option<&str>) -> Result<(), String> {
     let builds_it = spec
         .entries()
         .any(|e| matches!(&e.source, Source::Cargo(c) if c.package.as_deref() == Some(package.name.as_str())));
     let bins = package.bins();
+    if let Some(wanted) = wanted {
+        if builds_it {
+            return Err(format!(
+                "--bin `{wanted}`: the image of package `{}` already says which binary it holds \
+                 (a `cargo = {{ ... }}` entry); --bin picks the binary of a zero-config image",
+                package.name
+            ));
+        }
+        if !bins.contains(&wanted) {
+            return Err(format!(
+                "--bin `{wanted}`: package `{}` has no binary of that name (its binaries: {})",
+                package.name,
+                if bins.is_empty() {
+                    "none".to_owned()
+                } else {
+                    bins.join(", ")
+                }
+            ));
+        }
+    }
     if builds_it || bins.is_empty() {
         return Ok(());
     }
-    let bin = match (bins.as_slice(), &package.default_run) {
-        ([only], _) => only.to_string(),
-        (_, Some(run)) => run.clone(),
-        (many, None) => {
+    let bin = match (wanted, bins.as_slice(), &package.default_run) {
+        (Some(wanted), _, _) => wanted.to_string(),
+        (None, [only], _) => only.to_string(),
+        (None, _, Some(run)) => run.clone(),
+        (None, many, None) => {
             return Err(format!(
                 "package `{}` has several binaries ({}) and no layer says which goes in the image",
                 package.name,
