@@ -1,7 +1,7 @@
 //! Emitting: the executor's images become the output, an OCI layout (blobs hard-linked out of
 //! the store into a temporary directory, swapped into place at the end), made into an OCI or
-//! docker archive when asked, and pushed when asked. A failed build leaves the previous output
-//! as it was.
+//! docker archive when asked, pushed when asked, and loaded into a local container engine when
+//! asked (`load.rs`). A failed build leaves the previous output as it was.
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +135,17 @@ pub(super) fn emit(
         )?),
         None => None,
     };
+    if let Some(program) = cx.load {
+        super::load::load(
+            program,
+            &layout_dir_of(&path, archive_scratch.as_ref()),
+            &spec.name,
+            &cx.tags,
+            &cx.store_root,
+            cx.epoch,
+            on_event,
+        )?;
+    }
     drop(archive_scratch);
     on_event(Event::ImageFinished {
         name: spec.name.clone(),

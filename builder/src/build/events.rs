@@ -52,6 +52,14 @@ pub enum Event {
         skipped_blobs: usize,
         mounted_blobs: usize,
     },
+    /// The image for `platform` was loaded into `engine` (`podman`, `docker`) as `references`;
+    /// `image_id` is its config digest, the id the engine shows.
+    Loaded {
+        engine: String,
+        platform: String,
+        references: Vec<String>,
+        image_id: String,
+    },
     /// The image is written and in place.
     ImageFinished {
         name: String,

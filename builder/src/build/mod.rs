@@ -47,10 +47,12 @@ mod base;
 mod emit;
 mod events;
 mod execute;
+mod load;
 mod options;
 mod planner;
 
 pub use events::Event;
+pub use load::LoadEngine;
 use options::{image_dir, platform_specs, Context};
 
 /// Errors of the build operation; each wraps the module error of the step that failed.
@@ -104,6 +106,26 @@ pub enum Error {
     PinnedTarget { target: String, count: usize },
     #[error("a docker archive holds one image, and this build is for {platforms}; write an OCI archive (`--output-format oci-archive`) or build one --platform")]
     DockerArchivePlatforms { platforms: String },
+    #[error("--load: {wanted} is not installed (not on PATH); install podman (`apt install podman`) or docker, or name the one you have with --load=podman|docker")]
+    NoLoadEngine { wanted: String },
+    #[error("--load: could not run `{program} load`: {source}")]
+    LoadSpawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--load: `{program} load` failed ({status}):\n{output}")]
+    LoadFailed {
+        program: String,
+        status: String,
+        output: String,
+    },
+    #[error("--load: could not make a scratch directory in {}: {source}", path.display())]
+    LoadScratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// An invalid digest or platform met while building ([`crate::types`] checks them).
     #[error(transparent)]
     Value(#[from] crate::types::Error),
@@ -158,6 +180,8 @@ pub struct BuildOptions {
     pub registry: crate::registry::RegistryOptions,
     /// Push the image after building it.
     pub push: Option<PushOptions>,
+    /// Load the image for the host's platform into a local container engine after building it.
+    pub load: Option<LoadEngine>,
     /// Build this stage as the image instead of the spec's image stage.
     pub target: Option<String>,
     /// Build for these platforms instead of the spec's `platforms` (when non-empty).

@@ -117,6 +117,8 @@ pub(super) struct Context {
     pub annotations: BTreeMap<String, String>,
     /// The platform layer and image names carry in a multi-platform build.
     pub label: Option<String>,
+    /// `--load`: the container engine program to load the image into.
+    pub load: Option<&'static str>,
 }
 
 impl Context {
@@ -216,6 +218,7 @@ impl Context {
             },
             annotations,
             label: None,
+            load: opts.load.map(|engine| engine.program()).transpose()?,
         })
     }
 }

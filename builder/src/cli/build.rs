@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cargo_oci_image::build::{self, BuildOptions, OutputFormat, PushOptions};
+use cargo_oci_image::build::{self, BuildOptions, LoadEngine, OutputFormat, PushOptions};
 use cargo_oci_image::cargo::{CargoOptions, CargoOverrides};
 use cargo_oci_image::oci::Platform;
 use cargo_oci_image::registry::{read_ca_file, Credentials, RegistryOptions};
@@ -49,6 +49,10 @@ pub struct BuildArgs {
     /// Push to this repository (`registry/name`) instead of the spec's `name`; implies --push.
     #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
     push_to: Option<String>,
+    /// Load the image for this machine's platform into podman or docker (`ENGINE load`), to run
+    /// it with `podman run` / `docker run`; --load alone takes podman if installed, else docker.
+    #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto", require_equals = true)]
+    load: Option<LoadArg>,
     /// Say nothing but errors (cargo's output too).
     #[arg(long, short, conflicts_with = "verbose")]
     quiet: bool,
@@ -217,6 +221,7 @@ impl CommonArgs {
             },
             registry: self.registry()?,
             push: None,
+            load: None,
             target: self.stage(),
             platforms: self.platforms()?,
             index: self.index,
@@ -271,6 +276,15 @@ enum FormatArg {
     Oci,
     OciArchive,
     DockerArchive,
+}
+
+/// `--load=ENGINE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LoadArg {
+    /// podman if installed, else docker.
+    Auto,
+    Podman,
+    Docker,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -419,6 +433,11 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     )?;
     opts.output = args.output;
     opts.tags = args.tag;
+    opts.load = args.load.map(|engine| match engine {
+        LoadArg::Auto => LoadEngine::Auto,
+        LoadArg::Podman => LoadEngine::Podman,
+        LoadArg::Docker => LoadEngine::Docker,
+    });
     if args.push || args.push_to.is_some() {
         opts.push = Some(PushOptions {
             repository: args.push_to,

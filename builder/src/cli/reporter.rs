@@ -166,6 +166,24 @@ impl Reporter {
                     tags.join(", ")
                 ),
             ),
+            Event::Loaded {
+                engine,
+                platform,
+                references,
+                image_id,
+            } => {
+                self.status(
+                    "Loaded",
+                    &format!(
+                        "{} into {engine} ({platform}, image id {})",
+                        references.join(", "),
+                        short_digest(&image_id)
+                    ),
+                );
+                if let Some(first) = references.first() {
+                    self.status("Run", &format!("{engine} run --rm {first}"));
+                }
+            }
             Event::ImageFinished { .. } => {}
         }
     }

@@ -99,9 +99,24 @@ pub fn write_docker_archive(
     dest: &Path,
     mtime: u64,
 ) -> Result<(), Error> {
+    write_docker_archive_for(layout_dir, tag_in_layout, None, repo_tags, dest, mtime).map(|_| ())
+}
+
+/// [`write_docker_archive`] of the image for `platform` when the tag names an image index with
+/// several (`None`: the index must hold a single image). An index without an image for
+/// `platform` is an error that lists the platforms it has. Returns the config digest of the
+/// image written: the image id `docker load` and `podman load` give it.
+pub fn write_docker_archive_for(
+    layout_dir: &Path,
+    tag_in_layout: Option<&str>,
+    platform: Option<&Platform>,
+    repo_tags: &[String],
+    dest: &Path,
+    mtime: u64,
+) -> Result<Digest, Error> {
     let repos = repositories(repo_tags)?;
     let layout = Layout::open(layout_dir)?;
-    let image = single_image(&layout, tag_in_layout)?;
+    let image = single_image(&layout, tag_in_layout, platform)?;
     let diff_ids = image.config.rootfs().diff_ids();
     if diff_ids.len() != image.layers().len() {
         return Err(Error::LayerCount {
@@ -268,7 +283,8 @@ pub fn write_docker_archive(
         }
         tar.finish().map_err(write_err)?;
         Ok(())
-    })
+    })?;
+    Ok(config_digest)
 }
 
 /// `repo_tags` grouped by repository, each checked to be `name:tag`.
@@ -307,7 +323,11 @@ fn repositories(repo_tags: &[String]) -> Result<BTreeMap<String, BTreeSet<String
 }
 
 /// The image `tag` names in `layout`: an image manifest, or the only image of an image index.
-fn single_image(layout: &Layout, tag: Option<&str>) -> Result<ResolvedImage, Error> {
+fn single_image(
+    layout: &Layout,
+    tag: Option<&str>,
+    platform: Option<&Platform>,
+) -> Result<ResolvedImage, Error> {
     let entry = layout.find(tag)?;
     match ManifestKind::of(entry.media_type()) {
         ManifestKind::Image => layout.load_image(entry, tag),
@@ -318,7 +338,20 @@ fn single_image(layout: &Layout, tag: Option<&str>) -> Result<ResolvedImage, Err
                 .iter()
                 .filter(|d| ManifestKind::of(d.media_type()) == ManifestKind::Image)
                 .collect();
-            match images.as_slice() {
+            let chosen: Vec<&Descriptor> = match platform {
+                Some(platform) => images
+                    .iter()
+                    .copied()
+                    .filter(|d| {
+                        d.platform()
+                            .as_ref()
+                            .is_some_and(|p| Platform::from_oci(p).runs_on(platform))
+                    })
+                    .take(1)
+                    .collect(),
+                None => images.clone(),
+            };
+            match chosen.as_slice() {
                 [only] => {
                     let mut image = layout.load_image(only, tag)?;
                     image.index = Some(entry.clone());
@@ -327,6 +360,7 @@ fn single_image(layout: &Layout, tag: Option<&str>) -> Result<ResolvedImage, Err
                 _ => Err(Error::SeveralPlatforms {
                     layout: layout.path().to_path_buf(),
                     digest: entry.digest().to_string(),
+                    wanted: platform.map(Platform::to_string),
                     available: images
                         .iter()
                         .map(|d| {

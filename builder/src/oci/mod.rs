@@ -59,7 +59,7 @@
 //! }
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 mod archive;
 pub mod bounded;
@@ -80,7 +80,7 @@ pub use archive::{
     check_archive_output, open_oci_archive, prepare_archive_output, write_oci_archive,
 };
 pub use canonical::to_canonical_json;
-pub use docker_archive::{open_docker_archive, write_docker_archive};
+pub use docker_archive::{open_docker_archive, write_docker_archive, write_docker_archive_for};
 pub use inspect::{inspect, BlobInfo, Inspection, LayerInfo};
 pub use layer_check::{check_layer, read_layer, LayerFacts};
 pub use layout::{LayoutWriter, OCI_LAYOUT_FILE};
@@ -330,10 +330,12 @@ pub enum Error {
         diff_ids: usize,
     },
 
-    #[error("the image index {digest} in `{}` holds several images ({available}); a Docker archive holds one: write an OCI archive instead", layout.display())]
+    #[error("{}", several_platforms(layout, digest, wanted.as_deref(), available))]
     SeveralPlatforms {
         layout: PathBuf,
         digest: String,
+        /// The platform asked for, if any.
+        wanted: Option<String>,
         available: String,
     },
 
@@ -352,4 +354,20 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+}
+
+/// The message of [`Error::SeveralPlatforms`].
+fn several_platforms(layout: &Path, digest: &str, wanted: Option<&str>, available: &str) -> String {
+    match wanted {
+        Some(wanted) => format!(
+            "the image index {digest} in `{}` has no image for {wanted} (it has {available}): build \
+             for this platform too (`--platform {wanted}`)",
+            layout.display()
+        ),
+        None => format!(
+            "the image index {digest} in `{}` holds several images ({available}); a Docker archive \
+             holds one: write an OCI archive instead",
+            layout.display()
+        ),
+    }
 }

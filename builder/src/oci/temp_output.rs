@@ -42,6 +42,8 @@ pub enum Scratch {
     Base,
     /// A stage's merged filesystem, opened for `from-stage` copies.
     Stage,
+    /// The archive `--load` hands to a container engine.
+    Load,
 }
 
 impl Scratch {
@@ -49,16 +51,18 @@ impl Scratch {
         match self {
             Scratch::Base => ".cargo-image-base-",
             Scratch::Stage => ".cargo-image-stage-",
+            Scratch::Load => ".cargo-image-load-",
         }
     }
 }
 
 /// Every scratch prefix: names starting with one of them (and six random characters) are
 /// ours wherever they are.
-const SCRATCH_PREFIXES: [&str; 3] = [
+const SCRATCH_PREFIXES: [&str; 4] = [
     ARCHIVE_SCRATCH_PREFIX,
     Scratch::Base.prefix(),
     Scratch::Stage.prefix(),
+    Scratch::Load.prefix(),
 ];
 /// How many random characters `tempfile` appends to a prefix.
 const RANDOM_LEN: usize = 6;

@@ -28,6 +28,36 @@ impl Platform {
         }
     }
 
+    /// The platform this program runs on, in OCI's names (`linux/amd64` on x86_64 Linux,
+    /// `linux/arm64` on aarch64), for choosing the image a local runtime can run.
+    pub fn host() -> Self {
+        let (architecture, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "aarch64" => ("arm64", None),
+            "x86" => ("386", None),
+            "arm" => ("arm", Some("v7")),
+            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+            "loongarch64" => ("loong64", None),
+            other => (other, None),
+        };
+        Self {
+            os: std::env::consts::OS.into(),
+            architecture: architecture.into(),
+            variant: variant.map(str::to_owned),
+        }
+    }
+
+    /// Whether an image for `self` runs on `other`: the same os and architecture, and the same
+    /// variant when both name one (`linux/arm64` and `linux/arm64/v8` are the same platform).
+    pub fn runs_on(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && match (&self.variant, &other.variant) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+
     /// Parses `os/arch[/variant]`.
     pub fn parse(platform: &str) -> Result<Self, Error> {
         let parts: Vec<&str> = platform.split('/').collect();
