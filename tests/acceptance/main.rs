@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod events;
 mod examples;
+mod ignore;
 mod messages;
 mod outputs;
 mod platforms;
