@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod events;
 mod examples;
+mod ignore;
 mod load;
 mod messages;
 mod outputs;

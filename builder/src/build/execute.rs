@@ -248,6 +248,7 @@ impl Run<'_> {
             None => {
                 let ctx = SourceContext {
                     context: &platform.spec.context,
+                    host_filter: Some(&platform.cx.host_filter),
                     cargo_outputs: &platform.cargo_outputs,
                     stages: Some(view),
                 };

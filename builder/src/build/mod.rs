@@ -6,7 +6,8 @@
 //! ```
 //!
 //! 1. **Options** (`options.rs`): the spec and [`BuildOptions`] resolved once (tags, epoch,
-//!    threads, output and store paths, annotations), and the platforms, each with the spec as
+//!    threads, output and store paths, annotations, what host trees leave out: cargo's target
+//!    directory, the store, the output and the context's `.dockerignore`), and the platforms, each with the spec as
 //!    [`ImageSpec::for_platform`] makes it (cargo entries built for the platform's target,
 //!    entries of other platforms left out).
 //! 2. **Plan** (`planner.rs`): for every platform in parallel, the cargo builds and base
@@ -68,6 +69,9 @@ pub enum Error {
         #[source]
         source: Box<layer::Error>,
     },
+    /// The ignore file cannot be read or has a bad pattern.
+    #[error(transparent)]
+    IgnoreFile(Box<layer::Error>),
     #[error("base image {base}: {source}")]
     Base {
         base: String,

@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{BuildOptions, Error, OutputFormat};
 use crate::cargo;
-use crate::layer::WriteOptions;
+use crate::layer::{HostFilter, IgnoreFile, Reserved, WriteOptions};
 use crate::oci;
-use crate::spec::{self, Base, ImageSpec, Stage};
+use crate::spec::{self, Base, IgnoreFileSetting, ImageSpec, Stage};
 
 /// One platform of a build, with the spec as built for it.
 pub(super) struct PlatformSpec {
@@ -119,6 +120,9 @@ pub(super) struct Context {
     pub label: Option<String>,
     /// `--load`: the container engine program to load the image into.
     pub load: Option<&'static str>,
+    /// What host `path` sources leave out: cargo's and our directories, and what the ignore
+    /// file excludes. Made once, so planning and building walk host trees alike.
+    pub host_filter: Arc<HostFilter>,
 }
 
 impl Context {
@@ -171,6 +175,7 @@ impl Context {
             opts.jobs
         };
         let mut workspace = cargo::workspace(&spec.context).ok();
+        let cargo_target = workspace.as_ref().map(|w| w.target_directory.clone());
         if let (Some(w), Some(dir)) = (workspace.as_mut(), &opts.cargo.overrides.target_dir) {
             w.target_directory = dir.clone();
         }
@@ -187,6 +192,14 @@ impl Context {
             .store
             .clone()
             .unwrap_or_else(|| image_dir.join(".store"));
+
+        let host_filter = host_filter(
+            spec,
+            cargo_target.iter().chain(&opts.cargo.overrides.target_dir),
+            &image_dir,
+            &store_root,
+            &output,
+        )?;
 
         let mut annotations: BTreeMap<String, String> = BTreeMap::new();
         annotations.insert(
@@ -219,8 +232,60 @@ impl Context {
             annotations,
             label: None,
             load: opts.load.map(|engine| engine.program()).transpose()?,
+            host_filter: Arc::new(host_filter),
         })
     }
+}
+
+/// What host trees leave out (see [`HostFilter`]): cargo's target directories (as cargo
+/// metadata reports it, `CARGO_TARGET_DIR` and `build.target-dir` included, and `--target-dir`),
+/// our image directory (`target/image`, outputs and store; beside the spec outside a
+/// workspace), the store and output wherever they are, the temporary names of the output beside
+/// it and our scratch directories anywhere; and the ignore file the spec names.
+fn host_filter<'a>(
+    spec: &ImageSpec,
+    target_dirs: impl Iterator<Item = &'a PathBuf>,
+    image_dir: &Path,
+    store_root: &Path,
+    output: &Path,
+) -> Result<HostFilter, Error> {
+    let mut reserved: Vec<Reserved> = target_dirs
+        .map(|dir| Reserved::path(dir, "cargo's target directory"))
+        .collect();
+    reserved.push(Reserved::path(image_dir, "cargo-image's output directory"));
+    reserved.push(Reserved::path(store_root, "the store of cargo-image"));
+    reserved.push(Reserved::path(output, "the output of this build"));
+    if let Some(name) = output.file_name().and_then(|n| n.to_str()) {
+        let parent = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let prefix = oci::temp_prefix(name.as_ref());
+        reserved.push(Reserved::temporary_name(
+            Some(parent),
+            prefix.to_string_lossy(),
+            oci::RANDOM_LEN,
+            "a temporary output of cargo-image",
+        ));
+    }
+    for prefix in oci::SCRATCH_PREFIXES {
+        reserved.push(Reserved::temporary_name(
+            None,
+            prefix,
+            oci::RANDOM_LEN,
+            "a scratch directory of cargo-image",
+        ));
+    }
+    let ignore = match &spec.ignore_file {
+        IgnoreFileSetting::Off => None,
+        IgnoreFileSetting::Default => {
+            IgnoreFile::read(&spec.context.join(IgnoreFileSetting::DEFAULT_NAME), true)
+                .map_err(|e| Error::IgnoreFile(Box::new(e)))?
+        }
+        IgnoreFileSetting::File(path) => IgnoreFile::read(&spec.context.join(path), false)
+            .map_err(|e| Error::IgnoreFile(Box::new(e)))?,
+    };
+    Ok(HostFilter::new(reserved, ignore))
 }
 
 /// `target/image` of the cargo workspace that holds the context, or `target/image` beside the

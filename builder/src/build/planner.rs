@@ -335,6 +335,7 @@ impl Planner<'_> {
             done.iter().map(|s| (s.name.clone(), s.key)).collect();
         let ctx = SourceContext {
             context: &self.spec.context,
+            host_filter: Some(&cx.host_filter),
             cargo_outputs: self.cargo_outputs,
             stages: Some(&KeyedByStage),
         };

@@ -1,5 +1,7 @@
 //! `cargo image plan`: show the layer graph of a spec and what the store already holds.
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
 
 use cargo_oci_image::build;
@@ -23,6 +25,10 @@ pub struct PlanArgs {
     /// Tag the image with TAG instead of the spec's `tags` (repeatable), as `build --tag` does.
     #[arg(long, short, value_name = "TAG")]
     tag: Vec<String>,
+    /// The output the build would write, as `build --output` names it: host paths leave it out
+    /// (when it lies inside the build context), so the keys are the build's.
+    #[arg(long, short, value_name = "PATH")]
+    output: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
@@ -52,6 +58,7 @@ pub fn run(args: PlanArgs) -> Result<(), Failure> {
     let specs = args.common.specs()?;
     let mut opts = args.common.options(false, true)?;
     opts.tags = args.tag;
+    opts.output = args.output;
     let reporter = Reporter::new(Verbosity::Quiet, json);
     let graphs = match specs {
         Specs::File(spec) => {

@@ -37,6 +37,35 @@ pub enum Error {
         resolved: PathBuf,
         context: PathBuf,
     },
+    /// A top-level host `path` is cargo's or cargo-image's own (its target directory, the
+    /// store, an output), which host trees never add.
+    #[error(
+        "source `{path}` is {what}, which host paths never add (a build changes it, so the \
+         layer would never stay cached); add a binary with a `cargo` entry, or name the files \
+         you need elsewhere"
+    )]
+    ReservedSource { path: PathBuf, what: String },
+    /// A top-level host `path` is left out by the context's ignore file.
+    #[error(
+        "source `{path}` is left out by the ignore file `{file}`; remove the pattern that \
+         matches it, add an exception (`!{path}`), or set `ignore-file` in the spec"
+    )]
+    IgnoredSource { path: PathBuf, file: PathBuf },
+    /// The ignore file (`.dockerignore`, or the spec's `ignore-file`) cannot be read.
+    #[error("cannot read the ignore file `{path}`")]
+    ReadIgnoreFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A line of the ignore file is not a valid pattern.
+    #[error("invalid pattern `{pattern}` on line {line} of the ignore file `{path}`: {reason}")]
+    ParseIgnoreFile {
+        path: PathBuf,
+        line: usize,
+        pattern: String,
+        reason: String,
+    },
     /// Reading a host file, directory or link failed.
     #[error("cannot read `{path}`")]
     ReadSource {

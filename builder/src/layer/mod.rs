@@ -5,9 +5,10 @@
 //! A layer is built in two steps, and data flows one way:
 //!
 //! 1. **sources -> [`LayerTree`]** ([`LayerTree::from_spec`]): every `add` entry of the layer is
-//!    read from its source (a host path with include/exclude globs, inline content, an empty
-//!    directory, a symlink, the members of an existing tar, a cargo binary; one file per source
-//!    under `sources/`) into one merged tree, sorted by path in byte order. Modes are normalised,
+//!    read from its source (a host path with include/exclude globs, less what the build's
+//!    [`HostFilter`] leaves out: cargo's and our own directories, and what the context's
+//!    `.dockerignore` excludes; inline content, an empty directory, a symlink, the members of
+//!    an existing tar, a cargo binary; one file per source under `sources/`) into one merged tree, sorted by path in byte order. Modes are normalised,
 //!    owners come from the spec, implicit parent directories are added, and two different entries
 //!    at one path are an error. The tree holds *where* file content is (a host file, inline bytes,
 //!    a member of an archive at an offset), never the content of large files.
@@ -39,6 +40,7 @@
 //! let outputs = HashMap::new();
 //! let ctx = SourceContext {
 //!     context: Path::new("/src/app"),
+//!     host_filter: None,
 //!     cargo_outputs: &outputs,
 //!     stages: None,
 //! };
@@ -69,6 +71,7 @@ mod tests;
 pub use crate::types::{Compression, LayerBlob};
 pub use error::Error;
 pub(crate) use sources::{Globs, SYMLINK_MODE};
+pub use sources::{HostFilter, IgnoreFile, Reserved};
 pub(crate) use tree::{is_normalised, join};
 pub use tree::{Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};
 pub use whiteout::{add_whiteouts, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
@@ -89,12 +92,15 @@ pub use write::{
 pub const FORMAT_VERSION: &str =
     "tar1;gzip:gzp-2.0.4/zlib-rs-0.6.8/6/128k/dict32k/fresh;zstd:1.5.7/3/mt";
 
-/// What the tree builder needs besides the spec: where host paths are, where cargo put the
-/// binaries the spec asks for, and how to copy out of other stages.
+/// What the tree builder needs besides the spec: where host paths are, what host trees leave
+/// out, where cargo put the binaries the spec asks for, and how to copy out of other stages.
 #[derive(Debug, Clone)]
 pub struct SourceContext<'a> {
     /// The build context directory (absolute, canonical). Host sources never resolve outside it.
     pub context: &'a Path,
+    /// What host `path` sources leave out besides their own globs: cargo's and cargo-image's
+    /// directories, and what the context's ignore file excludes (`None`: nothing).
+    pub host_filter: Option<&'a HostFilter>,
     /// The built binary for each cargo source of the spec.
     pub cargo_outputs: &'a HashMap<CargoSource, PathBuf>,
     /// Copies `from-stage` entries out of built stages (`None` when the spec has no stages).

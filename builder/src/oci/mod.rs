@@ -93,8 +93,8 @@ pub use model::{
 };
 pub use resolved::ResolvedImage;
 pub use temp_output::{
-    remove_leftovers, remove_scratch_leftovers, scratch_dir, RemovedLeftovers, Scratch,
-    TempDirBeside,
+    remove_leftovers, remove_scratch_leftovers, scratch_dir, temp_prefix, RemovedLeftovers,
+    Scratch, TempDirBeside, RANDOM_LEN, SCRATCH_PREFIXES,
 };
 
 /// Errors of the OCI model, the layout sink and the layout source.

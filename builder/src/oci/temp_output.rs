@@ -56,16 +56,16 @@ impl Scratch {
     }
 }
 
-/// Every scratch prefix: names starting with one of them (and six random characters) are
-/// ours wherever they are.
-const SCRATCH_PREFIXES: [&str; 4] = [
+/// Every scratch prefix: names starting with one of them (and [`RANDOM_LEN`] random characters)
+/// are ours wherever they are.
+pub const SCRATCH_PREFIXES: [&str; 4] = [
     ARCHIVE_SCRATCH_PREFIX,
     Scratch::Base.prefix(),
     Scratch::Stage.prefix(),
     Scratch::Load.prefix(),
 ];
-/// How many random characters `tempfile` appends to a prefix.
-const RANDOM_LEN: usize = 6;
+/// How many random characters (ASCII letters and digits) `tempfile` appends to a prefix.
+pub const RANDOM_LEN: usize = 6;
 
 /// A temporary directory beside a destination, locked for its whole life; removed when dropped
 /// (unless `keep` took it over).
@@ -126,8 +126,9 @@ pub(super) fn create_locked_file(
     })
 }
 
-/// The prefix of the temporary names of the output `name`: `.<name>.tmp-`.
-pub(super) fn temp_prefix(name: &OsStr) -> OsString {
+/// The prefix of the temporary names of the output `name`: `.<name>.tmp-` (followed by
+/// [`RANDOM_LEN`] random characters, in the output's directory).
+pub fn temp_prefix(name: &OsStr) -> OsString {
     let mut prefix = OsString::from(".");
     prefix.push(name);
     prefix.push(".tmp-");

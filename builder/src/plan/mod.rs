@@ -606,6 +606,7 @@ mod tests {
         let outputs = HashMap::from([(src.clone(), bin.to_path_buf())]);
         let ctx = SourceContext {
             context,
+            host_filter: None,
             cargo_outputs: &outputs,
             stages: None,
         };

@@ -51,6 +51,27 @@ pub struct ImageSpec {
     pub index: bool,
     /// How cargo builds for each platform the spec has a `[platform."..."]` table for.
     pub platform_settings: BTreeMap<Platform, PlatformSettings>,
+    /// Which ignore file host `path` sources honour (`ignore-file`).
+    pub ignore_file: IgnoreFileSetting,
+}
+
+/// Which ignore file host `path` sources honour (the spec's `ignore-file`). Its patterns are
+/// always relative to the build context.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum IgnoreFileSetting {
+    /// `.dockerignore` in the build context, when there is one (the default,
+    /// `ignore-file = true`).
+    #[default]
+    Default,
+    /// None (`ignore-file = false`).
+    Off,
+    /// This file, relative to the build context (`ignore-file = "PATH"`); it must exist.
+    File(PathBuf),
+}
+
+impl IgnoreFileSetting {
+    /// The name of the default ignore file, in the build context.
+    pub const DEFAULT_NAME: &'static str = ".dockerignore";
 }
 
 /// How `cargo` entries build for one platform (a `[platform."os/arch"]` table).

@@ -117,6 +117,17 @@ pub struct RawSpec {
     #[schemars(with = "String", extend("default" = "."))]
     pub context: Option<Spanned<String>>,
 
+    /// The ignore file host `path` sources honour: `true` (the default) reads `.dockerignore`
+    /// in the build context when there is one, `false` reads none, and a path (relative to the
+    /// build context and inside it) names another file, which must exist. Its syntax and
+    /// meaning are Docker's: patterns relative to the build context's root, `*`, `?`, `**`,
+    /// `!` exceptions, `#` comments; a pattern leaves out a path it or one of its parent
+    /// directories matches, and the last matching pattern decides. Cargo's target directory,
+    /// the store and the outputs of cargo-image are left out of host trees whatever it says.
+    #[serde(default)]
+    #[schemars(with = "RawIgnoreFile", extend("default" = true))]
+    pub ignore_file: Option<Spanned<RawIgnoreFile>>,
+
     /// The platforms to build the image for, as `os/arch[/variant]`: `linux/amd64`,
     /// `linux/arm64`, `linux/arm/v7`, `linux/arm/v6`, `linux/386`, `linux/riscv64`,
     /// `linux/s390x`, `linux/ppc64le` (others need a `target` in `[platform."..."]`). With
@@ -506,6 +517,60 @@ impl JsonSchema for RawMode {
             "anyOf": [
                 { "type": "integer", "minimum": 0, "maximum": 0o7777 },
                 { "type": "string", "pattern": MODE_STRING_PATTERN },
+            ]
+        })
+    }
+}
+
+/// The spec's `ignore-file` as written: `true`, `false` or a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawIgnoreFile {
+    /// `ignore-file = true` or `false`.
+    Enabled(bool),
+    /// `ignore-file = "PATH"`.
+    Path(String),
+}
+
+impl<'de> Deserialize<'de> for RawIgnoreFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IgnoreFileVisitor;
+
+        impl Visitor<'_> for IgnoreFileVisitor {
+            type Value = RawIgnoreFile;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    r#"`true`, `false` or the path of an ignore file, like ".dockerignore""#,
+                )
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawIgnoreFile, E> {
+                Ok(RawIgnoreFile::Enabled(v))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawIgnoreFile, E> {
+                Ok(RawIgnoreFile::Path(v.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(IgnoreFileVisitor)
+    }
+}
+
+impl JsonSchema for RawIgnoreFile {
+    fn schema_name() -> Cow<'static, str> {
+        "IgnoreFile".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "boolean" },
+                { "type": "string", "minLength": 1 },
             ]
         })
     }

@@ -484,6 +484,29 @@ refuse!(
     pull_without_registry_base,
     "name = \"x\"\npull = \"always\"\n"
 );
+refuse!(
+    ignore_file_escapes_context,
+    "name = \"x\"\nignore-file = \"../.dockerignore\"\n"
+);
+refuse!(wrong_type_ignore_file, "name = \"x\"\nignore-file = 1\n");
+
+#[test]
+fn ignore_file_is_on_off_or_a_path_in_the_context() {
+    let fixture = Fixture::new();
+    let setting = |line: &str| {
+        fixture
+            .parse(&format!("name = \"x\"\ncontext = \"site\"\n{line}"))
+            .expect("valid spec")
+            .ignore_file
+    };
+    assert_eq!(setting(""), IgnoreFileSetting::Default);
+    assert_eq!(setting("ignore-file = true\n"), IgnoreFileSetting::Default);
+    assert_eq!(setting("ignore-file = false\n"), IgnoreFileSetting::Off);
+    assert_eq!(
+        setting("ignore-file = \"./conf/../build.ignore\"\n"),
+        IgnoreFileSetting::File(PathBuf::from("build.ignore"))
+    );
+}
 
 #[test]
 fn registry_and_archive_bases_resolve() {

@@ -9,9 +9,10 @@
 //! the right `Cargo.toml`, line and key (`package.metadata.image.config.entrypoint`). The two
 //! resolved specs are then merged, the package's over the workspace's:
 //!
-//! - `registry`, `tags`, `from`, `epoch`, `compression`, `platforms`, `index`: the package's when
-//!   it sets them, else the workspace's (tag templates such as `{version}` are expanded with the
-//!   package's values); `[platform."os/arch"]` tables merged by platform;
+//! - `registry`, `tags`, `from`, `epoch`, `compression`, `platforms`, `index`, `ignore-file`:
+//!   the package's when it sets them, else the workspace's (tag templates such as `{version}`
+//!   are expanded with the package's values); `[platform."os/arch"]` tables merged by platform.
+//!   The default ignore file is the `.dockerignore` of the merged build context;
 //! - `config`: field by field; `env` and `labels` merged by key, `exposed-ports` and `volumes` united;
 //! - `annotations`: merged by key, over defaults taken from the package (`title`, `version`,
 //!   `description`, `licenses`, `source`, `url`, `authors` of `org.opencontainers.image.*`),
@@ -31,7 +32,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::error::{SpecError, SpecSource};
-use super::model::{CargoSource, EntrySpec, ImageSpec, LayerSpec, Owner, Source};
+use super::model::{
+    CargoSource, EntrySpec, IgnoreFileSetting, ImageSpec, LayerSpec, Owner, Source,
+};
 use super::parse::parse_raw_at;
 use super::raw::RawSpec;
 use super::template::Vars;
@@ -293,6 +296,7 @@ struct Explicit {
     from: bool,
     epoch: bool,
     compression: bool,
+    ignore_file: bool,
 }
 
 impl Explicit {
@@ -312,6 +316,7 @@ impl Explicit {
             from: raw.from.is_some() || last_stage_from,
             epoch: raw.epoch.is_some(),
             compression: raw.compression.is_some(),
+            ignore_file: raw.ignore_file.is_some(),
         }
     }
 }
@@ -379,6 +384,9 @@ fn merge(
         }
         if !set.index {
             own.index = shared.index;
+        }
+        if !set.ignore_file {
+            own.ignore_file = shared.ignore_file;
         }
         let mut settings = shared.platform_settings;
         settings.append(&mut own.platform_settings);
@@ -607,6 +615,9 @@ fn rebase(spec: &mut ImageSpec, prefix: &Path) {
             Source::Tar(path) => join(path),
             _ => {}
         }
+    }
+    if let IgnoreFileSetting::File(path) = &mut spec.ignore_file {
+        join(path);
     }
 }
 

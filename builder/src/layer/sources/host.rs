@@ -14,6 +14,15 @@
 //! non-empty only the files it takes are added, with their parent directories: a path its last
 //! matching pattern includes, or one no pattern matches inside a directory that is included
 //! (`include = ["docs/", "!docs/draft.md"]` takes `docs/` without the draft).
+//!
+//! Before the entry's own globs, the build's [`HostFilter`] (module `filter`) applies: a
+//! reserved path met in the tree (cargo's target directory, the store, an output or a scratch
+//! directory of cargo-image) is skipped silently with everything below it, and so is what the
+//! context's ignore file (`.dockerignore`) leaves out, matched on the path relative to the
+//! context. A left-out directory is not walked unless an exception of the ignore file may take
+//! back something below it; it is then written only as the parent of what is taken back. A
+//! top-level path that is a reserved path, or that the ignore file leaves out (a directory:
+//! with nothing taken back below it), is an error.
 
 use std::fs;
 use std::path::{Component, Path};
@@ -22,6 +31,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::Match;
 use walkdir::WalkDir;
 
+use super::filter::{HostFilter, IgnoreFile, Reserved};
 use super::{
     file_kind, mask, normalise_file_mode, utf8_file_name, Builder, DIR_MODE, SYMLINK_MODE,
 };
@@ -39,11 +49,33 @@ pub(super) fn add(
     exclude: &[String],
 ) -> Result<(), Error> {
     let resolved = b.resolve(rel)?;
+    let filter = b.ctx.host_filter;
+    if let Some(reserved) = filter.and_then(|f| f.reserved(&resolved)) {
+        return Err(Error::ReservedSource {
+            path: rel.to_path_buf(),
+            what: reserved.what().to_owned(),
+        });
+    }
+    let ignore = filter.and_then(HostFilter::ignore_file);
+    // Where the source is in the context, as the ignore file's patterns see it.
+    let mut in_context = String::new();
+    if ignore.is_some() {
+        let below = resolved.strip_prefix(b.context).unwrap_or(Path::new(""));
+        relative(below, Path::new(""), &mut in_context)?;
+    }
+    let ignored = |file: &IgnoreFile| Error::IgnoredSource {
+        path: rel.to_path_buf(),
+        file: file.path().to_path_buf(),
+    };
     let meta = fs::metadata(&resolved).map_err(|source| Error::ReadSource {
         path: resolved.clone(),
         source,
     })?;
+    let root_ignored = ignore.filter(|f| f.excludes(&in_context));
     if meta.is_file() {
+        if let Some(file) = root_ignored {
+            return Err(ignored(file));
+        }
         // The name as the user wrote it, not the name of a symlink's target.
         let dest = if spec.dest_is_dir || spec.dest.is_empty() {
             join(&spec.dest, utf8_file_name(rel)?)
@@ -65,20 +97,44 @@ pub(super) fn add(
             kind: file_kind(&meta.file_type()),
         });
     }
+    if let Some(file) = root_ignored {
+        if !file.may_take_below(&in_context) {
+            return Err(ignored(file));
+        }
+    }
     let include = Globs::new(&b.layer.name, include)?;
     let exclude = Globs::new(&b.layer.name, exclude)?;
-    walk(
-        b,
-        index,
-        spec,
-        &resolved,
-        include.as_ref(),
-        exclude.as_ref(),
-    )
+    let reserved = filter.map_or_else(Vec::new, |f| f.reserved_below(&resolved));
+    let filters = Filters {
+        include: include.as_ref(),
+        exclude: exclude.as_ref(),
+        reserved: &reserved,
+        ignore: ignore.map(|file| (file, in_context.as_str())),
+        root_ignored: root_ignored.is_some(),
+    };
+    let took_any = walk(b, index, spec, &resolved, &filters)?;
+    match root_ignored {
+        // A left-out directory whose exceptions take nothing back: there is nothing to copy.
+        Some(file) if !took_any => Err(ignored(file)),
+        _ => Ok(()),
+    }
 }
 
-/// A directory of the walk whose entry may not be written yet (with `include`, only once
-/// something inside it is taken).
+/// What a walk leaves out, besides what it cannot hold.
+struct Filters<'a> {
+    include: Option<&'a Globs>,
+    exclude: Option<&'a Globs>,
+    /// Cargo's and cargo-image's paths below the root, skipped silently.
+    reserved: &'a [&'a Reserved],
+    /// The context's ignore file, and where the root is in the context (`""`: the context).
+    ignore: Option<(&'a IgnoreFile, &'a str)>,
+    /// Whether the ignore file leaves out the root itself (an exception may take back a path
+    /// below it).
+    root_ignored: bool,
+}
+
+/// A directory of the walk whose entry may not be written yet (with `include`, or when the
+/// ignore file leaves it out, only once something inside it is taken).
 struct Pending {
     dest: String,
     /// Whether it matched an include glob itself (or lies inside one that did).
@@ -86,18 +142,25 @@ struct Pending {
     written: bool,
 }
 
+/// Walks the tree at `root` into the layer; returns whether it took anything (a file, a link
+/// or a directory of its own).
 fn walk(
     b: &mut Builder<'_>,
     index: usize,
     spec: &EntrySpec,
     root: &Path,
-    include: Option<&Globs>,
-    exclude: Option<&Globs>,
-) -> Result<(), Error> {
+    filters: &Filters<'_>,
+) -> Result<bool, Error> {
+    let Filters {
+        include, exclude, ..
+    } = *filters;
     let dir_mode = spec.dir_mode.map_or(DIR_MODE, mask);
     // Ancestors of the current walk entry, root first: `pending[d]` is at depth `d`.
     let mut pending: Vec<Pending> = Vec::new();
     let mut rel = String::new();
+    // The entry's path relative to the context, for the ignore file.
+    let mut in_context = String::new();
+    let mut took_any = false;
     let mut it = WalkDir::new(root).follow_links(false).into_iter();
     while let Some(next) = it.next() {
         let de = next.map_err(|e| {
@@ -116,13 +179,36 @@ fn walk(
                 included: include.is_none(),
                 written: false,
             });
-            if include.is_none() {
+            if include.is_none() && !filters.root_ignored {
                 write_pending(b, index, spec, &mut pending, dir_mode)?;
+                took_any = true;
+            }
+            continue;
+        }
+        let is_dir = ft.is_dir();
+        if filters.reserved.iter().any(|r| r.matches(de.path())) {
+            if is_dir {
+                it.skip_current_dir();
             }
             continue;
         }
         relative(de.path(), root, &mut rel)?;
-        let is_dir = ft.is_dir();
+        let mut ignored = false;
+        if let Some((file, root_in_context)) = filters.ignore {
+            in_context.clear();
+            if !root_in_context.is_empty() {
+                in_context.push_str(root_in_context);
+                in_context.push('/');
+            }
+            in_context.push_str(&rel);
+            ignored = file.excludes(&in_context);
+            if ignored && !(is_dir && file.may_take_below(&in_context)) {
+                if is_dir {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+        }
         if exclude.is_some_and(|g| g.matches(&rel, is_dir)) {
             if is_dir {
                 it.skip_current_dir();
@@ -138,8 +224,11 @@ fn walk(
                 included,
                 written: false,
             });
-            if included {
+            // A left-out directory walked for its exceptions is written only as the parent
+            // of what they take back.
+            if included && !ignored {
                 write_pending(b, index, spec, &mut pending, dir_mode)?;
+                took_any = true;
             }
             continue;
         }
@@ -147,6 +236,7 @@ fn walk(
             continue;
         }
         write_pending(b, index, spec, &mut pending, dir_mode)?;
+        took_any = true;
         let path = de.path();
         if ft.is_file() {
             let meta = de.metadata().map_err(|e| Error::ReadSource {
@@ -186,7 +276,7 @@ fn walk(
             });
         }
     }
-    Ok(())
+    Ok(took_any)
 }
 
 /// Writes the directories of the walk's ancestor chain that are not written yet.
@@ -244,6 +334,7 @@ fn host_mode(_meta: &fs::Metadata) -> u32 {
 /// matcher, which ripgrep uses): the last pattern that matches a path decides, and a pattern
 /// starting with `!` negates (takes the path back). `\!` and `\#` start a pattern with a
 /// literal `!` or `#`; `#` does not start a comment here, and trailing spaces are kept.
+#[derive(Debug, Clone)]
 pub(crate) struct Globs {
     matcher: Gitignore,
 }
@@ -251,13 +342,7 @@ pub(crate) struct Globs {
 impl Globs {
     /// Compiles `patterns`; `None` when there are none.
     pub(crate) fn new(layer: &str, patterns: &[String]) -> Result<Option<Globs>, Error> {
-        if patterns.is_empty() {
-            return Ok(None);
-        }
-        // The root only strips absolute paths; ours are always relative to the source root.
-        let mut builder = GitignoreBuilder::new("");
-        builder.allow_unclosed_class(false);
-        for pattern in patterns {
+        let lines = patterns.iter().enumerate().map(|(i, pattern)| {
             let mut line = pattern.clone();
             // A spec's glob is one pattern, never a comment, and its spaces are its own.
             if line.starts_with('#') {
@@ -266,19 +351,38 @@ impl Globs {
             if line.ends_with(' ') && !line.ends_with("\\ ") {
                 line.insert(line.len() - 1, '\\');
             }
+            (i, line)
+        });
+        Self::compile(lines, |index, source| Error::ParseGlob {
+            layer: layer.to_owned(),
+            pattern: match index {
+                Some(i) => patterns[i].clone(),
+                None => patterns.join(", "),
+            },
+            source,
+        })
+    }
+
+    /// Compiles `.gitignore` lines, each with a number the caller's `error` turns back into
+    /// what it came from (`None`: the whole set failed); `None` when there are none.
+    pub(crate) fn compile(
+        lines: impl IntoIterator<Item = (usize, String)>,
+        error: impl Fn(Option<usize>, ignore::Error) -> Error,
+    ) -> Result<Option<Globs>, Error> {
+        // The root only strips absolute paths; ours are always relative to the source root.
+        let mut builder = GitignoreBuilder::new("");
+        builder.allow_unclosed_class(false);
+        let mut any = false;
+        for (number, line) in lines {
             builder
                 .add_line(None, &line)
-                .map_err(|source| Error::ParseGlob {
-                    layer: layer.to_owned(),
-                    pattern: pattern.clone(),
-                    source,
-                })?;
+                .map_err(|source| error(Some(number), source))?;
+            any = true;
         }
-        let matcher = builder.build().map_err(|source| Error::ParseGlob {
-            layer: layer.to_owned(),
-            pattern: patterns.join(", "),
-            source,
-        })?;
+        if !any {
+            return Ok(None);
+        }
+        let matcher = builder.build().map_err(|source| error(None, source))?;
         Ok(Some(Globs { matcher }))
     }
 

@@ -16,10 +16,12 @@ use crate::spec::{CargoSource, EntrySpec, LayerSpec, Source};
 use super::tree::{Conflict, Entry, EntryKind, FileSource, LayerTree, Origin};
 use super::{Error, SourceContext};
 
+mod filter;
 mod host;
 mod tar_import;
 
 pub(crate) use crate::tarball::normalise_member;
+pub use filter::{HostFilter, IgnoreFile, Reserved};
 pub(crate) use host::Globs;
 
 /// Permission bits of a symlink.

@@ -22,6 +22,8 @@ struct Ctx {
     _dir: tempfile::TempDir,
     root: PathBuf,
     cargo: HashMap<CargoSource, PathBuf>,
+    /// What host trees leave out (`None`: nothing).
+    filter: Option<HostFilter>,
 }
 
 impl Ctx {
@@ -33,6 +35,7 @@ impl Ctx {
             _dir: dir,
             root,
             cargo: HashMap::new(),
+            filter: None,
         }
     }
 
@@ -61,6 +64,7 @@ impl Ctx {
             &layer,
             &SourceContext {
                 context: &self.root,
+                host_filter: self.filter.as_ref(),
                 cargo_outputs: &self.cargo,
                 stages: None,
             },
@@ -221,3 +225,4 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 
 mod blobs;
 mod entries;
+mod filter;

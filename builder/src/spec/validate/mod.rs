@@ -227,6 +227,7 @@ impl Checker<'_> {
             None => Some(DEFAULT_EPOCH),
         };
         let compression = raw.compression.map(Spanned::into_inner).unwrap_or_default();
+        let ignore_file = self.ignore_file(raw.ignore_file.as_ref(), context.as_ref());
         let annotations = self.string_map(raw.annotations.unwrap_or_default(), "annotations");
         let platform_settings = self.platform_settings(raw.platform.unwrap_or_default());
         let platforms = self.platforms(raw.platforms.as_ref(), &platform_settings);
@@ -322,6 +323,7 @@ impl Checker<'_> {
             platforms,
             index: raw.index.unwrap_or(false),
             platform_settings,
+            ignore_file: ignore_file?,
         })
     }
 }

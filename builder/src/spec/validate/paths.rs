@@ -1,5 +1,5 @@
-//! Paths: the build context, host paths (`path`, `tar`) relative to it and never leaving it
-//! (symlinks followed), and image paths (`dest`, `workdir`, `volumes`), all normalised
+//! Paths: the build context, host paths (`path`, `tar`, `ignore-file`) relative to it and never
+//! leaving it (symlinks followed), and image paths (`dest`, `workdir`, `volumes`), all normalised
 //! lexically.
 
 use std::path::{Component, Path, PathBuf};
@@ -8,6 +8,8 @@ use toml::Spanned;
 
 use super::{Checker, ContextDir, Problem};
 use crate::spec::error::ErrorKind;
+use crate::spec::model::IgnoreFileSetting;
+use crate::spec::raw::RawIgnoreFile;
 use crate::types::WHITEOUT_PREFIX;
 
 impl Checker<'_> {
@@ -112,6 +114,41 @@ impl Checker<'_> {
                     .with_cause(e);
                 self.push(diagnostic);
                 None
+            }
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// The spec's `ignore-file`: the default `.dockerignore`, none, or a file inside the
+    /// context (whether it exists is the build's to say, as for other host paths).
+    pub(super) fn ignore_file(
+        &mut self,
+        raw: Option<&Spanned<RawIgnoreFile>>,
+        context: Option<&ContextDir>,
+    ) -> Option<IgnoreFileSetting> {
+        let Some(raw) = raw else {
+            return Some(IgnoreFileSetting::Default);
+        };
+        match raw.get_ref() {
+            RawIgnoreFile::Enabled(true) => Some(IgnoreFileSetting::Default),
+            RawIgnoreFile::Enabled(false) => Some(IgnoreFileSetting::Off),
+            RawIgnoreFile::Path(s) => {
+                let checked = host_path(s, context, false).and_then(|p| {
+                    if p.as_os_str().is_empty() {
+                        Err(Problem::invalid("names the build context directory itself")
+                            .help(r#"name a file, like ".dockerignore""#))
+                    } else {
+                        Ok(p)
+                    }
+                });
+                match checked {
+                    Ok(path) => Some(IgnoreFileSetting::File(path)),
+                    Err(problem) => {
+                        self.problem(raw.span(), "ignore-file", &format!("{s:?}"), problem);
+                        None
+                    }
+                }
             }
         }
     }
