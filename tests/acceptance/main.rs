@@ -3,6 +3,7 @@
 
 mod archives;
 mod bad_input;
+mod builtin_base;
 mod cache;
 mod cli;
 mod events;

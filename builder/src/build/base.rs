@@ -1,5 +1,5 @@
 //! Bases: resolving a stage's outside base (an OCI layout, an OCI or docker archive, a
-//! registry image) to a verified manifest and config while planning, and putting its blobs into
+//! registry image, a built-in base written by [`super::builtin`]) to a verified manifest and config while planning, and putting its blobs into
 //! the store, checked against its descriptors, when its `fetch base` node is executed.
 //!
 //! A base is an [`oci::ResolvedImage`] whatever its source: an archive base keeps the scratch
@@ -82,6 +82,7 @@ pub(super) fn base_label(base: &Base) -> String {
         Base::OciArchive { path, tag } => with_tag("oci-archive", path, tag),
         Base::DockerArchive { path, tag } => with_tag("docker-archive", path, tag),
         Base::Registry { reference, .. } => reference.clone(),
+        Base::Builtin(builtin) => builtin.name().to_string(),
     }
 }
 
@@ -99,19 +100,28 @@ pub(super) fn resolve_base(
         base: base_label(which),
         source: Box::new(source),
     };
-    let unpack = |path: &Path, open: fn(&Path, &Path) -> Result<oci::Layout, oci::Error>| {
+    let scratch = || {
         let parent = store_root.parent().unwrap_or(Path::new("."));
-        let scratch = oci::scratch_dir(parent, oci::Scratch::Base).map_err(|source| {
+        oci::scratch_dir(parent, oci::Scratch::Base).map_err(|source| {
             wrap(oci::Error::CreateDir {
                 path: parent.to_path_buf(),
                 source,
             })
-        })?;
+        })
+    };
+    let unpack = |path: &Path, open: fn(&Path, &Path) -> Result<oci::Layout, oci::Error>| {
+        let scratch = scratch()?;
         let layout = open(path, scratch.path()).map_err(wrap)?;
         Ok::<_, Error>((layout, scratch))
     };
     let base = match which {
         Base::Scratch | Base::Stage(_) => return Ok(None),
+        Base::Builtin(builtin) => {
+            let scratch = scratch()?;
+            super::builtin::write(*builtin, platform, scratch.path())
+                .map_err(wrap)?
+                .with_scratch(scratch)
+        }
         Base::OciLayout { path, tag } => oci::Layout::open(path)
             .and_then(|l| l.resolve(tag.as_deref(), platform))
             .map_err(wrap)?,

@@ -44,6 +44,7 @@ use crate::spec::{self, ImageSpec};
 use crate::store::{self, StatIndex, Store};
 
 mod base;
+pub mod builtin;
 mod emit;
 mod events;
 mod execute;
