@@ -6,6 +6,7 @@ mod bad_input;
 mod builtin_base;
 mod cache;
 mod cli;
+mod dynamic;
 mod events;
 mod examples;
 mod messages;

@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::base::{base_label, resolve_base};
+use super::elf::{self, DynamicBinary};
 use super::options::{needed_stages, Context, PlatformSpec};
 use super::{store_err, BuildOptions, Error, Event};
 use crate::cargo;
@@ -110,6 +111,9 @@ pub(super) struct ImageWork {
     pub base: Option<NodeId>,
     /// The nodes of the stage's layers, bottom first.
     pub layers: Vec<NodeId>,
+    /// The cargo binaries of the image that need a dynamic loader, checked against its
+    /// filesystem before it is written (none when the store holds the image: it was checked).
+    pub dynamic: Vec<DynamicBinary>,
 }
 
 impl Work {
@@ -425,6 +429,11 @@ impl Planner<'_> {
         let image_cached = self
             .store
             .map(|s| s.get_key(&key.hex()).ok().flatten().is_some());
+        let dynamic = if is_target && image_cached != Some(true) {
+            self.dynamic_binaries(stage)?
+        } else {
+            Vec::new()
+        };
         let name = if is_target {
             self.spec.name.clone()
         } else {
@@ -448,6 +457,7 @@ impl Planner<'_> {
                 key,
                 base,
                 layers,
+                dynamic,
             }),
         );
         Ok(PlannedStage {
@@ -456,6 +466,34 @@ impl Planner<'_> {
             node,
             reference,
         })
+    }
+}
+
+impl Planner<'_> {
+    /// The cargo binaries of `stage` that ask for a program interpreter (the spec is this
+    /// platform's already: entries of other platforms are gone).
+    fn dynamic_binaries(&self, stage: &Stage) -> Result<Vec<DynamicBinary>, Error> {
+        let mut found = Vec::new();
+        for entry in stage.layers.iter().flat_map(|l| &l.entries) {
+            let spec::Source::Cargo(src) = &entry.source else {
+                continue;
+            };
+            let Some(exe) = self.cargo_outputs.get(src) else {
+                continue;
+            };
+            let interpreter = elf::interpreter(exe).map_err(|source| Error::ReadBinary {
+                path: exe.clone(),
+                source,
+            })?;
+            if let Some(interpreter) = interpreter {
+                found.push(DynamicBinary {
+                    path: elf::image_path(entry, exe),
+                    target: src.target.clone(),
+                    interpreter,
+                });
+            }
+        }
+        Ok(found)
     }
 }
 
