@@ -68,6 +68,15 @@ fn a_zero_config_image_runs_on_the_builtin_base_as_nonroot_with_ca_certificates(
     assert_eq!(config["config"]["User"], "65532:65532", "{config}");
     let raw = skopeo_inspect(&out, "latest", Some("--raw"));
     assert_eq!(raw["layers"].as_array().unwrap().len(), 2, "{raw}");
+    // The OCI base annotations name the built-in base and its digest (build::builtin's golden).
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.base.name"],
+        "builtin:static"
+    );
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.base.digest"],
+        "sha256:0800f8a5361a64d875b9d30a4d593a1f45a277bfa2495dc10cac1cd6a359fdd9"
+    );
 
     let bundle = tmp.path().join("bundle");
     umoci_unpack(&out, "latest", &bundle);

@@ -86,6 +86,67 @@ pub(super) fn base_label(base: &Base) -> String {
     }
 }
 
+/// The `org.opencontainers.image.base.name` of an outside base: a registry base's reference, a
+/// built-in base's name, a local layout or archive as `oci:PATH[:TAG]` with the path relative
+/// to the spec's directory, as a spec writes it (so the annotation is the same from any
+/// checkout and names no directory of this machine).
+pub(super) fn base_name(base: &Base, spec_dir: &Path) -> Option<String> {
+    let local = |prefix: &str, path: &Path, tag: &Option<String>| {
+        let rel = relative_to(path, spec_dir);
+        // Never a path of this machine (a spec directory that is not absolute).
+        if rel.is_absolute() {
+            return None;
+        }
+        let rel = rel.display();
+        Some(match tag {
+            Some(t) => format!("{prefix}:{rel}:{t}"),
+            None => format!("{prefix}:{rel}"),
+        })
+    };
+    match base {
+        Base::Scratch | Base::Stage(_) => None,
+        Base::Registry { reference, .. } => Some(reference.clone()),
+        Base::Builtin(builtin) => Some(builtin.name().to_owned()),
+        Base::OciLayout { path, tag } => local("oci", path, tag),
+        Base::OciArchive { path, tag } => local("oci-archive", path, tag),
+        Base::DockerArchive { path, tag } => local("docker-archive", path, tag),
+    }
+}
+
+/// `path` relative to `dir` (both absolute and normalised): `..` for each component of `dir`
+/// past their common prefix, then the rest of `path`; `.` when they are the same.
+fn relative_to(path: &Path, dir: &Path) -> std::path::PathBuf {
+    let (p, d): (Vec<_>, Vec<_>) = (path.components().collect(), dir.components().collect());
+    let common = p.iter().zip(&d).take_while(|(a, b)| a == b).count();
+    let mut rel = std::path::PathBuf::new();
+    for _ in common..d.len() {
+        rel.push("..");
+    }
+    for c in &p[common..] {
+        rel.push(c);
+    }
+    if rel.as_os_str().is_empty() {
+        rel.push(".");
+    }
+    rel
+}
+
+/// The base annotations of an image on an outside base (OCI annotation spec):
+/// `org.opencontainers.image.base.digest` (the base's manifest digest) and, when it has one,
+/// `org.opencontainers.image.base.name`.
+pub(super) fn base_annotations(
+    name: Option<&str>,
+    digest: &str,
+) -> std::collections::BTreeMap<String, String> {
+    use oci_spec::image::{ANNOTATION_BASE_IMAGE_DIGEST, ANNOTATION_BASE_IMAGE_NAME};
+    let mut a = std::collections::BTreeMap::new();
+    a.insert(ANNOTATION_BASE_IMAGE_DIGEST.to_owned(), digest.to_owned());
+    if let Some(name) = name {
+        a.insert(ANNOTATION_BASE_IMAGE_NAME.to_owned(), name.to_owned());
+    }
+    a
+}
+
 /// Resolves the stage's base to a verified image (manifest and config read and checked; a
 /// registry base's blobs pulled into the store). An archive base keeps the directory it was
 /// unpacked into; a registry base has its reference.
@@ -161,4 +222,31 @@ pub(super) fn resolve_base(
         layers: base.layers().len(),
     });
     Ok(Some(base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_base_is_named_relative_to_the_spec() {
+        let base = |path: &str, tag: Option<&str>| Base::OciLayout {
+            path: path.into(),
+            tag: tag.map(str::to_owned),
+        };
+        let dir = Path::new("/w/app");
+        assert_eq!(
+            base_name(&base("/w/base-layout", Some("latest")), dir).as_deref(),
+            Some("oci:../base-layout:latest")
+        );
+        assert_eq!(
+            base_name(&base("/w/app/vendor/base", None), dir).as_deref(),
+            Some("oci:vendor/base")
+        );
+        assert_eq!(
+            base_name(&base("/w/app", None), dir).as_deref(),
+            Some("oci:.")
+        );
+        assert_eq!(base_name(&Base::Scratch, dir), None);
+    }
 }

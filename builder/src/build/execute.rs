@@ -296,6 +296,7 @@ impl Run<'_> {
         let image = assemble_image(
             &work.stage,
             work.is_target,
+            &work.base_annotations,
             &platform.cx,
             base,
             &blobs,
@@ -435,6 +436,7 @@ fn build_layer(
 fn assemble_image(
     stage: &Stage,
     is_target: bool,
+    base_annotations: &BTreeMap<String, String>,
     cx: &Context,
     base: Option<&oci::ResolvedImage>,
     blobs: &[LayerBlob],
@@ -455,17 +457,18 @@ fn assemble_image(
         cx.epoch,
     );
     let (config_desc, config_bytes) = write_json(store, MediaType::ImageConfig, &config)?;
-    // Source stages are not published: only the image carries the spec's annotations.
-    let no_annotations = BTreeMap::new();
+    // Source stages are not published: only the image carries annotations, the base's
+    // (`org.opencontainers.image.base.*`) under the spec's.
+    let mut annotations = BTreeMap::new();
+    if is_target {
+        annotations.extend(base_annotations.clone());
+        annotations.extend(cx.annotations.clone());
+    }
     let manifest = oci::image_manifest(
         config_desc,
         base.map(|b| &b.manifest),
         &layer_descriptors,
-        if is_target {
-            &cx.annotations
-        } else {
-            &no_annotations
-        },
+        &annotations,
     );
     let (descriptor, manifest_bytes) = write_json(store, MediaType::ImageManifest, &manifest)?;
     Ok(oci::ResolvedImage::new(

@@ -18,13 +18,13 @@
 //! Planning reads host files only through the stat index (a warm plan reads no file) and never
 //! writes a layer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::base::{base_label, resolve_base};
+use super::base::{base_annotations, base_label, base_name, resolve_base};
 use super::elf::{self, DynamicBinary};
 use super::options::{needed_stages, Context, PlatformSpec};
 use super::{store_err, BuildOptions, Error, Event};
@@ -114,6 +114,9 @@ pub(super) struct ImageWork {
     /// The cargo binaries of the image that need a dynamic loader, checked against its
     /// filesystem before it is written (none when the store holds the image: it was checked).
     pub dynamic: Vec<DynamicBinary>,
+    /// `org.opencontainers.image.base.*` of the target image on an outside base (under the
+    /// spec's own annotations, which win).
+    pub base_annotations: BTreeMap<String, String>,
 }
 
 impl Work {
@@ -250,6 +253,8 @@ struct PlannedStage {
     node: NodeId,
     /// The registry reference of the base (through stage bases too).
     reference: Option<Reference>,
+    /// The base annotations of an image on it (its outside base, through stage bases too).
+    base_annotations: BTreeMap<String, String>,
 }
 
 /// What planning the stages of one platform shares.
@@ -293,13 +298,14 @@ impl Planner<'_> {
 
         // The base: another stage, or an image from outside (verified; its blobs go into the
         // store when its node is executed).
-        let (base, base_id, reference) = match &stage.base {
+        let (base, base_id, reference, base_annotations) = match &stage.base {
             Base::Stage(name) => {
                 let b = find(name).expect("needed stages come first");
                 (
                     Some(b.node),
                     Some(format!("stage:{}", b.key.hex())),
                     b.reference.clone(),
+                    b.base_annotations.clone(),
                 )
             }
             other => match resolve_base(
@@ -328,9 +334,17 @@ impl Planner<'_> {
                             which: other.clone(),
                         },
                     );
-                    (Some(node), Some(id), reference)
+                    let annotations = base_annotations(
+                        base_name(
+                            other,
+                            self.spec.spec_path.parent().unwrap_or(Path::new(".")),
+                        )
+                        .as_deref(),
+                        &id,
+                    );
+                    (Some(node), Some(id), reference, annotations)
                 }
-                None => (None, None, None),
+                None => (None, None, None, BTreeMap::new()),
             },
         };
 
@@ -425,7 +439,18 @@ impl Planner<'_> {
         }
         let keys: Vec<Key> = layers.iter().map(|n| branch.graph.nodes[*n].key).collect();
         let names: Vec<String> = stage.layers.iter().map(|l| l.name.clone()).collect();
-        let key = plan::image_key(base_id.as_deref(), &keys, &names, &image_recipe(stage, cx));
+        // Only the image carries annotations (source stages are not published).
+        let annotations = if is_target {
+            base_annotations.clone()
+        } else {
+            BTreeMap::new()
+        };
+        let key = plan::image_key(
+            base_id.as_deref(),
+            &keys,
+            &names,
+            &image_recipe(stage, cx, &annotations),
+        );
         let image_cached = self
             .store
             .map(|s| s.get_key(&key.hex()).ok().flatten().is_some());
@@ -458,6 +483,7 @@ impl Planner<'_> {
                 base,
                 layers,
                 dynamic,
+                base_annotations: annotations,
             }),
         );
         Ok(PlannedStage {
@@ -465,6 +491,7 @@ impl Planner<'_> {
             key,
             node,
             reference,
+            base_annotations,
         })
     }
 }
@@ -596,12 +623,17 @@ impl ContentHasher for StatHasher<'_> {
 }
 
 /// The canonical bytes of everything besides the layers that decides the config and manifest.
-fn image_recipe(stage: &Stage, cx: &Context) -> Vec<u8> {
+fn image_recipe(
+    stage: &Stage,
+    cx: &Context,
+    base_annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
     let config = &stage.config;
     let recipe = serde_json::json!({
         "platform": cx.platform.to_string(),
         "created": cx.epoch,
         "annotations": cx.annotations,
+        "base_annotations": base_annotations,
         "entrypoint": config.entrypoint,
         "cmd": config.cmd,
         "env": config.env,
