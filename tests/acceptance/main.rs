@@ -3,8 +3,10 @@
 
 mod archives;
 mod bad_input;
+mod builtin_base;
 mod cache;
 mod cli;
+mod dynamic;
 mod events;
 mod examples;
 mod ignore;

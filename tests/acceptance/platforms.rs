@@ -368,6 +368,18 @@ dest = "/etc/top"
         let config = blob_json(&out, manifest["config"]["digest"].as_str().unwrap());
         assert_eq!(config["architecture"], arch.as_str());
         assert_eq!(config["config"]["Cmd"], serde_json::json!(["/bin/true"]));
+        // The OCI base annotations: the base as the spec names it, and its manifest for this
+        // platform.
+        let annotations = &manifest["annotations"];
+        assert_eq!(
+            annotations["org.opencontainers.image.base.name"], "oci:../base-layout:latest",
+            "{manifest}"
+        );
+        assert_eq!(
+            annotations["org.opencontainers.image.base.digest"],
+            base_digest.as_str(),
+            "{manifest}"
+        );
 
         // What runs: the base's file of that platform under ours.
         let copy = tmp.path().join(format!("copy-{arch}"));

@@ -81,6 +81,23 @@ fn a_base_pulled_by_reference_runs_under_our_program() {
         2,
         "base layer + ours"
     );
+    // The OCI base annotations: the reference, and the digest skopeo finds in the registry.
+    let pushed = skopeo([
+        "inspect".to_string(),
+        "--tls-verify=false".to_string(),
+        format!("docker://{base}"),
+    ])
+    .ok();
+    let pushed: Value = serde_json::from_str(&pushed.stdout).unwrap();
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.base.name"],
+        base.as_str(),
+        "{raw}"
+    );
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.base.digest"], pushed["Digest"],
+        "{raw}"
+    );
     oci_image_tool_validate(&out, "latest");
 
     let bundle = tmp.path().join("bundle");

@@ -20,8 +20,8 @@ fn workspace_images_build_in_one_command_and_share_a_layer() {
     let finished = of_kind(&events, "image-finished");
     assert_eq!(finished.len(), 3, "three images: {finished:?}");
 
-    // Each image is a valid layout; the bottom layer (the workspace's shared layer) has one
-    // digest in all three manifests.
+    // Each image is a valid layout; the workspace's shared layer (the bottom of the images' own
+    // layers, above the built-in base's) has one digest in all three manifests.
     let mut bottoms = Vec::new();
     let mut tops = Vec::new();
     for image in &finished {
@@ -34,7 +34,15 @@ fn workspace_images_build_in_one_command_and_share_a_layer() {
             layers.len() >= 2,
             "shared layer + the crate's own: {manifest}"
         );
-        bottoms.push(layers[0]["digest"].as_str().unwrap().to_string());
+        // The config's history names each layer (one entry per layer, none empty).
+        let config = blob_json(&layout, manifest["config"]["digest"].as_str().unwrap());
+        let history = config["history"].as_array().unwrap();
+        assert_eq!(history.len(), layers.len(), "{config}");
+        let shared = history
+            .iter()
+            .position(|h| h["created_by"] == "cargo-image layer base-files")
+            .unwrap_or_else(|| panic!("no base-files layer: {config}"));
+        bottoms.push(layers[shared]["digest"].as_str().unwrap().to_string());
         tops.push(
             layers.last().unwrap()["digest"]
                 .as_str()
@@ -94,7 +102,8 @@ fn package_selection_and_zero_config() {
     let images = built_images(&dir, &["-p", "cli-tool"]);
     assert_eq!(images.len(), 1);
     let layout = Path::new(images[0]["path"].as_str().unwrap()).to_path_buf();
-    // The zero-config crate: a static binary on scratch, entrypoint set, labels from Cargo.toml.
+    // The zero-config crate: a static binary on the built-in base, entrypoint set, labels from
+    // Cargo.toml.
     let config = skopeo_inspect(
         &layout,
         images[0]["tags"][0].as_str().unwrap(),

@@ -1,5 +1,5 @@
 //! Bases: resolving a stage's outside base (an OCI layout, an OCI or docker archive, a
-//! registry image) to a verified manifest and config while planning, and putting its blobs into
+//! registry image, a built-in base written by [`super::builtin`]) to a verified manifest and config while planning, and putting its blobs into
 //! the store, checked against its descriptors, when its `fetch base` node is executed.
 //!
 //! A base is an [`oci::ResolvedImage`] whatever its source: an archive base keeps the scratch
@@ -82,7 +82,69 @@ pub(super) fn base_label(base: &Base) -> String {
         Base::OciArchive { path, tag } => with_tag("oci-archive", path, tag),
         Base::DockerArchive { path, tag } => with_tag("docker-archive", path, tag),
         Base::Registry { reference, .. } => reference.clone(),
+        Base::Builtin(builtin) => builtin.name().to_string(),
     }
+}
+
+/// The `org.opencontainers.image.base.name` of an outside base: a registry base's reference, a
+/// built-in base's name, a local layout or archive as `oci:PATH[:TAG]` with the path relative
+/// to the spec's directory, as a spec writes it (so the annotation is the same from any
+/// checkout and names no directory of this machine).
+pub(super) fn base_name(base: &Base, spec_dir: &Path) -> Option<String> {
+    let local = |prefix: &str, path: &Path, tag: &Option<String>| {
+        let rel = relative_to(path, spec_dir);
+        // Never a path of this machine (a spec directory that is not absolute).
+        if rel.is_absolute() {
+            return None;
+        }
+        let rel = rel.display();
+        Some(match tag {
+            Some(t) => format!("{prefix}:{rel}:{t}"),
+            None => format!("{prefix}:{rel}"),
+        })
+    };
+    match base {
+        Base::Scratch | Base::Stage(_) => None,
+        Base::Registry { reference, .. } => Some(reference.clone()),
+        Base::Builtin(builtin) => Some(builtin.name().to_owned()),
+        Base::OciLayout { path, tag } => local("oci", path, tag),
+        Base::OciArchive { path, tag } => local("oci-archive", path, tag),
+        Base::DockerArchive { path, tag } => local("docker-archive", path, tag),
+    }
+}
+
+/// `path` relative to `dir` (both absolute and normalised): `..` for each component of `dir`
+/// past their common prefix, then the rest of `path`; `.` when they are the same.
+fn relative_to(path: &Path, dir: &Path) -> std::path::PathBuf {
+    let (p, d): (Vec<_>, Vec<_>) = (path.components().collect(), dir.components().collect());
+    let common = p.iter().zip(&d).take_while(|(a, b)| a == b).count();
+    let mut rel = std::path::PathBuf::new();
+    for _ in common..d.len() {
+        rel.push("..");
+    }
+    for c in &p[common..] {
+        rel.push(c);
+    }
+    if rel.as_os_str().is_empty() {
+        rel.push(".");
+    }
+    rel
+}
+
+/// The base annotations of an image on an outside base (OCI annotation spec):
+/// `org.opencontainers.image.base.digest` (the base's manifest digest) and, when it has one,
+/// `org.opencontainers.image.base.name`.
+pub(super) fn base_annotations(
+    name: Option<&str>,
+    digest: &str,
+) -> std::collections::BTreeMap<String, String> {
+    use oci_spec::image::{ANNOTATION_BASE_IMAGE_DIGEST, ANNOTATION_BASE_IMAGE_NAME};
+    let mut a = std::collections::BTreeMap::new();
+    a.insert(ANNOTATION_BASE_IMAGE_DIGEST.to_owned(), digest.to_owned());
+    if let Some(name) = name {
+        a.insert(ANNOTATION_BASE_IMAGE_NAME.to_owned(), name.to_owned());
+    }
+    a
 }
 
 /// Resolves the stage's base to a verified image (manifest and config read and checked; a
@@ -99,19 +161,28 @@ pub(super) fn resolve_base(
         base: base_label(which),
         source: Box::new(source),
     };
-    let unpack = |path: &Path, open: fn(&Path, &Path) -> Result<oci::Layout, oci::Error>| {
+    let scratch = || {
         let parent = store_root.parent().unwrap_or(Path::new("."));
-        let scratch = oci::scratch_dir(parent, oci::Scratch::Base).map_err(|source| {
+        oci::scratch_dir(parent, oci::Scratch::Base).map_err(|source| {
             wrap(oci::Error::CreateDir {
                 path: parent.to_path_buf(),
                 source,
             })
-        })?;
+        })
+    };
+    let unpack = |path: &Path, open: fn(&Path, &Path) -> Result<oci::Layout, oci::Error>| {
+        let scratch = scratch()?;
         let layout = open(path, scratch.path()).map_err(wrap)?;
         Ok::<_, Error>((layout, scratch))
     };
     let base = match which {
         Base::Scratch | Base::Stage(_) => return Ok(None),
+        Base::Builtin(builtin) => {
+            let scratch = scratch()?;
+            super::builtin::write(*builtin, platform, scratch.path())
+                .map_err(wrap)?
+                .with_scratch(scratch)
+        }
         Base::OciLayout { path, tag } => oci::Layout::open(path)
             .and_then(|l| l.resolve(tag.as_deref(), platform))
             .map_err(wrap)?,
@@ -151,4 +222,31 @@ pub(super) fn resolve_base(
         layers: base.layers().len(),
     });
     Ok(Some(base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_base_is_named_relative_to_the_spec() {
+        let base = |path: &str, tag: Option<&str>| Base::OciLayout {
+            path: path.into(),
+            tag: tag.map(str::to_owned),
+        };
+        let dir = Path::new("/w/app");
+        assert_eq!(
+            base_name(&base("/w/base-layout", Some("latest")), dir).as_deref(),
+            Some("oci:../base-layout:latest")
+        );
+        assert_eq!(
+            base_name(&base("/w/app/vendor/base", None), dir).as_deref(),
+            Some("oci:vendor/base")
+        );
+        assert_eq!(
+            base_name(&base("/w/app", None), dir).as_deref(),
+            Some("oci:.")
+        );
+        assert_eq!(base_name(&Base::Scratch, dir), None);
+    }
 }

@@ -20,7 +20,8 @@ use std::sync::{Condvar, Mutex, OnceLock};
 
 use oci_spec::image::MediaType;
 
-use super::base::hold_base;
+use super::base::{base_label, hold_base};
+use super::elf;
 use super::options::Context;
 use super::planner::{ImageWork, LayerWork, Plan, Work};
 use super::{store_err, Error, Event};
@@ -290,9 +291,13 @@ impl Run<'_> {
             }
         }
         let base = work.base.map(|node| self.output(node).image());
+        if !work.dynamic.is_empty() {
+            check_interpreters(&work, base, &blobs, &platform.spec.name, self.store)?;
+        }
         let image = assemble_image(
             &work.stage,
             work.is_target,
+            &work.base_annotations,
             &platform.cx,
             base,
             &blobs,
@@ -327,6 +332,47 @@ fn blob_refs(image: &oci::ResolvedImage) -> Vec<LayerBlobRef> {
             media_type: d.media_type().to_string(),
         })
         .collect()
+}
+
+/// Fails when a dynamically linked cargo binary of the image asks for a loader that the
+/// image's merged filesystem (its base's layers and its own) does not have (see
+/// [`super::elf`]).
+fn check_interpreters(
+    work: &ImageWork,
+    base: Option<&oci::ResolvedImage>,
+    blobs: &[LayerBlob],
+    image: &str,
+    store: &Store,
+) -> Result<(), Error> {
+    let mut layers = base.map(blob_refs).unwrap_or_default();
+    for blob in blobs {
+        layers.push(LayerBlobRef {
+            path: store.blob_path(&oci::Digest::parse(&blob.digest)?),
+            media_type: blob.media_type.clone(),
+        });
+    }
+    let wrap = |e: Box<dyn std::error::Error + Send + Sync>| Error::Layer {
+        layer: format!("(the filesystem of image {image})"),
+        source: Box::new(layer::Error::CopyFromStage {
+            stage: work.stage.name.clone(),
+            path: "/".to_owned(),
+            source: e,
+        }),
+    };
+    let scratch =
+        oci::scratch_dir(store.root(), oci::Scratch::Stage).map_err(|e| wrap(e.into()))?;
+    let fs = crate::rootfs::Rootfs::open(&work.stage.name, &layers, scratch.path())
+        .map_err(|e| wrap(e.into()))?;
+    for binary in &work.dynamic {
+        if elf::find_in(&fs, &binary.interpreter).is_none() {
+            return Err(Error::MissingInterpreter {
+                binary: binary.path.clone(),
+                interpreter: binary.interpreter.clone(),
+                message: elf::missing_message(binary, image, &base_label(&work.stage.base)),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Builds one layer into the store and records it under its key.
@@ -391,6 +437,7 @@ fn build_layer(
 fn assemble_image(
     stage: &Stage,
     is_target: bool,
+    base_annotations: &BTreeMap<String, String>,
     cx: &Context,
     base: Option<&oci::ResolvedImage>,
     blobs: &[LayerBlob],
@@ -411,17 +458,18 @@ fn assemble_image(
         cx.epoch,
     );
     let (config_desc, config_bytes) = write_json(store, MediaType::ImageConfig, &config)?;
-    // Source stages are not published: only the image carries the spec's annotations.
-    let no_annotations = BTreeMap::new();
+    // Source stages are not published: only the image carries annotations, the base's
+    // (`org.opencontainers.image.base.*`) under the spec's.
+    let mut annotations = BTreeMap::new();
+    if is_target {
+        annotations.extend(base_annotations.clone());
+        annotations.extend(cx.annotations.clone());
+    }
     let manifest = oci::image_manifest(
         config_desc,
         base.map(|b| &b.manifest),
         &layer_descriptors,
-        if is_target {
-            &cx.annotations
-        } else {
-            &no_annotations
-        },
+        &annotations,
     );
     let (descriptor, manifest_bytes) = write_json(store, MediaType::ImageManifest, &manifest)?;
     Ok(oci::ResolvedImage::new(

@@ -45,6 +45,8 @@ use crate::spec::{self, ImageSpec};
 use crate::store::{self, StatIndex, Store};
 
 mod base;
+pub mod builtin;
+mod elf;
 mod emit;
 mod events;
 mod execute;
@@ -133,6 +135,22 @@ pub enum Error {
     /// An invalid digest or platform met while building ([`crate::types`] checks them).
     #[error(transparent)]
     Value(#[from] crate::types::Error),
+    /// A cargo binary could not be read for the dynamic loader it needs.
+    #[error("cannot read the ELF program headers of cargo binary {path}: {source}")]
+    ReadBinary {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A dynamically linked cargo binary whose loader the image does not have.
+    #[error("{message}")]
+    MissingInterpreter {
+        /// The binary's path in the image.
+        binary: String,
+        /// The loader it asks for.
+        interpreter: String,
+        message: String,
+    },
     #[error("could not start {threads} worker threads: {source}")]
     Threads {
         threads: usize,

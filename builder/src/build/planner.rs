@@ -18,13 +18,14 @@
 //! Planning reads host files only through the stat index (a warm plan reads no file) and never
 //! writes a layer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::base::{base_label, resolve_base};
+use super::base::{base_annotations, base_label, base_name, resolve_base};
+use super::elf::{self, DynamicBinary};
 use super::options::{needed_stages, Context, PlatformSpec};
 use super::{store_err, BuildOptions, Error, Event};
 use crate::cargo;
@@ -110,6 +111,12 @@ pub(super) struct ImageWork {
     pub base: Option<NodeId>,
     /// The nodes of the stage's layers, bottom first.
     pub layers: Vec<NodeId>,
+    /// The cargo binaries of the image that need a dynamic loader, checked against its
+    /// filesystem before it is written (none when the store holds the image: it was checked).
+    pub dynamic: Vec<DynamicBinary>,
+    /// `org.opencontainers.image.base.*` of the target image on an outside base (under the
+    /// spec's own annotations, which win).
+    pub base_annotations: BTreeMap<String, String>,
 }
 
 impl Work {
@@ -246,6 +253,8 @@ struct PlannedStage {
     node: NodeId,
     /// The registry reference of the base (through stage bases too).
     reference: Option<Reference>,
+    /// The base annotations of an image on it (its outside base, through stage bases too).
+    base_annotations: BTreeMap<String, String>,
 }
 
 /// What planning the stages of one platform shares.
@@ -289,13 +298,14 @@ impl Planner<'_> {
 
         // The base: another stage, or an image from outside (verified; its blobs go into the
         // store when its node is executed).
-        let (base, base_id, reference) = match &stage.base {
+        let (base, base_id, reference, base_annotations) = match &stage.base {
             Base::Stage(name) => {
                 let b = find(name).expect("needed stages come first");
                 (
                     Some(b.node),
                     Some(format!("stage:{}", b.key.hex())),
                     b.reference.clone(),
+                    b.base_annotations.clone(),
                 )
             }
             other => match resolve_base(
@@ -324,9 +334,17 @@ impl Planner<'_> {
                             which: other.clone(),
                         },
                     );
-                    (Some(node), Some(id), reference)
+                    let annotations = base_annotations(
+                        base_name(
+                            other,
+                            self.spec.spec_path.parent().unwrap_or(Path::new(".")),
+                        )
+                        .as_deref(),
+                        &id,
+                    );
+                    (Some(node), Some(id), reference, annotations)
                 }
-                None => (None, None, None),
+                None => (None, None, None, BTreeMap::new()),
             },
         };
 
@@ -422,10 +440,26 @@ impl Planner<'_> {
         }
         let keys: Vec<Key> = layers.iter().map(|n| branch.graph.nodes[*n].key).collect();
         let names: Vec<String> = stage.layers.iter().map(|l| l.name.clone()).collect();
-        let key = plan::image_key(base_id.as_deref(), &keys, &names, &image_recipe(stage, cx));
+        // Only the image carries annotations (source stages are not published).
+        let annotations = if is_target {
+            base_annotations.clone()
+        } else {
+            BTreeMap::new()
+        };
+        let key = plan::image_key(
+            base_id.as_deref(),
+            &keys,
+            &names,
+            &image_recipe(stage, cx, &annotations),
+        );
         let image_cached = self
             .store
             .map(|s| s.get_key(&key.hex()).ok().flatten().is_some());
+        let dynamic = if is_target && image_cached != Some(true) {
+            self.dynamic_binaries(stage)?
+        } else {
+            Vec::new()
+        };
         let name = if is_target {
             self.spec.name.clone()
         } else {
@@ -449,6 +483,8 @@ impl Planner<'_> {
                 key,
                 base,
                 layers,
+                dynamic,
+                base_annotations: annotations,
             }),
         );
         Ok(PlannedStage {
@@ -456,7 +492,36 @@ impl Planner<'_> {
             key,
             node,
             reference,
+            base_annotations,
         })
+    }
+}
+
+impl Planner<'_> {
+    /// The cargo binaries of `stage` that ask for a program interpreter (the spec is this
+    /// platform's already: entries of other platforms are gone).
+    fn dynamic_binaries(&self, stage: &Stage) -> Result<Vec<DynamicBinary>, Error> {
+        let mut found = Vec::new();
+        for entry in stage.layers.iter().flat_map(|l| &l.entries) {
+            let spec::Source::Cargo(src) = &entry.source else {
+                continue;
+            };
+            let Some(exe) = self.cargo_outputs.get(src) else {
+                continue;
+            };
+            let interpreter = elf::interpreter(exe).map_err(|source| Error::ReadBinary {
+                path: exe.clone(),
+                source,
+            })?;
+            if let Some(interpreter) = interpreter {
+                found.push(DynamicBinary {
+                    path: elf::image_path(entry, exe),
+                    target: src.target.clone(),
+                    interpreter,
+                });
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -560,12 +625,17 @@ impl ContentHasher for StatHasher<'_> {
 }
 
 /// The canonical bytes of everything besides the layers that decides the config and manifest.
-fn image_recipe(stage: &Stage, cx: &Context) -> Vec<u8> {
+fn image_recipe(
+    stage: &Stage,
+    cx: &Context,
+    base_annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
     let config = &stage.config;
     let recipe = serde_json::json!({
         "platform": cx.platform.to_string(),
         "created": cx.epoch,
         "annotations": cx.annotations,
+        "base_annotations": base_annotations,
         "entrypoint": config.entrypoint,
         "cmd": config.cmd,
         "env": config.env,

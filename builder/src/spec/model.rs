@@ -212,6 +212,31 @@ pub enum Base {
     Stage(String),
     /// An image in a registry, by its normalised reference (`docker.io/library/alpine:3.20`).
     Registry { reference: String, pull: PullPolicy },
+    /// A base cargo-image makes itself (`builtin:NAME`), never looked up in a registry.
+    Builtin(BuiltinBase),
+}
+
+/// The bases cargo-image makes itself (`from = "builtin:NAME"`). Their content is generated
+/// from pinned sources, so their digests are the same on every machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BuiltinBase {
+    /// `builtin:static`: what distroless/static gives a static binary (users, `/tmp`, a CA
+    /// bundle), see `build::builtin`.
+    Static,
+}
+
+impl BuiltinBase {
+    /// The scheme of built-in bases in `from`.
+    pub const SCHEME: &'static str = "builtin:";
+    /// Every built-in base.
+    pub const ALL: [BuiltinBase; 1] = [BuiltinBase::Static];
+
+    /// The base as written in `from` (`builtin:static`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BuiltinBase::Static => "builtin:static",
+        }
+    }
 }
 
 /// One layer: a name (for messages and the image history) and its content entries.

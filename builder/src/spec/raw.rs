@@ -28,7 +28,7 @@ pub(crate) const NAME_PATTERN: &str = r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9
 const TAG_TEMPLATE_PATTERN: &str = r"^(?:[A-Za-z0-9_]|\{(?:version|git_sha|git_short_sha)\})(?:[A-Za-z0-9_.-]|\{(?:version|git_sha|git_short_sha)\})*$";
 /// Pattern of a `from` value this version accepts.
 pub(crate) const FROM_PATTERN: &str =
-    r"^(?:scratch|oci:.+|oci-archive:.+|docker-archive:.+|[a-z0-9][^\s]*)$";
+    r"^(?:scratch|builtin:static|oci:.+|oci-archive:.+|docker-archive:.+|[a-z0-9][^\s]*)$";
 /// Pattern of a layer name.
 pub(crate) const LAYER_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$";
 /// Pattern of an environment variable name.
@@ -79,7 +79,12 @@ pub struct RawSpec {
     #[schemars(with = "Vec<String>", transform = tag_list, extend("default" = ["latest"]))]
     pub tags: Option<Spanned<Vec<Spanned<String>>>>,
 
-    /// The base the layers go on top of: `scratch` (nothing); an image in a registry by
+    /// The base the layers go on top of: `scratch` (nothing); `builtin:static`, a base
+    /// cargo-image makes itself with what distroless/static has (`root` and `nonroot` (65532) in
+    /// `/etc/passwd` and `/etc/group`, `/home/nonroot`, `/tmp`, `/etc/nsswitch.conf`, Mozilla's
+    /// CA bundle at `/etc/ssl/certs/ca-certificates.crt`; runs as `65532:65532`), the same bytes
+    /// on every machine (`builtin:` is never a registry reference: an image called `builtin`
+    /// is `docker.io/library/builtin:TAG`); an image in a registry by
     /// reference (`alpine:3.20` = `docker.io/library/alpine:3.20`, `ghcr.io/acme/base@sha256:...`,
     /// `localhost:5000/base:1`); `oci:PATH[:TAG]`, an image in a local OCI image layout
     /// directory; `oci-archive:FILE[:TAG]`, a tar of a layout; or `docker-archive:FILE[:TAG]`, a

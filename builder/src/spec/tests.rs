@@ -536,6 +536,31 @@ fn registry_and_archive_bases_resolve() {
         Base::DockerArchive { tag: None, .. }
     ));
 }
+
+#[test]
+fn builtin_is_a_scheme_and_a_registry_image_called_builtin_is_written_in_full() {
+    let fixture = Fixture::new();
+    let base = |text: &str| fixture.parse(text).expect("valid spec").stage.base;
+    assert_eq!(
+        base("name = \"x\"\nfrom = \"builtin:static\"\n"),
+        Base::Builtin(BuiltinBase::Static)
+    );
+    assert_eq!(
+        base("name = \"x\"\nfrom = \"docker.io/library/builtin:static\"\n"),
+        Base::Registry {
+            reference: "docker.io/library/builtin:static".into(),
+            pull: crate::types::PullPolicy::IfNotPresent
+        }
+    );
+}
+refuse!(
+    builtin_base_unknown,
+    "name = \"x\"\nfrom = \"builtin:alpine\"\n"
+);
+refuse!(
+    builtin_base_with_pull,
+    "name = \"x\"\nfrom = \"builtin:static\"\npull = \"always\"\n"
+);
 refuse!(
     mode_decimal,
     "name = \"x\"\n[[layer]]\nname = \"a\"\n[[layer.add]]\ncontent = \"\"\ndest = \"/a\"\nmode = 755\n"

@@ -23,7 +23,9 @@
 //!
 //! A package with no metadata (zero-config, picked with `-p` or `--workspace`) gets the
 //! workspace's layers and its binary, a static musl build at `/usr/local/bin/<bin>`, as the top
-//! layer, which is also the entrypoint. The same top layer is added to a package whose layers
+//! layer, which is also the entrypoint. Its base is `builtin:static` (CA certificates, users,
+//! `/tmp`; it runs as `nonroot`, 65532:65532) unless `[workspace.metadata.image]` sets `from`
+//! (`from = "scratch"` gives the bare binary). The same top layer is added to a package whose layers
 //! build no binary of it while it has one. Host paths keep their meaning: the workspace's are
 //! relative to the workspace root, the package's to its own directory (the merged spec's build
 //! context is the workspace root, and the package's paths are rebased onto it).
@@ -33,7 +35,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::{SpecError, SpecSource};
 use super::model::{
-    CargoSource, EntrySpec, IgnoreFileSetting, ImageSpec, LayerSpec, Owner, Source,
+    Base, BuiltinBase, CargoSource, EntrySpec, IgnoreFileSetting, ImageSpec, LayerSpec, Owner,
+    Source,
 };
 use super::parse::parse_raw_at;
 use super::raw::RawSpec;
@@ -130,11 +133,16 @@ pub fn workspace_specs(dir: &Path, selection: &Selection) -> Result<Vec<ImageSpe
             ),
             None => None,
         };
+        let zero_config = own.is_none();
+        let workspace_sets_from = defaults.as_ref().is_some_and(|d| Explicit::of(d).from);
         let own = own.unwrap_or_default();
         let set = Explicit::of(&own);
         let spec =
             validate_with(own, &src, &manifest, inherited()).map_err(SpecError::ValidateSpec)?;
-        let spec = merge(shared, spec, &set, package, selection.bin.as_deref())?;
+        let mut spec = merge(shared, spec, &set, package, selection.bin.as_deref())?;
+        if zero_config && !workspace_sets_from {
+            spec.stage.base = Base::Builtin(BuiltinBase::Static);
+        }
         if let Some(other) = specs.iter().find(|s| s.short_name() == spec.short_name()) {
             return Err(SpecError::Workspace {
                 manifest: spec.spec_path.clone(),

@@ -1,5 +1,5 @@
-//! Stages and bases: `from` (scratch, a registry reference, an `oci:` layout, an archive or
-//! another stage) with its `pull` policy, and the check that every stage a stage uses is
+//! Stages and bases: `from` (scratch, a built-in base, a registry reference, an `oci:` layout,
+//! an archive or another stage) with its `pull` policy, and the check that every stage a stage uses is
 //! declared and that no stage needs itself. Registry references are parsed by
 //! [`Reference`], the one reference grammar of the crate.
 
@@ -12,7 +12,7 @@ use super::names::check_tag;
 use super::paths::normalize;
 use super::{Checker, Problem};
 use crate::spec::error::ErrorKind;
-use crate::spec::model::{Base, Source, Stage};
+use crate::spec::model::{Base, BuiltinBase, Source, Stage};
 use crate::types::{PullPolicy, Reference};
 
 impl Checker<'_> {
@@ -135,6 +135,22 @@ pub(super) fn check_from(from: &str, spec_dir: &Path, pull: PullPolicy) -> Resul
     if from == "scratch" {
         return Ok(Base::Scratch);
     }
+    // `builtin:` is a scheme, never a registry reference (which would read it as
+    // `docker.io/library/builtin:TAG`): an image of that name is written out in full.
+    if let Some(name) = from.strip_prefix(BuiltinBase::SCHEME) {
+        return BuiltinBase::ALL
+            .into_iter()
+            .find(|b| b.name() == from)
+            .map(Base::Builtin)
+            .ok_or_else(|| {
+                let known: Vec<&str> = BuiltinBase::ALL.iter().map(|b| b.name()).collect();
+                Problem::invalid(format!("there is no built-in base {name:?}")).help(format!(
+                    "the built-in bases are {}; for an image called `builtin` in a registry, \
+                     write its full reference, e.g. \"docker.io/library/builtin:{name}\"",
+                    known.join(", ")
+                ))
+            });
+    }
     if let Some(name) = from.strip_prefix("stage:") {
         check_layer_name(name)
             .map_err(|p| Problem::invalid(format!("bad stage name {name:?}: {}", p.reason)))?;
@@ -171,7 +187,7 @@ pub(super) fn check_from(from: &str, spec_dir: &Path, pull: PullPolicy) -> Resul
             pull,
         }),
         Err(e) => Err(Problem::invalid(format!("not an image reference: {e}")).help(
-            r#"use "scratch", a registry reference like "alpine:3.20" or "ghcr.io/acme/base@sha256:...", or oci:PATH / oci-archive:FILE / docker-archive:FILE"#,
+            r#"use "scratch", "builtin:static", a registry reference like "alpine:3.20" or "ghcr.io/acme/base@sha256:...", or oci:PATH / oci-archive:FILE / docker-archive:FILE"#,
         )),
     }
 }
