@@ -2,8 +2,9 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Debian packages the tests check images with (real tools nobody here wrote).
-debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu apache2-utils time openssl util-linux"
+# Debian packages the tests check images with (real tools nobody here wrote), and the C compilers
+# of cargo builds: musl-tools (musl-gcc, x86_64 musl), gcc-aarch64-linux-gnu (aarch64 linker and C).
+debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu musl-tools binutils apache2-utils time openssl util-linux"
 rust_targets := "x86_64-unknown-linux-musl aarch64-unknown-linux-musl"
 
 # List the recipes.

@@ -4,6 +4,7 @@
 mod archives;
 mod bad_input;
 mod cache;
+mod cargo_builds;
 mod cli;
 mod events;
 mod examples;

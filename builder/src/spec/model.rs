@@ -60,6 +60,9 @@ pub struct PlatformSettings {
     pub target: Option<String>,
     /// The linker; `None` means cargo's own configuration or the usual cross gcc.
     pub linker: Option<String>,
+    /// The C compiler of build scripts; `None` means the `cc` crate's environment or the usual
+    /// compiler.
+    pub cc: Option<String>,
 }
 
 impl ImageSpec {
@@ -76,10 +79,9 @@ impl ImageSpec {
     /// layers left with nothing to do), and every `cargo` entry that does not pin its own
     /// `target` builds for `target` with the platform's linker.
     pub fn for_platform(&self, platform: &Platform, target: &str) -> ImageSpec {
-        let linker = self
-            .platform_settings
-            .get(platform)
-            .and_then(|s| s.linker.clone());
+        let settings = self.platform_settings.get(platform);
+        let linker = settings.and_then(|s| s.linker.clone());
+        let cc = settings.and_then(|s| s.cc.clone());
         let stage_for = |stage: &Stage| Stage {
             layers: stage
                 .layers
@@ -96,6 +98,7 @@ impl ImageSpec {
                                     src.target = target.to_string();
                                 }
                                 src.linker = linker.clone();
+                                src.cc = cc.clone();
                             }
                             e
                         })

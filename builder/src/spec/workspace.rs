@@ -36,6 +36,7 @@ use super::parse::parse_raw_at;
 use super::raw::RawSpec;
 use super::template::Vars;
 use super::validate::{validate_with, Inherited, DEFAULT_PROFILE, DEFAULT_TARGET};
+use crate::cargo::Strip;
 use crate::cargo::{self, Metadata, Package};
 
 /// Which packages of a workspace become images (cargo's `-p`, `--exclude`, `--workspace`).
@@ -469,6 +470,8 @@ fn add_binary(spec: &mut ImageSpec, package: &Package) -> Result<(), String> {
                 target: DEFAULT_TARGET.to_owned(),
                 target_pinned: false,
                 linker: None,
+                cc: None,
+                strip: Strip::default(),
             }),
             owner: Owner::default(),
             mode: None,

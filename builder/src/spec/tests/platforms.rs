@@ -14,6 +14,7 @@ platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 
 [platform."linux/arm64"]
 linker = "my-aarch64-gcc"
+cc = "my-aarch64-cc"
 
 [platform."linux/arm/v7"]
 target = "armv7-unknown-linux-musleabi"
@@ -92,6 +93,7 @@ fn a_spec_for_one_platform_keeps_its_entries_and_targets() {
     assert_eq!(amd64.stage.layers[1].entries.len(), 1);
     assert_eq!(cargo(&amd64).target, "x86_64-unknown-linux-musl");
     assert_eq!(cargo(&amd64).linker, None);
+    assert_eq!(cargo(&amd64).cc, None);
     // The shared layer is exactly the same on every platform (same key, one blob).
     let arm64 = spec.for_platform(&p("linux/arm64"), "aarch64-unknown-linux-musl");
     assert_eq!(amd64.stage.layers[0], arm64.stage.layers[0]);
@@ -100,6 +102,7 @@ fn a_spec_for_one_platform_keeps_its_entries_and_targets() {
     assert_eq!(arm64.stage.layers[1].entries.len(), 2);
     assert_eq!(cargo(&arm64).target, "aarch64-unknown-linux-musl");
     assert_eq!(cargo(&arm64).linker.as_deref(), Some("my-aarch64-gcc"));
+    assert_eq!(cargo(&arm64).cc.as_deref(), Some("my-aarch64-cc"));
     assert_eq!(cargo(&arm64).profile, "dev");
 }
 

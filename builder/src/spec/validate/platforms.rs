@@ -36,11 +36,17 @@ impl Checker<'_> {
                     check_word(s, "a linker program")
                 });
             }
+            if let Some(cc) = &settings.cc {
+                self.check(cc, &format!("{key}.cc"), |s| {
+                    check_word(s, "a C compiler program")
+                });
+            }
             out.insert(
                 platform,
                 PlatformSettings {
                     target: settings.target.map(Spanned::into_inner),
                     linker: settings.linker.map(Spanned::into_inner),
+                    cc: settings.cc.map(Spanned::into_inner),
                 },
             );
         }
