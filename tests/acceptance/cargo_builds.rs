@@ -219,3 +219,73 @@ fn a_crate_with_c_code_builds_and_runs_on_amd64_and_arm64() {
         assert_eq!(stdout, "2 + 3 = 5, computed in C\n", "{arch}");
     }
 }
+
+#[test]
+fn zigbuild_builds_c_code_for_musl_and_runs_under_runc() {
+    require("cargo-zigbuild");
+    let p = c_project("\"linux/amd64\"");
+    edit_spec(&p.dir, |s| {
+        format!("{s}[platform.\"linux/amd64\"]\nbuilder = \"zigbuild\"\n")
+    });
+    let r = p.cli().args(["--offline"]).run().ok();
+    assert!(r.stderr.contains("with cargo zigbuild"), "{}", r.stderr);
+    let bundle = p.root().join("bundle");
+    umoci_unpack(&p.out(), "latest", &bundle);
+    assert_eq!(runc_run(&bundle).ok().stdout, "2 + 3 = 5, computed in C\n");
+}
+
+#[test]
+fn zigbuild_pins_the_glibc_version_of_a_gnu_target() {
+    require("cargo-zigbuild");
+    require("objdump");
+    let p = c_project("\"linux/amd64\"");
+    edit_spec(&p.dir, |s| {
+        format!(
+            "{s}[platform.\"linux/amd64\"]\nbuilder = \"zigbuild\"\n\
+             target = \"x86_64-unknown-linux-gnu.2.31\"\n"
+        )
+    });
+    let events = build_events(&p.dir, &["--offline", "--output", "out"]);
+    let finished = of_kind(&events, "cargo-finished");
+    let exe = finished[0]["executable"].as_str().unwrap();
+    assert!(
+        exe.contains("/x86_64-unknown-linux-gnu/"),
+        "cargo's directory of the plain triple: {exe}"
+    );
+
+    let bundle = p.root().join("bundle");
+    umoci_unpack(&p.out(), "latest", &bundle);
+    let bin = bundle.join("rootfs/app");
+    // The glibc symbol versions the binary needs: none newer than 2.31.
+    let r = run(
+        "objdump",
+        [std::ffi::OsStr::new("-T"), bin.as_os_str()],
+        Path::new("/"),
+    )
+    .ok();
+    let mut versions: Vec<(u32, u32)> = r
+        .stdout
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let v: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = v.split('.').map(|n| n.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .collect();
+    versions.sort();
+    versions.dedup();
+    let newest = *versions.last().expect("a dynamic glibc binary");
+    assert!(
+        newest <= (2, 31),
+        "needs GLIBC_{}.{}: {versions:?}",
+        newest.0,
+        newest.1
+    );
+    // A gnu binary needs the host's glibc (newer than 2.31 here): run it on the host.
+    let r = run(&bin, [] as [&str; 0], p.root()).ok();
+    assert_eq!(r.stdout, "2 + 3 = 5, computed in C\n");
+}

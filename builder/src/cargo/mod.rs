@@ -36,6 +36,7 @@ use std::process::{Command, Stdio};
 mod cc;
 mod strip;
 mod targets;
+mod zigbuild;
 
 pub use cc::{ar_env, cc_env, default_cc, resolve_cc, CCompiler};
 pub use strip::{profile_env, DebugSize, Strip};
@@ -43,6 +44,7 @@ pub use targets::{
     default_linker, default_target, is_host_arch, linker_env, platform_of_target, resolve_linker,
     DEFAULT_TARGETS,
 };
+pub use zigbuild::{rust_triple, Builder};
 
 /// A binary to build with cargo: what a spec's `cargo = { ... }` entry asks for (the spec
 /// validates it; this module builds it and depends on no spec type).
@@ -72,6 +74,8 @@ pub struct CargoSource {
     pub cc: Option<String>,
     /// How much debug information the binary keeps (cargo's `strip`, symbols by default).
     pub strip: Strip,
+    /// `cargo build` or `cargo zigbuild`.
+    pub builder: Builder,
 }
 
 /// Errors from cargo builds.
@@ -125,6 +129,11 @@ pub enum Error {
         /// The spec key that names another compiler.
         key: String,
     },
+    #[error(
+        "`cargo zigbuild` is not installed (a platform of the spec sets `builder = \"zigbuild\"`); \
+         install it with `pip install cargo-zigbuild ziglang` (or `just deps`), or remove `builder`"
+    )]
+    ZigbuildMissing,
     #[error("cargo build of {what} failed (exit status {status})\n{stderr}")]
     Build {
         what: String,
@@ -419,6 +428,9 @@ pub fn describe(src: &CargoSource) -> String {
     if let Some(cc) = &src.cc {
         s.push_str(&format!(" with C compiler `{cc}`"));
     }
+    if src.builder == Builder::Zigbuild {
+        s.push_str(" with cargo zigbuild");
+    }
     s
 }
 
@@ -426,9 +438,17 @@ pub fn describe(src: &CargoSource) -> String {
 /// the path of the executable.
 pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<PathBuf, Error> {
     let src = &opts.overrides.apply(src);
-    ensure_target(&src.target, opts)?;
-    let linker = resolve_linker(&src.target, src.linker.as_deref(), context)?;
-    let c_compiler = resolve_cc(&src.target, src.cc.as_deref())?;
+    src.builder.check_installed()?;
+    let triple = rust_triple(&src.target);
+    ensure_target(triple, opts)?;
+    // zigbuild links and compiles C with zig: neither is ours to choose then.
+    let (linker, c_compiler) = match src.builder {
+        Builder::Cargo => (
+            resolve_linker(&src.target, src.linker.as_deref(), context)?,
+            resolve_cc(&src.target, src.cc.as_deref())?,
+        ),
+        Builder::Zigbuild => (None, CCompiler::default()),
+    };
     let mut ws = workspace(context)?;
     if let Some(dir) = &opts.overrides.target_dir {
         ws.target_directory = dir.clone();
@@ -447,7 +467,7 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
     let program = cargo_program();
     let mut cmd = Command::new(&program);
     cmd.current_dir(context)
-        .arg("build")
+        .arg(src.builder.subcommand())
         .arg("--message-format=json-render-diagnostics")
         .arg("--profile")
         .arg(&src.profile)
@@ -538,7 +558,7 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
     if !status.success() {
         if stderr.contains("target may not be installed") {
             return Err(Error::TargetMissing {
-                target: src.target.clone(),
+                target: triple.to_string(),
             });
         }
         if let Some(tool) = cc::tool_not_found(&stderr) {
@@ -620,6 +640,7 @@ mod tests {
             linker: None,
             cc: None,
             strip: Strip::Symbols,
+            builder: Builder::Cargo,
         }
     }
 

@@ -361,6 +361,7 @@ fn cargo_recipes(
         w.str(src.linker.as_deref().unwrap_or(""));
         w.str(src.cc.as_deref().unwrap_or(""));
         w.str(src.strip.as_str());
+        w.str(src.builder.as_str());
         w.str(&src.profile);
         w.u64(src.features.len() as u64);
         for f in &src.features {
@@ -602,6 +603,7 @@ mod tests {
             linker: linker.map(str::to_string),
             cc: None,
             strip: Default::default(),
+            builder: Default::default(),
         }
     }
 

@@ -63,6 +63,8 @@ pub struct PlatformSettings {
     /// The C compiler of build scripts; `None` means the `cc` crate's environment or the usual
     /// compiler.
     pub cc: Option<String>,
+    /// `cargo build` or `cargo zigbuild`.
+    pub builder: crate::cargo::Builder,
 }
 
 impl ImageSpec {
@@ -82,6 +84,7 @@ impl ImageSpec {
         let settings = self.platform_settings.get(platform);
         let linker = settings.and_then(|s| s.linker.clone());
         let cc = settings.and_then(|s| s.cc.clone());
+        let builder = settings.map(|s| s.builder).unwrap_or_default();
         let stage_for = |stage: &Stage| Stage {
             layers: stage
                 .layers
@@ -99,6 +102,7 @@ impl ImageSpec {
                                 }
                                 src.linker = linker.clone();
                                 src.cc = cc.clone();
+                                src.builder = builder;
                             }
                             e
                         })

@@ -210,6 +210,15 @@ pub struct RawPlatform {
     #[serde(default)]
     #[schemars(with = "String")]
     pub cc: Option<Spanned<String>>,
+
+    /// What builds this platform's `cargo` entries: `"cargo"` (`cargo build`) or `"zigbuild"`
+    /// (`cargo zigbuild`, from the PyPI packages `cargo-zigbuild` and `ziglang`), which links
+    /// and compiles C with `zig cc` for any target without a cross gcc, and lets a gnu
+    /// `target` pin the glibc version it links against (`x86_64-unknown-linux-gnu.2.31`).
+    /// With `"zigbuild"`, `linker` and `cc` are zig's and cannot be set.
+    #[serde(default)]
+    #[schemars(with = "String", extend("enum" = ["cargo", "zigbuild"], "default" = "cargo"))]
+    pub builder: Option<Spanned<String>>,
 }
 
 /// A named stage: a base, layers and a config, like the top level of the spec.

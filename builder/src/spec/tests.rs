@@ -195,6 +195,7 @@ fn full_spec_resolves() {
                 linker: None,
                 cc: None,
                 strip: Strip::Debuginfo,
+                builder: Default::default(),
             }),
             owner: Owner {
                 uid: 1000,
@@ -222,6 +223,7 @@ fn full_spec_resolves() {
                 linker: None,
                 cc: None,
                 strip: Strip::Symbols,
+                builder: Default::default(),
             }),
             owner: Owner::default(),
             mode: None,

@@ -472,6 +472,7 @@ fn add_binary(spec: &mut ImageSpec, package: &Package) -> Result<(), String> {
                 linker: None,
                 cc: None,
                 strip: Strip::default(),
+                builder: Default::default(),
             }),
             owner: Owner::default(),
             mode: None,

@@ -146,6 +146,37 @@ fn a_pinned_target_is_fine_for_one_platform() {
     }
 }
 
+refuse!(
+    platform_builder_unknown,
+    "name = \"x\"\n[platform.\"linux/amd64\"]\nbuilder = \"cross\"\n"
+);
+refuse!(
+    platform_zigbuild_with_a_linker,
+    "name = \"x\"\n[platform.\"linux/arm64\"]\nbuilder = \"zigbuild\"\nlinker = \"aarch64-linux-gnu-gcc\"\n"
+);
+
+#[test]
+fn zigbuild_platforms_build_with_zigbuild_and_keep_glibc_suffixes() {
+    let fixture = Fixture::new();
+    let spec = fixture
+        .parse(
+            "name = \"x\"\n[platform.\"linux/amd64\"]\nbuilder = \"zigbuild\"\n\
+             target = \"x86_64-unknown-linux-gnu.2.31\"\n[[layer]]\nname = \"a\"\n\
+             [[layer.add]]\ncargo = {}\ndest = \"/a\"\n",
+        )
+        .unwrap();
+    let target = spec.cargo_target(&Platform::linux_amd64()).unwrap();
+    assert_eq!(target, "x86_64-unknown-linux-gnu.2.31");
+    let amd64 = spec.for_platform(&Platform::linux_amd64(), &target);
+    match &amd64.stage.layers[0].entries[0].source {
+        Source::Cargo(src) => {
+            assert_eq!(src.builder, crate::cargo::Builder::Zigbuild);
+            assert_eq!(src.target, "x86_64-unknown-linux-gnu.2.31");
+        }
+        other => panic!("not cargo: {other:?}"),
+    }
+}
+
 refuse!(platform_invalid, "name = \"x\"\nplatforms = [\"linux\"]\n");
 refuse!(
     platform_upper_case,

@@ -56,6 +56,7 @@ impl Checker<'_> {
             linker: None,
             cc: None,
             strip: raw.strip.map(|s| s.0).unwrap_or_default(),
+            builder: Default::default(),
         })
     }
 }
