@@ -25,7 +25,10 @@
 //! A source's `target` is the triple of the platform the image is built for ([`default_target`]
 //! maps `linux/arm64` to `aarch64-unknown-linux-musl`); a cross build gets its linker from
 //! [`resolve_linker`] (the spec's, cargo's own configuration, or the usual cross gcc), passed as
-//! `CARGO_TARGET_<TRIPLE>_LINKER`. Each triple has its own directory under cargo's target
+//! `CARGO_TARGET_<TRIPLE>_LINKER`, and its build scripts' C compiler from [`resolve_cc`]
+//! (`CC_<target>`; a build script that finds none ends in [`Error::CcMissing`], naming the
+//! package to install). A platform may build with `cargo zigbuild` instead ([`Builder`]), where
+//! zig compiles and links. Each triple has its own directory under cargo's target
 //! directory, so two platforms never share a binary's path.
 
 use std::ffi::OsString;

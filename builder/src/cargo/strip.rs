@@ -74,7 +74,8 @@ pub fn profile_env(profile: &str) -> String {
 pub struct DebugSize {
     /// The file's size in bytes.
     pub size: u64,
-    /// Bytes of debug information: the `.debug_*` sections (compressed or not).
+    /// Bytes of debug information: the `.debug_*` sections (compressed or not) that are not
+    /// loaded at run time.
     pub debug_info: u64,
     /// Bytes of the symbol table and its strings (`.symtab`, `.strtab`).
     pub symbols: u64,
@@ -95,6 +96,12 @@ impl DebugSize {
         for section in file.sections() {
             let Ok(name) = section.name() else { continue };
             let size = section.file_range().map_or(0, |(_, size)| size);
+            // Loaded sections are not debug information whatever their name: rustc's
+            // `.debug_gdb_scripts` (a few bytes that strip keeps) is one.
+            // (An executable's sections that are not loaded have no address.)
+            if section.address() != 0 {
+                continue;
+            }
             if name.starts_with(".debug_") || name.starts_with(".zdebug_") {
                 out.debug_info += size;
             } else if name == ".symtab" || name == ".strtab" {
