@@ -2,9 +2,12 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Debian packages the tests check images with (real tools nobody here wrote).
-debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu apache2-utils time openssl util-linux"
-rust_targets := "x86_64-unknown-linux-musl aarch64-unknown-linux-musl"
+# Debian packages the tests check images with (real tools nobody here wrote), and the C compilers
+# of cargo builds: musl-tools (musl-gcc, x86_64 musl), gcc-aarch64-linux-gnu (aarch64 linker and C).
+debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu musl-tools binutils python3-venv apache2-utils time openssl util-linux"
+rust_targets := "x86_64-unknown-linux-musl aarch64-unknown-linux-musl x86_64-unknown-linux-gnu"
+# From PyPI: `cargo zigbuild` and the zig it runs (pinned: the versions the tests were run with).
+pypi_tools := "cargo-zigbuild==0.24.1 ziglang==0.17.1"
 
 # List the recipes.
 default:
@@ -30,6 +33,19 @@ deps:
     for t in {{rust_targets}}; do
         grep -qx "$t" <<<"$installed" || rustup target add "$t"
     done
+    # `cargo zigbuild` and zig (the `builder = "zigbuild"` tests), from PyPI, in a venv of their
+    # own (Debian's python refuses `pip install` outside one), linked into cargo's bin directory,
+    # which is on PATH wherever cargo is.
+    bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+    mkdir -p "$bin"
+    if ! { [ -x "$bin/cargo-zigbuild" ] && "$bin/zig" version >/dev/null 2>&1; }; then
+        venv="${XDG_DATA_HOME:-$HOME/.local/share}/cargo-image/zig-venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q {{pypi_tools}}
+        zig=$("$venv/bin/python" -c 'import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
+        ln -sf "$venv/bin/cargo-zigbuild" "$bin/cargo-zigbuild"
+        ln -sf "$zig" "$bin/zig"
+    fi
 
 # Run every test: unit, schema, acceptance with real tools (installs the peers first).
 test: deps

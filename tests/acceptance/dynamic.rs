@@ -3,7 +3,7 @@
 //! libraries (a stage made from a tarball of the host's, symlinks kept) it builds and runs
 //! under runc.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cargo_oci_image_test_support::*;
 
@@ -37,38 +37,6 @@ fn error_text(stderr: &str) -> String {
     lines.join("\n")
 }
 
-/// Members for a tarball of the host's loader and the libraries `ldd` lists for `exe`: each
-/// path as `ldd` names it and, for a symlink, what it points at (recursively), so the links
-/// resolve inside the image as on the host.
-fn loader_members(exe: &Path) -> Vec<String> {
-    require("ldd");
-    let out = run("ldd", [exe.as_os_str()], Path::new("/")).ok().stdout;
-    let mut todo: Vec<PathBuf> = out
-        .lines()
-        .filter_map(|l| {
-            let path = l.split("=>").last()?.split_whitespace().next()?;
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect();
-    assert!(
-        todo.iter().any(|p| p.ends_with("ld-linux-x86-64.so.2")),
-        "{out}"
-    );
-    let mut members = Vec::new();
-    while let Some(path) = todo.pop() {
-        let member = path.strip_prefix("/").unwrap().display().to_string();
-        if members.contains(&member) {
-            continue;
-        }
-        members.push(member);
-        if let Ok(target) = std::fs::read_link(&path) {
-            todo.push(path.parent().unwrap().join(target));
-        }
-    }
-    members.sort();
-    members
-}
-
 #[test]
 fn a_gnu_binary_on_scratch_is_refused_and_runs_on_a_base_with_glibc() {
     let p = project(&spec("scratch", ""));
@@ -92,13 +60,7 @@ fn a_gnu_binary_on_scratch_is_refused_and_runs_on_a_base_with_glibc() {
     let built = of_kind(&events, "cargo-finished");
     let exe = PathBuf::from(built[0]["executable"].as_str().unwrap());
     assert!(exe.is_file(), "cargo built {}", exe.display());
-    let members = loader_members(&exe);
-    let mut tar = std::process::Command::new("tar");
-    tar.args(["-cf"])
-        .arg(p.dir.join("glibc.tar"))
-        .args(["-C", "/"])
-        .args(&members);
-    run_command(&mut tar).ok();
+    glibc_tar(&exe, &p.dir.join("glibc.tar"));
     let listed = tar_list_verbose(&p.dir.join("glibc.tar"));
     assert!(
         listed.contains("lib64/ld-linux-x86-64.so.2 -> /"),

@@ -5,6 +5,7 @@ mod archives;
 mod bad_input;
 mod builtin_base;
 mod cache;
+mod cargo_builds;
 mod cli;
 mod dynamic;
 mod events;

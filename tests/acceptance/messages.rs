@@ -118,3 +118,35 @@ fn inspect_of_a_missing_path() {
         .run();
     insta::assert_snapshot!(message(&r, p.root(), None));
 }
+
+#[test]
+fn a_build_script_without_a_c_compiler() {
+    // A PATH with cargo, rustc and the host's `cc` (build scripts link with it) but no
+    // `musl-gcc`: the `cc` crate finds no compiler for the musl target.
+    let p = crate::cargo_builds::c_project("\"linux/amd64\"");
+    let bin = p.root().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["cargo", "rustc", "cc"] {
+        let path = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("`{tool}` on PATH"));
+        std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+    }
+    let r = p.cli().args(["--offline"]).env("PATH", &bin).run();
+    // Cargo's own account of the failed build script (whose details depend on the `cc`
+    // crate's version) comes first; the snapshot is what cargo-image says after it.
+    let text = message(&r, p.root(), None);
+    let ours = text
+        .find("  × ")
+        .unwrap_or_else(|| panic!("no error report:\n{text}"));
+    assert!(
+        text.contains("failed to find tool"),
+        "the build script failed for want of a compiler:\n{text}"
+    );
+    insta::assert_snapshot!(format!(
+        "{}\n{}",
+        &text[..text.find('\n').unwrap()],
+        &text[ours..]
+    ));
+}

@@ -14,8 +14,18 @@ pub enum Event {
     SpecLoaded { spec: PathBuf, name: String },
     /// A cargo build starts.
     CargoBuild { what: String },
-    /// A cargo build finished with this executable.
-    CargoFinished { what: String, executable: PathBuf },
+    /// A cargo build finished with this executable: `strip` is the setting it was built with
+    /// (`none`, `debuginfo` or `symbols`), `size` its size in bytes, `debug_info` and `symbols`
+    /// the bytes of it that are debug information and symbol table (read from its section
+    /// headers: what stripping would still remove).
+    CargoFinished {
+        what: String,
+        executable: PathBuf,
+        strip: &'static str,
+        size: u64,
+        debug_info: u64,
+        symbols: u64,
+    },
     /// The base image was resolved.
     BaseResolved {
         base: String,

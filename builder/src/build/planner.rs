@@ -597,9 +597,15 @@ fn cargo_builds(
                 let what = cargo::describe(&opts.cargo.overrides.apply(src));
                 on_event(Event::CargoBuild { what: what.clone() });
                 let exe = cargo::build(src, &spec.context, &opts.cargo)?;
+                // Only for the report: a binary that cannot be read fails later, with its path.
+                let sizes = cargo::DebugSize::of(&exe).unwrap_or_default();
                 on_event(Event::CargoFinished {
                     what,
                     executable: exe.clone(),
+                    strip: src.strip.as_str(),
+                    size: sizes.size,
+                    debug_info: sizes.debug_info,
+                    symbols: sizes.symbols,
                 });
                 outputs.insert(src.clone(), exe);
             }

@@ -15,26 +15,39 @@
 //! own target directory (`<target-dir>/image/.cargo`) so these flags never invalidate the user's
 //! ordinary `cargo build` artifacts, and vice versa.
 //!
+//! Binaries are stripped of symbols unless the source says otherwise ([`Strip`]), through cargo's
+//! profile setting `strip` (`CARGO_PROFILE_<PROFILE>_STRIP`, which wins over the profile's own
+//! `strip` in `Cargo.toml`); [`DebugSize`] measures what a built binary still holds.
+//!
 //! The cargo program is `$CARGO` when set (cargo sets it for `cargo image`), else `cargo` on `PATH`.
 //!
 //! # Platforms
 //! A source's `target` is the triple of the platform the image is built for ([`default_target`]
 //! maps `linux/arm64` to `aarch64-unknown-linux-musl`); a cross build gets its linker from
 //! [`resolve_linker`] (the spec's, cargo's own configuration, or the usual cross gcc), passed as
-//! `CARGO_TARGET_<TRIPLE>_LINKER`. Each triple has its own directory under cargo's target
+//! `CARGO_TARGET_<TRIPLE>_LINKER`, and its build scripts' C compiler from [`resolve_cc`]
+//! (`CC_<target>`; a build script that finds none ends in [`Error::CcMissing`], naming the
+//! package to install). A platform may build with `cargo zigbuild` instead ([`Builder`]), where
+//! zig compiles and links. Each triple has its own directory under cargo's target
 //! directory, so two platforms never share a binary's path.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod cc;
+mod strip;
 mod targets;
+mod zigbuild;
 
+pub use cc::{ar_env, cc_env, default_cc, resolve_cc, CCompiler};
+pub use strip::{profile_env, DebugSize, Strip};
 pub use targets::{
     default_linker, default_target, is_host_arch, linker_env, platform_of_target, resolve_linker,
     DEFAULT_TARGETS,
 };
+pub use zigbuild::{rust_triple, Builder};
 
 /// A binary to build with cargo: what a spec's `cargo = { ... }` entry asks for (the spec
 /// validates it; this module builds it and depends on no spec type).
@@ -59,6 +72,13 @@ pub struct CargoSource {
     /// The linker cargo links with (`CARGO_TARGET_<TRIPLE>_LINKER`); `None` leaves it to
     /// cargo's configuration or the usual cross gcc ([`resolve_linker`]).
     pub linker: Option<String>,
+    /// The C compiler build scripts compile C with (`CC_<target>` for the `cc` crate); `None`
+    /// leaves it to the environment or the usual compiler ([`resolve_cc`]).
+    pub cc: Option<String>,
+    /// How much debug information the binary keeps (cargo's `strip`, symbols by default).
+    pub strip: Strip,
+    /// `cargo build` or `cargo zigbuild`.
+    pub builder: Builder,
 }
 
 /// Errors from cargo builds.
@@ -98,6 +118,25 @@ pub enum Error {
         /// The spec key that names another linker.
         key: String,
     },
+    #[error(
+        "no C compiler for the rust target `{target}`: `{tool}` is not on PATH; {hint}set \
+         `{key}` in the spec, or `{env}` for cargo",
+        env = cc_env(target)
+    )]
+    CcMissing {
+        target: String,
+        /// The compiler that is missing.
+        tool: String,
+        /// How to install it (`install it (apt-get install ...), or `).
+        hint: String,
+        /// The spec key that names another compiler.
+        key: String,
+    },
+    #[error(
+        "`cargo zigbuild` is not installed (a platform of the spec sets `builder = \"zigbuild\"`); \
+         install it with `pip install cargo-zigbuild ziglang` (or `just deps`), or remove `builder`"
+    )]
+    ZigbuildMissing,
     #[error("cargo build of {what} failed (exit status {status})\n{stderr}")]
     Build {
         what: String,
@@ -120,7 +159,9 @@ pub enum Error {
 #[derive(Debug, Clone, Default)]
 pub struct CargoOptions {
     /// Let cargo's own progress and diagnostics through to this process's stderr (the CLI sets it
-    /// unless `--quiet`); when false they are captured and shown only if the build fails.
+    /// unless `--quiet`); when false they are captured and shown only if the build fails. Either
+    /// way cargo writes to a pipe this module reads (to recognise a build script that found no C
+    /// compiler), so cargo draws no progress bar; its colours are kept on a terminal.
     pub show_output: bool,
     /// Extra flags passed through to every `cargo build` (e.g. `--locked`, `--offline`).
     pub extra_args: Vec<String>,
@@ -387,6 +428,12 @@ pub fn describe(src: &CargoSource) -> String {
     if let Some(linker) = &src.linker {
         s.push_str(&format!(" linked by `{linker}`"));
     }
+    if let Some(cc) = &src.cc {
+        s.push_str(&format!(" with C compiler `{cc}`"));
+    }
+    if src.builder == Builder::Zigbuild {
+        s.push_str(" with cargo zigbuild");
+    }
     s
 }
 
@@ -394,8 +441,17 @@ pub fn describe(src: &CargoSource) -> String {
 /// the path of the executable.
 pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<PathBuf, Error> {
     let src = &opts.overrides.apply(src);
-    ensure_target(&src.target, opts)?;
-    let linker = resolve_linker(&src.target, src.linker.as_deref(), context)?;
+    src.builder.check_installed()?;
+    let triple = rust_triple(&src.target);
+    ensure_target(triple, opts)?;
+    // zigbuild links and compiles C with zig: neither is ours to choose then.
+    let (linker, c_compiler) = match src.builder {
+        Builder::Cargo => (
+            resolve_linker(&src.target, src.linker.as_deref(), context)?,
+            resolve_cc(&src.target, src.cc.as_deref())?,
+        ),
+        Builder::Zigbuild => (None, CCompiler::default()),
+    };
     let mut ws = workspace(context)?;
     if let Some(dir) = &opts.overrides.target_dir {
         ws.target_directory = dir.clone();
@@ -414,7 +470,7 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
     let program = cargo_program();
     let mut cmd = Command::new(&program);
     cmd.current_dir(context)
-        .arg("build")
+        .arg(src.builder.subcommand())
         .arg("--message-format=json-render-diagnostics")
         .arg("--profile")
         .arg(&src.profile)
@@ -446,28 +502,36 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
     if let Some(linker) = &linker {
         cmd.env(linker_env(&src.target), linker);
     }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
+    if let Some(cc) = &c_compiler.cc {
+        cmd.env(cc_env(&src.target), cc);
+    }
+    if let Some(ar) = &c_compiler.ar {
+        cmd.env(ar_env(&src.target), ar);
+    }
+    if opts.show_output && std::io::stderr().is_terminal() {
+        // cargo's stderr is a pipe (read below): keep its colours for the terminal it ends on.
+        if std::env::var_os("CARGO_TERM_COLOR").is_none() {
+            cmd.env("CARGO_TERM_COLOR", "always");
+        }
+    }
+    cmd.env(profile_env(&src.profile), src.strip.as_str())
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         .env_remove("RUSTFLAGS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(if opts.show_output {
-            Stdio::inherit()
-        } else {
-            Stdio::piped()
-        });
+        .stderr(Stdio::piped());
 
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         program: program.to_string_lossy().into_owned(),
         source,
     })?;
-    // Drain stderr on a thread so neither pipe can fill up and block cargo.
-    let stderr_reader = child.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = e.read_to_string(&mut s);
-            s
-        })
-    });
+    // Drain stderr on a thread so neither pipe can fill up and block cargo; with `show_output`
+    // pass it through as it comes (it is read to recognise a build script's missing compiler).
+    let show = opts.show_output;
+    let stderr_reader = child
+        .stderr
+        .take()
+        .map(|e| std::thread::spawn(move || read_stderr(e, show)));
     let mut executables: Vec<(String, PathBuf)> = Vec::new();
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
@@ -497,7 +561,14 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
     if !status.success() {
         if stderr.contains("target may not be installed") {
             return Err(Error::TargetMissing {
-                target: src.target.clone(),
+                target: triple.to_string(),
+            });
+        }
+        if let Some(tool) = cc::tool_not_found(&stderr) {
+            // The `cc` crate's guess when nothing was chosen: name the usual compiler instead.
+            return Err(match c_compiler.missing {
+                Some((usual, package)) => cc::cc_missing(&src.target, usual, Some(package)),
+                None => cc::cc_missing(&src.target, &tool, None),
             });
         }
         return Err(Error::Build {
@@ -505,7 +576,12 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
             status: status
                 .code()
                 .map_or_else(|| "signal".to_string(), |c| c.to_string()),
-            stderr: stderr.trim_end().to_string(),
+            // Already on this process's stderr when shown.
+            stderr: if show {
+                String::new()
+            } else {
+                stderr.trim_end().to_string()
+            },
         });
     }
     if let Some(bin) = &src.bin {
@@ -528,6 +604,28 @@ pub fn build(src: &CargoSource, context: &Path, opts: &CargoOptions) -> Result<P
     }
 }
 
+/// Reads cargo's stderr to the end, copying it to this process's stderr as it comes when `show`.
+fn read_stderr(mut from: impl Read, show: bool) -> String {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if show {
+                    let mut err = std::io::stderr().lock();
+                    let _ = err.write_all(&buf[..n]);
+                    let _ = err.flush();
+                }
+                all.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,6 +641,9 @@ mod tests {
             target: "x86_64-unknown-linux-musl".into(),
             target_pinned: false,
             linker: None,
+            cc: None,
+            strip: Strip::Symbols,
+            builder: Builder::Cargo,
         }
     }
 

@@ -137,7 +137,7 @@ fn choose_linker(
                     }
                     _ => "install it, or ".to_string(),
                 },
-                key: spec_key(target),
+                key: spec_key(target, "linker"),
             })
         };
     }
@@ -150,25 +150,26 @@ fn choose_linker(
             target: target.to_string(),
             linker: linker.to_string(),
             hint: format!("install it (`apt-get install {package}`), or "),
-            key: spec_key(target),
+            key: spec_key(target, "linker"),
         }),
         None => Err(Error::LinkerMissing {
             target: target.to_string(),
             linker: "a cross linker".to_string(),
             hint: String::new(),
-            key: spec_key(target),
+            key: spec_key(target, "linker"),
         }),
     }
 }
 
-/// The spec key that sets the linker of `target`, for messages.
-fn spec_key(target: &str) -> String {
+/// The spec key `key` (`linker`, `cc`) of the platform that builds for `target`, for messages:
+/// `[platform."linux/arm64"] linker = "..."`.
+pub(super) fn spec_key(target: &str, key: &str) -> String {
     let platform = platform_of_target(target).unwrap_or("OS/ARCH");
-    format!("[platform.\"{platform}\"] linker = \"...\"")
+    format!("[platform.\"{platform}\"] {key} = \"...\"")
 }
 
 /// `program` as cargo would run it: a path (with a `/`) that exists, or a file on `PATH`.
-fn find_program(program: &str) -> Option<PathBuf> {
+pub(super) fn find_program(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
         let path = PathBuf::from(program);
         return path.is_file().then_some(path);

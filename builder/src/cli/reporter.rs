@@ -79,10 +79,19 @@ impl Reporter {
                 self.status("Building", &format!("{name} ({})", spec.display()))
             }
             Event::CargoBuild { what } => self.status("Compiling", &what),
-            Event::CargoFinished { what, executable } => {
+            Event::CargoFinished {
+                what,
+                executable,
+                strip,
+                size,
+                debug_info,
+                symbols,
+            } => {
+                let mut line = format!("{what}: {}", binary_note(strip, size, debug_info, symbols));
                 if verbose {
-                    self.status("Compiled", &format!("{what} -> {}", executable.display()));
+                    line.push_str(&format!(" -> {}", executable.display()));
                 }
+                self.status("Compiled", &line);
             }
             Event::BaseResolved {
                 base,
@@ -247,4 +256,20 @@ fn prefix_layer_names(image: &str, event: Event) -> Event {
         },
         other => other,
     }
+}
+
+/// What a finished cargo build says about its binary: its size and how stripped it is, e.g.
+/// `5.2 MiB, stripped` or `33.1 MiB, 27.9 MiB of it debug info and symbols (strip = false)`.
+fn binary_note(strip: &str, size: u64, debug_info: u64, symbols: u64) -> String {
+    let left = debug_info + symbols;
+    let mut note = human_size(size);
+    match (strip, left) {
+        ("symbols", 0) => note.push_str(", stripped"),
+        (_, 0) => note.push_str(&format!(", no debug info or symbols (strip = {strip:?})")),
+        (_, left) => note.push_str(&format!(
+            ", {} of it debug info and symbols (strip = {strip:?}; \"symbols\" removes them)",
+            human_size(left)
+        )),
+    }
+    note
 }

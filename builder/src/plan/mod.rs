@@ -359,6 +359,9 @@ fn cargo_recipes(
         w.u64(index as u64);
         w.str(&src.target);
         w.str(src.linker.as_deref().unwrap_or(""));
+        w.str(src.cc.as_deref().unwrap_or(""));
+        w.str(src.strip.as_str());
+        w.str(src.builder.as_str());
         w.str(&src.profile);
         w.u64(src.features.len() as u64);
         for f in &src.features {
@@ -598,6 +601,9 @@ mod tests {
             target: target.into(),
             target_pinned: false,
             linker: linker.map(str::to_string),
+            cc: None,
+            strip: Default::default(),
+            builder: Default::default(),
         }
     }
 
@@ -634,7 +640,7 @@ mod tests {
     }
 
     #[test]
-    fn cargo_layer_keys_cover_target_linker_and_cargo_lock() {
+    fn cargo_layer_keys_cover_target_linker_cc_strip_and_cargo_lock() {
         let dir = tempfile::tempdir().unwrap();
         let context = dir.path().canonicalize().unwrap();
         let bin = context.join("app");
@@ -659,6 +665,20 @@ mod tests {
         let mut dev = cargo("x86_64-unknown-linux-musl", None);
         dev.profile = "dev".into();
         assert_ne!(amd64, cargo_layer_key(&context, &dev, &bin), "the profile");
+        let mut unstripped = cargo("x86_64-unknown-linux-musl", None);
+        unstripped.strip = crate::cargo::Strip::None;
+        assert_ne!(
+            amd64,
+            cargo_layer_key(&context, &unstripped, &bin),
+            "the strip setting"
+        );
+        let mut other_cc = cargo("x86_64-unknown-linux-musl", None);
+        other_cc.cc = Some("clang".into());
+        assert_ne!(
+            amd64,
+            cargo_layer_key(&context, &other_cc, &bin),
+            "the C compiler"
+        );
         let mut featured = cargo("x86_64-unknown-linux-musl", None);
         featured.features = vec!["tls".into()];
         assert_ne!(

@@ -81,6 +81,11 @@ pub struct PlatformSettings {
     pub target: Option<String>,
     /// The linker; `None` means cargo's own configuration or the usual cross gcc.
     pub linker: Option<String>,
+    /// The C compiler of build scripts; `None` means the `cc` crate's environment or the usual
+    /// compiler.
+    pub cc: Option<String>,
+    /// `cargo build` or `cargo zigbuild`.
+    pub builder: crate::cargo::Builder,
 }
 
 impl ImageSpec {
@@ -97,10 +102,10 @@ impl ImageSpec {
     /// layers left with nothing to do), and every `cargo` entry that does not pin its own
     /// `target` builds for `target` with the platform's linker.
     pub fn for_platform(&self, platform: &Platform, target: &str) -> ImageSpec {
-        let linker = self
-            .platform_settings
-            .get(platform)
-            .and_then(|s| s.linker.clone());
+        let settings = self.platform_settings.get(platform);
+        let linker = settings.and_then(|s| s.linker.clone());
+        let cc = settings.and_then(|s| s.cc.clone());
+        let builder = settings.map(|s| s.builder).unwrap_or_default();
         let stage_for = |stage: &Stage| Stage {
             layers: stage
                 .layers
@@ -117,6 +122,8 @@ impl ImageSpec {
                                     src.target = target.to_string();
                                 }
                                 src.linker = linker.clone();
+                                src.cc = cc.clone();
+                                src.builder = builder;
                             }
                             e
                         })

@@ -19,6 +19,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::cargo::Strip;
 use crate::types::Compression;
 
 /// Pattern of an image name (the repository part of a reference).
@@ -215,6 +216,25 @@ pub struct RawPlatform {
     #[serde(default)]
     #[schemars(with = "String")]
     pub linker: Option<Spanned<String>>,
+
+    /// The C compiler build scripts compile C with on this platform (crates that use the `cc`
+    /// crate: a program on `PATH` or a path), passed to cargo as `CC_<target>`. Default: the
+    /// `cc` crate's own environment (`CC_<target>`, `TARGET_CC`) when set, else `musl-gcc`
+    /// (Debian `musl-tools`) for a musl target of the host's architecture, else the usual
+    /// cross gcc (the same as `linker`, with its `ar`); none for a gnu target of the host's
+    /// architecture.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub cc: Option<Spanned<String>>,
+
+    /// What builds this platform's `cargo` entries: `"cargo"` (`cargo build`) or `"zigbuild"`
+    /// (`cargo zigbuild`, from the PyPI packages `cargo-zigbuild` and `ziglang`), which links
+    /// and compiles C with `zig cc` for any target without a cross gcc, and lets a gnu
+    /// `target` pin the glibc version it links against (`x86_64-unknown-linux-gnu.2.31`).
+    /// With `"zigbuild"`, `linker` and `cc` are zig's and cannot be set.
+    #[serde(default)]
+    #[schemars(with = "String", extend("enum" = ["cargo", "zigbuild"], "default" = "cargo"))]
+    pub builder: Option<Spanned<String>>,
 }
 
 /// A named stage: a base, layers and a config, like the top level of the spec.
@@ -468,6 +488,64 @@ pub struct RawCargo {
     #[serde(default)]
     #[schemars(with = "String", extend("default" = "x86_64-unknown-linux-musl"))]
     pub target: Option<Spanned<String>>,
+
+    /// How much debug information the binary keeps in the image: cargo's profile setting
+    /// `strip`, passed as `CARGO_PROFILE_<PROFILE>_STRIP` (it wins over the profile's `strip` in
+    /// `Cargo.toml`). `true` or `"symbols"`: no debug information and no symbol table;
+    /// `"debuginfo"`: symbols only; `false` or `"none"`: whatever the profile produces.
+    /// Default: `"symbols"` (nothing in the image needs them at run time).
+    #[serde(default)]
+    #[schemars(with = "RawStrip", extend("default" = "symbols"))]
+    pub strip: Option<RawStrip>,
+}
+
+/// A `strip` setting as cargo takes it: a boolean or one of cargo's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawStrip(pub Strip);
+
+impl<'de> Deserialize<'de> for RawStrip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StripVisitor;
+
+        impl Visitor<'_> for StripVisitor {
+            type Value = RawStrip;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"true, false, "none", "debuginfo" or "symbols""#)
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawStrip, E> {
+                Ok(RawStrip(if v { Strip::Symbols } else { Strip::None }))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawStrip, E> {
+                Strip::parse(v)
+                    .map(RawStrip)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+
+        deserializer.deserialize_any(StripVisitor)
+    }
+}
+
+impl JsonSchema for RawStrip {
+    fn schema_name() -> Cow<'static, str> {
+        "Strip".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "boolean" },
+                { "type": "string", "enum": ["none", "debuginfo", "symbols"] },
+            ]
+        })
+    }
 }
 
 /// A permission mode as written: a TOML integer or a string of octal digits. Checked and

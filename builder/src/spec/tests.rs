@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use super::*;
+use crate::cargo::Strip;
 
 /// A temporary spec directory with a `site/` folder, so relative paths have a context.
 struct Fixture {
@@ -103,7 +104,7 @@ stop-signal = "SIGTERM"
 [[layer]]
 name = "app"
 [[layer.add]]
-cargo = { package = "hello", bin = "hello", profile = "release", features = ["y", "x"], all-features = false, no-default-features = true, target = "aarch64-unknown-linux-musl" }
+cargo = { package = "hello", bin = "hello", profile = "release", features = ["y", "x"], all-features = false, no-default-features = true, target = "aarch64-unknown-linux-musl", strip = "debuginfo" }
 dest = "/usr/local/bin/hello"
 mode = "0755"
 dir-mode = 0o750
@@ -192,6 +193,9 @@ fn full_spec_resolves() {
                 target: "aarch64-unknown-linux-musl".to_owned(),
                 target_pinned: true,
                 linker: None,
+                cc: None,
+                strip: Strip::Debuginfo,
+                builder: Default::default(),
             }),
             owner: Owner {
                 uid: 1000,
@@ -217,6 +221,9 @@ fn full_spec_resolves() {
                 target: "x86_64-unknown-linux-musl".to_owned(),
                 target_pinned: false,
                 linker: None,
+                cc: None,
+                strip: Strip::Symbols,
+                builder: Default::default(),
             }),
             owner: Owner::default(),
             mode: None,
@@ -268,6 +275,29 @@ fn minimal_spec_gets_defaults() {
     assert!(spec.stage.layers.is_empty());
     assert_eq!(spec.stage.config, ImageConfig::default());
     assert_eq!(spec.context, fixture.dir.path().canonicalize().unwrap());
+}
+
+#[test]
+fn strip_takes_cargo_booleans_and_names() {
+    let fixture = Fixture::new();
+    for (written, strip) in [
+        ("true", Strip::Symbols),
+        ("false", Strip::None),
+        ("\"none\"", Strip::None),
+        ("\"debuginfo\"", Strip::Debuginfo),
+        ("\"symbols\"", Strip::Symbols),
+    ] {
+        let spec = fixture
+            .parse(&format!(
+                "name = \"x\"\n[[layer]]\nname = \"a\"\n[[layer.add]]\n\
+                 cargo = {{ strip = {written} }}\ndest = \"/a\"\n"
+            ))
+            .expect("valid spec");
+        let Source::Cargo(src) = &spec.stage.layers[0].entries[0].source else {
+            panic!("a cargo entry")
+        };
+        assert_eq!(src.strip, strip, "strip = {written}");
+    }
 }
 
 #[test]
@@ -399,6 +429,10 @@ refuse!(
 refuse!(
     unknown_key_in_cargo,
     "name = \"x\"\n[[layer]]\nname = \"a\"\n[[layer.add]]\ncargo = { pakage = \"x\" }\ndest = \"/a\"\n"
+);
+refuse!(
+    unknown_strip_setting,
+    "name = \"x\"\n[[layer]]\nname = \"a\"\n[[layer.add]]\ncargo = { strip = \"all\" }\ndest = \"/a\"\n"
 );
 
 // Wrong types.

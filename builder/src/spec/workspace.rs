@@ -42,6 +42,7 @@ use super::parse::parse_raw_at;
 use super::raw::RawSpec;
 use super::template::Vars;
 use super::validate::{validate_with, Inherited, DEFAULT_PROFILE, DEFAULT_TARGET};
+use crate::cargo::Strip;
 use crate::cargo::{self, Metadata, Package};
 
 /// Which packages of a workspace become images (cargo's `-p`, `--exclude`, `--workspace`).
@@ -541,6 +542,9 @@ fn add_binary(spec: &mut ImageSpec, package: &Package, wanted: Option<&str>) -> 
                 target: DEFAULT_TARGET.to_owned(),
                 target_pinned: false,
                 linker: None,
+                cc: None,
+                strip: Strip::default(),
+                builder: Default::default(),
             }),
             owner: Owner::default(),
             mode: None,

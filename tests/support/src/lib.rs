@@ -38,6 +38,7 @@ pub use files::{
 pub use layout::{blob_json, blob_path, first_layer_blob, manifest_digest, read_json};
 pub use project::{build_base_layout, edit_spec, spec_on_base, write_spec, Project};
 pub use tools::{
-    oci_image_tool_validate, require, run, run_command, runc_run, sha256, sha256_file, skopeo,
-    skopeo_copy_gzip, skopeo_inspect, tar_list, tar_list_verbose, umoci_layout, umoci_unpack, Run,
+    glibc_tar, loader_members, oci_image_tool_validate, require, run, run_command, runc_run,
+    sha256, sha256_file, skopeo, skopeo_copy_gzip, skopeo_inspect, tar_list, tar_list_verbose,
+    umoci_layout, umoci_unpack, Run,
 };

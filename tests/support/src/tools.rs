@@ -242,3 +242,44 @@ pub fn sha256(bytes: &[u8]) -> String {
     std::fs::write(file.path(), bytes).unwrap();
     sha256_file(file.path())
 }
+
+/// Members for a tarball of the host's loader and the libraries `ldd` lists for `exe`: each
+/// path as `ldd` names it and, for a symlink, what it points at (recursively), so the links
+/// resolve inside the image as on the host.
+pub fn loader_members(exe: &Path) -> Vec<String> {
+    require("ldd");
+    let out = run("ldd", [exe.as_os_str()], Path::new("/")).ok().stdout;
+    let mut todo: Vec<PathBuf> = out
+        .lines()
+        .filter_map(|l| {
+            let path = l.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect();
+    assert!(
+        todo.iter().any(|p| p.ends_with("ld-linux-x86-64.so.2")),
+        "{out}"
+    );
+    let mut members = Vec::new();
+    while let Some(path) = todo.pop() {
+        let member = path.strip_prefix("/").unwrap().display().to_string();
+        if members.contains(&member) {
+            continue;
+        }
+        members.push(member);
+        if let Ok(target) = std::fs::read_link(&path) {
+            todo.push(path.parent().unwrap().join(target));
+        }
+    }
+    members.sort();
+    members
+}
+
+/// Writes `dest`: a tarball of the host's loader and the libraries `exe` needs
+/// ([`loader_members`]), symlinks kept, to make a glibc base stage of (`tar = "..."`).
+pub fn glibc_tar(exe: &Path, dest: &Path) {
+    let members = loader_members(exe);
+    let mut tar = Command::new("tar");
+    tar.arg("-cf").arg(dest).args(["-C", "/"]).args(&members);
+    run_command(&mut tar).ok();
+}

@@ -100,6 +100,9 @@ fn inline_dir_symlink_and_cargo_sources() {
         target: "x86_64-unknown-linux-musl".into(),
         target_pinned: false,
         linker: None,
+        cc: None,
+        strip: Default::default(),
+        builder: Default::default(),
     };
     c.cargo.insert(cargo.clone(), bin);
     let mut content = add("etc/app.toml", Source::Content(b"port = 80\n".to_vec()));

@@ -14,6 +14,7 @@ platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 
 [platform."linux/arm64"]
 linker = "my-aarch64-gcc"
+cc = "my-aarch64-cc"
 
 [platform."linux/arm/v7"]
 target = "armv7-unknown-linux-musleabi"
@@ -92,6 +93,7 @@ fn a_spec_for_one_platform_keeps_its_entries_and_targets() {
     assert_eq!(amd64.stage.layers[1].entries.len(), 1);
     assert_eq!(cargo(&amd64).target, "x86_64-unknown-linux-musl");
     assert_eq!(cargo(&amd64).linker, None);
+    assert_eq!(cargo(&amd64).cc, None);
     // The shared layer is exactly the same on every platform (same key, one blob).
     let arm64 = spec.for_platform(&p("linux/arm64"), "aarch64-unknown-linux-musl");
     assert_eq!(amd64.stage.layers[0], arm64.stage.layers[0]);
@@ -100,6 +102,7 @@ fn a_spec_for_one_platform_keeps_its_entries_and_targets() {
     assert_eq!(arm64.stage.layers[1].entries.len(), 2);
     assert_eq!(cargo(&arm64).target, "aarch64-unknown-linux-musl");
     assert_eq!(cargo(&arm64).linker.as_deref(), Some("my-aarch64-gcc"));
+    assert_eq!(cargo(&arm64).cc.as_deref(), Some("my-aarch64-cc"));
     assert_eq!(cargo(&arm64).profile, "dev");
 }
 
@@ -139,6 +142,37 @@ fn a_pinned_target_is_fine_for_one_platform() {
     let amd64 = spec.for_platform(&Platform::linux_amd64(), "x86_64-unknown-linux-musl");
     match &amd64.stage.layers[0].entries[0].source {
         Source::Cargo(src) => assert_eq!(src.target, "x86_64-unknown-linux-gnu"),
+        other => panic!("not cargo: {other:?}"),
+    }
+}
+
+refuse!(
+    platform_builder_unknown,
+    "name = \"x\"\n[platform.\"linux/amd64\"]\nbuilder = \"cross\"\n"
+);
+refuse!(
+    platform_zigbuild_with_a_linker,
+    "name = \"x\"\n[platform.\"linux/arm64\"]\nbuilder = \"zigbuild\"\nlinker = \"aarch64-linux-gnu-gcc\"\n"
+);
+
+#[test]
+fn zigbuild_platforms_build_with_zigbuild_and_keep_glibc_suffixes() {
+    let fixture = Fixture::new();
+    let spec = fixture
+        .parse(
+            "name = \"x\"\n[platform.\"linux/amd64\"]\nbuilder = \"zigbuild\"\n\
+             target = \"x86_64-unknown-linux-gnu.2.31\"\n[[layer]]\nname = \"a\"\n\
+             [[layer.add]]\ncargo = {}\ndest = \"/a\"\n",
+        )
+        .unwrap();
+    let target = spec.cargo_target(&Platform::linux_amd64()).unwrap();
+    assert_eq!(target, "x86_64-unknown-linux-gnu.2.31");
+    let amd64 = spec.for_platform(&Platform::linux_amd64(), &target);
+    match &amd64.stage.layers[0].entries[0].source {
+        Source::Cargo(src) => {
+            assert_eq!(src.builder, crate::cargo::Builder::Zigbuild);
+            assert_eq!(src.target, "x86_64-unknown-linux-gnu.2.31");
+        }
         other => panic!("not cargo: {other:?}"),
     }
 }

@@ -1,5 +1,5 @@
 //! `cargo` entries: the binary a layer takes from a cargo build (package, bin or example,
-//! profile, features, target).
+//! profile, features, target, strip).
 
 use super::{Checker, Problem, DEFAULT_PROFILE, DEFAULT_TARGET};
 use crate::spec::model::CargoSource;
@@ -54,6 +54,9 @@ impl Checker<'_> {
                 .to_owned(),
             target_pinned: raw.target.is_some(),
             linker: None,
+            cc: None,
+            strip: raw.strip.map(|s| s.0).unwrap_or_default(),
+            builder: Default::default(),
         })
     }
 }

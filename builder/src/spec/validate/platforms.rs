@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use super::cargo::check_word;
 use super::{Checker, Problem};
+use crate::cargo::Builder;
 use crate::spec::error::ErrorKind;
 use crate::spec::model::{PlatformSettings, Source, Stage};
 use crate::spec::raw::RawPlatform;
@@ -36,11 +37,45 @@ impl Checker<'_> {
                     check_word(s, "a linker program")
                 });
             }
+            if let Some(cc) = &settings.cc {
+                self.check(cc, &format!("{key}.cc"), |s| {
+                    check_word(s, "a C compiler program")
+                });
+            }
+            let builder = match &settings.builder {
+                Some(builder) => self
+                    .check(builder, &format!("{key}.builder"), |s| {
+                        Builder::parse(s).ok_or_else(|| {
+                            Problem::invalid("not a builder")
+                                .help(r#"use `builder = "cargo"` or `builder = "zigbuild"`"#)
+                        })
+                    })
+                    .unwrap_or_default(),
+                None => Builder::Cargo,
+            };
+            if builder == Builder::Zigbuild {
+                for (name, value) in [("linker", &settings.linker), ("cc", &settings.cc)] {
+                    if let Some(value) = value {
+                        self.error(
+                            ErrorKind::ConflictingKeys,
+                            value.span(),
+                            &format!("{key}.{name}"),
+                            format!(
+                                "`{name}` cannot be set with `builder = \"zigbuild\"`: zig compiles and links for it"
+                            ),
+                            "zig's with zigbuild",
+                        )
+                        .help = Some(format!("remove `{name}`, or `builder`"));
+                    }
+                }
+            }
             out.insert(
                 platform,
                 PlatformSettings {
                     target: settings.target.map(Spanned::into_inner),
                     linker: settings.linker.map(Spanned::into_inner),
+                    cc: settings.cc.map(Spanned::into_inner),
+                    builder,
                 },
             );
         }
