@@ -52,7 +52,7 @@
 //!   <- spec               the front end: raw -> validate -> model    (cargo, types)
 //!   <- layer              layer trees and blobs                      (spec, tarball, types)
 //!   <- rootfs             stage filesystems                          (layer, oci, spec, tarball)
-//!   <- plan               the layer graph and its keys               (layer, spec, types)
+//!   <- plan               the layer graph and its keys               (cargo, layer, spec, types)
 //!   <- build              the operation: options, plan, execute, emit (all of the above)
 //! ```
 //!

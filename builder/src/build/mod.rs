@@ -26,8 +26,10 @@
 //!    output as it was.
 //!
 //! Bases have their own module (`base.rs`): resolved while planning, their blobs put into the
-//! store (checked) by the executor. The stage filesystems layers copy out of live with
-//! [`crate::rootfs`].
+//! store (checked) by the executor; `builtin.rs` makes the built-in `builtin:static` base. While
+//! planning, `elf.rs` checks that every cargo binary's ELF interpreter is in the image's merged
+//! filesystem. After emitting, `load.rs` hands the image to podman or docker (`--load`). The
+//! stage filesystems layers copy out of live with [`crate::rootfs`].
 //!
 //! Progress leaves the library as [`Event`]s given to a callback (from several threads): the CLI
 //! prints them, tools get them as JSON. The library never prints.
