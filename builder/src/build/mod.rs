@@ -52,11 +52,13 @@ mod events;
 mod execute;
 mod load;
 mod options;
+mod pins;
 mod planner;
 
 pub use events::Event;
 pub use load::LoadEngine;
 use options::{image_dir, platform_specs, Context};
+pub use pins::{lock_path, update, LockChange};
 
 /// Errors of the build operation; each wraps the module error of the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,28 @@ pub enum Error {
         interpreter: String,
         message: String,
     },
+    /// The lock file cannot be read or written.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::Error),
+    /// `--locked`, and the lock lacks a registry base of the spec (or its platform).
+    #[error("base image {base} {reason} {} and --locked forbids adding it; run `cargo image update {base}` to resolve it and write the lock (or build without --locked)", lock.display())]
+    NotLocked {
+        base: String,
+        lock: PathBuf,
+        reason: String,
+    },
+    /// The image the lock's index pin gives for a platform is not the manifest it pins.
+    #[error("base image {base}: {} pins {pinned} for {platform}, and its pinned index gives {found}; run `cargo image update {base}` to pin it again", lock.display())]
+    LockMismatch {
+        base: String,
+        lock: PathBuf,
+        platform: String,
+        pinned: String,
+        found: String,
+    },
+    /// `cargo image update BASE` names no registry base of the spec.
+    #[error("`{base}` is not a registry base of the spec (`from` of a stage); its registry bases are {bases}")]
+    UnknownBase { base: String, bases: String },
     #[error("could not start {threads} worker threads: {source}")]
     Threads {
         threads: usize,
@@ -210,6 +234,9 @@ pub struct BuildOptions {
     pub platforms: Vec<oci::Platform>,
     /// Write an image index even for a single platform.
     pub index: bool,
+    /// Fail when the lock file (`image.lock`) lacks a registry base of the spec (or a platform
+    /// of it) instead of resolving it and adding it to the lock.
+    pub locked: bool,
 }
 
 /// Where a build pushes its image.
@@ -352,9 +379,11 @@ pub fn plan_spec(
         Some(s) => StatIndex::load(s).map_err(|e| store_err(&store_root, e))?,
         None => StatIndex::new(),
     });
+    let pins = pins::Pins::open(spec, opts)?;
     let plan = planner::plan(
         &cx,
         opts,
+        &pins,
         platforms,
         as_index,
         store.as_ref(),
@@ -393,9 +422,11 @@ pub fn build_spec(
         .map_err(|e| store_err(&cx.store_root, e))?;
 
     let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
+    let pins = pins::Pins::open(spec, opts)?;
     let mut plan = planner::plan(
         &cx,
         opts,
+        &pins,
         platforms,
         as_index,
         Some(&store),
@@ -407,6 +438,8 @@ pub fn build_spec(
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .save(&store);
+    // Bases resolved without the lock are pinned now: the next build takes the same ones.
+    pins.save(on_event)?;
 
     let outputs = execute::execute(&mut plan, &store, cx.threads, on_event)?;
     emit::emit(
