@@ -218,3 +218,124 @@ fn a_bad_lock_file_names_the_file_and_line() {
     assert!(r.stderr.contains("image.lock, line 5"), "{}", r.stderr);
     assert!(r.stderr.contains("cargo image update"), "{}", r.stderr);
 }
+
+/// A two-platform image of one file, `/v`, holding `content`.
+fn two_platform_spec(content: &str) -> String {
+    format!(
+        "name = \"two\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+         [[layer]]\nname = \"v\"\n[[layer.add]]\ncontent = \"{content}\"\ndest = \"/v\"\n"
+    )
+}
+
+/// The raw manifest `reference` names in the registry, its digest and (for an index) each
+/// architecture's manifest digest.
+fn registry_index(reference: &str) -> (String, Vec<(String, String)>) {
+    let r = skopeo([
+        "inspect".to_string(),
+        "--raw".to_string(),
+        "--tls-verify=false".to_string(),
+        format!("docker://{reference}"),
+    ])
+    .ok();
+    let raw: Value = serde_json::from_str(&r.stdout).unwrap();
+    let platforms = raw["manifests"]
+        .as_array()
+        .expect("an image index")
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (registry_digest(reference), platforms)
+}
+
+#[test]
+fn an_index_base_pins_the_index_and_a_new_platform_comes_from_the_locked_index() {
+    let registry = Registry::start();
+    let tmp = tempfile::TempDir::new().unwrap();
+    let repo = format!("{}/base/two", registry.host());
+    let base = format!("{repo}:latest");
+    let push = |content: &str| {
+        let dir = write_spec(&tmp.path().join(content), &two_platform_spec(content));
+        cargo_image(&dir)
+            .args(["push", "--quiet", "--push-to", &repo])
+            .run()
+            .ok();
+        registry_index(&base)
+    };
+    let (index, platforms) = push("old");
+    let [(amd, amd_digest), (arm, arm_digest)] = &platforms[..] else {
+        panic!("two platforms: {platforms:?}")
+    };
+    assert_eq!((amd.as_str(), arm.as_str()), ("amd64", "arm64"));
+
+    let app = write_spec(
+        &tmp.path().join("app"),
+        &format!(
+            "name = \"app\"\nfrom = \"{base}\"\n[[layer]]\nname = \"top\"\n\
+             [[layer.add]]\ncontent = \"top\"\ndest = \"/top\"\n"
+        ),
+    );
+    cargo_image(&app).args(["build", "--quiet"]).run().ok();
+    let lock = lock_text(&app);
+    assert!(lock.contains(&format!("index = \"{index}\"")), "{lock}");
+    assert!(
+        lock.contains(&format!("\"linux/amd64\" = \"{amd_digest}\"")),
+        "{lock}"
+    );
+    assert!(
+        !lock.contains("linux/arm64"),
+        "only the platform built: {lock}"
+    );
+
+    // The tag moves; a build for a platform the lock lacks takes it from the locked index.
+    let (moved, _) = push("new");
+    assert_ne!(moved, index);
+    cargo_image(&app)
+        .args(["build", "--quiet", "--platform", "linux/arm64"])
+        .args(["--output", "../arm"])
+        .run()
+        .ok();
+    assert_eq!(base_digest_annotation(&tmp.path().join("arm")), *arm_digest);
+    let lock = lock_text(&app);
+    assert!(lock.contains(&format!("index = \"{index}\"")), "{lock}");
+    assert!(
+        lock.contains(&format!("\"linux/arm64\" = \"{arm_digest}\"")),
+        "{lock}"
+    );
+}
+
+#[test]
+fn the_images_of_a_workspace_share_one_lock_in_its_root() {
+    let registry = Registry::start();
+    let (tmp, dir) = example_copy("workspace");
+    let base = format!("{}/base:1", registry.host());
+    push_umoci_image(&scratch(tmp.path(), "u"), &base, "/etc/motd", "one\n");
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace("from = \"builtin:static\"", &format!("from = \"{base}\""));
+    std::fs::write(&manifest, text).unwrap();
+
+    cargo_image(&dir)
+        .args(["build", "--quiet", "-p", "api", "-p", "worker"])
+        .run()
+        .ok();
+    let lock = lock_text(&dir);
+    assert!(!dir.join("api/image.lock").exists());
+    assert!(!dir.join("worker/image.lock").exists());
+    assert_eq!(
+        lock.matches("[[base]]").count(),
+        1,
+        "one base, pinned once: {lock}"
+    );
+    assert!(
+        lock.contains(&format!("\"linux/amd64\" = \"{}\"", registry_digest(&base))),
+        "{lock}"
+    );
+    let r = cargo_image(&dir).args(["update", "-p", "api"]).run().ok();
+    assert!(r.stderr.contains("Unchanged"), "{}", r.stderr);
+    assert_eq!(lock_text(&dir), lock);
+}
