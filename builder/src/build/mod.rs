@@ -26,7 +26,9 @@
 //!    output as it was.
 //!
 //! Bases have their own module (`base.rs`): resolved while planning, their blobs put into the
-//! store (checked) by the executor. The stage filesystems layers copy out of live with
+//! store (checked) by the executor. A registry base is taken from the digest the lock file
+//! pins (`pins.rs`, over the [`crate::lock`] model); bases the lock lacked are added to it once
+//! the build has planned, and [`update`] resolves them again. The stage filesystems layers copy out of live with
 //! [`crate::rootfs`].
 //!
 //! Progress leaves the library as [`Event`]s given to a callback (from several threads): the CLI
