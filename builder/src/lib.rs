@@ -20,7 +20,8 @@
 //!    platform's rust target, output and store paths).
 //! 3. **Plan**: the cargo builds ([`cargo`], binaries found through cargo's JSON messages, host
 //!    paths remapped out of them) and the base images ([`oci`] layouts and archives, or
-//!    [`registry`] pulls into the store) are the inputs of the plan; then every needed stage of
+//!    [`registry`] pulls into the store, a tag taken from the digest [`lock`] pins it to) are
+//!    the inputs of the plan; then every needed stage of
 //!    every platform is compiled into one immutable [`plan::LayerGraph`] (fetch base, build
 //!    layer, assemble image, assemble index) whose every node has a key: blake3 over its recipe,
 //!    the content hashes of its host inputs and the format version. Host file hashes come from
@@ -45,6 +46,7 @@
 //! ```text
 //! types, tarball          leaves: value types (references and their grammar, digests,
 //!                         platforms, pull policy, compression) and the tar toolkit
+//!   <- lock               image.lock: the pinned registry bases      (types)
 //!   <- oci                image model, layouts, archives             (types, tarball)
 //!   <- store              blobs, node keys, stat index, locks        (oci, types)
 //!   <- registry           pull and push                              (oci, store, types)
@@ -76,6 +78,7 @@
 pub mod build;
 pub mod cargo;
 pub mod layer;
+pub mod lock;
 pub mod oci;
 pub mod plan;
 pub mod registry;

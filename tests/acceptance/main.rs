@@ -12,6 +12,7 @@ mod events;
 mod examples;
 mod ignore;
 mod load;
+mod lock;
 mod messages;
 mod outputs;
 mod platforms;

@@ -76,6 +76,14 @@ fn an_unreachable_registry() {
 }
 
 #[test]
+fn a_base_the_lock_lacks_with_locked() {
+    // Refused before any request: the port need not answer.
+    let p = Project::new(&spec_from("127.0.0.1:9/app:latest"));
+    let r = p.cli().args(["--locked"]).run();
+    insta::assert_snapshot!(message(&r, p.root(), None));
+}
+
+#[test]
 fn a_cargo_build_that_fails() {
     let p = Project::new(
         "name = \"broken\"\n[[layer]]\nname = \"app\"\n\

@@ -149,10 +149,12 @@ pub(super) fn base_annotations(
 
 /// Resolves the stage's base to a verified image (manifest and config read and checked; a
 /// registry base's blobs pulled into the store). An archive base keeps the directory it was
-/// unpacked into; a registry base has its reference.
+/// unpacked into; a registry base has its reference, and is pulled by the digest the lock file
+/// pins it to (see `pins.rs`).
 pub(super) fn resolve_base(
     which: &Base,
     opts: &BuildOptions,
+    pins: &super::pins::Pins,
     store_root: &Path,
     platform: &oci::Platform,
     on_event: &(dyn Fn(Event) + Sync),
@@ -175,6 +177,7 @@ pub(super) fn resolve_base(
         let layout = open(path, scratch.path()).map_err(wrap)?;
         Ok::<_, Error>((layout, scratch))
     };
+    let mut pinned_by = None;
     let base = match which {
         Base::Scratch | Base::Stage(_) => return Ok(None),
         Base::Builtin(builtin) => {
@@ -197,29 +200,17 @@ pub(super) fn resolve_base(
             image.with_scratch(scratch)
         }
         Base::Registry { reference, pull } => {
-            let registry_err = |source| Error::Registry {
-                reference: reference.clone(),
-                source: Box::new(source),
-            };
-            let parsed = crate::registry::Reference::parse(reference).map_err(|e| {
-                registry_err(crate::registry::Error::ParseReference {
-                    reference: reference.clone(),
-                    source: e,
-                })
-            })?;
-            let store = Store::open(store_root).map_err(|e| store_err(store_root, e))?;
-            let client = crate::registry::RegistryClient::new(opts.registry.clone())
-                .map_err(registry_err)?;
-            client
-                .pull(&parsed, platform, &store, *pull)
-                .map_err(registry_err)?
-                .image
+            let (image, pinned) =
+                super::pins::pull_base(which, reference, *pull, pins, opts, store_root, platform)?;
+            pinned_by = pinned;
+            image
         }
     };
     on_event(Event::BaseResolved {
         base: base_label(which),
         digest: base.digest(),
         layers: base.layers().len(),
+        pinned_by,
     });
     Ok(Some(base))
 }

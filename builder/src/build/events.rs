@@ -26,12 +26,16 @@ pub enum Event {
         debug_info: u64,
         symbols: u64,
     },
-    /// The base image was resolved.
+    /// The base image was resolved; `pinned_by` names the lock file whose pin it came from
+    /// (`image.lock`), `null` when it was resolved without one.
     BaseResolved {
         base: String,
         digest: String,
         layers: usize,
+        pinned_by: Option<String>,
     },
+    /// Registry bases the lock lacked were resolved and added to the lock file at `path`.
+    Locked { path: PathBuf, bases: Vec<String> },
     /// The graph is planned: every node with its key and whether the store has it.
     Plan { graph: LayerGraph },
     /// A layer the store lacks starts building; `total` is its content size in bytes.

@@ -26,10 +26,13 @@
 //!    output as it was.
 //!
 //! Bases have their own module (`base.rs`): resolved while planning, their blobs put into the
-//! store (checked) by the executor; `builtin.rs` makes the built-in `builtin:static` base. While
-//! planning, `elf.rs` checks that every cargo binary's ELF interpreter is in the image's merged
-//! filesystem. After emitting, `load.rs` hands the image to podman or docker (`--load`). The
-//! stage filesystems layers copy out of live with [`crate::rootfs`].
+//! store (checked) by the executor; `builtin.rs` makes the built-in `builtin:static` base. A
+//! registry base is taken from the digest the lock file pins (`pins.rs`, over the
+//! [`crate::lock`] model); bases the lock lacked are added to it once the build has planned,
+//! and [`update`] resolves them again. While planning, `elf.rs` checks that every cargo binary's
+//! ELF interpreter is in the image's merged filesystem. After emitting, `load.rs` hands the
+//! image to podman or docker (`--load`). The stage filesystems layers copy out of live with
+//! [`crate::rootfs`].
 //!
 //! Progress leaves the library as [`Event`]s given to a callback (from several threads): the CLI
 //! prints them, tools get them as JSON. The library never prints.
@@ -54,11 +57,13 @@ mod events;
 mod execute;
 mod load;
 mod options;
+mod pins;
 mod planner;
 
 pub use events::Event;
 pub use load::LoadEngine;
 use options::{image_dir, platform_specs, Context};
+pub use pins::{lock_path, update, LockChange};
 
 /// Errors of the build operation; each wraps the module error of the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +158,28 @@ pub enum Error {
         interpreter: String,
         message: String,
     },
+    /// The lock file cannot be read or written.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::Error),
+    /// `--locked`, and the lock lacks a registry base of the spec (or its platform).
+    #[error("base image {base} {reason} {} and --locked forbids adding it; run `cargo image update {base}` to resolve it and write the lock (or build without --locked)", lock.display())]
+    NotLocked {
+        base: String,
+        lock: PathBuf,
+        reason: String,
+    },
+    /// The image the lock's index pin gives for a platform is not the manifest it pins.
+    #[error("base image {base}: {} pins {pinned} for {platform}, and its pinned index gives {found}; run `cargo image update {base}` to pin it again", lock.display())]
+    LockMismatch {
+        base: String,
+        lock: PathBuf,
+        platform: String,
+        pinned: String,
+        found: String,
+    },
+    /// `cargo image update BASE` names no registry base of the spec.
+    #[error("`{base}` is not a registry base of the spec (`from` of a stage); its registry bases are {bases}")]
+    UnknownBase { base: String, bases: String },
     #[error("could not start {threads} worker threads: {source}")]
     Threads {
         threads: usize,
@@ -212,6 +239,9 @@ pub struct BuildOptions {
     pub platforms: Vec<oci::Platform>,
     /// Write an image index even for a single platform.
     pub index: bool,
+    /// Fail when the lock file (`image.lock`) lacks a registry base of the spec (or a platform
+    /// of it) instead of resolving it and adding it to the lock.
+    pub locked: bool,
 }
 
 /// Where a build pushes its image.
@@ -354,9 +384,11 @@ pub fn plan_spec(
         Some(s) => StatIndex::load(s).map_err(|e| store_err(&store_root, e))?,
         None => StatIndex::new(),
     });
+    let pins = pins::Pins::open(spec, opts)?;
     let plan = planner::plan(
         &cx,
         opts,
+        &pins,
         platforms,
         as_index,
         store.as_ref(),
@@ -395,9 +427,11 @@ pub fn build_spec(
         .map_err(|e| store_err(&cx.store_root, e))?;
 
     let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
+    let pins = pins::Pins::open(spec, opts)?;
     let mut plan = planner::plan(
         &cx,
         opts,
+        &pins,
         platforms,
         as_index,
         Some(&store),
@@ -409,6 +443,8 @@ pub fn build_spec(
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .save(&store);
+    // Bases resolved without the lock are pinned now: the next build takes the same ones.
+    pins.save(on_event)?;
 
     let outputs = execute::execute(&mut plan, &store, cx.threads, on_event)?;
     emit::emit(

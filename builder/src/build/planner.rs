@@ -12,7 +12,7 @@
 //!   stages ask for are built first (cargo's own fingerprints make an unchanged one a no-op);
 //! - **base resolution**: a layer's key covers its base's manifest digest, so each outside base
 //!   is resolved to a verified manifest and config ([`super::base::resolve_base`]); a registry
-//!   base is pulled into the store on the way. Putting a local base's blobs into the store
+//!   base is pulled into the store on the way, by the digest the lock file pins (`pins.rs`). Putting a local base's blobs into the store
 //!   (checked against its descriptors) is the `fetch base` node's work, done by the executor.
 //!
 //! Planning reads host files only through the stat index (a warm plan reads no file) and never
@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use super::base::{base_annotations, base_label, base_name, resolve_base};
 use super::elf::{self, DynamicBinary};
 use super::options::{needed_stages, Context, PlatformSpec};
+use super::pins::Pins;
 use super::{store_err, BuildOptions, Error, Event};
 use crate::cargo;
 use crate::layer::{self, LayerTree, SourceContext, StageCopier};
@@ -143,9 +144,11 @@ impl Work {
 /// Plans a build: one branch per platform (planned in parallel: cargo builds, base
 /// resolution, keys), then the node that tags the output; reports the graph as [`Event::Plan`]. `store` is `None` when planning
 /// without a store (nothing is cached then).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn plan(
     cx: &Context,
     opts: &BuildOptions,
+    pins: &Pins,
     platforms: Vec<PlatformSpec>,
     as_index: bool,
     store: Option<&Store>,
@@ -165,6 +168,7 @@ pub(super) fn plan(
                 spec: &p.spec,
                 cx: &pcx,
                 opts,
+                pins,
                 store,
                 platform: index,
                 cargo_outputs: &cargo_outputs,
@@ -262,6 +266,7 @@ struct Planner<'a> {
     spec: &'a ImageSpec,
     cx: &'a Context,
     opts: &'a BuildOptions,
+    pins: &'a Pins,
     store: Option<&'a Store>,
     platform: usize,
     cargo_outputs: &'a HashMap<CargoSource, PathBuf>,
@@ -311,6 +316,7 @@ impl Planner<'_> {
             other => match resolve_base(
                 other,
                 self.opts,
+                self.pins,
                 &cx.store_root,
                 &cx.platform,
                 self.on_event,

@@ -91,13 +91,14 @@ pub struct CommonArgs {
     /// never depend on it.
     #[arg(long, short, value_name = "N", default_value_t = 0, value_parser = parse_jobs)]
     pub jobs: usize,
-    /// Passed to cargo: require Cargo.lock to be up to date.
+    /// Require Cargo.lock and image.lock to be up to date: passed to cargo, and a registry base
+    /// that image.lock lacks is an error (`cargo image update` adds it) instead of being added.
     #[arg(long)]
     pub locked: bool,
     /// Passed to cargo: build without touching the network.
     #[arg(long)]
     pub offline: bool,
-    /// Passed to cargo: --locked and --offline.
+    /// Passed to cargo: --locked and --offline (image.lock must be up to date too).
     #[arg(long)]
     pub frozen: bool,
     /// Build the image of this workspace package (repeatable): its `[package.metadata.image]`,
@@ -225,6 +226,7 @@ impl CommonArgs {
             target: self.stage(),
             platforms: self.platforms()?,
             index: self.index,
+            locked: self.locked || self.frozen,
         })
     }
 

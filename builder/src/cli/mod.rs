@@ -7,6 +7,7 @@ mod output;
 mod plan;
 mod reporter;
 mod schema;
+mod update;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -47,6 +48,7 @@ enum Command {
     Inspect(inspect::InspectArgs),
     Cache(cache::CacheArgs),
     Schema(schema::SchemaArgs),
+    Update(update::UpdateArgs),
 }
 
 impl Command {
@@ -55,7 +57,9 @@ impl Command {
         match self {
             Command::Build(args) | Command::Push(args) => args.json(),
             Command::Plan(args) => args.json(),
-            Command::Inspect(_) | Command::Cache(_) | Command::Schema(_) => false,
+            Command::Inspect(_) | Command::Cache(_) | Command::Schema(_) | Command::Update(_) => {
+                false
+            }
         }
     }
 }
@@ -80,6 +84,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Update(args) => update::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -97,9 +97,23 @@ impl Reporter {
                 base,
                 digest,
                 layers,
+                pinned_by: Some(lock),
+            } => self.status(
+                "Using",
+                &format!("{base} -> {digest} ({lock}, {layers} layers)"),
+            ),
+            Event::BaseResolved {
+                base,
+                digest,
+                layers,
+                pinned_by: None,
             } => self.status(
                 "Base",
                 &format!("{base} ({}, {layers} layers)", short_digest(&digest)),
+            ),
+            Event::Locked { path, bases } => self.status(
+                "Locking",
+                &format!("{} in {}", bases.join(", "), path.display()),
             ),
             Event::Plan { graph } => {
                 if verbose {

@@ -1,0 +1,285 @@
+//! How a build uses its lock file ([`crate::lock`]): which file it is, what it pins, what the
+//! build adds to it, and `cargo image update` ([`update`]).
+//!
+//! The lock is `image.lock` beside the spec, or in the workspace root for a spec read from
+//! `Cargo.toml` metadata (the images of a workspace share it). A registry base the lock pins
+//! for the platform is pulled by the locked digest (the index's when the tag named one, the
+//! platform's manifest checked against the pin), never by its tag: a moved tag changes
+//! nothing until `cargo image update`. A base the lock lacks is resolved as before (the
+//! store's record of the tag, or the registry, as `pull` says) and added to the lock when the
+//! build has planned; with `--locked` it is an error naming the base and the fix instead.
+//!
+//! The spec's `pull` policy still applies to a locked base, but to its digest: `never` takes
+//! it from the store only, `if-not-present` downloads it by digest when the store lacks it,
+//! and `always` fetches the locked manifest from the registry again (so the registry must
+//! still serve it); no policy re-resolves a locked tag. The store's own record of a tag's
+//! resolution is only consulted for bases the lock lacks.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::base::base_label;
+use super::options::{platform_specs, Context};
+use super::{store_err, BuildOptions, Error, Event};
+use crate::cargo;
+use crate::lock::{self, LockFile};
+use crate::oci;
+use crate::registry::{PullPolicy, Reference, RegistryClient};
+use crate::spec::{Base, ImageSpec};
+use crate::store::Store;
+
+/// Serialises the read-merge-write of lock files within this process (the images of a
+/// workspace are built in parallel and share one lock).
+static WRITING: Mutex<()> = Mutex::new(());
+
+/// The lock file of `spec`: `image.lock` beside an `image.toml`, in the workspace root for a
+/// spec read from `Cargo.toml` metadata.
+pub fn lock_path(spec: &ImageSpec) -> PathBuf {
+    let dir = spec.spec_path.parent().unwrap_or(Path::new("."));
+    if spec
+        .spec_path
+        .file_name()
+        .is_some_and(|n| n == "Cargo.toml")
+    {
+        if let Ok(workspace) = cargo::workspace(dir) {
+            return workspace.root.join(lock::FILE_NAME);
+        }
+    }
+    dir.join(lock::FILE_NAME)
+}
+
+/// The lock of one build: what the file pins, and what the build resolved that it lacked.
+pub(super) struct Pins {
+    pub path: PathBuf,
+    /// `--locked`: a base the lock lacks is an error.
+    pub locked: bool,
+    pub file: LockFile,
+    added: Mutex<LockFile>,
+}
+
+impl Pins {
+    pub fn open(spec: &ImageSpec, opts: &BuildOptions) -> Result<Pins, Error> {
+        let path = lock_path(spec);
+        Ok(Pins {
+            file: LockFile::read(&path)?,
+            path,
+            locked: opts.locked,
+            added: Mutex::new(LockFile::default()),
+        })
+    }
+
+    /// The file name events show (`image.lock`).
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map_or_else(|| lock::FILE_NAME.into(), |n| n.to_string_lossy().into())
+    }
+
+    /// Records a base resolved without the lock.
+    pub fn add(&self, reference: &str, platform: &oci::Platform, image: &oci::ResolvedImage) {
+        let index = image
+            .index
+            .as_ref()
+            .and_then(|d| oci::Digest::parse(d.digest().as_ref()).ok());
+        if let Ok(manifest) = oci::Digest::parse(&image.digest()) {
+            let mut added = self.added.lock().unwrap_or_else(|p| p.into_inner());
+            added.pin(reference, platform, index, manifest);
+        }
+    }
+
+    /// Writes what the build added into the lock file (read again first: another image of the
+    /// workspace may have added its bases meanwhile); nothing when it added nothing.
+    pub fn save(&self, on_event: &(dyn Fn(Event) + Sync)) -> Result<(), Error> {
+        let added = self.added.lock().unwrap_or_else(|p| p.into_inner());
+        if added.bases.is_empty() {
+            return Ok(());
+        }
+        let _writing = WRITING.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = LockFile::read(&self.path)?;
+        file.merge(&added);
+        file.write(&self.path)?;
+        on_event(Event::Locked {
+            path: self.path.clone(),
+            bases: added.bases.keys().cloned().collect(),
+        });
+        Ok(())
+    }
+}
+
+/// Pulls a registry base: by the digest the lock pins when it has one for `platform` (checked
+/// against the pin), else by its reference (and recorded in `pins`); `--locked` makes a
+/// missing pin an error. Returns the image and, when it came from the lock, the lock's name.
+pub(super) fn pull_base(
+    which: &Base,
+    reference: &str,
+    pull: PullPolicy,
+    pins: &Pins,
+    opts: &BuildOptions,
+    store_root: &Path,
+    platform: &oci::Platform,
+) -> Result<(oci::ResolvedImage, Option<String>), Error> {
+    let registry_err = |source| Error::Registry {
+        reference: reference.to_owned(),
+        source: Box::new(source),
+    };
+    let parsed = Reference::parse(reference).map_err(|e| {
+        registry_err(crate::registry::Error::ParseReference {
+            reference: reference.to_owned(),
+            source: e,
+        })
+    })?;
+    let store = Store::open(store_root).map_err(|e| store_err(store_root, e))?;
+    let client = RegistryClient::new(opts.registry.clone()).map_err(registry_err)?;
+    let locked = pins.file.bases.get(reference);
+    let pin = locked.and_then(|b| b.platforms.get(platform));
+    if pins.locked && pin.is_none() {
+        return Err(Error::NotLocked {
+            base: base_label(which),
+            lock: pins.path.clone(),
+            reason: match locked {
+                None => "is not in".to_owned(),
+                Some(_) => format!("has no pin for {platform} in"),
+            },
+        });
+    }
+    let index = locked.and_then(|b| b.index.clone());
+    let by = match (pin, &index) {
+        // The index of the pin serves a platform the lock lacks too: the pins stay one image.
+        (_, Some(index)) => parsed.with_digest(index.clone()),
+        (Some(manifest), None) => parsed.with_digest(manifest.clone()),
+        (None, None) => parsed.clone(),
+    };
+    let image = client
+        .pull(&by, platform, &store, pull)
+        .map_err(registry_err)?
+        .image;
+    match pin {
+        Some(manifest) if image.digest() != manifest.to_string() => Err(Error::LockMismatch {
+            base: base_label(which),
+            lock: pins.path.clone(),
+            platform: platform.to_string(),
+            pinned: manifest.to_string(),
+            found: image.digest(),
+        }),
+        Some(_) => Ok((image, Some(pins.name()))),
+        None => {
+            pins.add(reference, platform, &image);
+            Ok((image, None))
+        }
+    }
+}
+
+/// One change `cargo image update` made to a lock: `old` is `None` for a base it added.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockChange {
+    pub lock: PathBuf,
+    pub base: String,
+    pub platform: String,
+    pub old: Option<String>,
+    pub new: String,
+}
+
+/// `cargo image update [BASE]...`: resolves the registry bases of `specs` (every stage, every
+/// platform of the build) again over the network, all of them or those whose reference is in
+/// `only`, and rewrites their lock files; bases not re-resolved keep their pins (and are
+/// resolved if the lock lacks them). Returns what changed, lock by lock.
+pub fn update(
+    specs: &[ImageSpec],
+    opts: &BuildOptions,
+    only: &[String],
+) -> Result<Vec<LockChange>, Error> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut changes = Vec::new();
+    let mut locks: Vec<(PathBuf, LockFile, LockFile)> = Vec::new();
+    for spec in specs {
+        let cx = Context::new(spec, opts)?;
+        let path = lock_path(spec);
+        let at = match locks.iter().position(|(p, _, _)| *p == path) {
+            Some(at) => at,
+            None => {
+                let old = LockFile::read(&path)?;
+                locks.push((path.clone(), old, LockFile::default()));
+                locks.len() - 1
+            }
+        };
+        let (platforms, _) = platform_specs(spec, opts)?;
+        for p in &platforms {
+            for stage in p.spec.all_stages() {
+                let Base::Registry { reference, .. } = &stage.base else {
+                    continue;
+                };
+                seen.insert(reference.clone());
+                let (_, old, new) = &mut locks[at];
+                if new.manifest(reference, &p.platform).is_some() {
+                    continue;
+                }
+                let refresh = only.is_empty() || only.contains(reference);
+                let policy = if refresh {
+                    PullPolicy::Always
+                } else {
+                    PullPolicy::IfNotPresent
+                };
+                let pins = Pins {
+                    path: path.clone(),
+                    locked: false,
+                    file: if refresh {
+                        LockFile::default()
+                    } else {
+                        old.clone()
+                    },
+                    added: Mutex::new(LockFile::default()),
+                };
+                let (image, _) = pull_base(
+                    &stage.base,
+                    reference,
+                    policy,
+                    &pins,
+                    opts,
+                    &cx.store_root,
+                    &p.platform,
+                )?;
+                let index = image
+                    .index
+                    .as_ref()
+                    .and_then(|d| oci::Digest::parse(d.digest().as_ref()).ok());
+                let manifest = oci::Digest::parse(&image.digest())?;
+                let before = old.manifest(reference, &p.platform).map(|d| d.to_string());
+                if before.as_deref() != Some(&manifest.to_string()) {
+                    changes.push(LockChange {
+                        lock: path.clone(),
+                        base: reference.clone(),
+                        platform: p.platform.to_string(),
+                        old: before,
+                        new: manifest.to_string(),
+                    });
+                }
+                new.pin(reference, &p.platform, index, manifest);
+            }
+        }
+    }
+    if let Some(unknown) = only.iter().find(|b| !seen.contains(*b)) {
+        return Err(Error::UnknownBase {
+            base: unknown.clone(),
+            bases: if seen.is_empty() {
+                "none".to_owned()
+            } else {
+                seen.iter()
+                    .map(|b| format!("`{b}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        });
+    }
+    for (path, old, new) in &locks {
+        // Bases of other images sharing the lock (a workspace built with -p) stay.
+        let mut merged = old.clone();
+        for reference in new.bases.keys() {
+            merged.bases.remove(reference);
+        }
+        merged.merge(new);
+        if !merged.bases.is_empty() || path.exists() {
+            merged.write(path)?;
+        }
+    }
+    Ok(changes)
+}
