@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use cargo_oci_image_test_support::{
-    build_two_checkouts, example_copy, manifest_digest, read_json, require, run_command,
-    sbom_referrers, skopeo_inspect, Project, TempDir, Value,
+    build_two_checkouts, cargo_image, example_copy, manifest_digest, read_json, require,
+    run_command, sbom_referrers, skopeo_inspect, Project, TempDir, Value,
 };
 
 /// Validates `sbom` with cyclonedx-python-lib (a tool nobody here wrote).
@@ -89,7 +89,45 @@ fn hello_has_a_valid_sbom_of_its_crates_and_skopeo_still_reads_the_tag() {
     let (_tmp, dir) = example_copy("hello");
     let out = dir.join("out");
     cargo_oci_image_test_support::build(&dir, &dir.join("image.toml"), &out);
-    let (_, doc) = the_sbom(&out);
+    let (bytes, doc) = the_sbom(&out);
+    // `cargo image sbom` prints it, found through the referrer of the tagged image.
+    for tag in [&[][..], &["--tag", "0.1.0"][..]] {
+        let printed = cargo_image(&dir)
+            .args(["sbom"])
+            .arg_path(&out)
+            .args(tag)
+            .run()
+            .ok();
+        assert_eq!(printed.stdout.as_bytes(), &bytes[..]);
+    }
+    // `cargo image inspect` lists it under the image.
+    let inspected = cargo_image(&dir)
+        .args(["inspect", "--json"])
+        .arg_path(&out)
+        .run()
+        .ok();
+    let images: Value = serde_json::from_str(&inspected.stdout).unwrap();
+    assert_eq!(
+        images.as_array().unwrap().len(),
+        1,
+        "the SBOM is not an image"
+    );
+    let referrers = images[0]["referrers"].as_array().unwrap();
+    assert_eq!(referrers.len(), 1);
+    assert_eq!(
+        referrers[0]["artifact_type"],
+        "application/vnd.cyclonedx+json"
+    );
+    let table = cargo_image(&dir)
+        .args(["inspect"])
+        .arg_path(&out)
+        .run()
+        .ok();
+    assert!(
+        table.stdout.contains("Referrers    1\n"),
+        "{}",
+        table.stdout
+    );
     assert_eq!(
         sbom_crates(&doc),
         cargo_tree(&dir, "x86_64-unknown-linux-musl", &[])
@@ -225,4 +263,11 @@ fn sbom_false_attaches_none() {
     assert!(sbom_referrers(&p.out()).is_empty());
     let index = read_json(&p.out().join("index.json"));
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    let r = cargo_image(&p.dir).args(["sbom"]).arg_path(&p.out()).run();
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("no SBOM refers to the image"),
+        "{}",
+        r.stderr
+    );
 }

@@ -155,6 +155,23 @@ fn table(out: &mut String, layout: &std::path::Path, image: &Inspection) {
     for (i, (k, v)) in image.annotations.iter().enumerate() {
         row(if i == 0 { "Annotations" } else { "" }, format!("{k}={v}"));
     }
+    if !image.referrers.is_empty() {
+        let _ = writeln!(out, "Referrers    {}", image.referrers.len());
+        let _ = writeln!(
+            out,
+            "  {:<32}  {:<71}  {:>10}",
+            "ARTIFACT TYPE", "DIGEST", "SIZE"
+        );
+        for r in &image.referrers {
+            let _ = writeln!(
+                out,
+                "  {:<32}  {:<71}  {:>10}",
+                r.artifact_type,
+                r.digest,
+                human_size(r.size)
+            );
+        }
+    }
     let total: u64 = image.layers.iter().map(|l| l.size).sum();
     let _ = writeln!(
         out,

@@ -6,6 +6,7 @@ mod inspect;
 mod output;
 mod plan;
 mod reporter;
+mod sbom;
 mod schema;
 
 use std::ffi::OsString;
@@ -45,6 +46,7 @@ enum Command {
     Push(build::BuildArgs),
     Plan(plan::PlanArgs),
     Inspect(inspect::InspectArgs),
+    Sbom(sbom::SbomArgs),
     Cache(cache::CacheArgs),
     Schema(schema::SchemaArgs),
 }
@@ -55,7 +57,9 @@ impl Command {
         match self {
             Command::Build(args) | Command::Push(args) => args.json(),
             Command::Plan(args) => args.json(),
-            Command::Inspect(_) | Command::Cache(_) | Command::Schema(_) => false,
+            Command::Inspect(_) | Command::Sbom(_) | Command::Cache(_) | Command::Schema(_) => {
+                false
+            }
         }
     }
 }
@@ -79,6 +83,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Cache(args) => cache::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Sbom(args) => sbom::run(args),
         Command::Schema(args) => schema::run(args),
     };
     match result {
