@@ -312,9 +312,15 @@ impl Metadata {
 
 /// Runs `cargo metadata --no-deps` (with `$CARGO`, as cargo passes it to subcommands) in `dir`.
 pub fn metadata(dir: &Path) -> Result<Metadata, Error> {
+    run_metadata(dir, &["--no-deps"])
+}
+
+/// Runs `cargo metadata --format-version 1 ARGS` in `dir` and parses what it prints.
+fn run_metadata<T: serde::de::DeserializeOwned>(dir: &Path, args: &[&str]) -> Result<T, Error> {
     let program = cargo_program();
     let output = Command::new(&program)
-        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .args(["metadata", "--format-version", "1"])
+        .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()

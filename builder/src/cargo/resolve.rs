@@ -6,9 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use super::{cargo_program, CargoSource, Error};
+use super::{CargoSource, Error};
 
 /// Where a crate came from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,48 +102,29 @@ struct LockPackage {
 /// Resolves the crates compiled into `src`'s binary, for the package of `dir` (the context)
 /// or the one `src` names.
 pub fn crates(src: &CargoSource, dir: &Path) -> Result<Resolved, Error> {
-    let program = cargo_program();
-    let mut cmd = Command::new(&program);
-    cmd.args(["metadata", "--format-version", "1"])
-        .args(["--filter-platform", &src.target])
-        .current_dir(dir)
-        .stdin(Stdio::null());
+    // A zigbuild target's glibc pin (`.2.31`) is not part of the rust triple.
+    let mut args = vec!["--filter-platform", super::rust_triple(&src.target)];
     if src.all_features {
-        cmd.arg("--all-features");
+        args.push("--all-features");
     }
     if src.no_default_features {
-        cmd.arg("--no-default-features");
+        args.push("--no-default-features");
     }
-    if !src.features.is_empty() {
-        // Features of a named package are given as `package/feature`, so they select that
-        // package's features whichever directory cargo runs in.
-        let features: Vec<String> = src
-            .features
-            .iter()
-            .map(|f| match &src.package {
-                Some(p) if !f.contains('/') => format!("{p}/{f}"),
-                _ => f.clone(),
-            })
-            .collect();
-        cmd.arg("--features").arg(features.join(","));
+    // Features of a named package are given as `package/feature`, so they select that
+    // package's features whichever directory cargo runs in.
+    let features: Vec<String> = src
+        .features
+        .iter()
+        .map(|f| match &src.package {
+            Some(p) if !f.contains('/') => format!("{p}/{f}"),
+            _ => f.clone(),
+        })
+        .collect();
+    let features = features.join(",");
+    if !features.is_empty() {
+        args.extend(["--features", &features]);
     }
-    let output = cmd.output().map_err(|source| Error::Spawn {
-        program: program.to_string_lossy().into_owned(),
-        source,
-    })?;
-    if !output.status.success() {
-        return Err(Error::Metadata {
-            dir: dir.to_path_buf(),
-            stderr: String::from_utf8_lossy(&output.stderr)
-                .trim_end()
-                .to_string(),
-        });
-    }
-    let meta: FullMetadata =
-        serde_json::from_slice(&output.stdout).map_err(|source| Error::MetadataParse {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+    let meta: FullMetadata = super::run_metadata(dir, &args)?;
     let lock = read_lock(&meta.workspace_root)?;
     resolve(&meta, &lock, src.package.as_deref(), dir)
 }

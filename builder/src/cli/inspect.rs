@@ -39,16 +39,7 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<(), Failure> {
-    let layout = match args.layout {
-        Some(layout) => layout,
-        None => {
-            let spec = super::build::find_spec(args.spec.as_deref())?;
-            cargo_oci_image::build::default_output(&spec).map_err(Failure::build)?
-        }
-    };
-    if !layout.exists() {
-        return Err(Failure::build(InspectError::Missing { path: layout }));
-    }
+    let layout = existing_layout(args.layout, args.spec.as_deref())?;
     let images = oci::inspect(&layout, args.tag.as_deref()).map_err(Failure::build)?;
     if args.json {
         let text = serde_json::to_string_pretty(&images).map_err(Failure::build)?;
@@ -71,6 +62,25 @@ pub fn run(args: InspectArgs) -> Result<(), Failure> {
         print!("{out}");
     }
     Ok(())
+}
+
+/// The layout given, or the default output of the spec (`--spec`, else `./image.toml`); it
+/// must exist.
+pub(super) fn existing_layout(
+    layout: Option<PathBuf>,
+    spec: Option<&std::path::Path>,
+) -> Result<PathBuf, Failure> {
+    let layout = match layout {
+        Some(layout) => layout,
+        None => {
+            let spec = super::build::find_spec(spec)?;
+            cargo_oci_image::build::default_output(&spec).map_err(Failure::build)?
+        }
+    };
+    if !layout.exists() {
+        return Err(Failure::build(InspectError::Missing { path: layout }));
+    }
+    Ok(layout)
 }
 
 /// Appends the summary of the image index `images[0]` belongs to: its digest and size, and one

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use cargo_oci_image::oci;
 use clap::Args;
 
-use super::inspect::InspectError;
 use super::Failure;
 
 /// Print the CycloneDX SBOM a build attached to an image (the referrer whose subject is the
@@ -32,16 +31,7 @@ pub struct SbomArgs {
 }
 
 pub fn run(args: SbomArgs) -> Result<(), Failure> {
-    let layout = match args.layout {
-        Some(layout) => layout,
-        None => {
-            let spec = super::build::find_spec(args.spec.as_deref())?;
-            cargo_oci_image::build::default_output(&spec).map_err(Failure::build)?
-        }
-    };
-    if !layout.exists() {
-        return Err(Failure::build(InspectError::Missing { path: layout }));
-    }
+    let layout = super::inspect::existing_layout(args.layout, args.spec.as_deref())?;
     let platform = args
         .platform
         .as_deref()
