@@ -224,6 +224,10 @@ dev-only = { path = "crates/dev-only" }
     let app = components.iter().find(|c| c["name"] == "app").unwrap();
     assert_eq!(app["type"], "application");
     assert_eq!(app["licenses"][0]["expression"], "Apache-2.0");
+    assert_eq!(
+        app["properties"][1]["value"],
+        "bin=app target=x86_64-unknown-linux-musl profile=release features=extra"
+    );
     let always = components.iter().find(|c| c["name"] == "always").unwrap();
     assert_eq!(always["type"], "library");
     assert_eq!(always["properties"][0]["value"], "path+crates/always");

@@ -8,8 +8,9 @@
 //!   whole lock file): a `pkg:cargo/NAME@VERSION` purl, the sha256 `Cargo.lock` holds for a
 //!   registry crate, the `license` expression, and where it came from (registry, git with its
 //!   commit, or a path relative to the workspace root) as a `cargo-image:source` property (and a
-//!   `vcs` reference for git). The binaries' own packages are `application`s, the rest
-//!   `library`s; `dependencies` holds the graph.
+//!   `vcs` reference for git). The binaries' own packages are `application`s (with a
+//!   `cargo-image:build` property per binary: its name, target, profile and features), the
+//!   rest `library`s; `dependencies` holds the graph.
 //! - the base image (`type: container`) with its digest, when the image has an outside base.
 //! - tarballs and host files added by the image's layers (`type: file`) with their sha256;
 //!   host directories are listed by path (their content is in the layers' diff ids).
@@ -78,9 +79,13 @@ pub fn cyclonedx(input: &Input) -> Vec<u8> {
             let entry = crates.entry(key(c)).or_insert_with(|| CrateEntry {
                 krate: c.clone(),
                 application: false,
+                builds: Default::default(),
                 depends_on: Default::default(),
             });
-            entry.application |= i == bin.crates.root;
+            if i == bin.crates.root {
+                entry.application = true;
+                entry.builds.insert(build_of(&bin.source));
+            }
             for &d in &c.dependencies {
                 entry.depends_on.insert(key(&bin.crates.crates[d]));
             }
@@ -111,7 +116,14 @@ pub fn cyclonedx(input: &Input) -> Vec<u8> {
         components.push(c);
     }
     for (key, entry) in &crates {
-        components.push(crate_component(&entry.krate, entry.application, &refs[key]));
+        let mut c = crate_component(&entry.krate, entry.application, &refs[key]);
+        for build in &entry.builds {
+            c["properties"]
+                .as_array_mut()
+                .expect("a crate has properties")
+                .push(json!({"name": "cargo-image:build", "value": build}));
+        }
+        components.push(c);
     }
     for file in &input.files {
         let mut c = json!({
@@ -173,6 +185,8 @@ pub fn cyclonedx(input: &Input) -> Vec<u8> {
 struct CrateEntry {
     krate: cargo::Crate,
     application: bool,
+    /// How each binary of the package was built ([`build_of`]).
+    builds: std::collections::BTreeSet<String>,
     depends_on: std::collections::BTreeSet<(String, String, CrateSource)>,
 }
 
@@ -206,6 +220,27 @@ fn crate_component(c: &cargo::Crate, application: bool, bom_ref: &str) -> Value 
     };
     v["properties"] = json!([{"name": "cargo-image:source", "value": source}]);
     v
+}
+
+/// How a binary was built: `bin=NAME target=TRIPLE profile=P features=A,B` (with
+/// `all-features` / `no-default-features` when set).
+fn build_of(src: &cargo::CargoSource) -> String {
+    let mut s = format!(
+        "bin={} target={} profile={}",
+        src.bin.as_deref().unwrap_or("(default)"),
+        src.target,
+        src.profile
+    );
+    if !src.features.is_empty() {
+        s.push_str(&format!(" features={}", src.features.join(",")));
+    }
+    if src.all_features {
+        s.push_str(" all-features");
+    }
+    if src.no_default_features {
+        s.push_str(" no-default-features");
+    }
+    s
 }
 
 /// `pkg:cargo/NAME@VERSION`, percent-encoded as the purl spec asks (a version's `+` is `%2B`).
@@ -340,5 +375,9 @@ mod tests {
             "MIT OR Apache-2.0"
         );
         assert_eq!(v["dependencies"][1]["dependsOn"][0], "pkg:cargo/dep@1.0.0");
+        assert_eq!(
+            v["components"][0]["properties"][1]["value"],
+            "bin=(default) target=x86_64-unknown-linux-musl profile=release"
+        );
     }
 }
