@@ -8,6 +8,8 @@ debian_peers := "skopeo umoci runc oci-image-tool jq pigz zstd podman buildah do
 rust_targets := "x86_64-unknown-linux-musl aarch64-unknown-linux-musl x86_64-unknown-linux-gnu"
 # From PyPI: `cargo zigbuild` and the zig it runs (pinned: the versions the tests were run with).
 pypi_tools := "cargo-zigbuild==0.24.1 ziglang==0.17.1"
+# From PyPI: the CycloneDX JSON schema validator the SBOM tests check with (pinned likewise).
+pypi_cyclonedx := "cyclonedx-python-lib[json-validation]==11.12.0"
 
 # List the recipes.
 default:
@@ -45,6 +47,26 @@ deps:
         zig=$("$venv/bin/python" -c 'import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
         ln -sf "$venv/bin/cargo-zigbuild" "$bin/cargo-zigbuild"
         ln -sf "$zig" "$bin/zig"
+    fi
+    # `cyclonedx-validate FILE` (the SBOM tests): cyclonedx-python-lib's strict JSON validator
+    # for CycloneDX 1.6, in a venv of its own, as a script in cargo's bin directory.
+    if ! "$bin/cyclonedx-validate" --check >/dev/null 2>&1; then
+        venv="${XDG_DATA_HOME:-$HOME/.local/share}/cargo-image/cyclonedx-venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q '{{pypi_cyclonedx}}'
+        {
+            echo "#!$venv/bin/python"
+            echo 'import sys'
+            echo 'from cyclonedx.validation.json import JsonStrictValidator'
+            echo 'from cyclonedx.schema import SchemaVersion'
+            echo 'validator = JsonStrictValidator(SchemaVersion.V1_6)'
+            echo 'if sys.argv[1:] == ["--check"]: sys.exit(0)'
+            echo 'error = validator.validate_str(open(sys.argv[1]).read())'
+            echo 'data = getattr(error, "data", None)'
+            echo 'print(f"{data.json_path}: {data.message}" if data is not None else (error or "valid"))'
+            echo 'sys.exit(1 if error else 0)'
+        } > "$bin/cyclonedx-validate"
+        chmod +x "$bin/cyclonedx-validate"
     fi
 
 # Run every test: unit, schema, acceptance with real tools (installs the peers first).

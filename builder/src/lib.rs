@@ -33,7 +33,9 @@
 //!    another stage read that stage's merged filesystem through [`rootfs`].
 //! 5. **Emit**: the image model of [`oci`] (config, manifest, index, canonical JSON) written as
 //!    an OCI layout (built beside the output, swapped into place on success, blobs hard-linked
-//!    out of the store), an OCI or Docker archive, or pushed by [`registry`].
+//!    out of the store), an OCI or Docker archive, or pushed by [`registry`]. Each platform's
+//!    image gets its [`sbom`] (a CycloneDX document of the crates in its cargo binaries, its
+//!    base and its files) attached as an OCI 1.1 referrer in the layout.
 //!
 //! Progress leaves the library as [`build::Event`]s; the library never prints. The
 //! `cargo-image` binary (`cli`, not part of the library's API) turns events into cargo-style
@@ -51,6 +53,7 @@
 //!   <- store              blobs, node keys, stat index, locks        (oci, types)
 //!   <- registry           pull and push                              (oci, store, types)
 //!   <- cargo              cargo builds and metadata                  (types)
+//!   <- sbom               CycloneDX SBOMs, artifact manifests        (cargo, oci)
 //!   <- spec               the front end: raw -> validate -> model    (cargo, types)
 //!   <- layer              layer trees and blobs                      (spec, tarball, types)
 //!   <- rootfs             stage filesystems                          (layer, oci, spec, tarball)
@@ -83,6 +86,7 @@ pub mod oci;
 pub mod plan;
 pub mod registry;
 pub mod rootfs;
+pub mod sbom;
 pub mod spec;
 pub mod store;
 pub mod tarball;

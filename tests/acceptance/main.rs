@@ -19,6 +19,7 @@ mod platforms;
 mod registry;
 mod registry_tls;
 mod reproducible;
+mod sbom;
 mod spec_hardening;
 mod stages;
 mod untrusted;

@@ -61,6 +61,7 @@ pub(super) fn emit(
     } = destination;
     let results: Vec<&Output> = plan.platforms.iter().map(|p| &outputs[p.image]).collect();
     let mut children = Vec::new();
+    let mut referrers = Vec::new();
     for (image, p) in results.iter().zip(&plan.platforms) {
         let resolved = image.image();
         for desc in resolved.layers() {
@@ -73,6 +74,9 @@ pub(super) fn emit(
             &cx.store_root,
         )?;
         link_out(store, &resolved.digest(), &writer, &cx.store_root)?;
+        if spec.sbom {
+            referrers.push(super::sbom::attach(p, resolved, opts, &writer)?);
+        }
         let mut child = resolved.descriptor.clone();
         child.set_platform(Some(p.platform.to_oci()));
         children.push(child);
@@ -96,11 +100,10 @@ pub(super) fn emit(
     };
     let manifest_digest = tagged.digest().to_string();
     let entry_platform = (!plan.as_index).then(|| plan.platforms[0].platform.clone());
-    let layout = writer.finish(oci::index_entries(
-        &tagged,
-        entry_platform.as_ref(),
-        &cx.tags,
-    ))?;
+    let mut entries = oci::index_entries(&tagged, entry_platform.as_ref(), &cx.tags);
+    // The SBOMs, after the image's entries and without a tag (`build/sbom.rs`).
+    entries.extend(referrers);
+    let layout = writer.finish(entries)?;
     let path = match cx.format {
         OutputFormat::Oci => layout,
         OutputFormat::OciArchive => {

@@ -59,6 +59,7 @@ mod load;
 mod options;
 mod pins;
 mod planner;
+mod sbom;
 
 pub use events::Event;
 pub use load::LoadEngine;
@@ -135,6 +136,13 @@ pub enum Error {
     },
     #[error("--load: could not make a scratch directory in {}: {source}", path.display())]
     LoadScratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tarball or host file could not be read for the image's SBOM.
+    #[error("cannot read {path} for the image's SBOM: {source}")]
+    SbomFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,

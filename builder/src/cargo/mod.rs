@@ -37,11 +37,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod cc;
+mod resolve;
 mod strip;
 mod targets;
 mod zigbuild;
 
 pub use cc::{ar_env, cc_env, default_cc, resolve_cc, CCompiler};
+pub use resolve::{crates, Crate, CrateSource, Resolved};
 pub use strip::{profile_env, DebugSize, Strip};
 pub use targets::{
     default_linker, default_target, is_host_arch, linker_env, platform_of_target, resolve_linker,
@@ -91,6 +93,22 @@ pub enum Error {
         program: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("could not read {path}: {source}")]
+    ReadLock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid Cargo.lock: {message}")]
+    ParseLock { path: PathBuf, message: String },
+    #[error(
+        "`cargo metadata` in {dir} lists no workspace member {}",
+        match package { Some(p) => format!("named `{p}`"), None => "whose Cargo.toml is there".into() }
+    )]
+    NoPackage {
+        dir: PathBuf,
+        package: Option<String>,
     },
     #[error("`cargo metadata` failed in {dir}:\n{stderr}")]
     Metadata { dir: PathBuf, stderr: String },
@@ -294,9 +312,15 @@ impl Metadata {
 
 /// Runs `cargo metadata --no-deps` (with `$CARGO`, as cargo passes it to subcommands) in `dir`.
 pub fn metadata(dir: &Path) -> Result<Metadata, Error> {
+    run_metadata(dir, &["--no-deps"])
+}
+
+/// Runs `cargo metadata --format-version 1 ARGS` in `dir` and parses what it prints.
+fn run_metadata<T: serde::de::DeserializeOwned>(dir: &Path, args: &[&str]) -> Result<T, Error> {
     let program = cargo_program();
     let output = Command::new(&program)
-        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .args(["metadata", "--format-version", "1"])
+        .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()

@@ -39,16 +39,7 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<(), Failure> {
-    let layout = match args.layout {
-        Some(layout) => layout,
-        None => {
-            let spec = super::build::find_spec(args.spec.as_deref())?;
-            cargo_oci_image::build::default_output(&spec).map_err(Failure::build)?
-        }
-    };
-    if !layout.exists() {
-        return Err(Failure::build(InspectError::Missing { path: layout }));
-    }
+    let layout = existing_layout(args.layout, args.spec.as_deref())?;
     let images = oci::inspect(&layout, args.tag.as_deref()).map_err(Failure::build)?;
     if args.json {
         let text = serde_json::to_string_pretty(&images).map_err(Failure::build)?;
@@ -71,6 +62,25 @@ pub fn run(args: InspectArgs) -> Result<(), Failure> {
         print!("{out}");
     }
     Ok(())
+}
+
+/// The layout given, or the default output of the spec (`--spec`, else `./image.toml`); it
+/// must exist.
+pub(super) fn existing_layout(
+    layout: Option<PathBuf>,
+    spec: Option<&std::path::Path>,
+) -> Result<PathBuf, Failure> {
+    let layout = match layout {
+        Some(layout) => layout,
+        None => {
+            let spec = super::build::find_spec(spec)?;
+            cargo_oci_image::build::default_output(&spec).map_err(Failure::build)?
+        }
+    };
+    if !layout.exists() {
+        return Err(Failure::build(InspectError::Missing { path: layout }));
+    }
+    Ok(layout)
 }
 
 /// Appends the summary of the image index `images[0]` belongs to: its digest and size, and one
@@ -154,6 +164,23 @@ fn table(out: &mut String, layout: &std::path::Path, image: &Inspection) {
     }
     for (i, (k, v)) in image.annotations.iter().enumerate() {
         row(if i == 0 { "Annotations" } else { "" }, format!("{k}={v}"));
+    }
+    if !image.referrers.is_empty() {
+        let _ = writeln!(out, "Referrers    {}", image.referrers.len());
+        let _ = writeln!(
+            out,
+            "  {:<32}  {:<71}  {:>10}",
+            "ARTIFACT TYPE", "DIGEST", "SIZE"
+        );
+        for r in &image.referrers {
+            let _ = writeln!(
+                out,
+                "  {:<32}  {:<71}  {:>10}",
+                r.artifact_type,
+                r.digest,
+                human_size(r.size)
+            );
+        }
     }
     let total: u64 = image.layers.iter().map(|l| l.size).sum();
     let _ = writeln!(

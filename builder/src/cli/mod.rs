@@ -6,6 +6,7 @@ mod inspect;
 mod output;
 mod plan;
 mod reporter;
+mod sbom;
 mod schema;
 mod update;
 
@@ -46,6 +47,7 @@ enum Command {
     Push(build::BuildArgs),
     Plan(plan::PlanArgs),
     Inspect(inspect::InspectArgs),
+    Sbom(sbom::SbomArgs),
     Cache(cache::CacheArgs),
     Schema(schema::SchemaArgs),
     Update(update::UpdateArgs),
@@ -57,9 +59,11 @@ impl Command {
         match self {
             Command::Build(args) | Command::Push(args) => args.json(),
             Command::Plan(args) => args.json(),
-            Command::Inspect(_) | Command::Cache(_) | Command::Schema(_) | Command::Update(_) => {
-                false
-            }
+            Command::Inspect(_)
+            | Command::Sbom(_)
+            | Command::Cache(_)
+            | Command::Schema(_)
+            | Command::Update(_) => false,
         }
     }
 }
@@ -83,6 +87,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Cache(args) => cache::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Sbom(args) => sbom::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Update(args) => update::run(args),
     };

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::layout_reader::{Layout, ManifestKind};
 use super::model::{ref_name, Platform};
+use super::referrers::Referrer;
 use super::resolved::ResolvedImage;
 use super::Error;
 
@@ -51,6 +52,8 @@ pub struct Inspection {
     pub annotations: BTreeMap<String, String>,
     /// Bottom layer first.
     pub layers: Vec<LayerInfo>,
+    /// The artifacts in the layout that refer to the image (its SBOM), in index order.
+    pub referrers: Vec<Referrer>,
 }
 
 /// Digest, media type and size of a blob.
@@ -86,6 +89,10 @@ pub fn inspect(layout: &Path, tag: Option<&str>) -> Result<Vec<Inspection>, Erro
     // Group index entries by digest, in index order.
     let mut groups: Vec<(&Descriptor, Vec<String>)> = Vec::new();
     for entry in layout.index().manifests() {
+        // Artifacts are listed with the images they refer to.
+        if entry.artifact_type().is_some() {
+            continue;
+        }
         let digest = entry.digest().to_string();
         if wanted.as_ref().is_some_and(|w| *w != digest) {
             continue;
@@ -109,6 +116,13 @@ pub fn inspect(layout: &Path, tag: Option<&str>) -> Result<Vec<Inspection>, Erro
     let mut out = Vec::new();
     for (entry, tags) in groups {
         collect(&layout, entry, &tags, None, 0, &mut out)?;
+    }
+    for image in &mut out {
+        image.referrers = layout
+            .referrers(&image.manifest.digest)?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
     }
     Ok(out)
 }
@@ -227,5 +241,6 @@ fn describe(image: &ResolvedImage, tags: &[String], index: Option<(&str, u64)>) 
             .into_iter()
             .collect(),
         layers,
+        referrers: Vec::new(),
     }
 }

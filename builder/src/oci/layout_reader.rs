@@ -171,12 +171,17 @@ impl Layout {
     pub fn find(&self, tag: Option<&str>) -> Result<&Descriptor, Error> {
         let manifests = self.index.manifests();
         let Some(tag) = tag else {
-            let digests: BTreeSet<&str> = manifests.iter().map(|d| d.digest().as_ref()).collect();
+            // Artifacts attached to an image (an SBOM) are not images.
+            let images: Vec<&Descriptor> = manifests
+                .iter()
+                .filter(|d| d.artifact_type().is_none())
+                .collect();
+            let digests: BTreeSet<&str> = images.iter().map(|d| d.digest().as_ref()).collect();
             return match digests.len() {
                 0 => Err(Error::EmptyLayout {
                     layout: self.path.clone(),
                 }),
-                1 => Ok(&manifests[0]),
+                1 => Ok(images[0]),
                 _ => Err(Error::AmbiguousImage {
                     layout: self.path.clone(),
                     available: self.available_tags(),

@@ -70,6 +70,7 @@ mod layer_check;
 mod layout;
 mod layout_reader;
 mod model;
+mod referrers;
 mod resolved;
 mod temp_output;
 
@@ -91,6 +92,7 @@ pub use model::{
     DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, SCHEMA_VERSION,
 };
+pub use referrers::{sbom, Referrer, CYCLONEDX};
 pub use resolved::ResolvedImage;
 pub use temp_output::{
     remove_leftovers, remove_scratch_leftovers, scratch_dir, temp_prefix, RemovedLeftovers,
@@ -100,6 +102,16 @@ pub use temp_output::{
 /// Errors of the OCI model, the layout sink and the layout source.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("{}: the artifact manifest {digest} is not a valid OCI manifest: {message}", layout.display())]
+    ParseArtifact {
+        layout: PathBuf,
+        digest: String,
+        message: String,
+    },
+    #[error("{}: no SBOM refers to the image {digest}; build it with `sbom = true` (the default) in the spec", layout.display())]
+    NoSbom { layout: PathBuf, digest: String },
+    #[error("{}: the image has several platforms ({available}); choose one with --platform", layout.display())]
+    SbomPlatform { layout: PathBuf, available: String },
     #[error("failed to serialise {what} as JSON")]
     Serialize {
         what: &'static str,

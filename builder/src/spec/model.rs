@@ -49,6 +49,8 @@ pub struct ImageSpec {
     pub platforms: Vec<Platform>,
     /// Whether the spec asks for an image index even for one platform (`index = true`).
     pub index: bool,
+    /// Whether each platform's image gets an SBOM referrer (`sbom`, true by default).
+    pub sbom: bool,
     /// How cargo builds for each platform the spec has a `[platform."..."]` table for.
     pub platform_settings: BTreeMap<Platform, PlatformSettings>,
     /// Which ignore file host `path` sources honour (`ignore-file`).

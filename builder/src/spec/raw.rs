@@ -154,6 +154,13 @@ pub struct RawSpec {
     #[schemars(extend("default" = false))]
     pub index: Option<bool>,
 
+    /// Attach a CycloneDX SBOM to each platform's image (an OCI 1.1 referrer in the layout:
+    /// every crate of every cargo binary, the base image, the tarballs and host files). On by
+    /// default; `sbom = false` writes none.
+    #[serde(default)]
+    #[schemars(extend("default" = true))]
+    pub sbom: Option<bool>,
+
     /// How `cargo` entries build for each platform, keyed by `os/arch[/variant]`
     /// (`[platform."linux/arm64"]`): the rust target triple and the linker. A platform without
     /// an entry here uses the default musl target (`linux/amd64` ->

@@ -302,6 +302,7 @@ struct Explicit {
     tags: bool,
     platforms: bool,
     index: bool,
+    sbom: bool,
     from: bool,
     epoch: bool,
     compression: bool,
@@ -322,6 +323,7 @@ impl Explicit {
             tags: raw.tags.is_some(),
             platforms: raw.platforms.is_some(),
             index: raw.index.is_some(),
+            sbom: raw.sbom.is_some(),
             from: raw.from.is_some() || last_stage_from,
             epoch: raw.epoch.is_some(),
             compression: raw.compression.is_some(),
@@ -393,6 +395,9 @@ fn merge(
         }
         if !set.index {
             own.index = shared.index;
+        }
+        if !set.sbom {
+            own.sbom = shared.sbom;
         }
         if !set.ignore_file {
             own.ignore_file = shared.ignore_file;

@@ -42,3 +42,26 @@ pub fn first_layer_blob(layout: &Path, blobs: &Path) -> (String, PathBuf) {
     let path = blob_path(blobs, &digest);
     (digest, path)
 }
+
+/// The SBOMs attached to a layout's images: for each `index.json` entry with the CycloneDX
+/// `artifactType`, its artifact manifest's subject digest and the path of the SBOM blob.
+pub fn sbom_referrers(layout: &Path) -> Vec<(String, PathBuf)> {
+    let index = read_json(&layout.join("index.json"));
+    index["manifests"]
+        .as_array()
+        .expect("index.json lists manifests")
+        .iter()
+        .filter(|e| e["artifactType"] == "application/vnd.cyclonedx+json")
+        .map(|e| {
+            let manifest = blob_json(layout, e["digest"].as_str().unwrap());
+            assert_eq!(manifest["artifactType"], "application/vnd.cyclonedx+json");
+            assert_eq!(
+                manifest["config"]["mediaType"],
+                "application/vnd.oci.empty.v1+json"
+            );
+            let subject = manifest["subject"]["digest"].as_str().unwrap().to_string();
+            let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+            (subject, blob_path(layout, layer))
+        })
+        .collect()
+}

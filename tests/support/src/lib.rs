@@ -35,7 +35,9 @@ pub use files::{
     build_two_checkouts, checkout, copy_tree, example_copy, repo_root, stat, tree_bytes, walk,
     Noise,
 };
-pub use layout::{blob_json, blob_path, first_layer_blob, manifest_digest, read_json};
+pub use layout::{
+    blob_json, blob_path, first_layer_blob, manifest_digest, read_json, sbom_referrers,
+};
 pub use project::{build_base_layout, edit_spec, spec_on_base, write_spec, Project};
 pub use tools::{
     glibc_tar, loader_members, oci_image_tool_validate, require, run, run_command, runc_run,

@@ -322,6 +322,7 @@ impl Checker<'_> {
             stages,
             platforms,
             index: raw.index.unwrap_or(false),
+            sbom: raw.sbom.unwrap_or(true),
             platform_settings,
             ignore_file: ignore_file?,
         })

@@ -1,0 +1,126 @@
+//! The SBOM emit step: for each platform's image, the CycloneDX document of [`crate::sbom`]
+//! (its crates resolved by `cargo metadata` for each cargo binary of the image) and the
+//! artifact manifest that attaches it, written into the layout being emitted. The artifact
+//! manifest is listed in `index.json` without a `ref.name`, so a tag still names only the
+//! image, and tools that look for a tag never see it.
+//!
+//! It is an emit step, not a graph node: the SBOM is made of the image's manifest digest (its
+//! subject) and of facts the plan already holds, and nothing in the image depends on it, so
+//! `cargo image plan` and the build report the same nodes and keys whether or not `sbom` is
+//! on. The image's bytes never change with it.
+
+use std::path::Path;
+
+use oci_spec::image::{Descriptor, MediaType};
+use sha2::{Digest as _, Sha256};
+
+use super::planner::PlannedPlatform;
+use super::{BuildOptions, Error};
+use crate::oci::{self, LayoutWriter, ResolvedImage};
+use crate::sbom;
+use crate::spec::{self, Base, ImageSpec};
+
+const BASE_NAME: &str = "org.opencontainers.image.base.name";
+const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// Writes the SBOM of `image` (platform `p`) and its artifact manifest into `writer`; returns
+/// the `index.json` entry of the artifact manifest.
+pub(super) fn attach(
+    p: &PlannedPlatform,
+    image: &ResolvedImage,
+    opts: &BuildOptions,
+    writer: &LayoutWriter,
+) -> Result<Descriptor, Error> {
+    let mut sources: Vec<_> = p
+        .cargo_outputs
+        .keys()
+        .map(|s| opts.cargo.overrides.apply(s))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let binaries = sources
+        .into_iter()
+        .map(|source| {
+            let crates = crate::cargo::crates(&source, &p.spec.context)?;
+            Ok(sbom::Binary { source, crates })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let annotations = image.manifest.annotations().clone().unwrap_or_default();
+    let base = annotations.get(BASE_DIGEST).map(|digest| {
+        let name = annotations.get(BASE_NAME).cloned().unwrap_or_default();
+        (name, digest.clone())
+    });
+    let input = sbom::Input {
+        name: p.spec.name.clone(),
+        manifest_digest: image.digest(),
+        platform: p.platform.to_string(),
+        epoch: p.cx.epoch,
+        base,
+        binaries,
+        files: files(&p.spec, p.cx.target_stage(&p.spec)?)?,
+    };
+    let bytes = sbom::cyclonedx(&input);
+    let out = |e| Error::Output(Box::new(e));
+    let (digest, size) = writer.write_blob(&bytes).map_err(out)?;
+    writer.write_blob(sbom::EMPTY_BLOB).map_err(out)?;
+    let media_type = MediaType::Other(sbom::CYCLONEDX_MEDIA_TYPE.into());
+    let layer = oci::descriptor(media_type.clone(), &digest, size);
+    let manifest =
+        sbom::artifact_manifest(sbom::CYCLONEDX_MEDIA_TYPE, layer, image.descriptor.clone());
+    let mut entry = writer
+        .write_json(MediaType::ImageManifest, &manifest)
+        .map_err(out)?;
+    entry.set_artifact_type(Some(media_type));
+    Ok(entry)
+}
+
+/// The tarballs and host paths the image's own layers (the target stage and the stages it is
+/// built on) add, with the sha256 of each file, sorted.
+fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Error> {
+    let mut files = Vec::new();
+    let mut stage = Some(target);
+    while let Some(s) = stage {
+        for entry in s.layers.iter().flat_map(|l| &l.entries) {
+            let path = match &entry.source {
+                spec::Source::Path { path, .. } | spec::Source::Tar(path) => path,
+                _ => continue,
+            };
+            let full = spec.context.join(path);
+            let sha256 = if full.is_dir() {
+                None
+            } else {
+                Some(sha256_file(&full)?)
+            };
+            files.push(sbom::File {
+                path: slash_path(path),
+                sha256,
+            });
+        }
+        stage = match &s.base {
+            Base::Stage(name) => spec.find_stage(name),
+            _ => None,
+        };
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn sha256_file(path: &Path) -> Result<String, Error> {
+    let err = |source| Error::SbomFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(err)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A context-relative path, `/`-separated.
+fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
