@@ -247,4 +247,7 @@ pub enum Error {
         #[source]
         source: RemoteError,
     },
+
+    #[error("cannot update the referrers index `{reference}`: {reason}; fix or delete that tag in the registry, then push again")]
+    ReferrersIndex { reference: String, reason: String },
 }
