@@ -43,26 +43,37 @@ fn raw(reference: &str) -> String {
     .stdout
 }
 
-/// `GET /v2/<name>/blobs/<digest>` over plain HTTP/1.0 on loopback: the body.
-fn fetch_blob(host: &str, name: &str, digest: &str) -> Vec<u8> {
+/// An HTTP/1.0 request to the loopback registry: (status code, body).
+fn http(host: &str, method: &str, path: &str, body: Option<(&str, &[u8])>) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET /v2/{name}/blobs/{digest} HTTP/1.0\r\nHost: {host}\r\n\r\n"
-    )
-    .unwrap();
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
+    if let Some((content_type, bytes)) = body {
+        request += &format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        );
+    }
+    request += "\r\n";
+    stream.write_all(request.as_bytes()).unwrap();
+    if let Some((_, bytes)) = body {
+        stream.write_all(bytes).unwrap();
+    }
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("an HTTP response");
-    let head = String::from_utf8_lossy(&response[..split]);
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
-    );
-    response[split + 4..].to_vec()
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, response[split + 4..].to_vec())
+}
+
+/// `GET /v2/<name>/blobs/<digest>`: the body.
+fn fetch_blob(host: &str, name: &str, digest: &str) -> Vec<u8> {
+    let (code, body) = http(host, "GET", &format!("/v2/{name}/blobs/{digest}"), None);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    body
 }
 
 /// `cargo image push` of the project to `repo`, with JSON events; returns the pushed event.
@@ -147,6 +158,14 @@ fn a_push_lists_each_platforms_sbom_under_its_fallback_tag_and_a_second_changes_
     let first = push(&p, &repo);
     assert_eq!(first["referrers"], 2, "{first}");
     let layout = p.out();
+    // This registry has no referrers API (so the fallback tag is what lists them).
+    let (code, _) = http(
+        &registry.host(),
+        "GET",
+        &format!("/v2/{name}/referrers/{}", manifest_digest(&layout)),
+        None,
+    );
+    assert_eq!(code, 404, "docker-registry answers the referrers API");
 
     // One SBOM per platform manifest of the index, each under its own manifest's tag.
     let index = blob_json(&layout, &manifest_digest(&layout));
@@ -188,4 +207,60 @@ fn a_single_image_push_says_it_carried_its_sbom() {
     assert_eq!(sboms.len(), 1);
     assert_eq!(sboms[0].1, manifest_digest(&p.out()));
     assert_eq!(check_pushed(&registry, name, &p.out()).len(), 1);
+
+    // Another tool's fallback index replaced ours: the next push merges ours back in, keeping
+    // its entry, sorted by digest; the push after that leaves it alone.
+    let image = manifest_digest(&p.out());
+    let (sbom, _, _) = sboms[0].clone();
+    let image_size = std::fs::metadata(blob_path(&p.out(), &image))
+        .unwrap()
+        .len();
+    let foreign = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": image,
+            "size": image_size,
+            "artifactType": "application/vnd.example.other"
+        }]
+    });
+    let tag = image.replace(':', "-");
+    let (code, body) = http(
+        &registry.host(),
+        "PUT",
+        &format!("/v2/{name}/manifests/{tag}"),
+        Some((
+            "application/vnd.oci.image.index.v1+json",
+            foreign.to_string().as_bytes(),
+        )),
+    );
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let merged_push = push(&p, &repo);
+    assert_eq!(merged_push["referrers"], 1, "{merged_push}");
+    let merged = raw(&format!("{repo}:{tag}"));
+    let listed: Vec<(String, String)> = serde_json::from_str::<Value>(&merged).unwrap()
+        ["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["digest"].as_str().unwrap().to_string(),
+                m["artifactType"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (image.clone(), "application/vnd.example.other".to_string()),
+        (sbom, CYCLONEDX.to_string()),
+    ];
+    expected.sort();
+    assert_eq!(listed, expected, "{merged}");
+    push(&p, &repo);
+    assert_eq!(
+        raw(&format!("{repo}:{tag}")),
+        merged,
+        "a push changes nothing"
+    );
 }
