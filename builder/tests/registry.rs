@@ -96,15 +96,30 @@ fn push_then_skopeo_copies_it_back_with_the_same_digest() {
         .unwrap();
     assert_eq!(report.digest, digest);
     assert_eq!(
-        report.uploaded_blobs, 3,
-        "config and two layers: {report:?}"
+        report.uploaded_blobs, 5,
+        "config and two layers, and the SBOM referrer's empty config and SBOM: {report:?}"
     );
+    assert_eq!(report.referrers, 1, "{report:?}");
     let events = events.into_inner().unwrap();
     let manifests: Vec<_> = events
         .iter()
         .filter(|e| matches!(e, PushEvent::ManifestPushed { .. }))
         .collect();
     assert_eq!(manifests.len(), 2, "{events:?}");
+    // docker-registry has no referrers API: the SBOM is listed under the fallback tag.
+    let fallback = format!("sha256-{}", digest.trim_start_matches("sha256:"));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, PushEvent::ReferrerPushed { subject, .. } if *subject == digest)),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, PushEvent::ReferrersIndexed { tag, .. } if *tag == fallback)),
+        "{events:?}"
+    );
 
     for tag in ["v1", "latest"] {
         let out = tmp.path().join(format!("copy-{tag}"));
@@ -409,20 +424,21 @@ fn second_push_uploads_no_blob() {
     let first = client
         .push_layout(&layout, None, &target, &[], None, &|_| {})
         .unwrap();
-    assert_eq!(first.uploaded_blobs, 3);
+    // Config, two layers, the SBOM referrer's empty config and SBOM.
+    assert_eq!(first.uploaded_blobs, 5);
     let uploads = |seen: &[Seen]| {
         seen.iter()
             .filter(|s| s.path.contains("/blobs/uploads/") && s.method != "HEAD")
             .count()
     };
     let before = proxy.seen();
-    assert!(uploads(&before) >= 3, "{before:?}");
+    assert!(uploads(&before) >= 5, "{before:?}");
 
     let second = client
         .push_layout(&layout, None, &target, &[], None, &|_| {})
         .unwrap();
     assert_eq!(second.uploaded_blobs, 0);
-    assert_eq!(second.skipped_blobs, 3);
+    assert_eq!(second.skipped_blobs, 5);
     let after = proxy.seen();
     assert_eq!(
         uploads(&after[before.len()..]),
@@ -436,7 +452,7 @@ fn second_push_uploads_no_blob() {
     let mounted = client
         .push_layout(&layout, None, &other, &[], Some(&target), &|_| {})
         .unwrap();
-    assert_eq!(mounted.mounted_blobs, 3, "{mounted:?}");
+    assert_eq!(mounted.mounted_blobs, 5, "{mounted:?}");
     assert_eq!(mounted.uploaded_blobs, 0);
 }
 

@@ -247,7 +247,9 @@ fn push_image(
             PushEvent::BlobSkipped { digest, size } => (digest, size, "skipped"),
             PushEvent::BlobMounted { digest, size } => (digest, size, "mounted"),
             PushEvent::BlobUploaded { digest, size } => (digest, size, "uploaded"),
-            PushEvent::ManifestPushed { .. } => return,
+            PushEvent::ManifestPushed { .. }
+            | PushEvent::ReferrerPushed { .. }
+            | PushEvent::ReferrersIndexed { .. } => return,
         };
         on_event(Event::PushBlob {
             digest,
@@ -272,6 +274,7 @@ fn push_image(
         uploaded_blobs: report.uploaded_blobs,
         skipped_blobs: report.skipped_blobs,
         mounted_blobs: report.mounted_blobs,
+        referrers: report.referrers,
     });
     Ok(reference)
 }

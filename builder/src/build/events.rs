@@ -65,6 +65,8 @@ pub enum Event {
         uploaded_blobs: usize,
         skipped_blobs: usize,
         mounted_blobs: usize,
+        /// The referrers (each image's SBOM, ...) pushed with it.
+        referrers: usize,
     },
     /// The image for `platform` was loaded into `engine` (`podman`, `docker`) as `references`;
     /// `image_id` is its config digest, the id the engine shows.

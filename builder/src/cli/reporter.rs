@@ -180,13 +180,19 @@ impl Reporter {
                 uploaded_blobs,
                 skipped_blobs,
                 mounted_blobs,
+                referrers,
                 tags,
             } => self.status(
                 "Pushed",
                 &format!(
                     "{reference} [{}] ({uploaded_blobs} uploaded, {skipped_blobs} already there, \
-                     {mounted_blobs} mounted)",
-                    tags.join(", ")
+                     {mounted_blobs} mounted{})",
+                    tags.join(", "),
+                    match referrers {
+                        0 => String::new(),
+                        1 => ", 1 referrer".to_string(),
+                        n => format!(", {n} referrers"),
+                    }
                 ),
             ),
             Event::Loaded {

@@ -29,7 +29,9 @@
 //! with the reference it was pulled by), in a [`PullReport`] that also says what the pull did
 //! (whether the network was used, how many blobs were downloaded). After a build, [`RegistryClient::push_layout`] sends the OCI layout to a registry:
 //! blobs first (HEAD-checked, mounted or uploaded in parallel), then manifests as the exact
-//! bytes of the layout, children before their index, then every tag.
+//! bytes of the layout, children before their index, then every tag, then the images'
+//! referrers (each SBOM) by digest, listed under the `sha256-<hex>` fallback tag when the
+//! registry has no referrers API.
 //!
 //! ```no_run
 //! use cargo_oci_image::oci::Platform;
@@ -247,4 +249,7 @@ pub enum Error {
         #[source]
         source: RemoteError,
     },
+
+    #[error("cannot update the referrers index `{reference}`: {reason}; fix or delete that tag in the registry, then push again")]
+    ReferrersIndex { reference: String, reason: String },
 }

@@ -10,6 +10,8 @@
 //! - `stored`: the store side of a pull: the record of a resolution, and an image read back
 //!   out of the store (a reference already resolved, a digest already held);
 //! - `push`: blobs HEAD-checked, mounted or uploaded, then manifests and tags;
+//! - `referrers`: the artifacts that refer to a pushed image (its SBOM), listed by the
+//!   registry's referrers API or in the fallback tag's index;
 //! - `retry`: which failures are transient, the backoff between tries, [`RetryPolicy`];
 //! - `errors`: how a failed request becomes an [`Error`], with its hint.
 //!
@@ -19,6 +21,7 @@
 mod errors;
 mod pull;
 mod push;
+mod referrers;
 mod retry;
 mod stored;
 

@@ -4,10 +4,13 @@
 //! and their blobs, sends the blobs in parallel (skipped when the registry has them, mounted
 //! from the base's repository when it agrees, else uploaded in chunks with a monolithic `PUT`
 //! as fallback), then pushes each manifest as the exact bytes of the layout and tags the root.
-//! No manifest is pushed before all its blobs are there. It relies on [`Layout`] to read the
+//! No manifest is pushed before all its blobs are there. The layout's referrers of the pushed
+//! images (untagged artifact manifests whose `subject` is one of them, such as each image's
+//! SBOM) follow: their blobs with the image's, their manifests by digest after the image, then
+//! `referrers` makes them findable from their subject. It relies on [`Layout`] to read the
 //! image, on `retry` and `errors` for each request, and reports progress as [`PushEvent`]s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
@@ -17,6 +20,7 @@ use oci_client::Client;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::errors::Request;
+use super::referrers::Pushed;
 use super::{blob_of, HostClients, RegistryClient, MAX_INDEX_DEPTH};
 use crate::oci::{self, Digest, Layout, ManifestKind};
 use crate::registry::{Error, Reference};
@@ -36,6 +40,18 @@ pub enum PushEvent {
     BlobUploaded { digest: String, size: u64 },
     /// A manifest or index was pushed as `reference`.
     ManifestPushed { digest: String, reference: String },
+    /// A referrer (artifact manifest) of the pushed image `subject` was pushed by digest.
+    ReferrerPushed {
+        subject: String,
+        digest: String,
+        artifact_type: String,
+    },
+    /// The registry has no referrers API: the fallback index of `subject` was pushed as `tag`.
+    ReferrersIndexed {
+        subject: String,
+        tag: String,
+        digest: String,
+    },
 }
 
 /// What a push did.
@@ -46,6 +62,8 @@ pub struct PushReport {
     pub uploaded_blobs: usize,
     pub skipped_blobs: usize,
     pub mounted_blobs: usize,
+    /// The referrers (SBOMs, ...) pushed with the image.
+    pub referrers: usize,
 }
 
 impl RegistryClient {
@@ -74,6 +92,7 @@ impl RegistryClient {
         let mut manifests: Vec<(Descriptor, Vec<u8>)> = Vec::new();
         let mut blobs: BTreeMap<String, BlobRef> = BTreeMap::new();
         collect(&layout, &root, 0, &mut manifests, &mut blobs).map_err(read)?;
+        let referrers = collect_referrers(&layout, &manifests, &mut blobs).map_err(read)?;
 
         let host = self.host(target)?;
         let mount_from = mount_from
@@ -81,6 +100,7 @@ impl RegistryClient {
         let blobs: Vec<BlobRef> = blobs.into_values().collect();
         let mut report = PushReport {
             digest: root.digest().to_string(),
+            referrers: referrers.len(),
             ..PushReport::default()
         };
         self.runtime.block_on(async {
@@ -94,7 +114,7 @@ impl RegistryClient {
                     PushEvent::BlobSkipped { .. } => report.skipped_blobs += 1,
                     PushEvent::BlobMounted { .. } => report.mounted_blobs += 1,
                     PushEvent::BlobUploaded { .. } => report.uploaded_blobs += 1,
-                    PushEvent::ManifestPushed { .. } => {}
+                    _ => {}
                 }
             }
             let root_digest = root.digest().to_string();
@@ -122,13 +142,61 @@ impl RegistryClient {
                     });
                 }
             }
+            self.push_referrers(&host, target, &referrers, progress)
+                .await?;
             Ok::<(), Error>(())
         })?;
         Ok(report)
     }
 
+    /// Pushes each referrer's manifest by digest (its blobs are there), then makes the
+    /// referrers of each subject findable (see `referrers`).
+    async fn push_referrers(
+        &self,
+        host: &HostClients,
+        target: &Reference,
+        referrers: &[Referrer],
+        progress: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<(), Error> {
+        for r in referrers {
+            self.push_manifest(
+                host,
+                &target.with_digest(r.digest.clone()),
+                &r.desc,
+                &r.bytes,
+            )
+            .await?;
+            progress(PushEvent::ReferrerPushed {
+                subject: r.subject.clone(),
+                digest: r.desc.digest().to_string(),
+                artifact_type: r.artifact_type.clone(),
+            });
+        }
+        let subjects: BTreeSet<&str> = referrers.iter().map(|r| r.subject.as_str()).collect();
+        for subject in subjects {
+            let pushed: Vec<Pushed<'_>> = referrers
+                .iter()
+                .filter(|r| r.subject == subject)
+                .map(|r| Pushed {
+                    desc: &r.desc,
+                    bytes: &r.bytes,
+                })
+                .collect();
+            if let Some((tag, digest)) =
+                self.index_referrers(host, target, subject, &pushed).await?
+            {
+                progress(PushEvent::ReferrersIndexed {
+                    subject: subject.to_string(),
+                    tag,
+                    digest,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Pushes the manifest `desc` (its exact `bytes`) as `name`, a tag or its digest.
-    async fn push_manifest(
+    pub(super) async fn push_manifest(
         &self,
         host: &HostClients,
         name: &Reference,
@@ -247,6 +315,57 @@ impl RegistryClient {
         .await
         .map(|_| ())
     }
+}
+
+/// A referrer of a pushed image, as the layout holds it.
+struct Referrer {
+    /// The digest of the image it refers to.
+    subject: String,
+    artifact_type: String,
+    /// Its `index.json` entry and its manifest's digest and bytes.
+    desc: Descriptor,
+    digest: Digest,
+    bytes: Vec<u8>,
+}
+
+/// The referrers in `layout` of the image manifests among `manifests`, in index order per
+/// image, with their blobs (config and layers, verified) added to `blobs`.
+fn collect_referrers(
+    layout: &Layout,
+    manifests: &[(Descriptor, Vec<u8>)],
+    blobs: &mut BTreeMap<String, BlobRef>,
+) -> Result<Vec<Referrer>, oci::Error> {
+    let mut out = Vec::new();
+    for (image, _) in manifests {
+        if ManifestKind::of(image.media_type()) != ManifestKind::Image {
+            continue;
+        }
+        let subject = image.digest().to_string();
+        for (found, manifest) in layout.referrers(&subject)? {
+            let Some(desc) = layout
+                .index()
+                .manifests()
+                .iter()
+                .find(|d| d.digest().as_ref() == found.digest)
+            else {
+                continue;
+            };
+            for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                layout.verify_blob(d.digest().as_ref(), d.size())?;
+                blobs
+                    .entry(d.digest().to_string())
+                    .or_insert_with(|| blob_of(d));
+            }
+            out.push(Referrer {
+                subject: subject.clone(),
+                artifact_type: found.artifact_type,
+                digest: Digest::parse(desc.digest().as_ref())?,
+                desc: desc.clone(),
+                bytes: layout.read_blob(desc)?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The blobs of a layout image (or index, recursively) into `manifests` (children before
