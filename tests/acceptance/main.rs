@@ -16,6 +16,7 @@ mod lock;
 mod messages;
 mod outputs;
 mod platforms;
+mod provenance;
 mod registry;
 mod registry_tls;
 mod reproducible;
