@@ -16,7 +16,9 @@
 //! - `resolvedDependencies`: the git commit of the context's checkout (`uri`
 //!   `git+<repository>@<commit>` when the `org.opencontainers.image.source` annotation names
 //!   the repository, `digest.gitCommit`), the `Cargo.lock` (path relative to the context,
-//!   sha256), the outside base image (its name and manifest digest) and, for an image with
+//!   sha256), every outside base image the image was built from, its own and those of the
+//!   stages it copies out of (its name and manifest digest, annotated
+//!   `cargo-image:role: base`) and, for an image with
 //!   cargo binaries, the toolchain: `rustc -vV` as a resource named `rustc` whose sha256 is
 //!   that output's and whose `annotations` are its `key: value` lines.
 //! - `runDetails.builder.id`: [`BUILDER_ID`], with `version.cargo-image` the builder's version;
@@ -81,8 +83,10 @@ pub struct Input {
     pub commit: Option<String>,
     /// `Cargo.lock`: its path relative to the context and its sha256 (hex).
     pub cargo_lock: Option<(String, String)>,
-    /// The outside base: its name (reference or path) and manifest digest.
-    pub base: Option<(String, String)>,
+    /// Every outside base the image was built from (its own and those of the stages it
+    /// copies out of): its name (reference or path relative to the spec, when it has one) and
+    /// manifest digest.
+    pub bases: Vec<(Option<String>, String)>,
     /// `rustc -vV`, for an image with cargo binaries.
     pub rustc: Option<String>,
 }
@@ -102,12 +106,18 @@ pub fn statement(input: &Input) -> Vec<u8> {
     if let Some((path, sha256)) = &input.cargo_lock {
         deps.push(json!({"name": path, "digest": {"sha256": sha256}}));
     }
-    if let Some((name, digest)) = &input.base {
-        deps.push(json!({
-            "name": name,
+    let mut bases = input.bases.clone();
+    bases.sort();
+    bases.dedup();
+    for (name, digest) in &bases {
+        let mut d = json!({
             "digest": digest_map(digest),
             "annotations": {"cargo-image:role": "base"},
-        }));
+        });
+        if let Some(name) = name {
+            d["name"] = json!(name);
+        }
+        deps.push(d);
     }
     if let Some(out) = &input.rustc {
         let mut annotations = Map::new();
@@ -191,7 +201,10 @@ mod tests {
             repository: Some("https://example.com/acme/hello".into()),
             commit: Some("ef".repeat(20)),
             cargo_lock: Some(("Cargo.lock".into(), "12".repeat(32))),
-            base: Some(("builtin:static".into(), format!("sha256:{}", "34".repeat(32)))),
+            bases: vec![(
+                Some("builtin:static".into()),
+                format!("sha256:{}", "34".repeat(32)),
+            )],
             rustc: Some("rustc 1.95.0 (59807616e 2026-04-14)\nbinary: rustc\nhost: x86_64-unknown-linux-gnu\nrelease: 1.95.0\n".into()),
             ..Input::default()
         }
@@ -236,7 +249,7 @@ mod tests {
         let doc = parse(&Input {
             commit: None,
             cargo_lock: None,
-            base: None,
+            bases: vec![],
             rustc: None,
             ..input()
         });

@@ -174,6 +174,20 @@ fn an_image_on_a_base_names_the_base_digest_and_no_toolchain() {
         dependency(&doc, "name", "rustc").is_none(),
         "no cargo, no rustc"
     );
+
+    // An image on scratch that copies out of a stage on the base still names the base.
+    let p = Project::new(
+        "name = \"copies\"\nfrom = \"scratch\"\n[[stage]]\nname = \"sys\"\nfrom = \"builtin:static\"\n\
+         [[stage.layer]]\nname = \"s\"\n[[stage.layer.add]]\ncontent = \"y\"\ndest = \"/y\"\n\
+         [[layer]]\nname = \"a\"\n[[layer.add]]\nfrom-stage = \"sys\"\npath = \"/y\"\ndest = \"/y\"\n",
+    );
+    p.builds();
+    let (_, doc) = the_statement(&p.out());
+    let dep = dependency(&doc, "name", "builtin:static").expect("the stage's base is a dependency");
+    assert_eq!(
+        format!("sha256:{}", dep["digest"]["sha256"].as_str().unwrap()),
+        base
+    );
 }
 
 #[test]

@@ -80,7 +80,9 @@ pub(super) fn emit(
         }
         if spec.provenance {
             let attach = super::provenance::attach;
-            referrers.push(attach(p, plan, resolved, opts, &toolchain, &writer)?);
+            referrers.push(attach(
+                p, plan, &outputs, resolved, opts, &toolchain, &writer,
+            )?);
         }
         let mut child = resolved.descriptor.clone();
         child.set_platform(Some(p.platform.to_oci()));

@@ -6,19 +6,22 @@
 //! Like the SBOM it is an emit step, not a graph node: nothing in the image depends on it, so
 //! the plan and the image's bytes are the same with `provenance = false`. The facts come from
 //! what the build already knows: the git commit and repository from the image's annotations
-//! (one `git` lookup per build, made by the options), the base from the image's base
-//! annotations. `rustc -vV` runs once per build, and only for an image with cargo binaries.
+//! (one `git` lookup per build, made by the options), the bases from the graph's fetched bases. `rustc -vV` runs once per build, and only for an image with cargo binaries.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use oci_spec::image::Descriptor;
 
+use super::base::{base_label, base_name};
+use super::execute::Output;
 use super::planner::{Plan, PlannedPlatform};
-use super::sbom::{attach_artifact, base_of, sha256_file, slash_path};
+use super::sbom::{attach_artifact, sha256_file, slash_path};
 use super::{BuildOptions, Error};
 use crate::oci::{LayoutWriter, ResolvedImage};
+use crate::plan::NodeKind;
 use crate::provenance::{self, CargoArgs};
 
 /// `rustc -vV` of the toolchain cargo builds with, asked once per build.
@@ -47,11 +50,12 @@ impl Toolchain {
     }
 }
 
-/// Writes the provenance statement of `image` (platform `p` of `plan`) and its artifact
-/// manifest into `writer`; returns the `index.json` entry of the artifact manifest.
+/// Writes the provenance statement of `image` (platform `p` of `plan`, whose nodes' results are
+/// `outputs`) and its artifact manifest into `writer`; returns the `index.json` entry of the artifact manifest.
 pub(super) fn attach(
     p: &PlannedPlatform,
     plan: &Plan,
+    outputs: &[Output],
     image: &ResolvedImage,
     opts: &BuildOptions,
     toolchain: &Toolchain,
@@ -106,7 +110,7 @@ pub(super) fn attach(
         repository: annotation("org.opencontainers.image.source"),
         commit: annotation("org.opencontainers.image.revision"),
         cargo_lock,
-        base: base_of(image),
+        bases: bases(plan, outputs, p),
         rustc: if p.cargo_outputs.is_empty() {
             None
         } else {
@@ -115,6 +119,31 @@ pub(super) fn attach(
     };
     let bytes = provenance::statement(&input);
     attach_artifact(writer, provenance::MEDIA_TYPE, &bytes, image)
+}
+
+/// Every outside base the image of `p` needs: the fetched bases its image node reaches through
+/// the graph's inputs (its own base and the bases of the stages it copies out of), with their
+/// digests and their names relative to the spec (as the `base.name` annotation has them).
+fn bases(plan: &Plan, outputs: &[Output], p: &PlannedPlatform) -> Vec<(Option<String>, String)> {
+    let spec_dir = p.spec.spec_path.parent().unwrap_or(Path::new("."));
+    let names: HashMap<String, Option<String>> = (p.spec.all_stages())
+        .map(|s| (base_label(&s.base), base_name(&s.base, spec_dir)))
+        .collect();
+    let mut seen = vec![false; plan.graph.nodes.len()];
+    let mut todo = vec![p.image];
+    let mut out = Vec::new();
+    while let Some(id) = todo.pop() {
+        if std::mem::replace(&mut seen[id], true) {
+            continue;
+        }
+        let node = &plan.graph.nodes[id];
+        if let NodeKind::FetchBase { reference } = &node.kind {
+            let name = names.get(reference).cloned().flatten();
+            out.push((name, outputs[id].image().digest()));
+        }
+        todo.extend(&node.inputs);
+    }
+    out
 }
 
 /// The `Cargo.lock` of the context or its nearest ancestor that has one: its path relative to

@@ -82,7 +82,7 @@ pub(super) fn attach_artifact(
 }
 
 /// The image's outside base from its manifest's annotations: its name and digest.
-pub(super) fn base_of(image: &ResolvedImage) -> Option<(String, String)> {
+fn base_of(image: &ResolvedImage) -> Option<(String, String)> {
     let annotations = image.manifest.annotations().as_ref()?;
     let digest = annotations.get(BASE_DIGEST)?;
     let name = annotations.get(BASE_NAME).cloned().unwrap_or_default();
