@@ -35,7 +35,8 @@
 //!    an OCI layout (built beside the output, swapped into place on success, blobs hard-linked
 //!    out of the store), an OCI or Docker archive, or pushed by [`registry`]. Each platform's
 //!    image gets its [`sbom`] (a CycloneDX document of the crates in its cargo binaries, its
-//!    base and its files) attached as an OCI 1.1 referrer in the layout.
+//!    base and its files) and its [`provenance`] (a SLSA v1 statement of the spec, commit,
+//!    `Cargo.lock`, bases and toolchain) attached as OCI 1.1 referrers in the layout.
 //!
 //! Progress leaves the library as [`build::Event`]s; the library never prints. The
 //! `cargo-image` binary (`cli`, not part of the library's API) turns events into cargo-style
@@ -54,6 +55,7 @@
 //!   <- registry           pull and push                              (oci, store, types)
 //!   <- cargo              cargo builds and metadata                  (types)
 //!   <- sbom               CycloneDX SBOMs, artifact manifests        (cargo, oci)
+//!   <- provenance         SLSA v1 provenance statements              (oci)
 //!   <- spec               the front end: raw -> validate -> model    (cargo, types)
 //!   <- layer              layer trees and blobs                      (spec, tarball, types)
 //!   <- rootfs             stage filesystems                          (layer, oci, spec, tarball)
@@ -84,6 +86,7 @@ pub mod layer;
 pub mod lock;
 pub mod oci;
 pub mod plan;
+pub mod provenance;
 pub mod registry;
 pub mod rootfs;
 pub mod sbom;

@@ -16,6 +16,7 @@ mod lock;
 mod messages;
 mod outputs;
 mod platforms;
+mod provenance;
 mod push_referrers;
 mod registry;
 mod registry_tls;

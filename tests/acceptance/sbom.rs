@@ -112,11 +112,18 @@ fn hello_has_a_valid_sbom_of_its_crates_and_skopeo_still_reads_the_tag() {
         1,
         "the SBOM is not an image"
     );
+    // The SBOM, then the provenance statement (`provenance.rs`).
     let referrers = images[0]["referrers"].as_array().unwrap();
-    assert_eq!(referrers.len(), 1);
+    let types: Vec<&str> = referrers
+        .iter()
+        .map(|r| r["artifact_type"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        referrers[0]["artifact_type"],
-        "application/vnd.cyclonedx+json"
+        types,
+        [
+            "application/vnd.cyclonedx+json",
+            "application/vnd.in-toto+json"
+        ]
     );
     let table = cargo_image(&dir)
         .args(["inspect"])
@@ -124,7 +131,7 @@ fn hello_has_a_valid_sbom_of_its_crates_and_skopeo_still_reads_the_tag() {
         .run()
         .ok();
     assert!(
-        table.stdout.contains("Referrers    1\n"),
+        table.stdout.contains("Referrers    2\n"),
         "{}",
         table.stdout
     );
@@ -265,8 +272,11 @@ fn sbom_false_attaches_none() {
     let p = Project::new("name = \"plain\"\nfrom = \"scratch\"\nsbom = false\n[[layer]]\nname = \"a\"\n[[layer.add]]\ncontent = \"x\"\ndest = \"/x\"\n");
     p.builds();
     assert!(sbom_referrers(&p.out()).is_empty());
+    // The tagged image and its provenance statement, no SBOM.
     let index = read_json(&p.out().join("index.json"));
-    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["artifactType"], "application/vnd.in-toto+json");
     let r = cargo_image(&p.dir).args(["sbom"]).arg_path(&p.out()).run();
     assert_eq!(r.code, Some(1));
     assert!(

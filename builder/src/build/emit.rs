@@ -62,6 +62,7 @@ pub(super) fn emit(
     let results: Vec<&Output> = plan.platforms.iter().map(|p| &outputs[p.image]).collect();
     let mut children = Vec::new();
     let mut referrers = Vec::new();
+    let toolchain = super::provenance::Toolchain::default();
     for (image, p) in results.iter().zip(&plan.platforms) {
         let resolved = image.image();
         for desc in resolved.layers() {
@@ -76,6 +77,12 @@ pub(super) fn emit(
         link_out(store, &resolved.digest(), &writer, &cx.store_root)?;
         if spec.sbom {
             referrers.push(super::sbom::attach(p, resolved, opts, &writer)?);
+        }
+        if spec.provenance {
+            let attach = super::provenance::attach;
+            referrers.push(attach(
+                p, plan, &outputs, resolved, opts, &toolchain, &writer,
+            )?);
         }
         let mut child = resolved.descriptor.clone();
         child.set_platform(Some(p.platform.to_oci()));
@@ -101,7 +108,8 @@ pub(super) fn emit(
     let manifest_digest = tagged.digest().to_string();
     let entry_platform = (!plan.as_index).then(|| plan.platforms[0].platform.clone());
     let mut entries = oci::index_entries(&tagged, entry_platform.as_ref(), &cx.tags);
-    // The SBOMs, after the image's entries and without a tag (`build/sbom.rs`).
+    // The SBOMs and provenance statements, after the image's entries and without a tag
+    // (`build/sbom.rs`, `build/provenance.rs`).
     entries.extend(referrers);
     let layout = writer.finish(entries)?;
     let path = match cx.format {

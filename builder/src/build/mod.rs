@@ -59,6 +59,7 @@ mod load;
 mod options;
 mod pins;
 mod planner;
+mod provenance;
 mod sbom;
 
 pub use events::Event;
@@ -143,6 +144,13 @@ pub enum Error {
     /// A tarball or host file could not be read for the image's SBOM.
     #[error("cannot read {path} for the image's SBOM: {source}")]
     SbomFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spec or `Cargo.lock` could not be read for the image's provenance.
+    #[error("cannot read {path} for the image's provenance: {source}")]
+    ProvenanceFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,

@@ -45,11 +45,7 @@ pub(super) fn attach(
             Ok(sbom::Binary { source, crates })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let annotations = image.manifest.annotations().clone().unwrap_or_default();
-    let base = annotations.get(BASE_DIGEST).map(|digest| {
-        let name = annotations.get(BASE_NAME).cloned().unwrap_or_default();
-        (name, digest.clone())
-    });
+    let base = base_of(image);
     let input = sbom::Input {
         name: p.spec.name.clone(),
         manifest_digest: image.digest(),
@@ -60,18 +56,37 @@ pub(super) fn attach(
         files: files(&p.spec, p.cx.target_stage(&p.spec)?)?,
     };
     let bytes = sbom::cyclonedx(&input);
+    attach_artifact(writer, sbom::CYCLONEDX_MEDIA_TYPE, &bytes, image)
+}
+
+/// Writes `bytes` (of media type `artifact_type`) and the artifact manifest that attaches it
+/// to `image` into `writer` (an SBOM, a provenance statement); returns the manifest's
+/// `index.json` entry, with its `artifactType` and no `ref.name`.
+pub(super) fn attach_artifact(
+    writer: &LayoutWriter,
+    artifact_type: &str,
+    bytes: &[u8],
+    image: &ResolvedImage,
+) -> Result<Descriptor, Error> {
     let out = |e| Error::Output(Box::new(e));
-    let (digest, size) = writer.write_blob(&bytes).map_err(out)?;
+    let (digest, size) = writer.write_blob(bytes).map_err(out)?;
     writer.write_blob(sbom::EMPTY_BLOB).map_err(out)?;
-    let media_type = MediaType::Other(sbom::CYCLONEDX_MEDIA_TYPE.into());
+    let media_type = MediaType::Other(artifact_type.into());
     let layer = oci::descriptor(media_type.clone(), &digest, size);
-    let manifest =
-        sbom::artifact_manifest(sbom::CYCLONEDX_MEDIA_TYPE, layer, image.descriptor.clone());
+    let manifest = sbom::artifact_manifest(artifact_type, layer, image.descriptor.clone());
     let mut entry = writer
         .write_json(MediaType::ImageManifest, &manifest)
         .map_err(out)?;
     entry.set_artifact_type(Some(media_type));
     Ok(entry)
+}
+
+/// The image's outside base from its manifest's annotations: its name and digest.
+fn base_of(image: &ResolvedImage) -> Option<(String, String)> {
+    let annotations = image.manifest.annotations().as_ref()?;
+    let digest = annotations.get(BASE_DIGEST)?;
+    let name = annotations.get(BASE_NAME).cloned().unwrap_or_default();
+    Some((name, digest.clone()))
 }
 
 /// The tarballs and host paths the image's own layers (the target stage and the stages it is
@@ -89,7 +104,11 @@ fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Erro
             let sha256 = if full.is_dir() {
                 None
             } else {
-                Some(sha256_file(&full)?)
+                let sha256 = sha256_file(&full).map_err(|source| Error::SbomFile {
+                    path: full.clone(),
+                    source,
+                })?;
+                Some(sha256)
             };
             files.push(sbom::File {
                 path: slash_path(path),
@@ -106,19 +125,16 @@ fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Erro
     Ok(files)
 }
 
-fn sha256_file(path: &Path) -> Result<String, Error> {
-    let err = |source| Error::SbomFile {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(err)?;
+/// The sha256 (hex) of the file at `path`.
+pub(super) fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(err)?;
+    std::io::copy(&mut file, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
 }
 
 /// A context-relative path, `/`-separated.
-fn slash_path(path: &Path) -> String {
+pub(super) fn slash_path(path: &Path) -> String {
     path.components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect::<Vec<_>>()

@@ -51,6 +51,8 @@ pub struct ImageSpec {
     pub index: bool,
     /// Whether each platform's image gets an SBOM referrer (`sbom`, true by default).
     pub sbom: bool,
+    /// Whether each platform's image gets a provenance referrer (`provenance`, true by default).
+    pub provenance: bool,
     /// How cargo builds for each platform the spec has a `[platform."..."]` table for.
     pub platform_settings: BTreeMap<Platform, PlatformSettings>,
     /// Which ignore file host `path` sources honour (`ignore-file`).

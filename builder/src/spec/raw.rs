@@ -161,6 +161,14 @@ pub struct RawSpec {
     #[schemars(extend("default" = true))]
     pub sbom: Option<bool>,
 
+    /// Attach a SLSA v1 provenance statement (an in-toto Statement v1) to each platform's
+    /// image (an OCI 1.1 referrer in the layout: the spec and its digest, the git commit, the
+    /// `Cargo.lock` digest, the base images by digest and the toolchain). On by default;
+    /// `provenance = false` writes none.
+    #[serde(default)]
+    #[schemars(extend("default" = true))]
+    pub provenance: Option<bool>,
+
     /// How `cargo` entries build for each platform, keyed by `os/arch[/variant]`
     /// (`[platform."linux/arm64"]`): the rust target triple and the linker. A platform without
     /// an entry here uses the default musl target (`linux/amd64` ->

@@ -303,6 +303,7 @@ struct Explicit {
     platforms: bool,
     index: bool,
     sbom: bool,
+    provenance: bool,
     from: bool,
     epoch: bool,
     compression: bool,
@@ -324,6 +325,7 @@ impl Explicit {
             platforms: raw.platforms.is_some(),
             index: raw.index.is_some(),
             sbom: raw.sbom.is_some(),
+            provenance: raw.provenance.is_some(),
             from: raw.from.is_some() || last_stage_from,
             epoch: raw.epoch.is_some(),
             compression: raw.compression.is_some(),
@@ -398,6 +400,9 @@ fn merge(
         }
         if !set.sbom {
             own.sbom = shared.sbom;
+        }
+        if !set.provenance {
+            own.provenance = shared.provenance;
         }
         if !set.ignore_file {
             own.ignore_file = shared.ignore_file;

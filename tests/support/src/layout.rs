@@ -43,22 +43,29 @@ pub fn first_layer_blob(layout: &Path, blobs: &Path) -> (String, PathBuf) {
     (digest, path)
 }
 
-/// The SBOMs attached to a layout's images: for each `index.json` entry with the CycloneDX
-/// `artifactType`, its artifact manifest's subject digest and the path of the SBOM blob.
+/// The CycloneDX SBOM referrers of a layout (see [`referrers`]).
 pub fn sbom_referrers(layout: &Path) -> Vec<(String, PathBuf)> {
+    referrers(layout, "application/vnd.cyclonedx+json")
+}
+
+/// The artifact manifests of `artifact_type` listed in a layout's `index.json`, each checked
+/// to be an OCI 1.1 artifact manifest (that `artifactType`, the empty config): its subject's
+/// digest and the path of its one layer's blob.
+pub fn referrers(layout: &Path, artifact_type: &str) -> Vec<(String, PathBuf)> {
     let index = read_json(&layout.join("index.json"));
     index["manifests"]
         .as_array()
         .expect("index.json lists manifests")
         .iter()
-        .filter(|e| e["artifactType"] == "application/vnd.cyclonedx+json")
+        .filter(|e| e["artifactType"] == artifact_type)
         .map(|e| {
             let manifest = blob_json(layout, e["digest"].as_str().unwrap());
-            assert_eq!(manifest["artifactType"], "application/vnd.cyclonedx+json");
+            assert_eq!(manifest["artifactType"], artifact_type);
             assert_eq!(
                 manifest["config"]["mediaType"],
                 "application/vnd.oci.empty.v1+json"
             );
+            assert_eq!(manifest["layers"][0]["mediaType"], artifact_type);
             let subject = manifest["subject"]["digest"].as_str().unwrap().to_string();
             let layer = manifest["layers"][0]["digest"].as_str().unwrap();
             (subject, blob_path(layout, layer))

@@ -36,7 +36,7 @@ pub use files::{
     Noise,
 };
 pub use layout::{
-    blob_json, blob_path, first_layer_blob, manifest_digest, read_json, sbom_referrers,
+    blob_json, blob_path, first_layer_blob, manifest_digest, read_json, referrers, sbom_referrers,
 };
 pub use project::{build_base_layout, edit_spec, spec_on_base, write_spec, Project};
 pub use tools::{

@@ -323,6 +323,7 @@ impl Checker<'_> {
             platforms,
             index: raw.index.unwrap_or(false),
             sbom: raw.sbom.unwrap_or(true),
+            provenance: raw.provenance.unwrap_or(true),
             platform_settings,
             ignore_file: ignore_file?,
         })
