@@ -96,24 +96,27 @@ fn push_then_skopeo_copies_it_back_with_the_same_digest() {
         .unwrap();
     assert_eq!(report.digest, digest);
     assert_eq!(
-        report.uploaded_blobs, 5,
-        "config and two layers, and the SBOM referrer's empty config and SBOM: {report:?}"
+        report.uploaded_blobs, 6,
+        "config and two layers, the referrers' empty config, the SBOM and the provenance: {report:?}"
     );
-    assert_eq!(report.referrers, 1, "{report:?}");
+    assert_eq!(
+        report.referrers, 2,
+        "the SBOM and the provenance: {report:?}"
+    );
     let events = events.into_inner().unwrap();
     let manifests: Vec<_> = events
         .iter()
         .filter(|e| matches!(e, PushEvent::ManifestPushed { .. }))
         .collect();
     assert_eq!(manifests.len(), 2, "{events:?}");
-    // docker-registry has no referrers API: the SBOM is listed under the fallback tag.
+    // docker-registry has no referrers API: the SBOM and the provenance are listed under the
+    // fallback tag.
     let fallback = format!("sha256-{}", digest.trim_start_matches("sha256:"));
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, PushEvent::ReferrerPushed { subject, .. } if *subject == digest)),
-        "{events:?}"
-    );
+    let referrers_pushed = events
+        .iter()
+        .filter(|e| matches!(e, PushEvent::ReferrerPushed { subject, .. } if *subject == digest))
+        .count();
+    assert_eq!(referrers_pushed, 2, "{events:?}");
     assert!(
         events
             .iter()
@@ -424,8 +427,8 @@ fn second_push_uploads_no_blob() {
     let first = client
         .push_layout(&layout, None, &target, &[], None, &|_| {})
         .unwrap();
-    // Config, two layers, the SBOM referrer's empty config and SBOM.
-    assert_eq!(first.uploaded_blobs, 5);
+    // Config, two layers, the referrers' empty config, the SBOM and the provenance.
+    assert_eq!(first.uploaded_blobs, 6);
     let uploads = |seen: &[Seen]| {
         seen.iter()
             .filter(|s| s.path.contains("/blobs/uploads/") && s.method != "HEAD")
@@ -438,7 +441,7 @@ fn second_push_uploads_no_blob() {
         .push_layout(&layout, None, &target, &[], None, &|_| {})
         .unwrap();
     assert_eq!(second.uploaded_blobs, 0);
-    assert_eq!(second.skipped_blobs, 5);
+    assert_eq!(second.skipped_blobs, 6);
     let after = proxy.seen();
     assert_eq!(
         uploads(&after[before.len()..]),
@@ -452,7 +455,7 @@ fn second_push_uploads_no_blob() {
     let mounted = client
         .push_layout(&layout, None, &other, &[], Some(&target), &|_| {})
         .unwrap();
-    assert_eq!(mounted.mounted_blobs, 5, "{mounted:?}");
+    assert_eq!(mounted.mounted_blobs, 6, "{mounted:?}");
     assert_eq!(mounted.uploaded_blobs, 0);
 }
 

@@ -1,7 +1,7 @@
 //! Referrers pushed with the image, against a real `docker-registry` (CNCF distribution 2.x,
-//! which has no referrers API) on 127.0.0.1: each image's SBOM artifact goes by digest, and
-//! the distribution spec's fallback tag `sha256-<hex of the image>` lists it; read back with
-//! skopeo and a plain HTTP blob fetch.
+//! which has no referrers API) on 127.0.0.1: each image's SBOM and provenance artifacts go by
+//! digest, and the distribution spec's fallback tag `sha256-<hex of the image>` lists them;
+//! read back with skopeo and a plain HTTP blob fetch.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,6 +14,7 @@ use cargo_oci_image_test_support::{
 };
 
 const CYCLONEDX: &str = "application/vnd.cyclonedx+json";
+const IN_TOTO: &str = "application/vnd.in-toto+json";
 
 /// A two-platform spec without cargo.
 const TWO_PLATFORMS: &str = r#"
@@ -94,14 +95,24 @@ fn push(p: &Project, repo: &str) -> Value {
     (*of_kind(&events, "pushed").first().expect("a pushed event")).clone()
 }
 
-/// The SBOM artifacts of the layout: (artifact manifest digest, its subject, its layer digest).
-fn layout_sboms(layout: &Path) -> Vec<(String, String, String)> {
+/// An artifact of the layout: its manifest's digest, its subject, its layer's digest and its
+/// `artifactType`.
+#[derive(Debug, Clone)]
+struct Artifact {
+    digest: String,
+    subject: String,
+    layer: String,
+    artifact_type: String,
+}
+
+/// The artifacts (SBOMs, provenance statements) of the layout, in `index.json` order.
+fn layout_referrers(layout: &Path) -> Vec<Artifact> {
     read_json(&layout.join("index.json"))["manifests"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["artifactType"] == CYCLONEDX)
-        .map(|e| {
+        .filter_map(|e| {
+            let artifact_type = e["artifactType"].as_str()?.to_string();
             let digest = e["digest"].as_str().unwrap().to_string();
             let manifest = blob_json(layout, &digest);
             let subject = manifest["subject"]["digest"].as_str().unwrap().to_string();
@@ -109,17 +120,43 @@ fn layout_sboms(layout: &Path) -> Vec<(String, String, String)> {
                 .as_str()
                 .unwrap()
                 .to_string();
-            (digest, subject, layer)
+            Some(Artifact {
+                digest,
+                subject,
+                layer,
+                artifact_type,
+            })
         })
         .collect()
 }
 
-/// Checks that the registry holds each SBOM of `layout` under its subject's fallback tag, by
-/// digest, with its blob; returns the fallback indexes' bytes.
+/// The layout's SBOM artifacts.
+fn layout_sboms(layout: &Path) -> Vec<Artifact> {
+    let all = layout_referrers(layout);
+    all.into_iter()
+        .filter(|a| a.artifact_type == CYCLONEDX)
+        .collect()
+}
+
+/// Checks that the registry lists exactly the artifacts of `layout` about each image under
+/// that image's fallback tag (sorted by digest), holds each by digest, byte for byte, and
+/// serves its blob; returns the fallback indexes' bytes, one per image.
 fn check_pushed(registry: &Registry, name: &str, layout: &Path) -> Vec<String> {
     let repo = format!("{}/{name}", registry.host());
+    let artifacts = layout_referrers(layout);
+    let mut subjects: Vec<&str> = artifacts.iter().map(|a| a.subject.as_str()).collect();
+    subjects.sort();
+    subjects.dedup();
     let mut fallbacks = Vec::new();
-    for (digest, subject, layer) in layout_sboms(layout) {
+    for subject in subjects {
+        let mut expected: Vec<&Artifact> =
+            artifacts.iter().filter(|a| a.subject == subject).collect();
+        expected.sort_by(|a, b| a.digest.cmp(&b.digest));
+        let types: Vec<&str> = expected.iter().map(|a| a.artifact_type.as_str()).collect();
+        assert!(
+            types.contains(&CYCLONEDX) && types.contains(&IN_TOTO),
+            "each image has its SBOM and its provenance: {types:?}"
+        );
         let tag = subject.replace(':', "-");
         let text = raw(&format!("{repo}:{tag}"));
         let index: Value = serde_json::from_str(&text).unwrap();
@@ -128,35 +165,45 @@ fn check_pushed(registry: &Registry, name: &str, layout: &Path) -> Vec<String> {
             "application/vnd.oci.image.index.v1+json"
         );
         let listed = index["manifests"].as_array().unwrap();
-        assert_eq!(listed.len(), 1, "{text}");
-        assert_eq!(listed[0]["digest"], digest.as_str(), "{text}");
-        assert_eq!(listed[0]["artifactType"], CYCLONEDX, "{text}");
-        assert_eq!(
-            listed[0]["mediaType"],
-            "application/vnd.oci.image.manifest.v1+json"
-        );
-        // The artifact manifest, byte for byte, about its image.
-        let artifact = raw(&format!("{repo}@{digest}"));
-        assert_eq!(sha256(artifact.as_bytes()), digest);
-        assert_eq!(listed[0]["size"], artifact.len() as u64);
-        let manifest: Value = serde_json::from_str(&artifact).unwrap();
-        assert_eq!(manifest["subject"]["digest"], subject.as_str());
-        // The SBOM the registry serves is the layout's.
-        let sbom = fetch_blob(&registry.host(), name, &layer);
-        assert_eq!(sbom, std::fs::read(blob_path(layout, &layer)).unwrap());
+        assert_eq!(listed.len(), expected.len(), "{text}");
+        for (entry, artifact) in listed.iter().zip(&expected) {
+            assert_eq!(entry["digest"], artifact.digest.as_str(), "{text}");
+            assert_eq!(
+                entry["artifactType"],
+                artifact.artifact_type.as_str(),
+                "{text}"
+            );
+            assert_eq!(
+                entry["mediaType"],
+                "application/vnd.oci.image.manifest.v1+json"
+            );
+            // The artifact manifest, byte for byte, about its image.
+            let manifest_bytes = raw(&format!("{repo}@{}", artifact.digest));
+            assert_eq!(sha256(manifest_bytes.as_bytes()), artifact.digest);
+            assert_eq!(entry["size"], manifest_bytes.len() as u64);
+            let manifest: Value = serde_json::from_str(&manifest_bytes).unwrap();
+            assert_eq!(manifest["subject"]["digest"], subject);
+            // The document the registry serves is the layout's.
+            let served = fetch_blob(&registry.host(), name, &artifact.layer);
+            let local = std::fs::read(blob_path(layout, &artifact.layer)).unwrap();
+            assert_eq!(served, local);
+        }
         fallbacks.push(text);
     }
     fallbacks
 }
 
 #[test]
-fn a_push_lists_each_platforms_sbom_under_its_fallback_tag_and_a_second_changes_nothing() {
+fn a_push_lists_each_platforms_referrers_under_its_fallback_tag_and_a_second_changes_nothing() {
     let registry = Registry::start();
     let p = Project::new(TWO_PLATFORMS);
     let name = "referrers/two";
     let repo = format!("{}/{name}", registry.host());
     let first = push(&p, &repo);
-    assert_eq!(first["referrers"], 2, "{first}");
+    assert_eq!(
+        first["referrers"], 4,
+        "an SBOM and a provenance per platform: {first}"
+    );
     let layout = p.out();
     // This registry has no referrers API (so the fallback tag is what lists them).
     let (code, _) = http(
@@ -167,7 +214,8 @@ fn a_push_lists_each_platforms_sbom_under_its_fallback_tag_and_a_second_changes_
     );
     assert_eq!(code, 404, "docker-registry answers the referrers API");
 
-    // One SBOM per platform manifest of the index, each under its own manifest's tag.
+    // One SBOM per platform manifest of the index, each under its own manifest's tag (with
+    // that image's provenance, `check_pushed`).
     let index = blob_json(&layout, &manifest_digest(&layout));
     let mut platforms: Vec<String> = index["manifests"]
         .as_array()
@@ -175,7 +223,9 @@ fn a_push_lists_each_platforms_sbom_under_its_fallback_tag_and_a_second_changes_
         .iter()
         .map(|m| m["digest"].as_str().unwrap().to_string())
         .collect();
-    let mut subjects: Vec<String> = layout_sboms(&layout).into_iter().map(|s| s.1).collect();
+    let mut subjects: Vec<String> = (layout_sboms(&layout).into_iter())
+        .map(|s| s.subject)
+        .collect();
     platforms.sort();
     subjects.sort();
     assert_eq!(subjects, platforms);
@@ -185,12 +235,12 @@ fn a_push_lists_each_platforms_sbom_under_its_fallback_tag_and_a_second_changes_
     // Again: nothing uploaded, the fallback indexes are the same bytes.
     let again = push(&p, &repo);
     assert_eq!(again["uploaded_blobs"], 0, "{again}");
-    assert_eq!(again["referrers"], 2, "{again}");
+    assert_eq!(again["referrers"], 4, "{again}");
     assert_eq!(check_pushed(&registry, name, &layout), fallbacks);
 }
 
 #[test]
-fn a_single_image_push_says_it_carried_its_sbom() {
+fn a_single_image_push_says_it_carried_its_sbom_and_provenance() {
     let registry = Registry::start();
     let p = Project::new(
         "name = \"one\"\n[[layer]]\nname = \"etc\"\n[[layer.add]]\ncontent = \"hi\\n\"\ndest = \"/etc/hi\"\n",
@@ -202,16 +252,21 @@ fn a_single_image_push_says_it_carried_its_sbom() {
         .arg_path(&p.out())
         .run()
         .ok();
-    assert!(r.stderr.contains(" mounted, 1 referrer)"), "{}", r.stderr);
-    let sboms = layout_sboms(&p.out());
-    assert_eq!(sboms.len(), 1);
-    assert_eq!(sboms[0].1, manifest_digest(&p.out()));
+    assert!(r.stderr.contains(" mounted, 2 referrers)"), "{}", r.stderr);
+    let artifacts = layout_referrers(&p.out());
+    assert_eq!(
+        artifacts.len(),
+        2,
+        "its SBOM and its provenance: {artifacts:?}"
+    );
+    assert!(artifacts
+        .iter()
+        .all(|a| a.subject == manifest_digest(&p.out())));
     assert_eq!(check_pushed(&registry, name, &p.out()).len(), 1);
 
     // Another tool's fallback index replaced ours: the next push merges ours back in, keeping
     // its entry, sorted by digest; the push after that leaves it alone.
     let image = manifest_digest(&p.out());
-    let (sbom, _, _) = sboms[0].clone();
     let image_size = std::fs::metadata(blob_path(&p.out(), &image))
         .unwrap()
         .len();
@@ -237,7 +292,7 @@ fn a_single_image_push_says_it_carried_its_sbom() {
     );
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
     let merged_push = push(&p, &repo);
-    assert_eq!(merged_push["referrers"], 1, "{merged_push}");
+    assert_eq!(merged_push["referrers"], 2, "{merged_push}");
     let merged = raw(&format!("{repo}:{tag}"));
     let listed: Vec<(String, String)> = serde_json::from_str::<Value>(&merged).unwrap()
         ["manifests"]
@@ -251,10 +306,12 @@ fn a_single_image_push_says_it_carried_its_sbom() {
             )
         })
         .collect();
-    let mut expected = vec![
-        (image.clone(), "application/vnd.example.other".to_string()),
-        (sbom, CYCLONEDX.to_string()),
-    ];
+    let mut expected = vec![(image.clone(), "application/vnd.example.other".to_string())];
+    expected.extend(
+        artifacts
+            .iter()
+            .map(|a| (a.digest.clone(), a.artifact_type.clone())),
+    );
     expected.sort();
     assert_eq!(listed, expected, "{merged}");
     push(&p, &repo);
