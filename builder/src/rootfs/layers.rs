@@ -190,8 +190,8 @@ impl Rootfs {
                         target,
                     }
                 }
-                MemberKind::Special(kind) => Member::Entry {
-                    node: node(Kind::Special(kind))?,
+                MemberKind::Device(kind) => Member::Entry {
+                    node: node(Kind::Special(kind.describe()))?,
                     name,
                 },
                 MemberKind::GlobalHeader | MemberKind::Other(_) => {
