@@ -21,6 +21,7 @@ mod push_referrers;
 mod registry;
 mod registry_tls;
 mod reproducible;
+mod rootfs_import;
 mod sbom;
 mod spec_hardening;
 mod stages;

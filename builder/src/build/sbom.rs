@@ -97,7 +97,7 @@ fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Erro
     while let Some(s) = stage {
         for entry in s.layers.iter().flat_map(|l| &l.entries) {
             let path = match &entry.source {
-                spec::Source::Path { path, .. } | spec::Source::Tar(path) => path,
+                spec::Source::Path { path, .. } | spec::Source::Tar { path, .. } => path,
                 _ => continue,
             };
             let full = spec.context.join(path);

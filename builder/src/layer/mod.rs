@@ -73,7 +73,7 @@ pub use error::Error;
 pub(crate) use sources::{Globs, SYMLINK_MODE};
 pub use sources::{HostFilter, IgnoreFile, Reserved};
 pub(crate) use tree::{is_normalised, join};
-pub use tree::{Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};
+pub use tree::{DeviceKind, Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};
 pub use whiteout::{add_whiteouts, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 pub use write::{
     write_layer, write_layer_to_dir, write_layer_to_dir_with_progress, write_layer_with_progress,

@@ -38,6 +38,11 @@ impl<W: Write> TarWriter<W> {
             EntryKind::File { size, .. } => tarball::EntryKind::File { size: *size },
             EntryKind::Dir => tarball::EntryKind::Dir,
             EntryKind::Symlink { target } => tarball::EntryKind::Symlink { target },
+            EntryKind::Device { kind, major, minor } => tarball::EntryKind::Device {
+                kind: *kind,
+                major: *major,
+                minor: *minor,
+            },
         };
         self.tar
             .header(&EntryHeader {

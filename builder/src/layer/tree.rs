@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use tempfile::TempPath;
 
+pub use crate::tarball::DeviceKind;
+
 /// Permission bits of implicit parent directories.
 pub(crate) const IMPLICIT_DIR_MODE: u32 = 0o755;
 
@@ -44,6 +46,13 @@ pub enum EntryKind {
     Dir,
     /// A symbolic link (stored, never followed).
     Symlink { target: String },
+    /// A character or block device or a fifo, with its device numbers (imported tarballs
+    /// only: host trees never give one).
+    Device {
+        kind: DeviceKind,
+        major: u32,
+        minor: u32,
+    },
 }
 
 /// Where the content of a file entry is.

@@ -588,7 +588,7 @@ pub(super) fn extract(archive: &Path, root: &Path) -> Result<Extracted, Error> {
                 forget_file(&mut files, &name, &dest).map_err(extract_err)?;
                 links.insert(name, resolved);
             }
-            Kind::GlobalHeader | Kind::Special(_) | Kind::Other(_) => {
+            Kind::GlobalHeader | Kind::Device(_) | Kind::Other(_) => {
                 return Err(refuse(
                     &raw,
                     &format!(

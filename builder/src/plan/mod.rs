@@ -187,7 +187,7 @@ pub fn layer_key(
         .entries
         .iter()
         .enumerate()
-        .partition(|(_, e)| matches!(e.source, Source::Tar(_) | Source::Stage { .. }));
+        .partition(|(_, e)| matches!(e.source, Source::Tar { .. } | Source::Stage { .. }));
     let rest = LayerSpec {
         name: spec.name.clone(),
         entries: others.iter().map(|(_, e)| (*e).clone()).collect(),
@@ -226,6 +226,11 @@ pub fn layer_key(
         w.u64(entry.gid);
         match &entry.kind {
             EntryKind::Dir => w.str("dir"),
+            EntryKind::Device { kind, major, minor } => {
+                w.str(kind.name());
+                w.u64(u64::from(*major));
+                w.u64(u64::from(*minor));
+            }
             EntryKind::Symlink { target } => {
                 w.str("symlink");
                 w.str(target);
@@ -283,7 +288,12 @@ pub fn layer_key(
             w.u64(entry.dir_mode.map_or(u64::MAX, u64::from));
             continue;
         }
-        let Source::Tar(rel) = &entry.source else {
+        let Source::Tar {
+            path: rel,
+            include,
+            exclude,
+        } = &entry.source
+        else {
             continue;
         };
         let resolved = ctx.context.join(rel).canonicalize().ok().filter(|p| {
@@ -319,6 +329,17 @@ pub fn layer_key(
         w.u64(entry.mode.map_or(u64::MAX, u64::from));
         w.u64(entry.dir_mode.map_or(u64::MAX, u64::from));
         w.bytes(&hash);
+        // Written only when there are globs, so the key of an unfiltered import is the one it
+        // has always had.
+        if !include.is_empty() || !exclude.is_empty() {
+            w.str("globs");
+            for globs in [include, exclude] {
+                w.u64(globs.len() as u64);
+                for g in globs {
+                    w.str(g);
+                }
+            }
+        }
     }
     Ok(LayerPlan {
         key: w.finish(),

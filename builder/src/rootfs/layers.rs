@@ -190,10 +190,13 @@ impl Rootfs {
                         target,
                     }
                 }
-                MemberKind::Special(kind) => Member::Entry {
-                    node: node(Kind::Special(kind))?,
-                    name,
-                },
+                MemberKind::Device(kind) => {
+                    let (major, minor) = member.device_numbers().map_err(read_err)?;
+                    Member::Entry {
+                        node: node(Kind::Device { kind, major, minor })?,
+                        name,
+                    }
+                }
                 MemberKind::GlobalHeader | MemberKind::Other(_) => {
                     return Err(member_err(
                         raw,

@@ -38,8 +38,8 @@
 //!   extraction into a directory does); a missing parent becomes a directory (0755, 0:0), and a
 //!   parent that is a file is replaced by one (as overlay does).
 //!
-//! Device files, fifos and sockets are indexed (a base image may have them) but cannot be
-//! copied out.
+//! Character and block devices and fifos are indexed with their device numbers (a base image
+//! or an imported rootfs has them in `/dev`) and copied out as they are.
 //!
 //! # Symlinks
 //!
@@ -63,8 +63,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::layer::{
-    self, is_normalised, join, Entry, EntryKind, FileSource, Globs, ImportedArchive, LayerTree,
-    Origin, SYMLINK_MODE,
+    self, is_normalised, join, DeviceKind, Entry, EntryKind, FileSource, Globs, ImportedArchive,
+    LayerTree, Origin, SYMLINK_MODE,
 };
 use crate::spec::Owner;
 use crate::tarball::normalise_member;
@@ -132,16 +132,6 @@ pub enum Error {
          (a symlink loop?)"
     )]
     ResolvePath { stage: String, path: String },
-    /// A copied path is a device, fifo or socket.
-    #[error(
-        "`{path}` in stage `{stage}` is a {kind}; a layer holds only files, directories and \
-         symlinks (exclude it from the copy)"
-    )]
-    CopySpecialFile {
-        stage: String,
-        path: String,
-        kind: &'static str,
-    },
     /// A copied file cannot be placed at the image root.
     #[error("`{path}` of stage `{stage}` is a file; give it a destination path, not `/`")]
     PlaceEntry { stage: String, path: String },
@@ -177,9 +167,11 @@ pub enum NodeKind<'a> {
     Symlink {
         target: &'a str,
     },
-    /// A device, fifo or socket (named, for messages).
-    Special {
-        kind: &'static str,
+    /// A character or block device or a fifo.
+    Device {
+        kind: DeviceKind,
+        major: u32,
+        minor: u32,
     },
 }
 
@@ -226,10 +218,18 @@ struct Node {
 
 #[derive(Debug, Clone)]
 enum Kind {
-    File { layer: u32, offset: u64, size: u64 },
+    File {
+        layer: u32,
+        offset: u64,
+        size: u64,
+    },
     Dir,
     Symlink(Box<str>),
-    Special(&'static str),
+    Device {
+        kind: DeviceKind,
+        major: u32,
+        minor: u32,
+    },
 }
 
 impl Node {
@@ -307,7 +307,11 @@ impl Rootfs {
                 },
                 Kind::Dir => NodeKind::Dir,
                 Kind::Symlink(t) => NodeKind::Symlink { target: t },
-                Kind::Special(kind) => NodeKind::Special { kind },
+                Kind::Device { kind, major, minor } => NodeKind::Device {
+                    kind: *kind,
+                    major: *major,
+                    minor: *minor,
+                },
             },
             mode: n.mode,
             uid: n.uid,
@@ -379,9 +383,8 @@ impl Rootfs {
         );
         let key = self.resolve_key(req.src)?;
         let node = self.node(&key).expect("resolve_key returns existing paths");
-        let add = |tree: &mut LayerTree, dest: &str, node: &Node, stage_path: &str| {
-            self.add_entry(req, tree, dest, node, stage_path)
-        };
+        let add =
+            |tree: &mut LayerTree, dest: &str, node: &Node| self.add_entry(req, tree, dest, node);
         if !node.is_dir() {
             let written = normalise_member(req.src).unwrap_or_default();
             let name = written.rsplit('/').next().unwrap_or_default();
@@ -396,7 +399,7 @@ impl Rootfs {
                     path: req.src.to_owned(),
                 });
             }
-            return add(tree, &dest, node, &key);
+            return add(tree, &dest, node);
         }
 
         let include = Globs::new(req.layer, req.include)?;
@@ -408,7 +411,7 @@ impl Rootfs {
         if include.is_none() {
             written.insert("");
             if !req.dest.is_empty() {
-                add(tree, req.dest, node, &key)?;
+                add(tree, req.dest, node)?;
             }
         }
         let prefix_len = if key.is_empty() { 0 } else { key.len() + 1 };
@@ -449,13 +452,13 @@ impl Rootfs {
                     .expect("parents of a path are in the view");
                 let dest = join(req.dest, dir);
                 if !dest.is_empty() {
-                    add(tree, &dest, dir_node, &dir_key)?;
+                    add(tree, &dest, dir_node)?;
                 }
             }
             if is_dir {
                 written.insert(rel);
             }
-            add(tree, &join(req.dest, rel), child, path)?;
+            add(tree, &join(req.dest, rel), child)?;
         }
         Ok(())
     }
@@ -467,7 +470,6 @@ impl Rootfs {
         tree: &mut LayerTree,
         dest: &str,
         node: &Node,
-        stage_path: &str,
     ) -> Result<(), Error> {
         let (kind, mode) = match &node.kind {
             Kind::File {
@@ -491,13 +493,14 @@ impl Rootfs {
                 },
                 SYMLINK_MODE,
             ),
-            Kind::Special(kind) => {
-                return Err(Error::CopySpecialFile {
-                    stage: self.stage.clone(),
-                    path: format!("/{stage_path}"),
-                    kind,
-                })
-            }
+            Kind::Device { kind, major, minor } => (
+                EntryKind::Device {
+                    kind: *kind,
+                    major: *major,
+                    minor: *minor,
+                },
+                req.mode.unwrap_or(node.mode) & 0o7777,
+            ),
         };
         let owner = req.owner.unwrap_or(Owner {
             uid: node.uid,

@@ -38,6 +38,8 @@ enum M<'a> {
     Dir(&'a str, u32, u64),
     Symlink(&'a str, &'a str),
     HardLink(&'a str, &'a str),
+    /// A device or fifo: name, type, major, minor.
+    Device(&'a str, tar::EntryType, u32, u32),
 }
 
 fn tar_bytes(members: &[M<'_>]) -> Vec<u8> {
@@ -78,6 +80,16 @@ fn tar_bytes(members: &[M<'_>]) -> Vec<u8> {
                 h.set_gid(7);
                 h.set_size(0);
                 h.set_link_name(target).unwrap();
+                (name, b"")
+            }
+            M::Device(name, kind, major, minor) => {
+                h.set_entry_type(kind);
+                h.set_mode(0o620);
+                h.set_uid(0);
+                h.set_gid(5);
+                h.set_size(0);
+                h.set_device_major(major).unwrap();
+                h.set_device_minor(minor).unwrap();
                 (name, b"")
             }
         };
@@ -343,6 +355,41 @@ fn written(tree: &LayerTree) -> BTreeMap<String, (char, u32, u64, String)> {
         map.insert(path, (kind, h.mode().unwrap(), h.uid().unwrap(), data));
     }
     map
+}
+
+#[test]
+fn devices_and_fifos_are_in_the_view_and_copied_out_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = blob(
+        dir.path(),
+        "dev.tar",
+        Compression::Gzip,
+        &[
+            M::Dir("dev", 0o755, 0),
+            M::Device("dev/tty0", tar::EntryType::Char, 4, 0),
+            M::Device("dev/loop1", tar::EntryType::Block, 7, 1),
+            M::Device("dev/initctl", tar::EntryType::Fifo, 0, 0),
+        ],
+    );
+    let fs = Rootfs::open("system", &[layer], dir.path()).unwrap();
+    assert_eq!(
+        fs.get("/dev/tty0").unwrap().kind,
+        NodeKind::Device {
+            kind: DeviceKind::Char,
+            major: 4,
+            minor: 0
+        }
+    );
+    let mut tree = LayerTree::new();
+    fs.copy_out(&request("/dev", "dev"), &mut tree).unwrap();
+    let w = written(&tree);
+    assert_eq!(w["dev/tty0"], ('3', 0o620, 0, String::new()));
+    assert_eq!(w["dev/loop1"].0, '4');
+    assert_eq!(w["dev/initctl"].0, '6');
+    match &tree.get("dev/loop1").unwrap().kind {
+        EntryKind::Device { major, minor, .. } => assert_eq!((*major, *minor), (7, 1)),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

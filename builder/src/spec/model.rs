@@ -307,7 +307,14 @@ pub enum Source {
     /// A symbolic link with this target (stored as written).
     Symlink(String),
     /// The entries of an existing tar archive (plain, gzip or zstd), relative to the context.
-    Tar(PathBuf),
+    Tar {
+        path: PathBuf,
+        /// `.gitignore` patterns (relative to the archive's root) of the members to import, as
+        /// for [`Source::Path`].
+        include: Vec<String>,
+        /// `.gitignore` patterns (relative to the archive's root) of members to leave out.
+        exclude: Vec<String>,
+    },
     /// The binary produced by a cargo build.
     Cargo(CargoSource),
     /// A file or directory tree out of another stage's merged filesystem.
@@ -318,6 +325,17 @@ pub enum Source {
         include: Vec<String>,
         exclude: Vec<String>,
     },
+}
+
+impl Source {
+    /// A `tar` source that imports every member of the archive at `path`.
+    pub fn tar(path: impl Into<PathBuf>) -> Source {
+        Source::Tar {
+            path: path.into(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
 }
 
 /// The runtime configuration of the image (the OCI image config's `config` object).

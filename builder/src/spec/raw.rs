@@ -398,7 +398,10 @@ pub struct RawAdd {
     pub symlink: Option<Spanned<String>>,
 
     /// Source: the entries of an existing tar archive (plain, gzip or zstd), relative to the
-    /// build context and inside it, unpacked under `dest`.
+    /// build context and inside it, unpacked under `dest`: files, directories, symlinks, hard
+    /// links (as files), character and block devices and fifos (with their device numbers), as
+    /// a rootfs tarball has them. `include`/`exclude` pick members by their names in the
+    /// archive (`exclude = ["dev/**"]`).
     #[serde(default)]
     #[schemars(with = "String")]
     pub tar: Option<Spanned<String>>,
@@ -442,7 +445,8 @@ pub struct RawAdd {
     #[schemars(with = "String", regex(pattern = OWNER_PATTERN), extend("default" = "0:0"))]
     pub owner: Option<Spanned<String>>,
 
-    /// For `path` directories: `.gitignore` patterns (relative to `path`) of the files to add,
+    /// For `path` directories and `tar` archives: `.gitignore` patterns (relative to `path`,
+    /// or to the archive's root) of the files to add,
     /// with their parent directories. The last pattern that matches a path decides, and a
     /// pattern starting with `!` takes back what an earlier one included; a path no pattern
     /// matches goes the way of its directory (`["docs/", "!docs/draft.md"]` adds `docs/`
@@ -451,8 +455,8 @@ pub struct RawAdd {
     #[schemars(with = "Vec<String>")]
     pub include: Option<Spanned<Vec<Spanned<String>>>>,
 
-    /// For `path` directories: `.gitignore` patterns (relative to `path`) of files and
-    /// directories to leave out (`"*.map"`, `"drafts/"`). A pattern without `/` matches at
+    /// For `path` directories and `tar` archives: `.gitignore` patterns (relative to `path`,
+    /// or to the archive's root) of files and directories to leave out (`"*.map"`, `"drafts/"`). A pattern without `/` matches at
     /// any depth, one with `/` is anchored at `path`, a trailing `/` matches directories only.
     /// The last pattern that matches a path decides: `["*.log", "!keep.log"]` leaves out every
     /// log but `keep.log`. As in git, nothing inside a left-out directory comes back.

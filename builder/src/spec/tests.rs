@@ -256,7 +256,7 @@ fn full_spec_resolves() {
                 false,
                 &Source::Symlink("/usr/local/bin/hello".to_owned())
             ),
-            ("", true, &Source::Tar(PathBuf::from("rootfs.tar.gz"))),
+            ("", true, &Source::tar(PathBuf::from("rootfs.tar.gz"))),
         ]
     );
     assert_eq!(files.entries[1].mode, Some(0o644));

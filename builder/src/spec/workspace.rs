@@ -634,7 +634,7 @@ fn rebase(spec: &mut ImageSpec, prefix: &Path) {
     for entry in spec.entries_mut() {
         match &mut entry.source {
             Source::Path { path, .. } => join(path),
-            Source::Tar(path) => join(path),
+            Source::Tar { path, .. } => join(path),
             _ => {}
         }
     }
@@ -645,5 +645,5 @@ fn rebase(spec: &mut ImageSpec, prefix: &Path) {
 
 fn uses_host_paths(spec: &ImageSpec) -> bool {
     spec.entries()
-        .any(|e| matches!(e.source, Source::Path { .. } | Source::Tar(_)))
+        .any(|e| matches!(e.source, Source::Path { .. } | Source::Tar { .. }))
 }

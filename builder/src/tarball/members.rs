@@ -20,6 +20,7 @@ use std::io::{self, Read};
 use tar::EntryType;
 
 use super::names::{normalise, NameError, NamePolicy};
+use super::writer::DeviceKind;
 use super::BLOCK;
 
 /// Why a tar could not be walked, or one of its members is refused.
@@ -51,7 +52,7 @@ pub enum Kind {
     /// ones), not a path.
     GlobalHeader,
     /// A character or block device, or a fifo.
-    Special(&'static str),
+    Device(DeviceKind),
     /// Any other entry type (sparse files, GNU volume headers, ...).
     Other(EntryType),
 }
@@ -64,9 +65,9 @@ impl Kind {
             EntryType::Symlink => Kind::Symlink,
             EntryType::Link => Kind::HardLink,
             EntryType::XGlobalHeader => Kind::GlobalHeader,
-            EntryType::Char => Kind::Special("character device"),
-            EntryType::Block => Kind::Special("block device"),
-            EntryType::Fifo => Kind::Special("named pipe (fifo)"),
+            EntryType::Char => Kind::Device(DeviceKind::Char),
+            EntryType::Block => Kind::Device(DeviceKind::Block),
+            EntryType::Fifo => Kind::Device(DeviceKind::Fifo),
             other => Kind::Other(other),
         }
     }
@@ -97,6 +98,19 @@ impl<R: Read> Member<'_, R> {
     /// The size of the member's data.
     pub fn size(&self) -> u64 {
         self.entry.size()
+    }
+
+    /// The `(major, minor)` numbers of a device member; `(0, 0)` for a fifo, whose numbers
+    /// mean nothing (GNU tar leaves the fields empty).
+    pub fn device_numbers(&self) -> io::Result<(u32, u32)> {
+        if self.kind == Kind::Device(DeviceKind::Fifo) {
+            return Ok((0, 0));
+        }
+        let header = self.entry.header();
+        Ok((
+            header.device_major()?.unwrap_or(0),
+            header.device_minor()?.unwrap_or(0),
+        ))
     }
 
     /// The link target as written (hard and symbolic links), `None` when there is none.

@@ -47,7 +47,7 @@ pub use compression::{
 };
 pub use members::{Error, Kind, Member, Members};
 pub use names::{normalise, normalise_member, resolve_symlink, NameError, NamePolicy};
-pub use writer::{padding, CopyError, EntryHeader, EntryKind, HeaderFormat, TarWriter};
+pub use writer::{padding, CopyError, DeviceKind, EntryHeader, EntryKind, HeaderFormat, TarWriter};
 
 /// The tar block size: a header, and the unit member data is padded to.
 pub const BLOCK: u64 = 512;

@@ -4,8 +4,10 @@
 //! Every header is a pure function of the entry and the writer's mtime:
 //! - ustar format (`ustar\0`, version `00`), numeric fields in zero-padded octal, NUL-terminated;
 //! - directories named `path/`, files `path`, symlinks with their target as link name;
-//! - mtime = the writer's mtime, uid/gid numeric, user and group names empty, devmajor/devminor
-//!   0, no atime/ctime, no xattrs.
+//!   character and block devices and fifos ([`DeviceKind`]) with their major and minor numbers
+//!   in the ustar `devmajor`/`devminor` fields (0 for every other entry and for fifos);
+//! - mtime = the writer's mtime, uid/gid numeric, user and group names empty, no atime/ctime,
+//!   no xattrs.
 //!
 //! Layers and archives have always differed in two details of the header, and their bytes (and
 //! so every golden digest) depend on them, so the writer takes a [`HeaderFormat`]:
@@ -35,6 +37,9 @@ const COPY_BUF: usize = 1 << 20;
 
 const TYPE_FILE: u8 = b'0';
 const TYPE_SYMLINK: u8 = b'2';
+const TYPE_CHAR: u8 = b'3';
+const TYPE_BLOCK: u8 = b'4';
+const TYPE_FIFO: u8 = b'6';
 const TYPE_DIR: u8 = b'5';
 const TYPE_PAX: u8 = b'x';
 
@@ -56,6 +61,51 @@ pub enum EntryKind<'a> {
     Dir,
     /// A symbolic link to `target`.
     Symlink { target: &'a str },
+    /// A character or block device (numbers `major`, `minor`) or a fifo (numbers 0).
+    Device {
+        kind: DeviceKind,
+        major: u32,
+        minor: u32,
+    },
+}
+
+/// What a device entry is: its tar type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeviceKind {
+    /// A character device (type `3`).
+    Char,
+    /// A block device (type `4`).
+    Block,
+    /// A named pipe (type `6`).
+    Fifo,
+}
+
+impl DeviceKind {
+    /// What it is, in words: `character device`, `block device`, `named pipe (fifo)`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DeviceKind::Char => "character device",
+            DeviceKind::Block => "block device",
+            DeviceKind::Fifo => "named pipe (fifo)",
+        }
+    }
+
+    /// A short name for keys and listings: `char`, `block`, `fifo`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Char => "char",
+            DeviceKind::Block => "block",
+            DeviceKind::Fifo => "fifo",
+        }
+    }
+
+    fn typeflag(self) -> u8 {
+        match self {
+            DeviceKind::Char => TYPE_CHAR,
+            DeviceKind::Block => TYPE_BLOCK,
+            DeviceKind::Fifo => TYPE_FIFO,
+        }
+    }
 }
 
 /// The fields of one entry's header.
@@ -100,6 +150,8 @@ struct Header<'a> {
     mtime: u64,
     typeflag: u8,
     link: &'a [u8],
+    /// `devmajor`, `devminor`.
+    device: (u32, u32),
 }
 
 impl<W: Write> TarWriter<W> {
@@ -125,6 +177,7 @@ impl<W: Write> TarWriter<W> {
     pub fn header(&mut self, entry: &EntryHeader<'_>) -> io::Result<()> {
         self.name.clear();
         self.name.push_str(entry.path);
+        let mut device = (0, 0);
         let (typeflag, size, link) = match entry.kind {
             EntryKind::File { size } => (TYPE_FILE, size, ""),
             EntryKind::Dir => {
@@ -132,6 +185,20 @@ impl<W: Write> TarWriter<W> {
                 (TYPE_DIR, 0, "")
             }
             EntryKind::Symlink { target } => (TYPE_SYMLINK, 0, target),
+            EntryKind::Device { kind, major, minor } => {
+                if u64::from(major.max(minor)) > MAX_OCTAL_8 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "device `{}` {major}:{minor}: a device number above {MAX_OCTAL_8} \
+                             does not fit a ustar header",
+                            entry.path
+                        ),
+                    ));
+                }
+                device = (major, minor);
+                (kind.typeflag(), 0, "")
+            }
         };
         let name = std::mem::take(&mut self.name);
         let header = Header {
@@ -143,6 +210,7 @@ impl<W: Write> TarWriter<W> {
             mtime: self.mtime,
             typeflag,
             link: link.as_bytes(),
+            device,
         };
         let written = self.write_header(&header);
         self.name = name;
@@ -265,6 +333,7 @@ impl<W: Write> TarWriter<W> {
             mtime: h.mtime.min(MAX_OCTAL_12),
             typeflag: TYPE_PAX,
             link: b"",
+            device: (0, 0),
         };
         self.out
             .write_all(&ustar(&pax_header, HeaderFormat::Pax)?)?;
@@ -408,9 +477,9 @@ fn ustar(h: &Header<'_>, format: HeaderFormat) -> io::Result<[u8; BLOCK as usize
     b[156] = h.typeflag;
     b[257..263].copy_from_slice(b"ustar\0");
     b[263..265].copy_from_slice(b"00");
-    // uname, gname: empty. devmajor, devminor: 0.
-    octal(&mut b[329..337], 0);
-    octal(&mut b[337..345], 0);
+    // uname, gname: empty. devmajor, devminor: the device's numbers (checked to fit), else 0.
+    octal(&mut b[329..337], u64::from(h.device.0));
+    octal(&mut b[337..345], u64::from(h.device.1));
     // The checksum is computed with its own field as spaces.
     b[148..156].fill(b' ');
     let sum: u32 = b.iter().map(|&c| u32::from(c)).sum();

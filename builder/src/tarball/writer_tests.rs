@@ -36,6 +36,7 @@ fn header_fields_and_checksum() {
         mtime: 1_700_000_000,
         typeflag: TYPE_FILE,
         link: b"",
+        device: (0, 0),
     };
     let b = ustar(&h, HeaderFormat::Pax).unwrap();
     let parsed = tar::Header::from_byte_slice(&b);
@@ -68,6 +69,7 @@ fn values_too_large_for_ustar_go_to_pax_records_in_fixed_order() {
         mtime: 1 << 34,
         typeflag: TYPE_FILE,
         link: b"",
+        device: (0, 0),
     };
     w.write_header(&h).unwrap();
     let out = w.out;

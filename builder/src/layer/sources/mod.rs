@@ -80,7 +80,11 @@ impl Builder<'_> {
                 include,
                 exclude,
             } => host::add(self, index, spec, path, include, exclude),
-            Source::Tar(path) => tar_import::add(self, index, spec, path),
+            Source::Tar {
+                path,
+                include,
+                exclude,
+            } => tar_import::add(self, index, spec, path, include, exclude),
             Source::Content(bytes) => {
                 let dest = self.leaf_dest(spec, "inline content")?;
                 let mode = spec.mode.map_or(FILE_MODE, mask);
@@ -262,7 +266,7 @@ impl Builder<'_> {
             Source::Content(_) => "inline content".to_owned(),
             Source::Dir => "a directory".to_owned(),
             Source::Symlink(target) => format!("a symlink to `{target}`"),
-            Source::Tar(path) => format!("archive `{}`", path.display()),
+            Source::Tar { path, .. } => format!("archive `{}`", path.display()),
             Source::Cargo(cargo) => describe_cargo(cargo),
             Source::Stage { stage, path, .. } => format!("`/{path}` of stage `{stage}`"),
         };

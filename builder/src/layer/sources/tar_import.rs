@@ -6,8 +6,18 @@
 //! that file members can be referenced by offset and streamed into the layer later without
 //! holding them in memory. Member names are normalised (`./` and leading `/` dropped); a name
 //! with `..` is an error. Hard links become regular files with the content of their target.
-//! Modes are kept (masked to `0o7777`) unless the spec sets one; owners come from the spec;
-//! mtimes and user/group names are dropped.
+//! Character and block devices and fifos are kept with their device numbers, as `docker
+//! import` keeps them (a rootfs tarball has `/dev/null`, `/dev/console`...). Modes are kept
+//! (masked to `0o7777`) unless the spec sets one; owners come from the spec; mtimes and
+//! user/group names are dropped.
+//!
+//! `include`/`exclude` pick members by their normalised names, with the gitignore-style
+//! globs and the meaning `path` sources give them ([`MemberFilter`]): a member is left out when
+//! it or a directory above it matches `exclude`; with `include`, a member is taken when its own
+//! last matching pattern says so, else it goes the way of its directory. A directory member
+//! that is not taken itself still gives its mode to the directories the layer needs above
+//! what is taken. A hard link to a member left out keeps its content: the filter picks names,
+//! not data.
 //!
 //! A damaged archive is an error, never a shorter import: an empty file, a compressed stream
 //! that ends early, and a tar that ends inside a member's header, data or padding (which the
@@ -20,7 +30,7 @@ use std::io::{self, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{mask, Builder, SYMLINK_MODE};
+use super::{mask, Builder, Globs, SYMLINK_MODE};
 use crate::layer::tree::{join, EntryKind, FileSource, ImportedArchive};
 use crate::layer::Error;
 use crate::spec::EntrySpec;
@@ -29,13 +39,68 @@ use crate::tarball::{self, Format, Kind, Members, NamePolicy};
 /// Buffer size for reading archives.
 const BUF_SIZE: usize = 1 << 20;
 
-/// Adds the members of the archive at `rel` (relative to the context) under `spec.dest`.
+/// What [`MemberFilter::decide`] says of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Take,
+    Skip,
+    /// A directory not taken itself that may be above members that are (`include` only).
+    DirAbove,
+}
+
+/// The `include` and `exclude` globs of a `tar` entry, applied to member names (see the
+/// module docs).
+struct MemberFilter {
+    include: Option<Globs>,
+    exclude: Option<Globs>,
+}
+
+impl MemberFilter {
+    fn decide(&self, name: &str, is_dir: bool) -> Decision {
+        if name.is_empty() || (self.include.is_none() && self.exclude.is_none()) {
+            return Decision::Take;
+        }
+        // The directories above the member, nearest last, then the member itself.
+        let ancestors = name.match_indices('/').map(|(i, _)| &name[..i]);
+        let mut included = self.include.is_none();
+        for dir in ancestors {
+            if self.exclude.as_ref().is_some_and(|g| g.matches(dir, true)) {
+                return Decision::Skip;
+            }
+            included = Globs::includes(self.include.as_ref(), dir, true, included);
+        }
+        if self
+            .exclude
+            .as_ref()
+            .is_some_and(|g| g.matches(name, is_dir))
+        {
+            return Decision::Skip;
+        }
+        match (
+            Globs::includes(self.include.as_ref(), name, is_dir, included),
+            is_dir,
+        ) {
+            (true, _) => Decision::Take,
+            (false, true) => Decision::DirAbove,
+            (false, false) => Decision::Skip,
+        }
+    }
+}
+
+/// Adds the members of the archive at `rel` (relative to the context) under `spec.dest`, those
+/// `include` and `exclude` pick.
 pub(super) fn add(
     b: &mut Builder<'_>,
     index: usize,
     spec: &EntrySpec,
     rel: &Path,
+    include: &[String],
+    exclude: &[String],
 ) -> Result<(), Error> {
+    let filter = MemberFilter {
+        include: Globs::new(&b.layer.name, include)?,
+        exclude: Globs::new(&b.layer.name, exclude)?,
+    };
     let resolved = b.resolve(rel)?;
     let read_err = |source: io::Error| Error::ReadArchive {
         path: rel.to_path_buf(),
@@ -76,6 +141,8 @@ pub(super) fn add(
     let entries = tar.entries_with_seek().map_err(read_err)?;
     // Regular files seen so far (normalised name -> data offset and size), for hard links.
     let mut files: HashMap<String, (u64, u64)> = HashMap::new();
+    // Directories not taken themselves (`include`): destination and mode.
+    let mut dirs_above: Vec<(String, u32)> = Vec::new();
     for member in Members::with_length(entries, NamePolicy::Layer, len) {
         let member = member.map_err(scan_err)?;
         // Global PAX headers carry defaults for later members (the tar crate applies the
@@ -87,6 +154,17 @@ pub(super) fn add(
         let name = member.name.clone();
         let mode = member.entry.header().mode().map_err(read_err)? & 0o7777;
         let dest = join(&spec.dest, &name);
+        let decision = filter.decide(&name, member.kind == Kind::Dir);
+        if decision != Decision::Take {
+            // A hard link may name a member left out: keep where its data is.
+            if member.kind == Kind::File {
+                files.insert(name, (member.data_offset(), member.size()));
+            }
+            if decision == Decision::DirAbove && !dest.is_empty() {
+                dirs_above.push((dest, spec.dir_mode.map_or(mode, mask)));
+            }
+            continue;
+        }
         if dest.is_empty() && member.kind != Kind::Dir {
             return Err(Error::PlaceEntry {
                 layer: b.layer.name.clone(),
@@ -147,11 +225,11 @@ pub(super) fn add(
                 )?;
             }
             Kind::GlobalHeader => unreachable!("skipped above"),
-            Kind::Special(kind) => {
-                return Err(Error::AddSpecialFile {
-                    path: rel.join(name_str),
-                    kind,
-                });
+            Kind::Device(kind) => {
+                let (major, minor) = member.device_numbers().map_err(read_err)?;
+                let device = EntryKind::Device { kind, major, minor };
+                let mode = spec.mode.map_or(mode, mask);
+                b.insert(index, &dest, spec, device, mode)?;
             }
             Kind::Other(other) => {
                 return Err(Error::AddSpecialFile {
@@ -163,6 +241,13 @@ pub(super) fn add(
                     },
                 });
             }
+        }
+    }
+    // A directory left out by `include` that the layer has anyway, above a member it took,
+    // keeps the archive's mode rather than the default of an implicit one.
+    for (dest, mode) in dirs_above {
+        if b.tree.get(&dest).is_some_and(|e| e.origin.implicit) {
+            b.insert(index, &dest, spec, EntryKind::Dir, mode)?;
         }
     }
     Ok(())

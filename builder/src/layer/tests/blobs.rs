@@ -80,7 +80,7 @@ fn tar_import_plain_gzip_and_zstd_give_the_same_tree() {
 
     let mut tars = Vec::new();
     for name in ["base.tar", "base.tgz", "base.tar.zst"] {
-        let mut e = add("opt/base", Source::Tar(name.into()));
+        let mut e = add("opt/base", Source::tar(name));
         e.owner = Owner { uid: 1, gid: 2 };
         let tree = c.build(vec![e]).unwrap();
         tars.push(tar_of(&tree));
@@ -132,12 +132,168 @@ fn tar_import_plain_gzip_and_zstd_give_the_same_tree() {
     );
 
     // The spec's modes override the archive's.
-    let mut e = add("", Source::Tar("base.tgz".into()));
+    let mut e = add("", Source::tar("base.tgz"));
     e.mode = Some(0o640);
     e.dir_mode = Some(0o711);
     let ms = members(&tar_of(&c.build(vec![e]).unwrap()));
     assert_eq!(member(&ms, "etc/shadow").mode, 0o640);
     assert_eq!(member(&ms, "etc/").mode, 0o711);
+}
+
+/// A rootfs-like archive: `dev/` (0755) with a character device, a block device and a fifo,
+/// `etc/` (0700) with a file, `usr/bin/` with a file and a hard link to `etc/passwd`.
+fn rootfs_archive() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut put = |name: &str, kind: tar::EntryType, mode: u32, dev: (u32, u32), link: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_device_major(dev.0).unwrap();
+        h.set_device_minor(dev.1).unwrap();
+        let data: &[u8] = if kind == tar::EntryType::Regular {
+            b"root:x:0:0::/root:/bin/sh\n"
+        } else {
+            b""
+        };
+        h.set_size(data.len() as u64);
+        if link.is_empty() {
+            b.append_data(&mut h, name, data).unwrap();
+        } else {
+            b.append_link(&mut h, name, link).unwrap();
+        }
+    };
+    use tar::EntryType::{Block, Char, Directory, Fifo, Link, Regular};
+    put("./", Directory, 0o755, (0, 0), "");
+    put("./dev/", Directory, 0o751, (0, 0), "");
+    put("./dev/null", Char, 0o666, (1, 3), "");
+    put("./dev/sda", Block, 0o660, (8, 0), "");
+    put("./dev/initctl", Fifo, 0o600, (0, 0), "");
+    put("./etc/", Directory, 0o700, (0, 0), "");
+    put("./etc/passwd", Regular, 0o644, (0, 0), "");
+    put("./usr/", Directory, 0o711, (0, 0), "");
+    put("./usr/bin/", Directory, 0o755, (0, 0), "");
+    put("./usr/bin/passwd-copy", Link, 0o644, (0, 0), "./etc/passwd");
+    b.into_inner().unwrap()
+}
+
+/// `(type, major, minor)` of each device member of a tar, by path.
+fn devices(tar: &[u8]) -> Vec<(String, char, u32, u32)> {
+    let mut ar = tar::Archive::new(tar);
+    ar.entries()
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            let kind = h.entry_type();
+            (kind.is_character_special() || kind.is_block_special() || kind.is_fifo()).then(|| {
+                (
+                    String::from_utf8(e.path_bytes().into_owned()).unwrap(),
+                    kind.as_byte() as char,
+                    h.device_major().unwrap().unwrap(),
+                    h.device_minor().unwrap().unwrap(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn tar_import_keeps_devices_and_fifos_with_their_numbers() {
+    let c = Ctx::new();
+    fs::write(c.root.join("rootfs.tar"), rootfs_archive()).unwrap();
+    let mut e = add("", Source::tar("rootfs.tar"));
+    e.owner = Owner { uid: 7, gid: 8 };
+    let tar = tar_of(&c.build(vec![e]).unwrap());
+    assert_eq!(
+        devices(&tar),
+        [
+            ("dev/initctl".to_owned(), '6', 0, 0),
+            ("dev/null".to_owned(), '3', 1, 3),
+            ("dev/sda".to_owned(), '4', 8, 0),
+        ]
+    );
+    let ms = members(&tar);
+    let null = member(&ms, "dev/null");
+    assert_eq!(
+        (null.mode, null.uid, null.gid, null.mtime, null.data.len()),
+        (0o666, 7, 8, 1_700_000_000, 0),
+        "mode kept, owner from the spec, mtime normalised, no data"
+    );
+    // GNU tar reads the numbers back as `ls -l` shows them.
+    let c2 = Ctx::new();
+    fs::write(c2.root.join("layer.tar"), &tar).unwrap();
+    let listing = String::from_utf8(run(Command::new("tar")
+        .arg("-tvf")
+        .arg(c2.root.join("layer.tar"))))
+    .unwrap();
+    assert!(
+        listing.contains("crw-rw-rw- 7/8") && listing.contains(" 1,3 "),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("brw-rw---- 7/8") && listing.contains(" 8,0 "),
+        "{listing}"
+    );
+    assert!(listing.contains("prw------- 7/8"), "{listing}");
+}
+
+#[test]
+fn tar_import_include_and_exclude_pick_members_by_name() {
+    let c = Ctx::new();
+    fs::write(c.root.join("rootfs.tar"), rootfs_archive()).unwrap();
+    let import = |include: &[&str], exclude: &[&str]| {
+        let source = Source::Tar {
+            path: "rootfs.tar".into(),
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        };
+        let tar = tar_of(&c.build(vec![add("", source)]).unwrap());
+        (names(&tar), members(&tar))
+    };
+    // `dev/**`: the devices go, `dev/` itself stays (as `path` sources read the glob).
+    let (names, ms) = import(&[], &["dev/**"]);
+    assert_eq!(
+        names,
+        [
+            "dev/",
+            "etc/",
+            "etc/passwd",
+            "usr/",
+            "usr/bin/",
+            "usr/bin/passwd-copy"
+        ]
+    );
+    assert_eq!(member(&ms, "dev/").mode, 0o751);
+    // `dev`: the directory and everything in it.
+    let (names, _) = import(&[], &["dev"]);
+    assert!(!names.iter().any(|n| n.starts_with("dev")), "{names:?}");
+    // A hard link keeps its content when its target is left out: names are filtered, not data.
+    let (names, ms) = import(&[], &["etc/", "dev/"]);
+    assert_eq!(names, ["usr/", "usr/bin/", "usr/bin/passwd-copy"]);
+    assert_eq!(
+        member(&ms, "usr/bin/passwd-copy").data,
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
+    // `include`: what matches, with the archive's modes on the directories above it.
+    let (names, ms) = import(&["usr/bin/passwd-copy", "dev/null"], &[]);
+    assert_eq!(
+        names,
+        [
+            "dev/",
+            "dev/null",
+            "usr/",
+            "usr/bin/",
+            "usr/bin/passwd-copy"
+        ]
+    );
+    assert_eq!(
+        (member(&ms, "dev/").mode, member(&ms, "usr/").mode),
+        (0o751, 0o711)
+    );
+    // `include` and `exclude` together: the last word is `exclude`'s.
+    let (names, _) = import(&["dev/"], &["initctl"]);
+    assert_eq!(names, ["dev/", "dev/null", "dev/sda"]);
 }
 
 #[test]
@@ -156,9 +312,7 @@ fn our_own_pax_tar_imports_back_to_the_same_bytes() {
         .unwrap();
     let tar = tar_of(&tree);
     fs::write(c.root.join("own.tar"), &tar).unwrap();
-    let again = c
-        .build(vec![add("", Source::Tar("own.tar".into()))])
-        .unwrap();
+    let again = c.build(vec![add("", Source::tar("own.tar"))]).unwrap();
     assert!(tar_of(&again) == tar, "re-importing our own tar changed it");
 }
 
@@ -182,13 +336,13 @@ fn tar_import_rejects_members_escaping_with_dotdot() {
     )
     .unwrap();
     let err = c
-        .build(vec![add("x", Source::Tar("evil.tar.zst".into()))])
+        .build(vec![add("x", Source::tar("evil.tar.zst"))])
         .unwrap_err();
     assert!(matches!(err, Error::ImportMember { .. }), "{err}");
     assert!(err.to_string().contains("`a/../../evil`"), "{err}");
 
     let err = c
-        .build(vec![add("x", Source::Tar("missing.tar".into()))])
+        .build(vec![add("x", Source::tar("missing.tar"))])
         .unwrap_err();
     assert!(matches!(err, Error::FindSource { .. }), "{err}");
 }

@@ -179,13 +179,13 @@ impl Checker<'_> {
                 ("include", raw.include.as_ref().map(Spanned::span)),
                 ("exclude", raw.exclude.as_ref().map(Spanned::span)),
             ] {
-                if let (Some(span), false) = (span, source == "path") {
+                if let (Some(span), false) = (span, matches!(source, "path" | "tar")) {
                     self.error(
                         ErrorKind::ConflictingKeys,
                         span,
                         &format!("{key}.{option}"),
-                        format!("`{key}.{option}` only applies to `path` sources, and this entry's source is `{source}`"),
-                        "only for `path`",
+                        format!("`{key}.{option}` only applies to `path` and `tar` sources, and this entry's source is `{source}`"),
+                        "only for `path` and `tar`",
                     )
                     .help = Some(format!("remove `{option}`"));
                 }
@@ -306,9 +306,12 @@ impl Checker<'_> {
             }
             "tar" => {
                 let tar = raw.tar.as_ref()?;
-                Source::Tar(
-                    self.check(tar, &format!("{key}.tar"), |s| host_path(s, context, true))?,
-                )
+                Source::Tar {
+                    path: self
+                        .check(tar, &format!("{key}.tar"), |s| host_path(s, context, true))?,
+                    include,
+                    exclude,
+                }
             }
             "cargo" => {
                 Source::Cargo(self.cargo(raw.cargo.as_ref()?.get_ref(), &format!("{key}.cargo"))?)
