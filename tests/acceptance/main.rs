@@ -9,6 +9,7 @@ mod cargo_builds;
 mod cli;
 mod dynamic;
 mod events;
+mod export;
 mod examples;
 mod ignore;
 mod load;

@@ -88,7 +88,7 @@ pub use layout::{LayoutWriter, OCI_LAYOUT_FILE};
 pub use layout_reader::{Layout, ManifestKind};
 pub use model::{
     descriptor, history_created_by, image_config, image_index, image_manifest, index_entries,
-    layer_compression, layer_descriptor, platform_index, ref_name, rfc3339, Digest, Platform,
+    layer_compression, layer_descriptor, platform_index, ref_name, rfc3339, epoch_of_rfc3339, Digest, Platform,
     DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, SCHEMA_VERSION,
 };

@@ -69,6 +69,7 @@ use crate::layer::{
 use crate::spec::Owner;
 use crate::tarball::normalise_member;
 
+mod export;
 mod layers;
 
 mod stage_fs;
@@ -76,6 +77,7 @@ mod stage_fs;
 mod tests;
 
 pub use stage_fs::{StageFs, BASE_FS};
+pub use export::{export_dir, export_tar, export_tar_file, Error as ExportError, Exported};
 
 /// Most symlinks one resolution follows (as Linux's `MAXSYMLINKS`).
 pub const MAX_SYMLINKS: usize = 40;
