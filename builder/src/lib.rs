@@ -90,6 +90,7 @@ pub mod provenance;
 pub mod registry;
 pub mod rootfs;
 pub mod sbom;
+pub mod sign;
 pub mod spec;
 pub mod store;
 pub mod tarball;

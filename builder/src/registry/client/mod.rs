@@ -16,12 +16,14 @@
 //! It relies on oci-client for the distribution protocol, on `tls` for the TLS
 //! configuration, on `auth` for credentials and on `reference` for the names of images.
 
+mod documents;
 mod errors;
 mod pull;
 mod push;
 mod retry;
 mod stored;
 
+pub use documents::FetchedManifest;
 pub use pull::PullReport;
 pub use push::{PushEvent, PushReport};
 pub use retry::RetryPolicy;

@@ -128,7 +128,7 @@ impl RegistryClient {
     }
 
     /// Pushes the manifest `desc` (its exact `bytes`) as `name`, a tag or its digest.
-    async fn push_manifest(
+    pub(super) async fn push_manifest(
         &self,
         host: &HostClients,
         name: &Reference,
