@@ -21,6 +21,7 @@ mod registry;
 mod registry_tls;
 mod reproducible;
 mod sbom;
+mod sign;
 mod spec_hardening;
 mod stages;
 mod untrusted;
