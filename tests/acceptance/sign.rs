@@ -116,8 +116,15 @@ fn kind_entry(layout: &Path, kind: &str) -> Option<Value> {
 }
 
 /// Checks every signature and attestation stored in a layout with openssl against `public`:
-/// the payloads sign `digest`; returns the attested predicate types.
-fn openssl_checks_layout(dir: &Path, layout: &Path, public: &Path, digest: &str) -> Vec<String> {
+/// the payload signs `digest`, the attestations are about `subject`; returns the attested
+/// predicate types.
+fn openssl_checks_layout(
+    dir: &Path,
+    layout: &Path,
+    public: &Path,
+    digest: &str,
+    subject: &str,
+) -> Vec<String> {
     let sigs = kind_entry(layout, SIGS).expect("a signature image entry");
     let manifest = blob_json(layout, sigs["digest"].as_str().unwrap());
     let layers = manifest["layers"].as_array().unwrap();
@@ -165,7 +172,7 @@ fn openssl_checks_layout(dir: &Path, layout: &Path, public: &Path, digest: &str)
                 "sha256:{}",
                 statement["subject"][0]["digest"]["sha256"].as_str().unwrap()
             ),
-            digest
+            subject
         );
         types.push(statement["predicateType"].as_str().unwrap().to_string());
     }
@@ -256,7 +263,7 @@ fn a_generated_key_signs_a_layout_that_openssl_verifies_and_opens_with_its_passw
     let signed = sign();
     assert!(signed.stdout.contains(&digest), "{}", signed.stdout);
     let index = std::fs::read(layout.join("index.json")).unwrap();
-    let mut types = openssl_checks_layout(tmp.path(), &layout, &public, &digest);
+    let mut types = openssl_checks_layout(tmp.path(), &layout, &public, &digest, &digest);
     types.sort();
     assert_eq!(
         types,
@@ -352,27 +359,40 @@ fn tamper_payload(layout: &Path) {
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
+/// A multi-platform image (an index, here of one platform) is signed as the index; the SBOM
+/// and provenance attested are about its platform manifest.
 #[test]
 fn an_openssl_pkcs8_key_signs_a_build_and_openssl_verifies_it() {
     let (tmp, dir) = example_copy("hello");
     let (key, public) = openssl_key(tmp.path(), "release");
     let layout = dir.join("target/image/hello");
     let r = cargo_image(&dir)
-        .args(["build", "--sign-key"])
+        .args(["build", "--index", "--sign-key"])
         .arg_path(&key)
         .env_remove("COSIGN_PASSWORD")
         .run()
         .ok();
     assert!(r.stderr.contains("Signed"), "{}", r.stderr);
-    let digest = manifest_digest(&layout);
-    let types = openssl_checks_layout(tmp.path(), &layout, &public, &digest);
+    let index = manifest_digest(&layout);
+    let entry = kind_entry(&layout, "dev.cosignproject.cosign/imageIndex").expect("kind index");
+    assert_eq!(entry["digest"], index.as_str());
+    let platform = blob_json(&layout, &index)["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let types = openssl_checks_layout(tmp.path(), &layout, &public, &index, &platform);
     assert_eq!(types.len(), 2, "{types:?}");
-    cargo_image(&dir)
+    let verified = cargo_image(&dir)
         .args(["verify", "--key"])
         .arg_path(&public)
         .arg_path(&layout)
         .run()
         .ok();
+    assert!(
+        verified.stdout.contains(&format!("about {platform}")),
+        "{}",
+        verified.stdout
+    );
 }
 
 #[test]
