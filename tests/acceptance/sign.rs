@@ -52,7 +52,13 @@ fn openssl_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let public = dir.join(format!("{name}.pub"));
     let (k, p) = (key.to_str().unwrap(), public.to_str().unwrap());
     let genpkey = [
-        "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", k,
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        k,
     ];
     run("openssl", genpkey, dir).ok();
     run("openssl", ["pkey", "-in", k, "-pubout", "-out", p], dir).ok();
@@ -63,7 +69,10 @@ fn openssl_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// (decoded by coreutils' `base64 -d`): whether openssl accepts it.
 fn openssl_verifies(dir: &Path, public: &Path, message: &[u8], signature_b64: &str) -> bool {
     let scratch = tempfile::tempdir_in(dir).unwrap();
-    let (msg, sig) = (scratch.path().join("payload"), scratch.path().join("sig.der"));
+    let (msg, sig) = (
+        scratch.path().join("payload"),
+        scratch.path().join("sig.der"),
+    );
     std::fs::write(&msg, message).unwrap();
     let r = run_command(
         std::process::Command::new("sh")
@@ -141,7 +150,10 @@ fn openssl_checks_layout(
         "openssl verifies the simple-signing payload"
     );
     let claims: Value = serde_json::from_slice(&payload).unwrap();
-    assert_eq!(claims["critical"]["image"]["docker-manifest-digest"], digest);
+    assert_eq!(
+        claims["critical"]["image"]["docker-manifest-digest"],
+        digest
+    );
     assert_eq!(
         claims["critical"]["type"],
         "cosign container image signature"
@@ -166,11 +178,16 @@ fn openssl_checks_layout(
             "openssl verifies the DSSE PAE of {layer}"
         );
         let statement: Value = serde_json::from_slice(&statement).unwrap();
-        assert_eq!(statement["predicateType"], layer["annotations"]["predicateType"]);
+        assert_eq!(
+            statement["predicateType"],
+            layer["annotations"]["predicateType"]
+        );
         assert_eq!(
             format!(
                 "sha256:{}",
-                statement["subject"][0]["digest"]["sha256"].as_str().unwrap()
+                statement["subject"][0]["digest"]["sha256"]
+                    .as_str()
+                    .unwrap()
             ),
             subject
         );
@@ -192,7 +209,11 @@ fn a_generated_key_signs_a_layout_that_openssl_verifies_and_opens_with_its_passw
         )
     };
     let wrong = decrypt("wrong password");
-    assert_ne!(wrong.code, Some(0), "a wrong password must not open the key");
+    assert_ne!(
+        wrong.code,
+        Some(0),
+        "a wrong password must not open the key"
+    );
     assert!(wrong.stderr.contains("CryptoError"), "{}", wrong.stderr);
     let opened = run_command(
         std::process::Command::new("sh")
@@ -223,7 +244,11 @@ fn a_generated_key_signs_a_layout_that_openssl_verifies_and_opens_with_its_passw
         .arg_path(&layout)
         .run();
     assert_eq!(unsigned.code, Some(1), "{}", unsigned.output());
-    assert!(unsigned.stderr.contains("is not signed"), "{}", unsigned.stderr);
+    assert!(
+        unsigned.stderr.contains("is not signed"),
+        "{}",
+        unsigned.stderr
+    );
 
     // Without the password, the encrypted key is refused naming what to set.
     let no_password = cargo_image(&dir)
@@ -267,13 +292,19 @@ fn a_generated_key_signs_a_layout_that_openssl_verifies_and_opens_with_its_passw
     types.sort();
     assert_eq!(
         types,
-        ["https://cyclonedx.org/bom", "https://slsa.dev/provenance/v1"],
+        [
+            "https://cyclonedx.org/bom",
+            "https://slsa.dev/provenance/v1"
+        ],
         "the SBOM and the provenance are attested"
     );
     // The signed image's entries carry cosign's kind; skopeo still reads the image by tag.
     let image = kind_entry(&layout, "dev.cosignproject.cosign/image").expect("kind image");
     assert_eq!(image["digest"], digest.as_str());
-    assert_eq!(skopeo_inspect(&layout, "latest", None)["Digest"], digest.as_str());
+    assert_eq!(
+        skopeo_inspect(&layout, "latest", None)["Digest"],
+        digest.as_str()
+    );
 
     // RFC 6979: signing again writes the same bytes.
     sign();
@@ -291,7 +322,9 @@ fn a_generated_key_signs_a_layout_that_openssl_verifies_and_opens_with_its_passw
         verified.stdout
     );
     assert!(
-        verified.stdout.contains("attestation https://slsa.dev/provenance/v1"),
+        verified
+            .stdout
+            .contains("attestation https://slsa.dev/provenance/v1"),
         "{}",
         verified.stdout
     );
@@ -347,9 +380,10 @@ fn tamper_payload(layout: &Path) {
     let mut manifest = blob_json(layout, entry["digest"].as_str().unwrap());
     let layer = &mut manifest["layers"][0];
     let payload = std::fs::read(blob_path(layout, layer["digest"].as_str().unwrap())).unwrap();
-    let payload = String::from_utf8(payload)
-        .unwrap()
-        .replace("\"docker-reference\":\"hello\"", "\"docker-reference\":\"evil\"");
+    let payload = String::from_utf8(payload).unwrap().replace(
+        "\"docker-reference\":\"hello\"",
+        "\"docker-reference\":\"evil\"",
+    );
     let (digest, size) = write_blob(payload.as_bytes());
     layer["digest"] = digest.into();
     layer["size"] = size.into();
@@ -413,10 +447,9 @@ fn a_signed_push_leaves_the_sig_and_att_tags_skopeo_reads_and_verify_checks() {
 
     // skopeo reads the signature image cosign would read, and openssl checks its payload.
     let sig_ref = format!("docker://{repo}:sha256-{hex}.sig");
-    let raw: Value = serde_json::from_str(
-        &skopeo(["inspect", "--raw", "--tls-verify=false", &sig_ref]).stdout,
-    )
-    .unwrap();
+    let raw: Value =
+        serde_json::from_str(&skopeo(["inspect", "--raw", "--tls-verify=false", &sig_ref]).stdout)
+            .unwrap();
     let layer = &raw["layers"][0];
     assert_eq!(
         layer["mediaType"],
@@ -438,13 +471,15 @@ fn a_signed_push_leaves_the_sig_and_att_tags_skopeo_reads_and_verify_checks() {
         claims["critical"]["image"]["docker-manifest-digest"],
         digest.as_str()
     );
-    assert_eq!(claims["critical"]["identity"]["docker-reference"], repo.as_str());
+    assert_eq!(
+        claims["critical"]["identity"]["docker-reference"],
+        repo.as_str()
+    );
 
     let att_ref = format!("docker://{repo}:sha256-{hex}.att");
-    let raw: Value = serde_json::from_str(
-        &skopeo(["inspect", "--raw", "--tls-verify=false", &att_ref]).stdout,
-    )
-    .unwrap();
+    let raw: Value =
+        serde_json::from_str(&skopeo(["inspect", "--raw", "--tls-verify=false", &att_ref]).stdout)
+            .unwrap();
     let mut types: Vec<&str> = raw["layers"]
         .as_array()
         .unwrap()
@@ -454,7 +489,10 @@ fn a_signed_push_leaves_the_sig_and_att_tags_skopeo_reads_and_verify_checks() {
     types.sort();
     assert_eq!(
         types,
-        ["https://cyclonedx.org/bom", "https://slsa.dev/provenance/v1"]
+        [
+            "https://cyclonedx.org/bom",
+            "https://slsa.dev/provenance/v1"
+        ]
     );
 
     let verify = |reference: &str, key: &Path| {
@@ -466,12 +504,20 @@ fn a_signed_push_leaves_the_sig_and_att_tags_skopeo_reads_and_verify_checks() {
     };
     let ok = verify(&format!("{repo}:latest"), &public).ok();
     assert!(ok.stdout.contains(&digest), "{}", ok.stdout);
-    assert!(ok.stdout.contains("https://cyclonedx.org/bom"), "{}", ok.stdout);
+    assert!(
+        ok.stdout.contains("https://cyclonedx.org/bom"),
+        "{}",
+        ok.stdout
+    );
 
     let (other_key, other) = openssl_key(tmp.path(), "other");
     let wrong = verify(&format!("{repo}:latest"), &other);
     assert_eq!(wrong.code, Some(1), "{}", wrong.output());
-    assert!(wrong.stderr.contains("signature does not match"), "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("signature does not match"),
+        "{}",
+        wrong.stderr
+    );
 
     // An image pushed without signing is not signed; `sign` on the reference signs it there,
     // and keeps signatures of other keys when a second key signs.

@@ -352,9 +352,8 @@ fn push_image(
     });
     if opts.sign.is_some() {
         // The signatures written into the layout go where cosign looks in a registry.
-        let pushed =
-            crate::sign::push_layout_signatures(&client, &target, layout, &report.digest)
-                .map_err(|e| Error::Sign(Box::new(e)))?;
+        let pushed = crate::sign::push_layout_signatures(&client, &target, layout, &report.digest)
+            .map_err(|e| Error::Sign(Box::new(e)))?;
         on_event(Event::SignaturesPushed {
             repository: pushed.repository,
             tags: pushed.tags,

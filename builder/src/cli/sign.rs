@@ -153,8 +153,7 @@ pub fn run_sign(args: SignArgs) -> Result<(), Failure> {
                 )));
             }
             let client = client(&args.registry)?;
-            let signed =
-                sign::sign_remote(&client, &reference, &signer).map_err(Failure::build)?;
+            let signed = sign::sign_remote(&client, &reference, &signer).map_err(Failure::build)?;
             let _ = writeln!(
                 out,
                 "Signed {}@{} with {}: pushed {}",
@@ -236,7 +235,9 @@ pub fn run_generate(args: GenerateKeyPairArgs) -> Result<(), Failure> {
     let (private, public) = (with(".key"), with(".pub"));
     for path in [&private, &public] {
         if path.exists() {
-            return Err(Failure::usage(sign::Error::KeyExists { path: path.clone() }));
+            return Err(Failure::usage(sign::Error::KeyExists {
+                path: path.clone(),
+            }));
         }
     }
     let pair = sign::generate_key_pair(&password).map_err(Failure::build)?;

@@ -372,6 +372,9 @@ mod tests {
         assert!(err.contains("RSA PRIVATE KEY"), "{err}");
         let path = write(dir.path(), "junk.pub", "not a key");
         let err = read_public_key(&path).unwrap_err().to_string();
-        assert!(err.contains("junk.pub") && err.contains("PUBLIC KEY"), "{err}");
+        assert!(
+            err.contains("junk.pub") && err.contains("PUBLIC KEY"),
+            "{err}"
+        );
     }
 }

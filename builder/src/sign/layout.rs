@@ -17,7 +17,10 @@ use oci_spec::image::Descriptor;
 use p256::ecdsa::VerifyingKey;
 
 use super::manifest::{self, SigLayer};
-use super::{check_attestations, check_signatures, Attachment, Error, Signatures, Signer, Verified};
+use super::{
+    check_attestations, check_signatures, Attachment, Error, Signatures, Signer, StoredLayer,
+    Verified,
+};
 use crate::oci::{
     self, cosign_kind, is_cosign_signatures, Layout, ManifestKind, COSIGN_ATTS, COSIGN_IMAGE,
     COSIGN_IMAGE_INDEX, COSIGN_KIND, COSIGN_SIGS,
@@ -231,10 +234,7 @@ fn signed_entry(layout: &Layout) -> Option<&Descriptor> {
 
 /// The layers of the layout's signature (`kind` = `sigs_kind`) image, with their content;
 /// `None` when the layout has none.
-fn sig_layers(
-    layout: &Layout,
-    sigs_kind: &str,
-) -> Result<Option<Vec<(Descriptor, Vec<u8>)>>, Error> {
+fn sig_layers(layout: &Layout, sigs_kind: &str) -> Result<Option<Vec<StoredLayer>>, Error> {
     let Some(entry) = layout
         .index()
         .manifests()
@@ -258,11 +258,10 @@ fn sig_layers(
 
 /// The signature and attestation layers a layout holds for image `digest` (empty when the
 /// layout's signatures are of no image or another one), to push them with the image.
-#[allow(clippy::type_complexity)]
 pub fn stored_signatures(
     path: &Path,
     digest: &str,
-) -> Result<(Vec<(Descriptor, Vec<u8>)>, Vec<(Descriptor, Vec<u8>)>), Error> {
+) -> Result<(Vec<StoredLayer>, Vec<StoredLayer>), Error> {
     let layout = Layout::open(path)?;
     if signed_entry(&layout).is_none_or(|e| e.digest().as_ref() != digest) {
         return Ok((Vec::new(), Vec::new()));

@@ -115,7 +115,10 @@ pub enum Error {
         reason: String,
     },
     #[error("{image} fails verification:\n{}", problems.join("\n"))]
-    Verification { image: String, problems: Vec<String> },
+    Verification {
+        image: String,
+        problems: Vec<String>,
+    },
 }
 
 /// A signing key (ECDSA P-256), read from a key file.
@@ -177,7 +180,10 @@ impl Signer {
             let statement = payload::statement(&a.artifact_type, &a.blob, identity, &a.subject)
                 .map_err(|reason| Error::Malformed {
                     image: digest.to_string(),
-                    what: format!("the {} referrer {} of {}:", a.artifact_type, a.digest, a.subject),
+                    what: format!(
+                        "the {} referrer {} of {}:",
+                        a.artifact_type, a.digest, a.subject
+                    ),
                     reason,
                 })?;
             let Some((predicate_type, statement)) = statement else {
@@ -191,7 +197,10 @@ impl Signer {
                     blob: envelope,
                     annotations: BTreeMap::from([
                         (payload::SIGNATURE_ANNOTATION.to_string(), String::new()),
-                        (payload::PREDICATE_TYPE_ANNOTATION.to_string(), predicate_type),
+                        (
+                            payload::PREDICATE_TYPE_ANNOTATION.to_string(),
+                            predicate_type,
+                        ),
                     ]),
                 },
             });
@@ -203,6 +212,9 @@ impl Signer {
         })
     }
 }
+
+/// A layer of a signature image with its content.
+pub type StoredLayer = (oci_spec::image::Descriptor, Vec<u8>);
 
 /// A referrer of an image to attest: its content and the manifest it is about.
 #[derive(Debug, Clone)]
@@ -251,14 +263,17 @@ fn check_signatures(
     key: &VerifyingKey,
     image: &str,
     digest: &str,
-    layers: &[(oci_spec::image::Descriptor, Vec<u8>)],
+    layers: &[StoredLayer],
 ) -> Result<(usize, usize), Error> {
     let mut good = 0;
     let mut problems = Vec::new();
     for (i, (desc, blob)) in layers.iter().enumerate() {
         let what = format!("signature {} ({})", i + 1, desc.digest());
         let Some(sig) = manifest::annotation(desc, payload::SIGNATURE_ANNOTATION) else {
-            problems.push(format!("  {what}: no {} annotation", payload::SIGNATURE_ANNOTATION));
+            problems.push(format!(
+                "  {what}: no {} annotation",
+                payload::SIGNATURE_ANNOTATION
+            ));
             continue;
         };
         match payload::verify(key, blob, sig)
@@ -289,7 +304,7 @@ fn check_attestations(
     key: &VerifyingKey,
     image: &str,
     subjects: &[String],
-    layers: &[(oci_spec::image::Descriptor, Vec<u8>)],
+    layers: &[StoredLayer],
 ) -> Result<Vec<Attested>, Error> {
     let mut found = Vec::new();
     let mut problems = Vec::new();

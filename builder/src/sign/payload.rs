@@ -91,7 +91,7 @@ pub fn verify(key: &VerifyingKey, message: &[u8], b64: &str) -> Result<(), Strin
     key.verify(message, &signature).map_err(|_| {
         "the signature does not match: the payload was changed, or it was signed with another \
          key"
-            .to_string()
+        .to_string()
     })
 }
 
@@ -149,16 +149,15 @@ pub struct Attested {
 /// Checks the DSSE envelope `bytes`: a signature by `key` over its PAE, an in-toto statement
 /// inside. The reason it fails, otherwise.
 pub fn check_envelope(key: &VerifyingKey, bytes: &[u8]) -> Result<Attested, String> {
-    let envelope: Envelope = serde_json::from_slice(bytes)
-        .map_err(|e| format!("it is not a DSSE envelope ({e})"))?;
+    let envelope: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| format!("it is not a DSSE envelope ({e})"))?;
     if envelope.payload_type != IN_TOTO {
         return Err(format!(
             "its payloadType is `{}`, not `{IN_TOTO}`",
             envelope.payload_type
         ));
     }
-    let statement =
-        base64_decode(&envelope.payload).map_err(|e| format!("its payload: {e}"))?;
+    let statement = base64_decode(&envelope.payload).map_err(|e| format!("its payload: {e}"))?;
     if envelope.signatures.is_empty() {
         return Err("the envelope has no signature".into());
     }

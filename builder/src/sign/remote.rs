@@ -15,7 +15,9 @@ use p256::ecdsa::VerifyingKey;
 use serde_json::Value;
 
 use super::manifest::{self, SigLayer};
-use super::{check_attestations, check_signatures, payload, Attachment, Error, Signer, Verified};
+use super::{
+    check_attestations, check_signatures, payload, Attachment, Error, Signer, StoredLayer, Verified,
+};
 use crate::oci::{self, ManifestKind};
 use crate::registry::{FetchedManifest, Reference, RegistryClient};
 
@@ -96,12 +98,11 @@ fn subjects(reference: &Reference, image: &FetchedManifest) -> Result<Vec<String
 
 /// The layers of the signature image tagged `tag` in `repo`, with their content (`None` when
 /// there is no such tag).
-#[allow(clippy::type_complexity)]
 fn sig_layers(
     client: &RegistryClient,
     repo: &Reference,
     tag: &str,
-) -> Result<Option<Vec<(Descriptor, Vec<u8>)>>, Error> {
+) -> Result<Option<Vec<StoredLayer>>, Error> {
     let reference = tagged(repo, tag)?;
     let Some(found) = client
         .fetch_manifest(&reference)
@@ -221,8 +222,8 @@ fn push_signatures(
     client: &RegistryClient,
     repo: &Reference,
     digest: &str,
-    sigs: &[(Descriptor, Vec<u8>)],
-    atts: &[(Descriptor, Vec<u8>)],
+    sigs: &[StoredLayer],
+    atts: &[StoredLayer],
 ) -> Result<RemoteSigned, Error> {
     let mut tags = Vec::new();
     if !sigs.is_empty() {
@@ -231,7 +232,7 @@ fn push_signatures(
         tags.push(tag);
     }
     // Attestations go under the manifest they are about, in the order they come.
-    let mut by_subject: Vec<(String, Vec<(Descriptor, Vec<u8>)>)> = Vec::new();
+    let mut by_subject: Vec<(String, Vec<StoredLayer>)> = Vec::new();
     for (desc, blob) in atts {
         let subject = envelope_subject(blob).unwrap_or_else(|| digest.to_string());
         match by_subject.iter_mut().find(|(s, _)| *s == subject) {
@@ -265,7 +266,7 @@ fn push_merged(
     client: &RegistryClient,
     repo: &Reference,
     tag: &str,
-    layers: &[(Descriptor, Vec<u8>)],
+    layers: &[StoredLayer],
 ) -> Result<(), Error> {
     let target = tagged(repo, tag)?;
     let existing = match client
@@ -292,7 +293,7 @@ fn push_merged(
             &target,
             &blobs,
             &image.manifest,
-            &oci_spec::image::MediaType::ImageManifest.to_string(),
+            oci_spec::image::MediaType::ImageManifest.as_ref(),
         )
         .map_err(registry_err(&target))?;
     Ok(())

@@ -33,9 +33,9 @@ impl RegistryClient {
         let client = &host.chunked;
         let target = reference.to_client();
         let auth = host.credentials.to_client();
-        let fetched = self.runtime.block_on(
-            self.retry(|| client.pull_manifest_raw(&target, &auth, ACCEPTED_MANIFESTS)),
-        );
+        let fetched = self
+            .runtime
+            .block_on(self.retry(|| client.pull_manifest_raw(&target, &auth, ACCEPTED_MANIFESTS)));
         let (bytes, digest) = match fetched {
             Ok(found) => found,
             Err(e) if not_found(&e) => return Ok(None),
