@@ -306,6 +306,21 @@ fn a_generated_key_signs_a_layout_that_openssl_verifies_and_opens_with_its_passw
         digest.as_str()
     );
 
+    // The signature entries are not images: the layout still has one image, with its SBOM.
+    let inspected = cargo_image(&dir)
+        .args(["inspect", "--json"])
+        .arg_path(&layout)
+        .run()
+        .ok();
+    let images: Value = serde_json::from_str(&inspected.stdout).unwrap();
+    assert_eq!(images.as_array().unwrap().len(), 1, "{images}");
+    let sbom = cargo_image(&dir)
+        .args(["sbom"])
+        .arg_path(&layout)
+        .run()
+        .ok();
+    assert!(sbom.stdout.contains("CycloneDX"), "{}", sbom.stdout);
+
     // RFC 6979: signing again writes the same bytes.
     sign();
     assert_eq!(std::fs::read(layout.join("index.json")).unwrap(), index);
