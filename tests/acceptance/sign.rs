@@ -359,8 +359,42 @@ fn a_generated_key_signs_a_layout_that_openssl_verifies_and_opens_with_its_passw
         wrong_key.stderr
     );
 
-    // A tampered payload (another image's digest, stored as a proper blob) fails.
-    tamper_payload(&layout);
+    // A tampered attestation (the SBOM's envelope carrying the provenance's signature) fails,
+    // naming it.
+    let atts = kind_entry(&layout, ATTS).unwrap();
+    let manifest = blob_json(&layout, atts["digest"].as_str().unwrap());
+    let provenance = blob_json(&layout, manifest["layers"][1]["digest"].as_str().unwrap());
+    let sig = provenance["signatures"][0]["sig"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tamper(&layout, ATTS, |envelope| {
+        let mut envelope: Value = serde_json::from_str(&envelope).unwrap();
+        envelope["signatures"][0]["sig"] = sig.into();
+        envelope.to_string()
+    });
+    let tampered = cargo_image(&dir)
+        .args(["verify", "--key"])
+        .arg_path(&public)
+        .arg_path(&layout)
+        .run();
+    assert_eq!(tampered.code, Some(1), "{}", tampered.output());
+    assert!(
+        tampered
+            .stderr
+            .contains("attestation https://cyclonedx.org/bom")
+            && tampered.stderr.contains("signature does not match"),
+        "{}",
+        tampered.stderr
+    );
+
+    // A tampered payload (the same image under another name) fails.
+    tamper(&layout, SIGS, |payload| {
+        payload.replace(
+            "\"docker-reference\":\"hello\"",
+            "\"docker-reference\":\"evil\"",
+        )
+    });
     let tampered = cargo_image(&dir)
         .args(["verify", "--key"])
         .arg_path(&public)
@@ -375,10 +409,10 @@ fn a_generated_key_signs_a_layout_that_openssl_verifies_and_opens_with_its_passw
     );
 }
 
-/// Rewrites the layout's signed payload to claim another docker-reference, with a blob, a
-/// signature manifest and an index.json entry that are all consistent: only the signature
+/// Rewrites the first layer of the layout's signature image of `kind` with `edit`, keeping
+/// the blob, the signature manifest and the index.json entry consistent: only the signature
 /// can tell.
-fn tamper_payload(layout: &Path) {
+fn tamper(layout: &Path, kind: &str, edit: impl FnOnce(String) -> String) {
     let write_blob = |bytes: &[u8]| -> (String, usize) {
         let digest = sha256(bytes);
         std::fs::write(blob_path(layout, &digest), bytes).unwrap();
@@ -390,16 +424,13 @@ fn tamper_payload(layout: &Path) {
         .as_array_mut()
         .unwrap()
         .iter_mut()
-        .find(|e| e["annotations"]["kind"] == SIGS)
+        .find(|e| e["annotations"]["kind"] == kind)
         .unwrap();
     let mut manifest = blob_json(layout, entry["digest"].as_str().unwrap());
     let layer = &mut manifest["layers"][0];
-    let payload = std::fs::read(blob_path(layout, layer["digest"].as_str().unwrap())).unwrap();
-    let payload = String::from_utf8(payload).unwrap().replace(
-        "\"docker-reference\":\"hello\"",
-        "\"docker-reference\":\"evil\"",
-    );
-    let (digest, size) = write_blob(payload.as_bytes());
+    let blob = std::fs::read(blob_path(layout, layer["digest"].as_str().unwrap())).unwrap();
+    let blob = edit(String::from_utf8(blob).unwrap());
+    let (digest, size) = write_blob(blob.as_bytes());
     layer["digest"] = digest.into();
     layer["size"] = size.into();
     let (digest, size) = write_blob(&serde_json::to_vec(&manifest).unwrap());
