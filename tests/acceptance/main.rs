@@ -23,6 +23,7 @@ mod registry_tls;
 mod reproducible;
 mod rootfs_import;
 mod sbom;
+mod sign;
 mod spec_hardening;
 mod stages;
 mod untrusted;
