@@ -36,7 +36,9 @@
 //!    out of the store), an OCI or Docker archive, or pushed by [`registry`]. Each platform's
 //!    image gets its [`sbom`] (a CycloneDX document of the crates in its cargo binaries, its
 //!    base and its files) and its [`provenance`] (a SLSA v1 statement of the spec, commit,
-//!    `Cargo.lock`, bases and toolchain) attached as OCI 1.1 referrers in the layout.
+//!    `Cargo.lock`, bases and toolchain) attached as OCI 1.1 referrers in the layout. With a
+//!    key, [`sign`] signs the image and attests those referrers the way cosign does, in the
+//!    layout and, when pushing, in the registry.
 //!
 //! Progress leaves the library as [`build::Event`]s; the library never prints. The
 //! `cargo-image` binary (`cli`, not part of the library's API) turns events into cargo-style
@@ -56,6 +58,7 @@
 //!   <- cargo              cargo builds and metadata                  (types)
 //!   <- sbom               CycloneDX SBOMs, artifact manifests        (cargo, oci)
 //!   <- provenance         SLSA v1 provenance statements              (oci)
+//!   <- sign               cosign signatures and attestations         (oci, registry)
 //!   <- spec               the front end: raw -> validate -> model    (cargo, types)
 //!   <- layer              layer trees and blobs                      (spec, tarball, types)
 //!   <- rootfs             stage filesystems                          (layer, oci, spec, tarball)
@@ -90,6 +93,7 @@ pub mod provenance;
 pub mod registry;
 pub mod rootfs;
 pub mod sbom;
+pub mod sign;
 pub mod spec;
 pub mod store;
 pub mod tarball;

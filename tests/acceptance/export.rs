@@ -101,7 +101,9 @@ fn the_multi_stage_example_exports_exactly_its_merged_files_and_imports_back() {
     assert_eq!(snapshot(&exported_dir), unpacked);
 
     // Imported back as one layer: the same files.
-    let p = Project::new("name = \"again\"\n[[layer]]\nname = \"all\"\n[[layer.add]]\ntar = \"rootfs.tar\"\n");
+    let p = Project::new(
+        "name = \"again\"\n[[layer]]\nname = \"all\"\n[[layer.add]]\ntar = \"rootfs.tar\"\n",
+    );
     std::fs::copy(&tar, p.dir.join("rootfs.tar")).unwrap();
     p.builds();
     let bundle2 = p.root().join("bundle");
@@ -124,8 +126,14 @@ fn a_pushed_image_exports_from_the_registry_as_from_the_layout() {
     let local = p.root().join("local.tar");
     export(&p.dir, &["out", "-o", local.to_str().unwrap()]);
     let remote = p.root().join("remote.tar");
-    export(&p.dir, &[&format!("{repo}:latest"), "-o", remote.to_str().unwrap()]);
-    assert_eq!(std::fs::read(&local).unwrap(), std::fs::read(&remote).unwrap());
+    export(
+        &p.dir,
+        &[&format!("{repo}:latest"), "-o", remote.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read(&local).unwrap(),
+        std::fs::read(&remote).unwrap()
+    );
     // Every entry is dated the image's `created` time.
     let verbose = tar_list_verbose(&remote);
     assert!(verbose.contains("2023-11-14 22:13:20"), "{verbose}");

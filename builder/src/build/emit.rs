@@ -110,7 +110,21 @@ pub(super) fn emit(
     let mut entries = oci::index_entries(&tagged, entry_platform.as_ref(), &cx.tags);
     // The SBOMs and provenance statements, after the image's entries and without a tag
     // (`build/sbom.rs`, `build/provenance.rs`).
+    let referrer_entries = referrers.clone();
     entries.extend(referrers);
+    if let Some(signer) = &opts.sign {
+        entries = sign_image(
+            spec,
+            opts,
+            signer,
+            &writer,
+            &manifest_digest,
+            plan.as_index,
+            &referrer_entries,
+            entries,
+            on_event,
+        )?;
+    }
     let layout = writer.finish(entries)?;
     let path = match cx.format {
         OutputFormat::Oci => layout,
@@ -210,6 +224,61 @@ fn link_out(
         .map_err(|e| store_err(store_root, e))
 }
 
+/// Signs the image `digest` being written (cosign's simple signing, and its referrers as
+/// attestations; see [`crate::sign`]): the layout's `index.json` entries with the signature and
+/// attestation images, whose blobs go into the layout.
+#[allow(clippy::too_many_arguments)]
+fn sign_image(
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+    signer: &crate::sign::Signer,
+    writer: &LayoutWriter,
+    digest: &str,
+    is_index: bool,
+    referrers: &[oci_spec::image::Descriptor],
+    entries: Vec<oci_spec::image::Descriptor>,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<Vec<oci_spec::image::Descriptor>, Error> {
+    let sign_err = |e| Error::Sign(Box::new(e));
+    let identity = signing_identity(spec, opts);
+    let attachments =
+        crate::sign::layout::attachments_in(&writer.blobs_dir(), referrers).map_err(sign_err)?;
+    let signatures = signer
+        .sign_image(&identity, digest, &attachments)
+        .map_err(sign_err)?;
+    let mut write = |bytes: &[u8]| -> Result<(), crate::sign::Error> {
+        writer.write_blob(bytes)?;
+        Ok(())
+    };
+    let entries = crate::sign::layout::signed_entries(entries, &signatures, is_index, &mut write)
+        .map_err(sign_err)?;
+    on_event(Event::Signed {
+        digest: digest.to_string(),
+        identity,
+        key: signer.path().to_path_buf(),
+        attestations: signatures
+            .attestations
+            .iter()
+            .map(|a| a.layer.annotations["predicateType"].clone())
+            .collect(),
+    });
+    Ok(entries)
+}
+
+/// The repository a build's signature names: where it is pushed, else the spec's `name`
+/// (normalised as a registry reference when it is one).
+fn signing_identity(spec: &ImageSpec, opts: &BuildOptions) -> String {
+    let name = opts
+        .push
+        .as_ref()
+        .and_then(|p| p.repository.clone())
+        .unwrap_or_else(|| spec.name.clone());
+    match crate::registry::Reference::parse(&name) {
+        Ok(reference) => reference.name(),
+        Err(_) => name,
+    }
+}
+
 /// The layout directory of a finished build: the output, or the layout an archive was made of.
 fn layout_dir_of(output: &Path, archive_scratch: Option<&oci::TempDirBeside>) -> PathBuf {
     match archive_scratch {
@@ -284,6 +353,15 @@ fn push_image(
         mounted_blobs: report.mounted_blobs,
         referrers: report.referrers,
     });
+    if opts.sign.is_some() {
+        // The signatures written into the layout go where cosign looks in a registry.
+        let pushed = crate::sign::push_layout_signatures(&client, &target, layout, &report.digest)
+            .map_err(|e| Error::Sign(Box::new(e)))?;
+        on_event(Event::SignaturesPushed {
+            repository: pushed.repository,
+            tags: pushed.tags,
+        });
+    }
     Ok(reference)
 }
 

@@ -68,6 +68,20 @@ pub enum Event {
         /// The referrers (each image's SBOM, ...) pushed with it.
         referrers: usize,
     },
+    /// The image `digest` was signed with the key file `key` as repository `identity`, and its
+    /// referrers attested (their predicate types), in the layout.
+    Signed {
+        digest: String,
+        identity: String,
+        key: PathBuf,
+        attestations: Vec<String>,
+    },
+    /// The layout's signatures are in the registry: `tags` (`sha256-<hex>.sig`, `.att`) of
+    /// `repository`.
+    SignaturesPushed {
+        repository: String,
+        tags: Vec<String>,
+    },
     /// The image for `platform` was loaded into `engine` (`podman`, `docker`) as `references`;
     /// `image_id` is its config digest, the id the engine shows.
     Loaded {

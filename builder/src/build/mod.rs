@@ -103,6 +103,8 @@ pub enum Error {
         #[source]
         source: Box<crate::registry::Error>,
     },
+    #[error("signing: {0}")]
+    Sign(Box<crate::sign::Error>),
     #[error("pushing image {reference}: {source}")]
     Push {
         reference: String,
@@ -247,6 +249,9 @@ pub struct BuildOptions {
     pub registry: crate::registry::RegistryOptions,
     /// Push the image after building it.
     pub push: Option<PushOptions>,
+    /// Sign the image (and attest its SBOM and provenance) with this key, in the layout and,
+    /// when pushing, in the registry (`--sign-key`).
+    pub sign: Option<crate::sign::Signer>,
     /// Load the image for the host's platform into a local container engine after building it.
     pub load: Option<LoadEngine>,
     /// Build this stage as the image instead of the spec's image stage.

@@ -49,6 +49,11 @@ pub struct BuildArgs {
     /// Push to this repository (`registry/name`) instead of the spec's `name`; implies --push.
     #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
     push_to: Option<String>,
+    /// Sign the image with this key the way cosign does (cosign's encrypted `cosign.key`,
+    /// password in COSIGN_PASSWORD, or a PKCS#8 PEM key), and attest its SBOM and provenance:
+    /// in the layout, and in the registry (`sha256-<hex>.sig` / `.att` tags) when pushing.
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
     /// Load the image for this machine's platform into podman or docker (`ENGINE load`), to run
     /// it with `podman run` / `docker run`; --load alone takes podman if installed, else docker.
     #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto", require_equals = true)]
@@ -135,23 +140,8 @@ pub struct CommonArgs {
     /// Passed to cargo, and where outputs and the store go by default (`DIR/image/...`).
     #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,
-    /// Registry credentials as USER:PASSWORD (else CARGO_IMAGE_REGISTRY_USER and
-    /// CARGO_IMAGE_REGISTRY_PASSWORD, docker's config.json and credential helpers, podman's
-    /// auth.json). Never printed.
-    #[arg(
-        long,
-        value_name = "USER:PASSWORD",
-        env = "CARGO_IMAGE_CREDS",
-        hide_env_values = true
-    )]
-    pub creds: Option<String>,
-    /// A registry host[:port] that may be reached over plain HTTP (loopback hosts always may).
-    /// Repeatable.
-    #[arg(long, value_name = "HOST")]
-    pub insecure_registry: Vec<String>,
-    /// A PEM file of CA certificates to trust for registries, besides the system roots.
-    #[arg(long, value_name = "FILE")]
-    pub registry_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Build for these platforms (`os/arch[/variant]`, comma separated or repeated) instead of
     /// the spec's `platforms`; several give one image index with a manifest per platform.
     #[arg(long, value_name = "PLATFORM")]
@@ -220,8 +210,9 @@ impl CommonArgs {
                     target_dir: self.target_dir.clone(),
                 },
             },
-            registry: self.registry()?,
+            registry: self.registry.options()?,
             push: None,
+            sign: None,
             load: None,
             target: self.stage(),
             platforms: self.platforms()?,
@@ -250,8 +241,33 @@ impl CommonArgs {
             })
             .collect()
     }
+}
 
-    fn registry(&self) -> Result<RegistryOptions, Failure> {
+/// How registries are reached: shared by the commands that talk to one.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Registry credentials as USER:PASSWORD (else CARGO_IMAGE_REGISTRY_USER and
+    /// CARGO_IMAGE_REGISTRY_PASSWORD, docker's config.json and credential helpers, podman's
+    /// auth.json). Never printed.
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "CARGO_IMAGE_CREDS",
+        hide_env_values = true
+    )]
+    pub creds: Option<String>,
+    /// A registry host[:port] that may be reached over plain HTTP (loopback hosts always may).
+    /// Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// A PEM file of CA certificates to trust for registries, besides the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// The registry options these arguments give.
+    pub fn options(&self) -> Result<RegistryOptions, Failure> {
         // A bad --registry-ca fails every command, not only those that reach a registry.
         if let Some(path) = &self.registry_ca {
             read_ca_file(path).map_err(Failure::usage)?;
@@ -444,6 +460,9 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         opts.push = Some(PushOptions {
             repository: args.push_to,
         });
+    }
+    if let Some(key) = &args.sign_key {
+        opts.sign = Some(super::sign::signer(key)?);
     }
     opts.output_format = match args.output_format {
         FormatArg::Oci => OutputFormat::Oci,

@@ -129,8 +129,9 @@ fn resolve(
 pub fn run(args: ExportArgs) -> Result<(), Failure> {
     let chosen = args.platform.is_some();
     let platform = match &args.platform {
-        Some(p) => Platform::parse(p)
-            .map_err(|e| Failure::usage(anyhow!("invalid --platform: {e}")))?,
+        Some(p) => {
+            Platform::parse(p).map_err(|e| Failure::usage(anyhow!("invalid --platform: {e}")))?
+        }
         None => Platform::host(),
     };
     let scratch = tempfile::Builder::new()
@@ -152,8 +153,7 @@ pub fn run(args: ExportArgs) -> Result<(), Failure> {
             resolve(&layout, tag.as_deref(), &platform, chosen)?
         }
         Source::Registry(reference) => {
-            let client =
-                RegistryClient::new(args.registry.options()?).map_err(Failure::build)?;
+            let client = RegistryClient::new(args.registry.options()?).map_err(Failure::build)?;
             let store = Store::open(&scratch.path().join("store")).map_err(Failure::build)?;
             let pulled = client
                 .pull(&reference, &platform, &store, PullPolicy::Always)
@@ -166,14 +166,10 @@ pub fn run(args: ExportArgs) -> Result<(), Failure> {
     let out = &args.output;
     let to_dir = out.as_os_str().to_string_lossy().ends_with('/')
         || out.is_dir()
-        || !(out.as_os_str() == "-"
-            || out
-                .extension()
-                .is_some_and(|e| e == "tar" || e == "TAR"));
+        || !(out.as_os_str() == "-" || out.extension().is_some_and(|e| e == "tar" || e == "TAR"));
     let report = if out.as_os_str() == "-" {
-        let mut stdout = std::io::stdout().lock();
-        let report =
-            rootfs::export_tar(&image, &layers, &mut stdout).map_err(Failure::build)?;
+        let mut stdout = std::io::BufWriter::new(std::io::stdout());
+        let report = rootfs::export_tar(&image, &layers, &mut stdout).map_err(Failure::build)?;
         stdout.flush().map_err(Failure::build)?;
         report
     } else if to_dir {

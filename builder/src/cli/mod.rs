@@ -2,12 +2,14 @@
 
 mod build;
 mod cache;
+mod export;
 mod inspect;
 mod output;
 mod plan;
 mod reporter;
 mod sbom;
 mod schema;
+mod sign;
 mod update;
 
 use std::ffi::OsString;
@@ -32,7 +34,8 @@ pub const EXIT_USAGE: u8 = 2;
         digests, bit for bit, on any machine.",
     after_help = "Examples:\n  cargo image build                       build ./image.toml into target/image/<name>\n  \
         cargo image build --spec examples/hello/image.toml\n  \
-        cargo image inspect target/image/hello  show what a built image holds"
+        cargo image inspect target/image/hello  show what a built image holds\n  \
+        cargo image sign --key cosign.key target/image/hello   sign it as cosign does"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,6 +51,10 @@ enum Command {
     Plan(plan::PlanArgs),
     Inspect(inspect::InspectArgs),
     Sbom(sbom::SbomArgs),
+    Export(export::ExportArgs),
+    Sign(sign::SignArgs),
+    Verify(sign::VerifyArgs),
+    GenerateKeyPair(sign::GenerateKeyPairArgs),
     Cache(cache::CacheArgs),
     Schema(schema::SchemaArgs),
     Update(update::UpdateArgs),
@@ -61,6 +68,10 @@ impl Command {
             Command::Plan(args) => args.json(),
             Command::Inspect(_)
             | Command::Sbom(_)
+            | Command::Export(_)
+            | Command::Sign(_)
+            | Command::Verify(_)
+            | Command::GenerateKeyPair(_)
             | Command::Cache(_)
             | Command::Schema(_)
             | Command::Update(_) => false,
@@ -88,6 +99,10 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Sbom(args) => sbom::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Sign(args) => sign::run_sign(args),
+        Command::Verify(args) => sign::run_verify(args),
+        Command::GenerateKeyPair(args) => sign::run_generate(args),
         Command::Schema(args) => schema::run(args),
         Command::Update(args) => update::run(args),
     };

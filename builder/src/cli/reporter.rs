@@ -195,6 +195,27 @@ impl Reporter {
                     }
                 ),
             ),
+            Event::Signed {
+                digest,
+                identity,
+                key,
+                attestations,
+            } => self.status(
+                "Signed",
+                &format!(
+                    "{identity}@{digest} with {}{}",
+                    key.display(),
+                    if attestations.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (attested: {})", attestations.join(", "))
+                    }
+                ),
+            ),
+            Event::SignaturesPushed { repository, tags } => self.status(
+                "Pushed",
+                &format!("signatures to {repository} [{}]", tags.join(", ")),
+            ),
             Event::Loaded {
                 engine,
                 platform,

@@ -89,8 +89,9 @@ pub fn inspect(layout: &Path, tag: Option<&str>) -> Result<Vec<Inspection>, Erro
     // Group index entries by digest, in index order.
     let mut groups: Vec<(&Descriptor, Vec<String>)> = Vec::new();
     for entry in layout.index().manifests() {
-        // Artifacts are listed with the images they refer to.
-        if entry.artifact_type().is_some() {
+        // Artifacts are listed with the images they refer to; cosign's signature images are
+        // not images of the layout.
+        if entry.artifact_type().is_some() || super::is_cosign_signatures(entry) {
             continue;
         }
         let digest = entry.digest().to_string();

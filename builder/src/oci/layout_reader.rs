@@ -171,10 +171,11 @@ impl Layout {
     pub fn find(&self, tag: Option<&str>) -> Result<&Descriptor, Error> {
         let manifests = self.index.manifests();
         let Some(tag) = tag else {
-            // Artifacts attached to an image (an SBOM) are not images.
+            // Artifacts attached to an image (an SBOM) are not images, nor are cosign's
+            // signature and attestation images.
             let images: Vec<&Descriptor> = manifests
                 .iter()
-                .filter(|d| d.artifact_type().is_none())
+                .filter(|d| d.artifact_type().is_none() && !is_cosign_signatures(d))
                 .collect();
             let digests: BTreeSet<&str> = images.iter().map(|d| d.digest().as_ref()).collect();
             return match digests.len() {
@@ -352,4 +353,29 @@ fn parse_json<T: DeserializeOwned>(
         what,
         source,
     })
+}
+
+/// The `index.json` annotation cosign's layouts (`cosign save`) mark their entries with.
+pub const COSIGN_KIND: &str = "kind";
+/// [`COSIGN_KIND`] of the signed image, when it is an image manifest.
+pub const COSIGN_IMAGE: &str = "dev.cosignproject.cosign/image";
+/// [`COSIGN_KIND`] of the signed image, when it is an image index.
+pub const COSIGN_IMAGE_INDEX: &str = "dev.cosignproject.cosign/imageIndex";
+/// [`COSIGN_KIND`] of the image holding the signatures.
+pub const COSIGN_SIGS: &str = "dev.cosignproject.cosign/sigs";
+/// [`COSIGN_KIND`] of the image holding the attestations.
+pub const COSIGN_ATTS: &str = "dev.cosignproject.cosign/atts";
+
+/// The [`COSIGN_KIND`] annotation of an `index.json` entry.
+pub fn cosign_kind(entry: &Descriptor) -> Option<&str> {
+    entry
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(COSIGN_KIND))
+        .map(String::as_str)
+}
+
+/// Whether an `index.json` entry holds cosign signatures or attestations (not an image).
+pub fn is_cosign_signatures(entry: &Descriptor) -> bool {
+    matches!(cosign_kind(entry), Some(COSIGN_SIGS | COSIGN_ATTS))
 }

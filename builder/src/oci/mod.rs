@@ -85,11 +85,14 @@ pub use docker_archive::{open_docker_archive, write_docker_archive, write_docker
 pub use inspect::{inspect, BlobInfo, Inspection, LayerInfo};
 pub use layer_check::{check_layer, read_layer, LayerFacts};
 pub use layout::{LayoutWriter, OCI_LAYOUT_FILE};
-pub use layout_reader::{Layout, ManifestKind};
+pub use layout_reader::{
+    cosign_kind, is_cosign_signatures, Layout, ManifestKind, COSIGN_ATTS, COSIGN_IMAGE,
+    COSIGN_IMAGE_INDEX, COSIGN_KIND, COSIGN_SIGS,
+};
 pub use model::{
-    descriptor, history_created_by, image_config, image_index, image_manifest, index_entries,
-    layer_compression, layer_descriptor, platform_index, ref_name, rfc3339, epoch_of_rfc3339, Digest, Platform,
-    DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
+    descriptor, epoch_of_rfc3339, history_created_by, image_config, image_index, image_manifest,
+    index_entries, layer_compression, layer_descriptor, platform_index, ref_name, rfc3339, Digest,
+    Platform, DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, SCHEMA_VERSION,
 };
 pub use referrers::{sbom, Referrer, CYCLONEDX};

@@ -312,7 +312,9 @@ pub fn epoch_of_rfc3339(time: &str) -> Option<u64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let s = time.get(r)?;
-        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -382,7 +384,13 @@ mod tests {
             epoch_of_rfc3339("2023-11-15T00:13:20+02:00"),
             Some(1_700_000_000)
         );
-        for bad in ["", "2023-11-14", "2023-11-14T22:13:20", "1969-12-31T23:59:59Z", "x023-11-14T22:13:20Z"] {
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "1969-12-31T23:59:59Z",
+            "x023-11-14T22:13:20Z",
+        ] {
             assert_eq!(epoch_of_rfc3339(bad), None, "{bad}");
         }
     }

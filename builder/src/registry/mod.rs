@@ -75,7 +75,10 @@ pub use crate::types::PullPolicy;
 pub use auth::{
     AuthError, CredentialLookup, CredentialSource, Credentials, Secret, ENV_PASSWORD, ENV_USER,
 };
-pub use client::{PullReport, PushEvent, PushReport, RegistryClient, RegistryOptions, RetryPolicy};
+pub use client::{
+    FetchedManifest, PullReport, PushEvent, PushReport, RegistryClient, RegistryOptions,
+    RetryPolicy,
+};
 pub use reference::{
     InvalidReference, Reference, DEFAULT_REGISTRY, DEFAULT_TAG, DOCKER_HUB_API_HOST,
 };

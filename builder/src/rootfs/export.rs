@@ -14,7 +14,7 @@
 //! destination and renamed into place; a directory is unpacked into a temporary directory
 //! beside it and renamed, and an existing destination is refused rather than merged into.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -185,8 +185,11 @@ pub fn export_dir(image: &ResolvedImage, scratch: &Path, dest: &Path) -> Result<
     archive.set_overwrite(false);
     archive.unpack(temp.path()).map_err(write_err)?;
     // The temporary directory is 0700; the root of the image's filesystem is 0755.
-    fs::set_permissions(temp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(write_err)?;
+    fs::set_permissions(
+        temp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(write_err)?;
     let kept = temp.keep();
     fs::rename(&kept, dest).map_err(|source| {
         let _ = fs::remove_dir_all(&kept);
@@ -203,4 +206,3 @@ fn is_root() -> bool {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
-

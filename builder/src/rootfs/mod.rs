@@ -76,8 +76,8 @@ mod stage_fs;
 #[cfg(all(test, unix))]
 mod tests;
 
-pub use stage_fs::{StageFs, BASE_FS};
 pub use export::{export_dir, export_tar, export_tar_file, Error as ExportError, Exported};
+pub use stage_fs::{StageFs, BASE_FS};
 
 /// Most symlinks one resolution follows (as Linux's `MAXSYMLINKS`).
 pub const MAX_SYMLINKS: usize = 40;

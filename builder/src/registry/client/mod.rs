@@ -18,6 +18,7 @@
 //! It relies on oci-client for the distribution protocol, on `tls` for the TLS
 //! configuration, on `auth` for credentials and on `reference` for the names of images.
 
+mod documents;
 mod errors;
 mod pull;
 mod push;
@@ -25,6 +26,7 @@ mod referrers;
 mod retry;
 mod stored;
 
+pub use documents::FetchedManifest;
 pub use pull::PullReport;
 pub use push::{PushEvent, PushReport};
 pub use retry::RetryPolicy;

@@ -32,7 +32,7 @@ use crate::registry::{Error, PullPolicy, Reference};
 use crate::store::{BlobRef, NodeResult, Store};
 
 /// The manifest media types we ask registries for.
-const ACCEPTED_MANIFESTS: &[&str] = &[
+pub(super) const ACCEPTED_MANIFESTS: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
     DOCKER_MANIFEST,
@@ -349,7 +349,7 @@ fn store_bytes(store: &Store, reference: &Reference, bytes: &[u8]) -> Result<Dig
 }
 
 /// The media type of a manifest document: its `mediaType`, else guessed from its shape.
-fn media_type_of(bytes: &[u8]) -> Result<String, String> {
+pub(super) fn media_type_of(bytes: &[u8]) -> Result<String, String> {
     let doc: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("it is not JSON: {e}"))?;
     if let Some(version) = doc.get("schemaVersion").and_then(|v| v.as_i64()) {

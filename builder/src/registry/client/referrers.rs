@@ -11,7 +11,7 @@
 //! nothing. Otherwise the fallback index is fetched, merged (other clients' entries kept, no
 //! duplicates, sorted by digest so the same set gives the same bytes) and pushed under the tag.
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use super::documents::not_found;
 use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
 use serde_json::{Map, Value};
 
@@ -135,21 +135,6 @@ impl RegistryClient {
             Value::Null => Ok(Vec::new()),
             _ => Err(wrong("its `manifests` is not a list".into())),
         }
-    }
-}
-
-/// Whether a failed manifest fetch means "no such tag".
-fn not_found(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NotFound
-            )
-        }),
-        _ => false,
     }
 }
 
