@@ -10,6 +10,7 @@ mod cli;
 mod dynamic;
 mod events;
 mod examples;
+mod export;
 mod ignore;
 mod load;
 mod lock;

@@ -2,6 +2,7 @@
 
 mod build;
 mod cache;
+mod export;
 mod inspect;
 mod output;
 mod plan;
@@ -50,6 +51,7 @@ enum Command {
     Plan(plan::PlanArgs),
     Inspect(inspect::InspectArgs),
     Sbom(sbom::SbomArgs),
+    Export(export::ExportArgs),
     Sign(sign::SignArgs),
     Verify(sign::VerifyArgs),
     GenerateKeyPair(sign::GenerateKeyPairArgs),
@@ -66,6 +68,7 @@ impl Command {
             Command::Plan(args) => args.json(),
             Command::Inspect(_)
             | Command::Sbom(_)
+            | Command::Export(_)
             | Command::Sign(_)
             | Command::Verify(_)
             | Command::GenerateKeyPair(_)
@@ -96,6 +99,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Sbom(args) => sbom::run(args),
+        Command::Export(args) => export::run(args),
         Command::Sign(args) => sign::run_sign(args),
         Command::Verify(args) => sign::run_verify(args),
         Command::GenerateKeyPair(args) => sign::run_generate(args),

@@ -90,9 +90,9 @@ pub use layout_reader::{
     COSIGN_IMAGE_INDEX, COSIGN_KIND, COSIGN_SIGS,
 };
 pub use model::{
-    descriptor, history_created_by, image_config, image_index, image_manifest, index_entries,
-    layer_compression, layer_descriptor, platform_index, ref_name, rfc3339, Digest, Platform,
-    DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
+    descriptor, epoch_of_rfc3339, history_created_by, image_config, image_index, image_manifest,
+    index_entries, layer_compression, layer_descriptor, platform_index, ref_name, rfc3339, Digest,
+    Platform, DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, SCHEMA_VERSION,
 };
 pub use referrers::{sbom, Referrer, CYCLONEDX};

@@ -302,6 +302,53 @@ pub fn rfc3339(epoch: u64) -> String {
     )
 }
 
+/// The seconds since the epoch of an RFC 3339 time (`2024-05-01T12:00:00Z`, fractional
+/// seconds dropped, a `+HH:MM`/`-HH:MM` offset applied); `None` when it is not one or is
+/// before 1970.
+pub fn epoch_of_rfc3339(time: &str) -> Option<u64> {
+    let b = time.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = time.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let mut rest = &time[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        rest = frac.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            sign * (num(20..22)? * 3600 + num(23..25)? * 60)
+        }
+        _ => return None,
+    };
+    // Howard Hinnant's `days_from_civil`.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    u64::try_from(secs).ok()
+}
+
 /// Proleptic Gregorian (year, month, day) of the day `days` after 1970-01-01
 /// (Howard Hinnant's `civil_from_days`, for non-negative day counts).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -323,6 +370,30 @@ mod tests {
     use super::*;
     use crate::oci::to_canonical_json;
     use oci_spec::image::ConfigBuilder;
+
+    #[test]
+    fn rfc3339_times_read_back() {
+        for epoch in [0, 1, 951_782_400, 1_700_000_000, 4_102_444_800] {
+            assert_eq!(epoch_of_rfc3339(&rfc3339(epoch)), Some(epoch));
+        }
+        assert_eq!(
+            epoch_of_rfc3339("2023-11-14T22:13:20.123456789Z"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            epoch_of_rfc3339("2023-11-15T00:13:20+02:00"),
+            Some(1_700_000_000)
+        );
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "1969-12-31T23:59:59Z",
+            "x023-11-14T22:13:20Z",
+        ] {
+            assert_eq!(epoch_of_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn platform_index_is_canonical_with_platforms_and_annotations() {

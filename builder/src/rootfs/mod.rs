@@ -69,12 +69,14 @@ use crate::layer::{
 use crate::spec::Owner;
 use crate::tarball::normalise_member;
 
+mod export;
 mod layers;
 
 mod stage_fs;
 #[cfg(all(test, unix))]
 mod tests;
 
+pub use export::{export_dir, export_tar, export_tar_file, Error as ExportError, Exported};
 pub use stage_fs::{StageFs, BASE_FS};
 
 /// Most symlinks one resolution follows (as Linux's `MAXSYMLINKS`).
