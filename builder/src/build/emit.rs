@@ -75,9 +75,7 @@ pub(super) fn emit(
             &cx.store_root,
         )?;
         link_out(store, &resolved.digest(), &writer, &cx.store_root)?;
-        if spec.sbom {
-            referrers.push(super::sbom::attach(p, resolved, opts, &writer)?);
-        }
+        referrers.extend(super::sbom::attach(p, resolved, opts, &writer)?);
         if spec.provenance {
             let attach = super::provenance::attach;
             referrers.push(attach(

@@ -1,6 +1,7 @@
-//! The SBOM emit step: for each platform's image, the CycloneDX document of [`crate::sbom`]
-//! (its crates resolved by `cargo metadata` for each cargo binary of the image) and the
-//! artifact manifest that attaches it, written into the layout being emitted. The artifact
+//! The SBOM emit step: for each platform's image, the documents of [`crate::sbom`] in each
+//! format the spec's `sbom` asks for (CycloneDX, SPDX; their crates resolved by `cargo
+//! metadata` for each cargo binary of the image, once for every format) and the artifact
+//! manifests that attach them, written into the layout being emitted. The artifact
 //! manifest is listed in `index.json` without a `ref.name`, so a tag still names only the
 //! image, and tools that look for a tag never see it.
 //!
@@ -19,18 +20,24 @@ use super::{BuildOptions, Error};
 use crate::oci::{self, LayoutWriter, ResolvedImage};
 use crate::sbom;
 use crate::spec::{self, Base, ImageSpec};
+use crate::types::SbomFormat;
 
 const BASE_NAME: &str = "org.opencontainers.image.base.name";
 const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 
-/// Writes the SBOM of `image` (platform `p`) and its artifact manifest into `writer`; returns
-/// the `index.json` entry of the artifact manifest.
+/// Writes the SBOMs of `image` (platform `p`), one per format the spec asks for, and their
+/// artifact manifests into `writer`; returns the `index.json` entries of the artifact
+/// manifests, in the spec's order of formats.
 pub(super) fn attach(
     p: &PlannedPlatform,
     image: &ResolvedImage,
     opts: &BuildOptions,
     writer: &LayoutWriter,
-) -> Result<Descriptor, Error> {
+) -> Result<Vec<Descriptor>, Error> {
+    let formats = &p.spec.sbom;
+    if formats.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut sources: Vec<_> = p
         .cargo_outputs
         .keys()
@@ -46,6 +53,7 @@ pub(super) fn attach(
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let base = base_of(image);
+    let with_sha1 = formats.contains(&SbomFormat::Spdx);
     let input = sbom::Input {
         name: p.spec.name.clone(),
         manifest_digest: image.digest(),
@@ -53,10 +61,15 @@ pub(super) fn attach(
         epoch: p.cx.epoch,
         base,
         binaries,
-        files: files(&p.spec, p.cx.target_stage(&p.spec)?)?,
+        files: files(&p.spec, p.cx.target_stage(&p.spec)?, with_sha1)?,
     };
-    let bytes = sbom::cyclonedx(&input);
-    attach_artifact(writer, sbom::CYCLONEDX_MEDIA_TYPE, &bytes, image)
+    formats
+        .iter()
+        .map(|&format| {
+            let bytes = sbom::document(format, &input);
+            attach_artifact(writer, format.media_type(), &bytes, image)
+        })
+        .collect()
 }
 
 /// Writes `bytes` (of media type `artifact_type`) and the artifact manifest that attaches it
@@ -90,8 +103,12 @@ fn base_of(image: &ResolvedImage) -> Option<(String, String)> {
 }
 
 /// The tarballs and host paths the image's own layers (the target stage and the stages it is
-/// built on) add, with the sha256 of each file, sorted.
-fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Error> {
+/// built on) add, with the sha256 of each file (and its SHA-1 when `with_sha1`), sorted.
+fn files(
+    spec: &ImageSpec,
+    target: &spec::Stage,
+    with_sha1: bool,
+) -> Result<Vec<sbom::File>, Error> {
     let mut files = Vec::new();
     let mut stage = Some(target);
     while let Some(s) = stage {
@@ -101,18 +118,20 @@ fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Erro
                 _ => continue,
             };
             let full = spec.context.join(path);
-            let sha256 = if full.is_dir() {
-                None
+            let (sha256, sha1) = if full.is_dir() {
+                (None, None)
             } else {
-                let sha256 = sha256_file(&full).map_err(|source| Error::SbomFile {
-                    path: full.clone(),
-                    source,
-                })?;
-                Some(sha256)
+                let (sha256, sha1) =
+                    file_digests(&full, with_sha1).map_err(|source| Error::SbomFile {
+                        path: full.clone(),
+                        source,
+                    })?;
+                (Some(sha256), sha1)
             };
             files.push(sbom::File {
                 path: slash_path(path),
                 sha256,
+                sha1,
             });
         }
         stage = match &s.base {
@@ -123,6 +142,29 @@ fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Erro
     files.sort();
     files.dedup();
     Ok(files)
+}
+
+/// The sha256 (hex) of the file at `path`, and its SHA-1 when `with_sha1`, in one read.
+fn file_digests(path: &Path, with_sha1: bool) -> std::io::Result<(String, Option<String>)> {
+    if !with_sha1 {
+        return Ok((sha256_file(path)?, None));
+    }
+    let mut file = std::fs::File::open(path)?;
+    let mut sha256 = Sha256::new();
+    let mut sha1 = sha1::Sha1::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha256.update(&buf[..n]);
+        sha1.update(&buf[..n]);
+    }
+    Ok((
+        hex::encode(sha256.finalize()),
+        Some(hex::encode(sha1.finalize())),
+    ))
 }
 
 /// The sha256 (hex) of the file at `path`.
