@@ -120,7 +120,10 @@ pub fn sbom(
                 format,
                 found: sboms
                     .iter()
-                    .map(|(f, _)| format!("a {f} one"))
+                    .map(|(f, _)| match f {
+                        SbomFormat::Spdx => format!("an {f} one"),
+                        _ => format!("a {f} one"),
+                    })
                     .collect::<Vec<_>>()
                     .join(" and "),
             },
