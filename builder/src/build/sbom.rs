@@ -10,16 +10,18 @@
 //! `cargo image plan` and the build report the same nodes and keys whether or not `sbom` is
 //! on. The image's bytes never change with it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, MediaType};
 use sha2::{Digest as _, Sha256};
 
 use super::planner::PlannedPlatform;
-use super::{BuildOptions, Error};
+use super::{store_err, BuildOptions, Error};
+use crate::cargo::{CargoSource, Resolved};
 use crate::oci::{self, LayoutWriter, ResolvedImage};
 use crate::sbom;
 use crate::spec::{self, Base, ImageSpec};
+use crate::store::{self, BlobsRecord, NodeResult, Store};
 use crate::types::SbomFormat;
 
 const BASE_NAME: &str = "org.opencontainers.image.base.name";
@@ -32,6 +34,7 @@ pub(super) fn attach(
     p: &PlannedPlatform,
     image: &ResolvedImage,
     opts: &BuildOptions,
+    store: &Store,
     writer: &LayoutWriter,
 ) -> Result<Vec<Descriptor>, Error> {
     let formats = &p.spec.sbom;
@@ -48,7 +51,7 @@ pub(super) fn attach(
     let binaries = sources
         .into_iter()
         .map(|source| {
-            let crates = crate::cargo::crates(&source, &p.spec.context)?;
+            let crates = crates(store, &source, &p.spec.context, &p.cx.store_root)?;
             Ok(sbom::Binary { source, crates })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -70,6 +73,88 @@ pub(super) fn attach(
             attach_artifact(writer, format.media_type(), &bytes, image)
         })
         .collect()
+}
+
+/// What the store keeps of a binary's crates: the resolution and the blake3 of each of its
+/// inputs when it was made.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptCrates {
+    inputs: Vec<(PathBuf, String)>,
+    resolved: Resolved,
+}
+
+/// The crates compiled into `source`'s binary: the resolution the store keeps for it when none
+/// of that resolution's inputs (`Cargo.lock`, the local manifests: [`Resolved::inputs`]) has
+/// changed since, else [`crate::cargo::crates`] (`cargo metadata`), which is then kept. The
+/// key is what else decides the resolution: the context (which package is the binary's) and
+/// the package, target triple and features asked for. A warm build thus reads a few small
+/// files instead of running cargo.
+fn crates(
+    store: &Store,
+    source: &CargoSource,
+    context: &Path,
+    store_root: &Path,
+) -> Result<Resolved, Error> {
+    let key = crates_key(source, context);
+    if let Some(NodeResult::Blobs(record)) =
+        store.get_key(&key).map_err(|e| store_err(store_root, e))?
+    {
+        if let Ok(kept) = serde_json::from_value::<KeptCrates>(record.data) {
+            let unchanged = kept
+                .inputs
+                .iter()
+                .all(|(path, hash)| content_hash(path).as_deref() == Some(hash.as_str()));
+            if unchanged {
+                return Ok(kept.resolved);
+            }
+        }
+    }
+    let resolved = crate::cargo::crates(source, context)?;
+    // A resolution with an input that cannot be read now is not kept.
+    let inputs: Option<Vec<(PathBuf, String)>> = resolved
+        .inputs
+        .iter()
+        .map(|path| Some((path.clone(), content_hash(path)?)))
+        .collect();
+    if let Some(inputs) = inputs {
+        let kept = KeptCrates {
+            inputs,
+            resolved: resolved.clone(),
+        };
+        let data = serde_json::to_value(&kept).expect("a resolution serialises");
+        store
+            .put_key(
+                &key,
+                &NodeResult::Blobs(BlobsRecord {
+                    blobs: vec![],
+                    data,
+                }),
+            )
+            .map_err(|e| store_err(store_root, e))?;
+    }
+    Ok(resolved)
+}
+
+/// The store key of the crates of `source`'s binary built from `context`.
+fn crates_key(source: &CargoSource, context: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cargo-image sbom crates 1\0");
+    h.update(context.as_os_str().as_encoded_bytes());
+    let fields = format!(
+        "\0{:?}\0{}\0{:?}\0{}\0{}",
+        source.package,
+        crate::cargo::rust_triple(&source.target),
+        source.features,
+        source.all_features,
+        source.no_default_features
+    );
+    h.update(fields.as_bytes());
+    h.finalize().to_hex().to_string()
+}
+
+/// The blake3 (hex) of the file at `path`; `None` when it cannot be read.
+fn content_hash(path: &Path) -> Option<String> {
+    store::hash_file(path).ok().map(hex::encode)
 }
 
 /// Writes `bytes` (of media type `artifact_type`) and the artifact manifest that attaches it

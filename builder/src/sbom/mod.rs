@@ -285,6 +285,7 @@ pub(crate) mod tests {
                 crates: cargo::Resolved {
                     crates: vec![krate("app", vec![1]), krate("dep", vec![])],
                     root: 0,
+                    inputs: vec![],
                 },
             }],
             files,
