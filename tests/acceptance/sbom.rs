@@ -616,3 +616,32 @@ fn a_workspace_default_asks_for_spdx() {
     );
     assert!(relationships(&doc).contains(&"SPDXRef-Image DESCENDANT_OF SPDXRef-Base".into()));
 }
+
+/// A warm build takes the binary's crates from the store instead of `cargo metadata`: the
+/// same SBOM bytes as a cold store gives, and a change to a path crate's manifest is seen.
+#[test]
+fn the_kept_crate_resolution_gives_the_bytes_of_a_fresh_one() {
+    let p = crates_project("");
+    let store = |name: &str| p.root().join(name);
+    let build = |store_dir: &Path| {
+        p.cli().args(["--store"]).arg_path(store_dir).run().ok();
+        the_sbom(&p.out()).0
+    };
+    let cold = build(&store("warm"));
+    assert_eq!(build(&store("warm")), cold, "kept crates, same bytes");
+    // A license changed in a path crate's manifest (Cargo.lock stays as it is).
+    p.file(
+        "crates/always/Cargo.toml",
+        "[package]\nname = \"always\"\nversion = \"0.2.0\"\nedition = \"2021\"\nlicense = \"MIT OR Apache-2.0\"\n",
+    );
+    let warm = build(&store("warm"));
+    let doc: Value = serde_json::from_slice(&warm).unwrap();
+    let always = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "always")
+        .unwrap();
+    assert_eq!(always["licenses"][0]["expression"], "MIT OR Apache-2.0");
+    assert_eq!(warm, build(&store("cold")), "as a fresh store resolves it");
+}
