@@ -5,6 +5,11 @@
 //! manifest is listed in `index.json` without a `ref.name`, so a tag still names only the
 //! image, and tools that look for a tag never see it.
 //!
+//! A binary's resolved crates are kept in the store (a key record with no blobs), keyed by
+//! what picks them besides the files (context, package, target triple, features) and checked
+//! against the blake3 of those files (`Cargo.lock`, the local manifests): a warm build reads
+//! a few small files instead of running `cargo metadata`, and writes the same bytes.
+//!
 //! It is an emit step, not a graph node: the SBOM is made of the image's manifest digest (its
 //! subject) and of facts the plan already holds, and nothing in the image depends on it, so
 //! `cargo image plan` and the build report the same nodes and keys whether or not `sbom` is
