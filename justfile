@@ -10,6 +10,8 @@ rust_targets := "x86_64-unknown-linux-musl aarch64-unknown-linux-musl x86_64-unk
 pypi_tools := "cargo-zigbuild==0.24.1 ziglang==0.17.1"
 # From PyPI: the CycloneDX JSON schema validator the SBOM tests check with (pinned likewise).
 pypi_cyclonedx := "cyclonedx-python-lib[json-validation]==11.12.0"
+# From PyPI: the SPDX validator the SPDX SBOM tests check with (`pyspdxtools -i FILE`).
+pypi_spdx := "spdx-tools==0.8.5"
 
 # List the recipes.
 default:
@@ -67,6 +69,14 @@ deps:
             echo 'sys.exit(1 if error else 0)'
         } > "$bin/cyclonedx-validate"
         chmod +x "$bin/cyclonedx-validate"
+    fi
+    # `pyspdxtools -i FILE` (the SPDX SBOM tests): spdx-tools' parser and SPDX 2.3 validator,
+    # in a venv of its own, linked into cargo's bin directory.
+    if ! "$bin/pyspdxtools" --help >/dev/null 2>&1; then
+        venv="${XDG_DATA_HOME:-$HOME/.local/share}/cargo-image/spdx-venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q '{{pypi_spdx}}'
+        ln -sf "$venv/bin/pyspdxtools" "$bin/pyspdxtools"
     fi
 
 # Run every test: unit, schema, acceptance with real tools (installs the peers first).

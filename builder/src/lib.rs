@@ -34,8 +34,8 @@
 //! 5. **Emit**: the image model of [`oci`] (config, manifest, index, canonical JSON) written as
 //!    an OCI layout (built beside the output, swapped into place on success, blobs hard-linked
 //!    out of the store), an OCI or Docker archive, or pushed by [`registry`]. Each platform's
-//!    image gets its [`sbom`] (a CycloneDX document of the crates in its cargo binaries, its
-//!    base and its files) and its [`provenance`] (a SLSA v1 statement of the spec, commit,
+//!    image gets its [`sbom`] (a CycloneDX or SPDX document of the crates in its cargo binaries,
+//!    its base and its files) and its [`provenance`] (a SLSA v1 statement of the spec, commit,
 //!    `Cargo.lock`, bases and toolchain) attached as OCI 1.1 referrers in the layout. With a
 //!    key, [`sign`] signs the image and attests those referrers the way cosign does, in the
 //!    layout and, when pushing, in the registry.
@@ -50,13 +50,14 @@
 //!
 //! ```text
 //! types, tarball          leaves: value types (references and their grammar, digests,
-//!                         platforms, pull policy, compression) and the tar toolkit
+//!                         platforms, pull policy, compression, SBOM formats) and the tar
+//!                         toolkit
 //!   <- lock               image.lock: the pinned registry bases      (types)
 //!   <- oci                image model, layouts, archives             (types, tarball)
 //!   <- store              blobs, node keys, stat index, locks        (oci, types)
 //!   <- registry           pull and push                              (oci, store, types)
 //!   <- cargo              cargo builds and metadata                  (types)
-//!   <- sbom               CycloneDX SBOMs, artifact manifests        (cargo, oci)
+//!   <- sbom               CycloneDX/SPDX SBOMs, artifact manifests   (cargo, oci, types)
 //!   <- provenance         SLSA v1 provenance statements              (oci)
 //!   <- sign               cosign signatures and attestations         (oci, registry)
 //!   <- spec               the front end: raw -> validate -> model    (cargo, types)

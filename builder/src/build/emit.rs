@@ -53,6 +53,7 @@ pub(super) fn emit(
     outputs: Vec<Output>,
     store: &Store,
     destination: Destination,
+    toolchain: &super::provenance::Toolchain,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
     let Destination {
@@ -62,7 +63,6 @@ pub(super) fn emit(
     let results: Vec<&Output> = plan.platforms.iter().map(|p| &outputs[p.image]).collect();
     let mut children = Vec::new();
     let mut referrers = Vec::new();
-    let toolchain = super::provenance::Toolchain::default();
     for (image, p) in results.iter().zip(&plan.platforms) {
         let resolved = image.image();
         for desc in resolved.layers() {
@@ -75,13 +75,11 @@ pub(super) fn emit(
             &cx.store_root,
         )?;
         link_out(store, &resolved.digest(), &writer, &cx.store_root)?;
-        if spec.sbom {
-            referrers.push(super::sbom::attach(p, resolved, opts, &writer)?);
-        }
+        referrers.extend(super::sbom::attach(p, resolved, opts, store, &writer)?);
         if spec.provenance {
             let attach = super::provenance::attach;
             referrers.push(attach(
-                p, plan, &outputs, resolved, opts, &toolchain, &writer,
+                p, plan, &outputs, resolved, opts, toolchain, &writer,
             )?);
         }
         let mut child = resolved.descriptor.clone();

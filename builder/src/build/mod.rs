@@ -448,6 +448,8 @@ pub fn build_spec(
         .map_err(|e| store_err(&cx.store_root, e))?;
 
     let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
+    // The provenance statement's `rustc -vV`, asked while the plan and cargo run.
+    let toolchain = provenance::Toolchain::start(spec);
     let pins = pins::Pins::open(spec, opts)?;
     let mut plan = planner::plan(
         &cx,
@@ -476,6 +478,7 @@ pub fn build_spec(
         outputs,
         &store,
         destination,
+        &toolchain,
         on_event,
     )
 }

@@ -6,12 +6,15 @@
 //! Like the SBOM it is an emit step, not a graph node: nothing in the image depends on it, so
 //! the plan and the image's bytes are the same with `provenance = false`. The facts come from
 //! what the build already knows: the git commit and repository from the image's annotations
-//! (one `git` lookup per build, made by the options), the bases from the graph's fetched bases. `rustc -vV` runs once per build, and only for an image with cargo binaries.
+//! (one `git` lookup per build, made by the options), the bases from the graph's fetched
+//! bases. `rustc -vV` runs once per build, and only for an image with cargo binaries, on a
+//! thread started before planning ([`Toolchain`]), so a warm build does not wait for it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use oci_spec::image::Descriptor;
 
@@ -23,31 +26,74 @@ use super::{BuildOptions, Error};
 use crate::oci::{LayoutWriter, ResolvedImage};
 use crate::plan::NodeKind;
 use crate::provenance::{self, CargoArgs};
+use crate::spec::{ImageSpec, Source};
 
-/// `rustc -vV` of the toolchain cargo builds with, asked once per build.
+/// `rustc -vV` of the toolchain cargo builds with, asked once per build. The build starts it
+/// ([`Toolchain::start`]) before planning, on a thread of its own, so that it runs while the
+/// plan and cargo's own build do: through the rustup proxy it takes longer than the rest of
+/// the provenance statement, and would otherwise add that time to every warm build.
 #[derive(Default)]
-pub(super) struct Toolchain(OnceLock<Option<String>>);
+pub(super) struct Toolchain {
+    started: Mutex<Option<JoinHandle<Option<String>>>>,
+    version: OnceLock<Option<String>>,
+}
 
 impl Toolchain {
+    /// Starts asking `rustc -vV` in `dir` (the spec's context, where cargo runs) when the
+    /// spec asks for provenance and builds cargo binaries; otherwise nothing runs until
+    /// [`version`](Self::version) is called.
+    pub(super) fn start(spec: &ImageSpec) -> Self {
+        let builds_cargo = spec.all_stages().any(|s| {
+            s.layers
+                .iter()
+                .flat_map(|l| &l.entries)
+                .any(|e| matches!(e.source, Source::Cargo(_)))
+        });
+        let toolchain = Toolchain::default();
+        if spec.provenance && builds_cargo {
+            let dir = spec.context.clone();
+            let handle = std::thread::Builder::new()
+                .name("rustc -vV".into())
+                .spawn(move || rustc_version(&dir))
+                .ok();
+            *toolchain.started.lock().unwrap_or_else(|e| e.into_inner()) = handle;
+        }
+        toolchain
+    }
+
     /// `$RUSTC -vV` (or `rustc -vV`) run in `dir`, where cargo runs (so a `rust-toolchain.toml`
-    /// there picks the same toolchain); `None` when it cannot be run.
+    /// there picks the same toolchain): the answer of the run [`start`](Self::start) began,
+    /// else of a run now; `None` when it cannot be run.
     fn version(&self, dir: &Path) -> Option<String> {
-        self.0
+        self.version
             .get_or_init(|| {
-                let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-                let out = Command::new(rustc)
-                    .arg("-vV")
-                    .current_dir(dir)
-                    .stdin(Stdio::null())
-                    .stderr(Stdio::null())
-                    .output()
-                    .ok()?;
-                out.status
-                    .success()
-                    .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+                let started = self
+                    .started
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                match started {
+                    Some(handle) => handle.join().ok().flatten(),
+                    None => rustc_version(dir),
+                }
             })
             .clone()
     }
+}
+
+/// `$RUSTC -vV` (or `rustc -vV`) run in `dir`; `None` when it cannot be run or fails.
+fn rustc_version(dir: &Path) -> Option<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(rustc)
+        .arg("-vV")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Writes the provenance statement of `image` (platform `p` of `plan`, whose nodes' results are

@@ -1,36 +1,51 @@
-//! The SBOM emit step: for each platform's image, the CycloneDX document of [`crate::sbom`]
-//! (its crates resolved by `cargo metadata` for each cargo binary of the image) and the
-//! artifact manifest that attaches it, written into the layout being emitted. The artifact
+//! The SBOM emit step: for each platform's image, the documents of [`crate::sbom`] in each
+//! format the spec's `sbom` asks for (CycloneDX, SPDX; their crates resolved by `cargo
+//! metadata` for each cargo binary of the image, once for every format) and the artifact
+//! manifests that attach them, written into the layout being emitted. The artifact
 //! manifest is listed in `index.json` without a `ref.name`, so a tag still names only the
 //! image, and tools that look for a tag never see it.
+//!
+//! A binary's resolved crates are kept in the store (a key record with no blobs), keyed by
+//! what picks them besides the files (context, package, target triple, features) and checked
+//! against the blake3 of those files (`Cargo.lock`, the local manifests): a warm build reads
+//! a few small files instead of running `cargo metadata`, and writes the same bytes.
 //!
 //! It is an emit step, not a graph node: the SBOM is made of the image's manifest digest (its
 //! subject) and of facts the plan already holds, and nothing in the image depends on it, so
 //! `cargo image plan` and the build report the same nodes and keys whether or not `sbom` is
 //! on. The image's bytes never change with it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, MediaType};
 use sha2::{Digest as _, Sha256};
 
 use super::planner::PlannedPlatform;
-use super::{BuildOptions, Error};
+use super::{store_err, BuildOptions, Error};
+use crate::cargo::{CargoSource, Resolved};
 use crate::oci::{self, LayoutWriter, ResolvedImage};
 use crate::sbom;
 use crate::spec::{self, Base, ImageSpec};
+use crate::store::{self, BlobsRecord, NodeResult, Store};
+use crate::types::SbomFormat;
 
 const BASE_NAME: &str = "org.opencontainers.image.base.name";
 const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 
-/// Writes the SBOM of `image` (platform `p`) and its artifact manifest into `writer`; returns
-/// the `index.json` entry of the artifact manifest.
+/// Writes the SBOMs of `image` (platform `p`), one per format the spec asks for, and their
+/// artifact manifests into `writer`; returns the `index.json` entries of the artifact
+/// manifests, in the spec's order of formats.
 pub(super) fn attach(
     p: &PlannedPlatform,
     image: &ResolvedImage,
     opts: &BuildOptions,
+    store: &Store,
     writer: &LayoutWriter,
-) -> Result<Descriptor, Error> {
+) -> Result<Vec<Descriptor>, Error> {
+    let formats = &p.spec.sbom;
+    if formats.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut sources: Vec<_> = p
         .cargo_outputs
         .keys()
@@ -41,11 +56,12 @@ pub(super) fn attach(
     let binaries = sources
         .into_iter()
         .map(|source| {
-            let crates = crate::cargo::crates(&source, &p.spec.context)?;
+            let crates = crates(store, &source, &p.spec.context, &p.cx.store_root)?;
             Ok(sbom::Binary { source, crates })
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let base = base_of(image);
+    let with_sha1 = formats.contains(&SbomFormat::Spdx);
     let input = sbom::Input {
         name: p.spec.name.clone(),
         manifest_digest: image.digest(),
@@ -53,10 +69,97 @@ pub(super) fn attach(
         epoch: p.cx.epoch,
         base,
         binaries,
-        files: files(&p.spec, p.cx.target_stage(&p.spec)?)?,
+        files: files(&p.spec, p.cx.target_stage(&p.spec)?, with_sha1)?,
     };
-    let bytes = sbom::cyclonedx(&input);
-    attach_artifact(writer, sbom::CYCLONEDX_MEDIA_TYPE, &bytes, image)
+    formats
+        .iter()
+        .map(|&format| {
+            let bytes = sbom::document(format, &input);
+            attach_artifact(writer, format.media_type(), &bytes, image)
+        })
+        .collect()
+}
+
+/// What the store keeps of a binary's crates: the resolution and the blake3 of each of its
+/// inputs when it was made.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptCrates {
+    inputs: Vec<(PathBuf, String)>,
+    resolved: Resolved,
+}
+
+/// The crates compiled into `source`'s binary: the resolution the store keeps for it when none
+/// of that resolution's inputs (`Cargo.lock`, the local manifests: [`Resolved::inputs`]) has
+/// changed since, else [`crate::cargo::crates`] (`cargo metadata`), which is then kept. The
+/// key is what else decides the resolution: the context (which package is the binary's) and
+/// the package, target triple and features asked for. A warm build thus reads a few small
+/// files instead of running cargo.
+fn crates(
+    store: &Store,
+    source: &CargoSource,
+    context: &Path,
+    store_root: &Path,
+) -> Result<Resolved, Error> {
+    let key = crates_key(source, context);
+    if let Some(NodeResult::Blobs(record)) =
+        store.get_key(&key).map_err(|e| store_err(store_root, e))?
+    {
+        if let Ok(kept) = serde_json::from_value::<KeptCrates>(record.data) {
+            let unchanged = kept
+                .inputs
+                .iter()
+                .all(|(path, hash)| content_hash(path).as_deref() == Some(hash.as_str()));
+            if unchanged {
+                return Ok(kept.resolved);
+            }
+        }
+    }
+    let resolved = crate::cargo::crates(source, context)?;
+    // A resolution with an input that cannot be read now is not kept.
+    let inputs: Option<Vec<(PathBuf, String)>> = resolved
+        .inputs
+        .iter()
+        .map(|path| Some((path.clone(), content_hash(path)?)))
+        .collect();
+    if let Some(inputs) = inputs {
+        let kept = KeptCrates {
+            inputs,
+            resolved: resolved.clone(),
+        };
+        let data = serde_json::to_value(&kept).expect("a resolution serialises");
+        store
+            .put_key(
+                &key,
+                &NodeResult::Blobs(BlobsRecord {
+                    blobs: vec![],
+                    data,
+                }),
+            )
+            .map_err(|e| store_err(store_root, e))?;
+    }
+    Ok(resolved)
+}
+
+/// The store key of the crates of `source`'s binary built from `context`.
+fn crates_key(source: &CargoSource, context: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cargo-image sbom crates 1\0");
+    h.update(context.as_os_str().as_encoded_bytes());
+    let fields = format!(
+        "\0{:?}\0{}\0{:?}\0{}\0{}",
+        source.package,
+        crate::cargo::rust_triple(&source.target),
+        source.features,
+        source.all_features,
+        source.no_default_features
+    );
+    h.update(fields.as_bytes());
+    h.finalize().to_hex().to_string()
+}
+
+/// The blake3 (hex) of the file at `path`; `None` when it cannot be read.
+fn content_hash(path: &Path) -> Option<String> {
+    store::hash_file(path).ok().map(hex::encode)
 }
 
 /// Writes `bytes` (of media type `artifact_type`) and the artifact manifest that attaches it
@@ -90,8 +193,12 @@ fn base_of(image: &ResolvedImage) -> Option<(String, String)> {
 }
 
 /// The tarballs and host paths the image's own layers (the target stage and the stages it is
-/// built on) add, with the sha256 of each file, sorted.
-fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Error> {
+/// built on) add, with the sha256 of each file (and its SHA-1 when `with_sha1`), sorted.
+fn files(
+    spec: &ImageSpec,
+    target: &spec::Stage,
+    with_sha1: bool,
+) -> Result<Vec<sbom::File>, Error> {
     let mut files = Vec::new();
     let mut stage = Some(target);
     while let Some(s) = stage {
@@ -101,18 +208,20 @@ fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Erro
                 _ => continue,
             };
             let full = spec.context.join(path);
-            let sha256 = if full.is_dir() {
-                None
+            let (sha256, sha1) = if full.is_dir() {
+                (None, None)
             } else {
-                let sha256 = sha256_file(&full).map_err(|source| Error::SbomFile {
-                    path: full.clone(),
-                    source,
-                })?;
-                Some(sha256)
+                let (sha256, sha1) =
+                    file_digests(&full, with_sha1).map_err(|source| Error::SbomFile {
+                        path: full.clone(),
+                        source,
+                    })?;
+                (Some(sha256), sha1)
             };
             files.push(sbom::File {
                 path: slash_path(path),
                 sha256,
+                sha1,
             });
         }
         stage = match &s.base {
@@ -123,6 +232,29 @@ fn files(spec: &ImageSpec, target: &spec::Stage) -> Result<Vec<sbom::File>, Erro
     files.sort();
     files.dedup();
     Ok(files)
+}
+
+/// The sha256 (hex) of the file at `path`, and its SHA-1 when `with_sha1`, in one read.
+fn file_digests(path: &Path, with_sha1: bool) -> std::io::Result<(String, Option<String>)> {
+    if !with_sha1 {
+        return Ok((sha256_file(path)?, None));
+    }
+    let mut file = std::fs::File::open(path)?;
+    let mut sha256 = Sha256::new();
+    let mut sha1 = sha1::Sha1::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha256.update(&buf[..n]);
+        sha1.update(&buf[..n]);
+    }
+    Ok((
+        hex::encode(sha256.finalize()),
+        Some(hex::encode(sha1.finalize())),
+    ))
 }
 
 /// The sha256 (hex) of the file at `path`.

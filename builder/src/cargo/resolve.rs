@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use super::{CargoSource, Error};
 
 /// Where a crate came from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CrateSource {
     /// A registry: its index URL (`https://github.com/rust-lang/crates.io-index` for crates.io,
     /// `sparse+https://...` for a sparse one).
@@ -22,7 +23,7 @@ pub enum CrateSource {
 }
 
 /// One crate of a binary.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Crate {
     pub name: String,
     pub version: String,
@@ -37,10 +38,16 @@ pub struct Crate {
 
 /// The crates of one binary, sorted by name, version and source; the binary's package is
 /// [`Resolved::root`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resolved {
     pub crates: Vec<Crate>,
     pub root: usize,
+    /// The files whose content decides this resolution, for a caller that keeps it: the
+    /// workspace's `Cargo.lock` and root `Cargo.toml`, and the `Cargo.toml` of every package
+    /// that is not from a registry or git (their versions and sources are in the lock file,
+    /// and a registry's or git commit's manifests never change), sorted. Absolute paths.
+    #[serde(default)]
+    pub inputs: Vec<PathBuf>,
 }
 
 #[derive(serde::Deserialize)]
@@ -126,7 +133,24 @@ pub fn crates(src: &CargoSource, dir: &Path) -> Result<Resolved, Error> {
     }
     let meta: FullMetadata = super::run_metadata(dir, &args)?;
     let lock = read_lock(&meta.workspace_root)?;
-    resolve(&meta, &lock, src.package.as_deref(), dir)
+    let mut resolved = resolve(&meta, &lock, src.package.as_deref(), dir)?;
+    resolved.inputs = inputs(&meta);
+    Ok(resolved)
+}
+
+/// The files whose content decides what `cargo metadata` resolved ([`Resolved::inputs`]).
+fn inputs(meta: &FullMetadata) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = meta
+        .packages
+        .iter()
+        .filter(|p| p.source.is_none())
+        .map(|p| p.manifest_path.clone())
+        .collect();
+    files.push(meta.workspace_root.join("Cargo.lock"));
+    files.push(meta.workspace_root.join("Cargo.toml"));
+    files.sort();
+    files.dedup();
+    files
 }
 
 /// Cargo.lock's checksums by (name, version, source).
@@ -244,7 +268,11 @@ fn resolve(
             c
         })
         .collect();
-    Ok(Resolved { crates, root })
+    Ok(Resolved {
+        crates,
+        root,
+        inputs: Vec::new(),
+    })
 }
 
 /// A package's source: its registry, its git repository and commit (the `#commit` of cargo's

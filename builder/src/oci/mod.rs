@@ -95,7 +95,7 @@ pub use model::{
     Platform, DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, SCHEMA_VERSION,
 };
-pub use referrers::{sbom, Referrer, CYCLONEDX};
+pub use referrers::{sbom, Referrer};
 pub use resolved::ResolvedImage;
 pub use temp_output::{
     remove_leftovers, remove_scratch_leftovers, scratch_dir, temp_prefix, RemovedLeftovers,
@@ -113,6 +113,14 @@ pub enum Error {
     },
     #[error("{}: no SBOM refers to the image {digest}; build it with `sbom = true` (the default) in the spec", layout.display())]
     NoSbom { layout: PathBuf, digest: String },
+    #[error("{}: no {format} SBOM refers to the image {digest} (it has {found}); ask for it with `sbom = \"{}\"` or `sbom = [\"cyclonedx\", \"spdx\"]` in the spec", layout.display(), format.name())]
+    NoSbomOfFormat {
+        layout: PathBuf,
+        digest: String,
+        format: crate::types::SbomFormat,
+        /// The formats it has (`a CycloneDX one`).
+        found: String,
+    },
     #[error("{}: the image has several platforms ({available}); choose one with --platform", layout.display())]
     SbomPlatform { layout: PathBuf, available: String },
     #[error("failed to serialise {what} as JSON")]

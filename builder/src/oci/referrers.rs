@@ -1,7 +1,7 @@
 //! Referrers in a layout: artifact manifests (OCI 1.1, an `artifactType` and a `subject`)
 //! listed in `index.json` beside the images they are about, such as the SBOM a build attaches
 //! to each image. [`Layout::find`] never picks them as images; [`Layout::referrers`] lists the
-//! ones of an image and [`sbom`] reads an image's CycloneDX document.
+//! ones of an image and [`sbom`] reads an image's SBOM (CycloneDX or SPDX).
 
 use std::path::Path;
 
@@ -11,9 +11,7 @@ use serde::Serialize;
 use super::layout_reader::{Layout, ManifestKind};
 use super::model::Platform;
 use super::Error;
-
-/// The `artifactType` of a CycloneDX JSON SBOM.
-pub const CYCLONEDX: &str = "application/vnd.cyclonedx+json";
+use crate::types::SbomFormat;
 
 /// An artifact that refers to an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,13 +61,15 @@ impl Layout {
     }
 }
 
-/// The CycloneDX SBOM of the image `tag` names in the layout at `layout` (its only image when
-/// `None`): for an image index, the manifest of `platform` (which may be left out when the
-/// index has one image).
+/// The SBOM in `format` of the image `tag` names in the layout at `layout` (its only image
+/// when `None`): for an image index, the manifest of `platform` (which may be left out when
+/// the index has one image). Without a `format`, the image's first SBOM in the layout's order,
+/// which is the CycloneDX one when it has both.
 pub fn sbom(
     layout: &Path,
     tag: Option<&str>,
     platform: Option<&Platform>,
+    format: Option<SbomFormat>,
 ) -> Result<Vec<u8>, Error> {
     let layout = Layout::open(layout)?;
     let digest = match platform {
@@ -104,10 +104,33 @@ pub fn sbom(
         }
     };
     let found = layout.referrers(&digest)?;
-    let Some((_, manifest)) = found.iter().find(|(r, _)| r.artifact_type == CYCLONEDX) else {
-        return Err(Error::NoSbom {
-            layout: layout.path().to_path_buf(),
-            digest,
+    let sboms: Vec<(SbomFormat, &ImageManifest)> = found
+        .iter()
+        .filter_map(|(r, m)| Some((SbomFormat::of_media_type(&r.artifact_type)?, m)))
+        .collect();
+    let chosen = match format {
+        None => sboms.first(),
+        Some(format) => sboms.iter().find(|(f, _)| *f == format),
+    };
+    let Some((_, manifest)) = chosen else {
+        return Err(match (format, sboms.is_empty()) {
+            (Some(format), false) => Error::NoSbomOfFormat {
+                layout: layout.path().to_path_buf(),
+                digest,
+                format,
+                found: sboms
+                    .iter()
+                    .map(|(f, _)| match f {
+                        SbomFormat::Spdx => format!("an {f} one"),
+                        _ => format!("a {f} one"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+            },
+            _ => Error::NoSbom {
+                layout: layout.path().to_path_buf(),
+                digest,
+            },
         });
     };
     let Some(blob) = manifest.layers().first() else {

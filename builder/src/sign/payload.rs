@@ -13,6 +13,7 @@
 //! CycloneDX or SPDX SBOM becomes the predicate of a statement about the image, with cosign's
 //! predicate types.
 
+use crate::types::SbomFormat;
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -238,9 +239,11 @@ pub fn statement(
             };
             return Ok(Some((predicate_type.to_string(), blob.to_vec())));
         }
-        crate::oci::CYCLONEDX => "https://cyclonedx.org/bom",
-        "application/spdx+json" => "https://spdx.dev/Document",
-        _ => return Ok(None),
+        other => match SbomFormat::of_media_type(other) {
+            Some(SbomFormat::CycloneDx) => "https://cyclonedx.org/bom",
+            Some(SbomFormat::Spdx) => "https://spdx.dev/Document",
+            None => return Ok(None),
+        },
     };
     let predicate = parse("SBOM")?;
     let hex = subject.strip_prefix("sha256:").unwrap_or(subject);
@@ -295,7 +298,7 @@ mod tests {
     #[test]
     fn an_envelope_verifies_and_says_what_it_attests() {
         let (_, statement) = statement(
-            crate::oci::CYCLONEDX,
+            SbomFormat::CycloneDx.media_type(),
             br#"{"bomFormat":"CycloneDX"}"#,
             "app",
             "sha256:00ff",

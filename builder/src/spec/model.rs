@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// A `cargo = { ... }` entry: the request [`crate::cargo`] builds (it is cargo's type; the spec
 /// only fills it in).
 pub use crate::cargo::CargoSource;
-use crate::types::{Compression, Platform, PullPolicy};
+use crate::types::{Compression, Platform, PullPolicy, SbomFormat};
 
 /// The default image mtime and `created` time when neither `SOURCE_DATE_EPOCH` nor the spec's
 /// `epoch` is set: 1970-01-01T00:00:00Z.
@@ -49,8 +49,9 @@ pub struct ImageSpec {
     pub platforms: Vec<Platform>,
     /// Whether the spec asks for an image index even for one platform (`index = true`).
     pub index: bool,
-    /// Whether each platform's image gets an SBOM referrer (`sbom`, true by default).
-    pub sbom: bool,
+    /// The SBOM formats each platform's image gets a referrer of (`sbom`): CycloneDX by
+    /// default, none for `sbom = false`; sorted, without repeats.
+    pub sbom: Vec<SbomFormat>,
     /// Whether each platform's image gets a provenance referrer (`provenance`, true by default).
     pub provenance: bool,
     /// How cargo builds for each platform the spec has a `[platform."..."]` table for.

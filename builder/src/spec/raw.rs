@@ -20,7 +20,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::cargo::Strip;
-use crate::types::Compression;
+use crate::types::{Compression, SbomFormat};
 
 /// Pattern of an image name (the repository part of a reference).
 pub(crate) const NAME_PATTERN: &str = r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$";
@@ -154,12 +154,13 @@ pub struct RawSpec {
     #[schemars(extend("default" = false))]
     pub index: Option<bool>,
 
-    /// Attach a CycloneDX SBOM to each platform's image (an OCI 1.1 referrer in the layout:
-    /// every crate of every cargo binary, the base image, the tarballs and host files). On by
-    /// default; `sbom = false` writes none.
+    /// Attach a software bill of materials to each platform's image (an OCI 1.1 referrer in
+    /// the layout: every crate of every cargo binary, the base image, the tarballs and host
+    /// files). `true` (the default) or `"cyclonedx"` attaches a CycloneDX 1.6 JSON document,
+    /// `"spdx"` an SPDX 2.3 JSON one, `["cyclonedx", "spdx"]` both; `sbom = false` writes none.
     #[serde(default)]
-    #[schemars(extend("default" = true))]
-    pub sbom: Option<bool>,
+    #[schemars(with = "RawSbom", extend("default" = true))]
+    pub sbom: Option<RawSbom>,
 
     /// Attach a SLSA v1 provenance statement (an in-toto Statement v1) to each platform's
     /// image (an OCI 1.1 referrer in the layout: the spec and its digest, the git commit, the
@@ -656,6 +657,93 @@ impl<'de> Deserialize<'de> for RawIgnoreFile {
         }
 
         deserializer.deserialize_any(IgnoreFileVisitor)
+    }
+}
+
+/// The spec's `sbom`: on or off, one format, or several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawSbom {
+    /// `sbom = true` (CycloneDX) or `false`.
+    Enabled(bool),
+    /// `sbom = "spdx"` or `sbom = ["cyclonedx", "spdx"]` (never empty).
+    Formats(Vec<SbomFormat>),
+}
+
+impl<'de> Deserialize<'de> for RawSbom {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SbomVisitor;
+
+        impl<'de> Visitor<'de> for SbomVisitor {
+            type Value = RawSbom;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"`true`, `false`, "cyclonedx", "spdx" or a list of them"#)
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawSbom, E> {
+                Ok(RawSbom::Enabled(v))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSbom, E> {
+                let format = v.parse().map_err(|_| {
+                    E::invalid_value(de::Unexpected::Str(v), &r#""cyclonedx" or "spdx""#)
+                })?;
+                Ok(RawSbom::Formats(vec![format]))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawSbom, A::Error> {
+                let mut formats = Vec::new();
+                while let Some(format) = seq.next_element::<SbomFormat>()? {
+                    formats.push(format);
+                }
+                if formats.is_empty() {
+                    return Err(de::Error::custom(
+                        "an empty list of formats: name one, or write `sbom = false` to attach none",
+                    ));
+                }
+                formats.sort();
+                formats.dedup();
+                Ok(RawSbom::Formats(formats))
+            }
+        }
+
+        deserializer.deserialize_any(SbomVisitor)
+    }
+}
+
+impl RawSbom {
+    /// The formats it asks for, in the order a build attaches them (none for `false`).
+    pub fn formats(&self) -> Vec<SbomFormat> {
+        match self {
+            RawSbom::Enabled(true) => vec![SbomFormat::CycloneDx],
+            RawSbom::Enabled(false) => Vec::new(),
+            RawSbom::Formats(formats) => formats.clone(),
+        }
+    }
+}
+
+impl JsonSchema for RawSbom {
+    fn schema_name() -> Cow<'static, str> {
+        "Sbom".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "boolean" },
+                { "type": "string", "enum": ["cyclonedx", "spdx"] },
+                {
+                    "type": "array",
+                    "items": { "type": "string", "enum": ["cyclonedx", "spdx"] },
+                    "minItems": 1,
+                    "uniqueItems": true,
+                },
+            ]
+        })
     }
 }
 

@@ -524,6 +524,30 @@ refuse!(
 );
 refuse!(wrong_type_ignore_file, "name = \"x\"\nignore-file = 1\n");
 
+refuse!(sbom_unknown_format, "name = \"x\"\nsbom = \"spdx-json\"\n");
+refuse!(sbom_empty_list, "name = \"x\"\nsbom = []\n");
+
+#[test]
+fn sbom_is_on_off_a_format_or_a_list_of_formats() {
+    use crate::types::SbomFormat::{CycloneDx, Spdx};
+    let fixture = Fixture::new();
+    let formats = |line: &str| {
+        fixture
+            .parse(&format!("name = \"x\"\n{line}"))
+            .expect("valid spec")
+            .sbom
+    };
+    assert_eq!(formats(""), [CycloneDx]);
+    assert_eq!(formats("sbom = true\n"), [CycloneDx]);
+    assert_eq!(formats("sbom = false\n"), []);
+    assert_eq!(formats("sbom = \"spdx\"\n"), [Spdx]);
+    assert_eq!(formats("sbom = \"cyclonedx\"\n"), [CycloneDx]);
+    assert_eq!(
+        formats("sbom = [\"spdx\", \"cyclonedx\", \"spdx\"]\n"),
+        [CycloneDx, Spdx]
+    );
+}
+
 #[test]
 fn ignore_file_is_on_off_or_a_path_in_the_context() {
     let fixture = Fixture::new();

@@ -9,6 +9,7 @@
 //! - [`Platform`]: an `os/architecture` pair with an optional variant.
 //! - [`PullPolicy`]: when to contact a registry for a base image.
 //! - [`Compression`]: how a layer blob is compressed, and its media type.
+//! - [`SbomFormat`]: the formats of the SBOM attached to each image, and their media types.
 //! - [`LayerBlob`]: a finished layer blob (digest, diff_id, size, media type).
 //! - [`WHITEOUT_PREFIX`], [`OPAQUE_WHITEOUT`]: the names of OCI whiteout files.
 //!
@@ -30,6 +31,7 @@ mod digest;
 mod layer_blob;
 mod platform;
 mod pull_policy;
+mod sbom_format;
 mod whiteout;
 
 pub use compression::Compression;
@@ -38,6 +40,7 @@ pub use layer_blob::LayerBlob;
 pub use platform::Platform;
 pub use pull_policy::PullPolicy;
 pub use reference::{InvalidReference, Reference};
+pub use sbom_format::SbomFormat;
 pub use whiteout::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 
 /// Why a digest or a platform was refused.

@@ -61,7 +61,21 @@ pub fn copy_tree(src: &Path, dest: &Path, reverse: bool) {
 /// given permission bits and mtime, then committed to a fresh git repository with fixed
 /// identities and dates (so both checkouts have the same commit, as two clones would).
 pub fn checkout(name: &str, dest: &Path, reverse: bool, file_mode: u32, mtime: &str) {
+    checkout_with(name, dest, reverse, file_mode, mtime, &|_| {});
+}
+
+/// [`checkout`], with `edit` applied to the copy before its modes, mtimes and commit are set
+/// (a spec key changed, a file added).
+pub fn checkout_with(
+    name: &str,
+    dest: &Path,
+    reverse: bool,
+    file_mode: u32,
+    mtime: &str,
+    edit: &dyn Fn(&Path),
+) {
     copy_tree(&repo_root().join("examples").join(name), dest, reverse);
+    edit(dest);
     for entry in walk(dest) {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::symlink_metadata(&entry).unwrap();
@@ -104,10 +118,19 @@ pub fn checkout(name: &str, dest: &Path, reverse: bool, file_mode: u32, mtime: &
 /// order in which files were created, permission bits, mtimes, and the umask of the build.
 /// Returns the two layouts (`ROOT/out-a`, `ROOT/out-b`).
 pub fn build_two_checkouts(name: &str, root: &Path) -> (PathBuf, PathBuf) {
+    build_two_checkouts_with(name, root, &|_| {})
+}
+
+/// [`build_two_checkouts`] of `examples/<name>` with `edit` applied to both checkouts.
+pub fn build_two_checkouts_with(
+    name: &str,
+    root: &Path,
+    edit: &dyn Fn(&Path),
+) -> (PathBuf, PathBuf) {
     let a = root.join("a").join(name);
     let b = root.join("somewhere/much/deeper/checkout-b").join(name);
-    checkout(name, &a, false, 0o644, "2001-02-03 04:05:06");
-    checkout(name, &b, true, 0o600, "2022-12-31 23:59:59");
+    checkout_with(name, &a, false, 0o644, "2001-02-03 04:05:06", edit);
+    checkout_with(name, &b, true, 0o600, "2022-12-31 23:59:59", edit);
     let (out_a, out_b) = (root.join("out-a"), root.join("out-b"));
     for (dir, out, umask) in [(&a, &out_a, "022"), (&b, &out_b, "077")] {
         crate::cli::cargo_image(dir)

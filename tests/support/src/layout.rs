@@ -43,9 +43,14 @@ pub fn first_layer_blob(layout: &Path, blobs: &Path) -> (String, PathBuf) {
     (digest, path)
 }
 
-/// The CycloneDX SBOM referrers of a layout (see [`referrers`]).
+/// The CycloneDX SBOMs of a layout's images ([`referrers`] of `application/vnd.cyclonedx+json`).
 pub fn sbom_referrers(layout: &Path) -> Vec<(String, PathBuf)> {
     referrers(layout, "application/vnd.cyclonedx+json")
+}
+
+/// The SPDX SBOMs of a layout's images ([`referrers`] of `application/spdx+json`).
+pub fn spdx_referrers(layout: &Path) -> Vec<(String, PathBuf)> {
+    referrers(layout, "application/spdx+json")
 }
 
 /// The artifact manifests of `artifact_type` listed in a layout's `index.json`, each checked

@@ -32,11 +32,12 @@ pub use cli::{
     json_events, of_kind, CargoImage,
 };
 pub use files::{
-    build_two_checkouts, checkout, copy_tree, example_copy, repo_root, stat, tree_bytes, walk,
-    Noise,
+    build_two_checkouts, build_two_checkouts_with, checkout, checkout_with, copy_tree,
+    example_copy, repo_root, stat, tree_bytes, walk, Noise,
 };
 pub use layout::{
     blob_json, blob_path, first_layer_blob, manifest_digest, read_json, referrers, sbom_referrers,
+    spdx_referrers,
 };
 pub use project::{build_base_layout, edit_spec, spec_on_base, write_spec, Project};
 pub use tools::{

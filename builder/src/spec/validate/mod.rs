@@ -48,9 +48,9 @@ use self::layers::check_layer_name;
 use self::names::check_tag;
 use super::error::{ErrorKind, SpecDiagnostic, SpecSource};
 use super::model::{ImageSpec, Stage, DEFAULT_EPOCH, MAX_EPOCH};
-use super::raw::RawSpec;
+use super::raw::{RawSbom, RawSpec};
 use super::template::Vars;
-use crate::types::Platform;
+use crate::types::{Platform, SbomFormat};
 
 /// The default cargo profile.
 pub(crate) const DEFAULT_PROFILE: &str = "release";
@@ -322,7 +322,10 @@ impl Checker<'_> {
             stages,
             platforms,
             index: raw.index.unwrap_or(false),
-            sbom: raw.sbom.unwrap_or(true),
+            sbom: raw
+                .sbom
+                .as_ref()
+                .map_or(vec![SbomFormat::CycloneDx], RawSbom::formats),
             provenance: raw.provenance.unwrap_or(true),
             platform_settings,
             ignore_file: ignore_file?,
