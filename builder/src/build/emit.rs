@@ -135,16 +135,17 @@ pub(super) fn emit(
         }
     };
     let pushed = match &opts.push {
-        Some(push) => Some(push_image(
+        Some(push) => push_image(
             spec,
             cx,
             opts,
             push,
+            store,
             &layout_dir_of(&path, archive_scratch.as_ref()),
             plan.platforms[0].reference.as_ref(),
             on_event,
-        )?),
-        None => None,
+        )?,
+        None => Vec::new(),
     };
     if let Some(program) = cx.load {
         super::load::load(
@@ -218,70 +219,84 @@ fn layout_dir_of(output: &Path, archive_scratch: Option<&oci::TempDirBeside>) ->
     }
 }
 
-/// Pushes a finished layout to its registry; returns `repository@digest`.
+/// Pushes a finished layout to each repository of `push`, in order (later ones of the same
+/// registry mount the blobs the earlier ones got); returns `repository@digest` of each.
+#[allow(clippy::too_many_arguments)]
 fn push_image(
     spec: &ImageSpec,
     cx: &Context,
     opts: &BuildOptions,
     push: &PushOptions,
+    store: &Store,
     layout: &Path,
     mount_from: Option<&crate::registry::Reference>,
     on_event: &(dyn Fn(Event) + Sync),
-) -> Result<String, Error> {
+) -> Result<Vec<String>, Error> {
     use crate::registry::{PushEvent, Reference, RegistryClient};
-    let repository = push.repository.clone().unwrap_or_else(|| spec.name.clone());
-    let registry_err = |source| Error::Push {
-        reference: repository.clone(),
-        source: Box::new(source),
+    let repositories = match push.repositories.as_slice() {
+        [] => vec![spec.name.clone()],
+        given => given.to_vec(),
     };
-    let target = Reference::parse(&repository).map_err(|e| {
-        registry_err(crate::registry::Error::ParseReference {
+    let mut client = None;
+    let mut pushed = Vec::new();
+    for repository in repositories {
+        let registry_err = |source| Error::Push {
             reference: repository.clone(),
-            source: e,
-        })
-    })?;
-    let target = Reference::from_parts(target.registry(), target.repository(), None, None)
-        .map_err(|e| {
+            source: Box::new(source),
+        };
+        let parse_err = |e| {
             registry_err(crate::registry::Error::ParseReference {
                 reference: repository.clone(),
                 source: e,
             })
-        })?;
-    // Mount base blobs only within one registry.
-    let mount_from = mount_from.filter(|m| m.registry() == target.registry());
-    let client = RegistryClient::new(opts.registry.clone()).map_err(registry_err)?;
-    let progress = |e: PushEvent| {
-        let (digest, size, action) = match e {
-            PushEvent::BlobSkipped { digest, size } => (digest, size, "skipped"),
-            PushEvent::BlobMounted { digest, size } => (digest, size, "mounted"),
-            PushEvent::BlobUploaded { digest, size } => (digest, size, "uploaded"),
-            PushEvent::ManifestPushed { .. } => return,
         };
-        on_event(Event::PushBlob {
-            digest,
-            size,
-            action,
-        })
-    };
-    let report = client
-        .push_layout(
-            layout,
-            cx.tags.first().map(String::as_str),
-            &target,
-            &cx.tags,
-            mount_from,
-            &progress,
-        )
-        .map_err(registry_err)?;
-    let reference = format!("{}@{}", target.name(), report.digest);
-    on_event(Event::Pushed {
-        reference: reference.clone(),
-        tags: cx.tags.clone(),
-        uploaded_blobs: report.uploaded_blobs,
-        skipped_blobs: report.skipped_blobs,
-        mounted_blobs: report.mounted_blobs,
-    });
-    Ok(reference)
+        let target = Reference::parse(&repository).map_err(parse_err)?;
+        let target = Reference::from_parts(target.registry(), target.repository(), None, None)
+            .map_err(parse_err)?;
+        // Mount base blobs only within one registry.
+        let mount_from = mount_from.filter(|m| m.registry() == target.registry());
+        let client: &RegistryClient = match &mut client {
+            Some(client) => client,
+            None => client.insert(
+                RegistryClient::new(opts.registry.clone())
+                    .map_err(registry_err)?
+                    .remembering_in(store),
+            ),
+        };
+        let progress = |e: PushEvent| {
+            let (digest, size, action) = match e {
+                PushEvent::BlobSkipped { digest, size } => (digest, size, "skipped"),
+                PushEvent::BlobMounted { digest, size } => (digest, size, "mounted"),
+                PushEvent::BlobUploaded { digest, size } => (digest, size, "uploaded"),
+                PushEvent::ManifestPushed { .. } => return,
+            };
+            on_event(Event::PushBlob {
+                digest,
+                size,
+                action,
+            })
+        };
+        let report = client
+            .push_layout(
+                layout,
+                cx.tags.first().map(String::as_str),
+                &target,
+                &cx.tags,
+                mount_from,
+                &progress,
+            )
+            .map_err(registry_err)?;
+        let reference = format!("{}@{}", target.name(), report.digest);
+        on_event(Event::Pushed {
+            reference: reference.clone(),
+            tags: cx.tags.clone(),
+            uploaded_blobs: report.uploaded_blobs,
+            skipped_blobs: report.skipped_blobs,
+            mounted_blobs: report.mounted_blobs,
+        });
+        pushed.push(reference);
+    }
+    Ok(pushed)
 }
 
 /// A temporary directory beside an archive's destination, for the layout it is made from

@@ -263,9 +263,11 @@ pub struct BuildOptions {
 /// Where a build pushes its image.
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
-    /// The repository to push to (`registry/name`, a tag or digest in it is ignored); `None`
-    /// means the spec's `name`. Every tag of the build is pushed.
-    pub repository: Option<String>,
+    /// The repositories to push to, in order (`registry/name`, a tag or digest in it is
+    /// ignored); none means the spec's `name`. Every tag of the build is pushed to each (one
+    /// manifest upload per tag); a blob the store saw in another repository of the same
+    /// registry (an earlier one of this list, say) is mounted from there, not uploaded.
+    pub repositories: Vec<String>,
 }
 
 /// The result of a build.
@@ -287,8 +289,9 @@ pub struct BuildOutput {
     /// The images of an index, one per platform, in index order (empty for a plain manifest).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<PlatformImage>,
-    /// `name@sha256:...` when the image was pushed.
-    pub pushed: Option<String>,
+    /// `name@sha256:...` of each repository the image was pushed to, in order (empty when it
+    /// was not pushed).
+    pub pushed: Vec<String>,
 }
 
 /// One platform's image of a multi-platform build.

@@ -24,6 +24,7 @@ use super::Failure;
     cargo image build -p api --features tls            one workspace package ([package.metadata.image])\n  \
     cargo image build --output-format docker-archive -o hello.tar && podman load -i hello.tar\n  \
     cargo image build --push-to ghcr.io/acme/hello   build, then push every tag\n  \
+    cargo image push --push-to r.example/a --push-to r.example/b   push to both (b mounts a's blobs)\n  \
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo image build\n\n\
     Layers whose inputs did not change are reused from the store (`Fresh`); the rest are built \
     in parallel. The output is an OCI image layout: check it with `skopeo inspect oci:DIR:TAG`, \
@@ -47,8 +48,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
     /// Push to this repository (`registry/name`) instead of the spec's `name`; implies --push.
+    /// Repeatable: pushed in order, a later repository of the same registry mounting the blobs
+    /// an earlier one got instead of uploading them again.
     #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
-    push_to: Option<String>,
+    push_to: Vec<String>,
     /// Load the image for this machine's platform into podman or docker (`ENGINE load`), to run
     /// it with `podman run` / `docker run`; --load alone takes podman if installed, else docker.
     #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto", require_equals = true)]
@@ -440,9 +443,9 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         LoadArg::Podman => LoadEngine::Podman,
         LoadArg::Docker => LoadEngine::Docker,
     });
-    if args.push || args.push_to.is_some() {
+    if args.push || !args.push_to.is_empty() {
         opts.push = Some(PushOptions {
-            repository: args.push_to,
+            repositories: args.push_to,
         });
     }
     opts.output_format = match args.output_format {
@@ -468,9 +471,11 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         platform_lines(&out);
         status("Output", &out.path.display().to_string());
     }
-    if let (Some(pushed), false) = (&out.pushed, json) {
-        // The one line a script wants, even with --quiet: where the image is.
-        println!("{pushed}");
+    if !json {
+        // The one line a script wants, even with --quiet: where the image is (per repository).
+        for pushed in &out.pushed {
+            println!("{pushed}");
+        }
     }
     Ok(())
 }
@@ -517,10 +522,14 @@ fn run_many(
                 specs.len()
             )));
         }
-        if opts.push.as_ref().is_some_and(|p| p.repository.is_some()) {
+        if opts
+            .push
+            .as_ref()
+            .is_some_and(|p| !p.repositories.is_empty())
+        {
             return Err(Failure::usage(anyhow::anyhow!(
-                "--push-to names one repository, and {} images are built; select one with -p \
-                 NAME, or use --push (each image goes to its own `name`)",
+                "--push-to names the repositories of one image, and {} images are built; \
+                 select one with -p NAME, or use --push (each image goes to its own `name`)",
                 specs.len()
             )));
         }
@@ -539,8 +548,10 @@ fn run_many(
                     status("Finished", &format!("{image} {counts} -> {path}"));
                     platform_lines(&out);
                 }
-                if let (Some(pushed), false) = (&out.pushed, json) {
-                    println!("{pushed}");
+                if !json {
+                    for pushed in &out.pushed {
+                        println!("{pushed}");
+                    }
                 }
             }
             Err(e) => failed.push((spec.name.clone(), e)),

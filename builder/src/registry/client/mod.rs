@@ -24,7 +24,7 @@ mod stored;
 
 pub use pull::PullReport;
 pub use push::{PushEvent, PushReport};
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, MAX_RETRY_AFTER};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -95,6 +95,8 @@ pub struct RegistryClient {
     /// The TLS configuration of every connection (see [`super::tls`]).
     tls: rustls::ClientConfig,
     hosts: Mutex<HashMap<String, Arc<HostClients>>>,
+    /// Where the repositories that hold a blob are remembered (see [`Self::remembering_in`]).
+    seen: Option<crate::store::Store>,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -143,7 +145,16 @@ impl RegistryClient {
             runtime,
             tls,
             hosts: Mutex::new(HashMap::new()),
+            seen: None,
         })
+    }
+
+    /// The client, remembering in `store` which repositories hold the blobs it pushes (pulls
+    /// always remember it in the store they pull into), and mounting a blob from one of them
+    /// when pushing it to another repository of the same registry.
+    pub fn remembering_in(mut self, store: &crate::store::Store) -> Self {
+        self.seen = Some(store.clone());
+        self
     }
 
     /// The options the client was made with.

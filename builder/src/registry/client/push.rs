@@ -4,6 +4,8 @@
 //! and their blobs, sends the blobs in parallel (skipped when the registry has them, mounted
 //! from the base's repository when it agrees, else uploaded in chunks with a monolithic `PUT`
 //! as fallback), then pushes each manifest as the exact bytes of the layout and tags the root.
+//! A blob is mounted from the base's repository, or from any repository of the registry the
+//! store remembers it in ([`RegistryClient::remembering_in`]); a finished push is remembered.
 //! No manifest is pushed before all its blobs are there. It relies on [`Layout`] to read the
 //! image, on `retry` and `errors` for each request, and reports progress as [`PushEvent`]s.
 
@@ -24,6 +26,15 @@ use crate::store::BlobRef;
 
 /// The size of each piece read from a file for an upload (and of each chunked `PATCH`).
 const UPLOAD_PIECE: usize = 4 * 1024 * 1024;
+
+/// How many repositories a blob is tried to be mounted from before it is uploaded.
+const MOUNT_TRIES: usize = 3;
+
+/// Whether a blob of `from` can be mounted into `target`: another repository of the same
+/// registry.
+fn mountable(from: &Reference, target: &Reference) -> bool {
+    from.registry() == target.registry() && from.repository() != target.repository()
+}
 
 /// Progress of a push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,8 +87,7 @@ impl RegistryClient {
         collect(&layout, &root, 0, &mut manifests, &mut blobs).map_err(read)?;
 
         let host = self.host(target)?;
-        let mount_from = mount_from
-            .filter(|m| m.registry() == target.registry() && m.repository() != target.repository());
+        let mount_from = mount_from.filter(|m| mountable(m, target));
         let blobs: Vec<BlobRef> = blobs.into_values().collect();
         let mut report = PushReport {
             digest: root.digest().to_string(),
@@ -124,6 +134,14 @@ impl RegistryClient {
             }
             Ok::<(), Error>(())
         })?;
+        if let Some(store) = &self.seen {
+            // Only a hint for later pushes: failing to write it costs uploads, not this push.
+            let _ = store.record_seen(
+                target.registry(),
+                target.repository(),
+                blobs.iter().map(|b| b.digest.as_str()),
+            );
+        }
         Ok(report)
     }
 
@@ -193,8 +211,10 @@ impl RegistryClient {
         Ok(event)
     }
 
-    /// Mounts `blob` from `mount_from` if the registry agrees (201); anything else (202 opens
-    /// an upload instead, errors) means "upload it".
+    /// Mounts `blob` from `mount_from` or from a repository of the registry the store saw it
+    /// in (the base's first, then the latest seen, at most [`MOUNT_TRIES`]) if the registry
+    /// agrees (201); anything else (202 opens an upload instead, errors) means "try the next,
+    /// or upload it".
     async fn try_mount(
         &self,
         host: &HostClients,
@@ -202,15 +222,32 @@ impl RegistryClient {
         mount_from: Option<&Reference>,
         blob: &BlobRef,
     ) -> bool {
-        let Some(from) = mount_from else {
-            return false;
-        };
+        let mut sources: Vec<Reference> = mount_from.into_iter().cloned().collect();
+        if let Some(store) = &self.seen {
+            for repository in store.seen_in(target.registry(), &blob.digest) {
+                if let Ok(from) = Reference::from_parts(target.registry(), &repository, None, None)
+                {
+                    if mountable(&from, target)
+                        && !sources.iter().any(|s| s.repository() == from.repository())
+                    {
+                        sources.push(from);
+                    }
+                }
+            }
+        }
         let remote = target.to_client();
-        let source = from.to_client();
-        host.chunked
-            .mount_blob(&remote, &source, &blob.digest)
-            .await
-            .is_ok()
+        for from in sources.iter().take(MOUNT_TRIES) {
+            let source = from.to_client();
+            if host
+                .chunked
+                .mount_blob(&remote, &source, &blob.digest)
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Uploads a blob file: chunked (`PATCH`es), falling back to one monolithic `PUT` when the
