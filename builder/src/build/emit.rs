@@ -25,9 +25,18 @@ pub(super) struct Destination {
 
 impl Destination {
     /// Checks the output (an archive's destination is checked before any long work, and its
-    /// layout goes into a temporary directory beside it) and starts writing the layout.
-    pub fn create(cx: &Context) -> Result<Self, Error> {
+    /// layout goes into a temporary directory beside it) and starts writing the layout. With
+    /// `no_output` the layout (only pushed) goes into a temporary directory in the store.
+    pub fn create(cx: &Context, no_output: bool) -> Result<Self, Error> {
         let archive_scratch = match cx.format {
+            _ if no_output => Some(
+                oci::scratch_dir(&cx.store_root, oci::Scratch::Push).map_err(|source| {
+                    Error::Output(Box::new(oci::Error::CreateDir {
+                        path: cx.store_root.clone(),
+                        source,
+                    }))
+                })?,
+            ),
             OutputFormat::Oci => None,
             _ => Some(archive_scratch(&cx.output)?),
         };
@@ -60,12 +69,33 @@ pub(super) fn emit(
         archive_scratch,
     } = destination;
     let results: Vec<&Output> = plan.platforms.iter().map(|p| &outputs[p.image]).collect();
+    // Layers left in a remote cache (a build that only pushes): the push mounts them.
+    let remote: std::collections::HashSet<&str> = if opts.no_output {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Layer {
+                    blob,
+                    remote: Some(_),
+                    ..
+                } if !store.has_blob(&oci::Digest::parse(&blob.digest).ok()?) => {
+                    Some(blob.digest.as_str())
+                }
+                _ => None,
+            })
+            .collect()
+    } else {
+        Default::default()
+    };
     let mut children = Vec::new();
     let mut referrers = Vec::new();
     let toolchain = super::provenance::Toolchain::default();
     for (image, p) in results.iter().zip(&plan.platforms) {
         let resolved = image.image();
         for desc in resolved.layers() {
+            if remote.contains(desc.digest().as_ref() as &str) {
+                continue;
+            }
             link_out(store, desc.digest().as_ref(), &writer, &cx.store_root)?;
         }
         link_out(
@@ -113,6 +143,7 @@ pub(super) fn emit(
     entries.extend(referrers);
     let layout = writer.finish(entries)?;
     let path = match cx.format {
+        _ if opts.no_output => layout,
         OutputFormat::Oci => layout,
         OutputFormat::OciArchive => {
             oci::write_oci_archive(&layout, &cx.output, cx.epoch)?;

@@ -25,6 +25,7 @@ use super::Failure;
     cargo image build --output-format docker-archive -o hello.tar && podman load -i hello.tar\n  \
     cargo image build --push-to ghcr.io/acme/hello   build, then push every tag\n  \
     cargo image push --push-to r.example/a --push-to r.example/b   push to both (b mounts a's blobs)\n  \
+    cargo image build --cache-from r.example/cache --cache-to r.example/cache   share layers between machines\n  \
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo image build\n\n\
     Layers whose inputs did not change are reused from the store (`Fresh`); the rest are built \
     in parallel. The output is an OCI image layout: check it with `skopeo inspect oci:DIR:TAG`, \
@@ -52,6 +53,19 @@ pub struct BuildArgs {
     /// an earlier one got instead of uploading them again.
     #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
     push_to: Vec<String>,
+    /// A remote layer cache (`registry/repository`) to take layers from: every layer the store
+    /// lacks is looked up there before it is built (repeatable, tried in order; comma separated
+    /// in CARGO_IMAGE_CACHE_FROM). A cache that fails gives one warning and a local build.
+    #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository, env = "CARGO_IMAGE_CACHE_FROM", value_delimiter = ',')]
+    cache_from: Vec<String>,
+    /// A remote layer cache to record every layer of the build in (repeatable; comma separated
+    /// in CARGO_IMAGE_CACHE_TO): other machines take them with --cache-from.
+    #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository, env = "CARGO_IMAGE_CACHE_TO", value_delimiter = ',')]
+    cache_to: Vec<String>,
+    /// Write no local image, only push it (needs --push or --push-to): layers found with
+    /// --cache-from in the registry pushed to are then mounted there, never downloaded.
+    #[arg(long, conflicts_with_all = ["output", "load"])]
+    no_output: bool,
     /// Load the image for this machine's platform into podman or docker (`ENGINE load`), to run
     /// it with `podman run` / `docker run`; --load alone takes podman if installed, else docker.
     #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto", require_equals = true)]
@@ -230,6 +244,9 @@ impl CommonArgs {
             platforms: self.platforms()?,
             index: self.index,
             locked: self.locked || self.frozen,
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
+            no_output: false,
         })
     }
 
@@ -438,6 +455,9 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     )?;
     opts.output = args.output;
     opts.tags = args.tag;
+    opts.cache_from = args.cache_from;
+    opts.cache_to = args.cache_to;
+    opts.no_output = args.no_output;
     opts.load = args.load.map(|engine| match engine {
         LoadArg::Auto => LoadEngine::Auto,
         LoadArg::Podman => LoadEngine::Podman,
@@ -469,7 +489,9 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         let secs = started.elapsed().as_secs_f64();
         status("Finished", &format!("{image} in {secs:.2}s {counts}"));
         platform_lines(&out);
-        status("Output", &out.path.display().to_string());
+        if !opts.no_output {
+            status("Output", &out.path.display().to_string());
+        }
     }
     if !json {
         // The one line a script wants, even with --quiet: where the image is (per repository).

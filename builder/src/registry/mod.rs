@@ -76,8 +76,8 @@ pub use auth::{
     AuthError, CredentialLookup, CredentialSource, Credentials, Secret, ENV_PASSWORD, ENV_USER,
 };
 pub use client::{
-    PullReport, PushEvent, PushReport, RegistryClient, RegistryOptions, RetryPolicy,
-    MAX_RETRY_AFTER,
+    parse_record, record_manifest, record_tag, PullReport, PushEvent, PushReport, RegistryClient,
+    RegistryOptions, RetryPolicy, CACHE_FORMAT, MAX_RETRY_AFTER, RECORD_ARTIFACT_TYPE,
 };
 pub use reference::{
     InvalidReference, Reference, DEFAULT_REGISTRY, DEFAULT_TAG, DOCKER_HUB_API_HOST,

@@ -10,18 +10,22 @@
 //! - `stored`: the store side of a pull: the record of a resolution, and an image read back
 //!   out of the store (a reference already resolved, a digest already held);
 //! - `push`: blobs HEAD-checked, mounted or uploaded, then manifests and tags;
+//! - `cache`: the remote layer cache, layer records in a registry repository (its record
+//!   format is documented there);
 //! - `retry`: which failures are transient, the backoff between tries, [`RetryPolicy`];
 //! - `errors`: how a failed request becomes an [`Error`], with its hint.
 //!
 //! It relies on oci-client for the distribution protocol, on `tls` for the TLS
 //! configuration, on `auth` for credentials and on `reference` for the names of images.
 
+mod cache;
 mod errors;
 mod pull;
 mod push;
 mod retry;
 mod stored;
 
+pub use cache::{parse_record, record_manifest, record_tag, CACHE_FORMAT, RECORD_ARTIFACT_TYPE};
 pub use pull::PullReport;
 pub use push::{PushEvent, PushReport};
 pub use retry::{RetryPolicy, MAX_RETRY_AFTER};

@@ -254,7 +254,7 @@ impl RegistryClient {
 
     /// Streams `blob` into the store, verifying size and digest; returns whether it was
     /// downloaded (false: the store had it).
-    async fn fetch_blob(
+    pub(super) async fn fetch_blob(
         &self,
         host: &HostClients,
         reference: &Reference,

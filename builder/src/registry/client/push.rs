@@ -84,7 +84,15 @@ impl RegistryClient {
         // Collect manifests (children first) and blobs.
         let mut manifests: Vec<(Descriptor, Vec<u8>)> = Vec::new();
         let mut blobs: BTreeMap<String, BlobRef> = BTreeMap::new();
-        collect(&layout, &root, 0, &mut manifests, &mut blobs).map_err(read)?;
+        // A layer the layout lacks may be pushed if the store saw it in a repository of the
+        // target's registry (a remote cache hit of a build that only pushes): it is mounted
+        // from there (or, refused, downloaded into the store and uploaded).
+        let may_lack = |digest: &str| {
+            self.seen
+                .as_ref()
+                .is_some_and(|s| !s.seen_in(target.registry(), digest).is_empty())
+        };
+        collect(&layout, &root, 0, &may_lack, &mut manifests, &mut blobs).map_err(read)?;
 
         let host = self.host(target)?;
         let mount_from = mount_from.filter(|m| mountable(m, target));
@@ -93,9 +101,23 @@ impl RegistryClient {
             digest: root.digest().to_string(),
             ..PushReport::default()
         };
+        let path = |blob: &BlobRef| {
+            let path = layout
+                .blob_path(&blob.digest)
+                .map_err(|e| Error::ReadLayout {
+                    path: layout.path().to_path_buf(),
+                    source: Box::new(e),
+                })?;
+            match (&self.seen, Digest::parse(&blob.digest)) {
+                (Some(store), Ok(digest)) if !path.is_file() && store.has_blob(&digest) => {
+                    Ok(store.blob_path(&digest))
+                }
+                _ => Ok(path),
+            }
+        };
         self.runtime.block_on(async {
             let outcomes: Vec<PushEvent> = stream::iter(blobs.iter())
-                .map(|blob| self.push_blob(&host, &layout, target, mount_from, blob, progress))
+                .map(|blob| self.push_blob(&host, &path, target, mount_from, blob, progress))
                 .buffer_unordered(self.options.parallelism.max(1))
                 .try_collect()
                 .await?;
@@ -146,7 +168,7 @@ impl RegistryClient {
     }
 
     /// Pushes the manifest `desc` (its exact `bytes`) as `name`, a tag or its digest.
-    async fn push_manifest(
+    pub(super) async fn push_manifest(
         &self,
         host: &HostClients,
         name: &Reference,
@@ -174,11 +196,11 @@ impl RegistryClient {
     }
 
     /// Sends `blob` to `target`'s repository unless the registry has it: mounted from
-    /// `mount_from` when the registry agrees, else uploaded from the layout.
-    async fn push_blob(
+    /// `mount_from` when the registry agrees, else uploaded from the file `path` gives.
+    pub(super) async fn push_blob(
         &self,
         host: &HostClients,
-        layout: &Layout,
+        path: &(dyn Fn(&BlobRef) -> Result<std::path::PathBuf, Error> + Sync),
         target: &Reference,
         mount_from: Option<&Reference>,
         blob: &BlobRef,
@@ -196,12 +218,10 @@ impl RegistryClient {
         } else if self.try_mount(host, target, mount_from, blob).await {
             PushEvent::BlobMounted { digest, size }
         } else {
-            let path = layout
-                .blob_path(&blob.digest)
-                .map_err(|e| Error::ReadLayout {
-                    path: layout.path().to_path_buf(),
-                    source: Box::new(e),
-                })?;
+            let mut path = path(blob)?;
+            if !path.is_file() {
+                path = self.fetch_seen(host, target, blob).await.unwrap_or(path);
+            }
             self.upload(host, &remote, &path, blob)
                 .await
                 .map_err(|e| self.remote_error(host, target, e, Request::PushBlob(&blob.digest)))?;
@@ -250,6 +270,27 @@ impl RegistryClient {
         false
     }
 
+    /// Downloads `blob` (verified) into the store from a repository of `target`'s registry the
+    /// store saw it in; returns its path there.
+    async fn fetch_seen(
+        &self,
+        host: &HostClients,
+        target: &Reference,
+        blob: &BlobRef,
+    ) -> Option<std::path::PathBuf> {
+        let store = self.seen.as_ref()?;
+        let digest = Digest::parse(&blob.digest).ok()?;
+        for repository in store.seen_in(target.registry(), &blob.digest) {
+            let Ok(from) = Reference::from_parts(target.registry(), &repository, None, None) else {
+                continue;
+            };
+            if self.fetch_blob(host, &from, store, blob).await.is_ok() {
+                return Some(store.blob_path(&digest));
+            }
+        }
+        None
+    }
+
     /// Uploads a blob file: chunked (`PATCH`es), falling back to one monolithic `PUT` when the
     /// registry does not follow the chunked protocol. Each try restarts from a new session.
     async fn upload(
@@ -292,6 +333,7 @@ fn collect(
     layout: &Layout,
     desc: &Descriptor,
     depth: usize,
+    may_lack: &dyn Fn(&str) -> bool,
     manifests: &mut Vec<(Descriptor, Vec<u8>)>,
     blobs: &mut BTreeMap<String, BlobRef>,
 ) -> Result<(), oci::Error> {
@@ -303,7 +345,7 @@ fn collect(
         ManifestKind::Index if depth < MAX_INDEX_DEPTH => {
             let index: ImageIndex = parse(layout, desc, "image index", &bytes)?;
             for child in index.manifests() {
-                collect(layout, child, depth + 1, manifests, blobs)?;
+                collect(layout, child, depth + 1, may_lack, manifests, blobs)?;
             }
         }
         ManifestKind::Index => {
@@ -315,7 +357,13 @@ fn collect(
         ManifestKind::Image => {
             let manifest: ImageManifest = parse(layout, desc, "image manifest", &bytes)?;
             for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
-                layout.verify_blob(d.digest().as_ref(), d.size())?;
+                let lacked = may_lack(d.digest().as_ref())
+                    && layout
+                        .blob_path(d.digest().as_ref())
+                        .is_ok_and(|p| !p.exists());
+                if !lacked {
+                    layout.verify_blob(d.digest().as_ref(), d.size())?;
+                }
                 blobs
                     .entry(d.digest().to_string())
                     .or_insert_with(|| blob_of(d));
