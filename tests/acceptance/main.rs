@@ -19,6 +19,7 @@ mod platforms;
 mod provenance;
 mod registry;
 mod registry_tls;
+mod remote_cache;
 mod reproducible;
 mod sbom;
 mod spec_hardening;
