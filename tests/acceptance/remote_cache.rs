@@ -98,6 +98,29 @@ fn a_layer_built_on_one_machine_is_never_built_on_another() {
         tag.strip_prefix("key-")
     );
 
+    // What B would do, for CI to split the work: per image, every layer is in the remote
+    // cache (and nothing is downloaded to say so).
+    let mut args = vec!["--workspace", "--cache-from", &cache];
+    args.extend(auth);
+    let before = registry.requests().len();
+    let planned = events(&b, "plan", &args);
+    assert!(
+        !registry.requests()[before..]
+            .iter()
+            .any(Request::is_blob_download),
+        "planning downloads no blob"
+    );
+    let plans = of_kind(&planned, "plan");
+    assert_eq!(plans.len(), 3, "{planned:?}");
+    for plan in &plans {
+        for node in plan["graph"]["nodes"].as_array().unwrap() {
+            if node["kind"] == "build-layer" {
+                assert_eq!(node["cached"], false, "{node}");
+                assert_eq!(node["remote"], cache.as_str(), "{node}");
+            }
+        }
+    }
+
     // Machine B, an empty store: zero layers built, every one fresh from the remote cache,
     // the same digests, and layouts oci-image-tool accepts.
     let mut args = vec!["--workspace", "--cache-from", &cache];
@@ -193,6 +216,17 @@ fn a_layer_built_on_one_machine_is_never_built_on_another() {
         &cache,
     ];
     args.extend(auth);
+    let planned = events(&b, "plan", &args);
+    let to_build: Vec<&Value> = of_kind(&planned, "plan")
+        .iter()
+        .flat_map(|p| p["graph"]["nodes"].as_array().unwrap())
+        .filter(|n| n["kind"] == "build-layer" && n["cached"] == false && n.get("remote").is_none())
+        .collect();
+    assert_eq!(
+        to_build.len(),
+        1,
+        "the plan says one layer to build: {to_build:?}"
+    );
     let changed = events(&b, "build", &args);
     let rebuilt = built(&changed);
     assert_eq!(rebuilt.len(), 1, "one layer built: {rebuilt:?}");

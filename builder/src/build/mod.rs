@@ -405,7 +405,8 @@ pub fn default_store(spec_path: &Path) -> Result<PathBuf, Error> {
 }
 
 /// Plans an already loaded spec (see [`plan`]): the same planning a build does, with the store
-/// only read (when it exists), never written.
+/// only read (when it exists), never written. With [`BuildOptions::cache_from`] every layer the
+/// store lacks is looked up in the remote caches (nothing downloaded): its node's `remote`.
 pub fn plan_spec(
     spec: &ImageSpec,
     opts: &BuildOptions,
@@ -424,7 +425,7 @@ pub fn plan_spec(
         None => StatIndex::new(),
     });
     let pins = pins::Pins::open(spec, opts)?;
-    let plan = planner::plan(
+    let mut graph = planner::plan(
         &cx,
         opts,
         &pins,
@@ -432,9 +433,27 @@ pub fn plan_spec(
         as_index,
         store.as_ref(),
         &stat_index,
-        on_event,
-    )?;
-    Ok(plan.graph)
+        &|event| match event {
+            // With remote caches the graph is reported once they are asked (below).
+            Event::Plan { .. } if !opts.cache_from.is_empty() => {}
+            other => on_event(other),
+        },
+    )?
+    .graph;
+    if let Some(remote) = remote::RemoteCache::new(&opts.cache_from, &[], &opts.registry, on_event)?
+    {
+        for node in &mut graph.nodes {
+            if node.cached == Some(false)
+                && matches!(node.kind, crate::plan::NodeKind::BuildLayer { .. })
+            {
+                node.remote = remote.find(&node.key.hex());
+            }
+        }
+        on_event(Event::Plan {
+            graph: graph.clone(),
+        });
+    }
+    Ok(graph)
 }
 
 /// Builds an already loaded spec: options, plan, execute, emit (see the module docs).

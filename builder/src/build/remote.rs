@@ -161,6 +161,26 @@ impl<'a> RemoteCache<'a> {
         None
     }
 
+    /// The first `--cache-from` repository with a record of node `key`, asked without
+    /// downloading anything (what `cargo image plan --cache-from` reports).
+    pub fn find(&self, key: &str) -> Option<String> {
+        for cache in &self.from {
+            if self.is_off() {
+                return None;
+            }
+            let client = self.client()?;
+            match client.cache_lookup(cache, key) {
+                Ok(Some(_)) => return Some(cache.name()),
+                Ok(None) => {}
+                Err(e) => {
+                    self.fault(&cache.name(), &e);
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
     /// Records `layers` (node key, layer, the cache repository it came from) in each
     /// `--cache-to` repository; returns how many records were written.
     pub fn export(&self, layers: &[(String, LayerRecord, Option<String>)], store: &Store) {
