@@ -337,3 +337,41 @@ fn a_failing_cache_is_one_warning_and_a_local_build() {
     let nobody = format!("127.0.0.1:{}/ci/layers", free_port());
     falls_back(&b, "s-nobody", &nobody, &[], &digest, "onnect");
 }
+
+#[test]
+fn a_push_only_build_to_another_registry_downloads_the_cached_layers() {
+    let cache_registry = Registry::start();
+    let other = Registry::start();
+    let cache = format!("{}/ci/layers", cache_registry.host());
+    let digest = fill_cache(&cache);
+    let before = cache_registry.requests().len();
+    let (_tmp, b) = example_copy("hello");
+    let target = format!("{}/team/hello", other.host());
+    let on_b = events(
+        &b,
+        "push",
+        &["--no-output", "--push-to", &target, "--cache-from", &cache],
+    );
+    assert_eq!(built(&on_b), Vec::<&Value>::new(), "nothing built");
+    assert!(of_kind(&on_b, "cache-warning").is_empty(), "{on_b:?}");
+    let pushed = *of_kind(&on_b, "pushed").first().expect("pushed");
+    assert_eq!(pushed["reference"], format!("{target}@{digest}").as_str());
+    // No mount across registries: the layer is downloaded once, then uploaded.
+    let downloads = cache_registry.requests()[before..]
+        .iter()
+        .filter(|r| r.is_blob_download())
+        .count();
+    assert_eq!(downloads, of_kind(&on_b, "layer-finished").len());
+    let copy = b.join("copy");
+    skopeo([
+        "copy".to_string(),
+        "--quiet".to_string(),
+        "--src-tls-verify=false".to_string(),
+        format!("docker://{target}:latest"),
+        format!("oci:{}:latest", copy.display()),
+    ]);
+    assert_eq!(
+        skopeo_inspect(&copy, "latest", None)["Digest"],
+        digest.as_str()
+    );
+}

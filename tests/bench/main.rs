@@ -461,8 +461,11 @@ impl Bench {
             log(&format!("remote cache: build from it {}/{runs}", i + 1));
             self.ours.clear_store(&self.corpus.root)?;
             remove_dir_if_exists(&out)?;
-            self.ours
-                .run("build", spec, &["--output", &out_arg, "--cache-from", &cache])
+            self.ours.run(
+                "build",
+                spec,
+                &["--output", &out_arg, "--cache-from", &cache],
+            )
         })?;
         let mount = repeat(runs, |i| {
             log(&format!("remote cache: push only {}/{runs}", i + 1));

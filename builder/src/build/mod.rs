@@ -508,13 +508,23 @@ pub fn build_spec(
     pins.save(on_event)?;
 
     let remote =
-        remote::RemoteCache::new(&opts.cache_from, &opts.cache_to, &opts.registry, on_event)?;
+        remote::RemoteCache::new(&opts.cache_from, &opts.cache_to, &opts.registry, on_event)?.map(
+            |remote| match &opts.push {
+                Some(push) if opts.no_output => {
+                    remote.only_pushing_to(match push.repositories.as_slice() {
+                        [] => std::slice::from_ref(&spec.name),
+                        given => given,
+                    })
+                }
+                _ => remote,
+            },
+        );
     let outputs = execute::execute(
         &mut plan,
         &store,
         cx.threads,
         remote.as_ref(),
-        !opts.no_output || cx.load.is_some(),
+        !opts.no_output,
         on_event,
     )?;
     if let Some(remote) = &remote {

@@ -31,6 +31,9 @@ pub(super) struct RemoteCache<'a> {
     to: Vec<Reference>,
     options: RegistryOptions,
     client: OnceLock<Option<RegistryClient>>,
+    /// The registries of a build that only pushes: a hit of a cache on each of them may stay
+    /// there (the push mounts it); `None` for a build with a local output.
+    only_pushing_to: Option<Vec<String>>,
     /// Set by the first fault: the cache is not asked again.
     off: AtomicBool,
     on_event: &'a (dyn Fn(Event) + Sync),
@@ -78,9 +81,23 @@ impl<'a> RemoteCache<'a> {
             to: parse(to)?,
             options,
             client: OnceLock::new(),
+            only_pushing_to: None,
             off: AtomicBool::new(false),
             on_event,
         }))
+    }
+
+    /// Says the build only pushes, to these repositories: hits of a cache on the registry of
+    /// every one of them are left there (mounted by the push) unless their bytes are needed.
+    pub fn only_pushing_to(mut self, repositories: &[String]) -> Self {
+        self.only_pushing_to = Some(
+            repositories
+                .iter()
+                .filter_map(|r| Reference::parse(r).ok())
+                .map(|r| r.registry().to_owned())
+                .collect(),
+        );
+        self
     }
 
     /// The client, made on first use.
@@ -118,9 +135,11 @@ impl<'a> RemoteCache<'a> {
         self.off.load(Ordering::SeqCst)
     }
 
-    /// Looks node `key` up in each `--cache-from` repository in order. With `need_bytes` a hit's
-    /// blob is downloaded into the store (verified) and recorded under `key` there; without,
-    /// the registry is only asked that it has the blob, and the store remembers where it is.
+    /// Looks node `key` up in each `--cache-from` repository in order. A hit's blob is
+    /// downloaded into the store (verified) and recorded under `key` there, unless its bytes
+    /// are not needed (`need_bytes` false) and the build only pushes to the cache's registry:
+    /// then the registry is only asked that it has the blob, and the store remembers where it
+    /// is, for the push to mount it.
     pub fn take(&self, key: &str, store: &Store, need_bytes: bool) -> Option<RemoteHit> {
         for cache in &self.from {
             if self.is_off() {
@@ -136,7 +155,12 @@ impl<'a> RemoteCache<'a> {
                     return None;
                 }
             };
-            let got = if need_bytes {
+            // Left in the registry only when every push can mount it from there.
+            let stays = !need_bytes
+                && self.only_pushing_to.as_ref().is_some_and(|registries| {
+                    !registries.is_empty() && registries.iter().all(|r| r == cache.registry())
+                });
+            let got = if !stays {
                 client
                     .cache_fetch(cache, &layer, store)
                     .map(|_| ())
