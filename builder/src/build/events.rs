@@ -59,8 +59,8 @@ pub enum Event {
     CacheWarning { repository: String, message: String },
     /// The build's layers are recorded in the remote cache `repository` (`records` new ones).
     CacheExported { repository: String, records: usize },
-    /// A blob of a push: `uploaded`, `skipped` (the registry had it) or `mounted` (from the
-    /// base's repository).
+    /// A blob of a push: `uploaded`, `skipped` (the registry had it) or `mounted` (from another
+    /// repository of the registry: the base's, or one the store saw it in).
     PushBlob {
         digest: String,
         size: u64,

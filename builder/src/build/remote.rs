@@ -25,6 +25,11 @@ use super::{Error, Event};
 use crate::registry::{Reference, RegistryClient, RegistryOptions, RetryPolicy};
 use crate::store::{LayerRecord, NodeResult, Store};
 
+/// How long connecting to a cache registry may take before it counts as down.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a cache registry may stay silent in the middle of an answer.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The remote caches of one build.
 pub(super) struct RemoteCache<'a> {
     from: Vec<Reference>,
@@ -70,12 +75,14 @@ impl<'a> RemoteCache<'a> {
                 })
                 .collect()
         };
-        // A cache that does not answer is given up quickly: it only saves time.
+        // A cache that does not answer (down, or slow) is given up quickly: it only saves time.
         let mut options = options.clone();
         options.retry = RetryPolicy {
             attempts: 2,
             ..options.retry
         };
+        options.connect_timeout = options.connect_timeout.min(CONNECT_TIMEOUT);
+        options.read_timeout = options.read_timeout.min(READ_TIMEOUT);
         Ok(Some(Self {
             from: parse(from)?,
             to: parse(to)?,
