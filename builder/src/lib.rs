@@ -27,7 +27,9 @@
 //!    the content hashes of its host inputs and the format version. Host file hashes come from
 //!    the [`store`]'s stat index, so a warm plan reads no file. `cargo image plan` stops here.
 //! 4. **Execute**: the graph's nodes run in dependency order on `--jobs` threads. A node whose
-//!    key the [`store`] holds costs a lookup; a missing layer is built by [`layer`] (a sorted
+//!    key the [`store`] holds costs a lookup; a layer it lacks is looked up in the remote layer
+//!    caches (`--cache-from`: records in a [`registry`] repository, its blob downloaded only
+//!    when its bytes are needed), else built by [`layer`] (a sorted
 //!    tree of entries streamed in one pass through the deterministic tar writer, the compressor
 //!    and two sha256 hashers into a store blob) under its key's lock. Layers that copy out of
 //!    another stage read that stage's merged filesystem through [`rootfs`].

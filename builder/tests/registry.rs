@@ -515,6 +515,66 @@ fn faults_in_transit_are_retried() {
 }
 
 #[test]
+fn retry_after_is_waited_for() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let registry = Registry::start();
+    // The first blob check gets 429 and the first manifest upload 503, each asking to come
+    // back in 2 seconds: without `Retry-After` a 429 waits 1 s and a 503 the backoff (20 ms).
+    let (blob_refused, manifest_refused) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let proxy = Proxy::start(registry.port, move |_, method, path| {
+        let first = |flag: &AtomicBool| !flag.swap(true, Ordering::SeqCst);
+        if method == "HEAD" && path.contains("/blobs/sha256:") && first(&blob_refused) {
+            Fault::StatusRetryAfter(429, 2)
+        } else if method == "PUT" && path.contains("/manifests/") && first(&manifest_refused) {
+            Fault::StatusRetryAfter(503, 2)
+        } else {
+            Fault::Pass
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let digest = build_image(tmp.path(), &layout, &tmp.path().join("store"), "patient");
+    let client = RegistryClient::new(options()).unwrap();
+    let target = reference(&format!("{}/patient/app:v1", proxy.host()));
+    let report = client
+        .push_layout(&layout, None, &target, &[], None, &|_| {})
+        .unwrap();
+    assert_eq!(report.digest, digest);
+    let seen = proxy.seen();
+    for code in [429, 503] {
+        let refused = seen
+            .iter()
+            .find(|s| s.fault == Fault::StatusRetryAfter(code, 2))
+            .unwrap_or_else(|| panic!("no {code} was injected: {seen:?}"));
+        let again = seen
+            .iter()
+            .find(|s| {
+                s.fault == Fault::Pass
+                    && s.method == refused.method
+                    && s.path == refused.path
+                    && s.at > refused.at
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} {} was not tried again: {seen:?}",
+                    refused.method, refused.path
+                )
+            });
+        let waited = again.at - refused.at;
+        assert!(
+            waited >= Duration::from_secs(2),
+            "{code}: tried {} {} again after {waited:?}, before its Retry-After of 2 s",
+            refused.method,
+            refused.path
+        );
+    }
+}
+
+#[test]
 fn a_blob_corrupted_in_transit_is_rejected_and_not_stored() {
     let registry = Registry::start();
     let proxy = Proxy::start(registry.port, |_, method, path| {

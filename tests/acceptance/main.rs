@@ -21,6 +21,7 @@ mod provenance;
 mod push_referrers;
 mod registry;
 mod registry_tls;
+mod remote_cache;
 mod reproducible;
 mod rootfs_import;
 mod sbom;

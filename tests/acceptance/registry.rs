@@ -46,6 +46,110 @@ fn push_is_read_back_by_skopeo_and_a_second_push_uploads_nothing() {
     assert!(event["skipped_blobs"].as_u64().unwrap() >= 3, "{event}");
 }
 
+#[test]
+fn a_second_repository_mounts_our_blobs_and_each_tag_is_one_manifest_upload() {
+    let registry = Registry::start();
+    let (_tmp, dir) = example_copy("import-tar");
+    let repo = |name: &str| format!("{}/team/{name}", registry.host());
+    let r = cargo_image(&dir)
+        .args([
+            "push",
+            "--quiet",
+            "--push-to",
+            &repo("one"),
+            "--push-to",
+            &repo("two"),
+        ])
+        .run()
+        .ok();
+    let layout = dir.join("target/image/import-tar");
+    let local = manifest_digest(&layout);
+    assert_eq!(
+        r.stdout,
+        format!("{}@{local}\n{}@{local}\n", repo("one"), repo("two")),
+        "one line per repository"
+    );
+    // What a push sends: the image's config and layers and its referrers' (the SBOM and the
+    // provenance, artifact manifests sharing the empty config), each blob once; and per
+    // repository one manifest upload per tag, one per referrer and the referrers' fallback tag.
+    let index = read_json(&layout.join("index.json"));
+    let mut all_blobs = std::collections::BTreeSet::new();
+    let mut referrer_manifests = std::collections::BTreeSet::new();
+    for entry in index["manifests"].as_array().unwrap() {
+        let digest = entry["digest"].as_str().unwrap();
+        if entry.get("artifactType").is_some() {
+            referrer_manifests.insert(digest.to_owned());
+        }
+        let manifest = blob_json(&layout, digest);
+        all_blobs.insert(manifest["config"]["digest"].as_str().unwrap().to_owned());
+        for layer in manifest["layers"].as_array().unwrap() {
+            all_blobs.insert(layer["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(referrer_manifests.len(), 2, "{index}");
+    let blobs = all_blobs.len();
+    let manifest_uploads = 2 + referrer_manifests.len() + 1;
+
+    // A later process, with the same store, pushing to a third repository mounts too.
+    let again = cargo_image(&dir)
+        .args([
+            "push",
+            "--message-format",
+            "json",
+            "--push-to",
+            &repo("three"),
+        ])
+        .run()
+        .ok();
+    let events = json_events(&again.stdout);
+    let pushed = *of_kind(&events, "pushed").first().expect("a pushed event");
+    assert_eq!(pushed["uploaded_blobs"], 0, "{pushed}");
+    assert_eq!(pushed["mounted_blobs"], blobs, "{pushed}");
+
+    let requests = registry.requests();
+    for name in ["one", "two", "three"] {
+        let path = format!("team/{name}");
+        let of_repo: Vec<_> = requests.iter().filter(|r| r.in_repository(&path)).collect();
+        // Each tag is one manifest upload (two tags), each referrer one and the fallback tag
+        // one; each blob sent once.
+        let manifest_puts = of_repo
+            .iter()
+            .filter(|r| r.method == "PUT" && r.uri.contains("/manifests/"))
+            .count();
+        assert_eq!(manifest_puts, manifest_uploads, "{path}: {of_repo:#?}");
+        let mounted = of_repo
+            .iter()
+            .filter(|r| r.is_mount() && r.status == 201)
+            .count();
+        let uploads = of_repo.iter().filter(|r| r.is_blob_upload()).count();
+        if name == "one" {
+            assert_eq!(mounted, 0, "{of_repo:#?}");
+            assert!(uploads >= blobs, "{of_repo:#?}");
+        } else {
+            assert_eq!(
+                mounted, blobs,
+                "{path}: the registry log shows a mount per blob: {of_repo:#?}"
+            );
+            assert_eq!(uploads, 0, "{path}: nothing uploaded: {of_repo:#?}");
+        }
+        assert!(
+            !of_repo.iter().any(|r| r.is_blob_download()),
+            "{of_repo:#?}"
+        );
+    }
+
+    // And skopeo reads the mounted image back, the same digest.
+    let copy = dir.join("copy");
+    skopeo([
+        "copy".to_string(),
+        "--quiet".to_string(),
+        "--src-tls-verify=false".to_string(),
+        format!("docker://{}:vendor-1.0", repo("three")),
+        format!("oci:{}:v", copy.display()),
+    ]);
+    assert_eq!(skopeo_inspect(&copy, "v", None)["Digest"], local.as_str());
+}
+
 /// Pushes an image made by umoci holding `/etc/motd` as `REGISTRY/base:1`.
 fn push_umoci_base(registry: &Registry, dir: &Path) -> String {
     push_umoci_image(

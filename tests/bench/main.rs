@@ -332,6 +332,39 @@ impl Bench {
             },
         );
 
+        // Machine B with an empty store and the remote cache machine A filled.
+        match self.remote_cache(&specs.gzip) {
+            Ok((download, mount)) => {
+                self.row(
+                    "machine B: build from the remote cache (download included)",
+                    "our cold gzip build",
+                    Goal::RatioAtMost(1.0),
+                    Outcome::Measured {
+                        ours: download,
+                        baseline: Some(cold),
+                    },
+                );
+                self.row(
+                    "machine B: push only, layers mounted from the remote cache",
+                    "our cold gzip build",
+                    Goal::RatioAtMost(0.05),
+                    Outcome::Measured {
+                        ours: mount,
+                        baseline: Some(cold),
+                    },
+                );
+            }
+            Err(why) => {
+                for name in [
+                    "machine B: build from the remote cache (download included)",
+                    "machine B: push only, layers mounted from the remote cache",
+                ] {
+                    let why = Outcome::Skipped(format!("{why:#}"));
+                    self.row(name, "our cold gzip build", Goal::RatioAtMost(1.0), why);
+                }
+            }
+        }
+
         // buildah: cold bud + push, then cached bud.
         let buildah_rows = [
             (
@@ -400,6 +433,63 @@ impl Bench {
             rows.push((label, median(&samples)));
         }
         Ok(rows)
+    }
+
+    /// The remote layer cache on a loopback `docker-registry`: machine A fills it
+    /// (`--cache-to`, untimed); then, from an empty store each time, the median seconds of a
+    /// build from it into a fresh output (the layer downloaded) and of a push-only build to a
+    /// new repository of the registry (`--no-output`: the layer mounted, never downloaded).
+    fn remote_cache(&mut self, spec: &Path) -> Result<(f64, f64)> {
+        let installed = std::process::Command::new("docker-registry")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            bail!("docker-registry is not installed (`just deps`)");
+        }
+        let registry = cargo_oci_image_test_support::registry::Registry::start();
+        let cache = format!("{}/bench/cache", registry.host());
+        let runs = self.args.runs;
+        log("remote cache: machine A fills it");
+        self.ours.clear_store(&self.corpus.root)?;
+        let out = self.out("remote");
+        remove_dir_if_exists(&out)?;
+        let out_arg = out.to_string_lossy().into_owned();
+        self.ours
+            .run("build", spec, &["--output", &out_arg, "--cache-to", &cache])?;
+        let download = repeat(runs, |i| {
+            log(&format!("remote cache: build from it {}/{runs}", i + 1));
+            self.ours.clear_store(&self.corpus.root)?;
+            remove_dir_if_exists(&out)?;
+            self.ours.run(
+                "build",
+                spec,
+                &["--output", &out_arg, "--cache-from", &cache],
+            )
+        })?;
+        let mount = repeat(runs, |i| {
+            log(&format!("remote cache: push only {}/{runs}", i + 1));
+            self.ours.clear_store(&self.corpus.root)?;
+            let target = format!("{}/bench/app-{i}", registry.host());
+            self.ours.run(
+                "push",
+                spec,
+                &["--no-output", "--push-to", &target, "--cache-from", &cache],
+            )
+        })?;
+        let downloads = registry
+            .requests()
+            .iter()
+            .filter(|r| r.is_blob_download())
+            .count();
+        self.notes.push((
+            "remote cache".to_string(),
+            format!(
+                "loopback docker-registry; {downloads} blob downloads in all ({runs} builds from \
+                 the cache, {runs} push-only builds)"
+            ),
+        ));
+        Ok((median(&download), median(&mount)))
     }
 
     /// Median seconds of a cold buildah bud + push, and of a cached bud.

@@ -130,6 +130,29 @@ impl Ours {
         self.build_with_jobs(spec, output, self.jobs)
     }
 
+    /// Runs `cargo-image COMMAND --quiet --spec SPEC ARGS...` (with the bench's store and
+    /// compression threads), timed.
+    pub fn run(&self, command: &str, spec: &Path, args: &[&str]) -> Result<Sample> {
+        let spec_dir = spec.parent().context("spec has a parent directory")?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg(command)
+            .arg("--quiet")
+            .arg("--spec")
+            .arg(spec)
+            .arg("--jobs")
+            .arg(self.jobs.to_string())
+            .args(args)
+            .current_dir(spec_dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("CARGO_IMAGE_CACHE_FROM")
+            .env_remove("CARGO_IMAGE_CACHE_TO");
+        if self.has_store_flag {
+            cmd.arg("--store").arg(spec_dir.join(".bench/store"));
+        }
+        time(&mut cmd)
+    }
+
     /// Builds `spec` into `output` under GNU time with `jobs` compression threads.
     pub fn build_with_jobs(&self, spec: &Path, output: &Path, jobs: usize) -> Result<Sample> {
         let spec_dir = spec.parent().context("spec has a parent directory")?;

@@ -25,9 +25,18 @@ pub(super) struct Destination {
 
 impl Destination {
     /// Checks the output (an archive's destination is checked before any long work, and its
-    /// layout goes into a temporary directory beside it) and starts writing the layout.
-    pub fn create(cx: &Context) -> Result<Self, Error> {
+    /// layout goes into a temporary directory beside it) and starts writing the layout. With
+    /// `no_output` the layout (only pushed) goes into a temporary directory in the store.
+    pub fn create(cx: &Context, no_output: bool) -> Result<Self, Error> {
         let archive_scratch = match cx.format {
+            _ if no_output => Some(
+                oci::scratch_dir(&cx.store_root, oci::Scratch::Push).map_err(|source| {
+                    Error::Output(Box::new(oci::Error::CreateDir {
+                        path: cx.store_root.clone(),
+                        source,
+                    }))
+                })?,
+            ),
             OutputFormat::Oci => None,
             _ => Some(archive_scratch(&cx.output)?),
         };
@@ -61,11 +70,32 @@ pub(super) fn emit(
         archive_scratch,
     } = destination;
     let results: Vec<&Output> = plan.platforms.iter().map(|p| &outputs[p.image]).collect();
+    // Layers left in a remote cache (a build that only pushes): the push mounts them.
+    let remote: std::collections::HashSet<&str> = if opts.no_output {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Layer {
+                    blob,
+                    remote: Some(_),
+                    ..
+                } if !store.has_blob(&oci::Digest::parse(&blob.digest).ok()?) => {
+                    Some(blob.digest.as_str())
+                }
+                _ => None,
+            })
+            .collect()
+    } else {
+        Default::default()
+    };
     let mut children = Vec::new();
     let mut referrers = Vec::new();
     for (image, p) in results.iter().zip(&plan.platforms) {
         let resolved = image.image();
         for desc in resolved.layers() {
+            if remote.contains(desc.digest().as_ref() as &str) {
+                continue;
+            }
             link_out(store, desc.digest().as_ref(), &writer, &cx.store_root)?;
         }
         link_out(
@@ -125,6 +155,7 @@ pub(super) fn emit(
     }
     let layout = writer.finish(entries)?;
     let path = match cx.format {
+        _ if opts.no_output => layout,
         OutputFormat::Oci => layout,
         OutputFormat::OciArchive => {
             oci::write_oci_archive(&layout, &cx.output, cx.epoch)?;
@@ -147,16 +178,17 @@ pub(super) fn emit(
         }
     };
     let pushed = match &opts.push {
-        Some(push) => Some(push_image(
+        Some(push) => push_image(
             spec,
             cx,
             opts,
             push,
+            store,
             &layout_dir_of(&path, archive_scratch.as_ref()),
             plan.platforms[0].reference.as_ref(),
             on_event,
-        )?),
-        None => None,
+        )?,
+        None => Vec::new(),
     };
     if let Some(program) = cx.load {
         super::load::load(
@@ -269,7 +301,7 @@ fn signing_identity(spec: &ImageSpec, opts: &BuildOptions) -> String {
     let name = opts
         .push
         .as_ref()
-        .and_then(|p| p.repository.clone())
+        .and_then(|p| p.repositories.first().cloned())
         .unwrap_or_else(|| spec.name.clone());
     match crate::registry::Reference::parse(&name) {
         Ok(reference) => reference.name(),
@@ -285,82 +317,97 @@ fn layout_dir_of(output: &Path, archive_scratch: Option<&oci::TempDirBeside>) ->
     }
 }
 
-/// Pushes a finished layout to its registry; returns `repository@digest`.
+/// Pushes a finished layout to each repository of `push`, in order (later ones of the same
+/// registry mount the blobs the earlier ones got); returns `repository@digest` of each.
+#[allow(clippy::too_many_arguments)]
 fn push_image(
     spec: &ImageSpec,
     cx: &Context,
     opts: &BuildOptions,
     push: &PushOptions,
+    store: &Store,
     layout: &Path,
     mount_from: Option<&crate::registry::Reference>,
     on_event: &(dyn Fn(Event) + Sync),
-) -> Result<String, Error> {
+) -> Result<Vec<String>, Error> {
     use crate::registry::{PushEvent, Reference, RegistryClient};
-    let repository = push.repository.clone().unwrap_or_else(|| spec.name.clone());
-    let registry_err = |source| Error::Push {
-        reference: repository.clone(),
-        source: Box::new(source),
+    let repositories = match push.repositories.as_slice() {
+        [] => vec![spec.name.clone()],
+        given => given.to_vec(),
     };
-    let target = Reference::parse(&repository).map_err(|e| {
-        registry_err(crate::registry::Error::ParseReference {
+    let mut client = None;
+    let mut pushed = Vec::new();
+    for repository in repositories {
+        let registry_err = |source| Error::Push {
             reference: repository.clone(),
-            source: e,
-        })
-    })?;
-    let target = Reference::from_parts(target.registry(), target.repository(), None, None)
-        .map_err(|e| {
+            source: Box::new(source),
+        };
+        let parse_err = |e| {
             registry_err(crate::registry::Error::ParseReference {
                 reference: repository.clone(),
                 source: e,
             })
-        })?;
-    // Mount base blobs only within one registry.
-    let mount_from = mount_from.filter(|m| m.registry() == target.registry());
-    let client = RegistryClient::new(opts.registry.clone()).map_err(registry_err)?;
-    let progress = |e: PushEvent| {
-        let (digest, size, action) = match e {
-            PushEvent::BlobSkipped { digest, size } => (digest, size, "skipped"),
-            PushEvent::BlobMounted { digest, size } => (digest, size, "mounted"),
-            PushEvent::BlobUploaded { digest, size } => (digest, size, "uploaded"),
-            PushEvent::ManifestPushed { .. }
-            | PushEvent::ReferrerPushed { .. }
-            | PushEvent::ReferrersIndexed { .. } => return,
         };
-        on_event(Event::PushBlob {
-            digest,
-            size,
-            action,
-        })
-    };
-    let report = client
-        .push_layout(
-            layout,
-            cx.tags.first().map(String::as_str),
-            &target,
-            &cx.tags,
-            mount_from,
-            &progress,
-        )
-        .map_err(registry_err)?;
-    let reference = format!("{}@{}", target.name(), report.digest);
-    on_event(Event::Pushed {
-        reference: reference.clone(),
-        tags: cx.tags.clone(),
-        uploaded_blobs: report.uploaded_blobs,
-        skipped_blobs: report.skipped_blobs,
-        mounted_blobs: report.mounted_blobs,
-        referrers: report.referrers,
-    });
-    if opts.sign.is_some() {
-        // The signatures written into the layout go where cosign looks in a registry.
-        let pushed = crate::sign::push_layout_signatures(&client, &target, layout, &report.digest)
-            .map_err(|e| Error::Sign(Box::new(e)))?;
-        on_event(Event::SignaturesPushed {
-            repository: pushed.repository,
-            tags: pushed.tags,
+        let target = Reference::parse(&repository).map_err(parse_err)?;
+        let target = Reference::from_parts(target.registry(), target.repository(), None, None)
+            .map_err(parse_err)?;
+        // Mount base blobs only within one registry.
+        let mount_from = mount_from.filter(|m| m.registry() == target.registry());
+        let client: &RegistryClient = match &mut client {
+            Some(client) => client,
+            None => client.insert(
+                RegistryClient::new(opts.registry.clone())
+                    .map_err(registry_err)?
+                    .remembering_in(store),
+            ),
+        };
+        let progress = |e: PushEvent| {
+            let (digest, size, action) = match e {
+                PushEvent::BlobSkipped { digest, size } => (digest, size, "skipped"),
+                PushEvent::BlobMounted { digest, size } => (digest, size, "mounted"),
+                PushEvent::BlobUploaded { digest, size } => (digest, size, "uploaded"),
+                PushEvent::ManifestPushed { .. }
+                | PushEvent::ReferrerPushed { .. }
+                | PushEvent::ReferrersIndexed { .. } => return,
+            };
+            on_event(Event::PushBlob {
+                digest,
+                size,
+                action,
+            })
+        };
+        let report = client
+            .push_layout(
+                layout,
+                cx.tags.first().map(String::as_str),
+                &target,
+                &cx.tags,
+                mount_from,
+                &progress,
+            )
+            .map_err(registry_err)?;
+        let reference = format!("{}@{}", target.name(), report.digest);
+        on_event(Event::Pushed {
+            reference: reference.clone(),
+            tags: cx.tags.clone(),
+            uploaded_blobs: report.uploaded_blobs,
+            skipped_blobs: report.skipped_blobs,
+            mounted_blobs: report.mounted_blobs,
+            referrers: report.referrers,
         });
+        if opts.sign.is_some() {
+            // The signatures written into the layout go where cosign looks in a registry.
+            let signed =
+                crate::sign::push_layout_signatures(client, &target, layout, &report.digest)
+                    .map_err(|e| Error::Sign(Box::new(e)))?;
+            on_event(Event::SignaturesPushed {
+                repository: signed.repository,
+                tags: signed.tags,
+            });
+        }
+        pushed.push(reference);
     }
-    Ok(reference)
+    Ok(pushed)
 }
 
 /// A temporary directory beside an archive's destination, for the layout it is made from

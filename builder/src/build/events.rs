@@ -42,7 +42,8 @@ pub enum Event {
     LayerStarted { name: String, total: u64 },
     /// Content bytes of a building layer written so far.
     LayerProgress { name: String, done: u64, total: u64 },
-    /// A layer is ready: built now, or `cached` in the store.
+    /// A layer is ready: built now, or `cached` (in the store, or in the remote cache
+    /// `remote`, a `registry/repository` of --cache-from).
     LayerFinished {
         name: String,
         digest: String,
@@ -50,9 +51,16 @@ pub enum Event {
         size: u64,
         media_type: String,
         cached: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        remote: Option<String>,
     },
-    /// A blob of a push: `uploaded`, `skipped` (the registry had it) or `mounted` (from the
-    /// base's repository).
+    /// A remote layer cache failed (`repository`, empty when no client could be made): it is
+    /// not asked again in this build, whose layers are built locally. Given once per build.
+    CacheWarning { repository: String, message: String },
+    /// The build's layers are recorded in the remote cache `repository` (`records` new ones).
+    CacheExported { repository: String, records: usize },
+    /// A blob of a push: `uploaded`, `skipped` (the registry had it) or `mounted` (from another
+    /// repository of the registry: the base's, or one the store saw it in).
     PushBlob {
         digest: String,
         size: u64,

@@ -3,8 +3,10 @@
 //!
 //! - *fetch base*: the base's blobs go into the store, checked ([`hold_base`]);
 //! - *build layer*: a layer the store has (a hit when planned, or built meanwhile by another
-//!   build, which its key's lock makes us wait for) costs a lookup; a miss is streamed once
-//!   through tar, the compressor and two hashers into the store and recorded under its key;
+//!   build, which its key's lock makes us wait for) costs a lookup; a miss is looked up in the
+//!   remote caches (`remote.rs`: downloaded only when its bytes are needed, [`need_bytes`]),
+//!   else streamed once through tar, the compressor and two hashers into the store and
+//!   recorded under its key;
 //! - *assemble image*: the stage's config and manifest are written into the store;
 //! - *assemble index*: nothing here; emitting writes the output.
 //!
@@ -24,6 +26,7 @@ use super::base::{base_label, hold_base};
 use super::elf;
 use super::options::Context;
 use super::planner::{ImageWork, LayerWork, Plan, Work};
+use super::remote::RemoteCache;
 use super::{store_err, Error, Event};
 use crate::layer::{self, LayerBlob, LayerTree, SourceContext};
 use crate::oci;
@@ -42,8 +45,13 @@ pub(super) enum Output {
         /// How many of them came from the store.
         cached: usize,
     },
-    /// A layer, and whether it came from the store.
-    Layer { blob: LayerBlob, cached: bool },
+    /// A layer, whether it came from the store (or a remote cache), and the remote cache
+    /// (`registry/repository`) it came from.
+    Layer {
+        blob: LayerBlob,
+        cached: bool,
+        remote: Option<String>,
+    },
     /// The index node (written when emitting).
     Index,
 }
@@ -64,6 +72,8 @@ pub(super) fn execute(
     plan: &mut Plan,
     store: &Store,
     threads: usize,
+    remote: Option<&RemoteCache<'_>>,
+    local_output: bool,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<Vec<Output>, Error> {
     let nodes = &plan.graph.nodes;
@@ -86,6 +96,7 @@ pub(super) fn execute(
             users[input].push(node.id);
         }
     }
+    let need_bytes = need_bytes(plan, &users, local_output);
     let work = std::mem::take(&mut plan.work);
     let plan: &Plan = plan;
     let nodes = &plan.graph.nodes;
@@ -96,6 +107,8 @@ pub(super) fn execute(
             .map(|_| StageFs::new(Some(store.root())))
             .collect(),
         store,
+        remote,
+        need_bytes,
         on_event,
         outputs: (0..nodes.len()).map(|_| OnceLock::new()).collect(),
         users,
@@ -131,6 +144,9 @@ struct Run<'a> {
     /// One view of the stages it reads per planned stage.
     views: Vec<StageFs>,
     store: &'a Store,
+    remote: Option<&'a RemoteCache<'a>>,
+    /// Whether a layer node's bytes must be in the store (see [`need_bytes`]).
+    need_bytes: Vec<bool>,
     on_event: &'a (dyn Fn(Event) + Sync),
     outputs: Vec<OnceLock<Output>>,
     users: Vec<Vec<NodeId>>,
@@ -207,14 +223,14 @@ impl Run<'_> {
                 layers: Vec::new(),
                 cached: 0,
             }),
-            Work::Layer(layer) => self.layer(layer),
+            Work::Layer(layer) => self.layer(id, layer),
             Work::Image(image) => self.image(image),
             Work::Index => Ok(Output::Index),
         }
     }
 
-    /// Takes a layer from the store, or builds it under its key's lock.
-    fn layer(&self, work: LayerWork) -> Result<Output, Error> {
+    /// Takes a layer from the store or a remote cache, or builds it under its key's lock.
+    fn layer(&self, id: NodeId, work: LayerWork) -> Result<Output, Error> {
         let store = self.store;
         let platform = &self.plan.platforms[work.platform];
         let view = &self.views[work.stage];
@@ -243,27 +259,38 @@ impl Run<'_> {
                 _ => None,
             },
         };
+        // A miss in the store is looked up in the remote caches before it is built.
+        let hit = match hit {
+            Some(record) => Some((record, None)),
+            None => self
+                .remote
+                .and_then(|r| r.take(&key, store, self.need_bytes[id]))
+                .map(|h| (h.layer, Some(h.repository))),
+        };
         let cached = hit.is_some();
-        let blob = match hit {
-            Some(record) => LayerBlob::from(&record),
-            None => {
-                let ctx = SourceContext {
-                    context: &platform.spec.context,
-                    host_filter: Some(&platform.cx.host_filter),
-                    cargo_outputs: &platform.cargo_outputs,
-                    stages: Some(view),
-                };
-                build_layer(
-                    &work.spec,
-                    &work.label,
-                    work.plan,
-                    &ctx,
-                    work.base.map(|_| view),
-                    &platform.cx,
-                    store,
-                    self.on_event,
-                )?
-            }
+        let (blob, remote) = match hit {
+            Some((record, remote)) => (LayerBlob::from(&record), remote),
+            None => (
+                {
+                    let ctx = SourceContext {
+                        context: &platform.spec.context,
+                        host_filter: Some(&platform.cx.host_filter),
+                        cargo_outputs: &platform.cargo_outputs,
+                        stages: Some(view),
+                    };
+                    build_layer(
+                        &work.spec,
+                        &work.label,
+                        work.plan,
+                        &ctx,
+                        work.base.map(|_| view),
+                        &platform.cx,
+                        store,
+                        self.on_event,
+                    )?
+                },
+                None,
+            ),
         };
         (self.on_event)(Event::LayerFinished {
             name: work.label,
@@ -272,8 +299,13 @@ impl Run<'_> {
             size: blob.size,
             media_type: blob.media_type.clone(),
             cached,
+            remote: remote.clone(),
         });
-        Ok(Output::Layer { blob, cached })
+        Ok(Output::Layer {
+            blob,
+            cached,
+            remote,
+        })
     }
 
     /// Writes a stage's config and manifest into the store and records the image's key.
@@ -283,7 +315,9 @@ impl Run<'_> {
         let mut cached = 0;
         for node in &work.layers {
             match self.output(*node) {
-                Output::Layer { blob, cached: hit } => {
+                Output::Layer {
+                    blob, cached: hit, ..
+                } => {
                     blobs.push(blob.clone());
                     cached += usize::from(*hit);
                 }
@@ -320,6 +354,54 @@ impl Run<'_> {
             cached,
         })
     }
+}
+
+/// Which layer nodes need their bytes in the store, by node id: all of them with a local
+/// output; otherwise those of a stage whose filesystem is read (a later stage copies out of it
+/// or builds on it with layers, or its image has a dynamic loader to check), so a layer from a
+/// remote cache that is only pushed is never downloaded.
+fn need_bytes(plan: &Plan, users: &[Vec<NodeId>], local_output: bool) -> Vec<bool> {
+    let n = plan.work.len();
+    if local_output {
+        return vec![true; n];
+    }
+    // Users come after their inputs: walk images last to first.
+    let mut read = vec![false; n];
+    for id in (0..n).rev() {
+        if let Work::Image(image) = &plan.work[id] {
+            read[id] = !image.dynamic.is_empty()
+                || users[id].iter().any(|&u| match &plan.work[u] {
+                    Work::Layer(_) => true,
+                    Work::Image(_) => read[u],
+                    Work::Base { .. } | Work::Index => false,
+                });
+        }
+    }
+    (0..n)
+        .map(|id| match &plan.work[id] {
+            Work::Layer(_) => users[id]
+                .iter()
+                .any(|&u| matches!(plan.work[u], Work::Image(_)) && read[u]),
+            _ => false,
+        })
+        .collect()
+}
+
+/// Every layer of an executed plan, once per key: (key, layer, the remote cache it came from).
+pub(super) fn layers_of(
+    plan: &Plan,
+    outputs: &[Output],
+) -> Vec<(String, crate::store::LayerRecord, Option<String>)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut layers = Vec::new();
+    for node in &plan.graph.nodes {
+        if let Output::Layer { blob, remote, .. } = &outputs[node.id] {
+            if seen.insert(node.key) {
+                layers.push((node.key.hex(), blob.into(), remote.clone()));
+            }
+        }
+    }
+    layers
 }
 
 /// The layer blobs of an image, as files of its layout (or the store), bottom first.

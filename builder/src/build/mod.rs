@@ -17,8 +17,9 @@
 //!    [`Event::Plan`] event carries it. `cargo image plan` ([`plan`]) stops here and shares
 //!    this code exactly.
 //! 3. **Execute** (`execute.rs`): the graph's nodes run in dependency order on `--jobs` worker
-//!    threads; a layer the store has costs a lookup, a miss is built under its key's lock and
-//!    recorded. A layer whose key is the same on every platform (assets, certificates) is built
+//!    threads; a layer the store has costs a lookup, a miss is looked up in the remote caches
+//!    (`remote.rs`, `--cache-from`), else built under its key's lock and recorded; then the
+//!    build's layers are recorded in the `--cache-to` caches. A layer whose key is the same on every platform (assets, certificates) is built
 //!    once and shared by digest.
 //! 4. **Emit** (`emit.rs`): blobs hard-linked out of the store into a temporary layout beside
 //!    the output, an image index for several platforms (or `index = true`), the layout swapped
@@ -60,6 +61,7 @@ mod options;
 mod pins;
 mod planner;
 mod provenance;
+mod remote;
 mod sbom;
 
 pub use events::Event;
@@ -111,6 +113,16 @@ pub enum Error {
         #[source]
         source: Box<crate::registry::Error>,
     },
+    /// A `--cache-from` / `--cache-to` that is not a repository reference.
+    #[error("invalid cache repository `{reference}`: {source}; give a repository like ghcr.io/acme/cache")]
+    CacheReference {
+        reference: String,
+        #[source]
+        source: crate::registry::InvalidReference,
+    },
+    /// `no_output` without a push: the build would leave nothing.
+    #[error("a build without a local output (--no-output) must push the image (--push or --push-to REPOSITORY), or it leaves nothing")]
+    NothingToOutput,
     #[error("there is no stage `{target}` to build (--stage); the stages are {stages}")]
     UnknownTarget { target: String, stages: String },
     #[error("invalid tag `{tag}` given with --tag: {reason}")]
@@ -263,14 +275,24 @@ pub struct BuildOptions {
     /// Fail when the lock file (`image.lock`) lacks a registry base of the spec (or a platform
     /// of it) instead of resolving it and adding it to the lock.
     pub locked: bool,
+    /// Remote layer caches (`registry/repository`) asked, in order, for every layer the store
+    /// lacks before it is built (see the `remote` step in the module docs).
+    pub cache_from: Vec<String>,
+    /// Remote layer caches every layer of the build is recorded in.
+    pub cache_to: Vec<String>,
+    /// Write no local output: the image is only pushed (`push` is required). Layers found in a
+    /// remote cache of the registry pushed to are then mounted there, never downloaded.
+    pub no_output: bool,
 }
 
 /// Where a build pushes its image.
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
-    /// The repository to push to (`registry/name`, a tag or digest in it is ignored); `None`
-    /// means the spec's `name`. Every tag of the build is pushed.
-    pub repository: Option<String>,
+    /// The repositories to push to, in order (`registry/name`, a tag or digest in it is
+    /// ignored); none means the spec's `name`. Every tag of the build is pushed to each (one
+    /// manifest upload per tag); a blob the store saw in another repository of the same
+    /// registry (an earlier one of this list, say) is mounted from there, not uploaded.
+    pub repositories: Vec<String>,
 }
 
 /// The result of a build.
@@ -292,8 +314,9 @@ pub struct BuildOutput {
     /// The images of an index, one per platform, in index order (empty for a plain manifest).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<PlatformImage>,
-    /// `name@sha256:...` when the image was pushed.
-    pub pushed: Option<String>,
+    /// `name@sha256:...` of each repository the image was pushed to, in order (empty when it
+    /// was not pushed).
+    pub pushed: Vec<String>,
 }
 
 /// One platform's image of a multi-platform build.
@@ -387,7 +410,8 @@ pub fn default_store(spec_path: &Path) -> Result<PathBuf, Error> {
 }
 
 /// Plans an already loaded spec (see [`plan`]): the same planning a build does, with the store
-/// only read (when it exists), never written.
+/// only read (when it exists), never written. With [`BuildOptions::cache_from`] every layer the
+/// store lacks is looked up in the remote caches (nothing downloaded): its node's `remote`.
 pub fn plan_spec(
     spec: &ImageSpec,
     opts: &BuildOptions,
@@ -406,7 +430,7 @@ pub fn plan_spec(
         None => StatIndex::new(),
     });
     let pins = pins::Pins::open(spec, opts)?;
-    let plan = planner::plan(
+    let mut graph = planner::plan(
         &cx,
         opts,
         &pins,
@@ -414,9 +438,27 @@ pub fn plan_spec(
         as_index,
         store.as_ref(),
         &stat_index,
-        on_event,
-    )?;
-    Ok(plan.graph)
+        &|event| match event {
+            // With remote caches the graph is reported once they are asked (below).
+            Event::Plan { .. } if !opts.cache_from.is_empty() => {}
+            other => on_event(other),
+        },
+    )?
+    .graph;
+    if let Some(remote) = remote::RemoteCache::new(&opts.cache_from, &[], &opts.registry, on_event)?
+    {
+        for node in &mut graph.nodes {
+            if node.cached == Some(false)
+                && matches!(node.kind, crate::plan::NodeKind::BuildLayer { .. })
+            {
+                node.remote = remote.find(&node.key.hex());
+            }
+        }
+        on_event(Event::Plan {
+            graph: graph.clone(),
+        });
+    }
+    Ok(graph)
 }
 
 /// Builds an already loaded spec: options, plan, execute, emit (see the module docs).
@@ -440,8 +482,11 @@ pub fn build_spec(
         cx.target_stage(&p.spec)?;
     }
 
+    if opts.no_output && opts.push.is_none() {
+        return Err(Error::NothingToOutput);
+    }
     // The output is checked (and its temporary sibling made) before any long work.
-    let destination = emit::Destination::create(&cx)?;
+    let destination = emit::Destination::create(&cx, opts.no_output)?;
     let store = Store::open(&cx.store_root).map_err(|e| store_err(&cx.store_root, e))?;
     let _lock = store
         .lock_shared()
@@ -469,7 +514,29 @@ pub fn build_spec(
     // Bases resolved without the lock are pinned now: the next build takes the same ones.
     pins.save(on_event)?;
 
-    let outputs = execute::execute(&mut plan, &store, cx.threads, on_event)?;
+    let remote =
+        remote::RemoteCache::new(&opts.cache_from, &opts.cache_to, &opts.registry, on_event)?.map(
+            |remote| match &opts.push {
+                Some(push) if opts.no_output => {
+                    remote.only_pushing_to(match push.repositories.as_slice() {
+                        [] => std::slice::from_ref(&spec.name),
+                        given => given,
+                    })
+                }
+                _ => remote,
+            },
+        );
+    let outputs = execute::execute(
+        &mut plan,
+        &store,
+        cx.threads,
+        remote.as_ref(),
+        !opts.no_output,
+        on_event,
+    )?;
+    if let Some(remote) = &remote {
+        remote.export(&execute::layers_of(&plan, &outputs), &store);
+    }
     emit::emit(
         spec,
         &cx,

@@ -24,6 +24,8 @@ use super::Failure;
     cargo image build -p api --features tls            one workspace package ([package.metadata.image])\n  \
     cargo image build --output-format docker-archive -o hello.tar && podman load -i hello.tar\n  \
     cargo image build --push-to ghcr.io/acme/hello   build, then push every tag\n  \
+    cargo image push --push-to r.example/a --push-to r.example/b   push to both (b mounts a's blobs)\n  \
+    cargo image build --cache-from r.example/cache --cache-to r.example/cache   share layers between machines\n  \
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) cargo image build\n\n\
     Layers whose inputs did not change are reused from the store (`Fresh`); the rest are built \
     in parallel. The output is an OCI image layout: check it with `skopeo inspect oci:DIR:TAG`, \
@@ -47,13 +49,28 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
     /// Push to this repository (`registry/name`) instead of the spec's `name`; implies --push.
+    /// Repeatable: pushed in order, a later repository of the same registry mounting the blobs
+    /// an earlier one got instead of uploading them again.
     #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
-    push_to: Option<String>,
+    push_to: Vec<String>,
     /// Sign the image with this key the way cosign does (cosign's encrypted `cosign.key`,
     /// password in COSIGN_PASSWORD, or a PKCS#8 PEM key), and attest its SBOM and provenance:
     /// in the layout, and in the registry (`sha256-<hex>.sig` / `.att` tags) when pushing.
     #[arg(long, value_name = "FILE")]
     sign_key: Option<PathBuf>,
+    /// A remote layer cache (`registry/repository`) to take layers from: every layer the store
+    /// lacks is looked up there before it is built (repeatable, tried in order; comma separated
+    /// in CARGO_IMAGE_CACHE_FROM). A cache that fails gives one warning and a local build.
+    #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository, env = "CARGO_IMAGE_CACHE_FROM", value_delimiter = ',')]
+    cache_from: Vec<String>,
+    /// A remote layer cache to record every layer of the build in (repeatable; comma separated
+    /// in CARGO_IMAGE_CACHE_TO): other machines take them with --cache-from.
+    #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository, env = "CARGO_IMAGE_CACHE_TO", value_delimiter = ',')]
+    cache_to: Vec<String>,
+    /// Write no local image, only push it (needs --push or --push-to): layers found with
+    /// --cache-from in the registry pushed to are then mounted there, never downloaded.
+    #[arg(long, conflicts_with_all = ["output", "load"])]
+    no_output: bool,
     /// Load the image for this machine's platform into podman or docker (`ENGINE load`), to run
     /// it with `podman run` / `docker run`; --load alone takes podman if installed, else docker.
     #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto", require_equals = true)]
@@ -218,6 +235,9 @@ impl CommonArgs {
             platforms: self.platforms()?,
             index: self.index,
             locked: self.locked || self.frozen,
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
+            no_output: false,
         })
     }
 
@@ -451,14 +471,17 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     )?;
     opts.output = args.output;
     opts.tags = args.tag;
+    opts.cache_from = args.cache_from;
+    opts.cache_to = args.cache_to;
+    opts.no_output = args.no_output;
     opts.load = args.load.map(|engine| match engine {
         LoadArg::Auto => LoadEngine::Auto,
         LoadArg::Podman => LoadEngine::Podman,
         LoadArg::Docker => LoadEngine::Docker,
     });
-    if args.push || args.push_to.is_some() {
+    if args.push || !args.push_to.is_empty() {
         opts.push = Some(PushOptions {
-            repository: args.push_to,
+            repositories: args.push_to,
         });
     }
     if let Some(key) = &args.sign_key {
@@ -485,11 +508,15 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         let secs = started.elapsed().as_secs_f64();
         status("Finished", &format!("{image} in {secs:.2}s {counts}"));
         platform_lines(&out);
-        status("Output", &out.path.display().to_string());
+        if !opts.no_output {
+            status("Output", &out.path.display().to_string());
+        }
     }
-    if let (Some(pushed), false) = (&out.pushed, json) {
-        // The one line a script wants, even with --quiet: where the image is.
-        println!("{pushed}");
+    if !json {
+        // The one line a script wants, even with --quiet: where the image is (per repository).
+        for pushed in &out.pushed {
+            println!("{pushed}");
+        }
     }
     Ok(())
 }
@@ -536,10 +563,14 @@ fn run_many(
                 specs.len()
             )));
         }
-        if opts.push.as_ref().is_some_and(|p| p.repository.is_some()) {
+        if opts
+            .push
+            .as_ref()
+            .is_some_and(|p| !p.repositories.is_empty())
+        {
             return Err(Failure::usage(anyhow::anyhow!(
-                "--push-to names one repository, and {} images are built; select one with -p \
-                 NAME, or use --push (each image goes to its own `name`)",
+                "--push-to names the repositories of one image, and {} images are built; \
+                 select one with -p NAME, or use --push (each image goes to its own `name`)",
                 specs.len()
             )));
         }
@@ -558,8 +589,10 @@ fn run_many(
                     status("Finished", &format!("{image} {counts} -> {path}"));
                     platform_lines(&out);
                 }
-                if let (Some(pushed), false) = (&out.pushed, json) {
-                    println!("{pushed}");
+                if !json {
+                    for pushed in &out.pushed {
+                        println!("{pushed}");
+                    }
                 }
             }
             Err(e) => failed.push((spec.name.clone(), e)),

@@ -16,9 +16,11 @@ use super::Failure;
 #[command(after_help = "Examples:\n  \
     cargo image plan                         text: one node a line, `cached` or `to build`\n  \
     cargo image plan --format json | jq '.nodes[] | select(.cached == false)'\n  \
-    cargo image plan --format dot | dot -Tsvg > plan.svg\n\n\
+    cargo image plan --format dot | dot -Tsvg > plan.svg\n  \
+    cargo image plan --workspace --cache-from ghcr.io/acme/cache --message-format json\n\n\
     Planning runs the spec's cargo builds (a binary's content decides its layer's key) and reads \
-    the store; it writes no image and changes no cache entry.")]
+    the store (and the remote caches of --cache-from); it writes no image and changes no cache \
+    entry.")]
 pub struct PlanArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -32,6 +34,16 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
+    /// Also ask these remote layer caches (in order, as `build --cache-from`) for every layer
+    /// the store lacks: such a node is `remote` (its `remote` names the cache), not `to build`.
+    /// Nothing is downloaded.
+    #[arg(
+        long,
+        value_name = "REPOSITORY",
+        env = "CARGO_IMAGE_CACHE_FROM",
+        value_delimiter = ','
+    )]
+    cache_from: Vec<String>,
     /// `json`: print the planning's events (cargo builds, bases, the `plan` with every node,
     /// or an `error`) as one JSON object a line on stdout, as `build` does, instead of the
     /// `--format` output.
@@ -59,6 +71,7 @@ pub fn run(args: PlanArgs) -> Result<(), Failure> {
     let mut opts = args.common.options(false, true)?;
     opts.tags = args.tag;
     opts.output = args.output;
+    opts.cache_from = args.cache_from;
     let reporter = Reporter::new(Verbosity::Quiet, json);
     let graphs = match specs {
         Specs::File(spec) => {

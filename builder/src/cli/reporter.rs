@@ -150,12 +150,17 @@ impl Reporter {
                 diff_id,
                 size,
                 cached,
+                remote,
                 ..
             } => {
                 if let Some(bar) = self.state().bars.remove(&name) {
                     bar.finish_and_clear();
                 }
                 let word = if cached { "Fresh" } else { "Built" };
+                let name = match &remote {
+                    Some(_) => format!("{name} (remote)"),
+                    None => name,
+                };
                 let detail = if verbose {
                     format!("{digest}, diff_id {diff_id}")
                 } else {
@@ -234,6 +239,27 @@ impl Reporter {
                     self.status("Run", &format!("{engine} run --rm {first}"));
                 }
             }
+            Event::CacheWarning {
+                repository,
+                message,
+            } => {
+                let cache = if repository.is_empty() {
+                    "the remote layer cache".to_owned()
+                } else {
+                    format!("remote layer cache {repository}")
+                };
+                super::output::warning(&format!(
+                    "{cache} is not used for the rest of this build (its layers are built \
+                     here): {message}"
+                ));
+            }
+            Event::CacheExported {
+                repository,
+                records,
+            } => self.status(
+                "Cached",
+                &format!("{records} new layer record(s) in {repository}"),
+            ),
             Event::ImageFinished { .. } => {}
         }
     }
@@ -287,6 +313,7 @@ fn prefix_layer_names(image: &str, event: Event) -> Event {
             size,
             media_type,
             cached,
+            remote,
         } => Event::LayerFinished {
             name: p(name),
             digest,
@@ -294,6 +321,7 @@ fn prefix_layer_names(image: &str, event: Event) -> Event {
             size,
             media_type,
             cached,
+            remote,
         },
         other => other,
     }

@@ -44,6 +44,8 @@ pub enum Scratch {
     Stage,
     /// The archive `--load` hands to a container engine.
     Load,
+    /// The layout of a build that only pushes (`--no-output`).
+    Push,
 }
 
 impl Scratch {
@@ -52,17 +54,19 @@ impl Scratch {
             Scratch::Base => ".cargo-image-base-",
             Scratch::Stage => ".cargo-image-stage-",
             Scratch::Load => ".cargo-image-load-",
+            Scratch::Push => ".cargo-image-push-",
         }
     }
 }
 
 /// Every scratch prefix: names starting with one of them (and [`RANDOM_LEN`] random characters)
 /// are ours wherever they are.
-pub const SCRATCH_PREFIXES: [&str; 4] = [
+pub const SCRATCH_PREFIXES: [&str; 5] = [
     ARCHIVE_SCRATCH_PREFIX,
     Scratch::Base.prefix(),
     Scratch::Stage.prefix(),
     Scratch::Load.prefix(),
+    Scratch::Push.prefix(),
 ];
 /// How many random characters (ASCII letters and digits) `tempfile` appends to a prefix.
 pub const RANDOM_LEN: usize = 6;

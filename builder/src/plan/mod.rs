@@ -489,6 +489,10 @@ pub struct Node {
     pub inputs: Vec<NodeId>,
     /// Whether the store holds this node's result (`None` for nodes that are never cached).
     pub cached: Option<bool>,
+    /// The remote layer cache (`registry/repository` of `--cache-from`) that holds a layer the
+    /// store lacks, when planning asked the remote caches (`cargo image plan --cache-from`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 impl Node {
@@ -531,6 +535,7 @@ impl LayerGraph {
             key,
             inputs,
             cached,
+            remote: None,
         });
         id
     }
@@ -553,10 +558,11 @@ impl LayerGraph {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         for n in &self.nodes {
-            let state = match n.cached {
-                Some(true) => "cached",
-                Some(false) => "to build",
-                None => "",
+            let state = match (n.cached, &n.remote) {
+                (Some(true), _) => "cached",
+                (Some(false), Some(_)) => "remote",
+                (Some(false), None) => "to build",
+                (None, _) => "",
             };
             let inputs = if n.inputs.is_empty() {
                 String::new()
@@ -582,12 +588,14 @@ impl LayerGraph {
         out
     }
 
-    /// The graph in Graphviz DOT: cached nodes filled grey, nodes to build white.
+    /// The graph in Graphviz DOT: cached nodes filled grey, layers of a remote cache light
+    /// blue, nodes to build white.
     pub fn to_dot(&self) -> String {
         let mut out = String::from("digraph cargo_image {\n  rankdir=BT;\n  node [shape=box];\n");
         for n in &self.nodes {
-            let fill = match n.cached {
-                Some(true) => ", style=filled, fillcolor=lightgrey",
+            let fill = match (n.cached, &n.remote) {
+                (Some(true), _) => ", style=filled, fillcolor=lightgrey",
+                (Some(false), Some(_)) => ", style=filled, fillcolor=lightblue",
                 _ => "",
             };
             let label = format!("{}\\n{}", n.label(), &n.key.hex()[..16]).replace('"', "\\\"");

@@ -60,8 +60,10 @@
 //!
 //! Every request is retried (up to [`RetryPolicy::attempts`] times in all) when the connection
 //! fails, resets or times out, or the registry answers 5xx, 408 or 429, with an exponential
-//! backoff and random jitter (429 waits at least a second: oci-client does not expose the
-//! `Retry-After` header). A blob whose bytes do not hash to its digest is not retried: that is
+//! backoff and random jitter. A 429 or 5xx that says when to come back (`Retry-After: N`, in
+//! seconds) is retried no sooner than that, but never waits more than [`MAX_RETRY_AFTER`] (a
+//! registry asking for an hour gets the remaining tries a bounded wait apart); a 429 without it
+//! waits at least a second. A blob whose bytes do not hash to its digest is not retried: that is
 //! reported as [`Error::VerifyBlob`]. An upload restarts from a new session; a failed push
 //! leaves at most abandoned upload sessions, which the registry expires, and pushes no
 //! manifest whose blobs are not all there, so the next push starts clean.
@@ -76,8 +78,9 @@ pub use auth::{
     AuthError, CredentialLookup, CredentialSource, Credentials, Secret, ENV_PASSWORD, ENV_USER,
 };
 pub use client::{
-    FetchedManifest, PullReport, PushEvent, PushReport, RegistryClient, RegistryOptions,
-    RetryPolicy,
+    parse_record, record_manifest, record_tag, FetchedManifest, PullReport, PushEvent, PushReport,
+    RegistryClient, RegistryOptions, RetryPolicy, CACHE_FORMAT, MAX_RETRY_AFTER,
+    RECORD_ARTIFACT_TYPE,
 };
 pub use reference::{
     InvalidReference, Reference, DEFAULT_REGISTRY, DEFAULT_TAG, DOCKER_HUB_API_HOST,

@@ -10,6 +10,8 @@
 //! [`Store::import_blob`]) and then records the key ([`Store::put_key`]). Sinks take finished
 //! blobs out with [`Store::link_out`] (a hard link, else a copy), so nothing is compressed
 //! twice. The [`StatIndex`] lets layer builders skip re-reading host files that did not change.
+//! The store also remembers which repositories of a registry hold a blob ([`Store::seen_in`],
+//! [`Store::record_seen`]), so a push mounts blobs across repositories.
 //!
 //! ```no_run
 //! # use std::path::Path;
@@ -44,7 +46,8 @@
 //! ```text
 //! <root>/version                 the store format version (`STORE_VERSION`), one line
 //! <root>/blobs/sha256/<hex>      every blob (layer, config, manifest, index) by OCI digest, mode 0444
-//! <root>/keys/<2 hex>/<64 hex>   node key -> result record (canonical JSON), mtime = last use
+//! <root>/keys/<2 hex>/<64 hex>   node key -> result record (canonical JSON), mtime = last use;
+//!                                also the registry repositories a blob was seen in (`seen.rs`)
 //! <root>/stat-index              host path + stat -> blake3 content hash (binary, see below)
 //! <root>/locks/store.lock        shared by builds, exclusive for prune and verify
 //! <root>/locks/stat-index.lock   serialises stat index saves
@@ -111,6 +114,7 @@ mod keys;
 mod layer_facts;
 mod lock;
 mod maintenance;
+mod seen;
 mod stat_index;
 
 #[cfg(test)]
@@ -120,6 +124,7 @@ pub use blobs::BlobWriter;
 pub use keys::{BlobRef, BlobsRecord, Fingerprint, LayerRecord, NodeResult};
 pub use lock::{ExclusiveLock, KeyLock, StoreLock};
 pub use maintenance::{PruneOptions, PruneReport, StoreInfo, VerifyReport};
+pub use seen::MAX_SEEN;
 pub use stat_index::{hash_file, StatIndex};
 
 use crate::types::Digest;

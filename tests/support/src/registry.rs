@@ -178,6 +178,27 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
+    /// Every request the registry answered so far, in order, from its access log
+    /// (`127.0.0.1 - - [date] "METHOD URI HTTP/1.1" STATUS ...`).
+    pub fn requests(&self) -> Vec<Request> {
+        self.log()
+            .lines()
+            .filter_map(|line| {
+                let (_, rest) = line.split_once("] \"")?;
+                let (request, rest) = rest.split_once('"')?;
+                let mut parts = request.split(' ');
+                let method = parts.next()?.to_string();
+                let uri = parts.next()?.to_string();
+                let status = rest.split_whitespace().next()?.parse().ok()?;
+                Some(Request {
+                    method,
+                    uri,
+                    status,
+                })
+            })
+            .collect()
+    }
+
     /// A directory with the CA as `ca.crt` (what skopeo's `--*-cert-dir` wants).
     pub fn cert_dir(&self) -> PathBuf {
         let dir = self.dir.path().join("certs.d");
@@ -201,6 +222,37 @@ impl Drop for Registry {
     }
 }
 
+/// One request of a registry's access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The path and query, as sent.
+    pub uri: String,
+    pub status: u16,
+}
+
+impl Request {
+    /// A `GET` of a blob (its bytes downloaded).
+    pub fn is_blob_download(&self) -> bool {
+        self.method == "GET" && self.uri.contains("/blobs/sha256:")
+    }
+
+    /// A request that sends blob bytes (`PATCH` or `PUT` of an upload session).
+    pub fn is_blob_upload(&self) -> bool {
+        matches!(self.method.as_str(), "PATCH" | "PUT") && self.uri.contains("/blobs/uploads/")
+    }
+
+    /// A cross-repository mount (`POST .../blobs/uploads/?mount=...&from=...`).
+    pub fn is_mount(&self) -> bool {
+        self.method == "POST" && self.uri.contains("mount=")
+    }
+
+    /// Whether it is about repository `repo` (`/v2/<repo>/...`).
+    pub fn in_repository(&self, repo: &str) -> bool {
+        self.uri.starts_with(&format!("/v2/{repo}/"))
+    }
+}
+
 /// What the proxy does with one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -208,8 +260,10 @@ pub enum Fault {
     Pass,
     /// Close the connection without answering.
     Drop,
-    /// Answer this status without forwarding (429 with `Retry-After: 0`).
+    /// Answer this status without forwarding (with `Retry-After: 0`).
     Status(u16),
+    /// Answer this status without forwarding, with `Retry-After:` this many seconds.
+    StatusRetryAfter(u16, u64),
     /// Forward it and flip one byte of the response body.
     Corrupt,
 }
@@ -220,6 +274,8 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub fault: Fault,
+    /// When the proxy had read the whole request.
+    pub at: Instant,
 }
 
 type Schedule = dyn Fn(usize, &str, &str) -> Fault + Send + Sync;
@@ -355,13 +411,18 @@ fn handle(
         method: method.clone(),
         path: path.clone(),
         fault,
+        at: Instant::now(),
     });
     match fault {
         Fault::Drop => {
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
         }
-        Fault::Status(code) => {
+        Fault::Status(code) | Fault::StatusRetryAfter(code, _) => {
+            let retry_after = match fault {
+                Fault::StatusRetryAfter(_, seconds) => seconds,
+                _ => 0,
+            };
             let reason = match code {
                 429 => "Too Many Requests",
                 500 => "Internal Server Error",
@@ -371,7 +432,7 @@ fn handle(
             };
             let body = format!("injected {code}\n");
             let response = format!(
-                "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nRetry-After: 0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nRetry-After: {retry_after}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             client.write_all(response.as_bytes())?;

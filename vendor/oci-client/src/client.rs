@@ -500,9 +500,10 @@ impl Client {
             .send()
             .await?;
         let status = res.status();
+        let retry_after = retry_after_of(res.headers()); // cargo-image patch
         let body = read_bounded(res).await?;
 
-        validate_registry_response(status, &body, &url)?;
+        validate_registry_response(status, retry_after, &body, &url)?;
 
         Ok(serde_json::from_str(std::str::from_utf8(&body)?)?)
     }
@@ -571,11 +572,20 @@ impl Client {
             .send()
             .await?;
 
+        // cargo-image patch: a refusal that says when to come back (`Retry-After`) keeps it.
+        let retry_after = retry_after_of(res.headers());
         match res.error_for_status() {
             Ok(_) => Ok(true),
             Err(err) => {
                 if err.status() == Some(StatusCode::NOT_FOUND) {
                     Ok(false)
+                } else if let (Some(status), Some(_)) = (err.status(), retry_after) {
+                    Err(OciDistributionError::ServerError {
+                        code: status.as_u16(),
+                        url,
+                        message: String::new(),
+                        retry_after,
+                    })
                 } else {
                     Err(err.into())
                 }
@@ -953,8 +963,9 @@ impl Client {
 
         if let Some(digest) = digest_header_value(res.headers().clone())? {
             let status = res.status();
+            let retry_after = retry_after_of(res.headers()); // cargo-image patch
             let body = read_bounded(res).await?;
-            validate_registry_response(status, &body, &url)?;
+            validate_registry_response(status, retry_after, &body, &url)?;
 
             // If the reference has a digest and the digest header has a matching algorithm, compare
             // them and return an error if they don't match.
@@ -983,10 +994,11 @@ impl Client {
                 .send()
                 .await?;
             let status = res.status();
+            let retry_after = retry_after_of(res.headers()); // cargo-image patch
             trace!(headers = ?res.headers(), "Got Headers");
             let headers = res.headers().clone();
             let body = read_bounded(res).await?;
-            validate_registry_response(status, &body, &url)?;
+            validate_registry_response(status, retry_after, &body, &url)?;
 
             validate_digest(&body, digest_header_value(headers)?, image.digest())
                 .map_err(OciDistributionError::from)
@@ -1180,10 +1192,11 @@ impl Client {
             .send()
             .await?;
         let status = res.status();
+        let retry_after = retry_after_of(res.headers()); // cargo-image patch
         let headers = res.headers().clone();
         let body = read_bounded(res).await?;
 
-        validate_registry_response(status, &body, &url)?;
+        validate_registry_response(status, retry_after, &body, &url)?;
 
         let digest_header = digest_header_value(headers)?;
         let digest = validate_digest(&body, digest_header, image.digest())?;
@@ -1366,10 +1379,11 @@ impl Client {
         let mut layer_digester = Digester::new(&layer_digest)?;
 
         let status = response.status();
+        let retry_after = retry_after_of(response.headers()); // cargo-image patch
         let url = response.url().to_string();
         if !status.is_success() {
             let body = read_bounded(response).await?;
-            return validate_registry_response(status, &body, &url);
+            return validate_registry_response(status, retry_after, &body, &url);
         }
         let mut stream = response.bytes_stream();
 
@@ -1474,6 +1488,7 @@ impl Client {
             .await?;
 
         let status = response.status();
+        let retry_after = retry_after_of(response.headers()); // cargo-image patch
         match status {
             StatusCode::OK => Ok(BlobResponse::Full(
                 stream_from_response(response, &layer, true).await?,
@@ -1484,7 +1499,7 @@ impl Client {
             _ => {
                 let url = response.url().to_string();
                 let body = read_bounded(response).await?;
-                Err(validate_registry_response(status, &body, &url).expect_err("validate_registry_response should return an error for non-success status codes"))
+                Err(validate_registry_response(status, retry_after, &body, &url).expect_err("validate_registry_response should return an error for non-success status codes"))
             }
         }
     }
@@ -1924,6 +1939,7 @@ impl Client {
             .send()
             .await?;
         let status = res.status();
+        let retry_after = retry_after_of(res.headers()); // cargo-image patch
         let body = read_bounded(res).await?;
 
         // Per the OCI Distribution Spec, a 404 on the native referrers endpoint means the
@@ -1938,7 +1954,7 @@ impl Client {
                 .await;
         }
 
-        validate_registry_response(status, &body, &url)?;
+        validate_registry_response(status, retry_after, &body, &url)?;
         let manifest = serde_json::from_slice(&body)
             .map_err(|e| OciDistributionError::ManifestParsingError(e.to_string()))?;
 
@@ -2059,9 +2075,10 @@ impl Client {
             .send()
             .await?;
         let status = res.status();
+        let retry_after = retry_after_of(res.headers()); // cargo-image patch
         let body = read_bounded(res).await?;
 
-        validate_registry_response(status, &body, &url)?;
+        validate_registry_response(status, retry_after, &body, &url)?;
 
         Ok(serde_json::from_str(std::str::from_utf8(&body)?)?)
     }
@@ -2091,8 +2108,14 @@ impl Client {
         } else {
             let url = res.url().to_string();
             let code = res.status().as_u16();
+            let retry_after = retry_after_of(res.headers()); // cargo-image patch
             let message = read_bounded_text(res).await?;
-            Err(OciDistributionError::ServerError { url, code, message })
+            Err(OciDistributionError::ServerError {
+                url,
+                code,
+                message,
+                retry_after,
+            })
         }
     }
 
@@ -2219,7 +2242,12 @@ impl Client {
 /// The OCI spec technically does not allow any codes but 200, 500, 401, and 404.
 /// Obviously, HTTP servers are going to send other codes. This tries to catch the
 /// obvious ones (200, 4XX, 5XX). Anything else is just treated as an error.
-fn validate_registry_response(status: reqwest::StatusCode, body: &[u8], url: &str) -> Result<()> {
+fn validate_registry_response(
+    status: reqwest::StatusCode,
+    retry_after: Option<u64>,
+    body: &[u8],
+    url: &str,
+) -> Result<()> {
     match status {
         reqwest::StatusCode::OK => Ok(()),
         reqwest::StatusCode::UNAUTHORIZED => Err(OciDistributionError::UnauthorizedError {
@@ -2236,12 +2264,14 @@ fn validate_registry_response(status: reqwest::StatusCode, body: &[u8], url: &st
                 Ok(envelope) => Err(OciDistributionError::RegistryError {
                     envelope,
                     url: url.to_string(),
+                    retry_after,
                 }),
                 // Fall back to a plain server error if the body isn't a valid `OciEnvelope`
                 Err(_) => Err(OciDistributionError::ServerError {
                     code: s.as_u16(),
                     url: url.to_string(),
                     message: String::from_utf8_lossy(body).to_string(),
+                    retry_after,
                 }),
             }
         }
@@ -2251,8 +2281,22 @@ fn validate_registry_response(status: reqwest::StatusCode, body: &[u8], url: &st
             code: s.as_u16(),
             url: url.to_string(),
             message: String::from_utf8_lossy(body).to_string(),
+            retry_after,
         }),
     }
+}
+
+/// cargo-image patch: the `Retry-After` of a response in its delta-seconds form (what
+/// registries send with 429 and 503), so a caller's retry can wait as long as asked. The
+/// HTTP-date form is not read (`None`).
+fn retry_after_of(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Returns an empty OCI Image Index, as used when no referrers exist.
@@ -2273,12 +2317,13 @@ async fn stream_from_response(
     verify: bool,
 ) -> Result<SizedStream> {
     let status = response.status();
+    let retry_after = retry_after_of(response.headers()); // cargo-image patch
     let url = response.url().to_string();
     let content_length = response.content_length();
     let headers = response.headers().clone();
     if !status.is_success() {
         let body = read_bounded(response).await?;
-        return Err(validate_registry_response(status, &body, &url).expect_err(
+        return Err(validate_registry_response(status, retry_after, &body, &url).expect_err(
             "validate_registry_response should return an error for non-success status codes",
         ));
     }
@@ -2791,6 +2836,7 @@ mod test {
     fn test_validate_registry_response_server_error_non_utf8_body() {
         let err = validate_registry_response(
             reqwest::StatusCode::BAD_GATEWAY,
+            None,
             &[0xff, 0xfe, b'o', b'k'],
             "https://example.com",
         )
@@ -2808,6 +2854,7 @@ mod test {
     fn test_validate_registry_response_unknown_error_code() {
         let err = validate_registry_response(
             reqwest::StatusCode::CONFLICT,
+            None,
             br#"{"errors":[{"code":"ARTIFACT_LOCKED","message":"artifact is locked"}]}"#,
             "https://example.com",
         )

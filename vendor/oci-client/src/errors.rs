@@ -67,6 +67,8 @@ pub enum OciDistributionError {
         envelope: OciEnvelope,
         /// Request URL
         url: String,
+        /// cargo-image patch: the seconds the response's `Retry-After` asked to wait
+        retry_after: Option<u64>,
     },
     /// Registry didn't return a Digest object
     #[error("Registry did not return a digest header")]
@@ -89,6 +91,8 @@ pub enum OciDistributionError {
         url: String,
         /// Error message returned by the remote server
         message: String,
+        /// cargo-image patch: the seconds the response's `Retry-After` asked to wait
+        retry_after: Option<u64>,
     },
     /// The [OCI distribution spec](https://github.com/opencontainers/distribution-spec/blob/main/spec.md)
     /// is not respected by the remote registry

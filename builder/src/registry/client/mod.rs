@@ -12,12 +12,15 @@
 //! - `push`: blobs HEAD-checked, mounted or uploaded, then manifests and tags;
 //! - `referrers`: the artifacts that refer to a pushed image (its SBOM), listed by the
 //!   registry's referrers API or in the fallback tag's index;
+//! - `cache`: the remote layer cache, layer records in a registry repository (its record
+//!   format is documented there);
 //! - `retry`: which failures are transient, the backoff between tries, [`RetryPolicy`];
 //! - `errors`: how a failed request becomes an [`Error`], with its hint.
 //!
 //! It relies on oci-client for the distribution protocol, on `tls` for the TLS
 //! configuration, on `auth` for credentials and on `reference` for the names of images.
 
+mod cache;
 mod documents;
 mod errors;
 mod pull;
@@ -26,10 +29,11 @@ mod referrers;
 mod retry;
 mod stored;
 
+pub use cache::{parse_record, record_manifest, record_tag, CACHE_FORMAT, RECORD_ARTIFACT_TYPE};
 pub use documents::FetchedManifest;
 pub use pull::PullReport;
 pub use push::{PushEvent, PushReport};
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, MAX_RETRY_AFTER};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -100,6 +104,8 @@ pub struct RegistryClient {
     /// The TLS configuration of every connection (see [`super::tls`]).
     tls: rustls::ClientConfig,
     hosts: Mutex<HashMap<String, Arc<HostClients>>>,
+    /// Where the repositories that hold a blob are remembered (see [`Self::remembering_in`]).
+    seen: Option<crate::store::Store>,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -148,7 +154,16 @@ impl RegistryClient {
             runtime,
             tls,
             hosts: Mutex::new(HashMap::new()),
+            seen: None,
         })
+    }
+
+    /// The client, remembering in `store` which repositories hold the blobs it pushes (pulls
+    /// always remember it in the store they pull into), and mounting a blob from one of them
+    /// when pushing it to another repository of the same registry.
+    pub fn remembering_in(mut self, store: &crate::store::Store) -> Self {
+        self.seen = Some(store.clone());
+        self
     }
 
     /// The options the client was made with.

@@ -215,6 +215,14 @@ impl RegistryClient {
                             found: found.to_string(),
                         });
                     }
+                    // A push to another repository of this registry can mount them.
+                    let _ = store.record_seen(
+                        reference.registry(),
+                        reference.repository(),
+                        std::iter::once(&config)
+                            .chain(&layers)
+                            .map(|b| b.digest.as_str()),
+                    );
                     let mut blobs: Vec<BlobRef> = index_blob.iter().cloned().collect();
                     blobs.push(blob.clone());
                     blobs.push(config);
@@ -246,7 +254,7 @@ impl RegistryClient {
 
     /// Streams `blob` into the store, verifying size and digest; returns whether it was
     /// downloaded (false: the store had it).
-    async fn fetch_blob(
+    pub(super) async fn fetch_blob(
         &self,
         host: &HostClients,
         reference: &Reference,

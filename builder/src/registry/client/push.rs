@@ -4,6 +4,8 @@
 //! and their blobs, sends the blobs in parallel (skipped when the registry has them, mounted
 //! from the base's repository when it agrees, else uploaded in chunks with a monolithic `PUT`
 //! as fallback), then pushes each manifest as the exact bytes of the layout and tags the root.
+//! A blob is mounted from the base's repository, or from any repository of the registry the
+//! store remembers it in ([`RegistryClient::remembering_in`]); a finished push is remembered.
 //! No manifest is pushed before all its blobs are there. The layout's referrers of the pushed
 //! images (untagged artifact manifests whose `subject` is one of them, such as each image's
 //! SBOM) follow: their blobs with the image's, their manifests by digest after the image, then
@@ -28,6 +30,15 @@ use crate::store::BlobRef;
 
 /// The size of each piece read from a file for an upload (and of each chunked `PATCH`).
 const UPLOAD_PIECE: usize = 4 * 1024 * 1024;
+
+/// How many repositories a blob is tried to be mounted from before it is uploaded.
+const MOUNT_TRIES: usize = 3;
+
+/// Whether a blob of `from` can be mounted into `target`: another repository of the same
+/// registry.
+fn mountable(from: &Reference, target: &Reference) -> bool {
+    from.registry() == target.registry() && from.repository() != target.repository()
+}
 
 /// Progress of a push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,21 +102,42 @@ impl RegistryClient {
         // Collect manifests (children first) and blobs.
         let mut manifests: Vec<(Descriptor, Vec<u8>)> = Vec::new();
         let mut blobs: BTreeMap<String, BlobRef> = BTreeMap::new();
-        collect(&layout, &root, 0, &mut manifests, &mut blobs).map_err(read)?;
+        // A layer the layout lacks may be pushed if the store saw it in a repository of the
+        // target's registry (a remote cache hit of a build that only pushes): it is mounted
+        // from there (or, refused, downloaded into the store and uploaded).
+        let may_lack = |digest: &str| {
+            self.seen
+                .as_ref()
+                .is_some_and(|s| !s.seen_in(target.registry(), digest).is_empty())
+        };
+        collect(&layout, &root, 0, &may_lack, &mut manifests, &mut blobs).map_err(read)?;
         let referrers = collect_referrers(&layout, &manifests, &mut blobs).map_err(read)?;
 
         let host = self.host(target)?;
-        let mount_from = mount_from
-            .filter(|m| m.registry() == target.registry() && m.repository() != target.repository());
+        let mount_from = mount_from.filter(|m| mountable(m, target));
         let blobs: Vec<BlobRef> = blobs.into_values().collect();
         let mut report = PushReport {
             digest: root.digest().to_string(),
             referrers: referrers.len(),
             ..PushReport::default()
         };
+        let path = |blob: &BlobRef| {
+            let path = layout
+                .blob_path(&blob.digest)
+                .map_err(|e| Error::ReadLayout {
+                    path: layout.path().to_path_buf(),
+                    source: Box::new(e),
+                })?;
+            match (&self.seen, Digest::parse(&blob.digest)) {
+                (Some(store), Ok(digest)) if !path.is_file() && store.has_blob(&digest) => {
+                    Ok(store.blob_path(&digest))
+                }
+                _ => Ok(path),
+            }
+        };
         self.runtime.block_on(async {
             let outcomes: Vec<PushEvent> = stream::iter(blobs.iter())
-                .map(|blob| self.push_blob(&host, &layout, target, mount_from, blob, progress))
+                .map(|blob| self.push_blob(&host, &path, target, mount_from, blob, progress))
                 .buffer_unordered(self.options.parallelism.max(1))
                 .try_collect()
                 .await?;
@@ -146,6 +178,14 @@ impl RegistryClient {
                 .await?;
             Ok::<(), Error>(())
         })?;
+        if let Some(store) = &self.seen {
+            // Only a hint for later pushes: failing to write it costs uploads, not this push.
+            let _ = store.record_seen(
+                target.registry(),
+                target.repository(),
+                blobs.iter().map(|b| b.digest.as_str()),
+            );
+        }
         Ok(report)
     }
 
@@ -224,11 +264,11 @@ impl RegistryClient {
     }
 
     /// Sends `blob` to `target`'s repository unless the registry has it: mounted from
-    /// `mount_from` when the registry agrees, else uploaded from the layout.
-    async fn push_blob(
+    /// `mount_from` when the registry agrees, else uploaded from the file `path` gives.
+    pub(super) async fn push_blob(
         &self,
         host: &HostClients,
-        layout: &Layout,
+        path: &(dyn Fn(&BlobRef) -> Result<std::path::PathBuf, Error> + Sync),
         target: &Reference,
         mount_from: Option<&Reference>,
         blob: &BlobRef,
@@ -246,12 +286,10 @@ impl RegistryClient {
         } else if self.try_mount(host, target, mount_from, blob).await {
             PushEvent::BlobMounted { digest, size }
         } else {
-            let path = layout
-                .blob_path(&blob.digest)
-                .map_err(|e| Error::ReadLayout {
-                    path: layout.path().to_path_buf(),
-                    source: Box::new(e),
-                })?;
+            let mut path = path(blob)?;
+            if !path.is_file() {
+                path = self.fetch_seen(host, target, blob).await.unwrap_or(path);
+            }
             self.upload(host, &remote, &path, blob)
                 .await
                 .map_err(|e| self.remote_error(host, target, e, Request::PushBlob(&blob.digest)))?;
@@ -261,8 +299,10 @@ impl RegistryClient {
         Ok(event)
     }
 
-    /// Mounts `blob` from `mount_from` if the registry agrees (201); anything else (202 opens
-    /// an upload instead, errors) means "upload it".
+    /// Mounts `blob` from `mount_from` or from a repository of the registry the store saw it
+    /// in (the base's first, then the latest seen, at most [`MOUNT_TRIES`]) if the registry
+    /// agrees (201); anything else (202 opens an upload instead, errors) means "try the next,
+    /// or upload it".
     async fn try_mount(
         &self,
         host: &HostClients,
@@ -270,15 +310,53 @@ impl RegistryClient {
         mount_from: Option<&Reference>,
         blob: &BlobRef,
     ) -> bool {
-        let Some(from) = mount_from else {
-            return false;
-        };
+        let mut sources: Vec<Reference> = mount_from.into_iter().cloned().collect();
+        if let Some(store) = &self.seen {
+            for repository in store.seen_in(target.registry(), &blob.digest) {
+                if let Ok(from) = Reference::from_parts(target.registry(), &repository, None, None)
+                {
+                    if mountable(&from, target)
+                        && !sources.iter().any(|s| s.repository() == from.repository())
+                    {
+                        sources.push(from);
+                    }
+                }
+            }
+        }
         let remote = target.to_client();
-        let source = from.to_client();
-        host.chunked
-            .mount_blob(&remote, &source, &blob.digest)
-            .await
-            .is_ok()
+        for from in sources.iter().take(MOUNT_TRIES) {
+            let source = from.to_client();
+            if host
+                .chunked
+                .mount_blob(&remote, &source, &blob.digest)
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Downloads `blob` (verified) into the store from a repository of `target`'s registry the
+    /// store saw it in; returns its path there.
+    async fn fetch_seen(
+        &self,
+        host: &HostClients,
+        target: &Reference,
+        blob: &BlobRef,
+    ) -> Option<std::path::PathBuf> {
+        let store = self.seen.as_ref()?;
+        let digest = Digest::parse(&blob.digest).ok()?;
+        for repository in store.seen_in(target.registry(), &blob.digest) {
+            let Ok(from) = Reference::from_parts(target.registry(), &repository, None, None) else {
+                continue;
+            };
+            if self.fetch_blob(host, &from, store, blob).await.is_ok() {
+                return Some(store.blob_path(&digest));
+            }
+        }
+        None
     }
 
     /// Uploads a blob file: chunked (`PATCH`es), falling back to one monolithic `PUT` when the
@@ -374,6 +452,7 @@ fn collect(
     layout: &Layout,
     desc: &Descriptor,
     depth: usize,
+    may_lack: &dyn Fn(&str) -> bool,
     manifests: &mut Vec<(Descriptor, Vec<u8>)>,
     blobs: &mut BTreeMap<String, BlobRef>,
 ) -> Result<(), oci::Error> {
@@ -385,7 +464,7 @@ fn collect(
         ManifestKind::Index if depth < MAX_INDEX_DEPTH => {
             let index: ImageIndex = parse(layout, desc, "image index", &bytes)?;
             for child in index.manifests() {
-                collect(layout, child, depth + 1, manifests, blobs)?;
+                collect(layout, child, depth + 1, may_lack, manifests, blobs)?;
             }
         }
         ManifestKind::Index => {
@@ -397,7 +476,13 @@ fn collect(
         ManifestKind::Image => {
             let manifest: ImageManifest = parse(layout, desc, "image manifest", &bytes)?;
             for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
-                layout.verify_blob(d.digest().as_ref(), d.size())?;
+                let lacked = may_lack(d.digest().as_ref())
+                    && layout
+                        .blob_path(d.digest().as_ref())
+                        .is_ok_and(|p| !p.exists());
+                if !lacked {
+                    layout.verify_blob(d.digest().as_ref(), d.size())?;
+                }
                 blobs
                     .entry(d.digest().to_string())
                     .or_insert_with(|| blob_of(d));

@@ -4,8 +4,8 @@
 //! Every request of the client goes through [`RegistryClient::retry`] (or `send`, which also
 //! words the failure), but the HTTPS probe and the mount attempt, whose failure only means "do
 //! it the other way". A failure is retried when the connection fails, resets or times out, or
-//! the registry answers 5xx, 408 or 429 (429 waits at least a second: oci-client does not
-//! expose `Retry-After`); a refused TLS certificate, an authentication failure, any other 4xx
+//! the registry answers 5xx, 408 or 429 (as long as its `Retry-After` asks, at most
+//! [`MAX_RETRY_AFTER`]; a 429 without one waits at least a second); a refused TLS certificate, an authentication failure, any other 4xx
 //! and a digest mismatch are not. It relies on oci-client's error type, on
 //! [`crate::registry::tls`] to recognise certificate failures, and on [`super::errors`] to
 //! recognise digest mismatches.
@@ -19,6 +19,10 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use super::errors::{digest_in_io, Request};
 use super::{HostClients, RegistryClient};
 use crate::registry::{Error, Reference};
+
+/// The longest wait a registry's `Retry-After` gets: a registry asking for more is tried
+/// again after this (a build must not hang for an hour on one header).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Retries of transient failures: `attempts` tries in all, waiting `base_delay * 2^n` (at most
 /// `max_delay`) with +-50% jitter between them.
@@ -101,12 +105,18 @@ fn transient(e: &OciDistributionError) -> Option<Duration> {
                 None => Some(Duration::ZERO),
             }
         }
-        OciDistributionError::ServerError { code, .. } => status_wait(*code),
-        OciDistributionError::RegistryError { envelope, .. } => envelope
+        OciDistributionError::ServerError {
+            code, retry_after, ..
+        } => status_wait(*code).map(|wait| asked(*retry_after).unwrap_or(wait)),
+        OciDistributionError::RegistryError {
+            envelope,
+            retry_after,
+            ..
+        } => envelope
             .errors
             .iter()
             .any(|e| e.code == OciErrorCode::Toomanyrequests)
-            .then_some(Duration::from_secs(1)),
+            .then(|| asked(*retry_after).unwrap_or(Duration::from_secs(1))),
         OciDistributionError::IoError(io) => {
             if digest_in_io(io).is_some() {
                 None
@@ -118,6 +128,11 @@ fn transient(e: &OciDistributionError) -> Option<Duration> {
         OciDistributionError::AuthenticationFailure(_) => None,
         _ => None,
     }
+}
+
+/// The wait a `Retry-After` of `seconds` asks for, bounded by [`MAX_RETRY_AFTER`].
+fn asked(seconds: Option<u64>) -> Option<Duration> {
+    seconds.map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
 }
 
 fn status_wait(code: u16) -> Option<Duration> {
@@ -183,11 +198,23 @@ mod tests {
             code,
             url: "u".into(),
             message: String::new(),
+            retry_after: None,
         };
         assert_eq!(transient(&server(500)), Some(Duration::ZERO));
         assert_eq!(transient(&server(503)), Some(Duration::ZERO));
         assert_eq!(transient(&server(429)), Some(Duration::from_secs(1)));
         assert_eq!(transient(&server(404)), None);
+        // `Retry-After` is honoured, bounded; it never makes a permanent failure transient.
+        let asking = |code, seconds| OciDistributionError::ServerError {
+            code,
+            url: "u".into(),
+            message: String::new(),
+            retry_after: Some(seconds),
+        };
+        assert_eq!(transient(&asking(429, 7)), Some(Duration::from_secs(7)));
+        assert_eq!(transient(&asking(503, 0)), Some(Duration::ZERO));
+        assert_eq!(transient(&asking(503, 3600)), Some(MAX_RETRY_AFTER));
+        assert_eq!(transient(&asking(404, 5)), None);
         assert_eq!(auth_failure(&server(401)), Some("401 Unauthorized"));
         let reset = OciDistributionError::IoError(std::io::Error::from(
             std::io::ErrorKind::ConnectionReset,
