@@ -324,6 +324,8 @@ impl Checker<'_> {
             index: raw.index.unwrap_or(false),
             sbom: raw.sbom.unwrap_or(true),
             provenance: raw.provenance.unwrap_or(true),
+            cache_from: self.repositories(raw.cache_from.as_ref(), "cache-from"),
+            cache_to: self.repositories(raw.cache_to.as_ref(), "cache-to"),
             platform_settings,
             ignore_file: ignore_file?,
         })
