@@ -148,6 +148,21 @@ fn a_layer_built_on_one_machine_is_never_built_on_another() {
         );
     }
 
+    // Machine D keeps the cache in the workspace's `[workspace.metadata.image]`, as CI config
+    // would: no flag, nothing built, the same digests.
+    let (_d_tmp, d) = example_copy("workspace");
+    let manifest = d.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "[workspace.metadata.image]\n",
+        &format!("[workspace.metadata.image]\ncache-from = [\"{cache}\"]\n"),
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let mut args = vec!["--workspace"];
+    args.extend(auth);
+    let on_d = events(&d, "build", &args);
+    assert_eq!(built(&on_d), Vec::<&Value>::new(), "D built nothing");
+    assert_eq!(digests(&on_d), digests(&on_a));
+
     // A third machine only pushes one image: its layers are mounted from the cache, and the
     // registry's log shows no blob downloaded; skopeo reads the image back, same digest.
     let (_c_tmp, c) = example_copy("workspace");

@@ -276,9 +276,11 @@ pub struct BuildOptions {
     /// of it) instead of resolving it and adding it to the lock.
     pub locked: bool,
     /// Remote layer caches (`registry/repository`) asked, in order, for every layer the store
-    /// lacks before it is built (see the `remote` step in the module docs).
+    /// lacks before it is built (see the `remote` step in the module docs). Empty: the
+    /// spec's `cache-from`.
     pub cache_from: Vec<String>,
-    /// Remote layer caches every layer of the build is recorded in.
+    /// Remote layer caches every layer of the build is recorded in. Empty: the spec's
+    /// `cache-to`.
     pub cache_to: Vec<String>,
     /// Write no local output: the image is only pushed (`push` is required). Layers found in a
     /// remote cache of the registry pushed to are then mounted there, never downloaded.
@@ -409,6 +411,17 @@ pub fn default_store(spec_path: &Path) -> Result<PathBuf, Error> {
     Ok(image_dir(&spec, workspace.as_ref()).join(".store"))
 }
 
+/// The remote caches of a build: `--cache-from`/`--cache-to` (or their environment variables)
+/// when given, else the spec's `cache-from`/`cache-to`; each list decided on its own.
+fn remote_caches<'a>(spec: &'a ImageSpec, opts: &'a BuildOptions) -> (&'a [String], &'a [String]) {
+    let pick =
+        |given: &'a [String], spec: &'a [String]| if given.is_empty() { spec } else { given };
+    (
+        pick(&opts.cache_from, &spec.cache_from),
+        pick(&opts.cache_to, &spec.cache_to),
+    )
+}
+
 /// Plans an already loaded spec (see [`plan`]): the same planning a build does, with the store
 /// only read (when it exists), never written. With [`BuildOptions::cache_from`] every layer the
 /// store lacks is looked up in the remote caches (nothing downloaded): its node's `remote`.
@@ -430,6 +443,7 @@ pub fn plan_spec(
         None => StatIndex::new(),
     });
     let pins = pins::Pins::open(spec, opts)?;
+    let (cache_from, _) = remote_caches(spec, opts);
     let mut graph = planner::plan(
         &cx,
         opts,
@@ -440,13 +454,12 @@ pub fn plan_spec(
         &stat_index,
         &|event| match event {
             // With remote caches the graph is reported once they are asked (below).
-            Event::Plan { .. } if !opts.cache_from.is_empty() => {}
+            Event::Plan { .. } if !cache_from.is_empty() => {}
             other => on_event(other),
         },
     )?
     .graph;
-    if let Some(remote) = remote::RemoteCache::new(&opts.cache_from, &[], &opts.registry, on_event)?
-    {
+    if let Some(remote) = remote::RemoteCache::new(cache_from, &[], &opts.registry, on_event)? {
         for node in &mut graph.nodes {
             if node.cached == Some(false)
                 && matches!(node.kind, crate::plan::NodeKind::BuildLayer { .. })
@@ -514,9 +527,10 @@ pub fn build_spec(
     // Bases resolved without the lock are pinned now: the next build takes the same ones.
     pins.save(on_event)?;
 
+    let (cache_from, cache_to) = remote_caches(spec, opts);
     let remote =
-        remote::RemoteCache::new(&opts.cache_from, &opts.cache_to, &opts.registry, on_event)?.map(
-            |remote| match &opts.push {
+        remote::RemoteCache::new(cache_from, cache_to, &opts.registry, on_event)?.map(|remote| {
+            match &opts.push {
                 Some(push) if opts.no_output => {
                     remote.only_pushing_to(match push.repositories.as_slice() {
                         [] => std::slice::from_ref(&spec.name),
@@ -524,8 +538,8 @@ pub fn build_spec(
                     })
                 }
                 _ => remote,
-            },
-        );
+            }
+        });
     let outputs = execute::execute(
         &mut plan,
         &store,

@@ -54,6 +54,10 @@ pub struct ImageSpec {
     pub sbom: Vec<SbomFormat>,
     /// Whether each platform's image gets a provenance referrer (`provenance`, true by default).
     pub provenance: bool,
+    /// Remote layer caches to take layers from (`cache-from`), in order.
+    pub cache_from: Vec<String>,
+    /// Remote layer caches to record layers in (`cache-to`).
+    pub cache_to: Vec<String>,
     /// How cargo builds for each platform the spec has a `[platform."..."]` table for.
     pub platform_settings: BTreeMap<Platform, PlatformSettings>,
     /// Which ignore file host `path` sources honour (`ignore-file`).

@@ -154,6 +154,20 @@ pub struct RawSpec {
     #[schemars(extend("default" = false))]
     pub index: Option<bool>,
 
+    /// Remote layer caches (`registry/repository`) to take layers from: every layer the store
+    /// lacks is looked up there, in order, before it is built (see the README's "A registry as
+    /// the shared layer cache"). `--cache-from` (or `CARGO_IMAGE_CACHE_FROM`) replaces the
+    /// list. Default: none.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub cache_from: Option<Spanned<Vec<Spanned<String>>>>,
+
+    /// Remote layer caches to record every layer of the build in, for other machines'
+    /// `cache-from`. `--cache-to` (or `CARGO_IMAGE_CACHE_TO`) replaces the list. Default: none.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub cache_to: Option<Spanned<Vec<Spanned<String>>>>,
+
     /// Attach a software bill of materials to each platform's image (an OCI 1.1 referrer in
     /// the layout: every crate of every cargo binary, the base image, the tarballs and host
     /// files). `true` (the default) or `"cyclonedx"` attaches a CycloneDX 1.6 JSON document,

@@ -690,7 +690,23 @@ refuse!(
     include_without_path,
     "name = \"x\"\n[[layer]]\nname = \"a\"\n[[layer.add]]\ncontent = \"hi\"\ndest = \"/a\"\ninclude = [\"*.html\"]\n"
 );
+refuse!(
+    cache_from_not_a_repository,
+    "name = \"x\"\ncache-from = [\"127.0.0.1:5000/cache\", \"Bad Repo\"]\n"
+);
 refuse!(mode_on_dir, "name = \"x\"\n[[layer]]\nname = \"a\"\n[[layer.add]]\ndir = true\ndest = \"/a\"\nmode = \"0700\"\n");
+
+#[test]
+fn cache_keys_are_read_in_order() {
+    let fixture = Fixture::new();
+    let spec = fixture
+        .parse("name = \"x\"\ncache-from = [\"ghcr.io/acme/cache\", \"127.0.0.1:5000/c\"]\ncache-to = [\"127.0.0.1:5000/c\"]\n")
+        .unwrap();
+    assert_eq!(spec.cache_from, ["ghcr.io/acme/cache", "127.0.0.1:5000/c"]);
+    assert_eq!(spec.cache_to, ["127.0.0.1:5000/c"]);
+    let none = fixture.parse("name = \"x\"\n").unwrap();
+    assert!(none.cache_from.is_empty() && none.cache_to.is_empty());
+}
 
 #[test]
 fn spec_path_is_absolute_in_the_result() {

@@ -304,6 +304,8 @@ struct Explicit {
     index: bool,
     sbom: bool,
     provenance: bool,
+    cache_from: bool,
+    cache_to: bool,
     from: bool,
     epoch: bool,
     compression: bool,
@@ -326,6 +328,8 @@ impl Explicit {
             index: raw.index.is_some(),
             sbom: raw.sbom.is_some(),
             provenance: raw.provenance.is_some(),
+            cache_from: raw.cache_from.is_some(),
+            cache_to: raw.cache_to.is_some(),
             from: raw.from.is_some() || last_stage_from,
             epoch: raw.epoch.is_some(),
             compression: raw.compression.is_some(),
@@ -403,6 +407,12 @@ fn merge(
         }
         if !set.provenance {
             own.provenance = shared.provenance;
+        }
+        if !set.cache_from {
+            own.cache_from = shared.cache_from;
+        }
+        if !set.cache_to {
+            own.cache_to = shared.cache_to;
         }
         if !set.ignore_file {
             own.ignore_file = shared.ignore_file;

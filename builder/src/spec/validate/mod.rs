@@ -327,6 +327,8 @@ impl Checker<'_> {
                 .as_ref()
                 .map_or(vec![SbomFormat::CycloneDx], RawSbom::formats),
             provenance: raw.provenance.unwrap_or(true),
+            cache_from: self.repositories(raw.cache_from.as_ref(), "cache-from"),
+            cache_to: self.repositories(raw.cache_to.as_ref(), "cache-to"),
             platform_settings,
             ignore_file: ignore_file?,
         })

@@ -62,6 +62,32 @@ impl Checker<'_> {
         Some(full)
     }
 
+    /// `cache-from` / `cache-to`: registry repositories (`registry/repository`), each read
+    /// with the one reference grammar; an error for each bad one.
+    pub(super) fn repositories(
+        &mut self,
+        list: Option<&Spanned<Vec<Spanned<String>>>>,
+        key: &str,
+    ) -> Vec<String> {
+        let Some(list) = list else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in list.get_ref().iter().enumerate() {
+            let checked = self.check(item, &format!("{key}[{i}]"), |s| {
+                crate::types::Reference::parse(s)
+                    .map(|_| s.to_owned())
+                    .map_err(|e| {
+                        Problem::invalid(format!("not a registry repository: {e}")).help(
+                            r#"give a repository like "ghcr.io/acme/cache" or "127.0.0.1:5000/cache""#,
+                        )
+                    })
+            });
+            out.extend(checked);
+        }
+        out
+    }
+
     pub(super) fn tags(
         &mut self,
         tags: Option<&Spanned<Vec<Spanned<String>>>>,
