@@ -32,8 +32,14 @@ impl<W: Write> TarWriter<W> {
         }
     }
 
-    /// Writes one entry: its header(s), then its content padded to a block.
-    pub(crate) fn write_entry(&mut self, path: &str, entry: &Entry) -> Result<(), Error> {
+    /// Writes one entry: its header(s), then its content padded to a block; `on_bytes` is
+    /// told of the content bytes as they are written (each piece of a large file).
+    pub(crate) fn write_entry(
+        &mut self,
+        path: &str,
+        entry: &Entry,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<(), Error> {
         let kind = match &entry.kind {
             EntryKind::File { size, .. } => tarball::EntryKind::File { size: *size },
             EntryKind::Dir => tarball::EntryKind::Dir,
@@ -54,7 +60,7 @@ impl<W: Write> TarWriter<W> {
             })
             .map_err(|source| Error::WriteLayer { source })?;
         if let EntryKind::File { source, size } = &entry.kind {
-            self.write_content(source, *size)?;
+            self.write_content(source, *size, on_bytes)?;
         }
         Ok(())
     }
@@ -66,12 +72,18 @@ impl<W: Write> TarWriter<W> {
             .map_err(|source| Error::WriteLayer { source })
     }
 
-    fn write_content(&mut self, source: &FileSource, size: u64) -> Result<(), Error> {
+    fn write_content(
+        &mut self,
+        source: &FileSource,
+        size: u64,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<(), Error> {
         let write_err = |source| Error::WriteLayer { source };
         match source {
             FileSource::Inline(bytes) => {
                 debug_assert_eq!(bytes.len() as u64, size);
                 self.tar.get_mut().write_all(bytes).map_err(write_err)?;
+                on_bytes(size);
             }
             FileSource::Host(path) => {
                 let read_err = |source| Error::ReadSource {
@@ -79,7 +91,7 @@ impl<W: Write> TarWriter<W> {
                     source,
                 };
                 let mut file = File::open(path).map_err(read_err)?;
-                let copied = self.copy(&mut file, size, path)?;
+                let copied = self.copy(&mut file, size, path, on_bytes)?;
                 // The file must still be exactly `size` bytes long: a file that grew or shrank
                 // since the tree was read would give a tar that does not match the tree.
                 let mut probe = [0u8; 1];
@@ -106,7 +118,7 @@ impl<W: Write> TarWriter<W> {
                         path: archive.source.clone(),
                         source,
                     })
-                    .and_then(|_| self.copy(&mut file, size, &archive.source));
+                    .and_then(|_| self.copy(&mut file, size, &archive.source, on_bytes));
                 self.archive = Some((archive.clone(), file));
                 if result? < size {
                     return Err(Error::ReadArchive {
@@ -122,10 +134,17 @@ impl<W: Write> TarWriter<W> {
         self.tar.end_content(size, size).map_err(write_err)
     }
 
-    /// Copies up to `size` bytes of `from` to the output; returns how many there were.
-    fn copy(&mut self, from: &mut File, size: u64, path: &Path) -> Result<u64, Error> {
+    /// Copies up to `size` bytes of `from` to the output, telling `on_bytes` of each piece;
+    /// returns how many there were.
+    fn copy(
+        &mut self,
+        from: &mut File,
+        size: u64,
+        path: &Path,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<u64, Error> {
         self.tar
-            .copy_content(from, size, &mut |_| {})
+            .copy_content(from, size, &mut |piece| on_bytes(piece.len() as u64))
             .map_err(|e| match e {
                 CopyError::Read(source) => Error::ReadSource {
                     path: path.to_path_buf(),

@@ -32,8 +32,9 @@ pub fn write_layer<W: Write + Send>(
     write_layer_with_progress(tree, opts, out, &|_| {})
 }
 
-/// [`write_layer`], calling `progress` with the number of content bytes written so far after
-/// each entry (out of [`LayerTree::content_size`]).
+/// [`write_layer`], calling `progress` with the number of content bytes written so far (out of
+/// [`LayerTree::content_size`]) as they are written: after each piece of a file's content (at
+/// most the 1 MiB copy buffer), so a single large file moves it too.
 pub fn write_layer_with_progress<W: Write + Send>(
     tree: &LayerTree,
     opts: &WriteOptions,
@@ -78,13 +79,14 @@ fn write_tar<W: Write>(
     progress: &Progress<'_>,
 ) -> Result<(), Error> {
     let mut tar = TarWriter::new(BufWriter::with_capacity(WRITE_BUF, out), mtime);
+    // Progress moves with every piece of content written (a piece of the copy buffer), so a
+    // single large file moves it by bytes, not only when it is done.
     let mut done = 0u64;
     for (path, entry) in tree.iter() {
-        tar.write_entry(path, entry)?;
-        if let super::EntryKind::File { size, .. } = &entry.kind {
-            done += size;
+        tar.write_entry(path, entry, &mut |n| {
+            done += n;
             progress(done);
-        }
+        })?;
     }
     // `into_inner` writes the buffer out without calling `flush` on the writer below.
     tar.finish()?.into_inner().map_err(|e| Error::WriteLayer {

@@ -644,3 +644,33 @@ fn whiteout_names_from_sources_are_refused() {
     assert!(tree.get("srv/index.html").is_some());
     assert!(tree.get("srv/assets/.wh.logo.png").is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Progress
+
+#[test]
+fn a_single_large_file_moves_progress_by_bytes() {
+    let c = Ctx::new();
+    let big = corpus(5 * 1024 * 1024 + 123, 7);
+    c.file("data/big.bin", &big, 0o644);
+    c.file("data/small.txt", b"small\n", 0o644);
+    let tree = c.build(vec![add("srv", path("data"))]).unwrap();
+    let total = tree.content_size();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let opts = opts(Compression::Gzip, 2);
+    let mut out = Vec::new();
+    let blob = write_layer_with_progress(&tree, &opts, &mut out, &|done| {
+        seen.lock().unwrap().push(done)
+    })
+    .unwrap();
+    let seen = seen.into_inner().unwrap();
+    // The 5 MiB file alone moves it six times (1 MiB pieces), then the small file.
+    assert!(seen.len() >= 7, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(*seen.last().unwrap(), total);
+    assert!(seen[0] <= 1024 * 1024, "{seen:?}");
+    // The bytes are those of a write without progress.
+    let mut plain = Vec::new();
+    let again = write_layer(&tree, &opts, &mut plain).unwrap();
+    assert_eq!((blob, out), (again, plain));
+}
