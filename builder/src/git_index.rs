@@ -74,7 +74,7 @@ impl ObjectFormat {
     }
 
     /// The length of an object id in bytes.
-    pub fn len(self) -> usize {
+    pub fn id_len(self) -> usize {
         match self {
             ObjectFormat::Sha1 => 20,
             ObjectFormat::Sha256 => 32,
@@ -92,7 +92,7 @@ pub struct ObjectId {
 impl ObjectId {
     /// The id's bytes (20 or 32 of them).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.format.len()]
+        &self.bytes[..self.format.id_len()]
     }
 
     /// The id as lower-case hex, as git prints it.
@@ -147,9 +147,11 @@ pub struct GitIndex {
     format: ObjectFormat,
     /// mtime of the index file, ns since the epoch: entries not older are racy.
     index_mtime: (i64, i64),
-    /// Paths (`/`-separated bytes below the worktree), sorted, with their entries.
-    entries: Vec<(Box<[u8]>, Entry)>,
+    entries: Entries,
 }
+
+/// Paths (`/`-separated bytes below the worktree), sorted, with their entries.
+type Entries = Vec<(Box<[u8]>, Entry)>;
 
 const CONVERTING_ATTRIBUTES: [&str; 3] = ["filter", "ident", "working-tree-encoding"];
 
@@ -289,10 +291,7 @@ impl GitIndex {
             return State::Unknown;
         };
         let rel = rel.as_os_str().as_bytes();
-        let Ok(at) = self
-            .entries
-            .binary_search_by(|(p, _)| p.as_ref().cmp(rel))
-        else {
+        let Ok(at) = self.entries.binary_search_by(|(p, _)| p.as_ref().cmp(rel)) else {
             return State::Unknown;
         };
         let e = &self.entries[at].1;
@@ -477,12 +476,12 @@ fn object_format(config: &str, path: &Path) -> Result<ObjectFormat, Error> {
 
 /// Parses an index file's bytes (Documentation/gitformat-index.txt): its stage-0 entries,
 /// sorted by path.
-fn parse(bytes: &[u8], format: ObjectFormat, path: &Path) -> Result<Vec<(Box<[u8]>, Entry)>, Error> {
+fn parse(bytes: &[u8], format: ObjectFormat, path: &Path) -> Result<Entries, Error> {
     let bad = |reason: &str| Error::Parse {
         path: path.to_path_buf(),
         reason: reason.to_owned(),
     };
-    let hash_len = format.len();
+    let hash_len = format.id_len();
     if bytes.len() < 12 + hash_len {
         return Err(bad("shorter than a header and a checksum"));
     }
@@ -601,7 +600,12 @@ fn parse(bytes: &[u8], format: ObjectFormat, path: &Path) -> Result<Vec<(Box<[u8
     Ok(entries)
 }
 
-fn verify_checksum(body: &[u8], trailer: &[u8], format: ObjectFormat, path: &Path) -> Result<(), Error> {
+fn verify_checksum(
+    body: &[u8],
+    trailer: &[u8],
+    format: ObjectFormat,
+    path: &Path,
+) -> Result<(), Error> {
     // `index.skipHash` (set by `feature.manyFiles`) writes a zero checksum.
     if trailer.iter().all(|b| *b == 0) {
         return Ok(());

@@ -448,7 +448,10 @@ fn git_origin(root: &Path) -> std::path::PathBuf {
     file(".gitignore", b"target/\nstore-*/\nout/\n");
     let mut noise = Noise::new(14);
     for i in 0..40 {
-        file(&format!("vendor/lib{}/part{i}.bin", i % 4), &noise.bytes(3000 + i * 17));
+        file(
+            &format!("vendor/lib{}/part{i}.bin", i % 4),
+            &noise.bytes(3000 + i * 17),
+        );
     }
     file("app/main.txt", b"hello from the app\n");
     file("app/static/style.css", b"body { margin: 0 }\n");
@@ -470,7 +473,12 @@ fn git_origin(root: &Path) -> std::path::PathBuf {
 fn clone(origin: &Path, dest: &Path) {
     git(
         origin.parent().unwrap(),
-        &["clone", "-q", origin.to_str().unwrap(), dest.to_str().unwrap()],
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
     );
     // The clone's last files may share the index's timestamp tick (racy: cargo-image would
     // read them, as git does); the index any later git command writes is past it.
@@ -484,7 +492,9 @@ fn files_opened(dirs: &[&Path], f: impl FnOnce()) -> Vec<String> {
     use std::io::BufRead;
     require("inotifywait");
     let mut watch = std::process::Command::new("inotifywait")
-        .args(["-m", "-r", "-e", "open", "-e", "access", "--format", "%e %w%f"])
+        .args([
+            "-m", "-r", "-e", "open", "-e", "access", "--format", "%e %w%f",
+        ])
         .args(dirs)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -494,7 +504,10 @@ fn files_opened(dirs: &[&Path], f: impl FnOnce()) -> Vec<String> {
     let mut line = String::new();
     while !line.contains("Watches established") {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "inotifywait: {line}");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "inotifywait: {line}"
+        );
     }
     f();
     // A canary: a file read now shows the watch works, and marks the end of `f`'s events.
@@ -546,7 +559,12 @@ fn a_fresh_git_clone_takes_its_layers_from_the_cache_without_reading_its_files()
     let on_a = events(&a, "build", &["--store", "store-a", "--cache-to", &cache]);
     assert_eq!(built(&on_a).len(), 2, "{on_a:?}");
     assert!(of_kind(&on_a, "cache-warning").is_empty(), "{on_a:?}");
-    let tags = skopeo(["list-tags", "--tls-verify=false", &format!("docker://{cache}")]).ok();
+    let tags = skopeo([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{cache}"),
+    ])
+    .ok();
     let tags: Value = serde_json::from_str(&tags.stdout).unwrap();
     let tags: Vec<&str> = tags["Tags"]
         .as_array()

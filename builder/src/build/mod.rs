@@ -416,7 +416,9 @@ pub fn default_store(spec_path: &Path) -> Result<PathBuf, Error> {
 /// context is in no git worktree or its index cannot be used (everything is then keyed by
 /// reading, as without it: see [`crate::git_index`] for what refuses an index).
 fn git_index(spec: &ImageSpec) -> Option<crate::git_index::GitIndex> {
-    crate::git_index::GitIndex::discover(&spec.context).ok().flatten()
+    crate::git_index::GitIndex::discover(&spec.context)
+        .ok()
+        .flatten()
 }
 
 /// The remote caches of a build: `--cache-from`/`--cache-to` (or their environment variables)

@@ -38,8 +38,11 @@ fn repo(format: &str) -> tempfile::TempDir {
     fs::create_dir_all(root.join(&long).parent().unwrap()).unwrap();
     fs::write(root.join(&long), "long name\n").unwrap();
     fs::write(root.join("run.sh"), "#!/bin/sh\n").unwrap();
-    fs::set_permissions(root.join("run.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    fs::set_permissions(
+        root.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
     // The index is written after the files, in a later timestamp tick, as a checkout leaves
     // it (an entry of the same tick would be racy).
@@ -109,7 +112,10 @@ fn a_changed_untracked_or_flagged_file_is_not_clean() {
     let index = || GitIndex::discover(root).unwrap().unwrap();
     assert!(clean(&index(), root, "a.txt").is_some());
     // Same size, mtime put back: the ctime moved.
-    let mtime = fs::metadata(root.join("a.txt")).unwrap().modified().unwrap();
+    let mtime = fs::metadata(root.join("a.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
     fs::write(root.join("a.txt"), "ALPHA\n").unwrap();
     fs::File::options()
         .write(true)
@@ -137,7 +143,10 @@ fn an_entry_not_older_than_the_index_is_racy() {
     let dir = repo("sha1");
     let root = dir.path();
     let index_path = root.join(".git/index");
-    let file_mtime = fs::metadata(root.join("a.txt")).unwrap().modified().unwrap();
+    let file_mtime = fs::metadata(root.join("a.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
     let index = GitIndex::discover(root).unwrap().unwrap();
     assert!(clean(&index, root, "a.txt").is_some());
     // The index dated at the file's own mtime: the file may have been written again in the
@@ -176,7 +185,11 @@ fn blob_ids_are_gits_for_both_object_formats() {
             let size = fs::metadata(&full).unwrap().len();
             let got = blob_id(&full, size, format).unwrap().unwrap();
             assert_eq!(got.hex(), id, "{path}");
-            assert_eq!(blob_id(&full, size + 1, format).unwrap(), None, "a size that moved");
+            assert_eq!(
+                blob_id(&full, size + 1, format).unwrap(),
+                None,
+                "a size that moved"
+            );
         }
     }
 }
@@ -206,7 +219,11 @@ fn conversions_that_keep_the_size_refuse_the_index() {
     fs::write(root.join(".gitattributes"), "* text=auto\n*.sh eol=lf\n").unwrap();
     git(root, &["add", ".gitattributes"]);
     assert!(GitIndex::discover(root).unwrap().is_some());
-    fs::write(root.join("src/.gitattributes"), "*.bin filter=lfs diff=lfs\n").unwrap();
+    fs::write(
+        root.join("src/.gitattributes"),
+        "*.bin filter=lfs diff=lfs\n",
+    )
+    .unwrap();
     git(root, &["add", "src/.gitattributes"]);
     let err = GitIndex::discover(root).unwrap_err();
     assert!(matches!(err, Error::Conversions { .. }), "{err}");
@@ -246,8 +263,14 @@ fn a_damaged_or_split_index_is_an_error_and_no_repository_is_none() {
 #[test]
 fn config_values_and_varints_read_as_git_writes_them() {
     let config = "[core]\n\tbare = false\n[extensions]\n\tobjectFormat = sha256 # set\n[Core]\n\tWorkTree = \"/x\"\n";
-    assert_eq!(config_value(config, "extensions", "objectformat").as_deref(), Some("sha256"));
-    assert_eq!(config_value(config, "core", "worktree").as_deref(), Some("/x"));
+    assert_eq!(
+        config_value(config, "extensions", "objectformat").as_deref(),
+        Some("sha256")
+    );
+    assert_eq!(
+        config_value(config, "core", "worktree").as_deref(),
+        Some("/x")
+    );
     assert_eq!(config_value(config, "core", "attributesfile"), None);
     assert!(object_format("[extensions]\nobjectformat = md5\n", Path::new("c")).is_err());
     // Git's encode_varint: 0 -> [0], 127 -> [0x7f], 128 -> [0x80, 0x00], 16511 -> [0xff, 0x7f].

@@ -433,7 +433,11 @@ fn recipe(w: &mut KeyWriter, spec: &LayerSpec, opts: &WriteOptions, lower: Optio
 /// Writes every entry of `tree` into a key: path, mode, owner, kind, and for a file its size
 /// and what `content` says of it (given an inline file's bytes, `None` for a host file: host
 /// files are asked in tree order).
-fn write_tree(w: &mut KeyWriter, tree: &LayerTree, mut content: impl FnMut(Option<&[u8]>) -> Vec<u8>) {
+fn write_tree(
+    w: &mut KeyWriter,
+    tree: &LayerTree,
+    mut content: impl FnMut(Option<&[u8]>) -> Vec<u8>,
+) {
     for (path, entry) in tree.iter() {
         w.str(path);
         w.u64(entry.mode as u64);

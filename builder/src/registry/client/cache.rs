@@ -313,7 +313,13 @@ impl RegistryClient {
         if self.cache_lookup(cache, key)?.as_ref() == Some(layer) {
             return Ok(false);
         }
-        self.put_record(cache, &record_tag(key), &record_manifest(key, layer), layer, store)
+        self.put_record(
+            cache,
+            &record_tag(key),
+            &record_manifest(key, layer),
+            layer,
+            store,
+        )
     }
 
     /// Records alias key `alias` -> node key `key` (whose layer is `layer`, in the store) in
