@@ -51,9 +51,10 @@
 //! used by"):
 //!
 //! ```text
-//! types, tarball          leaves: value types (references and their grammar, digests,
-//!                         platforms, pull policy, compression, SBOM formats) and the tar
-//!                         toolkit
+//! types, tarball,         leaves: value types (references and their grammar, digests,
+//! git_index               platforms, pull policy, compression, SBOM formats), the tar
+//!                         toolkit, and git's index read as a stat cache (blob ids of
+//!                         clean checked-out files, for the remote cache's alias keys)
 //!   <- lock               image.lock: the pinned registry bases      (types)
 //!   <- oci                image model, layouts, archives             (types, tarball)
 //!   <- store              blobs, node keys, stat index, locks        (oci, types)
@@ -88,6 +89,7 @@
 
 pub mod build;
 pub mod cargo;
+pub mod git_index;
 pub mod layer;
 pub mod lock;
 pub mod oci;

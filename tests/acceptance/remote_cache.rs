@@ -390,3 +390,290 @@ fn a_push_only_build_to_another_registry_downloads_the_cached_layers() {
         digest.as_str()
     );
 }
+
+/// A spec of two layers of host files (a `vendor` tree, an `app` tree with an inline file and
+/// a symlink), the files, and a `.gitignore` for the build's own directories.
+const GIT_SPEC: &str = r#"name = "site"
+tags = ["latest"]
+epoch = 1700000000
+
+[[layer]]
+name = "vendor"
+
+[[layer.add]]
+path = "vendor"
+dest = "/opt/vendor/"
+
+[[layer]]
+name = "app"
+
+[[layer.add]]
+path = "app"
+dest = "/srv/app/"
+exclude = ["*.tmp"]
+
+[[layer.add]]
+content = "built by ci\n"
+dest = "/srv/app/VERSION"
+
+[[layer.add]]
+symlink = "/srv/app/main.txt"
+dest = "/srv/app/current"
+"#;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let r = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        r.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    String::from_utf8(r.stdout).unwrap()
+}
+
+/// A git repository holding [`GIT_SPEC`] and its files, committed, under `root/origin`.
+fn git_origin(root: &Path) -> std::path::PathBuf {
+    let origin = root.join("origin");
+    let file = |path: &str, content: &[u8]| {
+        let p = origin.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    };
+    file("image.toml", GIT_SPEC.as_bytes());
+    file(".gitignore", b"target/\nstore-*/\nout/\n");
+    let mut noise = Noise::new(14);
+    for i in 0..40 {
+        file(
+            &format!("vendor/lib{}/part{i}.bin", i % 4),
+            &noise.bytes(3000 + i * 17),
+        );
+    }
+    file("app/main.txt", b"hello from the app\n");
+    file("app/static/style.css", b"body { margin: 0 }\n");
+    file("app/run.sh", b"#!/bin/sh\nexec cat /srv/app/main.txt\n");
+    file("app/scratch.tmp", b"left out by the spec's exclude\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        origin.join("app/run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    git(&origin, &["init", "-q", "-b", "main"]);
+    git(&origin, &["add", "-A"]);
+    git(&origin, &["commit", "-qm", "site"]);
+    origin
+}
+
+/// A fresh clone of `origin` at `dest`, as a CI machine checks it out.
+fn clone(origin: &Path, dest: &Path) {
+    git(
+        origin.parent().unwrap(),
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+    );
+    // The clone's last files may share the index's timestamp tick (racy: cargo-image would
+    // read them, as git does); the index any later git command writes is past it.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    git(dest, &["status", "--porcelain"]);
+}
+
+/// The files `inotifywait` saw opened or read below `dirs` while `f` ran (directories, which
+/// a walk opens to list them, left out).
+fn files_opened(dirs: &[&Path], f: impl FnOnce()) -> Vec<String> {
+    use std::io::BufRead;
+    require("inotifywait");
+    let mut watch = std::process::Command::new("inotifywait")
+        .args([
+            "-m", "-r", "-e", "open", "-e", "access", "--format", "%e %w%f",
+        ])
+        .args(dirs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("inotifywait runs");
+    let mut stderr = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Watches established") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "inotifywait: {line}"
+        );
+    }
+    f();
+    // A canary: a file read now shows the watch works, and marks the end of `f`'s events.
+    let canary = dirs[0].join(".canary");
+    std::fs::write(&canary, b"x").unwrap();
+    std::fs::read(&canary).unwrap();
+    let mut seen = Vec::new();
+    let stdout = std::io::BufReader::new(watch.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.ends_with("/.canary") {
+            break;
+        }
+        if !line.contains("ISDIR") {
+            seen.push(line);
+        }
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    std::fs::remove_file(&canary).unwrap();
+    seen
+}
+
+/// The `plan` event's build-layer nodes: layer name -> whether its key came from an alias.
+fn keyed_by_alias(events: &[Value]) -> Vec<(String, bool)> {
+    let plan = *of_kind(events, "plan").last().expect("a plan event");
+    plan["graph"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "build-layer")
+        .map(|n| {
+            let alias = n.get("keyed_by_alias") == Some(&Value::Bool(true));
+            (n["layer"].as_str().unwrap().to_owned(), alias)
+        })
+        .collect()
+}
+
+#[test]
+fn a_fresh_git_clone_takes_its_layers_from_the_cache_without_reading_its_files() {
+    let registry = Registry::start();
+    let cache = format!("{}/ci/layers", registry.host());
+    let tmp = TempDir::new().unwrap();
+    let origin = git_origin(tmp.path());
+
+    // Machine A, a clone: builds, records each layer's key and its alias.
+    let a = tmp.path().join("a");
+    clone(&origin, &a);
+    let on_a = events(&a, "build", &["--store", "store-a", "--cache-to", &cache]);
+    assert_eq!(built(&on_a).len(), 2, "{on_a:?}");
+    assert!(of_kind(&on_a, "cache-warning").is_empty(), "{on_a:?}");
+    let tags = skopeo([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{cache}"),
+    ])
+    .ok();
+    let tags: Value = serde_json::from_str(&tags.stdout).unwrap();
+    let tags: Vec<&str> = tags["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let aliases: Vec<&&str> = tags.iter().filter(|t| t.starts_with("alias-")).collect();
+    assert_eq!(aliases.len(), 2, "{tags:?}");
+    assert_eq!(tags.iter().filter(|t| t.starts_with("key-")).count(), 2);
+    // An alias record is an OCI artifact skopeo reads, naming a key the cache has a record of.
+    let record = skopeo([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{cache}:{}", aliases[0]),
+    ])
+    .ok();
+    let record: Value = serde_json::from_str(&record.stdout).unwrap();
+    assert_eq!(
+        record["artifactType"],
+        "application/vnd.cargo-image.layer-alias.v1+json"
+    );
+    let annotations = &record["annotations"];
+    assert_eq!(annotations["dev.cargo-image.cache.format"], "1");
+    assert_eq!(
+        annotations["dev.cargo-image.cache.alias"].as_str(),
+        aliases[0].strip_prefix("alias-")
+    );
+    let key = annotations["dev.cargo-image.cache.key"].as_str().unwrap();
+    assert!(tags.contains(&format!("key-{key}").as_str()), "{tags:?}");
+
+    // Machine B, another fresh clone, an empty store, only pushing: both layers keyed from
+    // their aliases, zero built, nothing downloaded, and not one source file opened or read
+    // (inotify), the same digest as A's.
+    let b = tmp.path().join("b");
+    clone(&origin, &b);
+    let target = format!("{}/team/site", registry.host());
+    let before = registry.requests().len();
+    let mut on_b = Vec::new();
+    let opened = files_opened(&[&b.join("vendor"), &b.join("app")], || {
+        on_b = events(
+            &b,
+            "push",
+            &[
+                "--store",
+                "store-b",
+                "--no-output",
+                "--push-to",
+                &target,
+                "--cache-from",
+                &cache,
+            ],
+        );
+    });
+    assert_eq!(opened, Vec::<String>::new(), "B read no source file");
+    assert_eq!(
+        keyed_by_alias(&on_b),
+        [("vendor".to_owned(), true), ("app".to_owned(), true)]
+    );
+    assert_eq!(built(&on_b), Vec::<&Value>::new(), "B built nothing");
+    assert!(of_kind(&on_b, "cache-warning").is_empty(), "{on_b:?}");
+    assert_eq!(digests(&on_b), digests(&on_a));
+    assert!(!registry.requests()[before..]
+        .iter()
+        .any(Request::is_blob_download));
+
+    // A file touched on C (content unchanged) is hashed, with its layer's other files: that
+    // layer is keyed by content, which the cache also knows; the other still by its alias.
+    let c = tmp.path().join("c");
+    clone(&origin, &c);
+    std::fs::File::options()
+        .write(true)
+        .open(c.join("app/main.txt"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let on_c = events(&c, "build", &["--store", "store-c", "--cache-from", &cache]);
+    assert_eq!(
+        keyed_by_alias(&on_c),
+        [("vendor".to_owned(), true), ("app".to_owned(), false)]
+    );
+    assert_eq!(built(&on_c), Vec::<&Value>::new(), "C built nothing");
+    assert_eq!(digests(&on_c), digests(&on_a));
+
+    // A file changed on D (same size: only the content moved) is hashed: its layer is built,
+    // the other taken by its alias.
+    let d = tmp.path().join("d");
+    clone(&origin, &d);
+    std::fs::write(d.join("app/main.txt"), b"HELLO FROM THE APP\n").unwrap();
+    let on_d = events(&d, "build", &["--store", "store-d", "--cache-from", &cache]);
+    assert_eq!(
+        keyed_by_alias(&on_d),
+        [("vendor".to_owned(), true), ("app".to_owned(), false)]
+    );
+    let rebuilt = built(&on_d);
+    assert_eq!(rebuilt.len(), 1, "{on_d:?}");
+    assert_ne!(digests(&on_d), digests(&on_a));
+    // And B's push is the image skopeo reads back, with A's digest.
+    let copy = b.join("copy");
+    skopeo([
+        "copy".to_string(),
+        "--quiet".to_string(),
+        "--src-tls-verify=false".to_string(),
+        format!("docker://{target}:latest"),
+        format!("oci:{}:latest", copy.display()),
+    ]);
+    assert_eq!(
+        skopeo_inspect(&copy, "latest", None)["Digest"],
+        digests(&on_a)[0].1.as_str()
+    );
+}

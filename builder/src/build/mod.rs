@@ -38,6 +38,7 @@
 //! Progress leaves the library as [`Event`]s given to a callback (from several threads): the CLI
 //! prints them, tools get them as JSON. The library never prints.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -411,6 +412,15 @@ pub fn default_store(spec_path: &Path) -> Result<PathBuf, Error> {
     Ok(image_dir(&spec, workspace.as_ref()).join(".store"))
 }
 
+/// The git index of the checkout holding the spec's context, for alias keys; `None` when the
+/// context is in no git worktree or its index cannot be used (everything is then keyed by
+/// reading, as without it: see [`crate::git_index`] for what refuses an index).
+fn git_index(spec: &ImageSpec) -> Option<crate::git_index::GitIndex> {
+    crate::git_index::GitIndex::discover(&spec.context)
+        .ok()
+        .flatten()
+}
+
 /// The remote caches of a build: `--cache-from`/`--cache-to` (or their environment variables)
 /// when given, else the spec's `cache-from`/`cache-to`; each list decided on its own.
 fn remote_caches<'a>(spec: &'a ImageSpec, opts: &'a BuildOptions) -> (&'a [String], &'a [String]) {
@@ -444,6 +454,13 @@ pub fn plan_spec(
     });
     let pins = pins::Pins::open(spec, opts)?;
     let (cache_from, _) = remote_caches(spec, opts);
+    let remote = remote::RemoteCache::new(cache_from, &[], &opts.registry, on_event)?;
+    let git = remote.as_ref().and_then(|_| git_index(spec));
+    let keying = planner::Keying {
+        stat_index: &stat_index,
+        git: git.as_ref(),
+        remote: remote.as_ref(),
+    };
     let mut graph = planner::plan(
         &cx,
         opts,
@@ -451,7 +468,7 @@ pub fn plan_spec(
         platforms,
         as_index,
         store.as_ref(),
-        &stat_index,
+        &keying,
         &|event| match event {
             // With remote caches the graph is reported once they are asked (below).
             Event::Plan { .. } if !cache_from.is_empty() => {}
@@ -459,7 +476,7 @@ pub fn plan_spec(
         },
     )?
     .graph;
-    if let Some(remote) = remote::RemoteCache::new(cache_from, &[], &opts.registry, on_event)? {
+    if let Some(remote) = &remote {
         for node in &mut graph.nodes {
             if node.cached == Some(false)
                 && matches!(node.kind, crate::plan::NodeKind::BuildLayer { .. })
@@ -509,24 +526,6 @@ pub fn build_spec(
     // The provenance statement's `rustc -vV`, asked while the plan and cargo run.
     let toolchain = provenance::Toolchain::start(spec);
     let pins = pins::Pins::open(spec, opts)?;
-    let mut plan = planner::plan(
-        &cx,
-        opts,
-        &pins,
-        platforms,
-        as_index,
-        Some(&store),
-        &stat_index,
-        on_event,
-    )?;
-    // Newly learnt content hashes serve the next build; failing to save them costs only speed.
-    let _ = stat_index
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .save(&store);
-    // Bases resolved without the lock are pinned now: the next build takes the same ones.
-    pins.save(on_event)?;
-
     let (cache_from, cache_to) = remote_caches(spec, opts);
     let remote =
         remote::RemoteCache::new(cache_from, cache_to, &opts.registry, on_event)?.map(|remote| {
@@ -540,6 +539,39 @@ pub fn build_spec(
                 _ => remote,
             }
         });
+    let git = remote.as_ref().and_then(|_| git_index(spec));
+    let keying = planner::Keying {
+        stat_index: &stat_index,
+        git: git.as_ref(),
+        remote: remote.as_ref(),
+    };
+    let mut plan = planner::plan(
+        &cx,
+        opts,
+        &pins,
+        platforms,
+        as_index,
+        Some(&store),
+        &keying,
+        on_event,
+    )?;
+    // Newly learnt content hashes serve the next build; failing to save them costs only speed.
+    let _ = stat_index
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .save(&store);
+    // Bases resolved without the lock are pinned now: the next build takes the same ones.
+    pins.save(on_event)?;
+
+    // The alias keys of the plan's layers, for the cache's alias records.
+    let aliases: HashMap<String, String> = plan
+        .work
+        .iter()
+        .filter_map(|w| match w {
+            planner::Work::Layer(l) => Some((l.plan.key.hex(), l.plan.alias?.hex())),
+            _ => None,
+        })
+        .collect();
     let outputs = execute::execute(
         &mut plan,
         &store,
@@ -549,7 +581,7 @@ pub fn build_spec(
         on_event,
     )?;
     if let Some(remote) = &remote {
-        remote.export(&execute::layers_of(&plan, &outputs), &store);
+        remote.export(&execute::layers_of(&plan, &outputs), &aliases, &store);
     }
     emit::emit(
         spec,

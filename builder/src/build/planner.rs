@@ -16,7 +16,9 @@
 //!   (checked against its descriptors) is the `fetch base` node's work, done by the executor.
 //!
 //! Planning reads host files only through the stat index (a warm plan reads no file) and never
-//! writes a layer.
+//! writes a layer. With a remote layer cache, a layer whose files the stat index does not know
+//! but git's index vouches for is keyed from the cache's alias record of it ([`Keying`]; `plan`'s
+//! module docs on alias keys): then planning asks the registry, and reads no file either.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,8 +30,10 @@ use super::base::{base_annotations, base_label, base_name, resolve_base};
 use super::elf::{self, DynamicBinary};
 use super::options::{needed_stages, Context, PlatformSpec};
 use super::pins::Pins;
+use super::remote::RemoteCache;
 use super::{store_err, BuildOptions, Error, Event};
 use crate::cargo;
+use crate::git_index::{GitIndex, ObjectId};
 use crate::layer::{self, LayerTree, SourceContext, StageCopier};
 use crate::oci;
 use crate::plan::{self, ContentHasher, Key, LayerGraph, LayerPlan, NodeId, NodeKind};
@@ -152,7 +156,7 @@ pub(super) fn plan(
     platforms: Vec<PlatformSpec>,
     as_index: bool,
     store: Option<&Store>,
-    stat_index: &Mutex<StatIndex>,
+    keying: &Keying<'_>,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<Plan, Error> {
     let multi = platforms.len() > 1;
@@ -172,7 +176,7 @@ pub(super) fn plan(
                 store,
                 platform: index,
                 cargo_outputs: &cargo_outputs,
-                hasher: &StatHasher(stat_index),
+                hasher: keying,
                 on_event,
             };
             let mut branch = Branch::default();
@@ -270,7 +274,7 @@ struct Planner<'a> {
     store: Option<&'a Store>,
     platform: usize,
     cargo_outputs: &'a HashMap<CargoSource, PathBuf>,
-    hasher: &'a StatHasher<'a>,
+    hasher: &'a Keying<'a>,
     on_event: &'a (dyn Fn(Event) + Sync),
 }
 
@@ -424,6 +428,7 @@ impl Planner<'_> {
             }
             let cached = Some(hit.is_some());
             let name = label(&layer.name);
+            let keyed_by_alias = plan.keyed_by_alias;
             layers.push(branch.push(
                 NodeKind::BuildLayer {
                     layer: name.clone(),
@@ -443,6 +448,8 @@ impl Planner<'_> {
                     copies,
                 }),
             ));
+            let last = branch.graph.nodes.len() - 1;
+            branch.graph.nodes[last].keyed_by_alias = keyed_by_alias;
         }
         let keys: Vec<Key> = layers.iter().map(|n| branch.graph.nodes[*n].key).collect();
         let names: Vec<String> = stage.layers.iter().map(|l| l.name.clone()).collect();
@@ -620,19 +627,46 @@ fn cargo_builds(
     Ok(outputs)
 }
 
-/// The stat index as a [`ContentHasher`] shared by parallel planners: lookups under the lock,
-/// hashing outside it.
-struct StatHasher<'a>(&'a Mutex<StatIndex>);
+/// How planning learns what host files hold, shared by parallel planners: the stat index
+/// (lookups under its lock, hashing outside it), and, with a remote cache, git's index and the
+/// cache's alias records (see `plan`'s module docs on alias keys).
+pub(super) struct Keying<'a> {
+    pub stat_index: &'a Mutex<StatIndex>,
+    /// The index of the git checkout holding the context, when a remote cache is in use.
+    pub git: Option<&'a GitIndex>,
+    /// The remote caches, asked for alias records.
+    pub remote: Option<&'a RemoteCache<'a>>,
+}
 
-impl ContentHasher for StatHasher<'_> {
+impl Keying<'_> {
+    fn stat_index(&self) -> std::sync::MutexGuard<'_, StatIndex> {
+        self.stat_index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ContentHasher for Keying<'_> {
     fn content_hash(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<[u8; 32]> {
-        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(hash) = lock().lookup(path, meta) {
+        if let Some(hash) = self.stat_index().lookup(path, meta) {
             return Ok(hash);
         }
         let hash = store::hash_file(path)?;
-        lock().insert(path, meta, hash);
+        self.stat_index().insert(path, meta, hash);
         Ok(hash)
+    }
+
+    fn known_hash(&self, path: &Path, meta: &std::fs::Metadata) -> Option<[u8; 32]> {
+        self.stat_index().lookup(path, meta)
+    }
+
+    fn git_id(&self, path: &Path, meta: &std::fs::Metadata) -> Option<ObjectId> {
+        self.git?.id(path, meta)
+    }
+
+    fn resolve_alias(&self, alias: &Key) -> Option<Key> {
+        let key = self.remote?.resolve_alias(&alias.hex())?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(key, &mut bytes).ok()?;
+        Some(Key(bytes))
     }
 }
 

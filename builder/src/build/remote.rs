@@ -11,13 +11,19 @@
 //!   ([`super::BuildOptions::no_output`]) leaves the other hits in the registry: the store
 //!   remembers the cache repository holds them, and the push mounts them from there.
 //! - **Exports** run once the graph is executed: every layer of the build not taken from the
-//!   very repository is recorded in each `--cache-to` repository (its blob, then its record).
+//!   very repository is recorded in each `--cache-to` repository (its blob, then its record),
+//!   and every layer with an alias key (its files clean in git's index, see `plan`) gets an
+//!   alias record there too.
+//! - **Aliases** are asked while planning: a layer whose files the stat index does not know
+//!   but git's index vouches for is keyed from an alias record ([`RemoteCache::resolve_alias`])
+//!   without reading its files.
 //!
 //! The cache is an optimisation, never a failure: the first fault (the registry down or slow,
 //! refused credentials, a 5xx, a record whose blob is gone or whose bytes do not match their
 //! digest) gives one [`Event::CacheWarning`] and turns the remote cache off for the rest of the
 //! build, whose layers are then built locally. A blob that fails verification is never stored.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
@@ -192,6 +198,27 @@ impl<'a> RemoteCache<'a> {
         None
     }
 
+    /// The node key that alias key `alias` stands for, from the first `--cache-from`
+    /// repository with an alias record of it (nothing downloaded); planning asks it for a layer
+    /// whose files git's index vouches for and the stat index does not know.
+    pub fn resolve_alias(&self, alias: &str) -> Option<String> {
+        for cache in &self.from {
+            if self.is_off() {
+                return None;
+            }
+            let client = self.client()?;
+            match client.cache_alias_lookup(cache, alias) {
+                Ok(Some((key, _))) => return Some(key),
+                Ok(None) => {}
+                Err(e) => {
+                    self.fault(&cache.name(), &e);
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
     /// The first `--cache-from` repository with a record of node `key`, asked without
     /// downloading anything (what `cargo image plan --cache-from` reports).
     pub fn find(&self, key: &str) -> Option<String> {
@@ -213,8 +240,14 @@ impl<'a> RemoteCache<'a> {
     }
 
     /// Records `layers` (node key, layer, the cache repository it came from) in each
-    /// `--cache-to` repository; returns how many records were written.
-    pub fn export(&self, layers: &[(String, LayerRecord, Option<String>)], store: &Store) {
+    /// `--cache-to` repository, with an alias record for each layer `aliases` gives an alias
+    /// key (by node key, hex); returns how many records were written.
+    pub fn export(
+        &self,
+        layers: &[(String, LayerRecord, Option<String>)],
+        aliases: &HashMap<String, String>,
+        store: &Store,
+    ) {
         for cache in &self.to {
             let repository = cache.name();
             let mut written = 0;
@@ -222,13 +255,21 @@ impl<'a> RemoteCache<'a> {
                 if self.is_off() {
                     return;
                 }
-                if from.as_deref() == Some(repository.as_str()) {
-                    continue;
-                }
                 let Some(client) = self.client() else {
                     return;
                 };
-                match client.cache_export(cache, key, layer, store) {
+                let record = if from.as_deref() == Some(repository.as_str()) {
+                    Ok(false)
+                } else {
+                    client.cache_export(cache, key, layer, store)
+                };
+                let alias = record.and_then(|wrote| match aliases.get(key) {
+                    Some(alias) => client
+                        .cache_export_alias(cache, alias, key, layer, store)
+                        .map(|a| wrote | a),
+                    None => Ok(wrote),
+                });
+                match alias {
                     Ok(true) => written += 1,
                     Ok(false) => {}
                     Err(e) => {

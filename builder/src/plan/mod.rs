@@ -26,6 +26,29 @@
 //! - file content hashes come from a [`ContentHasher`]: the store's stat index answers for files
 //!   whose (size, mtime, ctime, inode) did not change, so a warm build reads no file.
 //!
+//! # Alias keys: keying without reading
+//! A machine with an empty store (a new CI runner) would have to read and hash every input
+//! file to learn a layer's key, even when the remote layer cache already holds the layer. When
+//! its sources are a git checkout, git's index already says what each clean file holds (its
+//! blob id, see [`crate::git_index`]). So a layer made only of host files, inline files,
+//! directories and symlinks also gets an **alias key**: blake3 over [`ALIAS_VERSION`], the
+//! object format and exactly what its key covers, each host file's content hash replaced by
+//! its blob id (`sha1:<20 bytes>` or `sha256:<32 bytes>`). Paths, modes (from the file's
+//! `lstat`, as for the key), owners, sizes, symlink targets, the base, the compression and
+//! the mtime are in both, so two layers with one alias have the same bytes whenever their
+//! files' blob ids name their bytes (git's index module docs say when they do: a clean entry,
+//! and no size-keeping checkout conversion; the alias covers each file's size, so end-of-line
+//! conversions cannot share an alias).
+//!
+//! The alias is computed only when every host file of the layer is clean in git's index
+//! (a dirty, untracked or ignored file, or a file outside the repository, leaves the layer
+//! without one), and it is used only to ask the remote layer cache: a machine that builds a
+//! layer publishes `alias -> key` beside the key's record (`--cache-to`); a machine that
+//! misses a file in its stat index asks the cache for the alias first
+//! ([`ContentHasher::resolve_alias`]) and, on a hit, takes the key from there without
+//! reading a file. Otherwise it reads and hashes the files it does not know, as before. The
+//! local store only ever holds real keys.
+//!
 //! Planning writes nothing: `cargo image plan` prints the graph with each node's key and whether
 //! the store already holds its result.
 
@@ -36,11 +59,15 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::git_index::ObjectId;
 use crate::layer::{self, EntryKind, FileSource, LayerTree, SourceContext, WriteOptions};
 use crate::spec::{EntrySpec, LayerSpec, Source};
 
 /// The version of the key derivation itself; change it when the bytes hashed into keys change.
 pub const KEY_VERSION: &str = "cargo-image-key-1";
+
+/// The version of alias keys (see the module docs); change it when what they hash changes.
+pub const ALIAS_VERSION: &str = "cargo-image-alias-1";
 
 /// A node key: blake3 of the node's recipe and inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,8 +94,28 @@ impl Serialize for Key {
 
 /// Gives the content hash (blake3) of a host file, possibly from a cache of earlier answers.
 /// Shared by layers planned in parallel, hence `&self` and `Sync`.
+///
+/// The other methods let a layer be keyed without reading its files (see the module docs on
+/// alias keys); their defaults know nothing, so every file is hashed.
 pub trait ContentHasher: Sync {
     fn content_hash(&self, path: &Path, meta: &Metadata) -> std::io::Result<[u8; 32]>;
+
+    /// The content hash of the file when it is known without reading it (a stat cache).
+    fn known_hash(&self, _path: &Path, _meta: &Metadata) -> Option<[u8; 32]> {
+        None
+    }
+
+    /// The git blob id of the file when git's index vouches for it without reading it
+    /// ([`crate::git_index::GitIndex::clean_id`]).
+    fn git_id(&self, _path: &Path, _meta: &Metadata) -> Option<ObjectId> {
+        None
+    }
+
+    /// The layer key an alias key stands for (a record of the remote layer cache), if one is
+    /// known.
+    fn resolve_alias(&self, _alias: &Key) -> Option<Key> {
+        None
+    }
 }
 
 /// Hashes every file it is asked about (no cache).
@@ -120,6 +167,11 @@ impl InputStamp {
 #[derive(Debug)]
 pub struct LayerPlan {
     pub key: Key,
+    /// The layer's alias key, when git's index vouches for every host file of it (see the
+    /// module docs).
+    pub alias: Option<Key>,
+    /// Whether [`key`](Self::key) came from resolving the alias (no file was read to key it).
+    pub keyed_by_alias: bool,
     pub inputs: Vec<InputStamp>,
     pub tree: Option<LayerTree>,
 }
@@ -168,15 +220,7 @@ pub fn layer_key(
     lower: Option<&str>,
 ) -> Result<LayerPlan, layer::Error> {
     let mut w = KeyWriter::new("layer");
-    // Implicit parent directories take their mode and owner from the base below (so adding
-    // `/tmp/x` keeps `/tmp` 1777): the base is part of the layer's recipe.
-    w.str(lower.unwrap_or("scratch"));
-    w.str(opts.compression.media_type());
-    w.u64(opts.mtime);
-    w.u64(spec.remove.len() as u64);
-    for r in &spec.remove {
-        w.str(r);
-    }
+    recipe(&mut w, spec, opts, lower);
     let mut inputs = Vec::new();
     cargo_recipes(spec, ctx, hasher, &mut w)?;
 
@@ -194,8 +238,8 @@ pub fn layer_key(
         remove: Vec::new(),
     };
     let tree = LayerTree::from_spec(&rest, ctx)?;
-    // Host files are stat'ed and looked up in the stat index (or hashed) in parallel, then
-    // keyed in tree order.
+    // Host files are stat'ed and looked up in the stat index and git's index in parallel;
+    // only the files neither knows are read (below), then everything is keyed in tree order.
     let hosts: Vec<&Path> = tree
         .iter()
         .filter_map(|(_, entry)| match &entry.kind {
@@ -206,53 +250,76 @@ pub fn layer_key(
             _ => None,
         })
         .collect();
-    let hashed: Vec<(InputStamp, [u8; 32])> = hosts
+    let read_error = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| layer::Error::ReadSource { path, source }
+    };
+    type Known = (Metadata, Option<[u8; 32]>, Option<ObjectId>);
+    let known: Vec<Known> = hosts
         .par_iter()
         .map(|p| {
-            let read_error = |source| layer::Error::ReadSource {
-                path: p.to_path_buf(),
-                source,
-            };
-            let meta = std::fs::metadata(p).map_err(read_error)?;
-            let hash = hasher.content_hash(p, &meta).map_err(read_error)?;
-            Ok((InputStamp::new(p, &meta), hash))
+            let meta = std::fs::metadata(p).map_err(read_error(p))?;
+            let hash = hasher.known_hash(p, &meta);
+            let id = hasher.git_id(p, &meta);
+            Ok((meta, hash, id))
         })
         .collect::<Result<_, layer::Error>>()?;
-    let mut hashed = hashed.into_iter();
-    for (path, entry) in tree.iter() {
-        w.str(path);
-        w.u64(entry.mode as u64);
-        w.u64(entry.uid);
-        w.u64(entry.gid);
-        match &entry.kind {
-            EntryKind::Dir => w.str("dir"),
-            EntryKind::Device { kind, major, minor } => {
-                w.str(kind.name());
-                w.u64(u64::from(*major));
-                w.u64(u64::from(*minor));
+    // The alias: the same recipe with git blob ids for contents, for layers made of host
+    // files, inline files, directories and symlinks only (a cargo binary is not in git, and
+    // archives and stage copies are keyed by other keys).
+    let has_cargo = spec
+        .entries
+        .iter()
+        .any(|e| matches!(e.source, Source::Cargo(_)));
+    let ids: Option<Vec<ObjectId>> = (tars.is_empty() && !has_cargo && !hosts.is_empty())
+        .then(|| known.iter().map(|(_, _, id)| *id).collect())
+        .flatten();
+    let alias = ids.map(|ids| {
+        let mut a = KeyWriter::new("layer-alias");
+        a.str(ALIAS_VERSION);
+        recipe(&mut a, spec, opts, lower);
+        let mut ids = ids.into_iter();
+        write_tree(&mut a, &tree, |inline| {
+            if let Some(bytes) = inline {
+                return blake3::hash(bytes).as_bytes().to_vec();
             }
-            EntryKind::Symlink { target } => {
-                w.str("symlink");
-                w.str(target);
-            }
-            EntryKind::File { source, size } => {
-                w.str("file");
-                w.u64(*size);
-                let hash = match source {
-                    FileSource::Host(_) => {
-                        let (stamp, hash) = hashed.next().expect("one result per host file");
-                        inputs.push(stamp);
-                        hash
-                    }
-                    FileSource::Inline(bytes) => *blake3::hash(bytes).as_bytes(),
-                    FileSource::Archive { .. } => {
-                        unreachable!("archives are keyed by their file, not their members")
-                    }
-                };
-                w.bytes(&hash);
-            }
+            let id = ids.next().expect("one id per host file");
+            let mut content = Vec::with_capacity(40);
+            content.extend_from_slice(id.format.name().as_bytes());
+            content.push(b':');
+            content.extend_from_slice(id.as_bytes());
+            content
+        });
+        a.finish()
+    });
+    for (p, (meta, _, _)) in hosts.iter().zip(&known) {
+        inputs.push(InputStamp::new(p, meta));
+    }
+    let all_known = known.iter().all(|(_, hash, _)| hash.is_some());
+    if !all_known && tars.is_empty() {
+        if let Some(key) = alias.as_ref().and_then(|a| hasher.resolve_alias(a)) {
+            return Ok(LayerPlan {
+                key,
+                alias,
+                keyed_by_alias: true,
+                inputs,
+                tree: spec.remove.is_empty().then_some(tree),
+            });
         }
     }
+    let hashes: Vec<[u8; 32]> = hosts
+        .par_iter()
+        .zip(&known)
+        .map(|(p, (meta, hash, _))| match hash {
+            Some(hash) => Ok(*hash),
+            None => hasher.content_hash(p, meta).map_err(read_error(p)),
+        })
+        .collect::<Result<_, layer::Error>>()?;
+    let mut hashes = hashes.into_iter();
+    write_tree(&mut w, &tree, |bytes| match bytes {
+        Some(bytes) => blake3::hash(bytes).as_bytes().to_vec(),
+        None => hashes.next().expect("one hash per host file").to_vec(),
+    });
     for (index, entry) in &tars {
         if let Source::Stage {
             stage,
@@ -343,9 +410,64 @@ pub fn layer_key(
     }
     Ok(LayerPlan {
         key: w.finish(),
+        alias,
+        keyed_by_alias: false,
         inputs,
         tree: (tars.is_empty() && spec.remove.is_empty()).then_some(tree),
     })
+}
+
+/// The part of a layer's recipe besides its entries, for its key and its alias alike.
+fn recipe(w: &mut KeyWriter, spec: &LayerSpec, opts: &WriteOptions, lower: Option<&str>) {
+    // Implicit parent directories take their mode and owner from the base below (so adding
+    // `/tmp/x` keeps `/tmp` 1777): the base is part of the layer's recipe.
+    w.str(lower.unwrap_or("scratch"));
+    w.str(opts.compression.media_type());
+    w.u64(opts.mtime);
+    w.u64(spec.remove.len() as u64);
+    for r in &spec.remove {
+        w.str(r);
+    }
+}
+
+/// Writes every entry of `tree` into a key: path, mode, owner, kind, and for a file its size
+/// and what `content` says of it (given an inline file's bytes, `None` for a host file: host
+/// files are asked in tree order).
+fn write_tree(
+    w: &mut KeyWriter,
+    tree: &LayerTree,
+    mut content: impl FnMut(Option<&[u8]>) -> Vec<u8>,
+) {
+    for (path, entry) in tree.iter() {
+        w.str(path);
+        w.u64(entry.mode as u64);
+        w.u64(entry.uid);
+        w.u64(entry.gid);
+        match &entry.kind {
+            EntryKind::Dir => w.str("dir"),
+            EntryKind::Device { kind, major, minor } => {
+                w.str(kind.name());
+                w.u64(u64::from(*major));
+                w.u64(u64::from(*minor));
+            }
+            EntryKind::Symlink { target } => {
+                w.str("symlink");
+                w.str(target);
+            }
+            EntryKind::File { source, size } => {
+                w.str("file");
+                w.u64(*size);
+                let bytes = match source {
+                    FileSource::Host(_) => content(None),
+                    FileSource::Inline(bytes) => content(Some(bytes)),
+                    FileSource::Archive { .. } => {
+                        unreachable!("archives are keyed by their file, not their members")
+                    }
+                };
+                w.bytes(&bytes);
+            }
+        }
+    }
 }
 
 /// Writes the build recipe of each `cargo` entry of `spec` into a layer key (nothing for a
@@ -493,6 +615,10 @@ pub struct Node {
     /// store lacks, when planning asked the remote caches (`cargo image plan --cache-from`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// Whether a layer's key came from the remote cache's alias record of it, with no input
+    /// file read (see the module docs on alias keys).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keyed_by_alias: bool,
 }
 
 impl Node {
@@ -536,6 +662,7 @@ impl LayerGraph {
             inputs,
             cached,
             remote: None,
+            keyed_by_alias: false,
         });
         id
     }

@@ -78,9 +78,9 @@ pub use auth::{
     AuthError, CredentialLookup, CredentialSource, Credentials, Secret, ENV_PASSWORD, ENV_USER,
 };
 pub use client::{
-    parse_record, record_manifest, record_tag, FetchedManifest, PullReport, PushEvent, PushReport,
-    RegistryClient, RegistryOptions, RetryPolicy, CACHE_FORMAT, MAX_RETRY_AFTER,
-    RECORD_ARTIFACT_TYPE,
+    alias_manifest, alias_tag, parse_alias, parse_record, record_manifest, record_tag,
+    FetchedManifest, PullReport, PushEvent, PushReport, RegistryClient, RegistryOptions,
+    RetryPolicy, ALIAS_ARTIFACT_TYPE, CACHE_FORMAT, MAX_RETRY_AFTER, RECORD_ARTIFACT_TYPE,
 };
 pub use reference::{
     InvalidReference, Reference, DEFAULT_REGISTRY, DEFAULT_TAG, DOCKER_HUB_API_HOST,

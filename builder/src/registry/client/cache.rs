@@ -30,6 +30,34 @@
 //! hold exactly one layer of a known layer media type and a diff_id is ignored (a miss), so
 //! records of other versions can share a repository. The layer's bytes are never trusted: they
 //! are verified against the digest when downloaded, and only then stored.
+//!
+//! # Alias records (format 1)
+//!
+//! A layer whose files are all clean in git's index also has an *alias key* (`plan`'s module
+//! docs: the layer's recipe with the files' git blob ids in place of their content hashes).
+//! Beside `key-<hex>`, a machine that built the layer records `alias-<alias hex>`: the same
+//! manifest shape (the layer blob as its one layer, so the registry keeps it), with its own
+//! artifact type and the real key:
+//!
+//! ```json
+//! {
+//!   "artifactType": "application/vnd.cargo-image.layer-alias.v1+json",
+//!   "annotations": {
+//!     "dev.cargo-image.cache.format": "1",
+//!     "dev.cargo-image.cache.alias": "<alias hex>",
+//!     "dev.cargo-image.cache.key": "<key hex>",
+//!     "dev.cargo-image.cache.diff-id": "sha256:..."
+//!   },
+//!   ...
+//! }
+//! ```
+//!
+//! A machine that knows a layer's alias but not its key (its stat index is empty, its git
+//! index vouches for the files) reads the alias record to learn the key, then the key's record
+//! as usual. Readers that predate alias records never ask an `alias-` tag, and a record under
+//! a `key-` tag with the alias artifact type is not a key record to them (its artifact type
+//! differs), so the new kind cannot confuse them; an alias record of another format, artifact
+//! type or alias is ignored.
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use serde_json::{json, Value};
@@ -44,6 +72,8 @@ use crate::store::{BlobRef, LayerRecord, Store};
 pub const CACHE_FORMAT: &str = "1";
 /// The `artifactType` of a record.
 pub const RECORD_ARTIFACT_TYPE: &str = "application/vnd.cargo-image.layer-cache.v1+json";
+/// The `artifactType` of an alias record.
+pub const ALIAS_ARTIFACT_TYPE: &str = "application/vnd.cargo-image.layer-alias.v1+json";
 /// The media type of the record manifest.
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// The empty config of an artifact (OCI 1.1 image spec).
@@ -52,18 +82,33 @@ const EMPTY_BLOB: &[u8] = b"{}";
 const FORMAT_ANNOTATION: &str = "dev.cargo-image.cache.format";
 const KEY_ANNOTATION: &str = "dev.cargo-image.cache.key";
 const DIFF_ID_ANNOTATION: &str = "dev.cargo-image.cache.diff-id";
+const ALIAS_ANNOTATION: &str = "dev.cargo-image.cache.alias";
 
 /// The tag of the record of node key `key` (64 hex digits).
 pub fn record_tag(key: &str) -> String {
     format!("key-{key}")
 }
 
+/// The tag of the alias record of alias key `alias` (64 hex digits).
+pub fn alias_tag(alias: &str) -> String {
+    format!("alias-{alias}")
+}
+
 /// The canonical bytes of the record of `layer` under node key `key`.
 pub fn record_manifest(key: &str, layer: &LayerRecord) -> Vec<u8> {
-    let record = json!({
+    manifest(RECORD_ARTIFACT_TYPE, key, None, layer)
+}
+
+/// The canonical bytes of the alias record `alias` -> node key `key`, whose layer is `layer`.
+pub fn alias_manifest(alias: &str, key: &str, layer: &LayerRecord) -> Vec<u8> {
+    manifest(ALIAS_ARTIFACT_TYPE, key, Some(alias), layer)
+}
+
+fn manifest(artifact_type: &str, key: &str, alias: Option<&str>, layer: &LayerRecord) -> Vec<u8> {
+    let mut record = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
-        "artifactType": RECORD_ARTIFACT_TYPE,
+        "artifactType": artifact_type,
         "config": {
             "mediaType": EMPTY_MEDIA_TYPE,
             "digest": Digest::of(EMPTY_BLOB).to_string(),
@@ -80,6 +125,9 @@ pub fn record_manifest(key: &str, layer: &LayerRecord) -> Vec<u8> {
             DIFF_ID_ANNOTATION: layer.diff_id,
         },
     });
+    if let Some(alias) = alias {
+        record["annotations"][ALIAS_ANNOTATION] = json!(alias);
+    }
     oci::to_canonical_json(&record).unwrap_or_default()
 }
 
@@ -95,6 +143,30 @@ pub fn parse_record(key: &str, bytes: &[u8]) -> Option<LayerRecord> {
     {
         return None;
     }
+    layer_of(&record)
+}
+
+/// The node key (64 hex digits) and layer an alias record's bytes give for alias key
+/// `alias`; `None` for a record of another format or shape (ignored, see the module docs).
+pub fn parse_alias(alias: &str, bytes: &[u8]) -> Option<(String, LayerRecord)> {
+    let record: Value = serde_json::from_slice(bytes).ok()?;
+    let annotations = record.get("annotations")?;
+    let text = |v: &Value, name: &str| v.get(name)?.as_str().map(str::to_owned);
+    if text(annotations, FORMAT_ANNOTATION)? != CACHE_FORMAT
+        || text(&record, "artifactType")? != ALIAS_ARTIFACT_TYPE
+        || text(annotations, ALIAS_ANNOTATION)? != alias
+    {
+        return None;
+    }
+    let key = text(annotations, KEY_ANNOTATION)?;
+    let is_key = key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    Some((key, layer_of(&record)?)).filter(|_| is_key)
+}
+
+/// The layer of a record (key or alias), checked.
+fn layer_of(record: &Value) -> Option<LayerRecord> {
+    let annotations = record.get("annotations")?;
+    let text = |v: &Value, name: &str| v.get(name)?.as_str().map(str::to_owned);
     let [layer] = record.get("layers")?.as_array()?.as_slice() else {
         return None;
     };
@@ -132,8 +204,28 @@ impl RegistryClient {
     /// The record of node key `key` in the cache repository `cache`: `Ok(None)` when there is
     /// none or it is of another format; an error when the registry cannot be asked.
     pub fn cache_lookup(&self, cache: &Reference, key: &str) -> Result<Option<LayerRecord>, Error> {
+        Ok(self
+            .record_bytes(cache, &record_tag(key))?
+            .and_then(|bytes| parse_record(key, &bytes)))
+    }
+
+    /// The alias record of alias key `alias` in the cache repository `cache`: the node key it
+    /// stands for and its layer; `Ok(None)` when there is none or it is of another format.
+    pub fn cache_alias_lookup(
+        &self,
+        cache: &Reference,
+        alias: &str,
+    ) -> Result<Option<(String, LayerRecord)>, Error> {
+        Ok(self
+            .record_bytes(cache, &alias_tag(alias))?
+            .and_then(|bytes| parse_alias(alias, &bytes)))
+    }
+
+    /// The bytes of the record manifest tagged `tag` in `cache`, checked against the digest
+    /// the registry gave; `Ok(None)` when there is none.
+    fn record_bytes(&self, cache: &Reference, tag: &str) -> Result<Option<Vec<u8>>, Error> {
         let name = cache
-            .with_tag(&record_tag(key))
+            .with_tag(tag)
             .map_err(|source| Error::ParseReference {
                 reference: cache.name(),
                 source,
@@ -155,7 +247,7 @@ impl RegistryClient {
             let detail = format!("the record hashes to {computed}");
             return Err(Error::verify_blob(&name, &digest, detail));
         }
-        Ok(parse_record(key, &bytes))
+        Ok(Some(bytes.to_vec()))
     }
 
     /// Downloads the layer blob of a record of `cache` into `store`, verified against its size
@@ -221,6 +313,44 @@ impl RegistryClient {
         if self.cache_lookup(cache, key)?.as_ref() == Some(layer) {
             return Ok(false);
         }
+        self.put_record(
+            cache,
+            &record_tag(key),
+            &record_manifest(key, layer),
+            layer,
+            store,
+        )
+    }
+
+    /// Records alias key `alias` -> node key `key` (whose layer is `layer`, in the store) in
+    /// the cache repository `cache`, as [`cache_export`](Self::cache_export) records a key.
+    /// Returns whether a record was written (false: an identical one was there).
+    pub fn cache_export_alias(
+        &self,
+        cache: &Reference,
+        alias: &str,
+        key: &str,
+        layer: &LayerRecord,
+        store: &Store,
+    ) -> Result<bool, Error> {
+        let there = self.cache_alias_lookup(cache, alias)?;
+        if there.as_ref().is_some_and(|(k, l)| k == key && l == layer) {
+            return Ok(false);
+        }
+        let bytes = alias_manifest(alias, key, layer);
+        self.put_record(cache, &alias_tag(alias), &bytes, layer, store)
+    }
+
+    /// Pushes a record manifest (`bytes`, tagged `tag`) and its blobs (the empty config and
+    /// `layer`'s blob) to `cache`.
+    fn put_record(
+        &self,
+        cache: &Reference,
+        tag: &str,
+        bytes: &[u8],
+        layer: &LayerRecord,
+        store: &Store,
+    ) -> Result<bool, Error> {
         let host = self.host(cache)?;
         let empty = store
             .write_blob(EMPTY_BLOB)
@@ -254,15 +384,14 @@ impl RegistryClient {
             }
             Ok(path)
         };
-        let bytes = record_manifest(key, layer);
-        let digest = Digest::of(&bytes);
+        let digest = Digest::of(bytes);
         let descriptor = oci::descriptor(
             oci_spec::image::MediaType::ImageManifest,
             &digest,
             bytes.len() as u64,
         );
         let name = cache
-            .with_tag(&record_tag(key))
+            .with_tag(tag)
             .map_err(|source| Error::ParseReference {
                 reference: cache.name(),
                 source,
@@ -272,7 +401,7 @@ impl RegistryClient {
                 self.push_blob(&host, &path, cache, None, blob, &|_| {})
                     .await?;
             }
-            self.push_manifest(&host, &name, &descriptor, &bytes).await
+            self.push_manifest(&host, &name, &descriptor, bytes).await
         })?;
         let _ = store.record_seen(
             cache.registry(),
@@ -317,5 +446,31 @@ mod tests {
         // The same record, the same bytes (machines agree on what to skip).
         assert_eq!(bytes, record_manifest(&key, &layer()));
         assert_eq!(record_tag(&key).len(), 68);
+    }
+
+    #[test]
+    fn an_alias_record_reads_back_only_as_an_alias_of_its_own() {
+        let key = "ab".repeat(32);
+        let alias = "ef".repeat(32);
+        let bytes = alias_manifest(&alias, &key, &layer());
+        assert_eq!(parse_alias(&alias, &bytes), Some((key.clone(), layer())));
+        assert_eq!(parse_alias(&key, &bytes), None, "another alias");
+        // Neither kind reads as the other: a reader of key records ignores alias records
+        // (and older readers, which know only key records, the same).
+        assert_eq!(parse_record(&key, &bytes), None);
+        let record = record_manifest(&key, &layer());
+        assert_eq!(parse_alias(&key, &record), None);
+        assert_eq!(parse_alias(&alias, &record), None);
+        let other_format = String::from_utf8(bytes.clone()).unwrap().replace(
+            r#""dev.cargo-image.cache.format":"1""#,
+            r#""dev.cargo-image.cache.format":"2""#,
+        );
+        assert_eq!(parse_alias(&alias, other_format.as_bytes()), None);
+        let bad_key = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace(&key, "not-a-key");
+        assert_eq!(parse_alias(&alias, bad_key.as_bytes()), None);
+        assert_eq!(alias_tag(&alias).len(), 70);
+        assert_eq!(bytes, alias_manifest(&alias, &key, &layer()));
     }
 }

@@ -29,7 +29,10 @@ mod referrers;
 mod retry;
 mod stored;
 
-pub use cache::{parse_record, record_manifest, record_tag, CACHE_FORMAT, RECORD_ARTIFACT_TYPE};
+pub use cache::{
+    alias_manifest, alias_tag, parse_alias, parse_record, record_manifest, record_tag,
+    ALIAS_ARTIFACT_TYPE, CACHE_FORMAT, RECORD_ARTIFACT_TYPE,
+};
 pub use documents::FetchedManifest;
 pub use pull::PullReport;
 pub use push::{PushEvent, PushReport};
