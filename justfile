@@ -92,8 +92,9 @@ lint:
 schema:
     UPDATE_SCHEMA=1 cargo test -p cargo-oci-image --test schema
 
-# Args: [--quick] [--runs N] [--jobs N] [--markdown FILE] [--breakdown] [--no-buildah].
-# Benchmark cargo-image against tar | pigz, tar | zstd and buildah (see BENCHMARKS.md).
+# Args: [--quick | --corpus DIR] [--runs N] [--jobs N] [--markdown FILE] [--breakdown] [--no-buildah].
+# Benchmark cargo-image against tar | pigz, tar | zstd, buildah and skopeo (see BENCHMARKS.md);
+# --corpus DIR measures a copy of your own tree (DIR is only read).
 bench *ARGS: deps
     cargo build --release --locked -p cargo-oci-image --bin cargo-image
     cargo run --release --locked -p cargo-oci-image-acceptance --bin bench -- {{ARGS}}

@@ -19,6 +19,7 @@ mod outputs;
 mod platforms;
 mod provenance;
 mod push_referrers;
+mod push_streaming;
 mod registry;
 mod registry_tls;
 mod remote_cache;

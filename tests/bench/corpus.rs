@@ -376,37 +376,24 @@ fn generate(root: &Path, variant: Variant) -> Result<()> {
         next_file(&mut rng, kind, size)?;
     }
 
-    // The app: a few files, about 200 KB, one of them rewritten by the bench.
+    write_app(root, &mut rng, &words)
+}
+
+/// The app (`root/app`): a few files, about 200 KB, one of them rewritten by the bench; and
+/// the original content of the files the bench rewrites.
+fn write_app(root: &Path, rng: &mut Rng, words: &[Vec<u8>]) -> Result<()> {
     let app = root.join("app");
     fs::create_dir_all(app.join("static"))?;
-    write_file(
-        &app.join("server"),
-        &mut rng,
-        &words,
-        Kind::Binary,
-        150 << 10,
-    )?;
+    write_file(&app.join("server"), rng, words, Kind::Binary, 150 << 10)?;
     write_file(
         &app.join("static/index.html"),
-        &mut rng,
-        &words,
+        rng,
+        words,
         Kind::Text,
         24 << 10,
     )?;
-    write_file(
-        &app.join("static/app.js"),
-        &mut rng,
-        &words,
-        Kind::Text,
-        20 << 10,
-    )?;
-    write_file(
-        &app.join("README.md"),
-        &mut rng,
-        &words,
-        Kind::Text,
-        6 << 10,
-    )?;
+    write_file(&app.join("static/app.js"), rng, words, Kind::Text, 20 << 10)?;
+    write_file(&app.join("README.md"), rng, words, Kind::Text, 6 << 10)?;
     for rel in [MUTABLE_CORPUS_FILE, MUTABLE_APP_FILE] {
         fs::write(root.join(rel), mutable_original(rel))?;
     }
@@ -442,6 +429,72 @@ pub fn warm_page_cache(dir: &Path) -> Result<()> {
     let mut sink = io::sink();
     for (path, _) in regular_files(dir)? {
         io::copy(&mut fs::File::open(path)?, &mut sink)?;
+    }
+    Ok(())
+}
+
+/// A corpus made of a copy of the user's tree `dir` (`just bench --corpus DIR`), in
+/// `cache_dir/custom/corpus`, replacing an earlier copy. The user's tree is only read: its
+/// regular files are copied (never hard-linked, so the files the bench rewrites and the
+/// outputs it writes are the copy's), symbolic links are recreated as links, other files
+/// (sockets, FIFOs, devices) are left out. The generated app layer and the two files the bench
+/// rewrites are added to the copy, as to a generated corpus.
+pub fn copy_user(dir: &Path, cache_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Corpus> {
+    let src = fs::canonicalize(dir).with_context(|| format!("--corpus {}", dir.display()))?;
+    if !src.is_dir() {
+        anyhow::bail!("--corpus {}: not a directory", dir.display());
+    }
+    fs::create_dir_all(cache_dir)?;
+    let cache = fs::canonicalize(cache_dir)?;
+    if cache.starts_with(&src) || src.starts_with(&cache) {
+        anyhow::bail!(
+            "--corpus {}: it holds the bench's own directory {} (or is inside it); pick another \
+             tree, or set CARGO_TARGET_DIR to a directory outside it",
+            dir.display(),
+            cache.display()
+        );
+    }
+    let root = cache.join("custom");
+    if root.exists() {
+        fs::remove_dir_all(&root).with_context(|| format!("remove {}", root.display()))?;
+    }
+    log(&format!(
+        "copying {} into {}",
+        src.display(),
+        root.display()
+    ));
+    let mut skipped = 0;
+    copy_tree(&src, &root.join("corpus"), &mut skipped)?;
+    if skipped > 0 {
+        log(&format!(
+            "left out {skipped} files that are neither regular files, directories nor links"
+        ));
+    }
+    let mut rng = Rng(0x5eed_0003_c0ff_ee00);
+    let words = vocabulary(&mut rng);
+    write_app(&root, &mut rng, &words)?;
+    let (files, bytes) = tree_size(&root.join("corpus"))?;
+    Ok(Corpus { root, files, bytes })
+}
+
+/// Copies the tree `from` to `to` (see [`copy_user`]); counts the files left out in `skipped`.
+fn copy_tree(from: &Path, to: &Path, skipped: &mut usize) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("create {}", to.display()))?;
+    for entry in fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            copy_tree(&src, &dst, skipped)?;
+        } else if ft.is_file() {
+            fs::copy(&src, &dst)
+                .with_context(|| format!("copy {} to {}", src.display(), dst.display()))?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)
+                .with_context(|| format!("link {}", dst.display()))?;
+        } else {
+            *skipped += 1;
+        }
     }
     Ok(())
 }

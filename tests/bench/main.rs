@@ -1,11 +1,12 @@
 //! `bench`: compares cargo-image with baselines on the same corpus in the same run, and prints
 //! the ratios against the project's goals (see BENCHMARKS.md).
 //!
-//! Run it with `just bench [--quick] [--runs N] [--markdown FILE]`. It generates a deterministic
-//! corpus once ([`corpus`]), writes three specs beside it (one gzip layer, one zstd layer, and the
-//! gzip layer under a small app layer), times the release `cargo-image` binary ([`measure`])
-//! against `tar | pigz`, `tar | zstd` and buildah ([`baselines`]), and prints a table
-//! ([`report`]). Every figure is the median of N runs (default 3) after one untimed read of the
+//! Run it with `just bench [--quick | --corpus DIR] [--runs N] [--markdown FILE]`. It generates a
+//! deterministic corpus once ([`corpus`]) or copies the user's tree, writes three specs beside it
+//! (one gzip layer, one zstd layer, and the gzip layer under a small app layer), times the release
+//! `cargo-image` binary ([`measure`]) against `tar | pigz`, `tar | zstd` and buildah
+//! ([`baselines`]), its push against `skopeo copy` ([`push`]) and a 20-image workspace against its
+//! unique content built once ([`monorepo`]), and prints a table ([`report`]). Every figure is the median of N runs (default 3) after one untimed read of the
 //! corpus, so the page cache is warm for ours and the baselines alike.
 //!
 //! The spec directory is made a cargo workspace of its own (an empty `[workspace]` manifest), so
@@ -14,6 +15,8 @@
 mod baselines;
 mod corpus;
 mod measure;
+mod monorepo;
+mod push;
 mod report;
 
 use std::fs;
@@ -28,10 +31,12 @@ use measure::{max_rss_mib, median, remove_dir_if_exists, repeat, Ours, Sample};
 use report::{Context, Goal, Outcome, Row};
 
 const USAGE: &str = "\
-usage: bench [--quick] [--runs N] [--jobs N] [--markdown FILE] [--cargo-image PATH] [--no-buildah]
-             [--breakdown] [--corpus-only]
+usage: bench [--quick | --corpus DIR] [--runs N] [--jobs N] [--markdown FILE] [--cargo-image PATH]
+             [--no-buildah] [--breakdown] [--corpus-only]
 
   --quick             a 60 MB / 5,000-file corpus instead of 700 MB / 45,000 files
+  --corpus DIR        benchmark a copy of the tree DIR instead of the generated corpus (DIR
+                      itself is only read: the bench rewrites files of its copy)
   --runs N            timed runs per measurement; the median is reported (default 3)
   --jobs N            compression threads for ours and the baselines (default 2)
   --markdown FILE     also write the results as markdown to FILE
@@ -44,6 +49,8 @@ usage: bench [--quick] [--runs N] [--jobs N] [--markdown FILE] [--cargo-image PA
 /// Command-line options.
 struct Args {
     variant: Variant,
+    /// `--corpus DIR`: a user's tree, copied, instead of the generated corpus.
+    corpus_dir: Option<PathBuf>,
     runs: usize,
     jobs: usize,
     markdown: Option<PathBuf>,
@@ -56,6 +63,7 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         variant: Variant::Full,
+        corpus_dir: None,
         runs: 3,
         jobs: 2,
         markdown: None,
@@ -73,6 +81,7 @@ fn parse_args() -> Result<Args> {
         };
         match arg.as_str() {
             "--quick" => args.variant = Variant::Quick,
+            "--corpus" => args.corpus_dir = Some(value("--corpus")?.into()),
             "--runs" => args.runs = value("--runs")?.to_string_lossy().parse()?,
             "--jobs" => args.jobs = value("--jobs")?.to_string_lossy().parse()?,
             "--markdown" => args.markdown = Some(value("--markdown")?.into()),
@@ -89,6 +98,9 @@ fn parse_args() -> Result<Args> {
     }
     if args.runs == 0 || args.jobs == 0 {
         bail!("--runs and --jobs must be at least 1");
+    }
+    if args.corpus_dir.is_some() && args.variant == Variant::Quick {
+        bail!("--quick and --corpus DIR exclude each other\n{USAGE}");
     }
     Ok(args)
 }
@@ -375,6 +387,10 @@ impl Bench {
             }
         }
 
+        // Push against skopeo copy; a monorepo of 20 images against its unique content once.
+        self.push_row(&specs.gzip, "gzip-warm");
+        self.monorepo_row();
+
         // buildah: cold bud + push, then cached bud.
         let buildah_rows = [
             (
@@ -553,6 +569,15 @@ impl Bench {
     }
 }
 
+/// The corpus of this run: a copy of `--corpus DIR`, or the generated one.
+fn the_corpus(args: &Args) -> Result<Corpus> {
+    let cache = target_dir().join("bench-corpus");
+    match &args.corpus_dir {
+        Some(dir) => corpus::copy_user(dir, &cache, &mut |m| log(m)),
+        None => corpus::ensure(&cache, args.variant, &mut |m| log(m)),
+    }
+}
+
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("bench: error: {e:#}");
@@ -563,9 +588,7 @@ fn main() {
 fn real_main() -> Result<()> {
     let args = parse_args()?;
     if args.corpus_only {
-        let corpus = corpus::ensure(&target_dir().join("bench-corpus"), args.variant, &mut |m| {
-            log(m)
-        })?;
+        let corpus = the_corpus(&args)?;
         println!("{}", corpus.root.display());
         return Ok(());
     }
@@ -574,9 +597,7 @@ fn real_main() -> Result<()> {
         None => build_release()?,
     };
     let ours = Ours::new(bin, args.jobs)?;
-    let corpus = corpus::ensure(&target_dir().join("bench-corpus"), args.variant, &mut |m| {
-        log(m)
-    })?;
+    let corpus = the_corpus(&args)?;
     log(&format!(
         "corpus: {} files, {:.0} MB in {}",
         corpus.files,
@@ -608,13 +629,21 @@ fn real_main() -> Result<()> {
         ),
         (
             "corpus".to_string(),
-            format!(
-                "{} ({} files, {:.0} MB), generator v{}",
-                args.variant.name(),
-                corpus.files,
-                corpus.bytes as f64 / 1e6,
-                corpus::GENERATOR_VERSION
-            ),
+            match &args.corpus_dir {
+                Some(dir) => format!(
+                    "a copy of {} ({} files, {:.0} MB)",
+                    dir.display(),
+                    corpus.files,
+                    corpus.bytes as f64 / 1e6,
+                ),
+                None => format!(
+                    "{} ({} files, {:.0} MB), generator v{}",
+                    args.variant.name(),
+                    corpus.files,
+                    corpus.bytes as f64 / 1e6,
+                    corpus::GENERATOR_VERSION
+                ),
+            },
         ),
         (
             "runs".to_string(),
@@ -643,6 +672,10 @@ fn real_main() -> Result<()> {
     result?;
     remove_dir_if_exists(&bench.scratch)?;
     bench.ours.clear_store(&bench.corpus.root)?;
+    if bench.args.corpus_dir.is_some() {
+        // The copy of the user's tree is made afresh by every run.
+        remove_dir_if_exists(&bench.corpus.root)?;
+    }
 
     extra.append(&mut bench.notes);
     let load_end = fs::read_to_string("/proc/loadavg")

@@ -220,12 +220,19 @@ impl RegistryClient {
             ClientProtocol::Https
         };
         let chunked = self.build(reference.registry(), self.config(protocol.clone(), false))?;
-        let monolithic = self.build(reference.registry(), self.config(protocol, true))?;
+        let monolithic = self.build(reference.registry(), self.config(protocol.clone(), true))?;
         let auth = credentials.to_client();
-        self.runtime.block_on(async {
-            chunked.store_auth_if_needed(&host, &auth).await;
-            monolithic.store_auth_if_needed(&host, &auth).await;
-        });
+        // oci-client asks `/v2/` for a challenge before every request while it holds no token,
+        // and a registry that wants none never gives one: each request would cost two. Such a
+        // registry (asked once here) gets no credentials stored, so requests go straight out.
+        let wants_auth =
+            !matches!(auth, RegistryAuth::Anonymous) || self.challenges(reference, protocol)?;
+        if wants_auth {
+            self.runtime.block_on(async {
+                chunked.store_auth_if_needed(&host, &auth).await;
+                monolithic.store_auth_if_needed(&host, &auth).await;
+            });
+        }
         let clients = Arc::new(HostClients {
             chunked,
             monolithic,
@@ -234,6 +241,22 @@ impl RegistryClient {
         });
         self.hosts.lock().unwrap().insert(host, clients.clone());
         Ok(clients)
+    }
+
+    /// Whether `reference`'s registry answers `GET /v2/` with an authentication challenge (or
+    /// cannot be asked: then requests find out). Asked with a client of its own, which
+    /// remembers nothing for the host's clients.
+    fn challenges(&self, reference: &Reference, protocol: ClientProtocol) -> Result<bool, Error> {
+        let probe = self.build(reference.registry(), self.config(protocol, false))?;
+        let target = reference.to_client();
+        let token = self.runtime.block_on(async {
+            probe
+                .auth(&target, &RegistryAuth::Anonymous, RegistryOperation::Pull)
+                .await
+        });
+        // `Ok(None)`: no challenge, or one that is not a token's (a Basic one an anonymous
+        // client cannot answer anyway).
+        Ok(!matches!(token, Ok(None)))
     }
 
     /// Whether an insecure-allowed host answers HTTPS (`GET /v2/`, any status). A TLS

@@ -1,9 +1,17 @@
 //! Pushing: an image (or image index) of an OCI layout goes to a registry.
 //!
 //! [`RegistryClient::push_layout`] reads the layout's manifests (children before their index)
-//! and their blobs, sends the blobs in parallel (skipped when the registry has them, mounted
-//! from the base's repository when it agrees, else uploaded in chunks with a monolithic `PUT`
-//! as fallback), then pushes each manifest as the exact bytes of the layout and tags the root.
+//! and checks that their blobs are there at their sizes, then sends the blobs in parallel, at
+//! most `parallelism` at once: each is skipped when the registry has it (a `HEAD`), mounted
+//! from the base's repository when the registry agrees, else uploaded. An upload streams the
+//! file from the layout (or the store) in one monolithic `PUT` after the `POST` that opens it,
+//! as `skopeo copy` does with its one `PATCH`: two requests per blob whatever its size, with
+//! chunked `PATCH`es as the fallback for a registry (or proxy) that refuses the monolithic
+//! `PUT`. The file is read and SHA-256-checked on a blocking thread a few pieces ahead of the
+//! network, so a layer never sits in memory whole and hashing overlaps sending; a blob that
+//! does not hash to its digest aborts its request before the last byte (the registry commits
+//! nothing) and fails the push naming the file. A blob the registry has is never read.
+//! Then each manifest is pushed as the exact bytes of the layout, one request per tag.
 //! A blob is mounted from the base's repository, or from any repository of the registry the
 //! store remembers it in ([`RegistryClient::remembering_in`]); a finished push is remembered.
 //! No manifest is pushed before all its blobs are there. The layout's referrers of the pushed
@@ -13,11 +21,11 @@
 //! image, on `retry` and `errors` for each request, and reports progress as [`PushEvent`]s.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use futures_util::{stream, StreamExt, TryStreamExt};
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::Client;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
@@ -28,8 +36,15 @@ use crate::oci::{self, Digest, Layout, ManifestKind};
 use crate::registry::{Error, Reference};
 use crate::store::BlobRef;
 
-/// The size of each piece read from a file for an upload (and of each chunked `PATCH`).
+/// The size of each piece read from a file for a monolithic upload (small: only memory).
+const STREAM_PIECE: usize = 1024 * 1024;
+
+/// The size of each piece read from a file for a chunked upload: each is one `PATCH`.
 const UPLOAD_PIECE: usize = 4 * 1024 * 1024;
+
+/// How many pieces of one upload may wait, read, for the network: with the piece being sent
+/// and the one being read, an upload holds at most this many + 2 pieces in memory.
+const QUEUED_PIECES: usize = 2;
 
 /// How many repositories a blob is tried to be mounted from before it is uploaded.
 const MOUNT_TRIES: usize = 3;
@@ -290,9 +305,7 @@ impl RegistryClient {
             if !path.is_file() {
                 path = self.fetch_seen(host, target, blob).await.unwrap_or(path);
             }
-            self.upload(host, &remote, &path, blob)
-                .await
-                .map_err(|e| self.remote_error(host, target, e, Request::PushBlob(&blob.digest)))?;
+            self.upload(host, target, &path, blob).await?;
             PushEvent::BlobUploaded { digest, size }
         };
         progress(event.clone());
@@ -359,40 +372,220 @@ impl RegistryClient {
         None
     }
 
-    /// Uploads a blob file: chunked (`PATCH`es), falling back to one monolithic `PUT` when the
-    /// registry does not follow the chunked protocol. Each try restarts from a new session.
+    /// Uploads a blob file, verified while it is read (see [`read_verified`]): streamed in
+    /// one monolithic `PUT` (a `POST` opens the session, the `PUT` carries the bytes: two
+    /// requests per blob), falling back to chunked `PATCH`es of [`UPLOAD_PIECE`] when the
+    /// registry refuses it (a proxy's body-size limit, a registry without monolithic uploads).
+    /// Each try restarts from a new session and re-reads the file.
     async fn upload(
         &self,
         host: &HostClients,
-        remote: &oci_client::Reference,
+        target: &Reference,
         path: &Path,
         blob: &BlobRef,
-    ) -> Result<(), OciDistributionError> {
-        match self.upload_with(&host.chunked, remote, path, blob).await {
-            Err(OciDistributionError::SpecViolationError(_)) => {
-                self.upload_with(&host.monolithic, remote, path, blob).await
-            }
-            chunked => chunked,
+    ) -> Result<(), Error> {
+        let remote = target.to_client();
+        let corrupt: Corrupt = Arc::new(Mutex::new(None));
+        let mut result = self
+            .upload_with(
+                &host.monolithic,
+                STREAM_PIECE,
+                &remote,
+                path,
+                blob,
+                &corrupt,
+            )
+            .await;
+        if matches!(&result, Err(e) if refused_monolithic(e)) {
+            result = self
+                .upload_with(&host.chunked, UPLOAD_PIECE, &remote, path, blob, &corrupt)
+                .await;
         }
+        if let Some(source) = corrupt.lock().unwrap().take() {
+            return Err(Error::ReadLayout {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            });
+        }
+        result.map_err(|e| self.remote_error(host, target, e, Request::PushBlob(&blob.digest)))
     }
 
-    /// Uploads a blob file with `client` (chunked or monolithic), retried.
+    /// Uploads a blob file with `client` (monolithic or chunked) read in pieces of `piece`
+    /// bytes, retried; a blob found corrupt (in `corrupt`) fails the upload for good.
     async fn upload_with(
         &self,
         client: &Client,
+        piece: usize,
         remote: &oci_client::Reference,
         path: &Path,
         blob: &BlobRef,
+        corrupt: &Corrupt,
     ) -> Result<(), OciDistributionError> {
         self.retry(|| async {
-            let body = file_stream(path)?;
-            client
+            let body = blob_stream(path, blob, piece, corrupt.clone());
+            let sent = client
                 .push_blob_stream(remote, body, &blob.digest, Some(blob.size))
-                .await
+                .await;
+            if corrupt.lock().unwrap().is_some() {
+                // Not transient: reading it again gives the same bytes.
+                return Err(OciDistributionError::GenericError(Some(format!(
+                    "blob {} is corrupt",
+                    blob.digest
+                ))));
+            }
+            sent
         })
         .await
         .map(|_| ())
     }
+}
+
+/// Where the reader of an upload leaves the layout error that made it stop.
+type Corrupt = Arc<Mutex<Option<oci::Error>>>;
+
+/// Whether the registry (or a proxy before it) refused a monolithic upload in a way a chunked
+/// one may pass: a 2xx other than 201, a body too large, a method or range it does not take.
+fn refused_monolithic(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::SpecViolationError(_) => true,
+        OciDistributionError::ServerError { code, .. } => {
+            matches!(code, 400 | 405 | 411 | 413 | 416 | 501)
+        }
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::BlobUploadInvalid
+                    | OciErrorCode::SizeInvalid
+                    | OciErrorCode::Unsupported
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// The blob file at `path` as a stream of pieces of `piece` bytes for an upload: read and hashed on a blocking
+/// thread of the runtime ([`read_verified`]), at most [`QUEUED_PIECES`] pieces ahead of the
+/// network, so a big layer never sits in memory and hashing overlaps sending. A blob that is
+/// not what its descriptor says ends the stream with an error (the request is aborted before
+/// its last byte, so the registry commits nothing) and leaves the reason in `corrupt`.
+fn blob_stream(
+    path: &Path,
+    blob: &BlobRef,
+    piece: usize,
+    corrupt: Corrupt,
+) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(QUEUED_PIECES);
+    let (path, blob) = (path.to_path_buf(), blob.clone());
+    tokio::task::spawn_blocking(move || {
+        let result = read_verified(&path, &blob, piece, &mut |bytes| {
+            // The receiver is gone when the request failed: stop reading.
+            tx.blocking_send(Ok(bytes)).is_ok()
+        });
+        if let Err(e) = result {
+            let message = e.to_string();
+            *corrupt.lock().unwrap() = Some(e);
+            let _ = tx.blocking_send(Err(OciDistributionError::GenericError(Some(message))));
+        }
+    });
+    stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    })
+}
+
+/// Reads the blob file at `path` in pieces of `piece` bytes, handing each to `send` (which
+/// returns false to stop), and checks it is exactly `blob`: its size (a file that is shorter or
+/// longer fails) and its digest, which is checked before the last piece is handed over, so a
+/// corrupt blob is never sent whole. The error names the file and the blob.
+fn read_verified(
+    path: &Path,
+    blob: &BlobRef,
+    piece: usize,
+    send: &mut dyn FnMut(bytes::Bytes) -> bool,
+) -> Result<(), oci::Error> {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let read_err = |source| oci::Error::ReadBlob {
+        path: path.to_path_buf(),
+        digest: blob.digest.clone(),
+        source,
+    };
+    let size_err = |actual| oci::Error::BlobSize {
+        path: path.to_path_buf(),
+        digest: blob.digest.clone(),
+        expected: blob.size,
+        actual,
+    };
+    let mut file = oci::bounded::open_regular(path).map_err(read_err)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut read = 0u64;
+    loop {
+        let want = (blob.size - read).min(piece as u64) as usize;
+        let mut buf = vec![0u8; want];
+        let mut filled = 0;
+        while filled < want {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => return Err(size_err(read + filled as u64)),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            }
+        }
+        hasher.update(&buf);
+        read += want as u64;
+        if read == blob.size {
+            // The last piece: nothing may follow, and the whole must hash to the digest.
+            let mut more = [0u8; 1];
+            let extra = loop {
+                match file.read(&mut more) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other.map_err(read_err)?,
+                }
+            };
+            if extra > 0 {
+                let len = file.metadata().map_or(read + 1, |m| m.len());
+                return Err(size_err(len.max(read + 1)));
+            }
+            let actual = Digest::from_hasher(hasher).to_string();
+            if actual != blob.digest {
+                return Err(oci::Error::BlobDigest {
+                    path: path.to_path_buf(),
+                    digest: blob.digest.clone(),
+                    actual,
+                });
+            }
+            if want > 0 {
+                send(bytes::Bytes::from(buf));
+            }
+            return Ok(());
+        }
+        if !send(bytes::Bytes::from(buf)) {
+            return Ok(());
+        }
+    }
+}
+
+/// Checks that the blob `d` names is in the layout as a regular file of its size (its digest
+/// is checked while it is uploaded: a blob the registry has is not read at all).
+fn check_size(layout: &Layout, d: &Descriptor) -> Result<(), oci::Error> {
+    let digest = d.digest().to_string();
+    let path = layout.blob_path(&digest)?;
+    let actual = oci::bounded::open_regular(&path)
+        .and_then(|f| f.metadata())
+        .map_err(|source| oci::Error::ReadBlob {
+            path: path.clone(),
+            digest: digest.clone(),
+            source,
+        })?
+        .len();
+    if actual != d.size() {
+        return Err(oci::Error::BlobSize {
+            path,
+            digest,
+            expected: d.size(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// A referrer of a pushed image, as the layout holds it.
@@ -429,7 +622,7 @@ fn collect_referrers(
                 continue;
             };
             for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
-                layout.verify_blob(d.digest().as_ref(), d.size())?;
+                check_size(layout, d)?;
                 blobs
                     .entry(d.digest().to_string())
                     .or_insert_with(|| blob_of(d));
@@ -481,7 +674,7 @@ fn collect(
                         .blob_path(d.digest().as_ref())
                         .is_ok_and(|p| !p.exists());
                 if !lacked {
-                    layout.verify_blob(d.digest().as_ref(), d.size())?;
+                    check_size(layout, d)?;
                 }
                 blobs
                     .entry(d.digest().to_string())
@@ -516,30 +709,160 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// A file as a stream of pieces for an upload.
-fn file_stream(
-    path: &Path,
-) -> Result<
-    impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static,
-    OciDistributionError,
-> {
-    use std::io::Read;
-    let mut file = fs::File::open(path)?;
-    Ok(stream::iter(std::iter::from_fn(move || {
-        let mut buf = vec![0u8; UPLOAD_PIECE];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Some(Err(OciDistributionError::IoError(e))),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `content` as a blob file in `dir`, described as `blob` (its own digest and size unless
+    /// the test lies about them).
+    fn blob_file(dir: &Path, content: &[u8]) -> (std::path::PathBuf, BlobRef) {
+        let path = dir.join("blob");
+        std::fs::write(&path, content).unwrap();
+        let blob = BlobRef {
+            digest: Digest::of(content).to_string(),
+            size: content.len() as u64,
+            media_type: "application/octet-stream".into(),
+        };
+        (path, blob)
+    }
+
+    /// What `read_verified` hands over, piece by piece.
+    fn pieces(
+        path: &Path,
+        blob: &BlobRef,
+        piece: usize,
+    ) -> (Vec<bytes::Bytes>, Result<(), oci::Error>) {
+        let mut sent = Vec::new();
+        let result = read_verified(path, blob, piece, &mut |b| {
+            sent.push(b);
+            true
+        });
+        (sent, result)
+    }
+
+    fn content(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_blob_is_read_in_pieces_and_sent_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = content(10_000);
+        let (path, blob) = blob_file(dir.path(), &bytes);
+        let (sent, result) = pieces(&path, &blob, 4096);
+        result.unwrap();
+        let sizes: Vec<usize> = sent.iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [4096, 4096, 1808]);
+        assert_eq!(sent.concat(), bytes);
+        // A size that is a multiple of the piece: no empty piece at the end.
+        let (path, blob) = blob_file(dir.path(), &bytes[..8192]);
+        let (sent, result) = pieces(&path, &blob, 4096);
+        result.unwrap();
+        assert_eq!(
+            sent.iter().map(|b| b.len()).collect::<Vec<_>>(),
+            [4096, 4096]
+        );
+        // An empty blob sends nothing, and is still checked.
+        let (path, blob) = blob_file(dir.path(), b"");
+        let (sent, result) = pieces(&path, &blob, 4096);
+        result.unwrap();
+        assert!(sent.is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_never_sent_whole_and_the_error_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = content(10_000);
+        let (path, blob) = blob_file(dir.path(), &bytes);
+        // The same size, one byte flipped in the first piece.
+        let mut corrupt = bytes.clone();
+        corrupt[10] ^= 1;
+        std::fs::write(&path, &corrupt).unwrap();
+        let (sent, result) = pieces(&path, &blob, 4096);
+        let sent_len: usize = sent.iter().map(|b| b.len()).sum();
+        assert!(
+            sent_len < bytes.len(),
+            "the last piece is held back: {sent_len}"
+        );
+        match result.unwrap_err() {
+            oci::Error::BlobDigest {
+                path: p,
+                digest,
+                actual,
+            } => {
+                assert_eq!(p, path);
+                assert_eq!(digest, blob.digest);
+                assert_eq!(actual, Digest::of(&corrupt).to_string());
             }
+            other => panic!("{other:?}"),
         }
-        if filled == 0 {
-            return None;
+        // Shorter and longer than the descriptor says.
+        std::fs::write(&path, &bytes[..9_000]).unwrap();
+        let (_, result) = pieces(&path, &blob, 4096);
+        assert!(
+            matches!(
+                result,
+                Err(oci::Error::BlobSize {
+                    expected: 10_000,
+                    actual: 9_000,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        std::fs::write(&path, [&bytes[..], b"more"].concat()).unwrap();
+        let (sent, result) = pieces(&path, &blob, 4096);
+        assert!(
+            matches!(
+                result,
+                Err(oci::Error::BlobSize {
+                    expected: 10_000,
+                    actual: 10_004,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        assert!(sent.iter().map(|b| b.len()).sum::<usize>() < bytes.len());
+        let message = oci::Error::BlobSize {
+            path: path.clone(),
+            digest: blob.digest.clone(),
+            expected: 1,
+            actual: 2,
         }
-        buf.truncate(filled);
-        Some(Ok(bytes::Bytes::from(buf)))
-    })))
+        .to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+
+    #[test]
+    fn reading_stops_when_the_upload_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, blob) = blob_file(dir.path(), &content(10_000));
+        let mut calls = 0;
+        let result = read_verified(&path, &blob, 1000, &mut |_| {
+            calls += 1;
+            false
+        });
+        result.unwrap();
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn only_refusals_a_chunked_upload_may_pass_fall_back() {
+        let server = |code| OciDistributionError::ServerError {
+            code,
+            url: "u".into(),
+            message: String::new(),
+            retry_after: None,
+        };
+        for code in [400, 405, 413, 416, 501] {
+            assert!(refused_monolithic(&server(code)), "{code}");
+        }
+        for code in [401, 403, 404, 429, 500, 503] {
+            assert!(!refused_monolithic(&server(code)), "{code}");
+        }
+        assert!(refused_monolithic(
+            &OciDistributionError::SpecViolationError("200 instead of 201".into())
+        ));
+    }
 }
