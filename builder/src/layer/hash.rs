@@ -1,55 +1,30 @@
-//! SHA-256 while streaming: a writer that hashes and counts what passes through it.
+//! SHA-256 while streaming: the digest and the byte count of a stream seen piece by piece.
 //!
-//! The layer writer uses two: one on the uncompressed tar stream (the `diff_id`), one on the
-//! compressed bytes (the blob's `digest` and size).
-
-use std::io::{self, Write};
+//! The layer writer keeps two, each on a stage of its own (see `pipeline`): one over the
+//! uncompressed tar stream (the `diff_id`), one over the compressed bytes (the blob's `digest`
+//! and size).
 
 use sha2::{Digest, Sha256};
 
-/// A writer that forwards to `inner` and hashes every byte written.
-pub(crate) struct HashWriter<W> {
-    inner: W,
+/// The SHA-256 and length of the bytes given to [`Self::update`].
+#[derive(Default)]
+pub(crate) struct StreamHash {
     hasher: Sha256,
     count: u64,
 }
 
-impl<W: Write> HashWriter<W> {
-    pub(crate) fn new(inner: W) -> Self {
-        HashWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
+impl StreamHash {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.count += bytes.len() as u64;
     }
 
-    /// The inner writer, the `sha256:<hex>` digest and the byte count of what was written.
-    pub(crate) fn finish(self) -> (W, String, u64) {
+    /// The `sha256:<hex>` digest and the byte count.
+    pub(crate) fn finish(self) -> (String, u64) {
         (
-            self.inner,
             format!("sha256:{}", hex::encode(self.hasher.finalize())),
             self.count,
         )
-    }
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.inner.write_all(buf)?;
-        self.hasher.update(buf);
-        self.count += buf.len() as u64;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -59,11 +34,10 @@ mod tests {
 
     #[test]
     fn hashes_and_counts() {
-        let mut w = HashWriter::new(Vec::new());
-        w.write_all(b"ab").unwrap();
-        w.write_all(b"c").unwrap();
-        let (inner, digest, count) = w.finish();
-        assert_eq!(inner, b"abc");
+        let mut h = StreamHash::default();
+        h.update(b"ab");
+        h.update(b"c");
+        let (digest, count) = h.finish();
         assert_eq!(count, 3);
         assert_eq!(
             digest,

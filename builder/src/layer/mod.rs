@@ -15,8 +15,9 @@
 //! 2. **[`LayerTree`] -> blob** ([`write_layer`], [`write_layer_to_dir`]): one pass over the tree
 //!    writes a tar stream with headers built by hand (`tar_writer`), hashes it (the `diff_id`),
 //!    compresses it (`compress`: parallel gzip or multithreaded zstd, whose bytes never depend on
-//!    the thread count), hashes the compressed bytes (the `digest`) and streams them out. Nothing
-//!    is held in memory beyond fixed-size buffers.
+//!    the thread count), hashes the compressed bytes (the `digest`) and streams them out, each
+//!    step on a thread of its own connected by bounded queues (`pipeline`). Nothing is held in
+//!    memory beyond fixed-size buffers.
 //!
 //! ```text
 //! LayerSpec --sources--> LayerTree --tar_writer--> sha256 (diff_id) --compress--> sha256 (digest) --> out
@@ -59,6 +60,7 @@ use crate::spec::CargoSource;
 mod compress;
 mod error;
 mod hash;
+mod pipeline;
 mod sources;
 mod tar_writer;
 mod tree;

@@ -7,25 +7,33 @@
 //! is the toolkit's, documented in [`crate::tarball`]: it is `tar1` of the layer
 //! [`FORMAT_VERSION`](super::FORMAT_VERSION). This file only knows where content comes from and
 //! checks that a host file still has the size the tree recorded.
+//!
+//! Content is read straight into the free space of the pipeline's current chunk
+//! ([`ChunkWriter::spare`]), with no copy buffer in between. A host file is read with one byte
+//! more asked than is left of it: a read that gives fewer bytes than asked is the end of a
+//! regular file, so a small file costs one `read` (not a second one that returns 0), and a file
+//! that grew since the tree was read gives that byte and is an error. Only when no read came
+//! short (the file ended exactly at the end of a chunk's space) does one more read check the end.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
+use super::pipeline::ChunkWriter;
 use super::tree::{Entry, EntryKind, FileSource, ImportedArchive};
 use super::Error;
-use crate::tarball::{self, CopyError, EntryHeader, HeaderFormat};
+use crate::tarball::{self, EntryHeader, HeaderFormat};
 
-/// Writes layer entries to `out` (which should be buffered).
-pub(crate) struct TarWriter<W: Write> {
-    tar: tarball::TarWriter<W>,
+/// Writes layer entries into the pipeline's first queue.
+pub(crate) struct TarWriter {
+    tar: tarball::TarWriter<ChunkWriter>,
     /// The archive file last read from, kept open for its next member.
     archive: Option<(Arc<ImportedArchive>, File)>,
 }
 
-impl<W: Write> TarWriter<W> {
-    pub(crate) fn new(out: W, mtime: u64) -> Self {
+impl TarWriter {
+    pub(crate) fn new(out: ChunkWriter, mtime: u64) -> Self {
         TarWriter {
             tar: tarball::TarWriter::new(out, mtime, HeaderFormat::Pax),
             archive: None,
@@ -65,8 +73,8 @@ impl<W: Write> TarWriter<W> {
         Ok(())
     }
 
-    /// Ends the archive with two zero blocks and returns the output (not flushed).
-    pub(crate) fn finish(self) -> Result<W, Error> {
+    /// Ends the archive with two zero blocks and returns the output (its stream not ended).
+    pub(crate) fn finish(self) -> Result<ChunkWriter, Error> {
         self.tar
             .finish()
             .map_err(|source| Error::WriteLayer { source })
@@ -82,24 +90,24 @@ impl<W: Write> TarWriter<W> {
         match source {
             FileSource::Inline(bytes) => {
                 debug_assert_eq!(bytes.len() as u64, size);
-                self.tar.get_mut().write_all(bytes).map_err(write_err)?;
+                io::Write::write_all(self.tar.get_mut(), bytes).map_err(write_err)?;
                 on_bytes(size);
             }
             FileSource::Host(path) => {
-                let read_err = |source| Error::ReadSource {
+                let mut file = File::open(path).map_err(|source| Error::ReadSource {
                     path: path.clone(),
                     source,
-                };
-                let mut file = File::open(path).map_err(read_err)?;
-                let copied = self.copy(&mut file, size, path, on_bytes)?;
+                })?;
                 // The file must still be exactly `size` bytes long: a file that grew or shrank
                 // since the tree was read would give a tar that does not match the tree.
-                let mut probe = [0u8; 1];
-                if copied < size || read_retrying(&mut file, &mut probe).map_err(read_err)? != 0 {
-                    return Err(Error::SourceChanged {
-                        path: path.clone(),
-                        expected: size,
-                    });
+                match self.copy(&mut file, size, true, path, on_bytes)? {
+                    Copied::All => {}
+                    Copied::Short | Copied::More => {
+                        return Err(Error::SourceChanged {
+                            path: path.clone(),
+                            expected: size,
+                        })
+                    }
                 }
             }
             FileSource::Archive { archive, offset } => {
@@ -118,9 +126,9 @@ impl<W: Write> TarWriter<W> {
                         path: archive.source.clone(),
                         source,
                     })
-                    .and_then(|_| self.copy(&mut file, size, &archive.source, on_bytes));
+                    .and_then(|_| self.copy(&mut file, size, false, &archive.source, on_bytes));
                 self.archive = Some((archive.clone(), file));
-                if result? < size {
+                if let Copied::Short = result? {
                     return Err(Error::ReadArchive {
                         path: archive.source.clone(),
                         source: io::Error::new(
@@ -134,25 +142,61 @@ impl<W: Write> TarWriter<W> {
         self.tar.end_content(size, size).map_err(write_err)
     }
 
-    /// Copies up to `size` bytes of `from` to the output, telling `on_bytes` of each piece;
-    /// returns how many there were.
+    /// Reads `size` bytes of `from` into the output, telling `on_bytes` of each piece. With
+    /// `check_end` (a whole file), also finds whether `from` ends there (see the module docs);
+    /// without it (a member of an archive), never reads past them.
     fn copy(
         &mut self,
         from: &mut File,
         size: u64,
+        check_end: bool,
         path: &Path,
         on_bytes: &mut dyn FnMut(u64),
-    ) -> Result<u64, Error> {
-        self.tar
-            .copy_content(from, size, &mut |piece| on_bytes(piece.len() as u64))
-            .map_err(|e| match e {
-                CopyError::Read(source) => Error::ReadSource {
-                    path: path.to_path_buf(),
-                    source,
-                },
-                CopyError::Write(source) => Error::WriteLayer { source },
-            })
+    ) -> Result<Copied, Error> {
+        let read_err = |source| Error::ReadSource {
+            path: path.to_path_buf(),
+            source,
+        };
+        let out = self.tar.get_mut();
+        let mut left = size;
+        // Whether a read gave fewer bytes than asked: the file ends there.
+        let mut at_end = false;
+        while left > 0 {
+            let spare = out.spare().map_err(|source| Error::WriteLayer { source })?;
+            let ask = u64::try_from(spare.len())
+                .unwrap_or(u64::MAX)
+                .min(left + u64::from(check_end)) as usize;
+            let n = read_retrying(from, &mut spare[..ask]).map_err(read_err)?;
+            if n == 0 {
+                return Ok(Copied::Short);
+            }
+            if n as u64 > left {
+                // The byte past `size` stays in the spare space, never committed.
+                return Ok(Copied::More);
+            }
+            out.commit(n);
+            on_bytes(n as u64);
+            left -= n as u64;
+            at_end = n < ask;
+        }
+        if check_end && !at_end {
+            let mut probe = [0u8; 1];
+            if read_retrying(from, &mut probe).map_err(read_err)? != 0 {
+                return Ok(Copied::More);
+            }
+        }
+        Ok(Copied::All)
     }
+}
+
+/// What [`TarWriter::copy`] found.
+enum Copied {
+    /// All the bytes asked for (and, when checked, the source ends there).
+    All,
+    /// The source ended before.
+    Short,
+    /// The source has more bytes than asked for (checked only for whole files).
+    More,
 }
 
 fn read_retrying(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -1,29 +1,44 @@
 //! Writing a [`LayerTree`] as a blob: tar -> sha256 (diff_id) -> compressor -> sha256 (digest).
 //!
-//! One pass, streaming: the tree is walked in order, each entry's header and content go through a
-//! 1 MiB buffer into the uncompressed hasher, then the compressor, then the compressed hasher and
-//! the output. Memory use is bounded by the buffers and the compressor's in-flight blocks.
+//! One pass, streaming, in stages that each run on a thread of their own, connected by bounded
+//! queues of reused 1 MiB chunks (`pipeline`), so the slowest stage sets the pace rather than the
+//! sum of them:
+//!
+//! 1. the tar writer (the calling thread) walks the tree in order, writes each entry's header
+//!    and reads its content straight into the queue (`tar_writer`);
+//! 2. a thread hashes the tar stream (the `diff_id`) and passes it on;
+//! 3. a thread feeds it to the compressor (`compress`), whose own workers compress it (gzp's
+//!    threads for gzip, libzstd's for zstd);
+//! 4. a thread hashes the compressed stream (the `digest` and size) and writes it to the output.
+//!
+//! With no compression the tar writer's queue goes straight to the last stage, whose hash is both
+//! the `diff_id` and the `digest`. Memory use is bounded by the chunk pools and the compressor's
+//! blocks in flight. A stage that fails stops the others (none is left waiting), and the error
+//! reported is the one that stopped them (see `pipeline`); nothing is returned for a stream cut
+//! short.
 
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
+use std::thread::ScopedJoinHandle;
 
 use super::compress::Encoder;
-use super::hash::HashWriter;
+use super::hash::StreamHash;
+use super::pipeline::{self, first_cause, ChunkReader, ChunkWriter};
 use super::tar_writer::TarWriter;
-use super::{Compression, Error, LayerBlob, LayerTree, WriteOptions};
+use super::{Compression, EntryKind, Error, LayerBlob, LayerTree, WriteOptions};
 
 /// A progress callback: content bytes written so far.
 pub type Progress<'a> = dyn Fn(u64) + Sync + 'a;
 
-/// Size of the buffer in front of the hasher and compressor.
-const WRITE_BUF: usize = 1 << 20;
+/// Progress is told at least this often (in content bytes), and at the end.
+const PROGRESS_STEP: u64 = 256 * 1024;
 
 /// Writes `tree` as a compressed tar blob to `out` and returns its digests and size.
 ///
 /// The bytes written depend only on `tree`, `opts.compression` and `opts.mtime` (and the encoders
 /// named in [`FORMAT_VERSION`](super::FORMAT_VERSION)), never on `opts.threads`. `out` is written
-/// from a compressor thread for gzip, hence `Send`.
+/// from a thread of the writer's own, hence `Send`, and flushed at the end.
 pub fn write_layer<W: Write + Send>(
     tree: &LayerTree,
     opts: &WriteOptions,
@@ -33,8 +48,9 @@ pub fn write_layer<W: Write + Send>(
 }
 
 /// [`write_layer`], calling `progress` with the number of content bytes written so far (out of
-/// [`LayerTree::content_size`]) as they are written: after each piece of a file's content (at
-/// most the 1 MiB copy buffer), so a single large file moves it too.
+/// [`LayerTree::content_size`]) as they are written: every 256 KiB of content or so, even inside
+/// a single large file, at the end of a large file, and at the end. It is called from the
+/// calling thread.
 pub fn write_layer_with_progress<W: Write + Send>(
     tree: &LayerTree,
     opts: &WriteOptions,
@@ -42,57 +58,125 @@ pub fn write_layer_with_progress<W: Write + Send>(
     progress: &Progress<'_>,
 ) -> Result<LayerBlob, Error> {
     let compression = opts.compression;
-    std::thread::scope(|scope| {
-        // With no compression the blob is the tar: one hasher gives both digests.
-        let (diff_id, digest, size) = if compression == Compression::None {
-            let mut tar = HashWriter::new(out);
-            write_tar(tree, opts.mtime, &mut tar, progress)?;
-            let (_, diff_id, size) = tar.finish();
-            (diff_id.clone(), diff_id, size)
-        } else {
-            let compressed = HashWriter::new(out);
-            let encoder = Encoder::new(compression, opts.threads, compressed, scope)?;
-            let mut tar = HashWriter::new(encoder);
-            let written = write_tar(tree, opts.mtime, &mut tar, progress);
-            let (encoder, diff_id, _) = tar.finish();
-            // Finish the compressor even after an error, so its threads end here and report
-            // their own error instead of panicking when dropped.
-            let finished = encoder.finish(compression);
-            written?;
-            let (_, digest, size) = finished?.finish();
-            (diff_id, digest, size)
-        };
-        Ok(LayerBlob {
-            digest,
-            diff_id,
-            size,
-            media_type: compression.media_type().to_owned(),
-        })
+    let (diff_id, digest, size) = std::thread::scope(|scope| {
+        let (tar_out, tar_in) = pipeline::queue();
+        if compression == Compression::None {
+            let output = scope.spawn(move || output_stage(tar_in, out));
+            let written = write_tar(tree, opts.mtime, tar_out, progress);
+            return match (joined(output), written) {
+                (Ok((digest, size)), Ok(())) => Ok((digest.clone(), digest, size)),
+                (output, written) => Err(cause([output.err(), written.err()])),
+            };
+        }
+        let (compressed_out, compressed_in) = pipeline::queue();
+        let encoder = Encoder::new(compression, opts.threads, compressed_out, scope)?;
+        let (diff_id_hasher, compress_in) = tar_in.relay();
+        let hasher = scope.spawn(move || {
+            let mut hash = StreamHash::default();
+            diff_id_hasher.run(|chunk| hash.update(chunk))?;
+            Ok(hash.finish().0)
+        });
+        let compressor = scope.spawn(move || compress_stage(compress_in, encoder, compression));
+        let output = scope.spawn(move || output_stage(compressed_in, out));
+        let written = write_tar(tree, opts.mtime, tar_out, progress);
+        match (joined(output), joined(compressor), joined(hasher), written) {
+            (Ok((digest, size)), Ok(()), Ok(diff_id), Ok(())) => Ok((diff_id, digest, size)),
+            (output, compressed, hashed, written) => Err(cause([
+                output.err(),
+                compressed.err(),
+                hashed.err(),
+                written.err(),
+            ])),
+        }
+    })?;
+    Ok(LayerBlob {
+        digest,
+        diff_id,
+        size,
+        media_type: compression.media_type().to_owned(),
     })
 }
 
-/// Writes the tar stream of `tree` into `out` through a large buffer.
-fn write_tar<W: Write>(
+/// The error to report of the stages' errors, listed from the output back to the tar writer
+/// (at least one of them failed).
+fn cause<const N: usize>(errors: [Option<Error>; N]) -> Error {
+    first_cause(errors.into_iter().flatten()).expect("a stage failed")
+}
+
+/// The result of a stage's thread (its panic goes on in the caller).
+fn joined<T>(stage: ScopedJoinHandle<'_, T>) -> T {
+    stage
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Stage 1: writes the tar stream of `tree` into `out`, and ends the stream.
+fn write_tar(
     tree: &LayerTree,
     mtime: u64,
-    out: &mut W,
+    out: ChunkWriter,
     progress: &Progress<'_>,
 ) -> Result<(), Error> {
-    let mut tar = TarWriter::new(BufWriter::with_capacity(WRITE_BUF, out), mtime);
-    // Progress moves with every piece of content written (a piece of the copy buffer), so a
-    // single large file moves it by bytes, not only when it is done.
-    let mut done = 0u64;
+    let mut tar = TarWriter::new(out, mtime);
+    // Progress moves with the content written, piece by piece, so a single large file moves it
+    // by bytes, not only when it is done; told every `PROGRESS_STEP` and at the end of a large
+    // file, not for every small file.
+    let (mut done, mut told) = (0u64, 0u64);
     for (path, entry) in tree.iter() {
         tar.write_entry(path, entry, &mut |n| {
             done += n;
-            progress(done);
+            if done - told >= PROGRESS_STEP {
+                told = done;
+                progress(done);
+            }
         })?;
+        let large = matches!(entry.kind, EntryKind::File { size, .. } if size >= PROGRESS_STEP);
+        if large && done > told {
+            told = done;
+            progress(done);
+        }
     }
-    // `into_inner` writes the buffer out without calling `flush` on the writer below.
-    tar.finish()?.into_inner().map_err(|e| Error::WriteLayer {
-        source: e.into_error(),
+    if done > told {
+        progress(done);
+    }
+    tar.finish()?
+        .finish()
+        .map_err(|source| Error::WriteLayer { source })
+}
+
+/// Stage 3: compresses the stream of `input` with `encoder`. The compressed stream is ended
+/// only when the input was complete.
+fn compress_stage(
+    input: ChunkReader,
+    mut encoder: Encoder<'_, ChunkWriter>,
+    compression: Compression,
+) -> Result<(), Error> {
+    let fed = input.for_each(|chunk| {
+        encoder
+            .write_all(chunk)
+            .map_err(|source| Error::WriteLayer { source })
+    });
+    // Finish the compressor even after an error, so its threads end here and report their own
+    // error instead of panicking when dropped.
+    let finished = encoder.finish(compression);
+    fed?;
+    finished?
+        .finish()
+        .map_err(|source| Error::WriteLayer { source })
+}
+
+/// Stage 4 (stage 2 too with no compression): hashes the stream of `input` and writes it to
+/// `out`; returns its `sha256:<hex>` digest and size.
+fn output_stage<W: Write>(input: ChunkReader, mut out: W) -> Result<(String, u64), Error> {
+    let write_err = |source| Error::WriteLayer { source };
+    let mut hash = StreamHash::default();
+    input.for_each(|chunk| {
+        out.write_all(chunk).map_err(write_err)?;
+        hash.update(chunk);
+        Ok(())
     })?;
-    Ok(())
+    out.flush().map_err(write_err)?;
+    Ok(hash.finish())
 }
 
 /// Writes `tree` as a blob file named by its hex digest in `dir` and returns its digests.

@@ -226,3 +226,4 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 mod blobs;
 mod entries;
 mod filter;
+mod pipeline;
