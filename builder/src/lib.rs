@@ -88,6 +88,7 @@
 
 pub mod build;
 pub mod cargo;
+pub mod debian;
 pub mod layer;
 pub mod lock;
 pub mod oci;

@@ -51,6 +51,7 @@ use crate::spec::{self, ImageSpec};
 use crate::store::{self, StatIndex, Store};
 
 mod base;
+mod debian;
 pub mod builtin;
 mod elf;
 mod emit;
@@ -104,6 +105,12 @@ pub enum Error {
         reference: String,
         #[source]
         source: Box<crate::registry::Error>,
+    },
+    #[error("layer `{layer}`: Debian packages: {source}")]
+    Debian {
+        layer: String,
+        #[source]
+        source: Box<crate::debian::Error>,
     },
     #[error("signing: {0}")]
     Sign(Box<crate::sign::Error>),
@@ -191,6 +198,15 @@ pub enum Error {
     /// The lock file cannot be read or written.
     #[error(transparent)]
     Lock(#[from] crate::lock::Error),
+    /// `--locked`, and the lock lacks the packages of a `debian` entry for a platform.
+    #[error("layer `{layer}`: the Debian packages {packages} of suite `{suite}` are not pinned for {platform} in {} and --locked forbids resolving them; run `cargo image update` to resolve them and write the lock (or build without --locked)", lock.display())]
+    DebianNotLocked {
+        layer: String,
+        suite: String,
+        packages: String,
+        platform: String,
+        lock: PathBuf,
+    },
     /// `--locked`, and the lock lacks a registry base of the spec (or its platform).
     #[error("base image {base} {reason} {} and --locked forbids adding it; run `cargo image update {base}` to resolve it and write the lock (or build without --locked)", lock.display())]
     NotLocked {

@@ -87,11 +87,59 @@ impl Pins {
         }
     }
 
+    /// The packages the lock pins for a `debian` entry on `platform`; `None` when it pins
+    /// none (a pin whose digest cannot be read counts as none).
+    pub fn debian(
+        &self,
+        source: &crate::spec::DebianSource,
+        platform: &oci::Platform,
+    ) -> Option<Vec<crate::debian::Package>> {
+        let locked = self
+            .file
+            .debian
+            .get(&(debian_request(source), platform.clone()))?;
+        locked
+            .iter()
+            .map(|p| {
+                Some(crate::debian::Package {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    architecture: p.architecture.clone(),
+                    filename: p.filename.clone(),
+                    sha256: oci::Digest::parse(&p.sha256).ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records the packages of a `debian` entry resolved without the lock.
+    pub fn add_debian(
+        &self,
+        source: &crate::spec::DebianSource,
+        platform: &oci::Platform,
+        packages: &[crate::debian::Package],
+    ) {
+        let locked = packages
+            .iter()
+            .map(|p| lock::LockedPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                architecture: p.architecture.clone(),
+                filename: p.filename.clone(),
+                sha256: p.sha256.to_string(),
+            })
+            .collect();
+        let mut added = self.added.lock().unwrap_or_else(|p| p.into_inner());
+        added
+            .debian
+            .insert((debian_request(source), platform.clone()), locked);
+    }
+
     /// Writes what the build added into the lock file (read again first: another image of the
     /// workspace may have added its bases meanwhile); nothing when it added nothing.
     pub fn save(&self, on_event: &(dyn Fn(Event) + Sync)) -> Result<(), Error> {
         let added = self.added.lock().unwrap_or_else(|p| p.into_inner());
-        if added.bases.is_empty() {
+        if added.bases.is_empty() && added.debian.is_empty() {
             return Ok(());
         }
         let _writing = WRITING.lock().unwrap_or_else(|p| p.into_inner());
@@ -100,9 +148,27 @@ impl Pins {
         file.write(&self.path)?;
         on_event(Event::Locked {
             path: self.path.clone(),
-            bases: added.bases.keys().cloned().collect(),
+            bases: added
+                .bases
+                .keys()
+                .cloned()
+                .chain(added.debian.keys().map(|(r, p)| {
+                    format!("debian:{} [{p}]", r.suite)
+                }))
+                .collect(),
         });
         Ok(())
+    }
+}
+
+/// How the lock identifies a `debian` entry.
+pub(super) fn debian_request(source: &crate::spec::DebianSource) -> lock::DebianRequest {
+    let mut packages = source.packages.clone();
+    packages.sort();
+    lock::DebianRequest {
+        suite: source.suite.clone(),
+        components: source.components.clone(),
+        packages,
     }
 }
 
