@@ -141,12 +141,23 @@ impl Repo {
     fn gpg(&self, args: &[&str]) {
         let out = Command::new("gpg")
             .env("GNUPGHOME", &self.gnupg)
-            .args(["--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args([
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
             .args(args)
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn gpg_output(&self, args: &[&str]) -> Vec<u8> {
@@ -182,7 +193,7 @@ impl Repo {
                 let bytes = std::fs::read(dir.join(name)).unwrap();
                 sums.push_str(&format!(
                     " {} {} main/binary-{arch}/{name}\n",
-                    sha256(&bytes),
+                    sha256(&bytes).trim_start_matches("sha256:"),
                     bytes.len()
                 ));
             }
@@ -209,9 +220,24 @@ impl Repo {
     }
 }
 
+impl Drop for Repo {
+    /// Stops the gpg-agent gpg started for the test's home.
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", &self.gnupg)
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
 /// Builds `p` with `dpkg-deb --build` into `pool`.
 fn build_deb(p: &Pkg, pool: &Path, build: &Path) {
-    let dir = build.join(format!("{}_{}_{}", p.name, p.version.replace(':', "%"), p.arch));
+    let dir = build.join(format!(
+        "{}_{}_{}",
+        p.name,
+        p.version.replace(':', "%"),
+        p.arch
+    ));
     std::fs::create_dir_all(dir.join("DEBIAN")).unwrap();
     let control = format!(
         "Package: {}\nVersion: {}\nArchitecture: {}\n{}Maintainer: Test <test@example.invalid>\n\
@@ -380,17 +406,24 @@ fn packages_install_with_their_dependencies_and_dpkg_lists_exactly_them() {
     assert!(listed.lines().any(|l| l == "/usr/bin/foo"), "{listed}");
     let listed = dpkg_query(&rootfs, &["-L", "libfoo1:amd64"]);
     assert!(
-        listed.lines().any(|l| l == "/usr/lib/x86_64-linux-gnu/libfoo.so.1"),
+        listed
+            .lines()
+            .any(|l| l == "/usr/lib/x86_64-linux-gnu/libfoo.so.1"),
         "{listed}"
     );
     // The md5sums dpkg keeps match the files in the image.
-    let sums = std::fs::read_to_string(rootfs.join("var/lib/dpkg/info/hello-data.md5sums")).unwrap();
+    let sums =
+        std::fs::read_to_string(rootfs.join("var/lib/dpkg/info/hello-data.md5sums")).unwrap();
     let check = Command::new("md5sum")
         .args(["-c", "--quiet", "var/lib/dpkg/info/hello-data.md5sums"])
         .current_dir(&rootfs)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{sums}: {}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{sums}: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 
     // Owners and mtimes are normalised; modes are the packages'.
     let listing = tar_list_verbose(&p.first_layer());
@@ -446,13 +479,20 @@ fn a_release_signed_by_another_key_or_altered_after_signing_is_refused() {
     let other = Repo::new(&p.root().join("other"));
     p.set_spec(&spec(&server.url, &other.keyring(), r#""tiny-base""#, ""));
     let err = p.fails();
-    assert!(err.contains("dists/stable/InRelease does not verify with"), "{err}");
+    assert!(
+        err.contains("dists/stable/InRelease does not verify with"),
+        "{err}"
+    );
     assert!(err.contains("no signature on it verifies"), "{err}");
 
     // The right key, but the signed text altered: a package index swapped.
     let in_release = repo.root.join("repo/dists/stable/InRelease");
     let text = std::fs::read_to_string(&in_release).unwrap();
-    std::fs::write(&in_release, text.replace("Codename: test", "Codename: evil")).unwrap();
+    std::fs::write(
+        &in_release,
+        text.replace("Codename: test", "Codename: evil"),
+    )
+    .unwrap();
     p.set_spec(&spec(&server.url, &repo.keyring(), r#""tiny-base""#, ""));
     let err = p.fails();
     assert!(err.contains("no signature on it verifies"), "{err}");
@@ -463,7 +503,12 @@ fn an_unknown_package_and_an_unsatisfiable_dependency_are_named() {
     let p = Project::new("");
     let repo = Repo::new(p.root());
     let server = Server::start(&repo.root.join("repo"));
-    p.set_spec(&spec(&server.url, &repo.keyring(), r#""no-such-package""#, ""));
+    p.set_spec(&spec(
+        &server.url,
+        &repo.keyring(),
+        r#""no-such-package""#,
+        "",
+    ));
     let err = p.fails();
     assert!(err.contains("no package `no-such-package`"), "{err}");
 

@@ -50,13 +50,12 @@ pub(super) fn packages(
                 layer: layer.name.clone(),
                 source: Box::new(e),
             };
-            let architecture =
-                debian::architecture(platform).ok_or_else(|| Error::Debian {
-                    layer: layer.name.clone(),
-                    source: Box::new(debian::Error::Architecture {
-                        platform: platform.to_string(),
-                    }),
-                })?;
+            let architecture = debian::architecture(platform).ok_or_else(|| Error::Debian {
+                layer: layer.name.clone(),
+                source: Box::new(debian::Error::Architecture {
+                    platform: platform.to_string(),
+                }),
+            })?;
             let locked = pins.debian(source, platform);
             if pins.locked && locked.is_none() {
                 return Err(Error::DebianNotLocked {

@@ -51,8 +51,8 @@ use crate::spec::{self, ImageSpec};
 use crate::store::{self, StatIndex, Store};
 
 mod base;
-mod debian;
 pub mod builtin;
+mod debian;
 mod elf;
 mod emit;
 mod events;

@@ -25,7 +25,7 @@ use crate::cargo;
 use crate::lock::{self, LockFile};
 use crate::oci;
 use crate::registry::{PullPolicy, Reference, RegistryClient};
-use crate::spec::{Base, ImageSpec};
+use crate::spec::{self, Base, ImageSpec};
 use crate::store::Store;
 
 /// Serialises the read-merge-write of lock files within this process (the images of a
@@ -152,9 +152,12 @@ impl Pins {
                 .bases
                 .keys()
                 .cloned()
-                .chain(added.debian.keys().map(|(r, p)| {
-                    format!("debian:{} [{p}]", r.suite)
-                }))
+                .chain(
+                    added
+                        .debian
+                        .keys()
+                        .map(|(r, p)| format!("debian:{} [{p}]", r.suite)),
+                )
                 .collect(),
         });
         Ok(())
@@ -321,6 +324,77 @@ pub fn update(
                 }
                 new.pin(reference, &p.platform, index, manifest);
             }
+            // The packages of `debian` entries, as `debian:SUITE`.
+            for entry in p
+                .spec
+                .all_stages()
+                .flat_map(|s| &s.layers)
+                .flat_map(|l| &l.entries)
+            {
+                let spec::Source::Debian(source) = &entry.source else {
+                    continue;
+                };
+                let name = format!("debian:{}", source.suite);
+                seen.insert(name.clone());
+                let (_, old, new) = &mut locks[at];
+                let key = (debian_request(source), p.platform.clone());
+                if new.debian.contains_key(&key) {
+                    continue;
+                }
+                let refresh = only.is_empty() || only.contains(&name);
+                let before = old.debian.get(&key).cloned();
+                let packages =
+                    match (&before, refresh) {
+                        (Some(pinned), false) => pinned.clone(),
+                        _ => {
+                            let architecture = crate::debian::architecture(&p.platform)
+                                .ok_or_else(|| Error::Debian {
+                                    layer: name.clone(),
+                                    source: Box::new(crate::debian::Error::Architecture {
+                                        platform: p.platform.to_string(),
+                                    }),
+                                })?;
+                            let request = crate::debian::Request {
+                                suite: source.suite.clone(),
+                                components: source.components.clone(),
+                                architecture: architecture.into(),
+                                packages: source.packages.clone(),
+                            };
+                            crate::debian::resolve(&super::debian::settings(spec), &request)
+                                .map_err(|e| Error::Debian {
+                                    layer: name.clone(),
+                                    source: Box::new(e),
+                                })?
+                                .into_iter()
+                                .map(|p| lock::LockedPackage {
+                                    name: p.name,
+                                    version: p.version,
+                                    architecture: p.architecture,
+                                    filename: p.filename,
+                                    sha256: p.sha256.to_string(),
+                                })
+                                .collect()
+                        }
+                    };
+                let summary = |list: &[lock::LockedPackage]| {
+                    list.iter()
+                        .map(|p| format!("{}={}", p.name, p.version))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                let after = summary(&packages);
+                let before = before.as_deref().map(summary);
+                if before.as_deref() != Some(after.as_str()) {
+                    changes.push(LockChange {
+                        lock: path.clone(),
+                        base: name.clone(),
+                        platform: p.platform.to_string(),
+                        old: before,
+                        new: after,
+                    });
+                }
+                new.debian.insert(key, packages);
+            }
         }
     }
     if let Some(unknown) = only.iter().find(|b| !seen.contains(*b)) {
@@ -343,7 +417,7 @@ pub fn update(
             merged.bases.remove(reference);
         }
         merged.merge(new);
-        if !merged.bases.is_empty() || path.exists() {
+        if !merged.bases.is_empty() || !merged.debian.is_empty() || path.exists() {
             merged.write(path)?;
         }
     }

@@ -166,14 +166,8 @@ pub(super) fn plan(
             let target = pcx.target_stage(&p.spec)?;
             let needed = needed_stages(&p.spec, target);
             let cargo_outputs = cargo_builds(&p.spec, &needed, opts, on_event)?;
-            let debian = super::debian::packages(
-                &p.spec,
-                &needed,
-                &p.platform,
-                pins,
-                store,
-                on_event,
-            )?;
+            let debian =
+                super::debian::packages(&p.spec, &needed, &p.platform, pins, store, on_event)?;
             let planner = Planner {
                 spec: &p.spec,
                 cx: &pcx,

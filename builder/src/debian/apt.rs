@@ -54,7 +54,10 @@ fn one_line(text: &str) -> Vec<AptSource> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
-        let Some(rest) = line.strip_prefix("deb ").or_else(|| line.strip_prefix("deb\t")) else {
+        let Some(rest) = line
+            .strip_prefix("deb ")
+            .or_else(|| line.strip_prefix("deb\t"))
+        else {
             continue;
         };
         let mut rest = rest.trim_start();
@@ -90,12 +93,16 @@ fn deb822_sources(text: &str) -> Vec<AptSource> {
         return Vec::new();
     };
     let words = |v: Option<&str>| -> Vec<String> {
-        v.unwrap_or("").split_whitespace().map(str::to_string).collect()
+        v.unwrap_or("")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
     };
     let mut out = Vec::new();
     for p in paragraphs {
         if !words(p.get("Types")).iter().any(|t| t == "deb")
-            || p.get("Enabled").is_some_and(|e| e.eq_ignore_ascii_case("no"))
+            || p.get("Enabled")
+                .is_some_and(|e| e.eq_ignore_ascii_case("no"))
         {
             continue;
         }

@@ -31,7 +31,8 @@ impl Http {
     pub fn new() -> Result<Http, Error> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let setup = |reason: String| Error::HttpSetup { reason };
-        let tls = crate::registry::tls::client_config(&[], None).map_err(|e| setup(e.to_string()))?;
+        let tls =
+            crate::registry::tls::client_config(&[], None).map_err(|e| setup(e.to_string()))?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(30))
@@ -48,7 +49,10 @@ impl Http {
     /// The body at `url` (`http:`, `https:` or `file:`); `Ok(None)` when the server says it has
     /// no such file (404/410, or no such file).
     pub fn get(&self, url: &str) -> Result<Option<Vec<u8>>, String> {
-        if let Some(path) = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")) {
+        if let Some(path) = url
+            .strip_prefix("file://")
+            .or_else(|| url.strip_prefix("file:"))
+        {
             return match std::fs::read(path) {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -144,7 +148,7 @@ pub(super) fn verify_in_release(
     });
     if !verified {
         return Err(bad(
-            "no signature on it verifies with a key of the keyring".into(),
+            "no signature on it verifies with a key of the keyring".into()
         ));
     }
     let release = message.signed_text().replace("\r\n", "\n");
@@ -166,7 +170,11 @@ fn release_files(release: &Paragraph) -> Vec<(String, String, u64)> {
         .filter_map(|line| {
             let mut words = line.split_whitespace();
             let (hash, size, path) = (words.next()?, words.next()?, words.next()?);
-            Some((path.to_string(), hash.to_ascii_lowercase(), size.parse().ok()?))
+            Some((
+                path.to_string(),
+                hash.to_ascii_lowercase(),
+                size.parse().ok()?,
+            ))
         })
         .collect()
 }
@@ -223,7 +231,8 @@ pub(super) fn read_index(
     let mut text = String::new();
     let decoded = if path.ends_with(".xz") {
         let mut out = Vec::new();
-        lzma_rs::xz_decompress(&mut &bytes[..], &mut out).map_err(|e| e.to_string())
+        lzma_rs::xz_decompress(&mut &bytes[..], &mut out)
+            .map_err(|e| e.to_string())
             .map(|()| out)
     } else if path.ends_with(".gz") {
         let mut out = Vec::new();

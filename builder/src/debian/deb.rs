@@ -86,7 +86,11 @@ pub fn open(path: &Path, temp_dir: &Path) -> Result<Deb, DebError> {
 }
 
 /// Decompresses a member whose name ends in `compression` (`""`, `.gz`, `.xz`, `.zst`).
-fn decompress(compression: &str, input: &mut dyn Read, out: &mut dyn Write) -> Result<(), DebError> {
+fn decompress(
+    compression: &str,
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+) -> Result<(), DebError> {
     match compression {
         "" => {
             io::copy(input, out)?;

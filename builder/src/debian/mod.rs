@@ -256,13 +256,12 @@ pub fn resolve(settings: &Settings, request: &Request) -> Result<Vec<Package>, E
                 &mut index,
             )?;
         }
-        let ids = resolve::resolve(&index, &request.packages).map_err(|problem| {
-            Error::Resolve {
+        let ids =
+            resolve::resolve(&index, &request.packages).map_err(|problem| Error::Resolve {
                 suite: suite.clone(),
                 architecture: request.architecture.clone(),
                 problem,
-            }
-        })?;
+            })?;
         let mut packages = Vec::new();
         for id in ids {
             let c = &index.packages[id];

@@ -105,7 +105,9 @@ impl Index {
             .copied()
             .filter(|&i| r.accepts(&self.packages[i].version))
             .collect();
-        ids.sort_by(|&a, &b| version::compare(&self.packages[b].version, &self.packages[a].version));
+        ids.sort_by(|&a, &b| {
+            version::compare(&self.packages[b].version, &self.packages[a].version)
+        });
         ids
     }
 
@@ -147,7 +149,9 @@ fn provides(c: &Candidate, r: &Relation) -> bool {
 pub enum Problem {
     #[error("no package `{name}` (and nothing provides it)")]
     Unknown { name: String },
-    #[error("`{package}` depends on `{relation}`, which nothing in the suite satisfies{found}{chain}")]
+    #[error(
+        "`{package}` depends on `{relation}`, which nothing in the suite satisfies{found}{chain}"
+    )]
     Unsatisfiable {
         package: String,
         relation: String,
@@ -182,7 +186,9 @@ pub fn resolve(index: &Index, wanted: &[String]) -> Result<Vec<usize>, Problem> 
         'groups: for group in &package.depends {
             // Already satisfied?
             for r in group {
-                if taken.get(&r.name).is_some_and(|&t| r.accepts(&index.packages[t].version))
+                if taken
+                    .get(&r.name)
+                    .is_some_and(|&t| r.accepts(&index.packages[t].version))
                     || taken.values().any(|&t| provides(&index.packages[t], r))
                 {
                     continue 'groups;
@@ -214,11 +220,17 @@ pub fn resolve(index: &Index, wanted: &[String]) -> Result<Vec<usize>, Problem> 
                     let have = taken.get(&r.name).copied().or_else(|| {
                         index.by_name.get(&r.name).and_then(|ids| {
                             ids.iter().copied().max_by(|&a, &b| {
-                                version::compare(&index.packages[a].version, &index.packages[b].version)
+                                version::compare(
+                                    &index.packages[a].version,
+                                    &index.packages[b].version,
+                                )
                             })
                         })
                     })?;
-                    Some(format!(" (it has {} {})", r.name, index.packages[have].version))
+                    Some(format!(
+                        " (it has {} {})",
+                        r.name, index.packages[have].version
+                    ))
                 })
                 .unwrap_or_default();
             let mut names = Vec::new();
@@ -230,7 +242,11 @@ pub fn resolve(index: &Index, wanted: &[String]) -> Result<Vec<usize>, Problem> 
             let chain = if names.is_empty() {
                 String::new()
             } else {
-                format!(" (`{}` is wanted by `{}`)", package.name, names.join("` <- `"))
+                format!(
+                    " (`{}` is wanted by `{}`)",
+                    package.name,
+                    names.join("` <- `")
+                )
             };
             return Err(Problem::Unsatisfiable {
                 package: format!("{} {}", package.name, package.version),
@@ -272,7 +288,11 @@ mod tests {
     #[test]
     fn alternatives_virtual_packages_versions_and_cycles_resolve() {
         let text = [
-            stanza("app", "1", "Depends: libc (>= 2), mta | mail-transport-agent, gone | ok"),
+            stanza(
+                "app",
+                "1",
+                "Depends: libc (>= 2), mta | mail-transport-agent, gone | ok",
+            ),
             stanza("libc", "1", ""),
             stanza("libc", "3", "Depends: libgcc"),
             stanza("libgcc", "1", "Depends: libc"),
@@ -300,7 +320,9 @@ mod tests {
         let index = index(&text);
         assert_eq!(
             resolve(&index, &["nope".into()]),
-            Err(Problem::Unknown { name: "nope".into() })
+            Err(Problem::Unknown {
+                name: "nope".into()
+            })
         );
         let err = resolve(&index, &["app".into()]).unwrap_err().to_string();
         assert_eq!(

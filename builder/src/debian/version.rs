@@ -21,9 +21,7 @@ pub fn compare(a: &str, b: &str) -> Ordering {
 /// `(epoch, upstream, revision)` of a version.
 fn split(v: &str) -> (u64, &str, &str) {
     let (epoch, rest) = match v.split_once(':') {
-        Some((e, rest)) if e.chars().all(|c| c.is_ascii_digit()) => {
-            (e.parse().unwrap_or(0), rest)
-        }
+        Some((e, rest)) if e.chars().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), rest),
         _ => (0, v),
     };
     match rest.rsplit_once('-') {

@@ -183,11 +183,8 @@ pub fn layer_key(
     // Imported tarballs are keyed by the archive's content and the entry's options; everything
     // else by the tree it makes.
     type Numbered<'a> = Vec<(usize, &'a EntrySpec)>;
-    let (tars, others): (Numbered<'_>, Numbered<'_>) = spec
-        .entries
-        .iter()
-        .enumerate()
-        .partition(|(_, e)| {
+    let (tars, others): (Numbered<'_>, Numbered<'_>) =
+        spec.entries.iter().enumerate().partition(|(_, e)| {
             matches!(
                 e.source,
                 Source::Tar { .. } | Source::Stage { .. } | Source::Debian(_)
@@ -262,13 +259,12 @@ pub fn layer_key(
         // Debian packages are keyed by exactly what is installed: each package's name,
         // version, architecture and `.deb` digest (dpkg's database is made from them).
         if let Source::Debian(source) = &entry.source {
-            let packages = ctx
-                .debian
-                .and_then(|d| d.get(source))
-                .ok_or_else(|| layer::Error::DebianUnresolved {
+            let packages = ctx.debian.and_then(|d| d.get(source)).ok_or_else(|| {
+                layer::Error::DebianUnresolved {
                     entry: index + 1,
                     suite: source.suite.clone(),
-                })?;
+                }
+            })?;
             w.str("debian");
             w.u64(*index as u64);
             w.u64(entry.owner.uid);

@@ -345,11 +345,14 @@ pub(crate) mod tests {
             .find(|p| p["name"] == "libc6")
             .expect("a package");
         assert_eq!(p["externalRefs"][0]["referenceLocator"], purl);
-        assert!(doc["relationships"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["relationshipType"] == "CONTAINS" && r["relatedSpdxElement"] == p["SPDXID"]));
+        assert!(
+            doc["relationships"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["relationshipType"] == "CONTAINS"
+                    && r["relatedSpdxElement"] == p["SPDXID"])
+        );
     }
 
     #[test]
@@ -360,6 +363,9 @@ pub(crate) mod tests {
             architecture: "all".into(),
             sha256: String::new(),
         };
-        assert_eq!(p.purl(), "pkg:deb/debian/hello-data@3%3A0.5%2Bdfsg-2?arch=all");
+        assert_eq!(
+            p.purl(),
+            "pkg:deb/debian/hello-data@3%3A0.5%2Bdfsg-2?arch=all"
+        );
     }
 }

@@ -12,7 +12,7 @@
 //! paragraph with `Status: install ok installed` after `Package`, as dpkg writes it) and, per
 //! package, `/var/lib/dpkg/info/NAME.list` (every path it installed, `/.` first) and
 //! `NAME.md5sums` (when the package ships one); a `Multi-Arch: same` package's files are named
-//! `NAME:ARCH.*`, as dpkg names them. `dpkg-query --admindir=ROOT/var/lib/dpkg` then lists
+//! `NAME:ARCH.*`, as dpkg names them in the database format `info/format` declares (1). `dpkg-query --admindir=ROOT/var/lib/dpkg` then lists
 //! what the layer installed.
 
 use std::collections::BTreeMap;
@@ -94,7 +94,9 @@ pub(super) fn add(
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case("Package"))
             .map_or(0, |i| i + 1);
-        status.fields.retain(|(n, _)| !n.eq_ignore_ascii_case("Status"));
+        status
+            .fields
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("Status"));
         status
             .fields
             .insert(at, ("Status".into(), "install ok installed".into()));
@@ -130,8 +132,16 @@ pub(super) fn write_database(
     };
     let entry = first.entry;
     let spec = b.layer.entries[entry].clone();
-    for dir in [ADMINDIR.to_string(), format!("{ADMINDIR}/info"), format!("{ADMINDIR}/updates")] {
-        if !b.tree.get(&dir).is_some_and(|e| matches!(e.kind, EntryKind::Dir)) {
+    for dir in [
+        ADMINDIR.to_string(),
+        format!("{ADMINDIR}/info"),
+        format!("{ADMINDIR}/updates"),
+    ] {
+        if !b
+            .tree
+            .get(&dir)
+            .is_some_and(|e| matches!(e.kind, EntryKind::Dir))
+        {
             b.insert(entry, &dir, &spec, EntryKind::Dir, DIR_MODE)?;
         }
     }
@@ -155,6 +165,8 @@ pub(super) fn write_database(
         }
     }
     files.push((format!("{ADMINDIR}/status"), status));
+    // The database's format: 1 names a `Multi-Arch: same` package's files `NAME:ARCH.*`.
+    files.push((format!("{ADMINDIR}/info/format"), "1\n".to_string()));
     for (path, text) in files {
         let bytes: Arc<[u8]> = Arc::from(text.into_bytes().into_boxed_slice());
         let size = bytes.len() as u64;

@@ -12,7 +12,8 @@ impl Checker<'_> {
                 check_debian_name(s, "suite")
             })
             .map(|()| raw.suite.get_ref().clone());
-        let packages = self.debian_names(Some(&raw.packages), &format!("{key}.packages"), "package");
+        let packages =
+            self.debian_names(Some(&raw.packages), &format!("{key}.packages"), "package");
         let components = match &raw.components {
             Some(list) => self.debian_names(Some(list), &format!("{key}.components"), "component"),
             None => Some(vec!["main".to_string()]),
@@ -40,7 +41,9 @@ impl Checker<'_> {
                 format!("`{key}` is empty"),
                 "no names",
             )
-            .help = Some(format!("name at least one {what}, e.g. `[\"ca-certificates\"]`"));
+            .help = Some(format!(
+                "name at least one {what}, e.g. `[\"ca-certificates\"]`"
+            ));
             return None;
         }
         let mut out: Vec<String> = Vec::new();
@@ -115,7 +118,9 @@ impl Checker<'_> {
 /// A suite, component or package name: `[A-Za-z0-9][A-Za-z0-9+._/-]*` (Debian package names
 /// are lower-case; suites may hold `/` as `bookworm/updates` once did).
 pub(super) fn check_debian_name(s: &str, what: &str) -> Result<(), Problem> {
-    let help = || format!("a Debian {what} name is letters, digits and `+._-`, e.g. `bookworm`, `main`, `ca-certificates`");
+    let help = || {
+        format!("a Debian {what} name is letters, digits and `+._-`, e.g. `bookworm`, `main`, `ca-certificates`")
+    };
     let mut chars = s.chars();
     match chars.next() {
         None => Err(Problem::invalid("empty").help(help())),

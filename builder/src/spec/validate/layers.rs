@@ -193,7 +193,13 @@ impl Checker<'_> {
             }
             if source == "debian" {
                 for (option, span) in [
-                    ("dest", raw.dest.as_ref().filter(|d| d.get_ref() != "/").map(Spanned::span)),
+                    (
+                        "dest",
+                        raw.dest
+                            .as_ref()
+                            .filter(|d| d.get_ref() != "/")
+                            .map(Spanned::span),
+                    ),
                     ("mode", raw.mode.as_ref().map(Spanned::span)),
                     ("dir-mode", raw.dir_mode.as_ref().map(Spanned::span)),
                 ] {
