@@ -60,14 +60,16 @@ pub(super) fn packages(
             if pins.locked && locked.is_none() {
                 return Err(Error::DebianNotLocked {
                     layer: layer.name.clone(),
-                    suite: source.suite.clone(),
-                    packages: source
-                        .packages
-                        .iter()
-                        .map(|p| format!("`{p}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    platform: platform.to_string(),
+                    what: format!(
+                        "the Debian packages {} of suite `{}` for {platform}",
+                        source
+                            .packages
+                            .iter()
+                            .map(|p| format!("`{p}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        source.suite
+                    ),
                     lock: pins.path.clone(),
                 });
             }

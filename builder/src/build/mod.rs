@@ -199,12 +199,11 @@ pub enum Error {
     #[error(transparent)]
     Lock(#[from] crate::lock::Error),
     /// `--locked`, and the lock lacks the packages of a `debian` entry for a platform.
-    #[error("layer `{layer}`: the Debian packages {packages} of suite `{suite}` are not pinned for {platform} in {} and --locked forbids resolving them; run `cargo image update` to resolve them and write the lock (or build without --locked)", lock.display())]
+    #[error("layer `{layer}`: {what} are not pinned in {} and --locked forbids resolving them; run `cargo image update` to resolve them and write the lock (or build without --locked)", lock.display())]
     DebianNotLocked {
         layer: String,
-        suite: String,
-        packages: String,
-        platform: String,
+        /// `the Debian packages `a`, `b` of suite `s` for PLATFORM`.
+        what: String,
         lock: PathBuf,
     },
     /// `--locked`, and the lock lacks a registry base of the spec (or its platform).

@@ -103,13 +103,11 @@ pub(super) fn read_keyrings(paths: &[PathBuf]) -> Result<Vec<SignedPublicKey>, E
         let (parsed, _) =
             SignedPublicKey::from_reader_many(file).map_err(|e| bad(e.to_string()))?;
         let before = keys.len();
-        for key in parsed {
-            // A key the parser cannot read (an algorithm rPGP lacks) is left out, as gpgv
-            // leaves it; the keyring must still hold one usable key.
-            if let Ok(key) = key {
-                if key.verify_bindings().is_ok() {
-                    keys.push(key);
-                }
+        // A key the parser cannot read (an algorithm rPGP lacks) is left out, as gpgv leaves
+        // it; the keyring must still hold one usable key.
+        for key in parsed.flatten() {
+            if key.verify_bindings().is_ok() {
+                keys.push(key);
             }
         }
         if keys.len() == before {

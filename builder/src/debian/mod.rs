@@ -83,7 +83,7 @@ pub enum Error {
         suite: String,
         architecture: String,
         #[source]
-        problem: resolve::Problem,
+        problem: Box<resolve::Problem>,
     },
     #[error("cannot download {url}: {reason}")]
     Download { url: String, reason: String },
@@ -260,7 +260,7 @@ pub fn resolve(settings: &Settings, request: &Request) -> Result<Vec<Package>, E
             resolve::resolve(&index, &request.packages).map_err(|problem| Error::Resolve {
                 suite: suite.clone(),
                 architecture: request.architecture.clone(),
-                problem,
+                problem: Box::new(problem),
             })?;
         let mut packages = Vec::new();
         for id in ids {
