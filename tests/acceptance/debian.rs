@@ -519,3 +519,87 @@ fn an_unknown_package_and_an_unsatisfiable_dependency_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn the_lock_pins_the_packages_so_a_locked_warm_build_needs_no_mirror_and_the_sbom_lists_them() {
+    let p = Project::new("");
+    let repo = Repo::new(p.root());
+    let server = Server::start(&repo.root.join("repo"));
+    let text = spec(
+        &server.url,
+        &repo.keyring(),
+        r#""foo-tools""#,
+        r#"sbom = ["cyclonedx", "spdx"]"#,
+    );
+    p.set_spec(&text);
+    p.builds();
+    let first = manifest_digest(&p.out());
+    let lock = std::fs::read_to_string(p.dir.join("image.lock")).unwrap();
+    assert!(lock.contains("[[debian]]\nsuite = \"stable\""), "{lock}");
+    assert!(lock.contains("platform = \"linux/amd64\""), "{lock}");
+    let libfoo = sha256_file(&repo.root.join("repo/pool/main/libfoo1_2.1-1_amd64.deb"));
+    assert!(
+        lock.contains(&format!(
+            "{{ name = \"libfoo1\", version = \"2.1-1\", architecture = \"amd64\", filename = \"pool/main/libfoo1_2.1-1_amd64.deb\", sha256 = \"{libfoo}\" }}"
+        )),
+        "{lock}"
+    );
+
+    // The SBOMs list every package by its purl and pass the formats' validators.
+    let (_, cdx) = &sbom_referrers(&p.out())[0];
+    crate::sbom::validate(cdx);
+    let doc: Value = read_json(cdx);
+    let purls: Vec<&str> = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["purl"].as_str())
+        .filter(|p| p.starts_with("pkg:deb/"))
+        .collect();
+    assert_eq!(
+        purls,
+        [
+            "pkg:deb/debian/foo-tools@1.0-1?arch=amd64",
+            "pkg:deb/debian/hello-data@3%3A0.5%2Bdfsg-2?arch=all",
+            "pkg:deb/debian/libfoo1@2.1-1?arch=amd64",
+            "pkg:deb/debian/tiny-base@1.2?arch=amd64",
+            "pkg:deb/debian/tiny-mta@0.1?arch=amd64",
+        ]
+    );
+    let (_, spdx) = &spdx_referrers(&p.out())[0];
+    crate::sbom::validate_spdx(spdx);
+    let spdx_text = std::fs::read_to_string(spdx).unwrap();
+    assert!(spdx_text.contains("pkg:deb/debian/libfoo1@2.1-1?arch=amd64"));
+
+    // No mirror any more: a locked build takes the pinned files from the store.
+    drop(server);
+    std::fs::remove_dir_all(p.out()).unwrap();
+    let r = p.cli().args(["--locked"]).run().ok();
+    assert!(r.stderr.contains("(image.lock)"), "{}", r.stderr);
+    assert_eq!(manifest_digest(&p.out()), first);
+
+    // A package the lock does not pin is an error with --locked.
+    std::fs::remove_dir_all(p.out()).unwrap();
+    p.set_spec(&spec(
+        &server_url_gone(),
+        &repo.keyring(),
+        r#""foo-tools", "cyc-a""#,
+        r#"sbom = ["cyclonedx", "spdx"]"#,
+    ));
+    let r = p.cli().args(["--locked"]).run();
+    assert_ne!(r.code, Some(0));
+    assert!(
+        r.stderr.contains("the Debian packages `foo-tools`, `cyc-a` of suite `stable` for linux/amd64 are not pinned in"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.out().exists());
+}
+
+/// A mirror URL nothing listens on.
+fn server_url_gone() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
