@@ -30,7 +30,8 @@
 //! store (checked) by the executor; `builtin.rs` makes the built-in `builtin:static` base. A
 //! registry base is taken from the digest the lock file pins (`pins.rs`, over the
 //! [`crate::lock`] model); bases the lock lacked are added to it once the build has planned,
-//! and [`update`] resolves them again. While planning, `elf.rs` checks that every cargo binary's
+//! and [`update`] resolves them again. The packages of `debian` entries are resolved (or taken
+//! from the lock) and their `.deb` files put into the store while planning (`debian.rs`). While planning, `elf.rs` checks that every cargo binary's
 //! ELF interpreter is in the image's merged filesystem. After emitting, `load.rs` hands the
 //! image to podman or docker (`--load`). The stage filesystems layers copy out of live with
 //! [`crate::rootfs`].
