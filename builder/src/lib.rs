@@ -20,8 +20,9 @@
 //!    platform's rust target, output and store paths).
 //! 3. **Plan**: the cargo builds ([`cargo`], binaries found through cargo's JSON messages, host
 //!    paths remapped out of them) and the base images ([`oci`] layouts and archives, or
-//!    [`registry`] pulls into the store, a tag taken from the digest [`lock`] pins it to) are
-//!    the inputs of the plan; then every needed stage of
+//!    [`registry`] pulls into the store, a tag taken from the digest [`lock`] pins it to) and
+//!    the Debian packages of `debian` entries ([`debian`]: resolved, or taken from the lock,
+//!    their verified `.deb` files put into the store) are the inputs of the plan; then every needed stage of
 //!    every platform is compiled into one immutable [`plan::LayerGraph`] (fetch base, build
 //!    layer, assemble image, assemble index) whose every node has a key: blake3 over its recipe,
 //!    the content hashes of its host inputs and the format version. Host file hashes come from
@@ -55,16 +56,17 @@
 //! git_index               platforms, pull policy, compression, SBOM formats), the tar
 //!                         toolkit, and git's index read as a stat cache (blob ids of
 //!                         clean checked-out files, for the remote cache's alias keys)
-//!   <- lock               image.lock: the pinned registry bases      (types)
+//!   <- lock               image.lock: pinned bases and packages      (types)
 //!   <- oci                image model, layouts, archives             (types, tarball)
 //!   <- store              blobs, node keys, stat index, locks        (oci, types)
 //!   <- registry           pull and push                              (oci, store, types)
+//!   <- debian             Debian packages: resolve, verify, fetch    (registry, store, tarball, types)
 //!   <- cargo              cargo builds and metadata                  (types)
 //!   <- sbom               CycloneDX/SPDX SBOMs, artifact manifests   (cargo, oci, types)
 //!   <- provenance         SLSA v1 provenance statements              (oci)
 //!   <- sign               cosign signatures and attestations         (oci, registry)
 //!   <- spec               the front end: raw -> validate -> model    (cargo, types)
-//!   <- layer              layer trees and blobs                      (spec, tarball, types)
+//!   <- layer              layer trees and blobs                      (debian, spec, tarball, types)
 //!   <- rootfs             stage filesystems                          (layer, oci, spec, tarball)
 //!   <- plan               the layer graph and its keys               (cargo, layer, spec, types)
 //!   <- build              the operation: options, plan, execute, emit (all of the above)
@@ -89,6 +91,7 @@
 
 pub mod build;
 pub mod cargo;
+pub mod debian;
 pub mod git_index;
 pub mod layer;
 pub mod lock;

@@ -7,6 +7,7 @@ mod builtin_base;
 mod cache;
 mod cargo_builds;
 mod cli;
+mod debian;
 mod dynamic;
 mod events;
 mod examples;

@@ -13,7 +13,7 @@ use cargo_oci_image_test_support::{
 };
 
 /// Validates `sbom` with cyclonedx-python-lib (a tool nobody here wrote).
-fn validate(sbom: &Path) {
+pub(crate) fn validate(sbom: &Path) {
     require("cyclonedx-validate");
     let r = run_command(std::process::Command::new("cyclonedx-validate").arg(sbom));
     assert_eq!(
@@ -315,7 +315,7 @@ fn sbom_false_attaches_none() {
 }
 
 /// Validates `sbom` with spdx-tools' SPDX 2.3 validator (a tool nobody here wrote).
-fn validate_spdx(sbom: &Path) {
+pub(crate) fn validate_spdx(sbom: &Path) {
     require("pyspdxtools");
     // pyspdxtools tells the format by the file's name; a blob's name is its digest.
     let tmp = TempDir::new().unwrap();

@@ -34,6 +34,15 @@ pub enum Event {
         layers: usize,
         pinned_by: Option<String>,
     },
+    /// The packages of a `debian` entry were resolved for `architecture` (`packages` of them,
+    /// with their dependencies); `pinned_by` names the lock file they came from, `null` when
+    /// they were resolved from the suite's mirrors.
+    DebianResolved {
+        suite: String,
+        architecture: String,
+        packages: usize,
+        pinned_by: Option<String>,
+    },
     /// Registry bases the lock lacked were resolved and added to the lock file at `path`.
     Locked { path: PathBuf, bases: Vec<String> },
     /// The graph is planned: every node with its key and whether the store has it.

@@ -277,6 +277,7 @@ impl Run<'_> {
                         host_filter: Some(&platform.cx.host_filter),
                         cargo_outputs: &platform.cargo_outputs,
                         stages: Some(view),
+                        debian: Some(&platform.debian),
                     };
                     build_layer(
                         &work.spec,

@@ -30,7 +30,8 @@
 //! store (checked) by the executor; `builtin.rs` makes the built-in `builtin:static` base. A
 //! registry base is taken from the digest the lock file pins (`pins.rs`, over the
 //! [`crate::lock`] model); bases the lock lacked are added to it once the build has planned,
-//! and [`update`] resolves them again. While planning, `elf.rs` checks that every cargo binary's
+//! and [`update`] resolves them again. The packages of `debian` entries are resolved (or taken
+//! from the lock) and their `.deb` files put into the store while planning (`debian.rs`). While planning, `elf.rs` checks that every cargo binary's
 //! ELF interpreter is in the image's merged filesystem. After emitting, `load.rs` hands the
 //! image to podman or docker (`--load`). The stage filesystems layers copy out of live with
 //! [`crate::rootfs`].
@@ -53,6 +54,7 @@ use crate::store::{self, StatIndex, Store};
 
 mod base;
 pub mod builtin;
+mod debian;
 mod elf;
 mod emit;
 mod events;
@@ -105,6 +107,12 @@ pub enum Error {
         reference: String,
         #[source]
         source: Box<crate::registry::Error>,
+    },
+    #[error("layer `{layer}`: Debian packages: {source}")]
+    Debian {
+        layer: String,
+        #[source]
+        source: Box<crate::debian::Error>,
     },
     #[error("signing: {0}")]
     Sign(Box<crate::sign::Error>),
@@ -192,6 +200,14 @@ pub enum Error {
     /// The lock file cannot be read or written.
     #[error(transparent)]
     Lock(#[from] crate::lock::Error),
+    /// `--locked`, and the lock lacks the packages of a `debian` entry for a platform.
+    #[error("layer `{layer}`: {what} are not pinned in {} and --locked forbids resolving them; run `cargo image update` to resolve them and write the lock (or build without --locked)", lock.display())]
+    DebianNotLocked {
+        layer: String,
+        /// `the Debian packages `a`, `b` of suite `s` for PLATFORM`.
+        what: String,
+        lock: PathBuf,
+    },
     /// `--locked`, and the lock lacks a registry base of the spec (or its platform).
     #[error("base image {base} {reason} {} and --locked forbids adding it; run `cargo image update {base}` to resolve it and write the lock (or build without --locked)", lock.display())]
     NotLocked {

@@ -25,7 +25,7 @@ use crate::cargo;
 use crate::lock::{self, LockFile};
 use crate::oci;
 use crate::registry::{PullPolicy, Reference, RegistryClient};
-use crate::spec::{Base, ImageSpec};
+use crate::spec::{self, Base, ImageSpec};
 use crate::store::Store;
 
 /// Serialises the read-merge-write of lock files within this process (the images of a
@@ -87,11 +87,59 @@ impl Pins {
         }
     }
 
+    /// The packages the lock pins for a `debian` entry on `platform`; `None` when it pins
+    /// none (a pin whose digest cannot be read counts as none).
+    pub fn debian(
+        &self,
+        source: &crate::spec::DebianSource,
+        platform: &oci::Platform,
+    ) -> Option<Vec<crate::debian::Package>> {
+        let locked = self
+            .file
+            .debian
+            .get(&(debian_request(source), platform.clone()))?;
+        locked
+            .iter()
+            .map(|p| {
+                Some(crate::debian::Package {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    architecture: p.architecture.clone(),
+                    filename: p.filename.clone(),
+                    sha256: oci::Digest::parse(&p.sha256).ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records the packages of a `debian` entry resolved without the lock.
+    pub fn add_debian(
+        &self,
+        source: &crate::spec::DebianSource,
+        platform: &oci::Platform,
+        packages: &[crate::debian::Package],
+    ) {
+        let locked = packages
+            .iter()
+            .map(|p| lock::LockedPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                architecture: p.architecture.clone(),
+                filename: p.filename.clone(),
+                sha256: p.sha256.to_string(),
+            })
+            .collect();
+        let mut added = self.added.lock().unwrap_or_else(|p| p.into_inner());
+        added
+            .debian
+            .insert((debian_request(source), platform.clone()), locked);
+    }
+
     /// Writes what the build added into the lock file (read again first: another image of the
     /// workspace may have added its bases meanwhile); nothing when it added nothing.
     pub fn save(&self, on_event: &(dyn Fn(Event) + Sync)) -> Result<(), Error> {
         let added = self.added.lock().unwrap_or_else(|p| p.into_inner());
-        if added.bases.is_empty() {
+        if added.bases.is_empty() && added.debian.is_empty() {
             return Ok(());
         }
         let _writing = WRITING.lock().unwrap_or_else(|p| p.into_inner());
@@ -100,9 +148,30 @@ impl Pins {
         file.write(&self.path)?;
         on_event(Event::Locked {
             path: self.path.clone(),
-            bases: added.bases.keys().cloned().collect(),
+            bases: added
+                .bases
+                .keys()
+                .cloned()
+                .chain(
+                    added
+                        .debian
+                        .keys()
+                        .map(|(r, p)| format!("debian:{} [{p}]", r.suite)),
+                )
+                .collect(),
         });
         Ok(())
+    }
+}
+
+/// How the lock identifies a `debian` entry.
+pub(super) fn debian_request(source: &crate::spec::DebianSource) -> lock::DebianRequest {
+    let mut packages = source.packages.clone();
+    packages.sort();
+    lock::DebianRequest {
+        suite: source.suite.clone(),
+        components: source.components.clone(),
+        packages,
     }
 }
 
@@ -255,6 +324,77 @@ pub fn update(
                 }
                 new.pin(reference, &p.platform, index, manifest);
             }
+            // The packages of `debian` entries, as `debian:SUITE`.
+            for entry in p
+                .spec
+                .all_stages()
+                .flat_map(|s| &s.layers)
+                .flat_map(|l| &l.entries)
+            {
+                let spec::Source::Debian(source) = &entry.source else {
+                    continue;
+                };
+                let name = format!("debian:{}", source.suite);
+                seen.insert(name.clone());
+                let (_, old, new) = &mut locks[at];
+                let key = (debian_request(source), p.platform.clone());
+                if new.debian.contains_key(&key) {
+                    continue;
+                }
+                let refresh = only.is_empty() || only.contains(&name);
+                let before = old.debian.get(&key).cloned();
+                let packages =
+                    match (&before, refresh) {
+                        (Some(pinned), false) => pinned.clone(),
+                        _ => {
+                            let architecture = crate::debian::architecture(&p.platform)
+                                .ok_or_else(|| Error::Debian {
+                                    layer: name.clone(),
+                                    source: Box::new(crate::debian::Error::Architecture {
+                                        platform: p.platform.to_string(),
+                                    }),
+                                })?;
+                            let request = crate::debian::Request {
+                                suite: source.suite.clone(),
+                                components: source.components.clone(),
+                                architecture: architecture.into(),
+                                packages: source.packages.clone(),
+                            };
+                            crate::debian::resolve(&super::debian::settings(spec), &request)
+                                .map_err(|e| Error::Debian {
+                                    layer: name.clone(),
+                                    source: Box::new(e),
+                                })?
+                                .into_iter()
+                                .map(|p| lock::LockedPackage {
+                                    name: p.name,
+                                    version: p.version,
+                                    architecture: p.architecture,
+                                    filename: p.filename,
+                                    sha256: p.sha256.to_string(),
+                                })
+                                .collect()
+                        }
+                    };
+                let summary = |list: &[lock::LockedPackage]| {
+                    list.iter()
+                        .map(|p| format!("{}={}", p.name, p.version))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                let after = summary(&packages);
+                let before = before.as_deref().map(summary);
+                if before.as_deref() != Some(after.as_str()) {
+                    changes.push(LockChange {
+                        lock: path.clone(),
+                        base: name.clone(),
+                        platform: p.platform.to_string(),
+                        old: before,
+                        new: after,
+                    });
+                }
+                new.debian.insert(key, packages);
+            }
         }
     }
     if let Some(unknown) = only.iter().find(|b| !seen.contains(*b)) {
@@ -277,7 +417,7 @@ pub fn update(
             merged.bases.remove(reference);
         }
         merged.merge(new);
-        if !merged.bases.is_empty() || path.exists() {
+        if !merged.bases.is_empty() || !merged.debian.is_empty() || path.exists() {
             merged.write(path)?;
         }
     }

@@ -64,6 +64,8 @@ pub(super) struct PlannedPlatform {
     pub cx: Context,
     /// The executables of the spec's `cargo` entries.
     pub cargo_outputs: HashMap<CargoSource, PathBuf>,
+    /// The packages of the spec's `debian` entries, with their `.deb` files.
+    pub debian: layer::DebianPackages,
     /// The node of the image this platform's output is (the target stage's image).
     pub image: NodeId,
     /// The registry reference of the image's base (through stage bases too), so a push to the
@@ -168,6 +170,8 @@ pub(super) fn plan(
             let target = pcx.target_stage(&p.spec)?;
             let needed = needed_stages(&p.spec, target);
             let cargo_outputs = cargo_builds(&p.spec, &needed, opts, on_event)?;
+            let debian =
+                super::debian::packages(&p.spec, &needed, &p.platform, pins, store, on_event)?;
             let planner = Planner {
                 spec: &p.spec,
                 cx: &pcx,
@@ -176,6 +180,7 @@ pub(super) fn plan(
                 store,
                 platform: index,
                 cargo_outputs: &cargo_outputs,
+                debian: &debian,
                 hasher: keying,
                 on_event,
             };
@@ -193,6 +198,7 @@ pub(super) fn plan(
                     spec: p.spec,
                     cx: pcx,
                     cargo_outputs,
+                    debian,
                     image: image.node,
                     reference: image.reference,
                 },
@@ -274,6 +280,7 @@ struct Planner<'a> {
     store: Option<&'a Store>,
     platform: usize,
     cargo_outputs: &'a HashMap<CargoSource, PathBuf>,
+    debian: &'a layer::DebianPackages,
     hasher: &'a Keying<'a>,
     on_event: &'a (dyn Fn(Event) + Sync),
 }
@@ -366,6 +373,7 @@ impl Planner<'_> {
             host_filter: Some(&cx.host_filter),
             cargo_outputs: self.cargo_outputs,
             stages: Some(&KeyedByStage),
+            debian: Some(self.debian),
         };
         let plans: Vec<LayerPlan> = stage
             .layers

@@ -32,6 +32,30 @@ use crate::types::SbomFormat;
 const BASE_NAME: &str = "org.opencontainers.image.base.name";
 const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 
+/// The Debian packages the image's own layers install (its `debian` entries), sorted.
+fn debian_packages(p: &PlannedPlatform) -> Result<Vec<sbom::DebPackage>, Error> {
+    let stage = p.cx.target_stage(&p.spec)?;
+    let mut out: Vec<sbom::DebPackage> = stage
+        .layers
+        .iter()
+        .flat_map(|l| &l.entries)
+        .filter_map(|e| match &e.source {
+            spec::Source::Debian(source) => p.debian.get(source),
+            _ => None,
+        })
+        .flat_map(|packages| packages.iter())
+        .map(|(package, _)| sbom::DebPackage {
+            name: package.name.clone(),
+            version: package.version.clone(),
+            architecture: package.architecture.clone(),
+            sha256: package.sha256.hex().to_string(),
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Writes the SBOMs of `image` (platform `p`), one per format the spec asks for, and their
 /// artifact manifests into `writer`; returns the `index.json` entries of the artifact
 /// manifests, in the spec's order of formats.
@@ -70,6 +94,7 @@ pub(super) fn attach(
         base,
         binaries,
         files: files(&p.spec, p.cx.target_stage(&p.spec)?, with_sha1)?,
+        debian: debian_packages(p)?,
     };
     formats
         .iter()

@@ -111,6 +111,18 @@ impl Reporter {
                 "Base",
                 &format!("{base} ({}, {layers} layers)", short_digest(&digest)),
             ),
+            Event::DebianResolved {
+                suite,
+                architecture,
+                packages,
+                pinned_by,
+            } => self.status(
+                "Debian",
+                &format!(
+                    "{suite} {architecture}: {packages} packages{}",
+                    pinned_by.map_or(String::new(), |lock| format!(" ({lock})"))
+                ),
+            ),
             Event::Locked { path, bases } => self.status(
                 "Locking",
                 &format!("{} in {}", bases.join(", "), path.display()),

@@ -8,6 +8,17 @@ use super::Compression;
 /// Why a layer could not be built or written.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A `debian` entry's packages were not resolved before the layer was built.
+    #[error("the packages of `debian` entry #{entry} (suite `{suite}`) were not resolved for this platform")]
+    DebianUnresolved { entry: usize, suite: String },
+    /// A `.deb` file of a `debian` entry cannot be read.
+    #[error("cannot read package `{package}` ({})", path.display())]
+    ReadDeb {
+        package: String,
+        path: PathBuf,
+        #[source]
+        source: crate::debian::DebError,
+    },
     /// Copying a path out of another stage failed.
     #[error("cannot copy `{path}` out of stage `{stage}`: {source}")]
     CopyFromStage {

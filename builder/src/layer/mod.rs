@@ -44,6 +44,7 @@
 //!     host_filter: None,
 //!     cargo_outputs: &outputs,
 //!     stages: None,
+//!     debian: None,
 //! };
 //! let tree = LayerTree::from_spec(spec, &ctx)?;
 //! let opts = WriteOptions { compression: Compression::Gzip, mtime: 0, threads: 4 };
@@ -107,7 +108,16 @@ pub struct SourceContext<'a> {
     pub cargo_outputs: &'a HashMap<CargoSource, PathBuf>,
     /// Copies `from-stage` entries out of built stages (`None` when the spec has no stages).
     pub stages: Option<&'a dyn StageCopier>,
+    /// The packages resolved for each `debian` source on this platform, with their `.deb`
+    /// files (`None` when the spec has no `debian` entry).
+    pub debian: Option<&'a DebianPackages>,
 }
+
+/// The packages resolved for each `debian` source, each with its `.deb` file in the store.
+pub type DebianPackages = HashMap<
+    crate::spec::DebianSource,
+    std::sync::Arc<Vec<(crate::debian::Package, std::path::PathBuf)>>,
+>;
 
 /// Puts paths of a built stage's merged filesystem into a layer tree (`from-stage` entries).
 /// Implemented over [`crate::rootfs`] by the build; the layer module only calls it.

@@ -227,11 +227,13 @@ pub fn layer_key(
     // Imported tarballs are keyed by the archive's content and the entry's options; everything
     // else by the tree it makes.
     type Numbered<'a> = Vec<(usize, &'a EntrySpec)>;
-    let (tars, others): (Numbered<'_>, Numbered<'_>) = spec
-        .entries
-        .iter()
-        .enumerate()
-        .partition(|(_, e)| matches!(e.source, Source::Tar { .. } | Source::Stage { .. }));
+    let (tars, others): (Numbered<'_>, Numbered<'_>) =
+        spec.entries.iter().enumerate().partition(|(_, e)| {
+            matches!(
+                e.source,
+                Source::Tar { .. } | Source::Stage { .. } | Source::Debian(_)
+            )
+        });
     let rest = LayerSpec {
         name: spec.name.clone(),
         entries: others.iter().map(|(_, e)| (*e).clone()).collect(),
@@ -321,6 +323,28 @@ pub fn layer_key(
         None => hashes.next().expect("one hash per host file").to_vec(),
     });
     for (index, entry) in &tars {
+        // Debian packages are keyed by exactly what is installed: each package's name,
+        // version, architecture and `.deb` digest (dpkg's database is made from them).
+        if let Source::Debian(source) = &entry.source {
+            let packages = ctx.debian.and_then(|d| d.get(source)).ok_or_else(|| {
+                layer::Error::DebianUnresolved {
+                    entry: index + 1,
+                    suite: source.suite.clone(),
+                }
+            })?;
+            w.str("debian");
+            w.u64(*index as u64);
+            w.u64(entry.owner.uid);
+            w.u64(entry.owner.gid);
+            w.u64(packages.len() as u64);
+            for (p, _) in packages.iter() {
+                w.str(&p.name);
+                w.str(&p.version);
+                w.str(&p.architecture);
+                w.str(p.sha256.hex());
+            }
+            continue;
+        }
         if let Source::Stage {
             stage,
             path,
@@ -771,6 +795,7 @@ mod tests {
             host_filter: None,
             cargo_outputs: &outputs,
             stages: None,
+            debian: None,
         };
         let layer = LayerSpec {
             name: "app".into(),

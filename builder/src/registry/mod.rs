@@ -71,7 +71,7 @@
 mod auth;
 mod client;
 mod reference;
-mod tls;
+pub(crate) mod tls;
 
 pub use crate::types::PullPolicy;
 pub use auth::{

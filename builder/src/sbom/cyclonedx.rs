@@ -5,7 +5,8 @@
 //! binaries' packages, with a `cargo-image:build` property per binary, `library` for the rest)
 //! with its purl, `Cargo.lock` sha256, `license` expression and a `cargo-image:source` property
 //! (and a `vcs` reference for git); the base image is a `container` component with its digest;
-//! tarballs and host paths are `file` components. `dependencies` holds the graph: the image
+//! each Debian package is a `library` component with its `pkg:deb` purl and the `.deb`'s
+//! sha256; tarballs and host paths are `file` components. `dependencies` holds the graph: the image
 //! depends on its binaries' packages, each crate on the crates it uses. `serialNumber` is the
 //! `urn:uuid:` of the image's manifest digest, `metadata.timestamp` the build's epoch.
 
@@ -55,6 +56,18 @@ pub fn cyclonedx(input: &Input) -> Vec<u8> {
         }
         components.push(c);
     }
+    for p in &input.debian {
+        let purl = p.purl();
+        components.push(json!({
+            "type": "library",
+            "bom-ref": purl,
+            "name": p.name,
+            "version": p.version,
+            "purl": purl,
+            "hashes": [{"alg": "SHA-256", "content": p.sha256}],
+            "properties": [{"name": "cargo-image:source", "value": "debian"}],
+        }));
+    }
     for file in &input.files {
         let mut c = json!({
             "type": "file",
@@ -73,6 +86,9 @@ pub fn cyclonedx(input: &Input) -> Vec<u8> {
         .filter(|(_, e)| e.application)
         .map(|(k, _)| &refs[k])
         .collect();
+    let mut roots = roots;
+    let debs: Vec<String> = input.debian.iter().map(|p| p.purl()).collect();
+    roots.extend(debs.iter());
     dependencies.push(json!({"ref": image_ref, "dependsOn": roots}));
     for (key, entry) in &crates {
         let on: Vec<&String> = entry.depends_on.iter().map(|k| &refs[k]).collect();

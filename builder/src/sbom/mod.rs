@@ -14,6 +14,8 @@
 //!   applications (with how each binary was built: its name, target, profile and features),
 //!   the rest libraries; which crate depends on which;
 //! - the base image with its digest, when the image has an outside base;
+//! - the Debian packages its `debian` entries installed: `pkg:deb/debian/NAME@VERSION?arch=ARCH`
+//!   purls with the `.deb`'s sha256;
 //! - tarballs and host files added by the image's layers with their sha256 (and, for SPDX,
 //!   which requires it, their SHA-1); host directories are listed by path (their content is in
 //!   the layers' diff ids).
@@ -81,6 +83,30 @@ pub struct Input {
     pub base: Option<(String, String)>,
     pub binaries: Vec<Binary>,
     pub files: Vec<File>,
+    /// The Debian packages the image's layers installed, sorted, without repeats.
+    pub debian: Vec<DebPackage>,
+}
+
+/// A Debian package installed by a `debian` entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DebPackage {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    /// The `.deb`'s sha256 (hex).
+    pub sha256: String,
+}
+
+impl DebPackage {
+    /// `pkg:deb/debian/NAME@VERSION?arch=ARCH`, percent-encoded (an epoch's `:` is `%3A`).
+    pub fn purl(&self) -> String {
+        format!(
+            "pkg:deb/debian/{}@{}?arch={}",
+            percent(&self.name),
+            percent(&self.version),
+            percent(&self.architecture)
+        )
+    }
 }
 
 /// The document of `input` in `format` (pretty JSON, ending in a newline).
@@ -289,6 +315,57 @@ pub(crate) mod tests {
                 },
             }],
             files,
+            debian: vec![],
         }
+    }
+
+    #[test]
+    fn debian_packages_are_components_with_their_purl_in_both_formats() {
+        let mut input = input("MIT", vec![]);
+        input.debian = vec![DebPackage {
+            name: "libc6".into(),
+            version: "2.36-9+deb12u10".into(),
+            architecture: "amd64".into(),
+            sha256: "ef".repeat(32),
+        }];
+        let purl = "pkg:deb/debian/libc6@2.36-9%2Bdeb12u10?arch=amd64";
+        let doc: serde_json::Value = serde_json::from_slice(&cyclonedx(&input)).unwrap();
+        let c = doc["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["purl"] == purl)
+            .expect("a component with the purl");
+        assert_eq!(c["hashes"][0]["content"], "ef".repeat(32));
+        let doc: serde_json::Value = serde_json::from_slice(&spdx(&input)).unwrap();
+        let p = doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "libc6")
+            .expect("a package");
+        assert_eq!(p["externalRefs"][0]["referenceLocator"], purl);
+        assert!(
+            doc["relationships"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["relationshipType"] == "CONTAINS"
+                    && r["relatedSpdxElement"] == p["SPDXID"])
+        );
+    }
+
+    #[test]
+    fn debian_purls_escape_epochs_and_plus_signs() {
+        let p = DebPackage {
+            name: "hello-data".into(),
+            version: "3:0.5+dfsg-2".into(),
+            architecture: "all".into(),
+            sha256: String::new(),
+        };
+        assert_eq!(
+            p.purl(),
+            "pkg:deb/debian/hello-data@3%3A0.5%2Bdfsg-2?arch=all"
+        );
     }
 }

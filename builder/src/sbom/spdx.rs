@@ -14,6 +14,9 @@
 //!   source as `sourceInfo`. The binaries' packages are `APPLICATION`s, which the image
 //!   `CONTAINS`, with how each binary was built in their `comment`; the rest `LIBRARY`s. Each
 //!   crate `DEPENDS_ON` the crates it uses.
+//! - `SPDXRef-Deb-NAME-VERSION-ARCH`: each Debian package a `debian` entry installed, a
+//!   package with its `pkg:deb/debian` purl as a `PACKAGE-MANAGER` external reference and the
+//!   `.deb`'s SHA256; the image `CONTAINS` it.
 //! - `SPDXRef-File-PATH`: each tarball and host file (`./PATH`, relative to the context) with
 //!   its SHA256 and the SHA1 SPDX requires; a host directory, which SPDX has no file element
 //!   for, is a package (`SPDXRef-Directory-PATH`, `primaryPackagePurpose: OTHER`). The image
@@ -85,6 +88,30 @@ pub fn spdx(input: &Input) -> Vec<u8> {
         for dep in &entry.depends_on {
             relationships.push(relationship(&crate_ids[key], "DEPENDS_ON", &crate_ids[dep]));
         }
+    }
+    for p in &input.debian {
+        let id = ids.take(&format!(
+            "SPDXRef-Deb-{}-{}-{}",
+            p.name, p.version, p.architecture
+        ));
+        packages.push(json!({
+            "SPDXID": id,
+            "name": p.name,
+            "versionInfo": p.version,
+            "downloadLocation": NOASSERTION,
+            "filesAnalyzed": false,
+            "licenseConcluded": NOASSERTION,
+            "licenseDeclared": NOASSERTION,
+            "copyrightText": NOASSERTION,
+            "checksums": [{"algorithm": "SHA256", "checksumValue": p.sha256}],
+            "externalRefs": [{
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": p.purl(),
+            }],
+            "primaryPackagePurpose": "LIBRARY",
+        }));
+        relationships.push(relationship(IMAGE_ID, "CONTAINS", &id));
     }
     for file in &input.files {
         let kind = if file.sha256.is_some() {

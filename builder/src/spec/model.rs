@@ -62,6 +62,28 @@ pub struct ImageSpec {
     pub platform_settings: BTreeMap<Platform, PlatformSettings>,
     /// Which ignore file host `path` sources honour (`ignore-file`).
     pub ignore_file: IgnoreFileSetting,
+    /// Where `debian` entries take packages from (`[debian]`).
+    pub debian: DebianSettings,
+}
+
+/// Where `debian` entries take packages from (the spec's `[debian]` table); what it leaves
+/// empty comes from the build machine's apt configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DebianSettings {
+    /// Mirror root URLs, without a trailing `/`; empty: apt's.
+    pub mirrors: Vec<String>,
+    /// The keyring file (absolute); `None`: apt's `Signed-By` or `debian-archive-keyring`.
+    pub keyring: Option<PathBuf>,
+}
+
+/// A `debian` entry: packages of a suite, installed with their dependencies at `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DebianSource {
+    pub suite: String,
+    /// The packages as the spec lists them.
+    pub packages: Vec<String>,
+    /// The components resolved from, in order (default `["main"]`).
+    pub components: Vec<String>,
 }
 
 /// Which ignore file host `path` sources honour (the spec's `ignore-file`). Its patterns are
@@ -322,6 +344,8 @@ pub enum Source {
     },
     /// The binary produced by a cargo build.
     Cargo(CargoSource),
+    /// Debian packages and their dependencies, with dpkg's database.
+    Debian(DebianSource),
     /// A file or directory tree out of another stage's merged filesystem.
     Stage {
         stage: String,

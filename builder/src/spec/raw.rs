@@ -42,6 +42,10 @@ pub(crate) const ABSOLUTE_PATTERN: &str = r"^/";
 pub(crate) const OWNER_PATTERN: &str = r"^[0-9]+(?::[0-9]+)?$";
 /// Pattern of a mode written as a string.
 pub(crate) const MODE_STRING_PATTERN: &str = r"^(?:0o)?[0-7]{1,5}$";
+/// Pattern of a Debian suite, component or package name.
+pub(crate) const DEBIAN_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9+._/-]*$";
+/// Pattern of a Debian mirror URL.
+pub(crate) const URL_PATTERN: &str = r"^(?:https?://[^\s]+|file:[^\s]+)$";
 /// Pattern of a stop signal.
 pub(crate) const SIGNAL_PATTERN: &str = r"^(?:SIG[A-Z0-9+-]+|[0-9]+)$";
 
@@ -224,6 +228,58 @@ pub struct RawSpec {
     #[serde(default)]
     #[schemars(with = "Vec<RawStage>")]
     pub stage: Option<Vec<RawStage>>,
+
+    /// Where `debian` entries take packages from. Without it (or without `mirrors`), the
+    /// mirrors of the build machine's apt configuration (`/etc/apt/sources.list`,
+    /// `sources.list.d/*.list` and `*.sources`) are used, those listing the entry's suite
+    /// first, with their `Signed-By` keyring.
+    #[serde(default)]
+    #[schemars(with = "RawDebianSettings")]
+    pub debian: Option<RawDebianSettings>,
+}
+
+/// Where `debian` entries take packages from (`[debian]`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "DebianSettings")]
+pub struct RawDebianSettings {
+    /// Mirror root URLs, tried in order for each suite (`http://deb.debian.org/debian`,
+    /// `https://...`, or `file:/srv/mirror`): the first that serves `dists/SUITE/InRelease` is
+    /// used. Default: the build machine's apt mirrors.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", transform = url_list)]
+    pub mirrors: Option<Spanned<Vec<Spanned<String>>>>,
+
+    /// The OpenPGP keyring (binary or ASCII-armoured) the suites' `InRelease` signatures must
+    /// verify with: a path relative to the build context, or absolute. Default: the apt
+    /// source's `Signed-By`, else the `debian-archive-keyring` package's keyring.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub keyring: Option<Spanned<String>>,
+}
+
+/// Debian packages installed into the layer (`debian = { suite = "bookworm", packages = [...] }`):
+/// the packages and everything their `Pre-Depends` and `Depends` need, resolved for each
+/// platform's architecture, verified (the suite's signature, each index's and each `.deb`'s
+/// SHA-256), their files unpacked at `/` and dpkg's database written
+/// (`/var/lib/dpkg/status`, `/var/lib/dpkg/info/PKG.list` and `.md5sums`). No maintainer
+/// script runs.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Debian")]
+pub struct RawDebian {
+    /// The suite (`bookworm`, `stable`, `bookworm-security`...): `dists/SUITE` on the mirror.
+    #[schemars(with = "String", regex(pattern = DEBIAN_NAME_PATTERN))]
+    pub suite: Spanned<String>,
+
+    /// The packages to install, by name; their dependencies come with them.
+    #[schemars(with = "Vec<String>", transform = package_list)]
+    pub packages: Spanned<Vec<Spanned<String>>>,
+
+    /// The archive components to resolve from, in order.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", extend("default" = ["main"]))]
+    pub components: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// How `cargo` entries build for one platform (`[platform."linux/arm64"]`). Every key is
@@ -377,7 +433,7 @@ pub struct RawLayer {
 }
 
 /// One entry of a layer: exactly one content source (`path`, `content`, `dir`, `symlink`,
-/// `tar` or `cargo`) placed at `dest` in the image.
+/// `tar`, `cargo` or `debian`) placed at `dest` in the image.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(rename = "Add", transform = one_source)]
@@ -427,6 +483,12 @@ pub struct RawAdd {
     #[schemars(with = "RawCargo")]
     pub cargo: Option<Spanned<RawCargo>>,
 
+    /// Source: Debian packages and their dependencies, unpacked at `/` with dpkg's database
+    /// (see `Debian`). Takes no `dest`, `mode`, `dir-mode`, `include` or `exclude`.
+    #[serde(default)]
+    #[schemars(with = "RawDebian")]
+    pub debian: Option<Spanned<RawDebian>>,
+
     /// Only on these platforms (`os/arch[/variant]`, each one of the image's `platforms`):
     /// the entry is left out of the images of the other platforms (a layer left with no
     /// entries on a platform is left out of that platform's image). Default: every platform.
@@ -435,7 +497,8 @@ pub struct RawAdd {
     pub platforms: Option<Spanned<Vec<Spanned<String>>>>,
 
     /// Where the source goes in the image: an absolute path. A trailing `/` means "into this
-    /// directory" (keeping the source's own name). Required, except for `tar` (default `/`).
+    /// directory" (keeping the source's own name). Required, except for `tar` (default `/`) and
+    /// `debian` (always `/`).
     #[serde(default)]
     #[schemars(with = "String", regex(pattern = ABSOLUTE_PATTERN))]
     pub dest: Option<Spanned<String>>,
@@ -819,6 +882,25 @@ fn port_list(schema: &mut Schema) {
     );
 }
 
+/// Schema transform: a list of mirror URLs.
+fn url_list(schema: &mut Schema) {
+    schema.insert(
+        "items".into(),
+        serde_json::json!({ "type": "string", "pattern": URL_PATTERN }),
+    );
+    schema.insert("minItems".into(), 1.into());
+}
+
+/// Schema transform: a non-empty list of Debian package names.
+fn package_list(schema: &mut Schema) {
+    schema.insert(
+        "items".into(),
+        serde_json::json!({ "type": "string", "pattern": DEBIAN_NAME_PATTERN }),
+    );
+    schema.insert("minItems".into(), 1.into());
+    schema.insert("uniqueItems".into(), true.into());
+}
+
 /// Schema transform: a list of absolute paths.
 fn absolute_list(schema: &mut Schema) {
     schema.insert(
@@ -828,7 +910,9 @@ fn absolute_list(schema: &mut Schema) {
 }
 
 /// The content sources of an `[[layer.add]]` entry (its keys, in the order messages list them).
-pub(crate) const SOURCES: [&str; 6] = ["path", "content", "dir", "symlink", "tar", "cargo"];
+pub(crate) const SOURCES: [&str; 7] = [
+    "path", "content", "dir", "symlink", "tar", "cargo", "debian",
+];
 
 /// Schema transform: exactly one source per entry, `dest` required except for `tar`, and
 /// `include`/`exclude` only with `path`.
@@ -836,7 +920,7 @@ fn one_source(schema: &mut Schema) {
     let branches: Vec<serde_json::Value> = SOURCES
         .iter()
         .map(|source| {
-            let required: Vec<&str> = if *source == "tar" {
+            let required: Vec<&str> = if matches!(*source, "tar" | "debian") {
                 vec![source]
             } else {
                 vec![source, "dest"]

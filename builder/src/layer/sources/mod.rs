@@ -16,6 +16,7 @@ use crate::spec::{CargoSource, EntrySpec, LayerSpec, Source};
 use super::tree::{Conflict, Entry, EntryKind, FileSource, LayerTree, Origin};
 use super::{Error, SourceContext};
 
+mod debian;
 mod filter;
 mod host;
 mod tar_import;
@@ -50,10 +51,13 @@ impl LayerTree {
             layer,
             context: &context,
             ctx,
+            dpkg: std::collections::BTreeMap::new(),
         };
         for (index, spec) in layer.entries.iter().enumerate() {
             b.add_source(index, spec)?;
         }
+        let installed = std::mem::take(&mut b.dpkg);
+        debian::write_database(&mut b, installed)?;
         let mut tree = b.tree;
         if !layer.remove.is_empty() {
             let removes: Vec<String> = layer.remove.iter().map(|p| format!("/{p}")).collect();
@@ -70,6 +74,8 @@ pub(crate) struct Builder<'a> {
     /// The canonical context directory.
     pub context: &'a Path,
     pub ctx: &'a SourceContext<'a>,
+    /// The packages `debian` entries installed, by dpkg info name, for dpkg's database.
+    pub(crate) dpkg: std::collections::BTreeMap<String, debian::Installed>,
 }
 
 impl Builder<'_> {
@@ -120,6 +126,7 @@ impl Builder<'_> {
                 )
             }
             Source::Cargo(cargo) => self.add_cargo(index, spec, cargo),
+            Source::Debian(source) => debian::add(self, index, spec, source),
             Source::Stage {
                 stage,
                 path,
@@ -269,6 +276,7 @@ impl Builder<'_> {
             Source::Tar { path, .. } => format!("archive `{}`", path.display()),
             Source::Cargo(cargo) => describe_cargo(cargo),
             Source::Stage { stage, path, .. } => format!("`/{path}` of stage `{stage}`"),
+            Source::Debian(d) => format!("Debian packages of `{}`", d.suite),
         };
         format!("add entry #{} ({source} -> `/{}`)", index + 1, spec.dest)
     }

@@ -50,12 +50,20 @@ enum Decision {
 
 /// The `include` and `exclude` globs of a `tar` entry, applied to member names (see the
 /// module docs).
-struct MemberFilter {
+pub(super) struct MemberFilter {
     include: Option<Globs>,
     exclude: Option<Globs>,
 }
 
 impl MemberFilter {
+    /// A filter that takes every member.
+    pub(super) fn all() -> MemberFilter {
+        MemberFilter {
+            include: None,
+            exclude: None,
+        }
+    }
+
     fn decide(&self, name: &str, is_dir: bool) -> Decision {
         if name.is_empty() || (self.include.is_none() && self.exclude.is_none()) {
             return Decision::Take;
@@ -102,11 +110,30 @@ pub(super) fn add(
         exclude: Globs::new(&b.layer.name, exclude)?,
     };
     let resolved = b.resolve(rel)?;
+    let archive = Arc::new(open_plain(&resolved, rel)?);
+    let decompressed = archive.tar != resolved;
+    add_members(b, index, spec, archive, decompressed, &filter, None)
+}
+
+/// Adds the members of the plain tar `archive` (named `archive.source` in messages) under
+/// `spec.dest`, those `filter` picks; `decompressed` says whether offsets in messages are
+/// into a decompressed copy. `names`, when given, receives the normalised name of every
+/// member taken, in archive order (a `debian` entry's dpkg file list).
+pub(super) fn add_members(
+    b: &mut Builder<'_>,
+    index: usize,
+    spec: &EntrySpec,
+    archive: Arc<ImportedArchive>,
+    decompressed: bool,
+    filter: &MemberFilter,
+    mut names: Option<&mut Vec<String>>,
+) -> Result<(), Error> {
+    let rel = archive.source.clone();
+    let rel = rel.as_path();
     let read_err = |source: io::Error| Error::ReadArchive {
         path: rel.to_path_buf(),
         source,
     };
-    let archive = Arc::new(open_plain(&resolved, rel)?);
 
     let file = File::open(&archive.tar).map_err(read_err)?;
     // The tar crate ends its walk quietly where the file ends, even inside a member: the
@@ -117,7 +144,6 @@ pub(super) fn add(
             path: rel.to_path_buf(),
         });
     }
-    let decompressed = archive.tar != resolved;
     let scan_err = |e: tarball::Error| match e {
         tarball::Error::Read(source) => read_err(source),
         tarball::Error::Truncated { offset, detail } => Error::TruncatedArchive {
@@ -164,6 +190,9 @@ pub(super) fn add(
                 dirs_above.push((dest, spec.dir_mode.map_or(mode, mask)));
             }
             continue;
+        }
+        if let Some(names) = names.as_deref_mut() {
+            names.push(name.clone());
         }
         if dest.is_empty() && member.kind != Kind::Dir {
             return Err(Error::PlaceEntry {

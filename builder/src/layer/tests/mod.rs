@@ -67,6 +67,7 @@ impl Ctx {
                 host_filter: self.filter.as_ref(),
                 cargo_outputs: &self.cargo,
                 stages: None,
+                debian: None,
             },
         )
     }

@@ -133,6 +133,7 @@ impl Checker<'_> {
             ("symlink", raw.symlink.as_ref().map(Spanned::span)),
             ("tar", raw.tar.as_ref().map(Spanned::span)),
             ("cargo", raw.cargo.as_ref().map(Spanned::span)),
+            ("debian", raw.debian.as_ref().map(Spanned::span)),
         ]
         .into_iter()
         .filter_map(|(name, span)| span.map(|s| (name, s)))
@@ -190,6 +191,30 @@ impl Checker<'_> {
                     .help = Some(format!("remove `{option}`"));
                 }
             }
+            if source == "debian" {
+                for (option, span) in [
+                    (
+                        "dest",
+                        raw.dest
+                            .as_ref()
+                            .filter(|d| d.get_ref() != "/")
+                            .map(Spanned::span),
+                    ),
+                    ("mode", raw.mode.as_ref().map(Spanned::span)),
+                    ("dir-mode", raw.dir_mode.as_ref().map(Spanned::span)),
+                ] {
+                    if let Some(span) = span {
+                        self.error(
+                            ErrorKind::ConflictingKeys,
+                            span,
+                            &format!("{key}.{option}"),
+                            format!("`{key}.{option}` does not apply to a `debian` entry: packages are installed at `/` with the modes they ship"),
+                            "not for this source",
+                        )
+                        .help = Some(format!("remove `{option}`"));
+                    }
+                }
+            }
             if let (Some(mode), "dir" | "symlink") = (&raw.mode, source) {
                 let help = if source == "dir" {
                     "a directory's permissions are its `dir-mode`: rename `mode` to `dir-mode`"
@@ -211,7 +236,7 @@ impl Checker<'_> {
         let dest_key = format!("{key}.dest");
         let dest = match (&raw.dest, source_name) {
             (Some(dest), _) => self.check(dest, &dest_key, |s| check_dest(s, source_name)),
-            (None, Some("tar")) => Some((String::new(), true)),
+            (None, Some("tar" | "debian")) => Some((String::new(), true)),
             (None, _) => {
                 self.error(
                     ErrorKind::MissingKey,
@@ -316,6 +341,9 @@ impl Checker<'_> {
             "cargo" => {
                 Source::Cargo(self.cargo(raw.cargo.as_ref()?.get_ref(), &format!("{key}.cargo"))?)
             }
+            "debian" => Source::Debian(
+                self.debian(raw.debian.as_ref()?.get_ref(), &format!("{key}.debian"))?,
+            ),
             other => unreachable!("unknown source {other}"),
         };
 

@@ -31,6 +31,7 @@
 
 mod cargo;
 mod config;
+mod debian;
 mod layers;
 mod names;
 mod paths;
@@ -228,6 +229,7 @@ impl Checker<'_> {
         };
         let compression = raw.compression.map(Spanned::into_inner).unwrap_or_default();
         let ignore_file = self.ignore_file(raw.ignore_file.as_ref(), context.as_ref());
+        let debian = self.debian_settings(raw.debian.as_ref(), context.as_ref());
         let annotations = self.string_map(raw.annotations.unwrap_or_default(), "annotations");
         let platform_settings = self.platform_settings(raw.platform.unwrap_or_default());
         let platforms = self.platforms(raw.platforms.as_ref(), &platform_settings);
@@ -331,6 +333,7 @@ impl Checker<'_> {
             cache_to: self.repositories(raw.cache_to.as_ref(), "cache-to"),
             platform_settings,
             ignore_file: ignore_file?,
+            debian: debian?,
         })
     }
 }

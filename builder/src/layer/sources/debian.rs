@@ -1,0 +1,185 @@
+//! `debian` entries: resolved Debian packages unpacked at `/`, with dpkg's database.
+//!
+//! The packages were resolved and their `.deb` files put into the store before planning
+//! ([`crate::debian`]); [`SourceContext::debian`](crate::layer::SourceContext) maps each entry
+//! to them. Each `.deb`'s `data.tar` is decompressed into a temporary plain tar and imported
+//! with the `tar` machinery (path safety, kept modes, the spec's owner, no mtimes), package by
+//! package in name order; the directories packages share merge, a file two packages ship is a
+//! conflict naming the entry.
+//!
+//! dpkg's database is written after every entry of the layer is read, so the layer has one
+//! `/var/lib/dpkg/status` (a stanza per package in name order: the package's own `control`
+//! paragraph with `Status: install ok installed` after `Package`, as dpkg writes it) and, per
+//! package, `/var/lib/dpkg/info/NAME.list` (every path it installed, `/.` first) and
+//! `NAME.md5sums` (when the package ships one); a `Multi-Arch: same` package's files are named
+//! `NAME:ARCH.*`, as dpkg names them in the database format `info/format` declares (1). `dpkg-query --admindir=ROOT/var/lib/dpkg` then lists
+//! what the layer installed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::tar_import::{add_members, MemberFilter};
+use super::{Builder, DIR_MODE, FILE_MODE};
+use crate::debian::deb822::Paragraph;
+use crate::layer::tree::{EntryKind, FileSource, ImportedArchive};
+use crate::layer::Error;
+use crate::spec::{DebianSource, EntrySpec};
+
+/// Where dpkg keeps its database.
+const ADMINDIR: &str = "var/lib/dpkg";
+
+/// What dpkg's database says of one installed package.
+pub(crate) struct Installed {
+    /// The `status` stanza.
+    status: Paragraph,
+    /// The name of its `info/` files (`NAME` or `NAME:ARCH`).
+    info_name: String,
+    /// `info/NAME.list`.
+    list: String,
+    /// `info/NAME.md5sums`.
+    md5sums: Option<String>,
+    /// The entry that installed it.
+    entry: usize,
+}
+
+/// Unpacks the packages resolved for `source` and records them for dpkg's database.
+pub(super) fn add(
+    b: &mut Builder<'_>,
+    index: usize,
+    spec: &EntrySpec,
+    source: &DebianSource,
+) -> Result<(), Error> {
+    let packages = b
+        .ctx
+        .debian
+        .and_then(|d| d.get(source))
+        .ok_or_else(|| Error::DebianUnresolved {
+            entry: index + 1,
+            suite: source.suite.clone(),
+        })?
+        .clone();
+    for (package, deb_path) in packages.iter() {
+        let read_err = |source| Error::ReadDeb {
+            package: format!("{} {}", package.name, package.version),
+            path: deb_path.clone(),
+            source,
+        };
+        let deb = crate::debian::deb::open(deb_path, &std::env::temp_dir()).map_err(read_err)?;
+        let data_path = deb.data.to_path_buf();
+        let archive = Arc::new(ImportedArchive::new(
+            data_path,
+            PathBuf::from(format!("{}_{}.deb", package.name, package.version)),
+            Some(deb.data),
+        ));
+        let mut names = Vec::new();
+        add_members(
+            b,
+            index,
+            spec,
+            archive,
+            true,
+            &MemberFilter::all(),
+            Some(&mut names),
+        )?;
+        let mut list = String::from("/.\n");
+        for name in names.iter().filter(|n| !n.is_empty()) {
+            list.push('/');
+            list.push_str(name);
+            list.push('\n');
+        }
+        let mut status = deb.control.clone();
+        let at = status
+            .fields
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case("Package"))
+            .map_or(0, |i| i + 1);
+        status
+            .fields
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("Status"));
+        status
+            .fields
+            .insert(at, ("Status".into(), "install ok installed".into()));
+        let same = status
+            .get("Multi-Arch")
+            .is_some_and(|m| m.eq_ignore_ascii_case("same"));
+        let info_name = if same {
+            format!("{}:{}", package.name, package.architecture)
+        } else {
+            package.name.clone()
+        };
+        b.dpkg.insert(
+            info_name.clone(),
+            Installed {
+                status,
+                info_name,
+                list,
+                md5sums: deb.md5sums,
+                entry: index,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Writes dpkg's database for the packages the layer's `debian` entries installed.
+pub(super) fn write_database(
+    b: &mut Builder<'_>,
+    installed: BTreeMap<String, Installed>,
+) -> Result<(), Error> {
+    let Some(first) = installed.values().next() else {
+        return Ok(());
+    };
+    let entry = first.entry;
+    let spec = b.layer.entries[entry].clone();
+    for dir in [
+        ADMINDIR.to_string(),
+        format!("{ADMINDIR}/info"),
+        format!("{ADMINDIR}/updates"),
+    ] {
+        if !b
+            .tree
+            .get(&dir)
+            .is_some_and(|e| matches!(e.kind, EntryKind::Dir))
+        {
+            b.insert(entry, &dir, &spec, EntryKind::Dir, DIR_MODE)?;
+        }
+    }
+    let mut status = String::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    // Stanzas in package-name order (the map is keyed by info name, which starts with it).
+    for package in installed.values() {
+        if !status.is_empty() {
+            status.push('\n');
+        }
+        status.push_str(&package.status.to_text());
+        files.push((
+            format!("{ADMINDIR}/info/{}.list", package.info_name),
+            package.list.clone(),
+        ));
+        if let Some(md5sums) = &package.md5sums {
+            files.push((
+                format!("{ADMINDIR}/info/{}.md5sums", package.info_name),
+                md5sums.clone(),
+            ));
+        }
+    }
+    files.push((format!("{ADMINDIR}/status"), status));
+    // The database's format: 1 names a `Multi-Arch: same` package's files `NAME:ARCH.*`.
+    files.push((format!("{ADMINDIR}/info/format"), "1\n".to_string()));
+    for (path, text) in files {
+        let bytes: Arc<[u8]> = Arc::from(text.into_bytes().into_boxed_slice());
+        let size = bytes.len() as u64;
+        b.insert(
+            entry,
+            &path,
+            &spec,
+            EntryKind::File {
+                source: FileSource::Inline(bytes),
+                size,
+            },
+            FILE_MODE,
+        )?;
+    }
+    Ok(())
+}
