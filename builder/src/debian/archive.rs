@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 use super::deb822::{self, Paragraph};
 use super::resolve::{Candidate, Index};
 use super::Error;
+use crate::registry::error_chain;
 
 /// An HTTP client for mirrors (the registry's TLS settings: system roots, ring) and the
 /// runtime it runs on.
@@ -77,18 +78,6 @@ impl Http {
             Ok(Some(bytes.to_vec()))
         })
     }
-}
-
-/// An error and its sources, `: `-joined (reqwest's own message says little).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The keys of the keyring files (binary or ASCII-armoured, several keys each).

@@ -77,6 +77,7 @@ pub use crate::types::PullPolicy;
 pub use auth::{
     AuthError, CredentialLookup, CredentialSource, Credentials, Secret, ENV_PASSWORD, ENV_USER,
 };
+pub(crate) use client::error_chain;
 pub use client::{
     alias_manifest, alias_tag, parse_alias, parse_record, record_manifest, record_tag,
     FetchedManifest, PullReport, PushEvent, PushReport, RegistryClient, RegistryOptions,

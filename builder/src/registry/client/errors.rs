@@ -175,9 +175,10 @@ impl RegistryClient {
     }
 }
 
-/// The whole error chain as one line (for classification, never shown with secrets: oci-client
-/// errors hold URLs and registry messages only).
-pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// The whole error chain as one line, `: `-joined (for classification, and for messages whose
+/// top error says little, e.g. reqwest's; never shown with secrets: oci-client errors hold URLs
+/// and registry messages only).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -53,7 +53,7 @@ use super::auth::{CredentialLookup, CredentialSource, Credentials};
 use super::reference::{is_loopback_host, Reference};
 use super::Error;
 use crate::store::BlobRef;
-use errors::error_chain;
+pub(crate) use errors::error_chain;
 
 /// How deep image indexes may nest.
 const MAX_INDEX_DEPTH: usize = 4;
