@@ -23,7 +23,7 @@ use std::sync::Arc;
 use super::pipeline::ChunkWriter;
 use super::tree::{Entry, EntryKind, FileSource, ImportedArchive};
 use super::Error;
-use crate::tarball::{self, EntryHeader, HeaderFormat};
+use crate::tarball::{self, HeaderFormat};
 
 /// Writes layer entries into the pipeline's first queue.
 pub(crate) struct TarWriter {
@@ -48,24 +48,8 @@ impl TarWriter {
         entry: &Entry,
         on_bytes: &mut dyn FnMut(u64),
     ) -> Result<(), Error> {
-        let kind = match &entry.kind {
-            EntryKind::File { size, .. } => tarball::EntryKind::File { size: *size },
-            EntryKind::Dir => tarball::EntryKind::Dir,
-            EntryKind::Symlink { target } => tarball::EntryKind::Symlink { target },
-            EntryKind::Device { kind, major, minor } => tarball::EntryKind::Device {
-                kind: *kind,
-                major: *major,
-                minor: *minor,
-            },
-        };
         self.tar
-            .header(&EntryHeader {
-                path,
-                kind,
-                mode: entry.mode,
-                uid: entry.uid,
-                gid: entry.gid,
-            })
+            .header(&entry.tar_header(path))
             .map_err(|source| Error::WriteLayer { source })?;
         if let EntryKind::File { source, size } = &entry.kind {
             self.write_content(source, *size, on_bytes)?;

@@ -36,6 +36,30 @@ pub struct Entry {
     pub origin: Origin,
 }
 
+impl Entry {
+    /// The tar header of this entry at `path` (its content, for a file, follows it).
+    pub(crate) fn tar_header<'a>(&'a self, path: &'a str) -> crate::tarball::EntryHeader<'a> {
+        use crate::tarball::EntryKind as Tar;
+        let kind = match &self.kind {
+            EntryKind::File { size, .. } => Tar::File { size: *size },
+            EntryKind::Dir => Tar::Dir,
+            EntryKind::Symlink { target } => Tar::Symlink { target },
+            EntryKind::Device { kind, major, minor } => Tar::Device {
+                kind: *kind,
+                major: *major,
+                minor: *minor,
+            },
+        };
+        crate::tarball::EntryHeader {
+            path,
+            kind,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+}
+
 /// What an entry is.
 #[derive(Debug, Clone)]
 pub enum EntryKind {

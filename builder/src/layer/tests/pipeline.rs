@@ -5,7 +5,7 @@
 use super::*;
 use crate::layer::compress::Encoder;
 use crate::layer::pipeline::CHUNK;
-use crate::tarball::{self, EntryHeader, HeaderFormat};
+use crate::tarball::{self, HeaderFormat};
 
 const ALL: [Compression; 3] = [Compression::None, Compression::Gzip, Compression::Zstd];
 
@@ -15,24 +15,7 @@ const ALL: [Compression; 3] = [Compression::None, Compression::Gzip, Compression
 fn single_threaded(tree: &LayerTree, opts: &WriteOptions) -> (Vec<u8>, Vec<u8>) {
     let mut tar = tarball::TarWriter::new(Vec::new(), opts.mtime, HeaderFormat::Pax);
     for (path, entry) in tree.iter() {
-        let kind = match &entry.kind {
-            EntryKind::File { size, .. } => tarball::EntryKind::File { size: *size },
-            EntryKind::Dir => tarball::EntryKind::Dir,
-            EntryKind::Symlink { target } => tarball::EntryKind::Symlink { target },
-            EntryKind::Device { kind, major, minor } => tarball::EntryKind::Device {
-                kind: *kind,
-                major: *major,
-                minor: *minor,
-            },
-        };
-        tar.header(&EntryHeader {
-            path,
-            kind,
-            mode: entry.mode,
-            uid: entry.uid,
-            gid: entry.gid,
-        })
-        .unwrap();
+        tar.header(&entry.tar_header(path)).unwrap();
         if let EntryKind::File { source, size } = &entry.kind {
             let content = match source {
                 FileSource::Inline(bytes) => bytes.to_vec(),
