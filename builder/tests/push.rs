@@ -11,7 +11,7 @@ use cargo_oci_image::registry::{
     CredentialLookup, Error, Reference, RegistryClient, RegistryOptions, RetryPolicy,
 };
 use cargo_oci_image_test_support::registry::{Fault, Proxy, Registry};
-use cargo_oci_image_test_support::{read_json, skopeo};
+use cargo_oci_image_test_support::{blob_path, error_chain, read_json, skopeo};
 
 fn options() -> RegistryOptions {
     RegistryOptions {
@@ -48,27 +48,9 @@ fn build_image(dir: &Path, out: &Path) -> (String, String) {
     let digest = cargo_oci_image::build::build(&spec, &opts, &|_| {})
         .expect("build the test image")
         .manifest_digest;
-    let manifest = read_json(&blob(out, &digest));
+    let manifest = read_json(&blob_path(out, &digest));
     let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
     (digest, layer)
-}
-
-fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
-}
-
-/// The error and its sources, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(" | ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[test]
@@ -79,7 +61,7 @@ fn a_corrupt_blob_fails_the_push_naming_its_file_and_the_registry_keeps_nothing(
     let (_, layer) = build_image(tmp.path(), &layout);
     // The same size, one byte changed: only hashing it finds out (a new file, not the
     // store's, which may share its inode).
-    let path = blob(&layout, &layer);
+    let path = blob_path(&layout, &layer);
     let mut bytes = std::fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
@@ -93,7 +75,7 @@ fn a_corrupt_blob_fails_the_push_naming_its_file_and_the_registry_keeps_nothing(
     let err = client
         .push_layout(&layout, None, &target, &[], None, &|_| {})
         .unwrap_err();
-    let text = chain(&err);
+    let text = error_chain(&err);
     assert!(matches!(err, Error::ReadLayout { .. }), "{text}");
     assert!(
         text.contains(&path.display().to_string()),

@@ -12,7 +12,7 @@ use cargo_oci_image::registry::{
 };
 use cargo_oci_image::store::Store;
 use cargo_oci_image_test_support::registry::{push_umoci_image, Fault, Proxy, Registry, Seen};
-use cargo_oci_image_test_support::{read_json, skopeo};
+use cargo_oci_image_test_support::{error_chain, read_json, skopeo};
 
 const PASSWORD: &str = "s3cret-pa55word";
 
@@ -31,18 +31,6 @@ fn options() -> RegistryOptions {
 
 fn reference(text: &str) -> Reference {
     text.parse().unwrap()
-}
-
-/// The error and its sources, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(" | ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Pushes an image made by umoci (`/hello-from-umoci`) with skopeo; returns the reference.
@@ -360,7 +348,7 @@ fn auth_over_tls_right_and_wrong_credentials() {
             PullPolicy::Always,
         )
         .unwrap_err();
-    let text = chain(&err);
+    let text = error_chain(&err);
     let debug = format!("{err:?}");
     assert!(matches!(err, Error::Authenticate { .. }), "{text}");
     assert!(text.contains("401"), "{text}");
@@ -373,7 +361,7 @@ fn auth_over_tls_right_and_wrong_credentials() {
     let err = client
         .push_layout(&layout, None, &target, &[], None, &|_| {})
         .unwrap_err();
-    let text = chain(&err);
+    let text = error_chain(&err);
     assert!(matches!(err, Error::Authenticate { .. }), "{text}");
     assert!(!text.contains(wrong) && !format!("{err:?}").contains(wrong));
 
@@ -394,7 +382,7 @@ fn auth_over_tls_right_and_wrong_credentials() {
     assert!(
         err.to_string().contains("no credentials"),
         "{}",
-        chain(&err)
+        error_chain(&err)
     );
 
     // Without the CA, TLS fails (and plain HTTP is not silently used instead).
@@ -408,9 +396,9 @@ fn auth_over_tls_right_and_wrong_credentials() {
         )
         .unwrap_err();
     assert!(
-        chain(&err).to_lowercase().contains("certificate"),
+        error_chain(&err).to_lowercase().contains("certificate"),
         "{}",
-        chain(&err)
+        error_chain(&err)
     );
 }
 
@@ -604,7 +592,7 @@ fn a_blob_corrupted_in_transit_is_rejected_and_not_stored() {
             PullPolicy::Always,
         )
         .unwrap_err();
-    let text = chain(&err);
+    let text = error_chain(&err);
     assert!(matches!(err, Error::VerifyBlob { .. }), "{text}");
     assert!(text.contains("nothing was stored"), "{text}");
     // Only the manifest (verified against its digest) is in the store; no config, no layer.
@@ -688,7 +676,7 @@ fn never_fails_clearly_and_if_not_present_works_offline() {
     assert!(
         matches!(err, Error::FetchManifest { .. }),
         "{}",
-        chain(&err)
+        error_chain(&err)
     );
     assert!(err.to_string().contains(&registry.host()));
 }

@@ -25,13 +25,7 @@ fn push_is_read_back_by_skopeo_and_a_second_push_uploads_nothing() {
 
     for tag in ["latest", "vendor-1.0"] {
         let copy = tmp.path().join(format!("copy-{tag}"));
-        skopeo([
-            "copy".to_string(),
-            "--quiet".to_string(),
-            "--src-tls-verify=false".to_string(),
-            format!("docker://{repo}:{tag}"),
-            format!("oci:{}:{tag}", copy.display()),
-        ]);
+        skopeo_pull(&format!("docker://{repo}:{tag}"), &copy, tag);
         let v = skopeo_inspect(&copy, tag, None);
         assert_eq!(v["Digest"], local.as_str(), "{tag}");
     }
@@ -140,13 +134,11 @@ fn a_second_repository_mounts_our_blobs_and_each_tag_is_one_manifest_upload() {
 
     // And skopeo reads the mounted image back, the same digest.
     let copy = dir.join("copy");
-    skopeo([
-        "copy".to_string(),
-        "--quiet".to_string(),
-        "--src-tls-verify=false".to_string(),
-        format!("docker://{}:vendor-1.0", repo("three")),
-        format!("oci:{}:v", copy.display()),
-    ]);
+    skopeo_pull(
+        &format!("docker://{}:vendor-1.0", repo("three")),
+        &copy,
+        "v",
+    );
     assert_eq!(skopeo_inspect(&copy, "v", None)["Digest"], local.as_str());
 }
 

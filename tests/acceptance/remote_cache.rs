@@ -378,13 +378,7 @@ fn a_push_only_build_to_another_registry_downloads_the_cached_layers() {
         .count();
     assert_eq!(downloads, of_kind(&on_b, "layer-finished").len());
     let copy = b.join("copy");
-    skopeo([
-        "copy".to_string(),
-        "--quiet".to_string(),
-        "--src-tls-verify=false".to_string(),
-        format!("docker://{target}:latest"),
-        format!("oci:{}:latest", copy.display()),
-    ]);
+    skopeo_pull(&format!("docker://{target}:latest"), &copy, "latest");
     assert_eq!(
         skopeo_inspect(&copy, "latest", None)["Digest"],
         digest.as_str()
@@ -665,13 +659,7 @@ fn a_fresh_git_clone_takes_its_layers_from_the_cache_without_reading_its_files()
     assert_ne!(digests(&on_d), digests(&on_a));
     // And B's push is the image skopeo reads back, with A's digest.
     let copy = b.join("copy");
-    skopeo([
-        "copy".to_string(),
-        "--quiet".to_string(),
-        "--src-tls-verify=false".to_string(),
-        format!("docker://{target}:latest"),
-        format!("oci:{}:latest", copy.display()),
-    ]);
+    skopeo_pull(&format!("docker://{target}:latest"), &copy, "latest");
     assert_eq!(
         skopeo_inspect(&copy, "latest", None)["Digest"],
         digests(&on_a)[0].1.as_str()

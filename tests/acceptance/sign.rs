@@ -524,13 +524,7 @@ fn a_signed_push_leaves_the_sig_and_att_tags_skopeo_reads_and_verify_checks() {
         "application/vnd.dev.cosign.simplesigning.v1+json"
     );
     let copy = tmp.path().join("sig-copy");
-    skopeo([
-        "copy".to_string(),
-        "--quiet".to_string(),
-        "--src-tls-verify=false".to_string(),
-        sig_ref.clone(),
-        format!("oci:{}:sig", copy.display()),
-    ]);
+    skopeo_pull(&sig_ref, &copy, "sig");
     let payload = std::fs::read(blob_path(&copy, layer["digest"].as_str().unwrap())).unwrap();
     let signature = layer["annotations"][SIGNATURE].as_str().unwrap();
     assert!(openssl_verifies(tmp.path(), &public, &payload, signature));

@@ -27,6 +27,18 @@ pub mod tools;
 pub use serde_json::Value;
 pub use tempfile::TempDir;
 
+/// An error and its sources on one line, ` | `-joined (what a test matches a message against).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(" | ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 pub use cli::{
     build, build_cargo_image, build_events, build_with_format, cargo_image, cargo_image_bin,
     json_events, of_kind, CargoImage,
@@ -42,6 +54,6 @@ pub use layout::{
 pub use project::{build_base_layout, edit_spec, spec_on_base, write_spec, Project};
 pub use tools::{
     glibc_tar, loader_members, oci_image_tool_validate, require, run, run_command, runc_run,
-    sha256, sha256_file, skopeo, skopeo_copy_gzip, skopeo_inspect, tar_list, tar_list_verbose,
-    umoci_layout, umoci_unpack, Run,
+    sha256, sha256_file, skopeo, skopeo_copy_gzip, skopeo_inspect, skopeo_pull, tar_list,
+    tar_list_verbose, umoci_layout, umoci_unpack, Run,
 };

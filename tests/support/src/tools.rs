@@ -153,6 +153,17 @@ pub fn skopeo_inspect(layout: &Path, tag: &str, flag: Option<&str>) -> Value {
     serde_json::from_str(&skopeo(&args).stdout).expect("skopeo prints JSON")
 }
 
+/// `skopeo copy SOURCE oci:LAYOUT:TAG` from a plain-HTTP loopback registry (`docker://...`).
+pub fn skopeo_pull(source: &str, layout: &Path, tag: &str) {
+    skopeo([
+        "copy".to_string(),
+        "--quiet".to_string(),
+        "--src-tls-verify=false".to_string(),
+        source.to_string(),
+        format!("oci:{}:{tag}", layout.display()),
+    ]);
+}
+
 /// Converts a (zstd) layout to a gzip one with skopeo, for tools that only read gzip.
 pub fn skopeo_copy_gzip(layout: &Path, tag: &str, dest: &Path) {
     skopeo([
