@@ -1,5 +1,6 @@
 //! Debian packages as a layer, from a Debian-style repository made in the test and served on
-//! 127.0.0.1: `.deb` files built by `dpkg-deb --build`, the `Packages` index by
+//! 127.0.0.1: `.deb` files built by `dpkg-deb --build` (or real ones: `debian_glibc.rs`), the
+//! `Packages` index by
 //! `dpkg-scanpackages`, the `Release` signed (`InRelease`) by `gpg --clearsign` with a key
 //! made for the test, served by `python3 -m http.server`. The image is unpacked by `umoci` and
 //! its dpkg database read by `dpkg-query --admindir`.
@@ -103,13 +104,34 @@ const PACKAGES: &[Pkg] = &[
 
 /// A signed repository under `ROOT/repo` and the keyring that verifies it (`ROOT/keyring.gpg`),
 /// with the throwaway gpg home that signed it.
-struct Repo {
-    root: PathBuf,
+pub(crate) struct Repo {
+    pub(crate) root: PathBuf,
     gnupg: PathBuf,
 }
 
 impl Repo {
+    /// The repository of [`PACKAGES`], suite `stable` (codename `test`).
     fn new(root: &Path) -> Repo {
+        let repo = Repo::empty(root);
+        for p in PACKAGES {
+            build_deb(p, &repo.pool(), &root.join("build"));
+        }
+        repo.index("stable", "test");
+        repo
+    }
+
+    /// A repository of the `.deb` files `debs` (real packages), suite and codename `suite`.
+    pub(crate) fn of_debs(root: &Path, suite: &str, debs: &[PathBuf]) -> Repo {
+        let repo = Repo::empty(root);
+        for deb in debs {
+            std::fs::copy(deb, repo.pool().join(deb.file_name().unwrap())).unwrap();
+        }
+        repo.index(suite, suite);
+        repo
+    }
+
+    /// An empty pool and a signing key made for the test.
+    fn empty(root: &Path) -> Repo {
         for tool in ["dpkg-deb", "dpkg-scanpackages", "gpg", "xz", "python3"] {
             require(tool);
         }
@@ -119,11 +141,7 @@ impl Repo {
         };
         std::fs::create_dir_all(&repo.gnupg).unwrap();
         set_private(&repo.gnupg);
-        let pool = root.join("repo/pool/main");
-        std::fs::create_dir_all(&pool).unwrap();
-        for p in PACKAGES {
-            build_deb(p, &pool, &root.join("build"));
-        }
+        std::fs::create_dir_all(repo.pool()).unwrap();
         repo.gpg(&[
             "--quick-gen-key",
             "Test Archive <archive@example.invalid>",
@@ -133,8 +151,11 @@ impl Repo {
         ]);
         let keyring = repo.gpg_output(&["--export"]);
         std::fs::write(root.join("keyring.gpg"), keyring).unwrap();
-        repo.index();
         repo
+    }
+
+    fn pool(&self) -> PathBuf {
+        self.root.join("repo/pool/main")
     }
 
     /// Runs gpg with the test's home, no passphrase, no agent prompts.
@@ -171,11 +192,11 @@ impl Repo {
         out.stdout
     }
 
-    /// `dists/stable`: `Packages` (plain and xz) per architecture by `dpkg-scanpackages`,
+    /// `dists/SUITE`: `Packages` (plain and xz) per architecture by `dpkg-scanpackages`,
     /// `Release` with their SHA-256s, `InRelease` clear-signed by the test key.
-    fn index(&self) {
+    fn index(&self, suite: &str, codename: &str) {
         let repo = self.root.join("repo");
-        let dists = repo.join("dists/stable");
+        let dists = repo.join(format!("dists/{suite}"));
         let mut sums = String::new();
         for arch in ["amd64", "arm64"] {
             let dir = dists.join(format!("main/binary-{arch}"));
@@ -199,7 +220,7 @@ impl Repo {
             }
         }
         let release = format!(
-            "Origin: Test\nLabel: Test\nSuite: stable\nCodename: test\n\
+            "Origin: Test\nLabel: Test\nSuite: {suite}\nCodename: {codename}\n\
              Date: Sat, 01 Jan 2000 00:00:00 UTC\nArchitectures: amd64 arm64\n\
              Components: main\nDescription: a repository made by a test\nSHA256:\n{sums}"
         );
@@ -215,7 +236,7 @@ impl Repo {
         ]);
     }
 
-    fn keyring(&self) -> PathBuf {
+    pub(crate) fn keyring(&self) -> PathBuf {
         self.root.join("keyring.gpg")
     }
 }
@@ -296,13 +317,13 @@ fn set_private(dir: &Path) {
 }
 
 /// `python3 -m http.server` on 127.0.0.1 serving `dir`, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
-    fn start(dir: &Path) -> Server {
+    pub(crate) fn start(dir: &Path) -> Server {
         let mut child = Command::new("python3")
             .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
             .current_dir(dir)
@@ -355,7 +376,7 @@ debian = {{ suite = "stable", packages = [{packages}] }}
 }
 
 /// `dpkg-query -W` over the image's dpkg database, one `NAME VERSION ARCH` line each.
-fn dpkg_query(rootfs: &Path, args: &[&str]) -> String {
+pub(crate) fn dpkg_query(rootfs: &Path, args: &[&str]) -> String {
     require("dpkg-query");
     let admindir = rootfs.join("var/lib/dpkg");
     run(
@@ -369,7 +390,7 @@ fn dpkg_query(rootfs: &Path, args: &[&str]) -> String {
     .stdout
 }
 
-const FORMAT: &str = "-f=${Package} ${Version} ${Architecture} ${Status}\n";
+pub(crate) const FORMAT: &str = "-f=${Package} ${Version} ${Architecture} ${Status}\n";
 
 #[test]
 fn packages_install_with_their_dependencies_and_dpkg_lists_exactly_them() {

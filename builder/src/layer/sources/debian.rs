@@ -61,7 +61,7 @@ const CA_DIRS: [&str; 2] = [
     "usr/local/share/ca-certificates/",
 ];
 /// The bundle, where Debian's `update-ca-certificates` writes it.
-pub(crate) const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
+const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
 
 /// What dpkg's database says of one installed package.
 pub(crate) struct Installed {
