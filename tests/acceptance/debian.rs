@@ -93,6 +93,20 @@ const PACKAGES: &[Pkg] = &[
         compression: "xz",
     },
     Pkg {
+        name: "ca-certificates",
+        version: "20250101",
+        arch: "all",
+        fields: "",
+        // A certificate without its last newline, in a directory that sorts first.
+        files: &[
+            ("usr/share/ca-certificates/mozilla/B_Root.crt", "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n"),
+            ("usr/share/ca-certificates/mozilla/A_Root.crt", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"),
+            ("usr/share/ca-certificates/extra/Z_Root.crt", "-----BEGIN CERTIFICATE-----\nZZZZ\n-----END CERTIFICATE-----\n"),
+            ("usr/share/ca-certificates/mozilla/README", "not a certificate\n"),
+        ],
+        compression: "xz",
+    },
+    Pkg {
         name: "needs-new",
         version: "1",
         arch: "all",
@@ -423,6 +437,10 @@ fn packages_install_with_their_dependencies_and_dpkg_lists_exactly_them() {
          tiny-base 1.2 amd64 install ok installed\n\
          tiny-mta 0.1 amd64 install ok installed\n"
     );
+    assert!(
+        !rootfs.join("etc/ssl").exists(),
+        "no CA bundle without ca-certificates"
+    );
     let listed = dpkg_query(&rootfs, &["-L", "foo-tools"]);
     assert!(listed.lines().any(|l| l == "/usr/bin/foo"), "{listed}");
     let listed = dpkg_query(&rootfs, &["-L", "libfoo1:amd64"]);
@@ -450,6 +468,55 @@ fn packages_install_with_their_dependencies_and_dpkg_lists_exactly_them() {
     let listing = tar_list_verbose(&p.first_layer());
     assert!(listing.contains("-rwxr-xr-x 0/0"), "{listing}");
     assert!(!listing.contains(" 1/"), "{listing}");
+}
+
+#[test]
+fn ca_certificates_gets_its_bundle_from_the_packages_certificates_then_the_sites() {
+    let p = Project::new("");
+    let repo = Repo::new(p.root());
+    let server = Server::start(&repo.root.join("repo"));
+    let site = "-----BEGIN CERTIFICATE-----\nSITE\n-----END CERTIFICATE-----\n";
+    let layer = format!(
+        "[[layer.add]]\ncontent = \"{}\"\ndest = \"/usr/local/share/ca-certificates/site.crt\"\n\
+         [[layer.add]]\ncontent = \"notes\\n\"\ndest = \"/usr/local/share/ca-certificates/notes.txt\"\n",
+        site.replace('\n', "\\n")
+    );
+    p.set_spec(&(spec(&server.url, &repo.keyring(), r#""ca-certificates""#, "") + &layer));
+    p.builds();
+    let bundle = p.root().join("bundle");
+    umoci_unpack(&p.out(), "latest", &bundle);
+    let rootfs = bundle.join("rootfs");
+    // update-ca-certificates' order: the package's `*.crt` in byte order of their paths (extra/
+    // before mozilla/, A before B), a newline after a certificate that lacks one, then the
+    // site's; other files left out.
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap(),
+        format!(
+            "-----BEGIN CERTIFICATE-----\nZZZZ\n-----END CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n{site}"
+        )
+    );
+    assert_eq!(
+        stat(&rootfs.join("etc/ssl/certs/ca-certificates.crt")),
+        (0o644, 0, 0)
+    );
+    // The bundle is not a file of the package: dpkg does not list it.
+    let listed = dpkg_query(&rootfs, &["-L", "ca-certificates"]);
+    assert!(!listed.contains("ca-certificates.crt"), "{listed}");
+
+    // A bundle the layer has already is kept.
+    let own =
+        "[[layer.add]]\ncontent = \"mine\\n\"\ndest = \"/etc/ssl/certs/ca-certificates.crt\"\n";
+    p.set_spec(&(spec(&server.url, &repo.keyring(), r#""ca-certificates""#, "") + own));
+    std::fs::remove_dir_all(p.out()).unwrap();
+    p.builds();
+    let bundle = p.root().join("bundle-own");
+    umoci_unpack(&p.out(), "latest", &bundle);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/ssl/certs/ca-certificates.crt")).unwrap(),
+        "mine\n"
+    );
 }
 
 #[test]
