@@ -156,7 +156,8 @@ pub(super) fn add(
     Ok(())
 }
 
-/// Writes dpkg's database for the packages the layer's `debian` entries installed.
+/// Writes dpkg's database for the packages the layer's `debian` entries installed, and the CA
+/// bundle when they include `ca-certificates`.
 pub(super) fn write_database(
     b: &mut Builder<'_>,
     installed: BTreeMap<String, Installed>,
