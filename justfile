@@ -4,9 +4,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages the tests check images with (real tools nobody here wrote), and the C compilers
 # of cargo builds: musl-tools (musl-gcc, x86_64 musl), gcc-aarch64-linux-gnu (aarch64 linker and C);
-# dpkg-dev (dpkg-scanpackages), gnupg and xz-utils make the Debian repository of the debian tests;
+# dpkg-dev (dpkg-scanpackages), gnupg and xz-utils make the Debian repository of the debian tests,
+# apt (`apt-get download`) fetches the real packages of the debian-glibc one;
 # git and inotify-tools make and watch the git checkouts of the remote-cache tests.
-debian_peers := "git inotify-tools skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu musl-tools binutils python3-venv apache2-utils time openssl python3-nacl util-linux dpkg-dev gnupg xz-utils"
+debian_peers := "git inotify-tools skopeo umoci runc oci-image-tool jq pigz zstd podman buildah docker-registry qemu-user-static gcc-aarch64-linux-gnu musl-tools binutils python3-venv apache2-utils time openssl python3-nacl util-linux dpkg-dev gnupg xz-utils apt"
 rust_targets := "x86_64-unknown-linux-musl aarch64-unknown-linux-musl x86_64-unknown-linux-gnu"
 # From PyPI: `cargo zigbuild` and the zig it runs (pinned: the versions the tests were run with).
 pypi_tools := "cargo-zigbuild==0.24.1 ziglang==0.17.1"

@@ -1,5 +1,6 @@
 //! Debian packages as a layer, from a Debian-style repository made in the test and served on
-//! 127.0.0.1: `.deb` files built by `dpkg-deb --build`, the `Packages` index by
+//! 127.0.0.1: `.deb` files built by `dpkg-deb --build` (or real ones: `debian_glibc.rs`), the
+//! `Packages` index by
 //! `dpkg-scanpackages`, the `Release` signed (`InRelease`) by `gpg --clearsign` with a key
 //! made for the test, served by `python3 -m http.server`. The image is unpacked by `umoci` and
 //! its dpkg database read by `dpkg-query --admindir`.
@@ -92,6 +93,20 @@ const PACKAGES: &[Pkg] = &[
         compression: "xz",
     },
     Pkg {
+        name: "ca-certificates",
+        version: "20250101",
+        arch: "all",
+        fields: "",
+        // A certificate without its last newline, in a directory that sorts first.
+        files: &[
+            ("usr/share/ca-certificates/mozilla/B_Root.crt", "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n"),
+            ("usr/share/ca-certificates/mozilla/A_Root.crt", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"),
+            ("usr/share/ca-certificates/extra/Z_Root.crt", "-----BEGIN CERTIFICATE-----\nZZZZ\n-----END CERTIFICATE-----\n"),
+            ("usr/share/ca-certificates/mozilla/README", "not a certificate\n"),
+        ],
+        compression: "xz",
+    },
+    Pkg {
         name: "needs-new",
         version: "1",
         arch: "all",
@@ -103,13 +118,34 @@ const PACKAGES: &[Pkg] = &[
 
 /// A signed repository under `ROOT/repo` and the keyring that verifies it (`ROOT/keyring.gpg`),
 /// with the throwaway gpg home that signed it.
-struct Repo {
-    root: PathBuf,
+pub(crate) struct Repo {
+    pub(crate) root: PathBuf,
     gnupg: PathBuf,
 }
 
 impl Repo {
+    /// The repository of [`PACKAGES`], suite `stable` (codename `test`).
     fn new(root: &Path) -> Repo {
+        let repo = Repo::empty(root);
+        for p in PACKAGES {
+            build_deb(p, &repo.pool(), &root.join("build"));
+        }
+        repo.index("stable", "test");
+        repo
+    }
+
+    /// A repository of the `.deb` files `debs` (real packages), suite and codename `suite`.
+    pub(crate) fn of_debs(root: &Path, suite: &str, debs: &[PathBuf]) -> Repo {
+        let repo = Repo::empty(root);
+        for deb in debs {
+            std::fs::copy(deb, repo.pool().join(deb.file_name().unwrap())).unwrap();
+        }
+        repo.index(suite, suite);
+        repo
+    }
+
+    /// An empty pool and a signing key made for the test.
+    fn empty(root: &Path) -> Repo {
         for tool in ["dpkg-deb", "dpkg-scanpackages", "gpg", "xz", "python3"] {
             require(tool);
         }
@@ -119,11 +155,7 @@ impl Repo {
         };
         std::fs::create_dir_all(&repo.gnupg).unwrap();
         set_private(&repo.gnupg);
-        let pool = root.join("repo/pool/main");
-        std::fs::create_dir_all(&pool).unwrap();
-        for p in PACKAGES {
-            build_deb(p, &pool, &root.join("build"));
-        }
+        std::fs::create_dir_all(repo.pool()).unwrap();
         repo.gpg(&[
             "--quick-gen-key",
             "Test Archive <archive@example.invalid>",
@@ -133,8 +165,11 @@ impl Repo {
         ]);
         let keyring = repo.gpg_output(&["--export"]);
         std::fs::write(root.join("keyring.gpg"), keyring).unwrap();
-        repo.index();
         repo
+    }
+
+    fn pool(&self) -> PathBuf {
+        self.root.join("repo/pool/main")
     }
 
     /// Runs gpg with the test's home, no passphrase, no agent prompts.
@@ -171,11 +206,11 @@ impl Repo {
         out.stdout
     }
 
-    /// `dists/stable`: `Packages` (plain and xz) per architecture by `dpkg-scanpackages`,
+    /// `dists/SUITE`: `Packages` (plain and xz) per architecture by `dpkg-scanpackages`,
     /// `Release` with their SHA-256s, `InRelease` clear-signed by the test key.
-    fn index(&self) {
+    fn index(&self, suite: &str, codename: &str) {
         let repo = self.root.join("repo");
-        let dists = repo.join("dists/stable");
+        let dists = repo.join(format!("dists/{suite}"));
         let mut sums = String::new();
         for arch in ["amd64", "arm64"] {
             let dir = dists.join(format!("main/binary-{arch}"));
@@ -199,7 +234,7 @@ impl Repo {
             }
         }
         let release = format!(
-            "Origin: Test\nLabel: Test\nSuite: stable\nCodename: test\n\
+            "Origin: Test\nLabel: Test\nSuite: {suite}\nCodename: {codename}\n\
              Date: Sat, 01 Jan 2000 00:00:00 UTC\nArchitectures: amd64 arm64\n\
              Components: main\nDescription: a repository made by a test\nSHA256:\n{sums}"
         );
@@ -215,7 +250,7 @@ impl Repo {
         ]);
     }
 
-    fn keyring(&self) -> PathBuf {
+    pub(crate) fn keyring(&self) -> PathBuf {
         self.root.join("keyring.gpg")
     }
 }
@@ -296,13 +331,13 @@ fn set_private(dir: &Path) {
 }
 
 /// `python3 -m http.server` on 127.0.0.1 serving `dir`, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
-    fn start(dir: &Path) -> Server {
+    pub(crate) fn start(dir: &Path) -> Server {
         let mut child = Command::new("python3")
             .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
             .current_dir(dir)
@@ -355,7 +390,7 @@ debian = {{ suite = "stable", packages = [{packages}] }}
 }
 
 /// `dpkg-query -W` over the image's dpkg database, one `NAME VERSION ARCH` line each.
-fn dpkg_query(rootfs: &Path, args: &[&str]) -> String {
+pub(crate) fn dpkg_query(rootfs: &Path, args: &[&str]) -> String {
     require("dpkg-query");
     let admindir = rootfs.join("var/lib/dpkg");
     run(
@@ -369,7 +404,7 @@ fn dpkg_query(rootfs: &Path, args: &[&str]) -> String {
     .stdout
 }
 
-const FORMAT: &str = "-f=${Package} ${Version} ${Architecture} ${Status}\n";
+pub(crate) const FORMAT: &str = "-f=${Package} ${Version} ${Architecture} ${Status}\n";
 
 #[test]
 fn packages_install_with_their_dependencies_and_dpkg_lists_exactly_them() {
@@ -402,6 +437,10 @@ fn packages_install_with_their_dependencies_and_dpkg_lists_exactly_them() {
          tiny-base 1.2 amd64 install ok installed\n\
          tiny-mta 0.1 amd64 install ok installed\n"
     );
+    assert!(
+        !rootfs.join("etc/ssl").exists(),
+        "no CA bundle without ca-certificates"
+    );
     let listed = dpkg_query(&rootfs, &["-L", "foo-tools"]);
     assert!(listed.lines().any(|l| l == "/usr/bin/foo"), "{listed}");
     let listed = dpkg_query(&rootfs, &["-L", "libfoo1:amd64"]);
@@ -429,6 +468,55 @@ fn packages_install_with_their_dependencies_and_dpkg_lists_exactly_them() {
     let listing = tar_list_verbose(&p.first_layer());
     assert!(listing.contains("-rwxr-xr-x 0/0"), "{listing}");
     assert!(!listing.contains(" 1/"), "{listing}");
+}
+
+#[test]
+fn ca_certificates_gets_its_bundle_from_the_packages_certificates_then_the_sites() {
+    let p = Project::new("");
+    let repo = Repo::new(p.root());
+    let server = Server::start(&repo.root.join("repo"));
+    let site = "-----BEGIN CERTIFICATE-----\nSITE\n-----END CERTIFICATE-----\n";
+    let layer = format!(
+        "[[layer.add]]\ncontent = \"{}\"\ndest = \"/usr/local/share/ca-certificates/site.crt\"\n\
+         [[layer.add]]\ncontent = \"notes\\n\"\ndest = \"/usr/local/share/ca-certificates/notes.txt\"\n",
+        site.replace('\n', "\\n")
+    );
+    p.set_spec(&(spec(&server.url, &repo.keyring(), r#""ca-certificates""#, "") + &layer));
+    p.builds();
+    let bundle = p.root().join("bundle");
+    umoci_unpack(&p.out(), "latest", &bundle);
+    let rootfs = bundle.join("rootfs");
+    // update-ca-certificates' order: the package's `*.crt` in byte order of their paths (extra/
+    // before mozilla/, A before B), a newline after a certificate that lacks one, then the
+    // site's; other files left out.
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap(),
+        format!(
+            "-----BEGIN CERTIFICATE-----\nZZZZ\n-----END CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n{site}"
+        )
+    );
+    assert_eq!(
+        stat(&rootfs.join("etc/ssl/certs/ca-certificates.crt")),
+        (0o644, 0, 0)
+    );
+    // The bundle is not a file of the package: dpkg does not list it.
+    let listed = dpkg_query(&rootfs, &["-L", "ca-certificates"]);
+    assert!(!listed.contains("ca-certificates.crt"), "{listed}");
+
+    // A bundle the layer has already is kept.
+    let own =
+        "[[layer.add]]\ncontent = \"mine\\n\"\ndest = \"/etc/ssl/certs/ca-certificates.crt\"\n";
+    p.set_spec(&(spec(&server.url, &repo.keyring(), r#""ca-certificates""#, "") + own));
+    std::fs::remove_dir_all(p.out()).unwrap();
+    p.builds();
+    let bundle = p.root().join("bundle-own");
+    umoci_unpack(&p.out(), "latest", &bundle);
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/ssl/certs/ca-certificates.crt")).unwrap(),
+        "mine\n"
+    );
 }
 
 #[test]

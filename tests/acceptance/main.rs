@@ -8,6 +8,7 @@ mod cache;
 mod cargo_builds;
 mod cli;
 mod debian;
+mod debian_glibc;
 mod dynamic;
 mod events;
 mod examples;

@@ -22,8 +22,9 @@
 //! 4. **Read** ([`deb::open`]): the layer module opens each `.deb` for its control file,
 //!    `md5sums` and `data.tar`, which it imports like a `tar` source, and writes dpkg's
 //!    database from them. No maintainer script runs (as with apko and rules_distroless): what
-//!    `postinst` would do at install time (`ldconfig`, `update-ca-certificates`, users) is not
-//!    done.
+//!    `postinst` would do at install time (`ldconfig`'s cache, users) is not done, except the
+//!    one thing most images need, `ca-certificates`' bundle, which the layer module derives
+//!    from the certificates the package ships (as rules_distroless' `cacerts` does).
 //!
 //! This module depends on [`crate::store`], [`crate::types`], [`crate::tarball`] and the TLS
 //! settings of [`crate::registry`].

@@ -164,8 +164,13 @@ pub fn parse_relations(field: &str) -> Option<Vec<Vec<Relation>>> {
 
 fn parse_relation(text: &str) -> Option<Relation> {
     // Architecture restrictions (`[amd64]`) and build profiles (`<!nocheck>`) only appear in
-    // source packages; drop them if a repository has them anyway.
-    let text = text.split(['[', '<']).next().unwrap_or("").trim();
+    // source packages; drop them if a repository has them anyway. They follow the version
+    // constraint, whose own `<` (`<=`, `<<`) must stay.
+    let after_constraint = text.find(')').map_or(0, |i| i + 1);
+    let end = text[after_constraint..]
+        .find(['[', '<'])
+        .map_or(text.len(), |i| after_constraint + i);
+    let text = text[..end].trim();
     let (name, constraint) = match text.split_once('(') {
         Some((name, rest)) => {
             let inner = rest.strip_suffix(')')?.trim();
@@ -225,5 +230,18 @@ mod tests {
         assert!(!groups[0][0].accepts("2.31"));
         assert_eq!(groups[0][0].to_string(), "libc6 (>= 2.34)");
         assert!(parse_relations("a (>= )").is_none());
+    }
+
+    #[test]
+    fn upper_bounds_are_read_and_restrictions_after_them_dropped() {
+        // `0ad` in bookworm's Packages: a `<=` bound, which must not be cut as a build profile.
+        let groups = parse_relations("0ad-data (>= 0.0.26), 0ad-data (<= 0.0.26-3)").unwrap();
+        assert_eq!(groups[1][0].to_string(), "0ad-data (<= 0.0.26-3)");
+        assert!(groups[1][0].accepts("0.0.26-3"));
+        assert!(!groups[1][0].accepts("0.0.26-4"));
+        let groups = parse_relations("a (<< 2) [amd64] <!nocheck>, b <!nodoc>, c [i386]").unwrap();
+        assert_eq!(groups[0][0].to_string(), "a (<< 2)");
+        assert_eq!(groups[1][0].to_string(), "b");
+        assert_eq!(groups[2][0].to_string(), "c");
     }
 }

@@ -73,7 +73,7 @@ mod tests;
 
 pub use crate::types::{Compression, LayerBlob};
 pub use error::Error;
-pub(crate) use sources::{Globs, SYMLINK_MODE};
+pub(crate) use sources::{Globs, DEBIAN_INSTALL_RECIPE, SYMLINK_MODE};
 pub use sources::{HostFilter, IgnoreFile, Reserved};
 pub(crate) use tree::{is_normalised, join};
 pub use tree::{DeviceKind, Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin};

@@ -105,6 +105,42 @@ pub struct ImportedArchive {
     pub(crate) _temp: Option<TempPath>,
 }
 
+impl FileSource {
+    /// The `size` bytes of content (for the few files a layer derives from others, such as
+    /// the CA bundle of a `debian` entry; the tar writer streams instead). Errors name the
+    /// host file or the archive.
+    pub(crate) fn read(&self, size: u64) -> Result<Vec<u8>, super::Error> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (path, opened) = match self {
+            FileSource::Inline(bytes) => return Ok(bytes.to_vec()),
+            FileSource::Host(path) => (path, std::fs::File::open(path)),
+            FileSource::Archive { archive, offset } => (
+                &archive.source,
+                std::fs::File::open(&archive.tar).and_then(|mut f| {
+                    f.seek(SeekFrom::Start(*offset))?;
+                    Ok(f)
+                }),
+            ),
+        };
+        let mut buf = Vec::with_capacity(size as usize);
+        let read = opened.and_then(|f| f.take(size).read_to_end(&mut buf));
+        match read {
+            Ok(n) if n as u64 == size => Ok(buf),
+            Ok(_) => Err(super::Error::ReadSource {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file ends before its recorded size",
+                ),
+            }),
+            Err(source) => Err(super::Error::ReadSource {
+                path: path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
 impl ImportedArchive {
     /// An archive read from the uncompressed tar `tar`, named `source` in messages; `temp`, when
     /// given, is deleted when the last entry referring to the archive is dropped.

@@ -332,7 +332,7 @@ pub fn layer_key(
                     suite: source.suite.clone(),
                 }
             })?;
-            w.str("debian");
+            w.str(layer::DEBIAN_INSTALL_RECIPE);
             w.u64(*index as u64);
             w.u64(entry.owner.uid);
             w.u64(entry.owner.gid);

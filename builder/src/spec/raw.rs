@@ -263,7 +263,8 @@ pub struct RawDebianSettings {
 /// platform's architecture, verified (the suite's signature, each index's and each `.deb`'s
 /// SHA-256), their files unpacked at `/` and dpkg's database written
 /// (`/var/lib/dpkg/status`, `/var/lib/dpkg/info/PKG.list` and `.md5sums`). No maintainer
-/// script runs.
+/// script runs; a layer that installs `ca-certificates` gets the CA bundle its `postinst`
+/// would make (`/etc/ssl/certs/ca-certificates.crt`).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(rename = "Debian")]

@@ -14,6 +14,24 @@
 //! `NAME.md5sums` (when the package ships one); a `Multi-Arch: same` package's files are named
 //! `NAME:ARCH.*`, as dpkg names them in the database format `info/format` declares (1). `dpkg-query --admindir=ROOT/var/lib/dpkg` then lists
 //! what the layer installed.
+//!
+//! # The CA bundle without `postinst`
+//! No maintainer script runs, but `ca-certificates` is useless without what its `postinst`
+//! makes: `update-ca-certificates` concatenates the certificates the package ships into
+//! `/etc/ssl/certs/ca-certificates.crt`, the file OpenSSL-based clients, Go, curl and
+//! rustls-native-certs read. So when a layer installs `ca-certificates`, it also gets that
+//! bundle, made as `update-ca-certificates` makes it on a fresh install (every `*.crt` selected,
+//! which is what `postinst` does unless an administrator deselects some): each regular file
+//! `usr/share/ca-certificates/**/*.crt` of the layer, then each
+//! `usr/local/share/ca-certificates/**/*.crt` (a site's own CAs added by another entry of the
+//! layer), in byte order of their paths (the order `sort` gives in the C locale), each followed
+//! by a newline when it lacks one (as its `sed -e '$a\'` does), mode 0644, owned as the entry
+//! that installed the package. It is derived from the packages' content alone, so the layer's
+//! key (the packages' digests and [`INSTALL_RECIPE`]) covers it. A layer that already has a
+//! file at that path keeps its own. The per-certificate `NAME.pem` links and OpenSSL's hash
+//! links (`openssl rehash`, needed only by lookups in a directory, `CApath`) are not made:
+//! they need each certificate's subject hashed the way OpenSSL canonicalises names, and the
+//! bundle is what clients read by default.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,6 +46,22 @@ use crate::spec::{DebianSource, EntrySpec};
 
 /// Where dpkg keeps its database.
 const ADMINDIR: &str = "var/lib/dpkg";
+
+/// What a layer's key says of how `debian` entries are installed: a change in what is
+/// derived from the packages (dpkg's database, the CA bundle) must change every key.
+pub(crate) const INSTALL_RECIPE: &str =
+    "debian-install/2: data.tar, dpkg database (format 1), ca-certificates bundle";
+
+/// The package whose `postinst` makes the CA bundle (see the module docs).
+const CA_PACKAGE: &str = "ca-certificates";
+/// Where the bundle takes certificates from, in this order: `update-ca-certificates`'
+/// `CERTSDIR` (the package's) and `LOCALCERTSDIR` (a site's own).
+const CA_DIRS: [&str; 2] = [
+    "usr/share/ca-certificates/",
+    "usr/local/share/ca-certificates/",
+];
+/// The bundle, where Debian's `update-ca-certificates` writes it.
+const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
 
 /// What dpkg's database says of one installed package.
 pub(crate) struct Installed {
@@ -122,7 +156,8 @@ pub(super) fn add(
     Ok(())
 }
 
-/// Writes dpkg's database for the packages the layer's `debian` entries installed.
+/// Writes dpkg's database for the packages the layer's `debian` entries installed, and the CA
+/// bundle when they include `ca-certificates`.
 pub(super) fn write_database(
     b: &mut Builder<'_>,
     installed: BTreeMap<String, Installed>,
@@ -132,6 +167,7 @@ pub(super) fn write_database(
     };
     let entry = first.entry;
     let spec = b.layer.entries[entry].clone();
+    write_ca_bundle(b, &installed)?;
     for dir in [
         ADMINDIR.to_string(),
         format!("{ADMINDIR}/info"),
@@ -182,4 +218,45 @@ pub(super) fn write_database(
         )?;
     }
     Ok(())
+}
+
+/// Writes the CA bundle when the layer installs `ca-certificates` (see the module docs).
+fn write_ca_bundle(
+    b: &mut Builder<'_>,
+    installed: &BTreeMap<String, Installed>,
+) -> Result<(), Error> {
+    let Some(ca) = installed.get(CA_PACKAGE) else {
+        return Ok(());
+    };
+    if b.tree.get(CA_BUNDLE).is_some() {
+        return Ok(());
+    }
+    let mut bundle = Vec::new();
+    for dir in CA_DIRS {
+        for (path, entry) in b.tree.iter() {
+            if !path.starts_with(dir) || !path.ends_with(".crt") {
+                continue;
+            }
+            let EntryKind::File { source, size } = &entry.kind else {
+                continue;
+            };
+            let pem = source.read(*size)?;
+            bundle.extend_from_slice(&pem);
+            if pem.last().is_some_and(|&c| c != b'\n') {
+                bundle.push(b'\n');
+            }
+        }
+    }
+    let spec = b.layer.entries[ca.entry].clone();
+    let size = bundle.len() as u64;
+    b.insert(
+        ca.entry,
+        CA_BUNDLE,
+        &spec,
+        EntryKind::File {
+            source: FileSource::Inline(Arc::from(bundle.into_boxed_slice())),
+            size,
+        },
+        FILE_MODE,
+    )
 }

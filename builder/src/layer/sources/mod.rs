@@ -22,6 +22,7 @@ mod host;
 mod tar_import;
 
 pub(crate) use crate::tarball::normalise_member;
+pub(crate) use debian::INSTALL_RECIPE as DEBIAN_INSTALL_RECIPE;
 pub use filter::{HostFilter, IgnoreFile, Reserved};
 pub(crate) use host::Globs;
 
