@@ -35,7 +35,7 @@ use super::filter::{HostFilter, IgnoreFile, Reserved};
 use super::{
     file_kind, mask, normalise_file_mode, utf8_file_name, Builder, DIR_MODE, SYMLINK_MODE,
 };
-use crate::layer::tree::{join, EntryKind, FileSource};
+use crate::layer::tree::{join, EntryKind};
 use crate::layer::Error;
 use crate::spec::EntrySpec;
 
@@ -85,10 +85,7 @@ pub(super) fn add(
         let mode = spec
             .mode
             .map_or_else(|| normalise_file_mode(host_mode(&meta)), mask);
-        let kind = EntryKind::File {
-            source: FileSource::Host(resolved),
-            size: meta.len(),
-        };
+        let kind = EntryKind::host_file(resolved, meta);
         return b.insert(index, &dest, spec, kind, mode);
     }
     if !meta.is_dir() {
@@ -246,10 +243,7 @@ fn walk(
             let mode = spec
                 .mode
                 .map_or_else(|| normalise_file_mode(host_mode(&meta)), mask);
-            let kind = EntryKind::File {
-                source: FileSource::Host(path.to_path_buf()),
-                size: meta.len(),
-            };
+            let kind = EntryKind::host_file(path.to_path_buf(), meta);
             b.insert(index, &dest, spec, kind, mode)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(path).map_err(|source| Error::ReadSource {
