@@ -390,6 +390,9 @@ fn workspace_uncached(dir: &Path) -> Result<Workspace, Error> {
     })
 }
 
+/// A file's size, mtime and ctime (seconds, nanoseconds) and inode.
+type FileStamp = (u64, i64, i64, i64, i64, u64);
+
 /// What `cargo metadata --no-deps` run in a directory can read to find its workspace root,
 /// target directory and the package there: the `Cargo.toml`, `.cargo/config.toml` and
 /// `.cargo/config` of the directory and of each of its ancestors (cargo searches upwards from
@@ -399,7 +402,7 @@ fn workspace_uncached(dir: &Path) -> Result<Workspace, Error> {
 struct ManifestChain {
     /// The directory, canonical (cargo's current directory is the physical path).
     dir: PathBuf,
-    files: Vec<Option<(u64, i64, i64, i64, i64, u64)>>,
+    files: Vec<Option<FileStamp>>,
     manifests: usize,
     env: Vec<Option<OsString>>,
 }
