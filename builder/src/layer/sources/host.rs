@@ -155,12 +155,8 @@ fn walk(
     filters: &Filters<'_>,
 ) -> Result<bool, Error> {
     let dir_mode = spec.dir_mode.map_or(DIR_MODE, mask);
-    let reader = Reader {
-        spec,
-        root,
-        filters,
-    };
-    let listing = reader.list(root, filters.include.is_none());
+    let reader = Reader { spec, filters };
+    let listing = reader.list(root, "", filters.include.is_none());
     // Ancestors of the current walk entry, root first: `pending[d]` is at depth `d`.
     let mut pending = vec![Pending {
         dest: spec.dest.clone(),
@@ -193,6 +189,8 @@ enum Item {
     Dir {
         dest: String,
         path: PathBuf,
+        /// The path relative to the walk's root.
+        rel: String,
         /// Whether the include globs take it (or it lies inside what they take).
         included: bool,
         /// Whether the ignore file leaves it out (it is walked for its exceptions).
@@ -217,14 +215,14 @@ enum Item {
 /// The first pass: reads a tree into [`Listing`]s.
 struct Reader<'a> {
     spec: &'a EntrySpec,
-    root: &'a Path,
     filters: &'a Filters<'a>,
 }
 
 impl Reader<'_> {
-    /// The entries of the directory `dir`, whose entries are included by default when
-    /// `included` (the include globs' verdict on the directory).
-    fn list(&self, dir: &Path, included: bool) -> Listing {
+    /// The entries of the directory `dir` (at `rel` below the root, `""` for the root), whose
+    /// entries are included by default when `included` (the include globs' verdict on the
+    /// directory).
+    fn list(&self, dir: &Path, rel: &str, included: bool) -> Listing {
         let read_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::ReadSource { path, source }
@@ -238,19 +236,20 @@ impl Reader<'_> {
         let mut items: Vec<Item> = entries
             .into_par_iter()
             .filter_map(|entry| match entry {
-                Ok(entry) => self.item(entry, included),
+                Ok(entry) => self.item(entry, rel, included),
                 Err(e) => Some(Item::Error(e)),
             })
             .collect();
         items.par_iter_mut().for_each(|item| {
             if let Item::Dir {
                 path,
+                rel,
                 included,
                 listing,
                 ..
             } = item
             {
-                *listing = self.list(path, *included);
+                *listing = self.list(path, rel, *included);
             }
         });
         Ok(items)
@@ -258,7 +257,7 @@ impl Reader<'_> {
 
     /// What the walk does with `entry` of a directory whose verdict is `inherited`; `None`
     /// when it leaves it out.
-    fn item(&self, entry: fs::DirEntry, inherited: bool) -> Option<Item> {
+    fn item(&self, entry: fs::DirEntry, parent: &str, inherited: bool) -> Option<Item> {
         let Filters {
             include,
             exclude,
@@ -275,10 +274,16 @@ impl Reader<'_> {
         if reserved.iter().any(|r| r.matches(&path)) {
             return None;
         }
-        let mut rel = String::new();
-        if let Err(e) = relative(&path, self.root, &mut rel) {
-            return Some(Item::Error(e));
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Some(Item::Error(Error::DecodePath { path }));
+        };
+        let mut rel = String::with_capacity(parent.len() + 1 + name.len());
+        if !parent.is_empty() {
+            rel.push_str(parent);
+            rel.push('/');
         }
+        rel.push_str(name);
         let mut ignored = false;
         if let Some((file, root_in_context)) = ignore {
             let mut in_context = String::with_capacity(root_in_context.len() + 1 + rel.len());
@@ -301,6 +306,7 @@ impl Reader<'_> {
             return Some(Item::Dir {
                 dest,
                 path,
+                rel,
                 included,
                 ignored,
                 // Read once the directory holding it is done.
