@@ -23,6 +23,12 @@
 //! back something below it; it is then written only as the parent of what is taken back. A
 //! top-level path that is a reserved path, or that the ignore file leaves out (a directory:
 //! with nothing taken back below it), is an error.
+//!
+//! A tree is read in parallel, a task per directory, and each file is `lstat`ed once, relative
+//! to its directory's descriptor; the entry carries that metadata, so planning keys the file
+//! without asking the file system again. The entries are then inserted in the order a serial
+//! depth-first walk meets them, so the tree, and the first error when there is one, do not
+//! depend on the threads (see `walk`).
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
