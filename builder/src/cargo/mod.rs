@@ -110,6 +110,10 @@ pub enum Error {
         dir: PathBuf,
         package: Option<String>,
     },
+    #[error(
+        "{dir} is in no cargo project: there is no Cargo.toml in it or in a directory above it"
+    )]
+    NoProject { dir: PathBuf },
     #[error("`cargo metadata` failed in {dir}:\n{stderr}")]
     Metadata { dir: PathBuf, stderr: String },
     #[error("could not read the output of `cargo metadata` in {dir}: {source}")]
@@ -343,7 +347,40 @@ fn run_metadata<T: serde::de::DeserializeOwned>(dir: &Path, args: &[&str]) -> Re
 }
 
 /// Reads the workspace root and target directory of the cargo project that `dir` belongs to.
+///
+/// `cargo metadata` (some 40 ms through rustup's proxy) is run only when it can answer, and
+/// once per directory and process while what it reads is unchanged: a directory with no
+/// `Cargo.toml` in it or above it is in no cargo project ([`Error::NoProject`], cargo is not
+/// run), and an answer is reused while the [`ManifestChain`] of the directory (every
+/// `Cargo.toml` and `.cargo/config` cargo's discovery could read, and the environment that
+/// redirects it) is the same.
 pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static KNOWN: Mutex<Option<HashMap<PathBuf, (ManifestChain, Workspace)>>> = Mutex::new(None);
+
+    let Some(chain) = ManifestChain::of(dir) else {
+        return workspace_uncached(dir);
+    };
+    if !chain.has_manifest() {
+        return Err(Error::NoProject {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let lock = || KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((known, ws)) = lock().get_or_insert_with(HashMap::new).get(&chain.dir) {
+        if *known == chain {
+            return Ok(ws.clone());
+        }
+    }
+    let ws = workspace_uncached(dir)?;
+    lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(chain.dir.clone(), (chain, ws.clone()));
+    Ok(ws)
+}
+
+fn workspace_uncached(dir: &Path) -> Result<Workspace, Error> {
     let meta = metadata(dir)?;
     let repository = meta.package_in(dir).and_then(|p| p.repository.clone());
     Ok(Workspace {
@@ -351,6 +388,76 @@ pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
         target_directory: meta.target_directory,
         repository,
     })
+}
+
+/// A file's size, mtime and ctime (seconds, nanoseconds) and inode.
+type FileStamp = (u64, i64, i64, i64, i64, u64);
+
+/// What `cargo metadata --no-deps` run in a directory can read to find its workspace root,
+/// target directory and the package there: the `Cargo.toml`, `.cargo/config.toml` and
+/// `.cargo/config` of the directory and of each of its ancestors (cargo searches upwards from
+/// the physical path), cargo's home configuration, and the environment variables that move
+/// them; each file by its stat data (size, mtime, ctime, inode) or its absence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ManifestChain {
+    /// The directory, canonical (cargo's current directory is the physical path).
+    dir: PathBuf,
+    files: Vec<Option<FileStamp>>,
+    manifests: usize,
+    env: Vec<Option<OsString>>,
+}
+
+impl ManifestChain {
+    /// `None` when `dir` cannot be resolved (cargo then reports what is wrong).
+    fn of(dir: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        const ENV: [&str; 5] = [
+            "CARGO",
+            "CARGO_HOME",
+            "HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET_DIR",
+        ];
+        let dir = dir.canonicalize().ok()?;
+        let stat = |p: &Path| {
+            std::fs::metadata(p).ok().map(|m| {
+                (
+                    m.len(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                    m.ino(),
+                )
+            })
+        };
+        let mut files = Vec::new();
+        let mut manifests = 0;
+        for a in dir.ancestors() {
+            let manifest = stat(&a.join("Cargo.toml"));
+            manifests += usize::from(manifest.is_some());
+            files.push(manifest);
+            files.push(stat(&a.join(".cargo/config.toml")));
+            files.push(stat(&a.join(".cargo/config")));
+        }
+        let home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+        if let Some(home) = home {
+            files.push(stat(&home.join("config.toml")));
+            files.push(stat(&home.join("config")));
+        }
+        Some(ManifestChain {
+            dir,
+            files,
+            manifests,
+            env: ENV.iter().map(std::env::var_os).collect(),
+        })
+    }
+
+    fn has_manifest(&self) -> bool {
+        self.manifests > 0
+    }
 }
 
 /// The target directory cargo-image's own builds use inside a workspace's target directory
@@ -691,6 +798,32 @@ mod tests {
         assert!(src.no_default_features);
         assert!(!src.all_features);
         assert_eq!(src.package.as_deref(), Some("svc"));
+    }
+
+    #[test]
+    fn workspace_is_asked_again_when_a_manifest_changes_and_not_outside_cargo() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = |repository: &str| {
+            format!(
+                "[package]\nname = \"p\"\nversion = \"0.1.0\"\nrepository = \"{repository}\"\n\
+                 [lib]\npath = \"lib.rs\"\n"
+            )
+        };
+        let pkg = dir.path().join("p");
+        std::fs::create_dir(&pkg).unwrap();
+        std::fs::write(pkg.join("lib.rs"), "").unwrap();
+        std::fs::write(pkg.join("Cargo.toml"), manifest("https://a.example")).unwrap();
+        let first = workspace(&pkg).unwrap();
+        assert_eq!(first.repository.as_deref(), Some("https://a.example"));
+        assert_eq!(workspace(&pkg).unwrap().repository, first.repository);
+        std::fs::write(pkg.join("Cargo.toml"), manifest("https://bb.example")).unwrap();
+        let second = workspace(&pkg).unwrap();
+        assert_eq!(second.repository.as_deref(), Some("https://bb.example"));
+        // No Cargo.toml in the directory or above it: cargo would fail; it is not asked.
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let err = workspace(&outside).unwrap_err();
+        assert!(matches!(err, Error::NoProject { .. }), "{err}");
     }
 
     #[test]

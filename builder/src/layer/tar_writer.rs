@@ -77,7 +77,7 @@ impl TarWriter {
                 io::Write::write_all(self.tar.get_mut(), bytes).map_err(write_err)?;
                 on_bytes(size);
             }
-            FileSource::Host(path) => {
+            FileSource::Host { path, .. } => {
                 let mut file = File::open(path).map_err(|source| Error::ReadSource {
                     path: path.clone(),
                     source,

@@ -8,6 +8,7 @@
 //! at one path is a conflict.
 
 use std::collections::BTreeMap;
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -82,8 +83,11 @@ pub enum EntryKind {
 /// Where the content of a file entry is.
 #[derive(Debug, Clone)]
 pub enum FileSource {
-    /// A file on the host.
-    Host(PathBuf),
+    /// A file on the host, with the metadata the tree was read with (the walk's one `lstat`
+    /// of it, or the `stat` of a named file): the size and mode of the entry come from it, and
+    /// planning keys the file by it (stat index, git's index, the stamp the build compares
+    /// again after writing) without asking the file system a second time.
+    Host { path: PathBuf, stat: Arc<Metadata> },
     /// Bytes given in the spec.
     Inline(Arc<[u8]>),
     /// The data of a member of an (uncompressed) tar archive, starting at `offset`.
@@ -163,6 +167,19 @@ impl ImportedArchive {
     }
 }
 
+impl EntryKind {
+    /// A host file at `path` whose metadata is `stat` (its size is the entry's size).
+    pub(crate) fn host_file(path: PathBuf, stat: Metadata) -> Self {
+        EntryKind::File {
+            size: stat.len(),
+            source: FileSource::Host {
+                path,
+                stat: Arc::new(stat),
+            },
+        }
+    }
+}
+
 /// Which `add` entry of a layer an entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
@@ -186,9 +203,9 @@ pub(crate) struct Conflict {
 fn host_file(entry: &Entry) -> Option<PathBuf> {
     match &entry.kind {
         EntryKind::File {
-            source: FileSource::Host(p),
+            source: FileSource::Host { path, .. },
             ..
-        } => Some(p.clone()),
+        } => Some(path.clone()),
         _ => None,
     }
 }

@@ -240,15 +240,16 @@ pub fn layer_key(
         remove: Vec::new(),
     };
     let tree = LayerTree::from_spec(&rest, ctx)?;
-    // Host files are stat'ed and looked up in the stat index and git's index in parallel;
-    // only the files neither knows are read (below), then everything is keyed in tree order.
-    let hosts: Vec<&Path> = tree
+    // Host files are looked up in the stat index and git's index in parallel, by the metadata
+    // the tree was read with (the walk's one `lstat` per file: no second `stat`); only the
+    // files neither knows are read (below), then everything is keyed in tree order.
+    let hosts: Vec<(&Path, &Metadata)> = tree
         .iter()
         .filter_map(|(_, entry)| match &entry.kind {
             EntryKind::File {
-                source: FileSource::Host(p),
+                source: FileSource::Host { path, stat },
                 ..
-            } => Some(p.as_path()),
+            } => Some((path.as_path(), &**stat)),
             _ => None,
         })
         .collect();
@@ -256,16 +257,11 @@ pub fn layer_key(
         let path = p.to_path_buf();
         move |source| layer::Error::ReadSource { path, source }
     };
-    type Known = (Metadata, Option<[u8; 32]>, Option<ObjectId>);
+    type Known = (Option<[u8; 32]>, Option<ObjectId>);
     let known: Vec<Known> = hosts
         .par_iter()
-        .map(|p| {
-            let meta = std::fs::metadata(p).map_err(read_error(p))?;
-            let hash = hasher.known_hash(p, &meta);
-            let id = hasher.git_id(p, &meta);
-            Ok((meta, hash, id))
-        })
-        .collect::<Result<_, layer::Error>>()?;
+        .map(|&(p, meta)| (hasher.known_hash(p, meta), hasher.git_id(p, meta)))
+        .collect();
     // The alias: the same recipe with git blob ids for contents, for layers made of host
     // files, inline files, directories and symlinks only (a cargo binary is not in git, and
     // archives and stage copies are keyed by other keys).
@@ -274,7 +270,7 @@ pub fn layer_key(
         .iter()
         .any(|e| matches!(e.source, Source::Cargo(_)));
     let ids: Option<Vec<ObjectId>> = (tars.is_empty() && !has_cargo && !hosts.is_empty())
-        .then(|| known.iter().map(|(_, _, id)| *id).collect())
+        .then(|| known.iter().map(|(_, id)| *id).collect())
         .flatten();
     let alias = ids.map(|ids| {
         let mut a = KeyWriter::new("layer-alias");
@@ -294,10 +290,10 @@ pub fn layer_key(
         });
         a.finish()
     });
-    for (p, (meta, _, _)) in hosts.iter().zip(&known) {
+    for (p, meta) in &hosts {
         inputs.push(InputStamp::new(p, meta));
     }
-    let all_known = known.iter().all(|(_, hash, _)| hash.is_some());
+    let all_known = known.iter().all(|(hash, _)| hash.is_some());
     if !all_known && tars.is_empty() {
         if let Some(key) = alias.as_ref().and_then(|a| hasher.resolve_alias(a)) {
             return Ok(LayerPlan {
@@ -312,7 +308,7 @@ pub fn layer_key(
     let hashes: Vec<[u8; 32]> = hosts
         .par_iter()
         .zip(&known)
-        .map(|(p, (meta, hash, _))| match hash {
+        .map(|(&(p, meta), (hash, _))| match hash {
             Some(hash) => Ok(*hash),
             None => hasher.content_hash(p, meta).map_err(read_error(p)),
         })
@@ -482,7 +478,7 @@ fn write_tree(
                 w.str("file");
                 w.u64(*size);
                 let bytes = match source {
-                    FileSource::Host(_) => content(None),
+                    FileSource::Host { .. } => content(None),
                     FileSource::Inline(bytes) => content(Some(bytes)),
                     FileSource::Archive { .. } => {
                         unreachable!("archives are keyed by their file, not their members")

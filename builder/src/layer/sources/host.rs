@@ -23,19 +23,25 @@
 //! back something below it; it is then written only as the parent of what is taken back. A
 //! top-level path that is a reserved path, or that the ignore file leaves out (a directory:
 //! with nothing taken back below it), is an error.
+//!
+//! A tree is read in parallel, a task per directory, and each file is `lstat`ed once, relative
+//! to its directory's descriptor; the entry carries that metadata, so planning keys the file
+//! without asking the file system again. The entries are then inserted in the order a serial
+//! depth-first walk meets them, so the tree, and the first error when there is one, do not
+//! depend on the threads (see `walk`).
 
 use std::fs;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::Match;
-use walkdir::WalkDir;
+use rayon::prelude::*;
 
 use super::filter::{HostFilter, IgnoreFile, Reserved};
 use super::{
     file_kind, mask, normalise_file_mode, utf8_file_name, Builder, DIR_MODE, SYMLINK_MODE,
 };
-use crate::layer::tree::{join, EntryKind, FileSource};
+use crate::layer::tree::{join, EntryKind};
 use crate::layer::Error;
 use crate::spec::EntrySpec;
 
@@ -85,10 +91,7 @@ pub(super) fn add(
         let mode = spec
             .mode
             .map_or_else(|| normalise_file_mode(host_mode(&meta)), mask);
-        let kind = EntryKind::File {
-            source: FileSource::Host(resolved),
-            size: meta.len(),
-        };
+        let kind = EntryKind::host_file(resolved, meta);
         return b.insert(index, &dest, spec, kind, mode);
     }
     if !meta.is_dir() {
@@ -137,13 +140,19 @@ struct Filters<'a> {
 /// ignore file leaves it out, only once something inside it is taken).
 struct Pending {
     dest: String,
-    /// Whether it matched an include glob itself (or lies inside one that did).
-    included: bool,
     written: bool,
 }
 
 /// Walks the tree at `root` into the layer; returns whether it took anything (a file, a link
 /// or a directory of its own).
+///
+/// Two passes. The first reads the tree in parallel (rayon, a task per directory): each
+/// directory's entries in the order `read_dir` gives them, what the filters leave out dropped
+/// there (a left-out directory is not read), and each taken file's metadata from one `lstat`
+/// relative to its directory's descriptor (not a lookup of its whole path). The second replays
+/// that listing in walk order (a directory before its contents, depth first) on the calling
+/// thread and inserts the entries: the tree, and the first error met, are those a serial walk
+/// gives.
 fn walk(
     b: &mut Builder<'_>,
     index: usize,
@@ -151,51 +160,139 @@ fn walk(
     root: &Path,
     filters: &Filters<'_>,
 ) -> Result<bool, Error> {
-    let Filters {
-        include, exclude, ..
-    } = *filters;
     let dir_mode = spec.dir_mode.map_or(DIR_MODE, mask);
+    let reader = Reader { spec, filters };
+    let listing = reader.list(root, "", filters.include.is_none());
     // Ancestors of the current walk entry, root first: `pending[d]` is at depth `d`.
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut rel = String::new();
-    // The entry's path relative to the context, for the ignore file.
-    let mut in_context = String::new();
+    let mut pending = vec![Pending {
+        dest: spec.dest.clone(),
+        written: false,
+    }];
     let mut took_any = false;
-    let mut it = WalkDir::new(root).follow_links(false).into_iter();
-    while let Some(next) = it.next() {
-        let de = next.map_err(|e| {
-            let path = e.path().unwrap_or(root).to_path_buf();
-            Error::ReadSource {
+    if filters.include.is_none() && !filters.root_ignored {
+        write_pending(b, index, spec, &mut pending, dir_mode)?;
+        took_any = true;
+    }
+    let mut replay = Replay {
+        b,
+        index,
+        spec,
+        dir_mode,
+        pending,
+        took_any,
+    };
+    replay.listing(listing)?;
+    Ok(replay.took_any)
+}
+
+/// A directory's entries as the first pass read them, in `read_dir` order, without what the
+/// filters leave out; `Err` when the directory cannot be read.
+type Listing = Result<Vec<Item>, Error>;
+
+/// One entry the walk takes (or the error met at its place in the walk).
+enum Item {
+    Error(Error),
+    Dir {
+        dest: String,
+        path: PathBuf,
+        /// The path relative to the walk's root.
+        rel: String,
+        /// Whether the include globs take it (or it lies inside what they take).
+        included: bool,
+        /// Whether the ignore file leaves it out (it is walked for its exceptions).
+        ignored: bool,
+        listing: Listing,
+    },
+    File {
+        dest: String,
+        path: PathBuf,
+        meta: Result<fs::Metadata, Error>,
+    },
+    Symlink {
+        dest: String,
+        target: Result<String, Error>,
+    },
+    Special {
+        path: PathBuf,
+        kind: &'static str,
+    },
+}
+
+/// The first pass: reads a tree into [`Listing`]s.
+struct Reader<'a> {
+    spec: &'a EntrySpec,
+    filters: &'a Filters<'a>,
+}
+
+impl Reader<'_> {
+    /// The entries of the directory `dir` (at `rel` below the root, `""` for the root), whose
+    /// entries are included by default when `included` (the include globs' verdict on the
+    /// directory).
+    fn list(&self, dir: &Path, rel: &str, included: bool) -> Listing {
+        let read_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::ReadSource { path, source }
+        };
+        let entries = fs::read_dir(dir).map_err(read_error(dir))?;
+        let entries: Vec<_> = entries
+            .map(|entry| entry.map_err(read_error(dir)))
+            .collect();
+        // The directory's own entries first (its descriptor is closed when they are done),
+        // then its subdirectories: only the directories being read are open.
+        let mut items: Vec<Item> = entries
+            .into_par_iter()
+            .filter_map(|entry| match entry {
+                Ok(entry) => self.item(entry, rel, included),
+                Err(e) => Some(Item::Error(e)),
+            })
+            .collect();
+        items.par_iter_mut().for_each(|item| {
+            if let Item::Dir {
                 path,
-                source: e.into(),
+                rel,
+                included,
+                listing,
+                ..
+            } = item
+            {
+                *listing = self.list(path, rel, *included);
             }
-        })?;
-        let depth = de.depth();
-        let ft = de.file_type();
-        pending.truncate(depth);
-        if depth == 0 {
-            pending.push(Pending {
-                dest: spec.dest.clone(),
-                included: include.is_none(),
-                written: false,
-            });
-            if include.is_none() && !filters.root_ignored {
-                write_pending(b, index, spec, &mut pending, dir_mode)?;
-                took_any = true;
-            }
-            continue;
-        }
+        });
+        Ok(items)
+    }
+
+    /// What the walk does with `entry` of a directory whose verdict is `inherited`; `None`
+    /// when it leaves it out.
+    fn item(&self, entry: fs::DirEntry, parent: &str, inherited: bool) -> Option<Item> {
+        let Filters {
+            include,
+            exclude,
+            reserved,
+            ignore,
+            ..
+        } = *self.filters;
+        let path = entry.path();
+        let ft = match entry.file_type() {
+            Ok(ft) => ft,
+            Err(source) => return Some(Item::Error(Error::ReadSource { path, source })),
+        };
         let is_dir = ft.is_dir();
-        if filters.reserved.iter().any(|r| r.matches(de.path())) {
-            if is_dir {
-                it.skip_current_dir();
-            }
-            continue;
+        if reserved.iter().any(|r| r.matches(&path)) {
+            return None;
         }
-        relative(de.path(), root, &mut rel)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Some(Item::Error(Error::DecodePath { path }));
+        };
+        let mut rel = String::with_capacity(parent.len() + 1 + name.len());
+        if !parent.is_empty() {
+            rel.push_str(parent);
+            rel.push('/');
+        }
+        rel.push_str(name);
         let mut ignored = false;
-        if let Some((file, root_in_context)) = filters.ignore {
-            in_context.clear();
+        if let Some((file, root_in_context)) = ignore {
+            let mut in_context = String::with_capacity(root_in_context.len() + 1 + rel.len());
             if !root_in_context.is_empty() {
                 in_context.push_str(root_in_context);
                 in_context.push('/');
@@ -203,80 +300,138 @@ fn walk(
             in_context.push_str(&rel);
             ignored = file.excludes(&in_context);
             if ignored && !(is_dir && file.may_take_below(&in_context)) {
-                if is_dir {
-                    it.skip_current_dir();
-                }
-                continue;
+                return None;
             }
         }
         if exclude.is_some_and(|g| g.matches(&rel, is_dir)) {
-            if is_dir {
-                it.skip_current_dir();
-            }
-            continue;
+            return None;
         }
-        let inherited = pending.last().is_some_and(|p| p.included);
         let included = Globs::includes(include, &rel, is_dir, inherited);
-        let dest = join(&spec.dest, &rel);
+        let dest = join(&self.spec.dest, &rel);
         if is_dir {
-            pending.push(Pending {
+            return Some(Item::Dir {
                 dest,
+                path,
+                rel,
                 included,
-                written: false,
+                ignored,
+                // Read once the directory holding it is done.
+                listing: Ok(Vec::new()),
             });
-            // A left-out directory walked for its exceptions is written only as the parent
-            // of what they take back.
-            if included && !ignored {
-                write_pending(b, index, spec, &mut pending, dir_mode)?;
-                took_any = true;
-            }
-            continue;
         }
         if !included {
-            continue;
+            return None;
         }
-        write_pending(b, index, spec, &mut pending, dir_mode)?;
-        took_any = true;
-        let path = de.path();
-        if ft.is_file() {
-            let meta = de.metadata().map_err(|e| Error::ReadSource {
-                path: path.to_path_buf(),
-                source: e.into(),
-            })?;
-            let mode = spec
-                .mode
-                .map_or_else(|| normalise_file_mode(host_mode(&meta)), mask);
-            let kind = EntryKind::File {
-                source: FileSource::Host(path.to_path_buf()),
-                size: meta.len(),
-            };
-            b.insert(index, &dest, spec, kind, mode)?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(path).map_err(|source| Error::ReadSource {
-                path: path.to_path_buf(),
+        Some(if ft.is_file() {
+            // `lstat` relative to the directory's descriptor.
+            let meta = entry.metadata().map_err(|source| Error::ReadSource {
+                path: path.clone(),
                 source,
-            })?;
-            let target = target
-                .into_os_string()
-                .into_string()
-                .map_err(|_| Error::DecodePath {
-                    path: path.to_path_buf(),
-                })?;
-            b.insert(
-                index,
-                &dest,
-                spec,
-                EntryKind::Symlink { target },
-                SYMLINK_MODE,
-            )?;
-        } else {
-            return Err(Error::AddSpecialFile {
-                path: path.to_path_buf(),
-                kind: file_kind(&ft),
             });
+            Item::File { dest, path, meta }
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&path)
+                .map_err(|source| Error::ReadSource {
+                    path: path.clone(),
+                    source,
+                })
+                .and_then(|target| {
+                    target
+                        .into_os_string()
+                        .into_string()
+                        .map_err(|_| Error::DecodePath { path: path.clone() })
+                });
+            Item::Symlink { dest, target }
+        } else {
+            Item::Special {
+                path,
+                kind: file_kind(&ft),
+            }
+        })
+    }
+}
+
+/// The second pass: inserts what the first read, in walk order.
+struct Replay<'a, 'b> {
+    b: &'a mut Builder<'b>,
+    index: usize,
+    spec: &'a EntrySpec,
+    dir_mode: u32,
+    pending: Vec<Pending>,
+    took_any: bool,
+}
+
+impl Replay<'_, '_> {
+    fn listing(&mut self, listing: Listing) -> Result<(), Error> {
+        for item in listing? {
+            self.item(item)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the directories above a leaf that is taken.
+    fn take(&mut self) -> Result<(), Error> {
+        write_pending(
+            self.b,
+            self.index,
+            self.spec,
+            &mut self.pending,
+            self.dir_mode,
+        )?;
+        self.took_any = true;
+        Ok(())
+    }
+
+    fn item(&mut self, item: Item) -> Result<(), Error> {
+        let (index, spec) = (self.index, self.spec);
+        match item {
+            Item::Error(e) => Err(e),
+            Item::Dir {
+                dest,
+                included,
+                ignored,
+                listing,
+                ..
+            } => {
+                self.pending.push(Pending {
+                    dest,
+                    written: false,
+                });
+                // A left-out directory walked for its exceptions is written only as the
+                // parent of what they take back.
+                if included && !ignored {
+                    self.take()?;
+                }
+                self.listing(listing)?;
+                self.pending.pop();
+                Ok(())
+            }
+            Item::File { dest, path, meta } => {
+                self.take()?;
+                let meta = meta?;
+                let mode = spec
+                    .mode
+                    .map_or_else(|| normalise_file_mode(host_mode(&meta)), mask);
+                let kind = EntryKind::host_file(path, meta);
+                self.b.insert(index, &dest, spec, kind, mode)
+            }
+            Item::Symlink { dest, target } => {
+                self.take()?;
+                let target = target?;
+                self.b.insert(
+                    index,
+                    &dest,
+                    spec,
+                    EntryKind::Symlink { target },
+                    SYMLINK_MODE,
+                )
+            }
+            Item::Special { path, kind } => {
+                self.take()?;
+                Err(Error::AddSpecialFile { path, kind })
+            }
         }
     }
-    Ok(took_any)
 }
 
 /// Writes the directories of the walk's ancestor chain that are not written yet.

@@ -182,10 +182,7 @@ impl Builder<'_> {
             spec.dest.clone()
         };
         let mode = spec.mode.map_or(EXEC_MODE, mask);
-        let kind = EntryKind::File {
-            source: FileSource::Host(binary.clone()),
-            size: meta.len(),
-        };
+        let kind = EntryKind::host_file(binary.clone(), meta);
         self.insert(index, &dest, spec, kind, mode)
     }
 

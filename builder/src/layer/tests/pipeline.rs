@@ -19,7 +19,7 @@ fn single_threaded(tree: &LayerTree, opts: &WriteOptions) -> (Vec<u8>, Vec<u8>) 
         if let EntryKind::File { source, size } = &entry.kind {
             let content = match source {
                 FileSource::Inline(bytes) => bytes.to_vec(),
-                FileSource::Host(p) => fs::read(p).unwrap(),
+                FileSource::Host { path, .. } => fs::read(path).unwrap(),
                 FileSource::Archive { .. } => unreachable!("no archives here"),
             };
             assert_eq!(content.len() as u64, *size);

@@ -286,6 +286,28 @@ fn stat_index_relative_paths_are_made_absolute() {
     assert_eq!(index.lookup(&file, &meta), Some(hash));
 }
 
+#[test]
+fn stat_index_folds_dot_dot_in_absolute_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = host_file(dir.path(), "f.txt", b"f");
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    let mut index = StatIndex::new();
+    let meta = fs::metadata(&file).unwrap();
+    let hash = index.content_hash(&file, &meta).unwrap();
+    // `sub/../f.txt` is the same file.
+    let round_about = dir.path().join("sub").join("..").join("f.txt");
+    assert_eq!(index.lookup(&round_about, &meta), Some(hash));
+    // A name made of dots and more is a name, not `..`.
+    let named = host_file(dir.path(), "..f.txt", b"g");
+    let named_meta = fs::metadata(&named).unwrap();
+    let named_hash = index.content_hash(&named, &named_meta).unwrap();
+    assert_ne!(named_hash, hash);
+    assert_eq!(
+        index.lookup(&dir.path().join("sub/../..f.txt"), &named_meta),
+        Some(named_hash)
+    );
+}
+
 /// `path` relative to `base` (both absolute), with `..` as needed.
 fn pathdiff(path: &Path, base: &Path) -> PathBuf {
     let path: Vec<_> = path.components().collect();
