@@ -117,7 +117,7 @@ impl FileSource {
         use std::io::{Read, Seek, SeekFrom};
         let (path, opened) = match self {
             FileSource::Inline(bytes) => return Ok(bytes.to_vec()),
-            FileSource::Host(path) => (path, std::fs::File::open(path)),
+            FileSource::Host { path, .. } => (path, std::fs::File::open(path)),
             FileSource::Archive { archive, offset } => (
                 &archive.source,
                 std::fs::File::open(&archive.tar).and_then(|mut f| {
