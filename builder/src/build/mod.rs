@@ -66,11 +66,13 @@ mod planner;
 mod provenance;
 mod remote;
 mod sbom;
+mod shared;
 
 pub use events::Event;
 pub use load::LoadEngine;
 use options::{image_dir, platform_specs, Context};
 pub use pins::{lock_path, update, LockChange};
+use shared::Shared;
 
 /// Errors of the build operation; each wraps the module error of the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -391,6 +393,9 @@ pub fn build_many(
     opts: &BuildOptions,
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<BuildOutput, Error>> {
+    // What is the same for every image (cargo's workspace, shared layers' plans...) is done
+    // once (`shared.rs`).
+    let shared = Shared::default();
     specs
         .par_iter()
         .map(|spec| {
@@ -402,7 +407,7 @@ pub fn build_many(
                     name: spec.name.clone(),
                 },
             );
-            build_spec(spec, opts, &|e| on_event(name, e))
+            build_spec_in(spec, opts, &shared, &|e| on_event(name, e))
         })
         .collect()
 }
@@ -456,7 +461,8 @@ pub fn plan_spec(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<LayerGraph, Error> {
-    let cx = Context::new(spec, opts)?;
+    let shared = Shared::default();
+    let cx = Context::new(spec, opts, &shared)?;
     let (platforms, as_index) = platform_specs(spec, opts)?;
     let store_root = cx.store_root.clone();
     let store = if store_root.join("version").is_file() {
@@ -468,7 +474,7 @@ pub fn plan_spec(
         Some(s) => StatIndex::load(s).map_err(|e| store_err(&store_root, e))?,
         None => StatIndex::new(),
     });
-    let pins = pins::Pins::open(spec, opts)?;
+    let pins = pins::Pins::open(spec, opts, &shared)?;
     let (cache_from, _) = remote_caches(spec, opts);
     let remote = remote::RemoteCache::new(cache_from, &[], &opts.registry, on_event)?;
     let git = remote.as_ref().and_then(|_| git_index(spec));
@@ -476,6 +482,8 @@ pub fn plan_spec(
         stat_index: &stat_index,
         git: git.as_ref(),
         remote: remote.as_ref(),
+        cache_from,
+        memo: &shared.layers,
     };
     let mut graph = planner::plan(
         &cx,
@@ -513,7 +521,17 @@ pub fn build_spec(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
-    let cx = Context::new(spec, opts)?;
+    build_spec_in(spec, opts, &Shared::default(), on_event)
+}
+
+/// [`build_spec`] with what the builds of this invocation share.
+fn build_spec_in(
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+    shared: &Shared,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<BuildOutput, Error> {
+    let cx = Context::new(spec, opts, shared)?;
     let (platforms, as_index) = platform_specs(spec, opts)?;
     if cx.format == OutputFormat::DockerArchive && platforms.len() > 1 {
         return Err(Error::DockerArchivePlatforms {
@@ -540,8 +558,8 @@ pub fn build_spec(
 
     let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
     // The provenance statement's `rustc -vV`, asked while the plan and cargo run.
-    let toolchain = provenance::Toolchain::start(spec);
-    let pins = pins::Pins::open(spec, opts)?;
+    let toolchain = shared.toolchain(spec);
+    let pins = pins::Pins::open(spec, opts, shared)?;
     let (cache_from, cache_to) = remote_caches(spec, opts);
     let remote =
         remote::RemoteCache::new(cache_from, cache_to, &opts.registry, on_event)?.map(|remote| {
@@ -560,6 +578,8 @@ pub fn build_spec(
         stat_index: &stat_index,
         git: git.as_ref(),
         remote: remote.as_ref(),
+        cache_from,
+        memo: &shared.layers,
     };
     let mut plan = planner::plan(
         &cx,

@@ -300,6 +300,22 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// Whether `cargo metadata` run in `dir` says what this metadata says, when this metadata
+    /// was got in a directory it describes too (the caller checks that). `dir` is then the workspace root or the directory of one of its packages, and no
+    /// directory from `dir` up to the root (the root excluded) holds a cargo configuration
+    /// file: cargo reads `.cargo/config.toml` in the directory it runs in and in every parent,
+    /// so one below the root could change what it says (the target directory).
+    pub fn describes(&self, dir: &Path) -> bool {
+        let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let (dir, root) = (canonical(dir), canonical(&self.workspace_root));
+        let member = dir == root || self.package_in(&dir).is_some();
+        member
+            && dir
+                .ancestors()
+                .take_while(|d| *d != root)
+                .all(|d| !has_cargo_config(d))
+    }
+
     /// The package whose `Cargo.toml` is in `dir`, if any.
     pub fn package_in(&self, dir: &Path) -> Option<&Package> {
         let here = dir.join("Cargo.toml");
@@ -308,6 +324,12 @@ impl Metadata {
             .iter()
             .find(|p| p.manifest_path == here || Some(&p.manifest_path) == canonical.as_ref())
     }
+}
+
+/// Whether `dir` holds a cargo configuration file (`.cargo/config.toml` or `.cargo/config`).
+fn has_cargo_config(dir: &Path) -> bool {
+    let cargo = dir.join(".cargo");
+    cargo.join("config.toml").exists() || cargo.join("config").exists()
 }
 
 /// Runs `cargo metadata --no-deps` (with `$CARGO`, as cargo passes it to subcommands) in `dir`.
@@ -344,13 +366,18 @@ fn run_metadata<T: serde::de::DeserializeOwned>(dir: &Path, args: &[&str]) -> Re
 
 /// Reads the workspace root and target directory of the cargo project that `dir` belongs to.
 pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
-    let meta = metadata(dir)?;
-    let repository = meta.package_in(dir).and_then(|p| p.repository.clone());
-    Ok(Workspace {
-        root: meta.workspace_root,
-        target_directory: meta.target_directory,
-        repository,
-    })
+    Ok(Workspace::of(&metadata(dir)?, dir))
+}
+
+impl Workspace {
+    /// The workspace `meta` describes, as seen from `dir` (whose package gives `repository`).
+    pub fn of(meta: &Metadata, dir: &Path) -> Workspace {
+        Workspace {
+            root: meta.workspace_root.clone(),
+            target_directory: meta.target_directory.clone(),
+            repository: meta.package_in(dir).and_then(|p| p.repository.clone()),
+        }
+    }
 }
 
 /// The target directory cargo-image's own builds use inside a workspace's target directory

@@ -1,0 +1,208 @@
+//! What the builds of one invocation share: work whose answer is the same for every image
+//! of a cargo workspace, done once instead of once per image ([`Shared`]).
+//!
+//! [`super::build_many`] builds the images of a workspace in parallel, each through the same
+//! steps as a single build. Those steps ask things whose answer does not depend on the image:
+//!
+//! - **cargo's workspace** (`cargo metadata`, tens of milliseconds a run): the target
+//!   directory and workspace root of a directory. One run answers for the workspace root and
+//!   every package directory of it, unless a cargo configuration file between such a
+//!   directory and the root could make cargo say something else there
+//!   ([`crate::cargo::Metadata::describes`]): then cargo runs there too.
+//! - **the git revision** of the context (`git rev-parse`, for the revision annotation), and
+//!   the toolchain's `rustc -vV` (for provenance), once per directory they run in.
+//! - **layer plans**: a layer the images share (the workspace's `[[layer]]`s sit below each
+//!   package's) has the same key in every image, and keying it walks, `stat`s and looks up
+//!   every file of its trees. [`LayerMemo`] keys it once: a layer whose recipe and inputs
+//!   are the same as a layer already planned takes that plan (see its docs for what "the
+//!   same" covers). Two images planning the same layer at the same moment both compute it
+//!   (a planner never waits for another: they run on the same thread pool, where waiting
+//!   could deadlock); every later one takes it.
+//!
+//! A single build gets a fresh [`Shared`]: nothing outlives one invocation of the library, so
+//! a long-running caller sees every change between two builds.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::provenance::Toolchain;
+use crate::cargo::{self, Metadata, Workspace};
+use crate::layer::{self, Reserved, SourceContext, WriteOptions};
+use crate::plan::{Key, LayerPlan};
+use crate::spec::{self, ImageSpec, LayerSpec, Source};
+
+/// What the builds of one invocation share (see the module docs).
+#[derive(Default)]
+pub(super) struct Shared {
+    /// `cargo metadata` as run in each directory (`None`: it failed there).
+    workspaces: Mutex<Vec<(PathBuf, Option<Metadata>)>>,
+    /// `git rev-parse HEAD` in each context.
+    revisions: Mutex<HashMap<PathBuf, Option<String>>>,
+    /// `rustc -vV` in each context.
+    toolchains: Mutex<HashMap<PathBuf, Arc<Toolchain>>>,
+    pub layers: LayerMemo,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// The cargo workspace `dir` belongs to, as [`cargo::workspace`] says (`None` when cargo
+    /// cannot say), from an earlier answer when one holds for `dir`.
+    pub fn workspace(&self, dir: &Path) -> Option<Workspace> {
+        // Held while cargo runs: two images asking at once wait for one run.
+        let mut known = locked(&self.workspaces);
+        if let Some((_, meta)) = known.iter().find(|(ran_in, _)| ran_in == dir) {
+            return meta.as_ref().map(|m| Workspace::of(m, dir));
+        }
+        let answering = known.iter().find_map(|(ran_in, meta)| {
+            meta.as_ref()
+                .filter(|m| m.describes(ran_in) && m.describes(dir))
+        });
+        if let Some(meta) = answering {
+            return Some(Workspace::of(meta, dir));
+        }
+        let meta = cargo::metadata(dir).ok();
+        let workspace = meta.as_ref().map(|m| Workspace::of(m, dir));
+        known.push((dir.to_path_buf(), meta));
+        workspace
+    }
+
+    /// The git commit checked out where `dir` is ([`spec::git_head`]), asked once per
+    /// directory.
+    pub fn revision(&self, dir: &Path) -> Option<String> {
+        locked(&self.revisions)
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| spec::git_head(dir).ok())
+            .clone()
+    }
+
+    /// The toolchain of the spec's provenance ([`Toolchain::start`]), one per context: the
+    /// images of a workspace share its `rustc -vV`.
+    pub fn toolchain(&self, spec: &ImageSpec) -> Arc<Toolchain> {
+        let mut toolchains = locked(&self.toolchains);
+        match toolchains.get(&spec.context) {
+            Some(toolchain) => {
+                toolchain.start_for(spec);
+                toolchain.clone()
+            }
+            None => {
+                let toolchain = Arc::new(Toolchain::start(spec));
+                toolchains.insert(spec.context.clone(), toolchain.clone());
+                toolchain
+            }
+        }
+    }
+}
+
+/// Layer plans already computed in this invocation, by everything a layer's plan depends on
+/// besides the content of its files ([`LayerRecipe`]).
+#[derive(Default)]
+pub(super) struct LayerMemo {
+    plans: Mutex<Vec<(LayerRecipe, Arc<LayerPlan>)>>,
+}
+
+impl LayerMemo {
+    /// The plan of a layer whose recipe is `recipe` (`None`: do not remember it), computed by
+    /// `compute` unless a layer with the same recipe was planned already. Errors are not
+    /// remembered: each image reports its own.
+    pub fn plan(
+        &self,
+        recipe: Option<LayerRecipe>,
+        compute: impl FnOnce() -> Result<LayerPlan, layer::Error>,
+    ) -> Result<LayerPlan, layer::Error> {
+        let Some(recipe) = recipe else {
+            return compute();
+        };
+        if let Some((_, plan)) = locked(&self.plans).iter().find(|(r, _)| *r == recipe) {
+            return Ok(LayerPlan::clone(plan));
+        }
+        let plan = compute()?;
+        let mut plans = locked(&self.plans);
+        if !plans.iter().any(|(r, _)| *r == recipe) {
+            plans.push((recipe, Arc::new(plan.clone())));
+        }
+        Ok(plan)
+    }
+}
+
+/// Everything a layer's plan ([`crate::plan::layer_key`]) depends on besides the content of
+/// the files it reads (which one invocation reads once anyway): the layer spec, the context
+/// its paths are in, the write options (compression, mtime), the layer below, and for its
+/// entries:
+///
+/// - host paths: each resolved root, and what the build's host filter reserves at it and
+///   below it (the outputs of two images differ, but neither is inside a shared layer's
+///   tree), and the ignore file;
+/// - cargo entries: the binary cargo built;
+/// - Debian entries: the packages resolved for the platform, with their `.deb` files;
+/// - copies out of stages: the stage's key;
+///
+/// and the remote caches asked for alias keys.
+#[derive(Debug, PartialEq)]
+pub(super) struct LayerRecipe {
+    spec: LayerSpec,
+    context: PathBuf,
+    write: WriteOptions,
+    lower: Option<String>,
+    hosts: Vec<(PathBuf, Option<Reserved>, Vec<Reserved>)>,
+    ignore_file: Option<PathBuf>,
+    cargo: Vec<Option<PathBuf>>,
+    debian: Vec<Option<Arc<Vec<(crate::debian::Package, PathBuf)>>>>,
+    stages: Vec<Option<Key>>,
+    cache_from: Vec<String>,
+}
+
+impl LayerRecipe {
+    /// The recipe of `spec` planned with these inputs; `None` when a host path does not
+    /// resolve (planning reports that, and there is nothing to remember).
+    pub fn of(
+        spec: &LayerSpec,
+        ctx: &SourceContext<'_>,
+        write: &WriteOptions,
+        stage_keys: &HashMap<String, Key>,
+        lower: Option<&str>,
+        cache_from: &[String],
+    ) -> Option<LayerRecipe> {
+        let mut recipe = LayerRecipe {
+            spec: spec.clone(),
+            context: ctx.context.to_path_buf(),
+            write: *write,
+            lower: lower.map(str::to_owned),
+            hosts: Vec::new(),
+            ignore_file: ctx
+                .host_filter
+                .and_then(|f| f.ignore_file())
+                .map(|f| f.path().to_path_buf()),
+            cargo: Vec::new(),
+            debian: Vec::new(),
+            stages: Vec::new(),
+            cache_from: cache_from.to_vec(),
+        };
+        for entry in &spec.entries {
+            match &entry.source {
+                Source::Path { path, .. } => {
+                    // As the tree builder resolves it (it refuses a root outside the context).
+                    let root = ctx.context.join(path).canonicalize().ok()?;
+                    let (at, below) = match ctx.host_filter {
+                        Some(f) => (
+                            f.reserved(&root).cloned(),
+                            f.reserved_below(&root).into_iter().cloned().collect(),
+                        ),
+                        None => (None, Vec::new()),
+                    };
+                    recipe.hosts.push((root, at, below));
+                }
+                Source::Cargo(src) => recipe.cargo.push(ctx.cargo_outputs.get(src).cloned()),
+                Source::Debian(src) => recipe
+                    .debian
+                    .push(ctx.debian.and_then(|d| d.get(src)).cloned()),
+                Source::Stage { stage, .. } => recipe.stages.push(stage_keys.get(stage).copied()),
+                Source::Content(_) | Source::Dir | Source::Symlink(_) | Source::Tar { .. } => {}
+            }
+        }
+        Some(recipe)
+    }
+}
