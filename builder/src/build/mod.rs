@@ -385,18 +385,24 @@ pub fn plan(
 }
 
 /// Builds several specs (the images of a cargo workspace) in parallel, sharing the store: a
-/// layer several images have (a shared base layer) is built once, the other builds wait for it
-/// and reuse it. `on_event` gets each event with the name of the image it belongs to. Every
-/// spec is built even when another fails; the results come back in the order of `specs`.
+/// layer several images have (a shared base layer) is keyed and built once, the other builds
+/// wait for it and reuse it. What is the same for every image is asked once (cargo's
+/// workspace, the git revision, the toolchain: `shared.rs`); `workspace` is the
+/// `cargo metadata` the specs were read from and the directory it ran in
+/// ([`spec::workspace_specs_from`]), if the caller has it. `on_event` gets each event with the
+/// name of the image it belongs to. Every spec is built even when another fails; the results
+/// come back in the order of `specs`.
 pub fn build_many(
     specs: &[ImageSpec],
+    workspace: Option<(&Path, &cargo::Metadata)>,
     opts: &BuildOptions,
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<BuildOutput, Error>> {
-    // What is the same for every image (cargo's workspace, shared layers' plans...) is done
-    // once (`shared.rs`).
-    let shared = Shared::default();
-    specs
+    let shared = Shared::for_many();
+    if let Some((dir, metadata)) = workspace {
+        shared.knows_workspace(dir, metadata);
+    }
+    let outputs = specs
         .par_iter()
         .map(|spec| {
             let name = spec.name.as_str();
@@ -409,7 +415,9 @@ pub fn build_many(
             );
             build_spec_in(spec, opts, &shared, &|e| on_event(name, e))
         })
-        .collect()
+        .collect();
+    shared.save_stat_indexes();
+    outputs
 }
 
 fn store_err(path: &Path, e: store::Error) -> Error {
@@ -556,7 +564,9 @@ fn build_spec_in(
         .lock_shared()
         .map_err(|e| store_err(&cx.store_root, e))?;
 
-    let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
+    let (stat_index, saves_stat_index) = shared
+        .stat_index(&store)
+        .map_err(|e| store_err(&cx.store_root, e))?;
     // The provenance statement's `rustc -vV`, asked while the plan and cargo run.
     let toolchain = shared.toolchain(spec);
     let pins = pins::Pins::open(spec, opts, shared)?;
@@ -592,10 +602,13 @@ fn build_spec_in(
         on_event,
     )?;
     // Newly learnt content hashes serve the next build; failing to save them costs only speed.
-    let _ = stat_index
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .save(&store);
+    // (The builds of a workspace share one index, saved when they are done.)
+    if saves_stat_index {
+        let _ = stat_index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save(&store);
+    }
     // Bases resolved without the lock are pinned now: the next build takes the same ones.
     pins.save(on_event)?;
 

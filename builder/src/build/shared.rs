@@ -31,6 +31,7 @@ use crate::cargo::{self, Metadata, Workspace};
 use crate::layer::{self, Reserved, SourceContext, WriteOptions};
 use crate::plan::{Key, LayerPlan};
 use crate::spec::{self, ImageSpec, LayerSpec, Source};
+use crate::store::{StatIndex, Store};
 
 /// What the builds of one invocation share (see the module docs).
 #[derive(Default)]
@@ -41,6 +42,9 @@ pub(super) struct Shared {
     revisions: Mutex<HashMap<PathBuf, Option<String>>>,
     /// `rustc -vV` in each context.
     toolchains: Mutex<HashMap<PathBuf, Arc<Toolchain>>>,
+    /// The stat index of each store, loaded once; `Some` when the builds share them and
+    /// [`save_stat_indexes`](Self::save_stat_indexes) saves them at the end.
+    stat_indexes: Option<Mutex<Vec<(Store, Arc<Mutex<StatIndex>>)>>>,
     pub layers: LayerMemo,
 }
 
@@ -49,6 +53,41 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// What the builds of a workspace share: everything above, and the stores' stat indexes
+    /// (loaded once, saved once by [`save_stat_indexes`](Self::save_stat_indexes) when they
+    /// are done; a single build saves its own right after planning).
+    pub fn for_many() -> Self {
+        Shared {
+            stat_indexes: Some(Mutex::default()),
+            ..Shared::default()
+        }
+    }
+
+    /// The stat index of `store`: loaded from it, or the one the builds share. The second
+    /// value says whether the build saves it itself.
+    pub fn stat_index(
+        &self,
+        store: &Store,
+    ) -> Result<(Arc<Mutex<StatIndex>>, bool), crate::store::Error> {
+        let Some(shared) = &self.stat_indexes else {
+            return Ok((Arc::new(Mutex::new(StatIndex::load(store)?)), true));
+        };
+        let mut indexes = locked(shared);
+        if let Some((_, index)) = indexes.iter().find(|(s, _)| s.root() == store.root()) {
+            return Ok((index.clone(), false));
+        }
+        let index = Arc::new(Mutex::new(StatIndex::load(store)?));
+        indexes.push((store.clone(), index.clone()));
+        Ok((index, false))
+    }
+
+    /// Saves the stat indexes the builds shared (what they learnt; failing costs only speed).
+    pub fn save_stat_indexes(&self) {
+        for (store, index) in self.stat_indexes.iter().flat_map(|m| locked(m).clone()) {
+            let _ = locked(&index).save(&store);
+        }
+    }
+
     /// The cargo workspace `dir` belongs to, as [`cargo::workspace`] says (`None` when cargo
     /// cannot say), from an earlier answer when one holds for `dir`.
     pub fn workspace(&self, dir: &Path) -> Option<Workspace> {
@@ -68,6 +107,11 @@ impl Shared {
         let workspace = meta.as_ref().map(|m| Workspace::of(m, dir));
         known.push((dir.to_path_buf(), meta));
         workspace
+    }
+
+    /// Takes `metadata` as what `cargo metadata` says in `dir` (the caller ran it there).
+    pub fn knows_workspace(&self, dir: &Path, metadata: &Metadata) {
+        locked(&self.workspaces).push((dir.to_path_buf(), Some(metadata.clone())));
     }
 
     /// The git commit checked out where `dir` is ([`spec::git_head`]), asked once per
