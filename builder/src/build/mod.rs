@@ -41,9 +41,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::cargo::{self, CargoOptions};
 use crate::layer::{self, LayerBlob};
@@ -398,27 +397,43 @@ pub fn build_many(
     opts: &BuildOptions,
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<BuildOutput, Error>> {
-    let shared = Shared::for_many();
+    let threads = options::threads(opts);
+    let shared = Shared::for_many(threads);
     if let Some((dir, metadata)) = workspace {
         shared.knows_workspace(dir, metadata);
     }
-    let outputs = specs
-        .par_iter()
-        .map(|spec| {
-            let name = spec.name.as_str();
-            on_event(
-                name,
-                Event::SpecLoaded {
-                    spec: spec.spec_path.clone(),
-                    name: spec.name.clone(),
-                },
-            );
-            build_spec_in(spec, opts, &shared, &|e| on_event(name, e))
-        })
-        .collect();
+    // Images spend much of their time waiting (for a shared layer another image builds, for
+    // `fsync`, for cargo): more of them are under way than there are threads, each on a plain
+    // thread (never a rayon worker, which could be lent to another image while it waits).
+    let next = AtomicUsize::new(0);
+    let results: Vec<OnceLock<Result<BuildOutput, Error>>> =
+        specs.iter().map(|_| OnceLock::new()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..(IMAGES_PER_THREAD * threads).clamp(1, specs.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(spec) = specs.get(i) else { break };
+                let name = spec.name.as_str();
+                on_event(
+                    name,
+                    Event::SpecLoaded {
+                        spec: spec.spec_path.clone(),
+                        name: spec.name.clone(),
+                    },
+                );
+                let _ = results[i].set(build_spec_in(spec, opts, &shared, &|e| on_event(name, e)));
+            });
+        }
+    });
     shared.save_stat_indexes();
-    outputs
+    results
+        .into_iter()
+        .map(|r| r.into_inner().expect("every image is built"))
+        .collect()
 }
+
+/// How many images of a workspace build are under way per thread (`--jobs`).
+const IMAGES_PER_THREAD: usize = 4;
 
 fn store_err(path: &Path, e: store::Error) -> Error {
     Error::Store {

@@ -171,11 +171,7 @@ impl Context {
         if epoch > spec::MAX_EPOCH {
             return Err(Error::InvalidEpoch { epoch });
         }
-        let threads = if opts.jobs == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            opts.jobs
-        };
+        let threads = threads(opts);
         let mut workspace = shared.workspace(&spec.context);
         let cargo_target = workspace.as_ref().map(|w| w.target_directory.clone());
         if let (Some(w), Some(dir)) = (workspace.as_mut(), &opts.cargo.overrides.target_dir) {
@@ -288,6 +284,15 @@ fn host_filter<'a>(
             .map_err(|e| Error::IgnoreFile(Box::new(e)))?,
     };
     Ok(HostFilter::new(reserved, ignore))
+}
+
+/// The threads of `--jobs` (0: one per CPU).
+pub(super) fn threads(opts: &BuildOptions) -> usize {
+    if opts.jobs == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.jobs
+    }
 }
 
 /// `target/image` of the cargo workspace that holds the context, or `target/image` beside the

@@ -15,16 +15,15 @@
 //!   package's) has the same key in every image, and keying it walks, `stat`s and looks up
 //!   every file of its trees. [`LayerMemo`] keys it once: a layer whose recipe and inputs
 //!   are the same as a layer already planned takes that plan (see its docs for what "the
-//!   same" covers). Two images planning the same layer at the same moment both compute it
-//!   (a planner never waits for another: they run on the same thread pool, where waiting
-//!   could deadlock); every later one takes it.
+//!   same" covers). In a workspace build the others wait while one image plans it (on the
+//!   memo's own threads, so that waiting cannot deadlock the shared rayon pool).
 //!
 //! A single build gets a fresh [`Shared`]: nothing outlives one invocation of the library, so
 //! a long-running caller sees every change between two builds.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::provenance::Toolchain;
 use crate::cargo::{self, Metadata, Workspace};
@@ -56,9 +55,11 @@ impl Shared {
     /// What the builds of a workspace share: everything above, and the stores' stat indexes
     /// (loaded once, saved once by [`save_stat_indexes`](Self::save_stat_indexes) when they
     /// are done; a single build saves its own right after planning).
-    pub fn for_many() -> Self {
+    /// Layer plans are computed on `threads` threads of their own and waited for.
+    pub fn for_many(threads: usize) -> Self {
         Shared {
             stat_indexes: Some(Mutex::default()),
+            layers: LayerMemo::waiting(threads),
             ..Shared::default()
         }
     }
@@ -143,32 +144,111 @@ impl Shared {
 
 /// Layer plans already computed in this invocation, by everything a layer's plan depends on
 /// besides the content of its files ([`LayerRecipe`]).
+///
+/// With a pool of its own ([`LayerMemo::waiting`], the builds of a workspace), a layer being
+/// planned by one image is waited for by the others, and it is computed on that pool: the
+/// images plan on the shared rayon pool, where a thread that waits could hold a piece of the
+/// very computation it waits for (rayon lets a thread that waits for its own work run
+/// someone else's), but no thread of the memo's pool ever waits for the memo. Without one
+/// (a single build), two planners of one layer at once both compute it.
 #[derive(Default)]
 pub(super) struct LayerMemo {
-    plans: Mutex<Vec<(LayerRecipe, Arc<LayerPlan>)>>,
+    plans: Mutex<Vec<(LayerRecipe, Slot)>>,
+    ready: Condvar,
+    pool: Option<rayon::ThreadPool>,
+}
+
+/// A remembered layer plan.
+enum Slot {
+    Computing,
+    Done(Arc<LayerPlan>),
+    /// Computing it failed (or panicked): every image computes it for itself, and reports its
+    /// own error.
+    Failed,
 }
 
 impl LayerMemo {
+    /// A memo whose computations run on `threads` threads of their own, and are waited for.
+    /// Without threads, one that does not wait.
+    fn waiting(threads: usize) -> Self {
+        LayerMemo {
+            pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("layer-plan-{i}"))
+                .build()
+                .ok(),
+            ..LayerMemo::default()
+        }
+    }
+
     /// The plan of a layer whose recipe is `recipe` (`None`: do not remember it), computed by
-    /// `compute` unless a layer with the same recipe was planned already. Errors are not
-    /// remembered: each image reports its own.
+    /// `compute` unless a layer with the same recipe was planned already (or is being planned,
+    /// when the memo waits). Errors are not remembered: each image reports its own.
     pub fn plan(
         &self,
         recipe: Option<LayerRecipe>,
-        compute: impl FnOnce() -> Result<LayerPlan, layer::Error>,
+        compute: impl FnOnce() -> Result<LayerPlan, layer::Error> + Send,
     ) -> Result<LayerPlan, layer::Error> {
         let Some(recipe) = recipe else {
             return compute();
         };
-        if let Some((_, plan)) = locked(&self.plans).iter().find(|(r, _)| *r == recipe) {
-            return Ok(LayerPlan::clone(plan));
-        }
-        let plan = compute()?;
         let mut plans = locked(&self.plans);
-        if !plans.iter().any(|(r, _)| *r == recipe) {
-            plans.push((recipe, Arc::new(plan.clone())));
+        let at = loop {
+            match plans.iter().position(|(r, _)| *r == recipe) {
+                None => {
+                    plans.push((recipe, Slot::Computing));
+                    break plans.len() - 1;
+                }
+                Some(at) => match &plans[at].1 {
+                    Slot::Done(plan) => return Ok(LayerPlan::clone(plan)),
+                    Slot::Computing if self.pool.is_some() => {
+                        plans = self.ready.wait(plans).unwrap_or_else(|p| p.into_inner());
+                    }
+                    Slot::Computing | Slot::Failed => {
+                        drop(plans);
+                        return compute();
+                    }
+                },
+            }
+        };
+        drop(plans);
+        // The slot is settled on the thread that computes (a pool thread), before the
+        // caller's thread, which may be waiting for it further up its stack, takes it.
+        let settle = || {
+            let mut guard = Settle {
+                memo: self,
+                at,
+                plan: None,
+            };
+            let result = compute();
+            if let Ok(plan) = &result {
+                guard.plan = Some(Arc::new(plan.clone()));
+            }
+            result
+        };
+        match &self.pool {
+            Some(pool) => pool.install(settle),
+            None => settle(),
         }
-        Ok(plan)
+    }
+}
+
+/// Settles a slot of a [`LayerMemo`] when dropped: done with `plan`, else failed (an error,
+/// or a panic unwinding), and wakes the images that wait for it.
+struct Settle<'a> {
+    memo: &'a LayerMemo,
+    at: usize,
+    plan: Option<Arc<LayerPlan>>,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        let slot = match self.plan.take() {
+            Some(plan) => Slot::Done(plan),
+            None => Slot::Failed,
+        };
+        locked(&self.memo.plans)[self.at].1 = slot;
+        self.memo.ready.notify_all();
     }
 }
 

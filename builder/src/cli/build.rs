@@ -512,7 +512,9 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let spec = match specs {
         Specs::File(spec) => spec,
         Specs::Workspace(specs, workspace) => {
-            return run_many(&specs, &workspace, &opts, &reporter, verbosity, json, started)
+            return run_many(
+                &specs, &workspace, &opts, &reporter, verbosity, json, started,
+            )
         }
     };
     let result = build::build(&spec, &opts, &|event| reporter.event(event));
