@@ -43,9 +43,15 @@ pub(super) struct Shared {
     toolchains: Mutex<HashMap<PathBuf, Arc<Toolchain>>>,
     /// The stat index of each store, loaded once; `Some` when the builds share them and
     /// [`save_stat_indexes`](Self::save_stat_indexes) saves them at the end.
-    stat_indexes: Option<Mutex<Vec<(Store, Arc<Mutex<StatIndex>>)>>>,
+    stat_indexes: Option<Mutex<Vec<SharedStatIndex>>>,
     pub layers: LayerMemo,
 }
+
+/// A store and the stat index the builds share for it.
+type SharedStatIndex = (Store, Arc<Mutex<StatIndex>>);
+
+/// The packages resolved for a `debian` entry (an entry of [`layer::DebianPackages`]).
+type Packages = Arc<Vec<(crate::debian::Package, PathBuf)>>;
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -274,7 +280,7 @@ pub(super) struct LayerRecipe {
     hosts: Vec<(PathBuf, Option<Reserved>, Vec<Reserved>)>,
     ignore_file: Option<PathBuf>,
     cargo: Vec<Option<PathBuf>>,
-    debian: Vec<Option<Arc<Vec<(crate::debian::Package, PathBuf)>>>>,
+    debian: Vec<Option<Packages>>,
     stages: Vec<Option<Key>>,
     cache_from: Vec<String>,
 }
@@ -328,5 +334,161 @@ impl LayerRecipe {
             }
         }
         Some(recipe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::layer::HostFilter;
+    use crate::plan::{layer_key, ReadEveryFile};
+    use crate::spec::{EntrySpec, Owner};
+    use crate::types::Compression;
+
+    fn base_layer() -> LayerSpec {
+        LayerSpec {
+            name: "base".into(),
+            entries: vec![EntrySpec {
+                dest: "data".into(),
+                dest_is_dir: true,
+                source: Source::Path {
+                    path: "base".into(),
+                    include: vec![],
+                    exclude: vec![],
+                },
+                owner: Owner::default(),
+                mode: None,
+                dir_mode: None,
+                platforms: vec![],
+            }],
+            remove: Vec::new(),
+        }
+    }
+
+    /// The host filter of an image whose output is `output` (as the options make it).
+    fn filter(output: &Path) -> HostFilter {
+        HostFilter::new(
+            vec![Reserved::path(output, "the output of this build")],
+            None,
+        )
+    }
+
+    const WRITE: WriteOptions = WriteOptions {
+        compression: Compression::Gzip,
+        mtime: 0,
+        threads: 1,
+    };
+
+    #[test]
+    fn a_shared_layer_is_planned_once_and_a_filter_that_reaches_into_it_is_another_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("base/sub")).unwrap();
+        std::fs::write(root.join("base/a.txt"), "a").unwrap();
+        std::fs::write(root.join("base/sub/b.txt"), "b").unwrap();
+        let cargo = HashMap::new();
+        let (one, two, inside) = (
+            filter(&root.join("target/image/one")),
+            filter(&root.join("target/image/two")),
+            filter(&root.join("base/sub")),
+        );
+        let ctx = |f| SourceContext {
+            context: &root,
+            host_filter: Some(f),
+            cargo_outputs: &cargo,
+            stages: None,
+            debian: None,
+        };
+        let spec = base_layer();
+        let recipe =
+            |f| LayerRecipe::of(&spec, &ctx(f), &WRITE, &HashMap::new(), None, &[]).unwrap();
+        // Two images' outputs are outside the layer's tree: the same recipe.
+        assert_eq!(recipe(&one), recipe(&two));
+        // A reserved path inside the tree leaves part of it out: another recipe.
+        assert_ne!(recipe(&one), recipe(&inside));
+        let lower = LayerRecipe::of(&spec, &ctx(&one), &WRITE, &HashMap::new(), Some("x"), &[]);
+        assert_ne!(Some(recipe(&one)), lower, "another layer below");
+
+        for memo in [LayerMemo::default(), LayerMemo::waiting(2)] {
+            let computed = AtomicUsize::new(0);
+            let plan = |f| {
+                memo.plan(Some(recipe(f)), || {
+                    computed.fetch_add(1, Ordering::Relaxed);
+                    layer_key(
+                        &spec,
+                        &ctx(f),
+                        &WRITE,
+                        &ReadEveryFile,
+                        &HashMap::new(),
+                        None,
+                    )
+                })
+                .unwrap()
+            };
+            let (a, b, c) = (plan(&one), plan(&two), plan(&inside));
+            assert_eq!(computed.load(Ordering::Relaxed), 2);
+            assert_eq!(a.key, b.key);
+            assert_eq!(a.inputs, b.inputs);
+            assert_ne!(a.key, c.key, "the reserved directory is left out");
+            // What the memo gives is what keying it again gives.
+            let again = layer_key(
+                &spec,
+                &ctx(&two),
+                &WRITE,
+                &ReadEveryFile,
+                &HashMap::new(),
+                None,
+            );
+            assert_eq!(b.key, again.unwrap().key);
+        }
+    }
+
+    #[test]
+    fn a_failed_plan_is_not_remembered() {
+        let memo = LayerMemo::waiting(2);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("base")).unwrap();
+        let cargo = HashMap::new();
+        let ctx = SourceContext {
+            context: &root,
+            host_filter: None,
+            cargo_outputs: &cargo,
+            stages: None,
+            debian: None,
+        };
+        let spec = base_layer();
+        let recipe = || LayerRecipe::of(&spec, &ctx, &WRITE, &HashMap::new(), None, &[]);
+        let failing = memo.plan(recipe(), || {
+            Err(layer::Error::ReadSource {
+                path: root.join("base"),
+                source: std::io::ErrorKind::PermissionDenied.into(),
+            })
+        });
+        assert!(failing.is_err());
+        let planned = memo.plan(recipe(), || {
+            layer_key(&spec, &ctx, &WRITE, &ReadEveryFile, &HashMap::new(), None)
+        });
+        assert!(planned.is_ok(), "computed again: {planned:?}");
+    }
+
+    #[test]
+    fn one_cargo_metadata_answers_for_the_root_and_its_packages() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/workspace")
+            .canonicalize()
+            .unwrap();
+        let shared = Shared::default();
+        let at_root = shared.workspace(&root).unwrap();
+        let api = shared.workspace(&root.join("api")).unwrap();
+        assert_eq!(locked(&shared.workspaces).len(), 1, "cargo ran once");
+        let asked = cargo::workspace(&root.join("api")).unwrap();
+        assert_eq!(
+            (&api.root, &api.target_directory, &api.repository),
+            (&asked.root, &asked.target_directory, &asked.repository)
+        );
+        assert_eq!(at_root.root, api.root);
     }
 }

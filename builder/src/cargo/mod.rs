@@ -735,4 +735,50 @@ mod tests {
         );
         assert!(meta.metadata["image"]["registry"].is_string());
     }
+
+    #[test]
+    fn metadata_describes_the_root_and_members_unless_a_cargo_config_is_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nresolver = \"2\"\nmembers = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        for name in ["a", "b"] {
+            std::fs::create_dir_all(root.join(name).join("src")).unwrap();
+            std::fs::write(
+                root.join(name).join("Cargo.toml"),
+                format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\n"),
+            )
+            .unwrap();
+            std::fs::write(root.join(name).join("src/lib.rs"), "").unwrap();
+        }
+        // `b` has a cargo configuration of its own: cargo run there may say something else
+        // (here, another target directory), so the root's answer is not taken for it.
+        std::fs::create_dir_all(root.join("b/.cargo")).unwrap();
+        std::fs::write(
+            root.join("b/.cargo/config.toml"),
+            "[build]\ntarget-dir = \"elsewhere\"\n",
+        )
+        .unwrap();
+        let meta = metadata(&root).unwrap();
+        assert!(meta.describes(&root));
+        assert!(meta.describes(&root.join("a")));
+        assert_eq!(
+            workspace(&root.join("a")).unwrap().target_directory,
+            Workspace::of(&meta, &root.join("a")).target_directory
+        );
+        assert!(!meta.describes(&root.join("b")));
+        assert_ne!(
+            workspace(&root.join("b")).unwrap().target_directory,
+            meta.target_directory,
+            "the configuration below the root moves the target directory"
+        );
+        assert!(
+            !meta.describes(&root.join("a/src")),
+            "not a package directory"
+        );
+        assert!(!meta.describes(dir.path().parent().unwrap()));
+    }
 }
