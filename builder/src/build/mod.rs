@@ -33,7 +33,9 @@
 //! and [`update`] resolves them again. The packages of `debian` entries are resolved (or taken
 //! from the lock) and their `.deb` files put into the store while planning (`debian.rs`). While planning, `elf.rs` checks that every cargo binary's
 //! ELF interpreter is in the image's merged filesystem. After emitting, `load.rs` hands the
-//! image to podman or docker (`--load`). The stage filesystems layers copy out of live with
+//! image to podman or docker (`--load`). The images of a workspace ([`build_many`]) share
+//! what is the same for all of them (`shared.rs`: cargo's workspace, a shared layer's plan, the
+//! stat index, `rustc -vV`), done once. The stage filesystems layers copy out of live with
 //! [`crate::rootfs`].
 //!
 //! Progress leaves the library as [`Event`]s given to a callback (from several threads): the CLI

@@ -7,7 +7,8 @@
 //! the plan and the image's bytes are the same with `provenance = false`. The facts come from
 //! what the build already knows: the git commit and repository from the image's annotations
 //! (one `git` lookup per build, made by the options), the bases from the graph's fetched
-//! bases. `rustc -vV` runs once per build, and only for an image with cargo binaries, on a
+//! bases. `rustc -vV` runs once per build (once per invocation for the images of a workspace,
+//! `shared.rs`), and only for an image with cargo binaries, on a
 //! thread started before planning ([`Toolchain`]), so a warm build does not wait for it.
 
 use std::collections::HashMap;
