@@ -33,7 +33,9 @@
 //! and [`update`] resolves them again. The packages of `debian` entries are resolved (or taken
 //! from the lock) and their `.deb` files put into the store while planning (`debian.rs`). While planning, `elf.rs` checks that every cargo binary's
 //! ELF interpreter is in the image's merged filesystem. After emitting, `load.rs` hands the
-//! image to podman or docker (`--load`). The stage filesystems layers copy out of live with
+//! image to podman or docker (`--load`). The images of a workspace ([`build_many`]) share
+//! what is the same for all of them (`shared.rs`: cargo's workspace, a shared layer's plan, the
+//! stat index, `rustc -vV`), done once. The stage filesystems layers copy out of live with
 //! [`crate::rootfs`].
 //!
 //! Progress leaves the library as [`Event`]s given to a callback (from several threads): the CLI
@@ -41,9 +43,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::cargo::{self, CargoOptions};
 use crate::layer::{self, LayerBlob};
@@ -66,11 +67,13 @@ mod planner;
 mod provenance;
 mod remote;
 mod sbom;
+mod shared;
 
 pub use events::Event;
 pub use load::LoadEngine;
 use options::{image_dir, platform_specs, Context};
 pub use pins::{lock_path, update, LockChange};
+use shared::Shared;
 
 /// Errors of the build operation; each wraps the module error of the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -383,29 +386,56 @@ pub fn plan(
 }
 
 /// Builds several specs (the images of a cargo workspace) in parallel, sharing the store: a
-/// layer several images have (a shared base layer) is built once, the other builds wait for it
-/// and reuse it. `on_event` gets each event with the name of the image it belongs to. Every
-/// spec is built even when another fails; the results come back in the order of `specs`.
+/// layer several images have (a shared base layer) is keyed and built once, the other builds
+/// wait for it and reuse it. What is the same for every image is asked once (cargo's
+/// workspace, the git revision, the toolchain: `shared.rs`); `workspace` is the
+/// `cargo metadata` the specs were read from and the directory it ran in
+/// ([`spec::workspace_specs_from`]), if the caller has it. `on_event` gets each event with the
+/// name of the image it belongs to. Every spec is built even when another fails; the results
+/// come back in the order of `specs`.
 pub fn build_many(
     specs: &[ImageSpec],
+    workspace: Option<(&Path, &cargo::Metadata)>,
     opts: &BuildOptions,
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<BuildOutput, Error>> {
-    specs
-        .par_iter()
-        .map(|spec| {
-            let name = spec.name.as_str();
-            on_event(
-                name,
-                Event::SpecLoaded {
-                    spec: spec.spec_path.clone(),
-                    name: spec.name.clone(),
-                },
-            );
-            build_spec(spec, opts, &|e| on_event(name, e))
-        })
+    let threads = options::threads(opts);
+    let shared = Shared::for_many(threads);
+    if let Some((dir, metadata)) = workspace {
+        shared.knows_workspace(dir, metadata);
+    }
+    // Images spend much of their time waiting (for a shared layer another image builds, for
+    // `fsync`, for cargo): more of them are under way than there are threads, each on a plain
+    // thread (never a rayon worker, which could be lent to another image while it waits).
+    let next = AtomicUsize::new(0);
+    let results: Vec<OnceLock<Result<BuildOutput, Error>>> =
+        specs.iter().map(|_| OnceLock::new()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..(IMAGES_PER_THREAD * threads).clamp(1, specs.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(spec) = specs.get(i) else { break };
+                let name = spec.name.as_str();
+                on_event(
+                    name,
+                    Event::SpecLoaded {
+                        spec: spec.spec_path.clone(),
+                        name: spec.name.clone(),
+                    },
+                );
+                let _ = results[i].set(build_spec_in(spec, opts, &shared, &|e| on_event(name, e)));
+            });
+        }
+    });
+    shared.save_stat_indexes();
+    results
+        .into_iter()
+        .map(|r| r.into_inner().expect("every image is built"))
         .collect()
 }
+
+/// How many images of a workspace build are under way per thread (`--jobs`).
+const IMAGES_PER_THREAD: usize = 4;
 
 fn store_err(path: &Path, e: store::Error) -> Error {
     Error::Store {
@@ -456,7 +486,8 @@ pub fn plan_spec(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<LayerGraph, Error> {
-    let cx = Context::new(spec, opts)?;
+    let shared = Shared::default();
+    let cx = Context::new(spec, opts, &shared)?;
     let (platforms, as_index) = platform_specs(spec, opts)?;
     let store_root = cx.store_root.clone();
     let store = if store_root.join("version").is_file() {
@@ -468,7 +499,7 @@ pub fn plan_spec(
         Some(s) => StatIndex::load(s).map_err(|e| store_err(&store_root, e))?,
         None => StatIndex::new(),
     });
-    let pins = pins::Pins::open(spec, opts)?;
+    let pins = pins::Pins::open(spec, opts, &shared)?;
     let (cache_from, _) = remote_caches(spec, opts);
     let remote = remote::RemoteCache::new(cache_from, &[], &opts.registry, on_event)?;
     let git = remote.as_ref().and_then(|_| git_index(spec));
@@ -476,6 +507,8 @@ pub fn plan_spec(
         stat_index: &stat_index,
         git: git.as_ref(),
         remote: remote.as_ref(),
+        cache_from,
+        memo: &shared.layers,
     };
     let mut graph = planner::plan(
         &cx,
@@ -513,7 +546,17 @@ pub fn build_spec(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
-    let cx = Context::new(spec, opts)?;
+    build_spec_in(spec, opts, &Shared::default(), on_event)
+}
+
+/// [`build_spec`] with what the builds of this invocation share.
+fn build_spec_in(
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+    shared: &Shared,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<BuildOutput, Error> {
+    let cx = Context::new(spec, opts, shared)?;
     let (platforms, as_index) = platform_specs(spec, opts)?;
     if cx.format == OutputFormat::DockerArchive && platforms.len() > 1 {
         return Err(Error::DockerArchivePlatforms {
@@ -538,10 +581,12 @@ pub fn build_spec(
         .lock_shared()
         .map_err(|e| store_err(&cx.store_root, e))?;
 
-    let stat_index = Mutex::new(StatIndex::load(&store).map_err(|e| store_err(&cx.store_root, e))?);
+    let (stat_index, saves_stat_index) = shared
+        .stat_index(&store)
+        .map_err(|e| store_err(&cx.store_root, e))?;
     // The provenance statement's `rustc -vV`, asked while the plan and cargo run.
-    let toolchain = provenance::Toolchain::start(spec);
-    let pins = pins::Pins::open(spec, opts)?;
+    let toolchain = shared.toolchain(spec);
+    let pins = pins::Pins::open(spec, opts, shared)?;
     let (cache_from, cache_to) = remote_caches(spec, opts);
     let remote =
         remote::RemoteCache::new(cache_from, cache_to, &opts.registry, on_event)?.map(|remote| {
@@ -560,6 +605,8 @@ pub fn build_spec(
         stat_index: &stat_index,
         git: git.as_ref(),
         remote: remote.as_ref(),
+        cache_from,
+        memo: &shared.layers,
     };
     let mut plan = planner::plan(
         &cx,
@@ -572,10 +619,13 @@ pub fn build_spec(
         on_event,
     )?;
     // Newly learnt content hashes serve the next build; failing to save them costs only speed.
-    let _ = stat_index
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .save(&store);
+    // (The builds of a workspace share one index, saved when they are done.)
+    if saves_stat_index {
+        let _ = stat_index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save(&store);
+    }
     // Bases resolved without the lock are pinned now: the next build takes the same ones.
     pins.save(on_event)?;
 

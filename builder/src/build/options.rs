@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::shared::Shared;
 use super::{BuildOptions, Error, OutputFormat};
 use crate::cargo;
 use crate::layer::{HostFilter, IgnoreFile, Reserved, WriteOptions};
@@ -150,7 +151,8 @@ impl Context {
         }
     }
 
-    pub fn new(spec: &ImageSpec, opts: &BuildOptions) -> Result<Self, Error> {
+    /// Resolves the options of `spec`; cargo and git are asked through `shared`.
+    pub fn new(spec: &ImageSpec, opts: &BuildOptions, shared: &Shared) -> Result<Self, Error> {
         let tags = if opts.tags.is_empty() {
             spec.tags.clone()
         } else {
@@ -169,12 +171,8 @@ impl Context {
         if epoch > spec::MAX_EPOCH {
             return Err(Error::InvalidEpoch { epoch });
         }
-        let threads = if opts.jobs == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            opts.jobs
-        };
-        let mut workspace = cargo::workspace(&spec.context).ok();
+        let threads = threads(opts);
+        let mut workspace = shared.workspace(&spec.context);
         let cargo_target = workspace.as_ref().map(|w| w.target_directory.clone());
         if let (Some(w), Some(dir)) = (workspace.as_mut(), &opts.cargo.overrides.target_dir) {
             w.target_directory = dir.clone();
@@ -210,7 +208,7 @@ impl Context {
             annotations.insert("org.opencontainers.image.source".into(), repo);
         }
         // Never fails a build: outside a git checkout there is no revision to record.
-        if let Ok(rev) = spec::git_head(&spec.context) {
+        if let Some(rev) = shared.revision(&spec.context) {
             annotations.insert("org.opencontainers.image.revision".into(), rev);
         }
         annotations.extend(spec.annotations.clone());
@@ -286,6 +284,15 @@ fn host_filter<'a>(
             .map_err(|e| Error::IgnoreFile(Box::new(e)))?,
     };
     Ok(HostFilter::new(reserved, ignore))
+}
+
+/// The threads of `--jobs` (0: one per CPU).
+pub(super) fn threads(opts: &BuildOptions) -> usize {
+    if opts.jobs == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.jobs
+    }
 }
 
 /// `target/image` of the cargo workspace that holds the context, or `target/image` beside the

@@ -20,8 +20,8 @@ use std::sync::Mutex;
 
 use super::base::base_label;
 use super::options::{platform_specs, Context};
+use super::shared::Shared;
 use super::{store_err, BuildOptions, Error, Event};
-use crate::cargo;
 use crate::lock::{self, LockFile};
 use crate::oci;
 use crate::registry::{PullPolicy, Reference, RegistryClient};
@@ -35,13 +35,18 @@ static WRITING: Mutex<()> = Mutex::new(());
 /// The lock file of `spec`: `image.lock` beside an `image.toml`, in the workspace root for a
 /// spec read from `Cargo.toml` metadata.
 pub fn lock_path(spec: &ImageSpec) -> PathBuf {
+    lock_path_in(spec, &Shared::default())
+}
+
+/// [`lock_path`], asking cargo through what the builds of this invocation share.
+fn lock_path_in(spec: &ImageSpec, shared: &Shared) -> PathBuf {
     let dir = spec.spec_path.parent().unwrap_or(Path::new("."));
     if spec
         .spec_path
         .file_name()
         .is_some_and(|n| n == "Cargo.toml")
     {
-        if let Ok(workspace) = cargo::workspace(dir) {
+        if let Some(workspace) = shared.workspace(dir) {
             return workspace.root.join(lock::FILE_NAME);
         }
     }
@@ -58,8 +63,8 @@ pub(super) struct Pins {
 }
 
 impl Pins {
-    pub fn open(spec: &ImageSpec, opts: &BuildOptions) -> Result<Pins, Error> {
-        let path = lock_path(spec);
+    pub fn open(spec: &ImageSpec, opts: &BuildOptions, shared: &Shared) -> Result<Pins, Error> {
+        let path = lock_path_in(spec, shared);
         Ok(Pins {
             file: LockFile::read(&path)?,
             path,
@@ -260,9 +265,10 @@ pub fn update(
     let mut seen = std::collections::BTreeSet::new();
     let mut changes = Vec::new();
     let mut locks: Vec<(PathBuf, LockFile, LockFile)> = Vec::new();
+    let shared = Shared::default();
     for spec in specs {
-        let cx = Context::new(spec, opts)?;
-        let path = lock_path(spec);
+        let cx = Context::new(spec, opts, &shared)?;
+        let path = lock_path_in(spec, &shared);
         let at = match locks.iter().position(|(p, _, _)| *p == path) {
             Some(at) => at,
             None => {

@@ -31,6 +31,7 @@ use super::elf::{self, DynamicBinary};
 use super::options::{needed_stages, Context, PlatformSpec};
 use super::pins::Pins;
 use super::remote::RemoteCache;
+use super::shared::{LayerMemo, LayerRecipe};
 use super::{store_err, BuildOptions, Error, Event};
 use crate::cargo;
 use crate::git_index::{GitIndex, ObjectId};
@@ -379,18 +380,32 @@ impl Planner<'_> {
             .layers
             .par_iter()
             .map(|layer_spec| {
-                plan::layer_key(
+                // A layer another image of this invocation planned with the same recipe and
+                // inputs has its plan already (`shared.rs`).
+                let recipe = LayerRecipe::of(
                     layer_spec,
                     &ctx,
                     &cx.write,
-                    self.hasher,
                     &stage_keys,
                     base_id.as_deref(),
-                )
-                .map_err(|source| Error::Layer {
-                    layer: label(&layer_spec.name),
-                    source: Box::new(source),
-                })
+                    self.hasher.cache_from,
+                );
+                self.hasher
+                    .memo
+                    .plan(recipe, || {
+                        plan::layer_key(
+                            layer_spec,
+                            &ctx,
+                            &cx.write,
+                            self.hasher,
+                            &stage_keys,
+                            base_id.as_deref(),
+                        )
+                    })
+                    .map_err(|source| Error::Layer {
+                        layer: label(&layer_spec.name),
+                        source: Box::new(source),
+                    })
             })
             .collect::<Result<_, _>>()?;
         let mut layers = Vec::new();
@@ -644,6 +659,10 @@ pub(super) struct Keying<'a> {
     pub git: Option<&'a GitIndex>,
     /// The remote caches, asked for alias records.
     pub remote: Option<&'a RemoteCache<'a>>,
+    /// The repositories of those caches, part of what a layer's plan depends on.
+    pub cache_from: &'a [String],
+    /// The layers other images of this invocation planned.
+    pub memo: &'a LayerMemo,
 }
 
 impl Keying<'_> {

@@ -7,7 +7,8 @@
 //! the plan and the image's bytes are the same with `provenance = false`. The facts come from
 //! what the build already knows: the git commit and repository from the image's annotations
 //! (one `git` lookup per build, made by the options), the bases from the graph's fetched
-//! bases. `rustc -vV` runs once per build, and only for an image with cargo binaries, on a
+//! bases. `rustc -vV` runs once per build (once per invocation for the images of a workspace,
+//! `shared.rs`), and only for an image with cargo binaries, on a
 //! thread started before planning ([`Toolchain`]), so a warm build does not wait for it.
 
 use std::collections::HashMap;
@@ -43,22 +44,32 @@ impl Toolchain {
     /// spec asks for provenance and builds cargo binaries; otherwise nothing runs until
     /// [`version`](Self::version) is called.
     pub(super) fn start(spec: &ImageSpec) -> Self {
+        let toolchain = Toolchain::default();
+        toolchain.start_for(spec);
+        toolchain
+    }
+
+    /// Starts asking `rustc -vV` in the spec's context when [`start`](Self::start) would and
+    /// it has not been asked yet: the images of a workspace share one toolchain (they have one
+    /// context).
+    pub(super) fn start_for(&self, spec: &ImageSpec) {
         let builds_cargo = spec.all_stages().any(|s| {
             s.layers
                 .iter()
                 .flat_map(|l| &l.entries)
                 .any(|e| matches!(e.source, Source::Cargo(_)))
         });
-        let toolchain = Toolchain::default();
-        if spec.provenance && builds_cargo {
+        if !spec.provenance || !builds_cargo || self.version.get().is_some() {
+            return;
+        }
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        if started.is_none() {
             let dir = spec.context.clone();
-            let handle = std::thread::Builder::new()
+            *started = std::thread::Builder::new()
                 .name("rustc -vV".into())
                 .spawn(move || rustc_version(&dir))
                 .ok();
-            *toolchain.started.lock().unwrap_or_else(|e| e.into_inner()) = handle;
         }
-        toolchain
     }
 
     /// `$RUSTC -vV` (or `rustc -vV`) run in `dir`, where cargo runs (so a `rust-toolchain.toml`

@@ -304,6 +304,22 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// Whether `cargo metadata` run in `dir` says what this metadata says, when this metadata
+    /// was got in a directory it describes too (the caller checks that). `dir` is then the workspace root or the directory of one of its packages, and no
+    /// directory from `dir` up to the root (the root excluded) holds a cargo configuration
+    /// file: cargo reads `.cargo/config.toml` in the directory it runs in and in every parent,
+    /// so one below the root could change what it says (the target directory).
+    pub fn describes(&self, dir: &Path) -> bool {
+        let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let (dir, root) = (canonical(dir), canonical(&self.workspace_root));
+        let member = dir == root || self.package_in(&dir).is_some();
+        member
+            && dir
+                .ancestors()
+                .take_while(|d| *d != root)
+                .all(|d| !has_cargo_config(d))
+    }
+
     /// The package whose `Cargo.toml` is in `dir`, if any.
     pub fn package_in(&self, dir: &Path) -> Option<&Package> {
         let here = dir.join("Cargo.toml");
@@ -312,6 +328,12 @@ impl Metadata {
             .iter()
             .find(|p| p.manifest_path == here || Some(&p.manifest_path) == canonical.as_ref())
     }
+}
+
+/// Whether `dir` holds a cargo configuration file (`.cargo/config.toml` or `.cargo/config`).
+fn has_cargo_config(dir: &Path) -> bool {
+    let cargo = dir.join(".cargo");
+    cargo.join("config.toml").exists() || cargo.join("config").exists()
 }
 
 /// Runs `cargo metadata --no-deps` (with `$CARGO`, as cargo passes it to subcommands) in `dir`.
@@ -381,13 +403,18 @@ pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
 }
 
 fn workspace_uncached(dir: &Path) -> Result<Workspace, Error> {
-    let meta = metadata(dir)?;
-    let repository = meta.package_in(dir).and_then(|p| p.repository.clone());
-    Ok(Workspace {
-        root: meta.workspace_root,
-        target_directory: meta.target_directory,
-        repository,
-    })
+    Ok(Workspace::of(&metadata(dir)?, dir))
+}
+
+impl Workspace {
+    /// The workspace `meta` describes, as seen from `dir` (whose package gives `repository`).
+    pub fn of(meta: &Metadata, dir: &Path) -> Workspace {
+        Workspace {
+            root: meta.workspace_root.clone(),
+            target_directory: meta.target_directory.clone(),
+            repository: meta.package_in(dir).and_then(|p| p.repository.clone()),
+        }
+    }
 }
 
 /// A file's size, mtime and ctime (seconds, nanoseconds) and inode.
@@ -840,5 +867,51 @@ mod tests {
             "a virtual workspace's root"
         );
         assert!(meta.metadata["image"]["registry"].is_string());
+    }
+
+    #[test]
+    fn metadata_describes_the_root_and_members_unless_a_cargo_config_is_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nresolver = \"2\"\nmembers = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        for name in ["a", "b"] {
+            std::fs::create_dir_all(root.join(name).join("src")).unwrap();
+            std::fs::write(
+                root.join(name).join("Cargo.toml"),
+                format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\n"),
+            )
+            .unwrap();
+            std::fs::write(root.join(name).join("src/lib.rs"), "").unwrap();
+        }
+        // `b` has a cargo configuration of its own: cargo run there may say something else
+        // (here, another target directory), so the root's answer is not taken for it.
+        std::fs::create_dir_all(root.join("b/.cargo")).unwrap();
+        std::fs::write(
+            root.join("b/.cargo/config.toml"),
+            "[build]\ntarget-dir = \"elsewhere\"\n",
+        )
+        .unwrap();
+        let meta = metadata(&root).unwrap();
+        assert!(meta.describes(&root));
+        assert!(meta.describes(&root.join("a")));
+        assert_eq!(
+            workspace(&root.join("a")).unwrap().target_directory,
+            Workspace::of(&meta, &root.join("a")).target_directory
+        );
+        assert!(!meta.describes(&root.join("b")));
+        assert_ne!(
+            workspace(&root.join("b")).unwrap().target_directory,
+            meta.target_directory,
+            "the configuration below the root moves the target directory"
+        );
+        assert!(
+            !meta.describes(&root.join("a/src")),
+            "not a package directory"
+        );
+        assert!(!meta.describes(dir.path().parent().unwrap()));
     }
 }

@@ -336,7 +336,13 @@ pub enum Specs {
     /// One spec file: `--spec`, or ./image.toml.
     File(PathBuf),
     /// The images of a cargo workspace, from Cargo.toml metadata.
-    Workspace(Vec<ImageSpec>),
+    Workspace(Vec<ImageSpec>, Box<WorkspaceMetadata>),
+}
+
+/// The `cargo metadata` a workspace's specs were read from, and the directory it ran in.
+pub struct WorkspaceMetadata {
+    pub dir: PathBuf,
+    pub metadata: cargo_oci_image::cargo::Metadata,
 }
 
 impl CommonArgs {
@@ -357,8 +363,17 @@ impl CommonArgs {
             all: self.workspace,
             bin: self.bin.clone(),
         };
-        match spec::workspace_specs(&cwd, &selection) {
-            Ok(specs) => Ok(Specs::Workspace(specs)),
+        let specs = cargo_oci_image::cargo::metadata(&cwd)
+            .map_err(spec::SpecError::from)
+            .and_then(|metadata| {
+                let specs = spec::workspace_specs_from(&metadata, &cwd, &selection)?;
+                Ok((specs, metadata))
+            });
+        match specs {
+            Ok((specs, metadata)) => Ok(Specs::Workspace(
+                specs,
+                Box::new(WorkspaceMetadata { dir: cwd, metadata }),
+            )),
             Err(spec::SpecError::Cargo(e)) if !selecting => Err(Failure::usage(anyhow::anyhow!(
                 "no image.toml in {} and no cargo project here ({}); pass --spec PATH or create \
                  an image.toml (see examples/hello/image.toml)",
@@ -496,8 +511,10 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let reporter = Reporter::new(verbosity, json);
     let spec = match specs {
         Specs::File(spec) => spec,
-        Specs::Workspace(specs) => {
-            return run_many(&specs, &opts, &reporter, verbosity, json, started)
+        Specs::Workspace(specs, workspace) => {
+            return run_many(
+                &specs, &workspace, &opts, &reporter, verbosity, json, started,
+            )
         }
     };
     let result = build::build(&spec, &opts, &|event| reporter.event(event));
@@ -549,6 +566,7 @@ fn platform_lines(out: &build::BuildOutput) {
 /// Builds the images of a cargo workspace in parallel, sharing the store.
 fn run_many(
     specs: &[ImageSpec],
+    workspace: &WorkspaceMetadata,
     opts: &BuildOptions,
     reporter: &Reporter,
     verbosity: Verbosity,
@@ -575,7 +593,8 @@ fn run_many(
             )));
         }
     }
-    let results = build::build_many(specs, opts, &|image, event| {
+    let known = Some((workspace.dir.as_path(), &workspace.metadata));
+    let results = build::build_many(specs, known, opts, &|image, event| {
         reporter.image_event(Some(image), event)
     });
     reporter.finish();

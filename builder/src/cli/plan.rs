@@ -77,7 +77,7 @@ pub fn run(args: PlanArgs) -> Result<(), Failure> {
         Specs::File(spec) => {
             vec![build::plan(&spec, &opts, &|e| reporter.event(e)).map_err(failure)?]
         }
-        Specs::Workspace(specs) => specs
+        Specs::Workspace(specs, _) => specs
             .iter()
             .map(|spec| build::plan_spec(spec, &opts, &|e| reporter.event(e)))
             .collect::<Result<_, _>>()

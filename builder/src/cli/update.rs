@@ -28,7 +28,7 @@ pub struct UpdateArgs {
 pub fn run(args: UpdateArgs) -> Result<(), Failure> {
     let specs = match args.common.specs()? {
         Specs::File(path) => vec![spec::load(&path).map_err(Failure::build)?],
-        Specs::Workspace(specs) => specs,
+        Specs::Workspace(specs, _) => specs,
     };
     let opts = args.common.options(false, true)?;
     let changes = build::update(&specs, &opts, &args.bases).map_err(failure)?;

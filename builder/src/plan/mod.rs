@@ -164,7 +164,7 @@ impl InputStamp {
 
 /// The planned form of one layer: its key, the host inputs it was computed from, and the tree
 /// when the planning had to build it anyway (a layer with no imported tarball).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LayerPlan {
     pub key: Key,
     /// The layer's alias key, when git's index vouches for every host file of it (see the

@@ -70,7 +70,7 @@ use std::path::Path;
 pub use error::{ErrorKind, SpecDiagnostic, SpecError};
 pub use model::*;
 pub use validate::{validate_profile, validate_tag};
-pub use workspace::{workspace_specs, Selection};
+pub use workspace::{workspace_specs, workspace_specs_from, Selection};
 
 use error::SpecSource;
 

@@ -66,9 +66,19 @@ pub struct Selection {
 /// it is not the workspace root); else every package with `[package.metadata.image]`; else the
 /// workspace's only binary package.
 pub fn workspace_specs(dir: &Path, selection: &Selection) -> Result<Vec<ImageSpec>, SpecError> {
-    let meta = cargo::metadata(dir)?;
+    workspace_specs_from(&cargo::metadata(dir)?, dir, selection)
+}
+
+/// [`workspace_specs`] from `meta`, the `cargo metadata --no-deps` already run in `dir`
+/// ([`cargo::metadata`]): a build of the specs can take cargo's answer from it too
+/// (`build::build_many`).
+pub fn workspace_specs_from(
+    meta: &Metadata,
+    dir: &Path,
+    selection: &Selection,
+) -> Result<Vec<ImageSpec>, SpecError> {
     let root_manifest = meta.workspace_root.join("Cargo.toml");
-    let packages = select(&meta, dir, selection, &root_manifest)?;
+    let packages = select(meta, dir, selection, &root_manifest)?;
 
     let root_text = read(&root_manifest)?;
     let root_src = SpecSource {
