@@ -110,7 +110,10 @@ impl Shared {
         if let Some(meta) = answering {
             return Some(Workspace::of(meta, dir));
         }
-        let meta = cargo::metadata(dir).ok();
+        // Outside a cargo project cargo can only fail: it is not run.
+        let meta = cargo::in_project(dir)
+            .then(|| cargo::metadata(dir).ok())
+            .flatten();
         let workspace = meta.as_ref().map(|m| Workspace::of(m, dir));
         known.push((dir.to_path_buf(), meta));
         workspace

@@ -381,14 +381,14 @@ pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
     use std::sync::Mutex;
     static KNOWN: Mutex<Option<HashMap<PathBuf, (ManifestChain, Workspace)>>> = Mutex::new(None);
 
-    let Some(chain) = ManifestChain::of(dir) else {
-        return workspace_uncached(dir);
-    };
-    if !chain.has_manifest() {
+    if !in_project(dir) {
         return Err(Error::NoProject {
             dir: dir.to_path_buf(),
         });
     }
+    let Some(chain) = ManifestChain::of(dir) else {
+        return workspace_uncached(dir);
+    };
     let lock = || KNOWN.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((known, ws)) = lock().get_or_insert_with(HashMap::new).get(&chain.dir) {
         if *known == chain {
@@ -400,6 +400,15 @@ pub fn workspace(dir: &Path) -> Result<Workspace, Error> {
         .get_or_insert_with(HashMap::new)
         .insert(chain.dir.clone(), (chain, ws.clone()));
     Ok(ws)
+}
+
+/// Whether `dir` is in a cargo project: a `Cargo.toml` in it or in a directory above it, as
+/// cargo searches for one (upwards from the physical path). `true` when `dir` cannot be
+/// resolved: cargo then reports what is wrong.
+pub fn in_project(dir: &Path) -> bool {
+    dir.canonicalize().map_or(true, |dir| {
+        dir.ancestors().any(|a| a.join("Cargo.toml").exists())
+    })
 }
 
 fn workspace_uncached(dir: &Path) -> Result<Workspace, Error> {
@@ -430,7 +439,6 @@ struct ManifestChain {
     /// The directory, canonical (cargo's current directory is the physical path).
     dir: PathBuf,
     files: Vec<Option<FileStamp>>,
-    manifests: usize,
     env: Vec<Option<OsString>>,
 }
 
@@ -459,11 +467,8 @@ impl ManifestChain {
             })
         };
         let mut files = Vec::new();
-        let mut manifests = 0;
         for a in dir.ancestors() {
-            let manifest = stat(&a.join("Cargo.toml"));
-            manifests += usize::from(manifest.is_some());
-            files.push(manifest);
+            files.push(stat(&a.join("Cargo.toml")));
             files.push(stat(&a.join(".cargo/config.toml")));
             files.push(stat(&a.join(".cargo/config")));
         }
@@ -477,13 +482,8 @@ impl ManifestChain {
         Some(ManifestChain {
             dir,
             files,
-            manifests,
             env: ENV.iter().map(std::env::var_os).collect(),
         })
-    }
-
-    fn has_manifest(&self) -> bool {
-        self.manifests > 0
     }
 }
 
@@ -851,6 +851,8 @@ mod tests {
         std::fs::create_dir(&outside).unwrap();
         let err = workspace(&outside).unwrap_err();
         assert!(matches!(err, Error::NoProject { .. }), "{err}");
+        assert!(!in_project(&outside));
+        assert!(in_project(&pkg));
     }
 
     #[test]
