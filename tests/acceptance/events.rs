@@ -130,6 +130,33 @@ fn plan_and_build_agree_on_workspace() {
     plan_agrees_with_the_build("workspace", &["--workspace"]);
 }
 
+/// Each image's plan per image: `plan --workspace` plans the images together, and every `plan`
+/// event names its image, with the keys the build of that image then uses.
+#[test]
+fn workspace_plans_name_their_images() {
+    let (_tmp, dir) = example_copy("workspace");
+    let per_image = |events: &[Value]| -> std::collections::BTreeMap<String, BTreeSet<String>> {
+        let mut by_image = std::collections::BTreeMap::new();
+        for e in events.iter().filter(|e| e["event"] == "plan") {
+            let image = e["image"].as_str().expect("a plan event names its image");
+            let keys: &mut BTreeSet<String> = by_image.entry(image.to_string()).or_default();
+            keys.extend(plan_keys(std::slice::from_ref(e)));
+        }
+        by_image
+    };
+    let (r, planned) = events(&dir, &["plan", "--workspace"]);
+    assert_eq!(r.code, Some(0), "plan failed:\n{}", r.stderr);
+    let planned = per_image(&planned);
+    assert!(planned.len() > 1, "one plan per image: {planned:?}");
+    let (r, built) = events(&dir, &["build", "--quiet", "--workspace"]);
+    assert_eq!(r.code, Some(0), "build failed:\n{}", r.stderr);
+    assert_eq!(
+        per_image(&built),
+        planned,
+        "each image's plan is its build's"
+    );
+}
+
 /// The stream of a failed command ends with its one `error` event, and the command fails.
 fn ends_with_one_error(r: &Run, events: &[Value]) -> Value {
     assert_ne!(r.code, Some(0), "expected a failure:\n{}", r.stdout);

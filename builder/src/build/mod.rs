@@ -44,7 +44,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::cargo::{self, CargoOptions};
 use crate::layer::{self, LayerBlob};
@@ -404,33 +404,73 @@ pub fn build_many(
     if let Some((dir, metadata)) = workspace {
         shared.knows_workspace(dir, metadata);
     }
-    // Images spend much of their time waiting (for a shared layer another image builds, for
-    // `fsync`, for cargo): more of them are under way than there are threads, each on a plain
-    // thread (never a rayon worker, which could be lent to another image while it waits).
+    let results = for_each_image(specs, threads, |spec| {
+        let name = spec.name.as_str();
+        on_event(
+            name,
+            Event::SpecLoaded {
+                spec: spec.spec_path.clone(),
+                name: spec.name.clone(),
+            },
+        );
+        build_spec_in(spec, opts, &shared, &|e| on_event(name, e))
+    });
+    shared.save_stat_indexes();
+    results
+}
+
+/// Plans several specs (the images of a cargo workspace) in parallel, as [`build_many`] builds
+/// them: what is the same for every image is asked once, and a layer several images share is
+/// keyed once (the others take its plan). Planning writes nothing, the stat index included.
+/// `on_event` gets each event with the name of the image it belongs to; the graphs come back
+/// in the order of `specs`, each planned even when another fails.
+pub fn plan_many(
+    specs: &[ImageSpec],
+    workspace: Option<(&Path, &cargo::Metadata)>,
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(&str, Event) + Sync),
+) -> Vec<Result<LayerGraph, Error>> {
+    let shared = Shared::for_many(options::threads(opts));
+    if let Some((dir, metadata)) = workspace {
+        shared.knows_workspace(dir, metadata);
+    }
+    for_each_image(specs, options::threads(opts), |spec| {
+        let name = spec.name.as_str();
+        on_event(
+            name,
+            Event::SpecLoaded {
+                spec: spec.spec_path.clone(),
+                name: spec.name.clone(),
+            },
+        );
+        plan_spec_in(spec, opts, &shared, &|e| on_event(name, e))
+    })
+}
+
+/// Runs `work` for every spec, several images at a time; the results in the order of `specs`.
+///
+/// Images spend much of their time waiting (for a shared layer another image plans or builds,
+/// for `fsync`, for cargo): more of them are under way than there are threads, each on a plain
+/// thread (never a rayon worker, which could be lent to another image while it waits).
+fn for_each_image<T: Send + Sync>(
+    specs: &[ImageSpec],
+    threads: usize,
+    work: impl Fn(&ImageSpec) -> T + Sync,
+) -> Vec<T> {
     let next = AtomicUsize::new(0);
-    let results: Vec<OnceLock<Result<BuildOutput, Error>>> =
-        specs.iter().map(|_| OnceLock::new()).collect();
+    let results: Vec<OnceLock<T>> = specs.iter().map(|_| OnceLock::new()).collect();
     std::thread::scope(|scope| {
         for _ in 0..(IMAGES_PER_THREAD * threads).clamp(1, specs.len().max(1)) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(spec) = specs.get(i) else { break };
-                let name = spec.name.as_str();
-                on_event(
-                    name,
-                    Event::SpecLoaded {
-                        spec: spec.spec_path.clone(),
-                        name: spec.name.clone(),
-                    },
-                );
-                let _ = results[i].set(build_spec_in(spec, opts, &shared, &|e| on_event(name, e)));
+                let _ = results[i].set(work(spec));
             });
         }
     });
-    shared.save_stat_indexes();
     results
         .into_iter()
-        .map(|r| r.into_inner().expect("every image is built"))
+        .map(|r| r.into_inner().expect("every image is done"))
         .collect()
 }
 
@@ -486,8 +526,17 @@ pub fn plan_spec(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<LayerGraph, Error> {
-    let shared = Shared::default();
-    let cx = Context::new(spec, opts, &shared)?;
+    plan_spec_in(spec, opts, &Shared::default(), on_event)
+}
+
+/// [`plan_spec`] with what the plans of this invocation share.
+fn plan_spec_in(
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+    shared: &Shared,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<LayerGraph, Error> {
+    let cx = Context::new(spec, opts, shared)?;
     let (platforms, as_index) = platform_specs(spec, opts)?;
     let store_root = cx.store_root.clone();
     let store = if store_root.join("version").is_file() {
@@ -495,11 +544,17 @@ pub fn plan_spec(
     } else {
         None
     };
-    let stat_index = Mutex::new(match &store {
-        Some(s) => StatIndex::load(s).map_err(|e| store_err(&store_root, e))?,
-        None => StatIndex::new(),
-    });
-    let pins = pins::Pins::open(spec, opts, &shared)?;
+    // Read, never saved: planning writes nothing.
+    let stat_index = match &store {
+        Some(s) => {
+            shared
+                .stat_index(s)
+                .map_err(|e| store_err(&store_root, e))?
+                .0
+        }
+        None => Arc::new(Mutex::new(StatIndex::new())),
+    };
+    let pins = pins::Pins::open(spec, opts, shared)?;
     let (cache_from, _) = remote_caches(spec, opts);
     let remote = remote::RemoteCache::new(cache_from, &[], &opts.registry, on_event)?;
     let git = remote.as_ref().and_then(|_| git_index(spec));

@@ -77,11 +77,17 @@ pub fn run(args: PlanArgs) -> Result<(), Failure> {
         Specs::File(spec) => {
             vec![build::plan(&spec, &opts, &|e| reporter.event(e)).map_err(failure)?]
         }
-        Specs::Workspace(specs, _) => specs
-            .iter()
-            .map(|spec| build::plan_spec(spec, &opts, &|e| reporter.event(e)))
+        // The images are planned together (a layer they share is keyed once); each event
+        // names its image.
+        Specs::Workspace(specs, workspace) => {
+            let known = Some((workspace.dir.as_path(), &workspace.metadata));
+            build::plan_many(&specs, known, &opts, &|image, e| {
+                reporter.image_event(Some(image), e)
+            })
+            .into_iter()
             .collect::<Result<_, _>>()
-            .map_err(failure)?,
+            .map_err(failure)?
+        }
     };
     if json {
         return Ok(());
