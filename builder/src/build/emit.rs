@@ -249,9 +249,13 @@ fn link_out(
     store_root: &Path,
 ) -> Result<(), Error> {
     let digest = oci::Digest::parse(digest)?;
-    store
+    let linked = store
         .link_out(&digest, &writer.blobs_dir().join(digest.hex()))
-        .map_err(|e| store_err(store_root, e))
+        .map_err(|e| store_err(store_root, e))?;
+    if linked {
+        writer.durable(&digest);
+    }
+    Ok(())
 }
 
 /// Signs the image `digest` being written (cosign's simple signing, and its referrers as

@@ -15,6 +15,16 @@
 //! and left untouched, never deleted. The temporary directory is locked for its whole life, so
 //! the leftovers of a killed build are told from a concurrent build's work and removed by the
 //! next build to the same place ([`super::temp_output`]).
+//!
+//! # Durability
+//! Nothing in the temporary directory is visible under the target's name until
+//! [`LayoutWriter::finish`] has made all of it durable, so files are not synced one by one as
+//! they are written: `finish` syncs every blob, `oci-layout`, `index.json` and the three
+//! directories at once, on several threads (a journaling filesystem commits concurrent syncs
+//! together, where one after another each waits for its own commit), and only then renames.
+//! A blob hard-linked from the store ([`LayoutWriter::durable`]) is not synced again: the
+//! store synced its content before naming it, and the new link is made durable by the sync of
+//! its directory.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -36,6 +46,8 @@ pub struct LayoutWriter {
     target: PathBuf,
     tmp: TempDirBeside,
     blobs: PathBuf,
+    /// Blobs (hex digests) whose content is known to be on disk already (see the module docs).
+    durable: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl LayoutWriter {
@@ -72,6 +84,7 @@ impl LayoutWriter {
             target: target.to_path_buf(),
             tmp,
             blobs,
+            durable: Default::default(),
         })
     }
 
@@ -97,8 +110,8 @@ impl LayoutWriter {
         self.blobs.join(digest.hex())
     }
 
-    /// Writes `bytes` as a blob (temp file, fsync, rename) and returns its digest and size.
-    /// Writing a blob that is already there is a no-op.
+    /// Writes `bytes` as a blob (temp file, rename; [`finish`](Self::finish) syncs it) and
+    /// returns its digest and size. Writing a blob that is already there is a no-op.
     pub fn write_blob(&self, bytes: &[u8]) -> Result<(Digest, u64), Error> {
         let digest = Digest::of(bytes);
         let dest = self.blob_path(&digest);
@@ -112,7 +125,6 @@ impl LayoutWriter {
                 .tempfile_in(&self.blobs)
                 .map_err(write_err)?;
             file.write_all(bytes).map_err(write_err)?;
-            file.as_file().sync_all().map_err(write_err)?;
             file.persist(&dest).map_err(|e| write_err(e.error))?;
         }
         Ok((digest, bytes.len() as u64))
@@ -130,8 +142,9 @@ impl LayoutWriter {
     }
 
     /// Adds the blob at `src` (from another layout or the store) as blob `digest`: hard-linked
-    /// when possible, else copied (temp file, fsync, rename). Verifies nothing: the source's
-    /// reader verifies its blobs. A blob already present is left alone.
+    /// when possible, else copied (temp file, rename; [`finish`](Self::finish) syncs it either
+    /// way). Verifies nothing: the source's reader verifies its blobs. A blob already present is
+    /// left alone.
     pub fn import_blob(&self, src: &Path, digest: &str) -> Result<(), Error> {
         let digest = Digest::parse(digest)?;
         let dest = self.blob_path(&digest);
@@ -152,40 +165,67 @@ impl LayoutWriter {
             .tempfile_in(&self.blobs)
             .map_err(import_err)?;
         io::copy(&mut input, file.as_file_mut()).map_err(import_err)?;
-        file.as_file().sync_all().map_err(import_err)?;
         file.persist(&dest).map_err(|e| import_err(e.error))?;
         Ok(())
     }
 
-    /// Completes the layout: writes `oci-layout` and a canonical `index.json` listing
-    /// `index_entries`, fsyncs every file and directory, then replaces the target with it
-    /// atomically. Returns the target path.
-    ///
-    /// The target must not exist, or be a layout of ours, or be an empty directory; anything
-    /// else is refused and left as it was (and this layout is discarded).
-    pub fn finish(self, index_entries: Vec<Descriptor>) -> Result<PathBuf, Error> {
-        let root = self.tmp.path();
-        write_synced(&root.join("oci-layout"), OCI_LAYOUT_FILE)?;
-        let index = to_canonical_json(&image_index(index_entries))?;
-        write_synced(&root.join("index.json"), &index)?;
+    /// Says that blob `digest` (in [`blobs_dir`](Self::blobs_dir)) is a hard link of a file
+    /// whose content is already on disk (a store blob): [`finish`](Self::finish) does not sync
+    /// it again.
+    pub fn durable(&self, digest: &Digest) {
+        self.durable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.hex().to_string());
+    }
 
-        // Blobs streamed in by other writers, or copied: make sure they are on disk.
+    /// What [`finish`](Self::finish) syncs: every blob but those known to be on disk, in name
+    /// order, then `oci-layout`, `index.json` and the directories.
+    fn to_sync(&self) -> Result<Vec<PathBuf>, Error> {
+        let root = self.tmp.path();
+        let durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        let mut paths = Vec::new();
         let entries = fs::read_dir(&self.blobs).map_err(|source| Error::Sync {
             path: self.blobs.clone(),
             source,
         })?;
         for entry in entries {
-            let path = entry
-                .map_err(|source| Error::Sync {
-                    path: self.blobs.clone(),
-                    source,
-                })?
-                .path();
-            sync_path(&path)?;
+            let entry = entry.map_err(|source| Error::Sync {
+                path: self.blobs.clone(),
+                source,
+            })?;
+            if !entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| durable.contains(n))
+            {
+                paths.push(entry.path());
+            }
         }
-        sync_path(&self.blobs)?;
-        sync_path(&root.join("blobs"))?;
-        sync_path(root)?;
+        paths.sort();
+        paths.extend([
+            root.join("oci-layout"),
+            root.join("index.json"),
+            self.blobs.clone(),
+            root.join("blobs"),
+            root.to_path_buf(),
+        ]);
+        Ok(paths)
+    }
+
+    /// Completes the layout: writes `oci-layout` and a canonical `index.json` listing
+    /// `index_entries`, fsyncs every file and directory (at once, see the module docs), then
+    /// replaces the target with it atomically. Returns the target path.
+    ///
+    /// The target must not exist, or be a layout of ours, or be an empty directory; anything
+    /// else is refused and left as it was (and this layout is discarded).
+    pub fn finish(self, index_entries: Vec<Descriptor>) -> Result<PathBuf, Error> {
+        let root = self.tmp.path();
+        write_file(&root.join("oci-layout"), OCI_LAYOUT_FILE)?;
+        let index = to_canonical_json(&image_index(index_entries))?;
+        write_file(&root.join("index.json"), &index)?;
+
+        sync_all_at_once(&self.to_sync()?)?;
 
         let replace_err = |source| Error::ReplaceOutput {
             path: self.target.clone(),
@@ -364,14 +404,40 @@ fn swap_by_renames(new: &Path, target: &Path) -> io::Result<()> {
     fs::rename(&backup, new)
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// Writes `bytes` to a new file at `path` (not synced: [`LayoutWriter::finish`] syncs it).
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let err = |source| Error::WriteFile {
         path: path.to_path_buf(),
         source,
     };
     let mut file = File::create(path).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)
+    file.write_all(bytes).map_err(err)
+}
+
+/// fsyncs every path, several at once; the first failure in `paths` order is the error.
+fn sync_all_at_once(paths: &[PathBuf]) -> Result<(), Error> {
+    const THREADS: usize = 8;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS.min(paths.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                if let Err(e) = sync_path(path) {
+                    failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((i, e));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    match failures.into_iter().min_by_key(|(i, _)| *i) {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// fsync a file or directory.
@@ -587,6 +653,44 @@ mod tests {
             msg.contains(&file.join("sub").display().to_string()),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn finish_syncs_everything_but_blobs_known_to_be_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = LayoutWriter::create(&dir.path().join("out")).unwrap();
+        let (written, _) = writer.write_blob(b"config").unwrap();
+        let (linked, _) = writer.write_blob(b"a store blob").unwrap();
+        writer.durable(&linked);
+        let root = writer.path().to_path_buf();
+        assert_eq!(
+            writer.to_sync().unwrap(),
+            [
+                writer.blob_path(&written),
+                root.join("oci-layout"),
+                root.join("index.json"),
+                root.join("blobs/sha256"),
+                root.join("blobs"),
+                root.clone(),
+            ]
+        );
+        writer.finish(vec![]).unwrap();
+    }
+
+    #[test]
+    fn a_failed_sync_names_the_first_path_that_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let missing: Vec<PathBuf> = (0..20)
+            .map(|i| dir.path().join(format!("m{i:02}")))
+            .collect();
+        sync_all_at_once(std::slice::from_ref(&file)).unwrap();
+        let paths = [vec![file.clone()], missing.clone()].concat();
+        match sync_all_at_once(&paths) {
+            Err(Error::Sync { path, .. }) => assert_eq!(path, missing[0]),
+            other => panic!("expected a sync error, got {other:?}"),
+        }
     }
 
     #[test]

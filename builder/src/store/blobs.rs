@@ -99,8 +99,9 @@ impl Store {
     /// Puts blob `digest` at `dest` (e.g. in a layout's `blobs/sha256/`): a hard link to the
     /// store's file, or a copy when linking fails (another filesystem, no permission). `dest`
     /// appears atomically (a temporary name beside it, then rename) and is replaced if it
-    /// exists.
-    pub fn link_out(&self, digest: &Digest, dest: &Path) -> Result<(), Error> {
+    /// exists. True when `dest` is the store's file (linked): its content is on disk already
+    /// (store blobs are synced before they are named), only the new link is not.
+    pub fn link_out(&self, digest: &Digest, dest: &Path) -> Result<bool, Error> {
         let src = self.blob_path(digest);
         let link_err = |source| Error::LinkOut {
             digest: digest.to_string(),
@@ -119,11 +120,12 @@ impl Store {
         };
         if let Ok(dest_meta) = fs::metadata(dest) {
             if dest_meta.ino() == src_meta.ino() && dest_meta.dev() == src_meta.dev() {
-                return Ok(()); // already linked
+                return Ok(true); // already linked
             }
         }
         let tmp = tmp_sibling(dest).map_err(link_err)?;
-        if fs::hard_link(&src, &tmp).is_err() {
+        let linked = fs::hard_link(&src, &tmp).is_ok();
+        if !linked {
             if let Err(e) = fs::copy(&src, &tmp) {
                 let _ = fs::remove_file(&tmp);
                 return Err(link_err(e));
@@ -132,7 +134,8 @@ impl Store {
         fs::rename(&tmp, dest).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             link_err(e)
-        })
+        })?;
+        Ok(linked)
     }
 }
 
