@@ -651,6 +651,7 @@ fn real_main() -> Result<()> {
         ),
     ];
     let start_ctx = Context::gather(Vec::new());
+    let (started, stall_start) = (std::time::Instant::now(), report::cpu_stall_us());
     let mut bench = Bench {
         args,
         ours,
@@ -682,6 +683,14 @@ fn real_main() -> Result<()> {
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     extra.push(("load average at end (1/5/15 min)".into(), load_end));
+    extra.push((
+        "CPU pressure".into(),
+        report::cpu_pressure(
+            stall_start,
+            report::cpu_stall_us(),
+            started.elapsed().as_secs_f64(),
+        ),
+    ));
     let mut ctx = start_ctx;
     ctx.lines.extend(extra);
     println!("\n{}", report::text(&bench.rows, &ctx));

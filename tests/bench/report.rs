@@ -142,6 +142,32 @@ impl Context {
     }
 }
 
+/// The CPU pressure stall counter (`/proc/pressure/cpu`, line `some`, `total=`): microseconds
+/// during which at least one runnable task waited for a CPU. `None` without PSI.
+pub fn cpu_stall_us() -> Option<u64> {
+    fs::read_to_string("/proc/pressure/cpu")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("some "))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?
+        .parse()
+        .ok()
+}
+
+/// How contended the CPUs were between two readings of [`cpu_stall_us`] `secs` apart: the
+/// share of the time some task waited for a CPU. Near 0% the wall times mean what they say;
+/// near 100% other work competed with every measurement and the ratios move from run to run.
+pub fn cpu_pressure(start: Option<u64>, end: Option<u64>, secs: f64) -> String {
+    match (start, end) {
+        (Some(a), Some(b)) if secs > 0.0 && b >= a => format!(
+            "{:.0}% of the run some task waited for a CPU (/proc/pressure/cpu)",
+            (b - a) as f64 / 1e6 / secs * 100.0
+        ),
+        _ => "unknown (no /proc/pressure/cpu)".into(),
+    }
+}
+
 /// The first line of a command's stdout, or "unknown".
 pub fn command_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
@@ -236,4 +262,25 @@ pub fn write_markdown(
         }
     }
     fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_pressure_is_the_share_of_the_run_spent_waiting() {
+        assert_eq!(
+            cpu_pressure(Some(1_000_000), Some(1_500_000), 2.0),
+            "25% of the run some task waited for a CPU (/proc/pressure/cpu)"
+        );
+        assert_eq!(
+            cpu_pressure(None, Some(1), 1.0),
+            "unknown (no /proc/pressure/cpu)"
+        );
+        assert_eq!(
+            cpu_pressure(Some(5), Some(1), 1.0),
+            "unknown (no /proc/pressure/cpu)"
+        );
+    }
 }
