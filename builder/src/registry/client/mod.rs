@@ -19,6 +19,16 @@
 //!
 //! It relies on oci-client for the distribution protocol, on `tls` for the TLS
 //! configuration, on `auth` for credentials and on `reference` for the names of images.
+//!
+//! # What a client learns once
+//!
+//! Some answers hold for the whole process and are costly to ask again: the TLS configuration
+//! (the system's root certificates, read from disk), whether a loopback or listed host speaks
+//! HTTPS, whether its `/v2/` asks for credentials, whether it has the referrers API. A client
+//! keeps them in [`Learnt`], and the clients of one build share theirs
+//! ([`RegistryClient::sharing`]): the remote cache's client (shorter timeouts) and the push's
+//! ask each registry once between them. A registry whose `/v2/` asks for nothing gets requests
+//! without a `/v2/` before each (oci-client is told so, see `vendor/oci-client/PATCHED.md`).
 
 mod cache;
 mod documents;
@@ -40,7 +50,7 @@ pub use retry::{RetryPolicy, MAX_RETRY_AFTER};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -92,6 +102,68 @@ impl Default for RegistryOptions {
     }
 }
 
+/// What clients learnt of registries, shared by the clients made with it
+/// ([`RegistryClient::sharing`]); see the [module docs](self). Cloning shares it.
+#[derive(Clone, Default)]
+pub struct Learnt(Arc<Mutex<LearntState>>);
+
+#[derive(Default)]
+struct LearntState {
+    /// The TLS configuration made for a `--registry-ca` file (or none).
+    tls: Option<(Option<PathBuf>, rustls::ClientConfig)>,
+    /// By API host (`host[:port]`).
+    hosts: HashMap<String, HostFacts>,
+}
+
+/// What was learnt of one registry host; `None`: not asked yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct HostFacts {
+    /// Whether it answers HTTPS (asked of loopback and listed hosts only).
+    pub speaks_https: Option<bool>,
+    /// Whether its `GET /v2/` answers with an authentication challenge.
+    pub challenges: Option<bool>,
+    /// Whether it has the OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`).
+    pub referrers_api: Option<bool>,
+}
+
+impl std::fmt::Debug for Learnt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Learnt").field(&self.state().hosts).finish()
+    }
+}
+
+impl Learnt {
+    fn state(&self) -> MutexGuard<'_, LearntState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What is known of `host`.
+    pub(super) fn host(&self, host: &str) -> HostFacts {
+        self.state().hosts.get(host).copied().unwrap_or_default()
+    }
+
+    /// Records what `learn` finds out about `host`.
+    pub(super) fn learn(&self, host: &str, learn: impl FnOnce(&mut HostFacts)) {
+        learn(self.state().hosts.entry(host.to_owned()).or_default());
+    }
+
+    /// The TLS configuration for `ca_file`: made once, then cloned.
+    fn tls(&self, ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Error> {
+        if let Some((file, config)) = &self.state().tls {
+            if file.as_deref() == ca_file {
+                return Ok(config.clone());
+            }
+        }
+        let ca = match ca_file {
+            Some(path) => crate::registry::tls::read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let config = crate::registry::tls::client_config(&ca, ca_file)?;
+        self.state().tls = Some((ca_file.map(PathBuf::from), config.clone()));
+        Ok(config)
+    }
+}
+
 /// The oci-client clients of one registry host, with its credentials stored in them.
 struct HostClients {
     chunked: Client,
@@ -107,6 +179,8 @@ pub struct RegistryClient {
     /// The TLS configuration of every connection (see [`super::tls`]).
     tls: rustls::ClientConfig,
     hosts: Mutex<HashMap<String, Arc<HostClients>>>,
+    /// What this client (and those it shares with) learnt of registries.
+    learnt: Learnt,
     /// Where the repositories that hold a blob are remembered (see [`Self::remembering_in`]).
     seen: Option<crate::store::Store>,
 }
@@ -141,13 +215,16 @@ fn client_descriptor(blob: &BlobRef) -> OciDescriptor {
 impl RegistryClient {
     /// A client with `options`. Reads the CA file now; connects lazily.
     pub fn new(options: RegistryOptions) -> Result<Self, Error> {
+        Self::sharing(options, &Learnt::default())
+    }
+
+    /// A client with `options` that shares what it learns of registries with every client made
+    /// with the same `learnt` (see the [module docs](self)): the TLS configuration when the CA
+    /// file is the same, and each host's probes, so each is asked once between them.
+    pub fn sharing(options: RegistryOptions, learnt: &Learnt) -> Result<Self, Error> {
         // reqwest is built without a default crypto provider (no aws-lc build); install ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let ca = match &options.ca_file {
-            Some(path) => crate::registry::tls::read_ca_file(path)?,
-            None => Vec::new(),
-        };
-        let tls = crate::registry::tls::client_config(&ca, options.ca_file.as_deref())?;
+        let tls = learnt.tls(options.ca_file.as_deref())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -157,6 +234,7 @@ impl RegistryClient {
             runtime,
             tls,
             hosts: Mutex::new(HashMap::new()),
+            learnt: learnt.clone(),
             seen: None,
         })
     }
@@ -214,7 +292,16 @@ impl RegistryClient {
                 .insecure
                 .iter()
                 .any(|h| h == &host || h == reference.registry());
-        let protocol = if insecure_ok && !self.speaks_https(reference)? {
+        let facts = self.learnt.host(&host);
+        let speaks_https = || match facts.speaks_https {
+            Some(known) => Ok(known),
+            None => {
+                let answer = self.speaks_https(reference)?;
+                self.learnt.learn(&host, |f| f.speaks_https = Some(answer));
+                Ok::<_, Error>(answer)
+            }
+        };
+        let protocol = if insecure_ok && !speaks_https()? {
             ClientProtocol::HttpsExcept(vec![host.clone()])
         } else {
             ClientProtocol::Https
@@ -222,17 +309,31 @@ impl RegistryClient {
         let chunked = self.build(reference.registry(), self.config(protocol.clone(), false))?;
         let monolithic = self.build(reference.registry(), self.config(protocol.clone(), true))?;
         let auth = credentials.to_client();
-        // oci-client asks `/v2/` for a challenge before every request while it holds no token,
-        // and a registry that wants none never gives one: each request would cost two. Such a
-        // registry (asked once here) gets no credentials stored, so requests go straight out.
-        let wants_auth =
-            !matches!(auth, RegistryAuth::Anonymous) || self.challenges(reference, protocol)?;
-        if wants_auth {
-            self.runtime.block_on(async {
+        // oci-client asks `/v2/` for a challenge before a request while it holds no token, and
+        // a registry that wants none never gives one: each request would cost two. Such a
+        // registry (asked once, here or by a client sharing what it learnt) gets no credentials
+        // stored, and oci-client is told that it asks for none.
+        // With credentials, an unknown answer is left to oci-client's first request.
+        let anonymous = matches!(auth, RegistryAuth::Anonymous);
+        let challenges = match facts.challenges {
+            Some(known) => known,
+            None if !anonymous => true,
+            None => {
+                let answer = self.challenges(reference, protocol)?;
+                self.learnt.learn(&host, |f| f.challenges = Some(answer));
+                answer
+            }
+        };
+        self.runtime.block_on(async {
+            if !anonymous || challenges {
                 chunked.store_auth_if_needed(&host, &auth).await;
                 monolithic.store_auth_if_needed(&host, &auth).await;
-            });
-        }
+            }
+            if !challenges {
+                chunked.assume_no_challenge(&host).await;
+                monolithic.assume_no_challenge(&host).await;
+            }
+        });
         let clients = Arc::new(HostClients {
             chunked,
             monolithic,
