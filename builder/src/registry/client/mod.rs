@@ -179,6 +179,8 @@ pub struct RegistryClient {
     /// The TLS configuration of every connection (see [`super::tls`]).
     tls: rustls::ClientConfig,
     hosts: Mutex<HashMap<String, Arc<HostClients>>>,
+    /// Held while a host's clients are made.
+    making: Mutex<()>,
     /// What this client (and those it shares with) learnt of registries.
     learnt: Learnt,
     /// Where the repositories that hold a blob are remembered (see [`Self::remembering_in`]).
@@ -234,6 +236,7 @@ impl RegistryClient {
             runtime,
             tls,
             hosts: Mutex::new(HashMap::new()),
+            making: Mutex::new(()),
             learnt: learnt.clone(),
             seen: None,
         })
@@ -275,6 +278,12 @@ impl RegistryClient {
     /// The clients of `reference`'s registry host, made (and the protocol probed) once.
     fn host(&self, reference: &Reference) -> Result<Arc<HostClients>, Error> {
         let host = reference.api_host().to_string();
+        if let Some(found) = self.hosts.lock().unwrap().get(&host) {
+            return Ok(found.clone());
+        }
+        // One thread makes them (and probes the host); others asking meanwhile (the layers of
+        // a plan look their records up at once) wait for it instead of probing too.
+        let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = self.hosts.lock().unwrap().get(&host) {
             return Ok(found.clone());
         }
