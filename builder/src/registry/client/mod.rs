@@ -305,8 +305,10 @@ impl RegistryClient {
         let speaks_https = || match facts.speaks_https {
             Some(known) => Ok(known),
             None => {
-                let answer = self.speaks_https(reference)?;
-                self.learnt.learn(&host, |f| f.speaks_https = Some(answer));
+                let (answer, answered) = self.speaks_https(reference)?;
+                if answered {
+                    self.learnt.learn(&host, |f| f.speaks_https = Some(answer));
+                }
                 Ok::<_, Error>(answer)
             }
         };
@@ -328,8 +330,10 @@ impl RegistryClient {
             Some(known) => known,
             None if !anonymous => true,
             None => {
-                let answer = self.challenges(reference, protocol)?;
-                self.learnt.learn(&host, |f| f.challenges = Some(answer));
+                let (answer, answered) = self.challenges(reference, protocol)?;
+                if answered {
+                    self.learnt.learn(&host, |f| f.challenges = Some(answer));
+                }
                 answer
             }
         };
@@ -354,9 +358,14 @@ impl RegistryClient {
     }
 
     /// Whether `reference`'s registry answers `GET /v2/` with an authentication challenge (or
-    /// cannot be asked: then requests find out). Asked with a client of its own, which
-    /// remembers nothing for the host's clients.
-    fn challenges(&self, reference: &Reference, protocol: ClientProtocol) -> Result<bool, Error> {
+    /// cannot be asked: then requests find out), and whether it answered (only an answer is
+    /// worth remembering). Asked with a client of its own, which remembers nothing for the
+    /// host's clients.
+    fn challenges(
+        &self,
+        reference: &Reference,
+        protocol: ClientProtocol,
+    ) -> Result<(bool, bool), Error> {
         let probe = self.build(reference.registry(), self.config(protocol, false))?;
         let target = reference.to_client();
         let token = self.runtime.block_on(async {
@@ -366,12 +375,14 @@ impl RegistryClient {
         });
         // `Ok(None)`: no challenge, or one that is not a token's (a Basic one an anonymous
         // client cannot answer anyway).
-        Ok(!matches!(token, Ok(None)))
+        Ok((!matches!(token, Ok(None)), token.is_ok()))
     }
 
     /// Whether an insecure-allowed host answers HTTPS (`GET /v2/`, any status). A TLS
-    /// certificate error means it does (and the error will say why it is not trusted).
-    fn speaks_https(&self, reference: &Reference) -> Result<bool, Error> {
+    /// certificate error means it does (and the error will say why it is not trusted). The
+    /// second value says whether the host answered at all (a refused or timed-out connection
+    /// says nothing worth remembering).
+    fn speaks_https(&self, reference: &Reference) -> Result<(bool, bool), Error> {
         let probe = self.build(
             reference.registry(),
             self.config(ClientProtocol::Https, false),
@@ -383,10 +394,16 @@ impl RegistryClient {
                 .await
         });
         Ok(match result {
-            Ok(_) => true,
+            Ok(_) => (true, true),
             Err(e) => {
                 let text = error_chain(&e).to_lowercase();
-                text.contains("certificate") || text.contains("unknownissuer")
+                let unanswered = ["timed out", "timeout", "connection refused", "reset"]
+                    .iter()
+                    .any(|t| text.contains(t));
+                (
+                    text.contains("certificate") || text.contains("unknownissuer"),
+                    !unanswered,
+                )
             }
         })
     }
