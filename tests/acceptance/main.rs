@@ -21,6 +21,7 @@ mod outputs;
 mod platforms;
 mod provenance;
 mod push_referrers;
+mod push_requests;
 mod push_streaming;
 mod registry;
 mod registry_tls;

@@ -13,7 +13,7 @@ use cargo_oci_image_test_support::*;
 const PASSWORD: &str = "cache-Pa55word";
 
 /// `build`/`push` of `dir` with JSON events, `args` after the command.
-fn events(dir: &Path, command: &str, args: &[&str]) -> Vec<Value> {
+pub(crate) fn events(dir: &Path, command: &str, args: &[&str]) -> Vec<Value> {
     let r = cargo_image(dir)
         .args([command, "--message-format", "json"])
         .args(args)
@@ -23,7 +23,7 @@ fn events(dir: &Path, command: &str, args: &[&str]) -> Vec<Value> {
 }
 
 /// The `layer-finished` events that built their layer.
-fn built(events: &[Value]) -> Vec<&Value> {
+pub(crate) fn built(events: &[Value]) -> Vec<&Value> {
     of_kind(events, "layer-finished")
         .into_iter()
         .filter(|e| e["cached"] == false)
@@ -31,7 +31,7 @@ fn built(events: &[Value]) -> Vec<&Value> {
 }
 
 /// Image name -> manifest digest, from `image-finished` events.
-fn digests(events: &[Value]) -> Vec<(String, String)> {
+pub(crate) fn digests(events: &[Value]) -> Vec<(String, String)> {
     let mut found: Vec<(String, String)> = of_kind(events, "image-finished")
         .iter()
         .map(|e| {
@@ -431,7 +431,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A git repository holding [`GIT_SPEC`] and its files, committed, under `root/origin`.
-fn git_origin(root: &Path) -> std::path::PathBuf {
+pub(crate) fn git_origin(root: &Path) -> std::path::PathBuf {
     let origin = root.join("origin");
     let file = |path: &str, content: &[u8]| {
         let p = origin.join(path);
@@ -464,7 +464,7 @@ fn git_origin(root: &Path) -> std::path::PathBuf {
 }
 
 /// A fresh clone of `origin` at `dest`, as a CI machine checks it out.
-fn clone(origin: &Path, dest: &Path) {
+pub(crate) fn clone(origin: &Path, dest: &Path) {
     git(
         origin.parent().unwrap(),
         &[
@@ -526,7 +526,7 @@ fn files_opened(dirs: &[&Path], f: impl FnOnce()) -> Vec<String> {
 }
 
 /// The `plan` event's build-layer nodes: layer name -> whether its key came from an alias.
-fn keyed_by_alias(events: &[Value]) -> Vec<(String, bool)> {
+pub(crate) fn keyed_by_alias(events: &[Value]) -> Vec<(String, bool)> {
     let plan = *of_kind(events, "plan").last().expect("a plan event");
     plan["graph"]["nodes"]
         .as_array()

@@ -360,7 +360,7 @@ fn push_image(
         let client: &RegistryClient = match &mut client {
             Some(client) => client,
             None => client.insert(
-                RegistryClient::new(opts.registry.clone())
+                RegistryClient::sharing(opts.registry.clone(), &cx.registry)
                     .map_err(registry_err)?
                     .remembering_in(store),
             ),

@@ -556,7 +556,7 @@ fn plan_spec_in(
     };
     let pins = pins::Pins::open(spec, opts, shared)?;
     let (cache_from, _) = remote_caches(spec, opts);
-    let remote = remote::RemoteCache::new(cache_from, &[], &opts.registry, on_event)?;
+    let remote = remote::RemoteCache::new(cache_from, &[], &opts.registry, &cx.registry, on_event)?;
     let git = remote.as_ref().and_then(|_| git_index(spec));
     let keying = planner::Keying {
         stat_index: &stat_index,
@@ -644,8 +644,8 @@ fn build_spec_in(
     let pins = pins::Pins::open(spec, opts, shared)?;
     let (cache_from, cache_to) = remote_caches(spec, opts);
     let remote =
-        remote::RemoteCache::new(cache_from, cache_to, &opts.registry, on_event)?.map(|remote| {
-            match &opts.push {
+        remote::RemoteCache::new(cache_from, cache_to, &opts.registry, &cx.registry, on_event)?
+            .map(|remote| match &opts.push {
                 Some(push) if opts.no_output => {
                     remote.only_pushing_to(match push.repositories.as_slice() {
                         [] => std::slice::from_ref(&spec.name),
@@ -653,8 +653,7 @@ fn build_spec_in(
                     })
                 }
                 _ => remote,
-            }
-        });
+            });
     let git = remote.as_ref().and_then(|_| git_index(spec));
     let keying = planner::Keying {
         stat_index: &stat_index,

@@ -124,6 +124,8 @@ pub(super) struct Context {
     /// What host `path` sources leave out: cargo's and our directories, and what the ignore
     /// file excludes. Made once, so planning and building walk host trees alike.
     pub host_filter: Arc<HostFilter>,
+    /// What the registry clients of the invocation learnt of registries (shared by them).
+    pub registry: crate::registry::Learnt,
 }
 
 impl Context {
@@ -231,6 +233,7 @@ impl Context {
             label: None,
             load: opts.load.map(|engine| engine.program()).transpose()?,
             host_filter: Arc::new(host_filter),
+            registry: shared.registry.clone(),
         })
     }
 }

@@ -60,6 +60,8 @@ pub(super) struct Pins {
     pub locked: bool,
     pub file: LockFile,
     added: Mutex<LockFile>,
+    /// What the invocation's registry clients learnt (see [`crate::registry::Learnt`]).
+    learnt: crate::registry::Learnt,
 }
 
 impl Pins {
@@ -70,6 +72,7 @@ impl Pins {
             path,
             locked: opts.locked,
             added: Mutex::new(LockFile::default()),
+            learnt: shared.registry.clone(),
         })
     }
 
@@ -203,7 +206,8 @@ pub(super) fn pull_base(
         })
     })?;
     let store = Store::open(store_root).map_err(|e| store_err(store_root, e))?;
-    let client = RegistryClient::new(opts.registry.clone()).map_err(registry_err)?;
+    let client =
+        RegistryClient::sharing(opts.registry.clone(), &pins.learnt).map_err(registry_err)?;
     let locked = pins.file.bases.get(reference);
     let pin = locked.and_then(|b| b.platforms.get(platform));
     if pins.locked && pin.is_none() {
@@ -303,6 +307,7 @@ pub fn update(
                         old.clone()
                     },
                     added: Mutex::new(LockFile::default()),
+                    learnt: shared.registry.clone(),
                 };
                 let (image, _) = pull_base(
                     &stage.base,

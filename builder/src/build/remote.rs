@@ -16,7 +16,12 @@
 //!   alias record there too.
 //! - **Aliases** are asked while planning: a layer whose files the stat index does not know
 //!   but git's index vouches for is keyed from an alias record ([`RemoteCache::resolve_alias`])
-//!   without reading its files.
+//!   without reading its files. The alias record also names the key's layer, so the lookup of
+//!   that key in the same repository takes it from there instead of asking for the key's
+//!   record (one request less per layer; the layer's blob is still checked or downloaded).
+//! - **One registry client**, made on first use, shares what it learns of registries (their
+//!   protocol, whether they ask for credentials, the TLS roots) with the push's and the bases'
+//!   clients of the invocation ([`crate::registry::Learnt`]), so no registry is probed twice.
 //!
 //! The cache is an optimisation, never a failure: the first fault (the registry down or slow,
 //! refused credentials, a 5xx, a record whose blob is gone or whose bytes do not match their
@@ -25,10 +30,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use super::{Error, Event};
-use crate::registry::{Reference, RegistryClient, RegistryOptions, RetryPolicy};
+use crate::registry::{Learnt, Reference, RegistryClient, RegistryOptions, RetryPolicy};
 use crate::store::{LayerRecord, NodeResult, Store};
 
 /// How long connecting to a cache registry may take before it counts as down.
@@ -41,7 +46,11 @@ pub(super) struct RemoteCache<'a> {
     from: Vec<Reference>,
     to: Vec<Reference>,
     options: RegistryOptions,
+    learnt: Learnt,
     client: OnceLock<Option<RegistryClient>>,
+    /// The layers alias records named, by node key, with the index of the `--cache-from`
+    /// repository the record was read from.
+    aliased: Mutex<HashMap<String, (usize, LayerRecord)>>,
     /// The registries of a build that only pushes: a hit of a cache on each of them may stay
     /// there (the push mounts it); `None` for a build with a local output.
     only_pushing_to: Option<Vec<String>>,
@@ -63,6 +72,7 @@ impl<'a> RemoteCache<'a> {
         from: &[String],
         to: &[String],
         options: &RegistryOptions,
+        learnt: &Learnt,
         on_event: &'a (dyn Fn(Event) + Sync),
     ) -> Result<Option<Self>, Error> {
         if from.is_empty() && to.is_empty() {
@@ -93,7 +103,9 @@ impl<'a> RemoteCache<'a> {
             from: parse(from)?,
             to: parse(to)?,
             options,
+            learnt: learnt.clone(),
             client: OnceLock::new(),
+            aliased: Mutex::default(),
             only_pushing_to: None,
             off: AtomicBool::new(false),
             on_event,
@@ -116,13 +128,15 @@ impl<'a> RemoteCache<'a> {
     /// The client, made on first use.
     fn client(&self) -> Option<&RegistryClient> {
         self.client
-            .get_or_init(|| match RegistryClient::new(self.options.clone()) {
-                Ok(client) => Some(client),
-                Err(e) => {
-                    self.fault("", &e);
-                    None
-                }
-            })
+            .get_or_init(
+                || match RegistryClient::sharing(self.options.clone(), &self.learnt) {
+                    Ok(client) => Some(client),
+                    Err(e) => {
+                        self.fault("", &e);
+                        None
+                    }
+                },
+            )
             .as_ref()
     }
 
@@ -154,13 +168,17 @@ impl<'a> RemoteCache<'a> {
     /// then the registry is only asked that it has the blob, and the store remembers where it
     /// is, for the push to mount it.
     pub fn take(&self, key: &str, store: &Store, need_bytes: bool) -> Option<RemoteHit> {
-        for cache in &self.from {
+        for (at, cache) in self.from.iter().enumerate() {
             if self.is_off() {
                 return None;
             }
             let client = self.client()?;
             let repository = cache.name();
-            let layer = match client.cache_lookup(cache, key) {
+            let layer = match self.aliased_layer(key, at) {
+                Some(layer) => Ok(Some(layer)),
+                None => client.cache_lookup(cache, key),
+            };
+            let layer = match layer {
                 Ok(Some(layer)) => layer,
                 Ok(None) => continue,
                 Err(e) => {
@@ -202,13 +220,19 @@ impl<'a> RemoteCache<'a> {
     /// repository with an alias record of it (nothing downloaded); planning asks it for a layer
     /// whose files git's index vouches for and the stat index does not know.
     pub fn resolve_alias(&self, alias: &str) -> Option<String> {
-        for cache in &self.from {
+        for (at, cache) in self.from.iter().enumerate() {
             if self.is_off() {
                 return None;
             }
             let client = self.client()?;
             match client.cache_alias_lookup(cache, alias) {
-                Ok(Some((key, _))) => return Some(key),
+                Ok(Some((key, layer))) => {
+                    self.aliased
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key.clone(), (at, layer));
+                    return Some(key);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     self.fault(&cache.name(), &e);
@@ -219,14 +243,27 @@ impl<'a> RemoteCache<'a> {
         None
     }
 
+    /// The layer of node `key` an alias record of the `--cache-from` repository number `at`
+    /// named, if one did (see the module docs).
+    fn aliased_layer(&self, key: &str, at: usize) -> Option<LayerRecord> {
+        let aliased = self.aliased.lock().unwrap_or_else(|p| p.into_inner());
+        aliased
+            .get(key)
+            .filter(|(from, _)| *from == at)
+            .map(|(_, layer)| layer.clone())
+    }
+
     /// The first `--cache-from` repository with a record of node `key`, asked without
     /// downloading anything (what `cargo image plan --cache-from` reports).
     pub fn find(&self, key: &str) -> Option<String> {
-        for cache in &self.from {
+        for (at, cache) in self.from.iter().enumerate() {
             if self.is_off() {
                 return None;
             }
             let client = self.client()?;
+            if self.aliased_layer(key, at).is_some() {
+                return Some(cache.name());
+            }
             match client.cache_lookup(cache, key) {
                 Ok(Some(_)) => return Some(cache.name()),
                 Ok(None) => {}

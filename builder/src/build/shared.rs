@@ -11,6 +11,10 @@
 //!   ([`crate::cargo::Metadata::describes`]): then cargo runs there too.
 //! - **the git revision** of the context (`git rev-parse`, for the revision annotation), and
 //!   the toolchain's `rustc -vV` (for provenance), once per directory they run in.
+//! - **what registries answered**: whether a loopback registry speaks HTTPS, whether it asks
+//!   for credentials, whether it has the referrers API, and the TLS configuration (the
+//!   system's root certificates): the remote cache's, the bases' and the push's registry
+//!   clients share one [`crate::registry::Learnt`], so each is asked once.
 //! - **layer plans**: a layer the images share (the workspace's `[[layer]]`s sit below each
 //!   package's) has the same key in every image, and keying it walks, `stat`s and looks up
 //!   every file of its trees. [`LayerMemo`] keys it once: a layer whose recipe and inputs
@@ -45,6 +49,8 @@ pub(super) struct Shared {
     /// [`save_stat_indexes`](Self::save_stat_indexes) saves them at the end.
     stat_indexes: Option<Mutex<Vec<SharedStatIndex>>>,
     pub layers: LayerMemo,
+    /// What the registry clients of the invocation learnt of registries.
+    pub registry: crate::registry::Learnt,
 }
 
 /// A store and the stat index the builds share for it.

@@ -29,9 +29,10 @@
 //! with the reference it was pulled by), in a [`PullReport`] that also says what the pull did
 //! (whether the network was used, how many blobs were downloaded). After a build, [`RegistryClient::push_layout`] sends the OCI layout to a registry:
 //! blobs first (HEAD-checked, mounted or uploaded in parallel), then manifests as the exact
-//! bytes of the layout, children before their index, then every tag, then the images'
-//! referrers (each SBOM) by digest, listed under the `sha256-<hex>` fallback tag when the
-//! registry has no referrers API.
+//! bytes of the layout, children before their index, then the first tag, then the other tags
+//! and the images' referrers (each SBOM) by digest at once, listed under the `sha256-<hex>`
+//! fallback tag when the registry has no referrers API. The clients of one build share what
+//! they learn of each registry ([`Learnt`]), so each is probed once.
 //!
 //! ```no_run
 //! use cargo_oci_image::oci::Platform;
@@ -80,7 +81,7 @@ pub use auth::{
 pub(crate) use client::error_chain;
 pub use client::{
     alias_manifest, alias_tag, parse_alias, parse_record, record_manifest, record_tag,
-    FetchedManifest, PullReport, PushEvent, PushReport, RegistryClient, RegistryOptions,
+    FetchedManifest, Learnt, PullReport, PushEvent, PushReport, RegistryClient, RegistryOptions,
     RetryPolicy, ALIAS_ARTIFACT_TYPE, CACHE_FORMAT, MAX_RETRY_AFTER, RECORD_ARTIFACT_TYPE,
 };
 pub use reference::{

@@ -1,5 +1,5 @@
 //! OCI distribution client for fetching oci images from an OCI compliant remote store
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::TryFrom;
 use std::hash::Hash;
 use std::pin::pin;
@@ -301,6 +301,10 @@ pub struct Client {
     auth_store: Arc<RwLock<HashMap<String, RegistryAuth>>>,
     /// Token cache for the client
     pub tokens: TokenCache,
+    /// cargo-image patch: registries whose `/v2/` answered without an authentication challenge
+    /// (or were said to, [`Client::assume_no_challenge`]): their requests go out without
+    /// asking `/v2/` again first.
+    no_challenge: Arc<RwLock<HashSet<String>>>,
     client: reqwest::Client,
     push_chunk_size: usize,
 }
@@ -310,6 +314,7 @@ impl Default for Client {
         Self {
             config: Arc::default(),
             auth_store: Arc::default(),
+            no_challenge: Arc::default(),
             tokens: TokenCache::new(DEFAULT_TOKEN_EXPIRATION_SECS),
             client: reqwest::Client::default(),
             push_chunk_size: PUSH_CHUNK_MAX_SIZE,
@@ -388,12 +393,15 @@ impl TryFrom<ClientConfig> for Client {
         }
 
         let default_token_expiration_secs = config.default_token_expiration_secs;
+        // cargo-image patch: every field given, no `..Default::default()`: that built a second
+        // reqwest client (with the platform's root certificates, read from disk) only to drop it.
         Ok(Self {
             config: Arc::new(config),
+            auth_store: Arc::default(),
+            no_challenge: Arc::default(),
             tokens: TokenCache::new(default_token_expiration_secs),
             client: client_builder.build()?,
             push_chunk_size: PUSH_CHUNK_MAX_SIZE,
-            ..Default::default()
         })
     }
 }
@@ -451,14 +459,48 @@ impl Client {
     ) -> Option<RegistryTokenType> {
         let registry = reference.resolve_registry();
         let auth = self.auth_store.read().await.get(registry)?.clone();
+        // cargo-image patch: a registry that asked for no credentials is not asked again
+        // before every request (upstream caches only tokens, so each request cost two).
+        if !matches!(auth, RegistryAuth::Bearer(_))
+            && self.no_challenge.read().await.contains(registry)
+        {
+            return None;
+        }
         match self.tokens.get(reference, op).await {
             Some(token) => Some(token),
             None => {
-                let token = self._auth(reference, &auth, op).await.ok()??;
+                let token = match self._auth(reference, &auth, op).await {
+                    Ok(Some(token)) => token,
+                    Ok(None) => {
+                        self.remember_no_challenge(registry, &auth).await;
+                        return None;
+                    }
+                    Err(_) => return None,
+                };
                 self.tokens.insert(reference, op, token.clone()).await;
                 Some(token)
             }
         }
+    }
+
+    /// cargo-image patch: remembers that `registry`'s `/v2/` gave `auth` nothing to send
+    /// (no challenge, or one `auth` cannot answer), so that later requests do not ask again.
+    async fn remember_no_challenge(&self, registry: &str, auth: &RegistryAuth) {
+        if !matches!(auth, RegistryAuth::Bearer(_)) {
+            self.no_challenge
+                .write()
+                .await
+                .insert(registry.to_string());
+        }
+    }
+
+    /// cargo-image patch: says that `registry` answers `GET /v2/` without an authentication
+    /// challenge (the caller asked it), so requests to it go out without asking again.
+    pub async fn assume_no_challenge(&self, registry: &str) {
+        self.no_challenge
+            .write()
+            .await
+            .insert(registry.to_string());
     }
 
     /// Fetches the available Tags for the given Reference
@@ -1928,6 +1970,24 @@ impl Client {
         image: &Reference,
         artifact_type: Option<&str>,
     ) -> Result<OciImageIndex> {
+        match self.pull_referrers_api(image, artifact_type).await? {
+            Some(index) => Ok(index),
+            None => {
+                self.pull_referrers_via_tag_schema(image, artifact_type)
+                    .await
+            }
+        }
+    }
+
+    /// cargo-image patch: the referrers of `image` as the registry's referrers API lists them;
+    /// `None` when the registry answers 404, i.e. has no referrers API (the caller reads the
+    /// referrers tag schema itself, once, instead of [`Client::pull_referrers`] reading it and
+    /// the caller reading it again).
+    pub async fn pull_referrers_api(
+        &self,
+        image: &Reference,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<OciImageIndex>> {
         let url = self.to_v2_referrers_url(image, artifact_type)?;
         debug!("Pulling referrers from {}", url);
 
@@ -1949,16 +2009,14 @@ impl Client {
                 url = %url,
                 "Native referrers API returned 404; falling back to OCI referrers tag schema"
             );
-            return self
-                .pull_referrers_via_tag_schema(image, artifact_type)
-                .await;
+            return Ok(None);
         }
 
         validate_registry_response(status, retry_after, &body, &url)?;
         let manifest = serde_json::from_slice(&body)
             .map_err(|e| OciDistributionError::ManifestParsingError(e.to_string()))?;
 
-        Ok(manifest)
+        Ok(Some(manifest))
     }
 
     /// Pulls the referrers index using the OCI referrers tag schema fallback.

@@ -19,6 +19,16 @@
 //!
 //! It relies on oci-client for the distribution protocol, on `tls` for the TLS
 //! configuration, on `auth` for credentials and on `reference` for the names of images.
+//!
+//! # What a client learns once
+//!
+//! Some answers hold for the whole process and are costly to ask again: the TLS configuration
+//! (the system's root certificates, read from disk), whether a loopback or listed host speaks
+//! HTTPS, whether its `/v2/` asks for credentials, whether it has the referrers API. A client
+//! keeps them in [`Learnt`], and the clients of one build share theirs
+//! ([`RegistryClient::sharing`]): the remote cache's client (shorter timeouts) and the push's
+//! ask each registry once between them. A registry whose `/v2/` asks for nothing gets requests
+//! without a `/v2/` before each (oci-client is told so, see `vendor/oci-client/PATCHED.md`).
 
 mod cache;
 mod documents;
@@ -40,7 +50,7 @@ pub use retry::{RetryPolicy, MAX_RETRY_AFTER};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -92,6 +102,68 @@ impl Default for RegistryOptions {
     }
 }
 
+/// What clients learnt of registries, shared by the clients made with it
+/// ([`RegistryClient::sharing`]); see the [module docs](self). Cloning shares it.
+#[derive(Clone, Default)]
+pub struct Learnt(Arc<Mutex<LearntState>>);
+
+#[derive(Default)]
+struct LearntState {
+    /// The TLS configuration made for a `--registry-ca` file (or none).
+    tls: Option<(Option<PathBuf>, rustls::ClientConfig)>,
+    /// By API host (`host[:port]`).
+    hosts: HashMap<String, HostFacts>,
+}
+
+/// What was learnt of one registry host; `None`: not asked yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct HostFacts {
+    /// Whether it answers HTTPS (asked of loopback and listed hosts only).
+    pub speaks_https: Option<bool>,
+    /// Whether its `GET /v2/` answers with an authentication challenge.
+    pub challenges: Option<bool>,
+    /// Whether it has the OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`).
+    pub referrers_api: Option<bool>,
+}
+
+impl std::fmt::Debug for Learnt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Learnt").field(&self.state().hosts).finish()
+    }
+}
+
+impl Learnt {
+    fn state(&self) -> MutexGuard<'_, LearntState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What is known of `host`.
+    pub(super) fn host(&self, host: &str) -> HostFacts {
+        self.state().hosts.get(host).copied().unwrap_or_default()
+    }
+
+    /// Records what `learn` finds out about `host`.
+    pub(super) fn learn(&self, host: &str, learn: impl FnOnce(&mut HostFacts)) {
+        learn(self.state().hosts.entry(host.to_owned()).or_default());
+    }
+
+    /// The TLS configuration for `ca_file`: made once, then cloned.
+    fn tls(&self, ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Error> {
+        if let Some((file, config)) = &self.state().tls {
+            if file.as_deref() == ca_file {
+                return Ok(config.clone());
+            }
+        }
+        let ca = match ca_file {
+            Some(path) => crate::registry::tls::read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let config = crate::registry::tls::client_config(&ca, ca_file)?;
+        self.state().tls = Some((ca_file.map(PathBuf::from), config.clone()));
+        Ok(config)
+    }
+}
+
 /// The oci-client clients of one registry host, with its credentials stored in them.
 struct HostClients {
     chunked: Client,
@@ -107,6 +179,10 @@ pub struct RegistryClient {
     /// The TLS configuration of every connection (see [`super::tls`]).
     tls: rustls::ClientConfig,
     hosts: Mutex<HashMap<String, Arc<HostClients>>>,
+    /// Held while a host's clients are made.
+    making: Mutex<()>,
+    /// What this client (and those it shares with) learnt of registries.
+    learnt: Learnt,
     /// Where the repositories that hold a blob are remembered (see [`Self::remembering_in`]).
     seen: Option<crate::store::Store>,
 }
@@ -141,13 +217,16 @@ fn client_descriptor(blob: &BlobRef) -> OciDescriptor {
 impl RegistryClient {
     /// A client with `options`. Reads the CA file now; connects lazily.
     pub fn new(options: RegistryOptions) -> Result<Self, Error> {
+        Self::sharing(options, &Learnt::default())
+    }
+
+    /// A client with `options` that shares what it learns of registries with every client made
+    /// with the same `learnt` (see the [module docs](self)): the TLS configuration when the CA
+    /// file is the same, and each host's probes, so each is asked once between them.
+    pub fn sharing(options: RegistryOptions, learnt: &Learnt) -> Result<Self, Error> {
         // reqwest is built without a default crypto provider (no aws-lc build); install ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let ca = match &options.ca_file {
-            Some(path) => crate::registry::tls::read_ca_file(path)?,
-            None => Vec::new(),
-        };
-        let tls = crate::registry::tls::client_config(&ca, options.ca_file.as_deref())?;
+        let tls = learnt.tls(options.ca_file.as_deref())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -157,6 +236,8 @@ impl RegistryClient {
             runtime,
             tls,
             hosts: Mutex::new(HashMap::new()),
+            making: Mutex::new(()),
+            learnt: learnt.clone(),
             seen: None,
         })
     }
@@ -200,6 +281,12 @@ impl RegistryClient {
         if let Some(found) = self.hosts.lock().unwrap().get(&host) {
             return Ok(found.clone());
         }
+        // One thread makes them (and probes the host); others asking meanwhile (the layers of
+        // a plan look their records up at once) wait for it instead of probing too.
+        let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = self.hosts.lock().unwrap().get(&host) {
+            return Ok(found.clone());
+        }
         let (credentials, source) = self
             .options
             .credentials
@@ -214,7 +301,18 @@ impl RegistryClient {
                 .insecure
                 .iter()
                 .any(|h| h == &host || h == reference.registry());
-        let protocol = if insecure_ok && !self.speaks_https(reference)? {
+        let facts = self.learnt.host(&host);
+        let speaks_https = || match facts.speaks_https {
+            Some(known) => Ok(known),
+            None => {
+                let (answer, answered) = self.speaks_https(reference)?;
+                if answered {
+                    self.learnt.learn(&host, |f| f.speaks_https = Some(answer));
+                }
+                Ok::<_, Error>(answer)
+            }
+        };
+        let protocol = if insecure_ok && !speaks_https()? {
             ClientProtocol::HttpsExcept(vec![host.clone()])
         } else {
             ClientProtocol::Https
@@ -222,17 +320,33 @@ impl RegistryClient {
         let chunked = self.build(reference.registry(), self.config(protocol.clone(), false))?;
         let monolithic = self.build(reference.registry(), self.config(protocol.clone(), true))?;
         let auth = credentials.to_client();
-        // oci-client asks `/v2/` for a challenge before every request while it holds no token,
-        // and a registry that wants none never gives one: each request would cost two. Such a
-        // registry (asked once here) gets no credentials stored, so requests go straight out.
-        let wants_auth =
-            !matches!(auth, RegistryAuth::Anonymous) || self.challenges(reference, protocol)?;
-        if wants_auth {
-            self.runtime.block_on(async {
+        // oci-client asks `/v2/` for a challenge before a request while it holds no token, and
+        // a registry that wants none never gives one: each request would cost two. Such a
+        // registry (asked once, here or by a client sharing what it learnt) gets no credentials
+        // stored, and oci-client is told that it asks for none.
+        // With credentials, an unknown answer is left to oci-client's first request.
+        let anonymous = matches!(auth, RegistryAuth::Anonymous);
+        let challenges = match facts.challenges {
+            Some(known) => known,
+            None if !anonymous => true,
+            None => {
+                let (answer, answered) = self.challenges(reference, protocol)?;
+                if answered {
+                    self.learnt.learn(&host, |f| f.challenges = Some(answer));
+                }
+                answer
+            }
+        };
+        self.runtime.block_on(async {
+            if !anonymous || challenges {
                 chunked.store_auth_if_needed(&host, &auth).await;
                 monolithic.store_auth_if_needed(&host, &auth).await;
-            });
-        }
+            }
+            if !challenges {
+                chunked.assume_no_challenge(&host).await;
+                monolithic.assume_no_challenge(&host).await;
+            }
+        });
         let clients = Arc::new(HostClients {
             chunked,
             monolithic,
@@ -244,9 +358,14 @@ impl RegistryClient {
     }
 
     /// Whether `reference`'s registry answers `GET /v2/` with an authentication challenge (or
-    /// cannot be asked: then requests find out). Asked with a client of its own, which
-    /// remembers nothing for the host's clients.
-    fn challenges(&self, reference: &Reference, protocol: ClientProtocol) -> Result<bool, Error> {
+    /// cannot be asked: then requests find out), and whether it answered (only an answer is
+    /// worth remembering). Asked with a client of its own, which remembers nothing for the
+    /// host's clients.
+    fn challenges(
+        &self,
+        reference: &Reference,
+        protocol: ClientProtocol,
+    ) -> Result<(bool, bool), Error> {
         let probe = self.build(reference.registry(), self.config(protocol, false))?;
         let target = reference.to_client();
         let token = self.runtime.block_on(async {
@@ -256,12 +375,14 @@ impl RegistryClient {
         });
         // `Ok(None)`: no challenge, or one that is not a token's (a Basic one an anonymous
         // client cannot answer anyway).
-        Ok(!matches!(token, Ok(None)))
+        Ok((!matches!(token, Ok(None)), token.is_ok()))
     }
 
     /// Whether an insecure-allowed host answers HTTPS (`GET /v2/`, any status). A TLS
-    /// certificate error means it does (and the error will say why it is not trusted).
-    fn speaks_https(&self, reference: &Reference) -> Result<bool, Error> {
+    /// certificate error means it does (and the error will say why it is not trusted). The
+    /// second value says whether the host answered at all (a refused or timed-out connection
+    /// says nothing worth remembering).
+    fn speaks_https(&self, reference: &Reference) -> Result<(bool, bool), Error> {
         let probe = self.build(
             reference.registry(),
             self.config(ClientProtocol::Https, false),
@@ -273,10 +394,16 @@ impl RegistryClient {
                 .await
         });
         Ok(match result {
-            Ok(_) => true,
+            Ok(_) => (true, true),
             Err(e) => {
                 let text = error_chain(&e).to_lowercase();
-                text.contains("certificate") || text.contains("unknownissuer")
+                let unanswered = ["timed out", "timeout", "connection refused", "reset"]
+                    .iter()
+                    .any(|t| text.contains(t));
+                (
+                    text.contains("certificate") || text.contains("unknownissuer"),
+                    !unanswered,
+                )
             }
         })
     }

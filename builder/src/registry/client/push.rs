@@ -11,7 +11,10 @@
 //! network, so a layer never sits in memory whole and hashing overlaps sending; a blob that
 //! does not hash to its digest aborts its request before the last byte (the registry commits
 //! nothing) and fails the push naming the file. A blob the registry has is never read.
-//! Then each manifest is pushed as the exact bytes of the layout, one request per tag.
+//! Then each manifest is pushed as the exact bytes of the layout, one request per tag: the
+//! images of an index at once, then the index; the root under its first tag, then its other
+//! tags and its referrers at once (a referrer only after its subject, which some registries
+//! require although the distribution spec does not).
 //! A blob is mounted from the base's repository, or from any repository of the registry the
 //! store remembers it in ([`RegistryClient::remembering_in`]); a finished push is remembered.
 //! No manifest is pushed before all its blobs are there. The layout's referrers of the pushed
@@ -164,34 +167,59 @@ impl RegistryClient {
                     _ => {}
                 }
             }
+            // The manifests, each as soon as what it names is there: the images of an index at
+            // once, then its indexes (children before parents, as collected), then the root
+            // under its first name; then its other names and the referrers at once.
             let root_digest = root.digest().to_string();
+            let mut images = Vec::new();
+            let mut indexes = Vec::new();
+            let mut root_names = Vec::new();
             for (desc, bytes) in &manifests {
                 let digest = desc.digest().to_string();
-                let names: Vec<Reference> = if digest != root_digest {
-                    vec![target.with_digest(Digest::parse(&digest).map_err(|e| read(e.into()))?)]
-                } else if tags.is_empty() {
-                    vec![target.clone()]
-                } else {
-                    tags.iter()
-                        .map(|t| {
-                            target.with_tag(t).map_err(|source| Error::ParseReference {
-                                reference: format!("{}:{t}", target.name()),
-                                source,
+                if digest == root_digest {
+                    let names: Vec<Reference> = if tags.is_empty() {
+                        vec![target.clone()]
+                    } else {
+                        tags.iter()
+                            .map(|t| {
+                                target.with_tag(t).map_err(|source| Error::ParseReference {
+                                    reference: format!("{}:{t}", target.name()),
+                                    source,
+                                })
                             })
-                        })
-                        .collect::<Result<_, _>>()?
-                };
-                for name in names {
-                    self.push_manifest(&host, &name, desc, bytes).await?;
-                    progress(PushEvent::ManifestPushed {
-                        digest: digest.clone(),
-                        reference: name.to_string(),
-                    });
+                            .collect::<Result<_, _>>()?
+                    };
+                    root_names.extend(names.into_iter().map(|name| (name, desc, bytes)));
+                    continue;
+                }
+                let name = target.with_digest(Digest::parse(&digest).map_err(|e| read(e.into()))?);
+                match ManifestKind::of(desc.media_type()) {
+                    ManifestKind::Index => indexes.push((name, desc, bytes)),
+                    _ => images.push((name, desc, bytes)),
                 }
             }
-            self.push_referrers(&host, target, &referrers, progress)
-                .await?;
-            Ok::<(), Error>(())
+            let host = &*host;
+            let images = images.into_iter();
+            self.at_once(
+                images
+                    .map(|(name, desc, bytes)| self.push_named(host, name, desc, bytes, progress)),
+            )
+            .await?;
+            for (name, desc, bytes) in indexes {
+                self.push_named(host, name, desc, bytes, progress).await?;
+            }
+            let mut root_names = root_names.into_iter();
+            if let Some((name, desc, bytes)) = root_names.next() {
+                self.push_named(host, name, desc, bytes, progress).await?;
+            }
+            let referrers_pushed = self.push_referrers(host, target, &referrers, progress);
+            let other_names = self.at_once(
+                root_names
+                    .map(|(name, desc, bytes)| self.push_named(host, name, desc, bytes, progress)),
+            );
+            let (referrers_pushed, other_names) =
+                futures_util::future::join(referrers_pushed, other_names).await;
+            referrers_pushed.and(other_names)
         })?;
         if let Some(store) = &self.seen {
             // Only a hint for later pushes: failing to write it costs uploads, not this push.
@@ -204,16 +232,45 @@ impl RegistryClient {
         Ok(report)
     }
 
-    /// Pushes each referrer's manifest by digest (its blobs are there), then makes the
-    /// referrers of each subject findable (see `referrers`).
-    async fn push_referrers(
+    /// Pushes the manifest `desc` (its exact `bytes`) as `name` and says so.
+    async fn push_named(
+        &self,
+        host: &HostClients,
+        name: Reference,
+        desc: &Descriptor,
+        bytes: &[u8],
+        progress: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<(), Error> {
+        self.push_manifest(host, &name, desc, bytes).await?;
+        progress(PushEvent::ManifestPushed {
+            digest: desc.digest().to_string(),
+            reference: name.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Runs `requests` at most `parallelism` at once; the first failure is the answer.
+    async fn at_once(
+        &self,
+        requests: impl Iterator<Item = impl std::future::Future<Output = Result<(), Error>>>,
+    ) -> Result<(), Error> {
+        stream::iter(requests)
+            .buffer_unordered(self.options.parallelism.max(1))
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
+    }
+
+    /// Pushes the referrers' manifests by digest (their blobs are there), at once, then makes
+    /// the referrers of each subject findable (see `referrers`), the subjects at once.
+    async fn push_referrers<'a>(
         &self,
         host: &HostClients,
         target: &Reference,
-        referrers: &[Referrer],
+        referrers: &'a [Referrer],
         progress: &(dyn Fn(PushEvent) + Sync),
     ) -> Result<(), Error> {
-        for r in referrers {
+        self.at_once(referrers.iter().map(|r| async move {
             self.push_manifest(
                 host,
                 &target.with_digest(r.digest.clone()),
@@ -226,9 +283,11 @@ impl RegistryClient {
                 digest: r.desc.digest().to_string(),
                 artifact_type: r.artifact_type.clone(),
             });
-        }
+            Ok::<(), Error>(())
+        }))
+        .await?;
         let subjects: BTreeSet<&str> = referrers.iter().map(|r| r.subject.as_str()).collect();
-        for subject in subjects {
+        let index = |subject: &'a str| async move {
             let pushed: Vec<Pushed<'_>> = referrers
                 .iter()
                 .filter(|r| r.subject == subject)
@@ -246,8 +305,15 @@ impl RegistryClient {
                     digest,
                 });
             }
+            Ok::<(), Error>(())
+        };
+        // The first subject alone: it learns whether the registry has the referrers API, so
+        // the others do not each ask.
+        let mut subjects = subjects.into_iter();
+        if let Some(first) = subjects.next() {
+            index(first).await?;
         }
-        Ok(())
+        self.at_once(subjects.map(index)).await
     }
 
     /// Pushes the manifest `desc` (its exact `bytes`) as `name`, a tag or its digest.

@@ -5,11 +5,14 @@
 //! by itself. On one without it (CNCF distribution 2.x), the client keeps the list, following
 //! the distribution spec's "Referrers Tag Schema": the tag `sha256-<hex of the subject>` names
 //! an image index whose `manifests` are the referrers' descriptors (with `artifactType` and the
-//! manifest's annotations). [`RegistryClient::index_referrers`] asks for the subject's
-//! referrers first (oci-client reads the API, or the tag schema when the API answers 404);
-//! when every pushed referrer is listed there is nothing to do, so a second push changes
-//! nothing. Otherwise the fallback index is fetched, merged (other clients' entries kept, no
-//! duplicates, sorted by digest so the same set gives the same bytes) and pushed under the tag.
+//! manifest's annotations). [`RegistryClient::index_referrers`] asks the referrers API for the
+//! subject's referrers first, unless this client (or one sharing what it learnt, see
+//! [`super::Learnt`]) already found that the registry has none: a registry without the API is
+//! asked once per process, not once per image. When the API lists every pushed referrer there
+//! is nothing to do. Otherwise the fallback index is fetched (once), and when it lists them
+//! all nothing is pushed either, so a second push changes nothing; else it is merged (other
+//! clients' entries kept, no duplicates, sorted by digest so the same set gives the same
+//! bytes) and pushed under the tag.
 
 use super::documents::not_found;
 use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
@@ -50,16 +53,27 @@ impl RegistryClient {
             reason: format!("invalid subject digest `{subject}`: {e}"),
         })?;
         let of_subject = target.with_digest(subject_digest).to_client();
-        // A failed listing is not an answer: the fallback index below is then the truth.
-        if let Ok(listed) = host.chunked.pull_referrers(&of_subject, None).await {
-            let all_listed = referrers.iter().all(|r| {
-                listed
-                    .manifests
-                    .iter()
-                    .any(|d| d.digest == r.desc.digest().to_string())
-            });
-            if all_listed {
-                return Ok(None);
+        let api_host = target.api_host();
+        if self.learnt.host(api_host).referrers_api != Some(false) {
+            // A failed listing is not an answer: the fallback index below is then the truth.
+            match host.chunked.pull_referrers_api(&of_subject, None).await {
+                Ok(Some(listed)) => {
+                    self.learnt
+                        .learn(api_host, |f| f.referrers_api = Some(true));
+                    let all_listed = referrers.iter().all(|r| {
+                        listed
+                            .manifests
+                            .iter()
+                            .any(|d| d.digest == r.desc.digest().to_string())
+                    });
+                    if all_listed {
+                        return Ok(None);
+                    }
+                }
+                Ok(None) => self
+                    .learnt
+                    .learn(api_host, |f| f.referrers_api = Some(false)),
+                Err(_) => {}
             }
         }
         let tag = fallback_tag(subject);
@@ -70,6 +84,13 @@ impl RegistryClient {
                 source,
             })?;
         let mut entries = self.fallback_entries(host, &tagged).await?;
+        let listed = |r: &Pushed<'_>| {
+            let digest = r.desc.digest().to_string();
+            entries.iter().any(|e| e["digest"] == digest.as_str())
+        };
+        if referrers.iter().all(listed) {
+            return Ok(None);
+        }
         for r in referrers {
             let entry = referrer_descriptor(r).map_err(|reason| Error::ReferrersIndex {
                 reference: tagged.to_string(),
