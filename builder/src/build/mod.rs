@@ -400,7 +400,7 @@ pub fn build_many(
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<BuildOutput, Error>> {
     let threads = options::threads(opts);
-    let shared = Shared::for_many(threads);
+    let shared = Shared::for_many(threads).with_store(opts.store.as_deref());
     if let Some((dir, metadata)) = workspace {
         shared.knows_workspace(dir, metadata);
     }
@@ -432,6 +432,15 @@ pub fn build_many(
         .into_iter()
         .map(|r| r.into_inner().expect("every image is built"))
         .collect()
+}
+
+/// Drops `value` on a thread of its own (dropping a large value, such as the tree of a layer
+/// of many files, frees memory piece by piece). When no thread can be started, the value is
+/// dropped here, with the closure that holds it.
+pub(super) fn drop_in_background<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("drop".into())
+        .spawn(move || drop(value));
 }
 
 /// How many images of a workspace build are under way per thread (`--jobs`).
@@ -486,7 +495,7 @@ pub fn plan_spec(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<LayerGraph, Error> {
-    let shared = Shared::default();
+    let shared = Shared::default().with_store(opts.store.as_deref());
     let cx = Context::new(spec, opts, &shared)?;
     let (platforms, as_index) = platform_specs(spec, opts)?;
     let store_root = cx.store_root.clone();
@@ -546,7 +555,8 @@ pub fn build_spec(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
-    build_spec_in(spec, opts, &Shared::default(), on_event)
+    let shared = Shared::default().with_store(opts.store.as_deref());
+    build_spec_in(spec, opts, &shared, on_event)
 }
 
 /// [`build_spec`] with what the builds of this invocation share.
@@ -580,6 +590,8 @@ fn build_spec_in(
     let _lock = store
         .lock_shared()
         .map_err(|e| store_err(&cx.store_root, e))?;
+    // Cargo's answers, for the next build to take instead of running cargo.
+    shared.keep_cargo_answers(&store);
 
     let (stat_index, saves_stat_index) = shared
         .stat_index(&store)
