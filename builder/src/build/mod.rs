@@ -556,7 +556,9 @@ pub fn build_spec(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
     let shared = Shared::default().with_store(opts.store.as_deref());
-    build_spec_in(spec, opts, &shared, on_event)
+    let output = build_spec_in(spec, opts, &shared, on_event);
+    drop_in_background(shared);
+    output
 }
 
 /// [`build_spec`] with what the builds of this invocation share.
@@ -661,7 +663,7 @@ fn build_spec_in(
     if let Some(remote) = &remote {
         remote.export(&execute::layers_of(&plan, &outputs), &aliases, &store);
     }
-    emit::emit(
+    let output = emit::emit(
         spec,
         &cx,
         opts,
@@ -671,5 +673,9 @@ fn build_spec_in(
         destination,
         &toolchain,
         on_event,
-    )
+    );
+    // The plan and the stat index hold a path (or more) per input file: freed beside the
+    // caller's work, not before it gets the output.
+    drop_in_background((plan, stat_index));
+    output
 }

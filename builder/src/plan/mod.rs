@@ -172,7 +172,8 @@ pub struct LayerPlan {
     pub alias: Option<Key>,
     /// Whether [`key`](Self::key) came from resolving the alias (no file was read to key it).
     pub keyed_by_alias: bool,
-    pub inputs: Vec<InputStamp>,
+    /// Shared, not copied, by the images of one invocation that plan the same layer.
+    pub inputs: std::sync::Arc<[InputStamp]>,
     pub tree: Option<LayerTree>,
 }
 
@@ -328,7 +329,7 @@ pub fn layer_key(
                 key,
                 alias,
                 keyed_by_alias: true,
-                inputs,
+                inputs: inputs.into(),
                 tree: spec.remove.is_empty().then_some(tree),
             });
         }
@@ -460,7 +461,7 @@ pub fn layer_key(
         key: w.finish(),
         alias,
         keyed_by_alias: false,
-        inputs,
+        inputs: inputs.into(),
         tree: (tars.is_empty() && spec.remove.is_empty()).then_some(tree),
     })
 }
