@@ -267,6 +267,67 @@ fn cached_and_clean_builds_are_byte_identical() {
     oci_image_tool_validate(&warm, "latest");
 }
 
+/// The inode and modification time of `path`.
+fn inode_and_mtime(path: &Path) -> (u64, std::time::SystemTime) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.ino(), meta.modified().unwrap())
+}
+
+#[test]
+fn a_warm_build_leaves_an_identical_output_untouched_and_repairs_a_changed_one() {
+    let p = project();
+    let dir = p.dir.clone();
+    let out = dir.join("out");
+    build_quiet(&dir);
+    let index = inode_and_mtime(&out.join("index.json"));
+    let layout = inode_and_mtime(&out);
+    let bytes = tree_bytes(&out);
+
+    // Nothing changed: the layout is left as it is (no new index.json, no swap)...
+    let r = build_quiet(&dir);
+    assert!(r.stderr.contains("Fresh layer assets"), "{}", r.stderr);
+    assert_eq!(inode_and_mtime(&out.join("index.json")), index);
+    assert_eq!(inode_and_mtime(&out).0, layout.0, "the layout was swapped");
+    assert!(tree_bytes(&out) == bytes);
+    assert!(
+        std::fs::read_dir(&dir).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp")),
+        "a temporary layout was left beside the output"
+    );
+    // ... and it is still a valid image to the peer tools.
+    oci_image_tool_validate(&out, "latest");
+    let inspected = skopeo_inspect(&out, "latest", None);
+    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 2);
+
+    // A layout someone changed is written again: here its index lost its entries, and a
+    // blob of it was removed.
+    std::fs::write(
+        out.join("index.json"),
+        "{\"schemaVersion\":2,\"manifests\":[]}",
+    )
+    .unwrap();
+    let blobs = out.join("blobs/sha256");
+    let first = std::fs::read_dir(&blobs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&first).unwrap();
+    build_quiet(&dir);
+    assert_ne!(
+        inode_and_mtime(&out).0,
+        layout.0,
+        "the changed layout was kept"
+    );
+    assert!(tree_bytes(&out) == bytes, "the rewritten layout differs");
+    oci_image_tool_validate(&out, "latest");
+}
+
 /// The store blob of the first layer of the image built into `out`, and its digest.
 fn layer_blob(dir: &Path, out: &str) -> (PathBuf, String) {
     let (digest, blob) = first_layer_blob(&dir.join(out), &dir.join("target/image/.store"));

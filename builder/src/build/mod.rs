@@ -400,7 +400,7 @@ pub fn build_many(
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<BuildOutput, Error>> {
     let threads = options::threads(opts);
-    let shared = Shared::for_many(threads);
+    let shared = Shared::for_many(threads).with_store(opts.store.as_deref());
     if let Some((dir, metadata)) = workspace {
         shared.knows_workspace(dir, metadata);
     }
@@ -430,7 +430,7 @@ pub fn plan_many(
     opts: &BuildOptions,
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<LayerGraph, Error>> {
-    let shared = Shared::for_many(options::threads(opts));
+    let shared = Shared::for_many(options::threads(opts)).with_store(opts.store.as_deref());
     if let Some((dir, metadata)) = workspace {
         shared.knows_workspace(dir, metadata);
     }
@@ -472,6 +472,15 @@ fn for_each_image<T: Send + Sync>(
         .into_iter()
         .map(|r| r.into_inner().expect("every image is done"))
         .collect()
+}
+
+/// Drops `value` on a thread of its own (dropping a large value, such as the tree of a layer
+/// of many files, frees memory piece by piece). When no thread can be started, the value is
+/// dropped here, with the closure that holds it.
+pub(super) fn drop_in_background<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("drop".into())
+        .spawn(move || drop(value));
 }
 
 /// How many images of a workspace build are under way per thread (`--jobs`).
@@ -526,7 +535,12 @@ pub fn plan_spec(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<LayerGraph, Error> {
-    plan_spec_in(spec, opts, &Shared::default(), on_event)
+    plan_spec_in(
+        spec,
+        opts,
+        &Shared::default().with_store(opts.store.as_deref()),
+        on_event,
+    )
 }
 
 /// [`plan_spec`] with what the plans of this invocation share.
@@ -601,7 +615,10 @@ pub fn build_spec(
     opts: &BuildOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildOutput, Error> {
-    build_spec_in(spec, opts, &Shared::default(), on_event)
+    let shared = Shared::default().with_store(opts.store.as_deref());
+    let output = build_spec_in(spec, opts, &shared, on_event);
+    drop_in_background(shared);
+    output
 }
 
 /// [`build_spec`] with what the builds of this invocation share.
@@ -635,6 +652,8 @@ fn build_spec_in(
     let _lock = store
         .lock_shared()
         .map_err(|e| store_err(&cx.store_root, e))?;
+    // Cargo's answers, for the next build to take instead of running cargo.
+    shared.keep_cargo_answers(&store);
 
     let (stat_index, saves_stat_index) = shared
         .stat_index(&store)
@@ -703,7 +722,7 @@ fn build_spec_in(
     if let Some(remote) = &remote {
         remote.export(&execute::layers_of(&plan, &outputs), &aliases, &store);
     }
-    emit::emit(
+    let output = emit::emit(
         spec,
         &cx,
         opts,
@@ -713,5 +732,9 @@ fn build_spec_in(
         destination,
         &toolchain,
         on_event,
-    )
+    );
+    // The plan and the stat index hold a path (or more) per input file: freed beside the
+    // caller's work, not before it gets the output.
+    drop_in_background((plan, stat_index));
+    output
 }

@@ -409,12 +409,19 @@ impl Planner<'_> {
             })
             .collect::<Result<_, _>>()?;
         let mut layers = Vec::new();
-        for (layer, plan) in stage.layers.iter().zip(plans) {
+        for (layer, mut plan) in stage.layers.iter().zip(plans) {
             let hit = match self.store.map(|s| s.get_key(&plan.key.hex())) {
                 Some(Ok(Some(NodeResult::Layer(record)))) => Some(record),
                 Some(Ok(_)) | None => None,
                 Some(Err(e)) => return Err(store_err(&cx.store_root, e)),
             };
+            if hit.is_some() {
+                // A layer the store holds is not built: its tree and the stamps of its
+                // files (an entry and a path per file) are not needed, and are freed beside
+                // the rest of the build instead of in its way.
+                let unneeded = (plan.tree.take(), std::mem::take(&mut plan.inputs));
+                super::drop_in_background(unneeded);
+            }
             let copies: Vec<(String, NodeId)> = layer
                 .entries
                 .iter()

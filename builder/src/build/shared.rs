@@ -51,6 +51,12 @@ pub(super) struct Shared {
     pub layers: LayerMemo,
     /// What the registry clients of the invocation learnt of registries.
     pub registry: crate::registry::Learnt,
+    /// The store given on the command line, where answers of `cargo metadata` kept by earlier
+    /// builds are looked for first (see [`workspace`](Self::workspace)).
+    store: Option<PathBuf>,
+    /// Answers cargo gave in this invocation, to keep in the store
+    /// ([`keep_cargo_answers`](Self::keep_cargo_answers)).
+    fresh: Mutex<Vec<(cargo::FreshMetadata, Metadata)>>,
 }
 
 /// A store and the stat index the builds share for it.
@@ -74,6 +80,13 @@ impl Shared {
             layers: LayerMemo::waiting(threads),
             ..Shared::default()
         }
+    }
+
+    /// The same, with `store` (`--store`) as the first place kept answers of `cargo metadata`
+    /// are looked for.
+    pub fn with_store(mut self, store: Option<&Path>) -> Self {
+        self.store = store.map(Path::to_path_buf);
+        self
     }
 
     /// The stat index of `store`: loaded from it, or the one the builds share. The second
@@ -117,12 +130,47 @@ impl Shared {
             return Some(Workspace::of(meta, dir));
         }
         // Outside a cargo project cargo can only fail: it is not run.
-        let meta = cargo::in_project(dir)
-            .then(|| cargo::metadata(dir).ok())
-            .flatten();
+        let meta = cargo::in_project(dir).then(|| self.metadata(dir)).flatten();
         let workspace = meta.as_ref().map(|m| Workspace::of(m, dir));
         known.push((dir.to_path_buf(), meta));
         workspace
+    }
+
+    /// What `cargo metadata` says in `dir`: an answer an earlier build kept in its store while
+    /// it still holds ([`cargo::metadata_kept`]), else cargo's own, remembered to be kept.
+    /// The stores looked in: `--store`, then the default store (`target/image/.store`) of
+    /// each directory at or above `dir` that has a `Cargo.toml`, and of a target directory
+    /// the environment names. Where an answer is found does not matter for its correctness:
+    /// it is checked against what it was read from.
+    fn metadata(&self, dir: &Path) -> Option<Metadata> {
+        let mut places: Vec<PathBuf> = self.store.iter().cloned().collect();
+        if let Ok(canonical) = dir.canonicalize() {
+            for a in canonical.ancestors() {
+                if a.join("Cargo.toml").is_file() {
+                    places.push(a.join("target").join("image").join(".store"));
+                }
+            }
+        }
+        for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"] {
+            if let Some(target) = std::env::var_os(var).map(PathBuf::from) {
+                if target.is_absolute() {
+                    places.push(target.join("image").join(".store"));
+                }
+            }
+        }
+        let (meta, fresh) = cargo::metadata_kept(dir, &places).ok()?;
+        if let Some(fresh) = fresh {
+            locked(&self.fresh).push((fresh, meta.clone()));
+        }
+        Some(meta)
+    }
+
+    /// Keeps the answers cargo gave in this invocation in `store`, for the next build (failing
+    /// to costs only speed). Only builds keep them: planning writes nothing.
+    pub fn keep_cargo_answers(&self, store: &Store) {
+        for (fresh, meta) in std::mem::take(&mut *locked(&self.fresh)) {
+            let _ = fresh.keep(store.root(), &meta);
+        }
     }
 
     /// Takes `metadata` as what `cargo metadata` says in `dir` (the caller ran it there).
@@ -237,7 +285,16 @@ impl LayerMemo {
             };
             let result = compute();
             if let Ok(plan) = &result {
-                guard.plan = Some(Arc::new(plan.clone()));
+                // Without the tree: a later image with this recipe has the same key, so it
+                // finds the layer built (or building, under the key's lock) by the first, and
+                // a tree of every file is costly to copy and drop.
+                guard.plan = Some(Arc::new(LayerPlan {
+                    key: plan.key,
+                    alias: plan.alias,
+                    keyed_by_alias: plan.keyed_by_alias,
+                    inputs: plan.inputs.clone(),
+                    tree: None,
+                }));
             }
             result
         };

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod cc;
+mod metadata_cache;
 mod resolve;
 mod strip;
 mod targets;
@@ -243,7 +244,7 @@ fn cargo_program() -> OsString {
 }
 
 /// A package of a workspace, as `cargo metadata` describes it.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct Package {
     pub name: String,
     pub version: String,
@@ -285,14 +286,14 @@ impl Package {
 }
 
 /// A build target of a package (`lib`, `bin`, `example`...).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct Target {
     pub name: String,
     pub kind: Vec<String>,
 }
 
 /// What `cargo metadata --no-deps` says about the workspace a directory belongs to.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct Metadata {
     pub workspace_root: PathBuf,
     pub target_directory: PathBuf,
@@ -339,6 +340,54 @@ fn has_cargo_config(dir: &Path) -> bool {
 /// Runs `cargo metadata --no-deps` (with `$CARGO`, as cargo passes it to subcommands) in `dir`.
 pub fn metadata(dir: &Path) -> Result<Metadata, Error> {
     run_metadata(dir, &["--no-deps"])
+}
+
+/// `cargo metadata --no-deps` in `dir`, as [`metadata`] runs it, unless one of `places` keeps
+/// an answer for `dir` that still holds (the builds keep them in their store; see
+/// `metadata_cache.rs` for what "holds" checks). A fresh answer comes back with a
+/// [`FreshMetadata`], which keeps it for the next process.
+pub fn metadata_kept(
+    dir: &Path,
+    places: &[PathBuf],
+) -> Result<(Metadata, Option<FreshMetadata>), Error> {
+    let env = metadata_cache::environment();
+    for place in places {
+        if let Some(kept) = env
+            .as_ref()
+            .and_then(|env| metadata_cache::cached(place, dir, env))
+        {
+            return Ok((kept, None));
+        }
+    }
+    let recorded_ns = metadata_cache::now_ns();
+    let meta = metadata(dir)?;
+    let fresh = env.map(|env| FreshMetadata {
+        dir: dir.to_path_buf(),
+        env,
+        recorded_ns,
+    });
+    Ok((meta, fresh))
+}
+
+/// What keeps a fresh answer of `cargo metadata` for later processes ([`metadata_kept`]).
+#[derive(Debug, Clone)]
+pub struct FreshMetadata {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    /// When cargo was started.
+    recorded_ns: i64,
+}
+
+impl FreshMetadata {
+    /// The directory cargo ran in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Keeps `metadata` (what cargo answered) in `place`'s `cargo-metadata/` directory.
+    pub fn keep(&self, place: &Path, metadata: &Metadata) -> std::io::Result<()> {
+        metadata_cache::remember(place, &self.dir, &self.env, metadata, self.recorded_ns)
+    }
 }
 
 /// Runs `cargo metadata --format-version 1 ARGS` in `dir` and parses what it prints.

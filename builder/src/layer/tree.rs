@@ -23,6 +23,10 @@ pub(crate) const IMPLICIT_DIR_MODE: u32 = 0o755;
 #[derive(Debug, Clone, Default)]
 pub struct LayerTree {
     entries: BTreeMap<String, Entry>,
+    /// The parent directory of the last entry inserted (a directory of the tree: an entry
+    /// that is a directory stays one), so that the files of one directory, inserted one after
+    /// the other by a walk, do not each look it up again.
+    last_parent: String,
 }
 
 /// One entry of a layer: what it is, its permission bits and its numeric owner.
@@ -281,37 +285,61 @@ impl LayerTree {
     }
 
     pub(crate) fn try_insert(&mut self, path: &str, entry: Entry) -> Result<(), Conflict> {
-        debug_assert!(is_normalised(path), "unnormalised layer path {path:?}");
-        if let Err(mut c) = self.ensure_parents(path, entry.origin) {
+        self.try_insert_owned(path.to_owned(), entry)
+    }
+
+    /// [`try_insert`](Self::try_insert) with the path given as an owned string, which becomes
+    /// the entry's key (no copy of it is made).
+    pub(crate) fn try_insert_owned(&mut self, path: String, entry: Entry) -> Result<(), Conflict> {
+        use std::collections::btree_map::Entry as Slot;
+        debug_assert!(is_normalised(&path), "unnormalised layer path {path:?}");
+        if let Err(mut c) = self.ensure_parents(&path, entry.origin) {
             c.new_host = host_file(&entry);
             return Err(c);
         }
-        match self.entries.get_mut(path) {
-            None => {
-                self.entries.insert(path.to_owned(), entry);
+        match self.entries.entry(path) {
+            Slot::Vacant(slot) => {
+                slot.insert(entry);
                 Ok(())
             }
-            Some(existing) => match (&existing.kind, &entry.kind) {
-                (EntryKind::Dir, EntryKind::Dir) => {
-                    if !entry.origin.implicit {
-                        *existing = entry;
+            Slot::Occupied(mut slot) => {
+                let existing = slot.get_mut();
+                match (&existing.kind, &entry.kind) {
+                    (EntryKind::Dir, EntryKind::Dir) => {
+                        if !entry.origin.implicit {
+                            *existing = entry;
+                        }
+                        Ok(())
                     }
-                    Ok(())
+                    _ => Err(Conflict {
+                        existing: existing.origin,
+                        new: entry.origin,
+                        existing_host: host_file(existing),
+                        new_host: host_file(&entry),
+                        path: slot.key().clone(),
+                    }),
                 }
-                _ => Err(Conflict {
-                    path: path.to_owned(),
-                    existing: existing.origin,
-                    new: entry.origin,
-                    existing_host: host_file(existing),
-                    new_host: host_file(&entry),
-                }),
-            },
+            }
         }
     }
 
     /// Adds the missing parent directories of `path`. Every directory in the tree already has all
     /// its parents, so the walk up stops at the first existing one.
     fn ensure_parents(&mut self, path: &str, origin: Origin) -> Result<(), Conflict> {
+        let Some(last_slash) = path.rfind('/') else {
+            return Ok(());
+        };
+        let parent = &path[..last_slash];
+        if parent == self.last_parent {
+            return Ok(());
+        }
+        self.add_parents(path, origin)?;
+        self.last_parent.clear();
+        self.last_parent.push_str(parent);
+        Ok(())
+    }
+
+    fn add_parents(&mut self, path: &str, origin: Origin) -> Result<(), Conflict> {
         let mut missing: Vec<usize> = Vec::new();
         let mut end = path.len();
         while let Some(slash) = path[..end].rfind('/') {

@@ -9,6 +9,26 @@
 //! is untouched, and dropping the writer (an error, a panic, Ctrl-C unwinding) removes the
 //! temporary directory.
 //!
+//! # An output that is already what this build writes
+//!
+//! A warm build writes the same layout as the build before it. So [`LayoutWriter::finish`]
+//! compares the layout it made with the one at the target and, when they are the same, leaves
+//! the target as it is (no `fsync`, no swap: its files keep their inodes and times) and
+//! removes its own. "The same" is checked, never assumed, so a layout someone changed is
+//! written again:
+//!
+//! - the target is a layout of ours ([`is_our_layout`]: our `oci-layout` file byte for byte,
+//!   `index.json`, `blobs/sha256/` holding only blob files);
+//! - its `index.json` has exactly the bytes this build writes;
+//! - its `blobs/sha256/` has exactly the blobs this build's layout has, by name, none missing
+//!   and none more;
+//! - each of those blobs is the same file as this build's (the same inode: both are hard
+//!   links of one store blob), or has the same bytes.
+//!
+//! So that the small blobs (SBOMs, provenance, their manifests) cost no `fsync` either,
+//! [`LayoutWriter::write_blob`] takes a blob the target already holds with the same bytes by
+//! a hard link to it instead of writing it again.
+//!
 //! The target is only ever replaced when it is an output of ours, a layout this module wrote
 //! ([`is_our_layout`]), or an empty directory: a user's directory given as `--output` by mistake
 //! (a project that happens to hold an `oci-layout` file, a layout another tool wrote) is refused
@@ -115,7 +135,7 @@ impl LayoutWriter {
     pub fn write_blob(&self, bytes: &[u8]) -> Result<(Digest, u64), Error> {
         let digest = Digest::of(bytes);
         let dest = self.blob_path(&digest);
-        if !dest.exists() {
+        if !dest.exists() && !self.link_from_target(&digest, bytes, &dest) {
             let write_err = |source| Error::WriteBlob {
                 path: dest.clone(),
                 source,
@@ -128,6 +148,16 @@ impl LayoutWriter {
             file.persist(&dest).map_err(|e| write_err(e.error))?;
         }
         Ok((digest, bytes.len() as u64))
+    }
+
+    /// Hard-links the target's blob `digest` to `dest` when it holds exactly `bytes` (an
+    /// earlier build's layout at the target: see the module docs); whether it did.
+    fn link_from_target(&self, digest: &Digest, bytes: &[u8], dest: &Path) -> bool {
+        let theirs = self.target.join("blobs").join("sha256").join(digest.hex());
+        let same = fs::symlink_metadata(&theirs)
+            .is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64)
+            && fs::read(&theirs).is_ok_and(|b| b == bytes);
+        same && fs::hard_link(&theirs, dest).is_ok()
     }
 
     /// Writes `value` as a [canonical JSON](to_canonical_json) blob and returns its descriptor.
@@ -221,8 +251,12 @@ impl LayoutWriter {
     /// else is refused and left as it was (and this layout is discarded).
     pub fn finish(self, index_entries: Vec<Descriptor>) -> Result<PathBuf, Error> {
         let root = self.tmp.path();
-        write_file(&root.join("oci-layout"), OCI_LAYOUT_FILE)?;
         let index = to_canonical_json(&image_index(index_entries))?;
+        if self.target_is_the_same(&index) {
+            // Nothing to do: the temporary directory goes when the writer is dropped.
+            return Ok(self.target.clone());
+        }
+        write_file(&root.join("oci-layout"), OCI_LAYOUT_FILE)?;
         write_file(&root.join("index.json"), &index)?;
 
         sync_all_at_once(&self.to_sync()?)?;
@@ -258,6 +292,67 @@ impl LayoutWriter {
         }
         sync_path(&parent_dir(&self.target))?;
         Ok(self.target)
+    }
+}
+
+impl LayoutWriter {
+    /// Whether the layout at the target is the one this writer would put there, `index`
+    /// being its `index.json` (see the module docs for what is compared).
+    fn target_is_the_same(&self, index: &[u8]) -> bool {
+        let target = &self.target;
+        let is_dir = existing(target).is_ok_and(|m| m.is_some_and(|m| m.is_dir()));
+        if !is_dir || is_our_layout(target).is_err() {
+            return false;
+        }
+        if fs::read(target.join("index.json")).ok().as_deref() != Some(index) {
+            return false;
+        }
+        let names = |dir: &Path| -> Option<Vec<std::ffi::OsString>> {
+            let mut names = fs::read_dir(dir)
+                .ok()?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?;
+            names.sort();
+            Some(names)
+        };
+        let theirs_dir = target.join("blobs").join("sha256");
+        let (Some(ours), Some(theirs)) = (names(&self.blobs), names(&theirs_dir)) else {
+            return false;
+        };
+        ours == theirs
+            && ours
+                .iter()
+                .all(|name| same_file_content(&self.blobs.join(name), &theirs_dir.join(name)))
+    }
+}
+
+/// Whether the files at `a` and `b` are one file (one inode) or hold the same bytes.
+fn same_file_content(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(ma), Ok(mb)) = (fs::symlink_metadata(a), fs::symlink_metadata(b)) else {
+        return false;
+    };
+    if !ma.is_file() || !mb.is_file() || ma.len() != mb.len() {
+        return false;
+    }
+    if (ma.dev(), ma.ino()) == (mb.dev(), mb.ino()) {
+        return true;
+    }
+    let (Ok(mut fa), Ok(mut fb)) = (File::open(a), File::open(b)) else {
+        return false;
+    };
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = match fa.read(&mut ba) {
+            Ok(0) => return fb.read(&mut bb).is_ok_and(|m| m == 0),
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        if fb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
     }
 }
 
@@ -706,5 +801,98 @@ mod tests {
         let missing =
             writer.import_blob(&dir.path().join("missing"), &Digest::of(b"x").to_string());
         assert!(matches!(missing, Err(Error::ImportBlob { .. })));
+    }
+
+    /// A layout at `target` of one imported "store" blob and one written blob, indexed by one
+    /// entry: what a build writes.
+    fn build_into(target: &Path, store_blob: &Path) -> PathBuf {
+        let writer = LayoutWriter::create(target).unwrap();
+        let layer = Digest::of(&fs::read(store_blob).unwrap());
+        writer.import_blob(store_blob, &layer.to_string()).unwrap();
+        let (config, size) = writer.write_blob(b"{\"config\":1}").unwrap();
+        let entry = descriptor(MediaType::ImageManifest, &config, size);
+        writer.finish(vec![entry]).unwrap()
+    }
+
+    fn stat(path: &Path) -> (u64, std::time::SystemTime) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::symlink_metadata(path).unwrap();
+        (meta.ino(), meta.modified().unwrap())
+    }
+
+    #[test]
+    fn an_output_that_is_already_the_same_is_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_blob = dir.path().join("layer");
+        fs::write(&store_blob, b"layer bytes").unwrap();
+        let target = dir.path().join("out");
+        build_into(&target, &store_blob);
+        let index = stat(&target.join("index.json"));
+        let root = stat(&target);
+        let config = Digest::of(b"{\"config\":1}");
+        let config_blob = stat(&target.join("blobs/sha256").join(config.hex()));
+
+        build_into(&target, &store_blob);
+        assert_eq!(
+            stat(&target.join("index.json")),
+            index,
+            "index.json rewritten"
+        );
+        assert_eq!(stat(&target).0, root.0, "the layout was swapped");
+        assert_eq!(
+            stat(&target.join("blobs/sha256").join(config.hex())),
+            config_blob
+        );
+        assert_eq!(
+            entries(dir.path()),
+            ["layer", "out"],
+            "temp dir left behind"
+        );
+    }
+
+    #[test]
+    fn an_output_someone_changed_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_blob = dir.path().join("layer");
+        fs::write(&store_blob, b"layer bytes").unwrap();
+        let target = dir.path().join("out");
+        build_into(&target, &store_blob);
+        let blobs = target.join("blobs/sha256");
+        let layer = blobs.join(Digest::of(b"layer bytes").hex());
+        let config = blobs.join(Digest::of(b"{\"config\":1}").hex());
+        let pristine: Vec<(String, Vec<u8>)> = [target.join("index.json"), layer.clone()]
+            .iter()
+            .chain([&config])
+            .map(|p| (p.display().to_string(), fs::read(p).unwrap()))
+            .collect();
+        let rewritten = |what: &str| {
+            let before = stat(&target).0;
+            build_into(&target, &store_blob);
+            assert_ne!(stat(&target).0, before, "{what}: not written again");
+            for (path, bytes) in &pristine {
+                assert_eq!(&fs::read(path).unwrap(), bytes, "{what}: {path}");
+            }
+            assert_eq!(entries(&blobs).len(), 2, "{what}");
+        };
+
+        // index.json edited.
+        fs::write(target.join("index.json"), b"{}").unwrap();
+        rewritten("index.json edited");
+        // A blob removed.
+        fs::remove_file(&config).unwrap();
+        rewritten("a blob removed");
+        // A blob replaced by another file of the same size and other bytes.
+        fs::remove_file(&layer).unwrap();
+        fs::write(&layer, b"LAYER BYTES").unwrap();
+        rewritten("a blob's bytes changed");
+        // A blob added.
+        fs::write(blobs.join(Digest::of(b"extra").hex()), b"extra").unwrap();
+        rewritten("a blob added");
+        // A blob replaced by a copy of its bytes (another inode) is still the same layout.
+        fs::remove_file(&layer).unwrap();
+        fs::write(&layer, b"layer bytes").unwrap();
+        let before = stat(&target).0;
+        build_into(&target, &store_blob);
+        assert_eq!(stat(&target).0, before, "same bytes: left as it is");
     }
 }

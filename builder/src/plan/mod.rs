@@ -172,33 +172,62 @@ pub struct LayerPlan {
     pub alias: Option<Key>,
     /// Whether [`key`](Self::key) came from resolving the alias (no file was read to key it).
     pub keyed_by_alias: bool,
-    pub inputs: Vec<InputStamp>,
+    /// Shared, not copied, by the images of one invocation that plan the same layer.
+    pub inputs: std::sync::Arc<[InputStamp]>,
     pub tree: Option<LayerTree>,
 }
 
 /// Canonical, unambiguous bytes for hashing: every field is length-prefixed.
-struct KeyWriter(blake3::Hasher);
+///
+/// The fields (a few bytes each, several per tree entry) are gathered in a buffer and handed
+/// to blake3 in large pieces, which it hashes many chunks at a time; the hash is that of the
+/// same byte stream.
+struct KeyWriter {
+    hasher: blake3::Hasher,
+    buf: Vec<u8>,
+}
+
+/// How many bytes [`KeyWriter`] gathers before hashing them.
+const KEY_BUFFER: usize = 64 * 1024;
 
 impl KeyWriter {
     fn new(kind: &str) -> Self {
-        let mut w = KeyWriter(blake3::Hasher::new());
+        let mut w = KeyWriter {
+            hasher: blake3::Hasher::new(),
+            buf: Vec::new(),
+        };
         w.str(KEY_VERSION);
         w.str(layer::FORMAT_VERSION);
         w.str(kind);
         w
     }
+    fn put(&mut self, b: &[u8]) {
+        if self.buf.len() + b.len() > KEY_BUFFER {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
+        if b.len() > KEY_BUFFER {
+            self.hasher.update(b);
+        } else {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(KEY_BUFFER);
+            }
+            self.buf.extend_from_slice(b);
+        }
+    }
     fn bytes(&mut self, b: &[u8]) {
-        self.0.update(&(b.len() as u64).to_le_bytes());
-        self.0.update(b);
+        self.put(&(b.len() as u64).to_le_bytes());
+        self.put(b);
     }
     fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
     fn u64(&mut self, v: u64) {
-        self.0.update(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
-    fn finish(self) -> Key {
-        Key(*self.0.finalize().as_bytes())
+    fn finish(mut self) -> Key {
+        self.hasher.update(&self.buf);
+        Key(*self.hasher.finalize().as_bytes())
     }
 }
 
@@ -300,7 +329,7 @@ pub fn layer_key(
                 key,
                 alias,
                 keyed_by_alias: true,
-                inputs,
+                inputs: inputs.into(),
                 tree: spec.remove.is_empty().then_some(tree),
             });
         }
@@ -432,7 +461,7 @@ pub fn layer_key(
         key: w.finish(),
         alias,
         keyed_by_alias: false,
-        inputs,
+        inputs: inputs.into(),
         tree: (tars.is_empty() && spec.remove.is_empty()).then_some(tree),
     })
 }

@@ -185,6 +185,28 @@ impl Store {
             }
             fingerprints.insert(digest.to_string(), Fingerprint::of(&meta));
         }
+        // The same result over the same blobs (a warm build records its image again): the
+        // record is only marked as used, not written again. The ctime is not compared, as a
+        // lookup does not compare it (see the module docs).
+        if let Ok(file) = File::options().append(true).open(&path) {
+            let same = fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<KeyFile>(&bytes).ok())
+                .is_some_and(|kept| {
+                    kept.result == *result
+                        && kept.fingerprints.len() == fingerprints.len()
+                        && kept.fingerprints.iter().all(|(digest, old)| {
+                            fingerprints
+                                .get(digest)
+                                .is_some_and(|now| old.unchanged(now))
+                        })
+                });
+            if same {
+                // Best effort, as for a hit: a failed touch only makes the key look older.
+                let _ = file.set_modified(SystemTime::now());
+                return Ok(());
+            }
+        }
         let record = KeyFile {
             result: result.clone(),
             fingerprints,

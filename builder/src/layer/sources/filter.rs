@@ -37,7 +37,6 @@
 //! Docker refuses (an unclosed `[`, `!` alone) is an error naming the file and line, and so is
 //! a file that is not UTF-8.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -138,25 +137,30 @@ impl Reserved {
     }
 
     /// Whether `path` (absolute, canonical) is this path, or has this kind of name.
+    ///
+    /// Both paths are canonical, so they are compared as bytes (this runs for every entry of
+    /// every walk; `Path`'s own comparison parses components).
     pub(crate) fn matches(&self, path: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
         match &self.kind {
-            Kind::Path(p) => p == path,
+            Kind::Path(p) => p.as_os_str().as_bytes() == bytes,
             Kind::Name {
                 dir,
                 prefix,
                 random,
             } => {
-                let named = path
-                    .file_name()
-                    .and_then(OsStr::to_str)
-                    .and_then(|n| n.strip_prefix(prefix.as_str()))
-                    .is_some_and(|rest| {
-                        rest.len() == *random && rest.chars().all(|c| c.is_ascii_alphanumeric())
-                    });
+                let (parent, name) = match bytes.iter().rposition(|&b| b == b'/') {
+                    Some(slash) => (&bytes[..slash.max(1)], &bytes[slash + 1..]),
+                    None => (&b""[..], bytes),
+                };
+                let named = name.strip_prefix(prefix.as_bytes()).is_some_and(|rest| {
+                    rest.len() == *random && rest.iter().all(u8::is_ascii_alphanumeric)
+                });
                 named
                     && dir
                         .as_ref()
-                        .is_none_or(|d| path.parent() == Some(d.as_path()))
+                        .is_none_or(|d| d.as_os_str().as_bytes() == parent)
             }
         }
     }

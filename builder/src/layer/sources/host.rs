@@ -195,8 +195,8 @@ enum Item {
     Dir {
         dest: String,
         path: PathBuf,
-        /// The path relative to the walk's root.
-        rel: String,
+        /// Where the path relative to the walk's root starts in `dest`.
+        rel_at: usize,
         /// Whether the include globs take it (or it lies inside what they take).
         included: bool,
         /// Whether the ignore file leaves it out (it is walked for its exceptions).
@@ -248,14 +248,15 @@ impl Reader<'_> {
             .collect();
         items.par_iter_mut().for_each(|item| {
             if let Item::Dir {
+                dest,
                 path,
-                rel,
+                rel_at,
                 included,
                 listing,
                 ..
             } = item
             {
-                *listing = self.list(path, rel, *included);
+                *listing = self.list(path, &dest[*rel_at..], *included);
             }
         });
         Ok(items)
@@ -280,16 +281,25 @@ impl Reader<'_> {
         if reserved.iter().any(|r| r.matches(&path)) {
             return None;
         }
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             return Some(Item::Error(Error::DecodePath { path }));
         };
-        let mut rel = String::with_capacity(parent.len() + 1 + name.len());
-        if !parent.is_empty() {
-            rel.push_str(parent);
-            rel.push('/');
+        // The destination, whose tail is the path relative to the root (one string for both).
+        let dest_prefix = &self.spec.dest;
+        let mut dest = String::with_capacity(dest_prefix.len() + 2 + parent.len() + name.len());
+        for part in [dest_prefix.as_str(), parent] {
+            if !part.is_empty() {
+                dest.push_str(part);
+                dest.push('/');
+            }
         }
-        rel.push_str(name);
+        let rel_at = if dest_prefix.is_empty() {
+            0
+        } else {
+            dest_prefix.len() + 1
+        };
+        dest.push_str(name);
+        let rel = &dest[rel_at..];
         let mut ignored = false;
         if let Some((file, root_in_context)) = ignore {
             let mut in_context = String::with_capacity(root_in_context.len() + 1 + rel.len());
@@ -297,22 +307,21 @@ impl Reader<'_> {
                 in_context.push_str(root_in_context);
                 in_context.push('/');
             }
-            in_context.push_str(&rel);
+            in_context.push_str(rel);
             ignored = file.excludes(&in_context);
             if ignored && !(is_dir && file.may_take_below(&in_context)) {
                 return None;
             }
         }
-        if exclude.is_some_and(|g| g.matches(&rel, is_dir)) {
+        if exclude.is_some_and(|g| g.matches(rel, is_dir)) {
             return None;
         }
-        let included = Globs::includes(include, &rel, is_dir, inherited);
-        let dest = join(&self.spec.dest, &rel);
+        let included = Globs::includes(include, rel, is_dir, inherited);
         if is_dir {
             return Some(Item::Dir {
                 dest,
                 path,
-                rel,
+                rel_at,
                 included,
                 ignored,
                 // Read once the directory holding it is done.
@@ -413,14 +422,14 @@ impl Replay<'_, '_> {
                     .mode
                     .map_or_else(|| normalise_file_mode(host_mode(&meta)), mask);
                 let kind = EntryKind::host_file(path, meta);
-                self.b.insert(index, &dest, spec, kind, mode)
+                self.b.insert_owned(index, dest, spec, kind, mode)
             }
             Item::Symlink { dest, target } => {
                 self.take()?;
                 let target = target?;
-                self.b.insert(
+                self.b.insert_owned(
                     index,
-                    &dest,
+                    dest,
                     spec,
                     EntryKind::Symlink { target },
                     SYMLINK_MODE,

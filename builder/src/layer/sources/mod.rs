@@ -206,16 +206,32 @@ impl Builder<'_> {
         kind: EntryKind,
         mode: u32,
     ) -> Result<(), Error> {
-        if let Some(name) = path
-            .split('/')
-            .find(|c| c.starts_with(super::whiteout::WHITEOUT_PREFIX))
-        {
+        self.insert_owned(index, path.to_owned(), spec, kind, mode)
+    }
+
+    /// [`insert`](Self::insert) with the path as an owned string (it becomes the tree's key).
+    pub fn insert_owned(
+        &mut self,
+        index: usize,
+        path: String,
+        spec: &EntrySpec,
+        kind: EntryKind,
+        mode: u32,
+    ) -> Result<(), Error> {
+        use super::whiteout::WHITEOUT_PREFIX;
+        // A component that starts with the whiteout prefix (the components are split only
+        // when the prefix is in the path at all: one substring search per entry).
+        let hidden = path
+            .contains(WHITEOUT_PREFIX)
+            .then(|| path.split('/').find(|c| c.starts_with(WHITEOUT_PREFIX)))
+            .flatten();
+        if let Some(name) = hidden {
             return Err(Error::WhiteoutName {
                 layer: self.layer.name.clone(),
                 path: path.to_owned(),
                 what: self.describe(index),
                 hidden: name
-                    .strip_prefix(super::whiteout::WHITEOUT_PREFIX)
+                    .strip_prefix(WHITEOUT_PREFIX)
                     .unwrap_or(name)
                     .to_owned(),
             });
@@ -231,7 +247,7 @@ impl Builder<'_> {
             },
         };
         self.tree
-            .try_insert(path, entry)
+            .try_insert_owned(path, entry)
             .map_err(|c| self.conflict(c))
     }
 
