@@ -19,7 +19,7 @@ name = "srv"
 [[layer.add]]
 dir = true
 dest = "/srv/"
-mode = "0750"
+dir-mode = "0750"
 "#;
 
 const SPEC: &str = r#"name = "kww"
