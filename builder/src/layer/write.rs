@@ -28,6 +28,9 @@ use super::pipeline::{self, first_cause, ChunkReader, ChunkWriter};
 use super::tar_writer::TarWriter;
 use super::{Compression, EntryKind, Error, LayerBlob, LayerTree, WriteOptions};
 
+/// A blob written, and the content hashes of its tree's host files when they were asked for.
+type Written = (LayerBlob, Option<Vec<[u8; 32]>>);
+
 /// A progress callback: content bytes written so far.
 pub type Progress<'a> = dyn Fn(u64) + Sync + 'a;
 
@@ -80,7 +83,7 @@ fn write_stream<W: Write + Send>(
     out: W,
     progress: &Progress<'_>,
     hash_hosts: bool,
-) -> Result<(LayerBlob, Option<Vec<[u8; 32]>>), Error> {
+) -> Result<Written, Error> {
     let compression = opts.compression;
     let mut host_hashes = None;
     let hashes = &mut host_hashes;
@@ -258,7 +261,7 @@ fn write_to_dir(
     dir: &Path,
     progress: &Progress<'_>,
     hash_hosts: bool,
-) -> Result<(LayerBlob, Option<Vec<[u8; 32]>>), Error> {
+) -> Result<Written, Error> {
     let blob_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::WriteBlob { path, source }

@@ -251,8 +251,9 @@ impl KeyWriter {
 /// [`Self::finish`] adds the tree with the content hashes of its host files, as written.
 #[derive(Debug, Clone)]
 pub struct PendingKey {
-    /// The key's bytes up to its tree: the recipe, and the cargo entries' recipes.
-    writer: KeyWriter,
+    /// The key's bytes up to its tree: the recipe, and the cargo entries' recipes (boxed: a
+    /// hasher's state is a few KiB, and plans are moved around).
+    writer: Box<KeyWriter>,
 }
 
 impl PendingKey {
@@ -260,7 +261,7 @@ impl PendingKey {
     /// of each host file of `tree` in tree order. `tree` is the layer's tree as planned (its
     /// [`LayerPlan::tree`]; implicit directories not yet given the base's attributes).
     pub fn finish(self, tree: &LayerTree, hashes: &[[u8; 32]]) -> Key {
-        let mut w = self.writer;
+        let mut w = *self.writer;
         let mut hashes = hashes.iter();
         write_tree(&mut w, tree, |bytes| match bytes {
             Some(bytes) => blake3::hash(bytes).as_bytes().to_vec(),
@@ -400,7 +401,9 @@ pub fn layer_plan(
     {
         return Ok(LayerPlan {
             key: None,
-            pending: Some(PendingKey { writer: w }),
+            pending: Some(PendingKey {
+                writer: Box::new(w),
+            }),
             alias,
             keyed_by_alias: false,
             inputs,
