@@ -26,7 +26,9 @@
 //!    every platform is compiled into one immutable [`plan::LayerGraph`] (fetch base, build
 //!    layer, assemble image, assemble index) whose every node has a key: blake3 over its recipe,
 //!    the content hashes of its host inputs and the format version. Host file hashes come from
-//!    the [`store`]'s stat index, so a warm plan reads no file. `cargo image plan` stops here.
+//!    the [`store`]'s stat index, so a warm plan reads no file; a cold build leaves the key of
+//!    a layer of many new files to be computed while it is written, so that each file is read
+//!    once. `cargo image plan` stops here.
 //! 4. **Execute**: the graph's nodes run in dependency order on `--jobs` threads. A node whose
 //!    key the [`store`] holds costs a lookup; a layer it lacks is looked up in the remote layer
 //!    caches (`--cache-from`: records in a [`registry`] repository, its blob downloaded only

@@ -14,6 +14,7 @@ mod events;
 mod examples;
 mod export;
 mod ignore;
+mod key_while_writing;
 mod load;
 mod lock;
 mod messages;

@@ -45,16 +45,20 @@ pub enum Event {
     },
     /// Registry bases the lock lacked were resolved and added to the lock file at `path`.
     Locked { path: PathBuf, bases: Vec<String> },
-    /// The graph is planned: every node with its key and whether the store has it.
+    /// The graph is planned: every node with its key and whether the store has it. A layer
+    /// keyed while it is written has no key yet (`null`), nor have the image and index above
+    /// it: its `layer-finished` event gives the layer's key.
     Plan { graph: LayerGraph },
     /// A layer the store lacks starts building; `total` is its content size in bytes.
     LayerStarted { name: String, total: u64 },
     /// Content bytes of a building layer written so far.
     LayerProgress { name: String, done: u64, total: u64 },
     /// A layer is ready: built now, or `cached` (in the store, or in the remote cache
-    /// `remote`, a `registry/repository` of --cache-from).
+    /// `remote`, a `registry/repository` of --cache-from); `key` is its node key (for a layer
+    /// keyed while written, the one computed from the bytes written).
     LayerFinished {
         name: String,
+        key: String,
         digest: String,
         diff_id: String,
         size: u64,

@@ -6,8 +6,14 @@
 //!   build, which its key's lock makes us wait for) costs a lookup; a miss is looked up in the
 //!   remote caches (`remote.rs`: downloaded only when its bytes are needed, [`need_bytes`]),
 //!   else streamed once through tar, the compressor and two hashers into the store and
-//!   recorded under its key;
-//! - *assemble image*: the stage's config and manifest are written into the store;
+//!   recorded under its key. A layer keyed while written (its planned key pending, see
+//!   `plan`'s module docs) is built first, its host files hashed by the tar writer as it
+//!   streams them, then recorded under the key they give, under that key's lock (or taken
+//!   from the store, when another build recorded that key meanwhile), and the hashes go into
+//!   the stat index;
+//! - *assemble image*: the stage's config and manifest are written into the store, and
+//!   recorded under the image's key (computed here from its layers' keys when one of them
+//!   was keyed while written);
 //! - *assemble index*: nothing here; emitting writes the output.
 //!
 //! Nodes of one process that share a key (the same layer on two platforms) run one after the
@@ -21,6 +27,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use oci_spec::image::MediaType;
+use rayon::prelude::*;
 
 use super::base::{base_label, hold_base};
 use super::elf;
@@ -33,7 +40,7 @@ use crate::oci;
 use crate::plan::{self, LayerPlan, NodeId};
 use crate::rootfs::{LayerBlobRef, StageFs, BASE_FS};
 use crate::spec::{self, Stage};
-use crate::store::{BlobRef, BlobsRecord, NodeResult, Store};
+use crate::store::{BlobRef, BlobsRecord, NodeResult, StatIndex, Store};
 
 /// The result of one executed node.
 pub(super) enum Output {
@@ -45,9 +52,10 @@ pub(super) enum Output {
         /// How many of them came from the store.
         cached: usize,
     },
-    /// A layer, whether it came from the store (or a remote cache), and the remote cache
-    /// (`registry/repository`) it came from.
+    /// A layer, its key, whether it came from the store (or a remote cache), and the remote
+    /// cache (`registry/repository`) it came from.
     Layer {
+        key: plan::Key,
         blob: LayerBlob,
         cached: bool,
         remote: Option<String>,
@@ -67,10 +75,13 @@ impl Output {
 }
 
 /// Executes every node of `plan` (whose work it takes) into `store`; returns each node's
-/// output, by node id.
+/// output, by node id. The content hashes a layer keyed while written learns go into
+/// `stat_index`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn execute(
     plan: &mut Plan,
     store: &Store,
+    stat_index: &Mutex<StatIndex>,
     threads: usize,
     remote: Option<&RemoteCache<'_>>,
     local_output: bool,
@@ -84,8 +95,8 @@ pub(super) fn execute(
     let mut last_of_key: HashMap<plan::Key, NodeId> = HashMap::new();
     for node in nodes {
         let mut inputs = node.inputs.clone();
-        if matches!(plan.work[node.id], Work::Layer(_)) {
-            if let Some(previous) = last_of_key.insert(node.key, node.id) {
+        if let (Work::Layer(_), Some(key)) = (&plan.work[node.id], node.key) {
+            if let Some(previous) = last_of_key.insert(key, node.id) {
                 inputs.push(previous);
             }
         }
@@ -107,6 +118,7 @@ pub(super) fn execute(
             .map(|_| StageFs::new(Some(store.root())))
             .collect(),
         store,
+        stat_index,
         remote,
         need_bytes,
         on_event,
@@ -144,6 +156,7 @@ struct Run<'a> {
     /// One view of the stages it reads per planned stage.
     views: Vec<StageFs>,
     store: &'a Store,
+    stat_index: &'a Mutex<StatIndex>,
     remote: Option<&'a RemoteCache<'a>>,
     /// Whether a layer node's bytes must be in the store (see [`need_bytes`]).
     need_bytes: Vec<bool>,
@@ -241,7 +254,45 @@ impl Run<'_> {
         ) {
             view.provide(name, || blob_refs(self.output(node).image()));
         }
-        let key = work.plan.key.hex();
+        let ctx = SourceContext {
+            context: &platform.spec.context,
+            host_filter: Some(&platform.cx.host_filter),
+            cargo_outputs: &platform.cargo_outputs,
+            stages: Some(view),
+            debian: Some(&platform.debian),
+        };
+        let Some(planned_key) = work.plan.key else {
+            // Keyed while written: built first, then recorded under the key it turns out to
+            // have (or taken from the store, if another build recorded it meanwhile).
+            let (blob, key) = build_layer(
+                &work.spec,
+                &work.label,
+                work.plan,
+                &ctx,
+                work.base.map(|_| view),
+                &platform.cx,
+                store,
+                Some(self.stat_index),
+                self.on_event,
+            )?;
+            (self.on_event)(Event::LayerFinished {
+                name: work.label,
+                key: key.hex(),
+                digest: blob.digest.clone(),
+                diff_id: blob.diff_id.clone(),
+                size: blob.size,
+                media_type: blob.media_type.clone(),
+                cached: false,
+                remote: None,
+            });
+            return Ok(Output::Layer {
+                key,
+                blob,
+                cached: false,
+                remote: None,
+            });
+        };
+        let key = planned_key.hex();
         // A miss is built under the key's lock; another build (a process, or a node of this
         // one with the same key) that built it meanwhile leaves a hit to take instead.
         let _key_lock = match work.hit {
@@ -271,30 +322,24 @@ impl Run<'_> {
         let (blob, remote) = match hit {
             Some((record, remote)) => (LayerBlob::from(&record), remote),
             None => (
-                {
-                    let ctx = SourceContext {
-                        context: &platform.spec.context,
-                        host_filter: Some(&platform.cx.host_filter),
-                        cargo_outputs: &platform.cargo_outputs,
-                        stages: Some(view),
-                        debian: Some(&platform.debian),
-                    };
-                    build_layer(
-                        &work.spec,
-                        &work.label,
-                        work.plan,
-                        &ctx,
-                        work.base.map(|_| view),
-                        &platform.cx,
-                        store,
-                        self.on_event,
-                    )?
-                },
+                build_layer(
+                    &work.spec,
+                    &work.label,
+                    work.plan,
+                    &ctx,
+                    work.base.map(|_| view),
+                    &platform.cx,
+                    store,
+                    None,
+                    self.on_event,
+                )?
+                .0,
                 None,
             ),
         };
         (self.on_event)(Event::LayerFinished {
             name: work.label,
+            key,
             digest: blob.digest.clone(),
             diff_id: blob.diff_id.clone(),
             size: blob.size,
@@ -303,6 +348,7 @@ impl Run<'_> {
             remote: remote.clone(),
         });
         Ok(Output::Layer {
+            key: planned_key,
             blob,
             cached,
             remote,
@@ -313,13 +359,18 @@ impl Run<'_> {
     fn image(&self, work: ImageWork) -> Result<Output, Error> {
         let platform = &self.plan.platforms[work.platform];
         let mut blobs = Vec::new();
+        let mut keys = Vec::new();
         let mut cached = 0;
         for node in &work.layers {
             match self.output(*node) {
                 Output::Layer {
-                    blob, cached: hit, ..
+                    key,
+                    blob,
+                    cached: hit,
+                    ..
                 } => {
                     blobs.push(blob.clone());
+                    keys.push(*key);
                     cached += usize::from(*hit);
                 }
                 _ => unreachable!("an image's inputs after its base are layers"),
@@ -338,8 +389,10 @@ impl Run<'_> {
             &blobs,
             self.store,
         )?;
+        // Pending when planned: a layer of it was keyed while written.
+        let key = work.key.unwrap_or_else(|| work.key_parts.key(&keys));
         let _ = self.store.put_key(
-            &work.key.hex(),
+            &key.hex(),
             &NodeResult::Blobs(BlobsRecord {
                 blobs: vec![BlobRef {
                     digest: image.digest(),
@@ -396,9 +449,12 @@ pub(super) fn layers_of(
     let mut seen = std::collections::HashSet::new();
     let mut layers = Vec::new();
     for node in &plan.graph.nodes {
-        if let Output::Layer { blob, remote, .. } = &outputs[node.id] {
-            if seen.insert(node.key) {
-                layers.push((node.key.hex(), blob.into(), remote.clone()));
+        if let Output::Layer {
+            key, blob, remote, ..
+        } = &outputs[node.id]
+        {
+            if seen.insert(*key) {
+                layers.push((key.hex(), blob.into(), remote.clone()));
             }
         }
     }
@@ -458,7 +514,14 @@ fn check_interpreters(
     Ok(())
 }
 
-/// Builds one layer into the store and records it under its key.
+/// Builds one layer into the store and records it under its key; returns it with its key.
+///
+/// A layer keyed while written (its plan's key pending) has the content hash of each host
+/// file computed from the bytes written, its key computed from them, and is recorded under it
+/// with its key's lock held, unless the store has that key already (another build recorded
+/// it meanwhile, or the same content existed under other stat data): then the store's record
+/// is taken (the same bytes, by determinism: one blob). The hashes of the files that did not
+/// change while written go into `stat_index`, so the next build reads none of them.
 #[allow(clippy::too_many_arguments)]
 fn build_layer(
     layer_spec: &spec::LayerSpec,
@@ -468,8 +531,9 @@ fn build_layer(
     lower: Option<&StageFs>,
     cx: &Context,
     store: &Store,
+    stat_index: Option<&Mutex<StatIndex>>,
     on_event: &(dyn Fn(Event) + Sync),
-) -> Result<LayerBlob, Error> {
+) -> Result<(LayerBlob, plan::Key), Error> {
     let wrap = |source| Error::Layer {
         layer: name.to_string(),
         source: Box::new(source),
@@ -479,10 +543,11 @@ fn build_layer(
         None => LayerTree::from_spec(layer_spec, ctx).map_err(wrap)?,
     };
     // Parent directories this layer only implies keep the base's mode and owner.
+    let mut replaced = None;
     if let Some(lower) = lower {
         if tree.iter().any(|(_, e)| e.origin.implicit) {
             let base = lower.rootfs(BASE_FS).map_err(wrap)?;
-            tree.inherit_implicit_dirs(|p| base.dir_attributes(p));
+            replaced = Some(tree.inherit_implicit_dirs(|p| base.dir_attributes(p)));
         }
     }
     let total = tree.content_size();
@@ -497,9 +562,20 @@ fn build_layer(
             total,
         })
     };
-    let blob =
-        layer::write_layer_to_dir_with_progress(&tree, &cx.write, store.blobs_dir(), &progress)
-            .map_err(wrap)?;
+    let reading = StatIndex::reading_starts();
+    let (blob, hashes) = match plan.pending {
+        Some(_) => layer::write_layer_to_dir_hashing_host_files(
+            &tree,
+            &cx.write,
+            store.blobs_dir(),
+            &progress,
+        ),
+        None => {
+            layer::write_layer_to_dir_with_progress(&tree, &cx.write, store.blobs_dir(), &progress)
+                .map(|blob| (blob, Vec::new()))
+        }
+    }
+    .map_err(wrap)?;
     // Store blobs are read-only, so writing through a hard-linked output fails loudly.
     let digest = oci::Digest::parse(&blob.digest)?;
     let blob_path = store.blob_path(&digest);
@@ -507,12 +583,61 @@ fn build_layer(
     let _ = std::fs::set_permissions(&blob_path, std::fs::Permissions::from_mode(0o444));
     // Cache the layer only if no input changed while it was written: otherwise its bytes may
     // not be what the key says.
-    if plan.inputs.iter().all(plan::InputStamp::unchanged) {
+    let pending = match (plan.key, plan.pending) {
+        (Some(key), _) => {
+            if plan.inputs.iter().all(plan::InputStamp::unchanged) {
+                store
+                    .put_key(&key.hex(), &NodeResult::Layer((&blob).into()))
+                    .map_err(|e| store_err(store.root(), e))?;
+            }
+            return Ok((blob, key));
+        }
+        (None, Some(pending)) => pending,
+        (None, None) => unreachable!("a layer plan has a key or a pending key"),
+    };
+    // The key is over the tree as planned: the implicit directories' own attributes.
+    if let Some(replaced) = replaced {
+        tree.put_back(replaced);
+    }
+    let key = pending.finish(&tree, &hashes);
+    let hosts: Vec<(&std::path::Path, &std::fs::Metadata)> = tree
+        .iter()
+        .filter_map(|(_, entry)| match &entry.kind {
+            layer::EntryKind::File {
+                source: layer::FileSource::Host { path, stat },
+                ..
+            } => Some((path.as_path(), &**stat)),
+            _ => None,
+        })
+        .collect();
+    debug_assert_eq!(hosts.len(), hashes.len(), "one hash per host file");
+    debug_assert_eq!(hosts.len(), plan.inputs.len(), "one stamp per host file");
+    let unchanged: Vec<bool> = plan
+        .inputs
+        .par_iter()
+        .map(plan::InputStamp::unchanged)
+        .collect();
+    if let Some(stat_index) = stat_index {
+        let mut index = stat_index.lock().unwrap_or_else(|p| p.into_inner());
+        for (((path, meta), hash), unchanged) in hosts.iter().zip(&hashes).zip(&unchanged) {
+            if *unchanged && index.lookup(path, meta).is_none() {
+                index.insert_read_since(path, meta, *hash, reading);
+            }
+        }
+    }
+    let hex = key.hex();
+    let _key_lock = store
+        .lock_key(&hex)
+        .map_err(|e| store_err(store.root(), e))?;
+    if let Ok(Some(NodeResult::Layer(record))) = store.get_key(&hex) {
+        return Ok((LayerBlob::from(&record), key));
+    }
+    if unchanged.iter().all(|u| *u) {
         store
-            .put_key(&plan.key.hex(), &NodeResult::Layer((&blob).into()))
+            .put_key(&hex, &NodeResult::Layer((&blob).into()))
             .map_err(|e| store_err(store.root(), e))?;
     }
-    Ok(blob)
+    Ok((blob, key))
 }
 
 /// Writes a stage's config and manifest into the store; returns the stage's image, read from

@@ -18,7 +18,9 @@
 //!    this code exactly.
 //! 3. **Execute** (`execute.rs`): the graph's nodes run in dependency order on `--jobs` worker
 //!    threads; a layer the store has costs a lookup, a miss is looked up in the remote caches
-//!    (`remote.rs`, `--cache-from`), else built under its key's lock and recorded; then the
+//!    (`remote.rs`, `--cache-from`), else built under its key's lock and recorded (a layer of
+//!    many new files, in a build of one image for one platform without remote caches, is keyed
+//!    while it is written: its files read once; see [`crate::plan`]); then the
 //!    build's layers are recorded in the `--cache-to` caches. A layer whose key is the same on every platform (assets, certificates) is built
 //!    once and shared by digest.
 //! 4. **Emit** (`emit.rs`): blobs hard-linked out of the store into a temporary layout beside
@@ -578,6 +580,8 @@ fn plan_spec_in(
         remote: remote.as_ref(),
         cache_from,
         memo: &shared.layers,
+        // `cargo image plan` prints real keys: it reads what it must to know them.
+        key_while_writing: false,
     };
     let mut graph = planner::plan(
         &cx,
@@ -599,7 +603,7 @@ fn plan_spec_in(
             if node.cached == Some(false)
                 && matches!(node.kind, crate::plan::NodeKind::BuildLayer { .. })
             {
-                node.remote = remote.find(&node.key.hex());
+                node.remote = node.key.and_then(|key| remote.find(&key.hex()));
             }
         }
         on_event(Event::Plan {
@@ -674,12 +678,18 @@ fn build_spec_in(
                 _ => remote,
             });
     let git = remote.as_ref().and_then(|_| git_index(spec));
+    // Layers are keyed while written (`plan`'s module docs) only in a build of one image
+    // (the images of a workspace share layers by their planned keys) for one platform (the
+    // platforms' layers share by key too) without remote caches (a layer is looked up in them
+    // by its key, or its alias, before it is built).
+    let key_while_writing = saves_stat_index && platforms.len() == 1 && remote.is_none();
     let keying = planner::Keying {
         stat_index: &stat_index,
         git: git.as_ref(),
         remote: remote.as_ref(),
         cache_from,
         memo: &shared.layers,
+        key_while_writing,
     };
     let mut plan = planner::plan(
         &cx,
@@ -707,18 +717,26 @@ fn build_spec_in(
         .work
         .iter()
         .filter_map(|w| match w {
-            planner::Work::Layer(l) => Some((l.plan.key.hex(), l.plan.alias?.hex())),
+            planner::Work::Layer(l) => Some((l.plan.key?.hex(), l.plan.alias?.hex())),
             _ => None,
         })
         .collect();
     let outputs = execute::execute(
         &mut plan,
         &store,
+        &stat_index,
         cx.threads,
         remote.as_ref(),
         !opts.no_output,
         on_event,
     )?;
+    // The content hashes learnt while writing layers keyed then, for the next build.
+    if saves_stat_index && key_while_writing {
+        let _ = stat_index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save(&store);
+    }
     if let Some(remote) = &remote {
         remote.export(&execute::layers_of(&plan, &outputs), &aliases, &store);
     }

@@ -16,7 +16,11 @@
 //!   (checked against its descriptors) is the `fetch base` node's work, done by the executor.
 //!
 //! Planning reads host files only through the stat index (a warm plan reads no file) and never
-//! writes a layer. With a remote layer cache, a layer whose files the stat index does not know
+//! writes a layer. A build may leave the key of a target-stage layer of many new files
+//! pending, to be computed while the layer is written (`plan`'s module docs on keying while
+//! writing; [`Keying::key_while_writing`]): its node, and the image and index nodes above it,
+//! then have no key in the plan, and the image's key is computed by the executor from
+//! [`ImageKeyParts`]. With a remote layer cache, a layer whose files the stat index does not know
 //! but git's index vouches for is keyed from the cache's alias record of it ([`Keying`]; `plan`'s
 //! module docs on alias keys): then planning asks the registry, and reads no file either.
 
@@ -114,7 +118,11 @@ pub(super) struct ImageWork {
     pub stage: Stage,
     /// Whether this is the image the build outputs (it alone carries the annotations).
     pub is_target: bool,
-    pub key: Key,
+    /// The image's key; `None` when a layer of it is keyed while it is written: then the
+    /// executor computes it from the layers' keys and [`key_parts`](Self::key_parts).
+    pub key: Option<Key>,
+    /// What the image's key covers besides its layers' keys.
+    pub key_parts: ImageKeyParts,
     /// The node of the stage's base image.
     pub base: Option<NodeId>,
     /// The nodes of the stage's layers, bottom first.
@@ -125,6 +133,23 @@ pub(super) struct ImageWork {
     /// `org.opencontainers.image.base.*` of the target image on an outside base (under the
     /// spec's own annotations, which win).
     pub base_annotations: BTreeMap<String, String>,
+}
+
+/// What an image's key covers besides its layers' keys ([`plan::image_key`]).
+pub(super) struct ImageKeyParts {
+    /// The base: its manifest digest, or `stage:<key>`.
+    pub base: Option<String>,
+    /// The layers' names, bottom first.
+    pub names: Vec<String>,
+    /// The canonical bytes of the config and manifest recipe.
+    pub recipe: Vec<u8>,
+}
+
+impl ImageKeyParts {
+    /// The image's key, given its layers' keys, bottom first.
+    pub fn key(&self, layers: &[Key]) -> Key {
+        plan::image_key(self.base.as_deref(), layers, &self.names, &self.recipe)
+    }
 }
 
 impl Work {
@@ -224,7 +249,7 @@ pub(super) fn plan(
         platform.image += offset;
         plan.platforms.push(platform);
     }
-    let images: Vec<(oci::Platform, Key, NodeId)> = plan
+    let images: Vec<(oci::Platform, Option<Key>, NodeId)> = plan
         .platforms
         .iter()
         .map(|p| (p.platform.clone(), plan.graph.nodes[p.image].key, p.image))
@@ -249,7 +274,7 @@ impl Branch {
     fn push(
         &mut self,
         kind: NodeKind,
-        key: Key,
+        key: impl Into<Option<Key>>,
         inputs: Vec<NodeId>,
         cached: Option<bool>,
         work: Work,
@@ -262,8 +287,9 @@ impl Branch {
 /// A stage as planned.
 struct PlannedStage {
     name: String,
-    /// The key of the stage's image.
-    key: Key,
+    /// The key of the stage's image (`None` only for the target stage, whose layers may be
+    /// keyed while written: no other stage's key covers it).
+    key: Option<Key>,
     /// The node of the stage's image.
     node: NodeId,
     /// The registry reference of the base (through stage bases too).
@@ -318,9 +344,12 @@ impl Planner<'_> {
         let (base, base_id, reference, base_annotations) = match &stage.base {
             Base::Stage(name) => {
                 let b = find(name).expect("needed stages come first");
+                let key = b
+                    .key
+                    .expect("a stage other stages build on is keyed when planned");
                 (
                     Some(b.node),
-                    Some(format!("stage:{}", b.key.hex())),
+                    Some(format!("stage:{}", key.hex())),
                     b.reference.clone(),
                     b.base_annotations.clone(),
                 )
@@ -367,8 +396,13 @@ impl Planner<'_> {
         };
 
         // Keys of our layers.
-        let stage_keys: HashMap<String, Key> =
-            done.iter().map(|s| (s.name.clone(), s.key)).collect();
+        let stage_keys: HashMap<String, Key> = done
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.key?)))
+            .collect();
+        // Only the target stage's layers may be keyed while written: every other needed
+        // stage's key is covered by a later stage's (its base, or what it copies from).
+        let may_key_while_writing = is_target && self.hasher.key_while_writing;
         let ctx = SourceContext {
             context: &self.spec.context,
             host_filter: Some(&cx.host_filter),
@@ -382,6 +416,8 @@ impl Planner<'_> {
             .map(|layer_spec| {
                 // A layer another image of this invocation planned with the same recipe and
                 // inputs has its plan already (`shared.rs`).
+                // (A layer that may be keyed while written is not remembered: only a build of
+                // one image does that, where the memo has nothing to share.)
                 let recipe = LayerRecipe::of(
                     layer_spec,
                     &ctx,
@@ -389,17 +425,19 @@ impl Planner<'_> {
                     &stage_keys,
                     base_id.as_deref(),
                     self.hasher.cache_from,
-                );
+                )
+                .filter(|_| !may_key_while_writing);
                 self.hasher
                     .memo
                     .plan(recipe, || {
-                        plan::layer_key(
+                        plan::layer_plan(
                             layer_spec,
                             &ctx,
                             &cx.write,
                             self.hasher,
                             &stage_keys,
                             base_id.as_deref(),
+                            may_key_while_writing,
                         )
                     })
                     .map_err(|source| Error::Layer {
@@ -410,10 +448,13 @@ impl Planner<'_> {
             .collect::<Result<_, _>>()?;
         let mut layers = Vec::new();
         for (layer, mut plan) in stage.layers.iter().zip(plans) {
-            let hit = match self.store.map(|s| s.get_key(&plan.key.hex())) {
-                Some(Ok(Some(NodeResult::Layer(record)))) => Some(record),
-                Some(Ok(_)) | None => None,
-                Some(Err(e)) => return Err(store_err(&cx.store_root, e)),
+            let hit = match (self.store, plan.key) {
+                (Some(store), Some(key)) => match store.get_key(&key.hex()) {
+                    Ok(Some(NodeResult::Layer(record))) => Some(record),
+                    Ok(_) => None,
+                    Err(e) => return Err(store_err(&cx.store_root, e)),
+                },
+                _ => None,
             };
             if hit.is_some() {
                 // A layer the store holds is not built: its tree and the stamps of its
@@ -481,7 +522,7 @@ impl Planner<'_> {
             let last = branch.graph.nodes.len() - 1;
             branch.graph.nodes[last].keyed_by_alias = keyed_by_alias;
         }
-        let keys: Vec<Key> = layers.iter().map(|n| branch.graph.nodes[*n].key).collect();
+        let keys: Option<Vec<Key>> = layers.iter().map(|n| branch.graph.nodes[*n].key).collect();
         let names: Vec<String> = stage.layers.iter().map(|l| l.name.clone()).collect();
         // Only the image carries annotations (source stages are not published).
         let annotations = if is_target {
@@ -489,15 +530,17 @@ impl Planner<'_> {
         } else {
             BTreeMap::new()
         };
-        let key = plan::image_key(
-            base_id.as_deref(),
-            &keys,
-            &names,
-            &image_recipe(stage, cx, &annotations),
-        );
-        let image_cached = self
-            .store
-            .map(|s| s.get_key(&key.hex()).ok().flatten().is_some());
+        let key_parts = ImageKeyParts {
+            base: base_id,
+            names,
+            recipe: image_recipe(stage, cx, &annotations),
+        };
+        let key = keys.map(|keys| key_parts.key(&keys));
+        let image_cached = match (self.store, key) {
+            (Some(store), Some(key)) => Some(store.get_key(&key.hex()).ok().flatten().is_some()),
+            (Some(_), None) => Some(false),
+            (None, _) => None,
+        };
         let dynamic = if is_target && image_cached != Some(true) {
             self.dynamic_binaries(stage)?
         } else {
@@ -524,6 +567,7 @@ impl Planner<'_> {
                 stage: stage.clone(),
                 is_target,
                 key,
+                key_parts,
                 base,
                 layers,
                 dynamic,
@@ -595,7 +639,7 @@ impl StageCopier for KeyedByStage {
 fn push_index_node(
     graph: &mut LayerGraph,
     tags: &[String],
-    images: &[(oci::Platform, Key, plan::NodeId)],
+    images: &[(oci::Platform, Option<Key>, plan::NodeId)],
     as_index: bool,
 ) {
     if let (false, [(_, key, node)]) = (as_index, images) {
@@ -604,19 +648,22 @@ fn push_index_node(
                 tags: tags.to_vec(),
                 platforms: Vec::new(),
             },
-            plan::index_key(key, tags),
+            key.map(|key| plan::index_key(&key, tags)),
             vec![*node],
             None,
         );
         return;
     }
-    let keyed: Vec<(String, Key)> = images.iter().map(|(p, k, _)| (p.to_string(), *k)).collect();
+    let keyed: Option<Vec<(String, Key)>> = images
+        .iter()
+        .map(|(p, k, _)| Some((p.to_string(), (*k)?)))
+        .collect();
     graph.push(
         NodeKind::AssembleIndex {
             tags: tags.to_vec(),
-            platforms: keyed.iter().map(|(p, _)| p.clone()).collect(),
+            platforms: images.iter().map(|(p, _, _)| p.to_string()).collect(),
         },
-        plan::platform_index_key(&keyed, tags),
+        keyed.map(|keyed| plan::platform_index_key(&keyed, tags)),
         images.iter().map(|(_, _, n)| *n).collect(),
         None,
     );
@@ -670,6 +717,10 @@ pub(super) struct Keying<'a> {
     pub cache_from: &'a [String],
     /// The layers other images of this invocation planned.
     pub memo: &'a LayerMemo,
+    /// Whether the target stage's layers may be keyed while they are written (`plan`'s module
+    /// docs): a build or push of one image for one platform without remote caches, never
+    /// `cargo image plan`.
+    pub key_while_writing: bool,
 }
 
 impl Keying<'_> {
@@ -694,6 +745,10 @@ impl ContentHasher for Keying<'_> {
 
     fn git_id(&self, path: &Path, meta: &std::fs::Metadata) -> Option<ObjectId> {
         self.git?.id(path, meta)
+    }
+
+    fn has_seen(&self, path: &Path) -> bool {
+        self.stat_index().has_path(path)
     }
 
     fn resolve_alias(&self, alias: &Key) -> Option<Key> {

@@ -290,6 +290,7 @@ impl LayerMemo {
                 // a tree of every file is costly to copy and drop.
                 guard.plan = Some(Arc::new(LayerPlan {
                     key: plan.key,
+                    pending: plan.pending.clone(),
                     alias: plan.alias,
                     keyed_by_alias: plan.keyed_by_alias,
                     inputs: plan.inputs.clone(),

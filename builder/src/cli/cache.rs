@@ -166,7 +166,7 @@ pub fn run(args: CacheArgs) -> Result<(), Failure> {
                         ..Default::default()
                     };
                     if let Ok(graph) = build::plan(&spec, &opts, &|_| {}) {
-                        keep_keys.extend(graph.nodes.iter().map(|n| n.key.hex()));
+                        keep_keys.extend(graph.nodes.iter().filter_map(|n| Some(n.key?.hex())));
                     }
                 }
             }

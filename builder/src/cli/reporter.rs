@@ -320,6 +320,7 @@ fn prefix_layer_names(image: &str, event: Event) -> Event {
         },
         Event::LayerFinished {
             name,
+            key,
             digest,
             diff_id,
             size,
@@ -328,6 +329,7 @@ fn prefix_layer_names(image: &str, event: Event) -> Event {
             remote,
         } => Event::LayerFinished {
             name: p(name),
+            key,
             digest,
             diff_id,
             size,

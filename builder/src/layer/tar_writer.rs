@@ -14,6 +14,11 @@
 //! regular file, so a small file costs one `read` (not a second one that returns 0), and a file
 //! that grew since the tree was read gives that byte and is an error. Only when no read came
 //! short (the file ended exactly at the end of a chunk's space) does one more read check the end.
+//!
+//! When the layer is keyed while it is written (`plan`'s module docs), the writer also hashes
+//! each host file's content (blake3, the content hash the stat index and the layer key use)
+//! from the bytes it has just read into the chunk, on this thread: the file is read once, for
+//! the tar and its key alike, and the hash is of exactly the bytes the tar holds.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -30,6 +35,9 @@ pub(crate) struct TarWriter {
     tar: tarball::TarWriter<ChunkWriter>,
     /// The archive file last read from, kept open for its next member.
     archive: Option<(Arc<ImportedArchive>, File)>,
+    /// With [`Self::hashing_host_files`]: the blake3 of each host file's content as written,
+    /// in the order they were written.
+    host_hashes: Option<Vec<[u8; 32]>>,
 }
 
 impl TarWriter {
@@ -37,7 +45,21 @@ impl TarWriter {
         TarWriter {
             tar: tarball::TarWriter::new(out, mtime, HeaderFormat::Pax),
             archive: None,
+            host_hashes: None,
         }
+    }
+
+    /// Also hashes (blake3) the content of every host file as it is written, from the bytes
+    /// read into the chunk (no second read, no copy): [`Self::host_hashes`] gives them.
+    pub(crate) fn hashing_host_files(mut self) -> Self {
+        self.host_hashes = Some(Vec::new());
+        self
+    }
+
+    /// The content hashes of the host files written so far, in the order written (`None`
+    /// unless [`Self::hashing_host_files`]).
+    pub(crate) fn take_host_hashes(&mut self) -> Option<Vec<[u8; 32]>> {
+        self.host_hashes.take()
     }
 
     /// Writes one entry: its header(s), then its content padded to a block; `on_bytes` is
@@ -84,8 +106,13 @@ impl TarWriter {
                 })?;
                 // The file must still be exactly `size` bytes long: a file that grew or shrank
                 // since the tree was read would give a tar that does not match the tree.
-                match self.copy(&mut file, size, true, path, on_bytes)? {
-                    Copied::All => {}
+                let mut hasher = self.host_hashes.is_some().then(blake3::Hasher::new);
+                match self.copy(&mut file, size, true, path, hasher.as_mut(), on_bytes)? {
+                    Copied::All => {
+                        if let (Some(hashes), Some(hasher)) = (&mut self.host_hashes, hasher) {
+                            hashes.push(*hasher.finalize().as_bytes());
+                        }
+                    }
                     Copied::Short | Copied::More => {
                         return Err(Error::SourceChanged {
                             path: path.clone(),
@@ -110,7 +137,9 @@ impl TarWriter {
                         path: archive.source.clone(),
                         source,
                     })
-                    .and_then(|_| self.copy(&mut file, size, false, &archive.source, on_bytes));
+                    .and_then(|_| {
+                        self.copy(&mut file, size, false, &archive.source, None, on_bytes)
+                    });
                 self.archive = Some((archive.clone(), file));
                 if let Copied::Short = result? {
                     return Err(Error::ReadArchive {
@@ -126,7 +155,8 @@ impl TarWriter {
         self.tar.end_content(size, size).map_err(write_err)
     }
 
-    /// Reads `size` bytes of `from` into the output, telling `on_bytes` of each piece. With
+    /// Reads `size` bytes of `from` into the output, telling `on_bytes` of each piece (and
+    /// `hasher`, when given, of the bytes themselves, as they lie in the chunk). With
     /// `check_end` (a whole file), also finds whether `from` ends there (see the module docs);
     /// without it (a member of an archive), never reads past them.
     fn copy(
@@ -135,6 +165,7 @@ impl TarWriter {
         size: u64,
         check_end: bool,
         path: &Path,
+        mut hasher: Option<&mut blake3::Hasher>,
         on_bytes: &mut dyn FnMut(u64),
     ) -> Result<Copied, Error> {
         let read_err = |source| Error::ReadSource {
@@ -157,6 +188,9 @@ impl TarWriter {
             if n as u64 > left {
                 // The byte past `size` stays in the spare space, never committed.
                 return Ok(Copied::More);
+            }
+            if let Some(hasher) = hasher.as_deref_mut() {
+                hasher.update(&spare[..n]);
             }
             out.commit(n);
             on_bytes(n as u64);

@@ -184,6 +184,10 @@ impl EntryKind {
     }
 }
 
+/// The attributes (path, mode, uid, gid) [`LayerTree::inherit_implicit_dirs`] replaced.
+#[derive(Debug, Default)]
+pub struct Replaced(Vec<(String, u32, u64, u64)>);
+
 /// Which `add` entry of a layer an entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
@@ -258,14 +262,33 @@ impl LayerTree {
     /// adds into (or removes from) an existing directory such as `/tmp` (1777) does not reset
     /// it to 0755 0:0. Paths `lower` knows nothing of keep 0755 0:0. The layer's bytes then
     /// depend on the lower layers: a caller that uses this must key the layer on them.
-    pub fn inherit_implicit_dirs(&mut self, lower: impl Fn(&str) -> Option<(u32, u64, u64)>) {
+    ///
+    /// Returns the attributes it replaced, which [`Self::put_back`] restores: a layer's key
+    /// covers its tree as planned (its implicit directories 0755 0:0, and the base below), so a
+    /// layer keyed after it is written is keyed over the tree as it was.
+    pub fn inherit_implicit_dirs(
+        &mut self,
+        lower: impl Fn(&str) -> Option<(u32, u64, u64)>,
+    ) -> Replaced {
+        let mut replaced = Vec::new();
         for (path, entry) in &mut self.entries {
             if entry.origin.implicit && matches!(entry.kind, EntryKind::Dir) {
                 if let Some((mode, uid, gid)) = lower(path) {
+                    replaced.push((path.clone(), entry.mode, entry.uid, entry.gid));
                     entry.mode = mode & 0o7777;
                     entry.uid = uid;
                     entry.gid = gid;
                 }
+            }
+        }
+        Replaced(replaced)
+    }
+
+    /// Gives the entries [`Self::inherit_implicit_dirs`] changed their attributes back.
+    pub fn put_back(&mut self, replaced: Replaced) {
+        for (path, mode, uid, gid) in replaced.0 {
+            if let Some(entry) = self.entries.get_mut(&path) {
+                (entry.mode, entry.uid, entry.gid) = (mode, uid, gid);
             }
         }
     }

@@ -28,6 +28,9 @@ use super::pipeline::{self, first_cause, ChunkReader, ChunkWriter};
 use super::tar_writer::TarWriter;
 use super::{Compression, EntryKind, Error, LayerBlob, LayerTree, WriteOptions};
 
+/// A blob written, and the content hashes of its tree's host files when they were asked for.
+type Written = (LayerBlob, Option<Vec<[u8; 32]>>);
+
 /// A progress callback: content bytes written so far.
 pub type Progress<'a> = dyn Fn(u64) + Sync + 'a;
 
@@ -57,12 +60,39 @@ pub fn write_layer_with_progress<W: Write + Send>(
     out: W,
     progress: &Progress<'_>,
 ) -> Result<LayerBlob, Error> {
+    write_stream(tree, opts, out, progress, false).map(|(blob, _)| blob)
+}
+
+/// [`write_layer_with_progress`], also giving the blake3 content hash of every host file of
+/// `tree` (in tree order), computed by the tar writer from the very bytes it wrote: what the
+/// layer's key needs when it is keyed while written (see `plan`'s module docs).
+pub fn write_layer_hashing_host_files<W: Write + Send>(
+    tree: &LayerTree,
+    opts: &WriteOptions,
+    out: W,
+    progress: &Progress<'_>,
+) -> Result<(LayerBlob, Vec<[u8; 32]>), Error> {
+    write_stream(tree, opts, out, progress, true)
+        .map(|(blob, hashes)| (blob, hashes.unwrap_or_default()))
+}
+
+/// The stages of the module docs; with `hash_hosts`, the host files' content hashes too.
+fn write_stream<W: Write + Send>(
+    tree: &LayerTree,
+    opts: &WriteOptions,
+    out: W,
+    progress: &Progress<'_>,
+    hash_hosts: bool,
+) -> Result<Written, Error> {
     let compression = opts.compression;
+    let mut host_hashes = None;
+    let hashes = &mut host_hashes;
     let (diff_id, digest, size) = std::thread::scope(|scope| {
         let (tar_out, tar_in) = pipeline::queue();
         if compression == Compression::None {
             let output = scope.spawn(move || output_stage(tar_in, out));
-            let written = write_tar(tree, opts.mtime, tar_out, progress);
+            let written =
+                write_tar(tree, opts.mtime, tar_out, progress, hash_hosts).map(|h| *hashes = h);
             return match (joined(output), written) {
                 (Ok((digest, size)), Ok(())) => Ok((digest.clone(), digest, size)),
                 (output, written) => Err(cause([output.err(), written.err()])),
@@ -78,7 +108,8 @@ pub fn write_layer_with_progress<W: Write + Send>(
         });
         let compressor = scope.spawn(move || compress_stage(compress_in, encoder, compression));
         let output = scope.spawn(move || output_stage(compressed_in, out));
-        let written = write_tar(tree, opts.mtime, tar_out, progress);
+        let written =
+            write_tar(tree, opts.mtime, tar_out, progress, hash_hosts).map(|h| *hashes = h);
         match (joined(output), joined(compressor), joined(hasher), written) {
             (Ok((digest, size)), Ok(()), Ok(diff_id), Ok(())) => Ok((diff_id, digest, size)),
             (output, compressed, hashed, written) => Err(cause([
@@ -89,12 +120,15 @@ pub fn write_layer_with_progress<W: Write + Send>(
             ])),
         }
     })?;
-    Ok(LayerBlob {
-        digest,
-        diff_id,
-        size,
-        media_type: compression.media_type().to_owned(),
-    })
+    Ok((
+        LayerBlob {
+            digest,
+            diff_id,
+            size,
+            media_type: compression.media_type().to_owned(),
+        },
+        host_hashes,
+    ))
 }
 
 /// The error to report of the stages' errors, listed from the output back to the tar writer
@@ -110,14 +144,19 @@ fn joined<T>(stage: ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// Stage 1: writes the tar stream of `tree` into `out`, and ends the stream.
+/// Stage 1: writes the tar stream of `tree` into `out`, and ends the stream; with
+/// `hash_hosts`, returns the content hashes of its host files.
 fn write_tar(
     tree: &LayerTree,
     mtime: u64,
     out: ChunkWriter,
     progress: &Progress<'_>,
-) -> Result<(), Error> {
+    hash_hosts: bool,
+) -> Result<Option<Vec<[u8; 32]>>, Error> {
     let mut tar = TarWriter::new(out, mtime);
+    if hash_hosts {
+        tar = tar.hashing_host_files();
+    }
     // Progress moves with the content written, piece by piece, so a single large file moves it
     // by bytes, not only when it is done; told every `PROGRESS_STEP` and at the end of a large
     // file, not for every small file.
@@ -139,9 +178,11 @@ fn write_tar(
     if done > told {
         progress(done);
     }
+    let hashes = tar.take_host_hashes();
     tar.finish()?
         .finish()
-        .map_err(|source| Error::WriteLayer { source })
+        .map_err(|source| Error::WriteLayer { source })?;
+    Ok(hashes)
 }
 
 /// Stage 3: compresses the stream of `input` with `encoder`. The compressed stream is ended
@@ -199,6 +240,28 @@ pub fn write_layer_to_dir_with_progress(
     dir: &Path,
     progress: &Progress<'_>,
 ) -> Result<LayerBlob, Error> {
+    write_to_dir(tree, opts, dir, progress, false).map(|(blob, _)| blob)
+}
+
+/// [`write_layer_to_dir_with_progress`], also giving the content hashes of the host files of
+/// `tree` as written (see [`write_layer_hashing_host_files`]).
+pub fn write_layer_to_dir_hashing_host_files(
+    tree: &LayerTree,
+    opts: &WriteOptions,
+    dir: &Path,
+    progress: &Progress<'_>,
+) -> Result<(LayerBlob, Vec<[u8; 32]>), Error> {
+    write_to_dir(tree, opts, dir, progress, true)
+        .map(|(blob, hashes)| (blob, hashes.unwrap_or_default()))
+}
+
+fn write_to_dir(
+    tree: &LayerTree,
+    opts: &WriteOptions,
+    dir: &Path,
+    progress: &Progress<'_>,
+    hash_hosts: bool,
+) -> Result<Written, Error> {
     let blob_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::WriteBlob { path, source }
@@ -207,7 +270,7 @@ pub fn write_layer_to_dir_with_progress(
         .prefix(".tmp-layer-")
         .tempfile_in(dir)
         .map_err(blob_err(dir))?;
-    let blob = write_layer_with_progress(tree, opts, temp.as_file(), progress)?;
+    let (blob, hashes) = write_stream(tree, opts, temp.as_file(), progress, hash_hosts)?;
     let file = temp.as_file();
     file.sync_all().map_err(blob_err(temp.path()))?;
     #[cfg(unix)]
@@ -230,7 +293,7 @@ pub fn write_layer_to_dir_with_progress(
         }
     }
     sync_dir(dir).map_err(blob_err(dir))?;
-    Ok(blob)
+    Ok((blob, hashes))
 }
 
 /// Makes a rename in `dir` durable.

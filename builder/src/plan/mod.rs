@@ -49,6 +49,39 @@
 //! reading a file. Otherwise it reads and hashes the files it does not know, as before. The
 //! local store only ever holds real keys.
 //!
+//! # Keying while writing: reading each file once
+//! A layer's key needs the content hash of every host file, and a file the stat index does not
+//! know has to be read to get it. When the layer is then a miss (a cold build), the layer
+//! writer reads every file again. So a build may leave such a layer's key **pending**
+//! ([`LayerPlan::pending`], from [`layer_plan`]): the executor writes the layer, the tar writer
+//! hashing each host file (blake3) from the very bytes it streams into the tar, and
+//! [`PendingKey::finish`] computes the key from those hashes, over the tree as planned, with
+//! the same `write_tree` as [`layer_key`]: the same key. The layer is then recorded under
+//! it (or, when the store turns out to hold that key already, because another build recorded
+//! it meanwhile or the same content was built under other stat data, the store's record is
+//! taken: the same bytes, one blob), and the hashes go into the stat index, so the next build
+//! is warm. The check that no input changed while the layer was written stays; the hashes are
+//! now of the bytes written, which is stricter than hashing before writing.
+//!
+//! A layer is keyed while written only when all of these hold:
+//! - the command builds (`build`, `push`); `cargo image plan` prints real keys, so it reads;
+//! - keying it first would read much that is new: the host files it must read (no stat
+//!   index entry for their stat) at paths the stat index never saw hold at least
+//!   [`KEY_WHILE_WRITING_MIN_BYTES`]. Below that, reading them twice costs next to nothing,
+//!   and the plan shows the key. A file at a path the index knows under other stat data was
+//!   touched or edited, and does not count: a layer where a few files changed, or a fresh
+//!   checkout beside a restored store (every file touched, nothing changed), is keyed first,
+//!   and may be a store hit without being written;
+//! - it is made of host files, inline files, directories and symlinks (imported tarballs,
+//!   Debian packages and copies out of stages are keyed by other keys) and removes nothing;
+//! - no other node's key needs its key before it is built: it belongs to the target stage
+//!   (every other needed stage is the base of a later one or copied from, and those keys
+//!   cover its key). The image and index nodes above it get their keys in the executor, once
+//!   the layer's is known; the plan shows them, and the layer, as to build with a `null` key;
+//! - the build is of one image for one platform, without remote layer caches: the images of
+//!   a workspace and the platforms of an index share layers by their planned keys, and a
+//!   remote cache is asked for a layer by its key (or alias) before the layer is built.
+//!
 //! Planning writes nothing: `cargo image plan` prints the graph with each node's key and whether
 //! the store already holds its result.
 
@@ -116,6 +149,13 @@ pub trait ContentHasher: Sync {
     fn resolve_alias(&self, _alias: &Key) -> Option<Key> {
         None
     }
+
+    /// Whether a content hash of a file at `path` was ever known (a stat cache entry for the
+    /// path, whatever its stat data): a file at a path never seen is new or moved, one at a
+    /// path seen before was touched or edited (see the module docs on keying while writing).
+    fn has_seen(&self, _path: &Path) -> bool {
+        false
+    }
 }
 
 /// Hashes every file it is asked about (no cache).
@@ -166,7 +206,11 @@ impl InputStamp {
 /// when the planning had to build it anyway (a layer with no imported tarball).
 #[derive(Debug, Clone)]
 pub struct LayerPlan {
-    pub key: Key,
+    /// The layer's key; `None` when it is keyed while it is written ([`pending`](Self::pending)).
+    pub key: Option<Key>,
+    /// For a layer keyed while it is written (see the module docs), what its key needs besides
+    /// the content hashes of its host files; `None` when [`key`](Self::key) is known.
+    pub pending: Option<PendingKey>,
     /// The layer's alias key, when git's index vouches for every host file of it (see the
     /// module docs).
     pub alias: Option<Key>,
@@ -182,6 +226,7 @@ pub struct LayerPlan {
 /// The fields (a few bytes each, several per tree entry) are gathered in a buffer and handed
 /// to blake3 in large pieces, which it hashes many chunks at a time; the hash is that of the
 /// same byte stream.
+#[derive(Debug, Clone)]
 struct KeyWriter {
     hasher: blake3::Hasher,
     buf: Vec<u8>,
@@ -231,6 +276,34 @@ impl KeyWriter {
     }
 }
 
+/// The part of a layer's key computed while planning, for a layer keyed while it is written:
+/// [`Self::finish`] adds the tree with the content hashes of its host files, as written.
+#[derive(Debug, Clone)]
+pub struct PendingKey {
+    /// The key's bytes up to its tree: the recipe, and the cargo entries' recipes (boxed: a
+    /// hasher's state is a few KiB, and plans are moved around).
+    writer: Box<KeyWriter>,
+}
+
+impl PendingKey {
+    /// The layer's key: exactly what [`layer_key`] computes, given the content hash (blake3)
+    /// of each host file of `tree` in tree order. `tree` is the layer's tree as planned (its
+    /// [`LayerPlan::tree`]; implicit directories not yet given the base's attributes).
+    pub fn finish(self, tree: &LayerTree, hashes: &[[u8; 32]]) -> Key {
+        let mut w = *self.writer;
+        let mut hashes = hashes.iter();
+        write_tree(&mut w, tree, |bytes| match bytes {
+            Some(bytes) => blake3::hash(bytes).as_bytes().to_vec(),
+            None => hashes.next().expect("one hash per host file").to_vec(),
+        });
+        w.finish()
+    }
+}
+
+/// A layer is keyed while it is written only when the host files it must read to be keyed,
+/// at paths the stat cache never saw, hold at least this many bytes (see the module docs).
+pub const KEY_WHILE_WRITING_MIN_BYTES: u64 = 4 << 20;
+
 /// Computes the key of a layer (see the module docs for what it covers).
 ///
 /// Errors are those of reading the layer's sources (a missing path, an escaping symlink, two
@@ -247,6 +320,21 @@ pub fn layer_key(
     hasher: &dyn ContentHasher,
     stage_keys: &std::collections::HashMap<String, Key>,
     lower: Option<&str>,
+) -> Result<LayerPlan, layer::Error> {
+    layer_plan(spec, ctx, opts, hasher, stage_keys, lower, false)
+}
+
+/// [`layer_key`], or with `may_key_while_writing`, the plan of a layer whose key is computed
+/// while it is written ([`LayerPlan::pending`]) when reading its files to key it would read
+/// most of them a second time (see the module docs for when).
+pub fn layer_plan(
+    spec: &LayerSpec,
+    ctx: &SourceContext<'_>,
+    opts: &WriteOptions,
+    hasher: &dyn ContentHasher,
+    stage_keys: &std::collections::HashMap<String, Key>,
+    lower: Option<&str>,
+    may_key_while_writing: bool,
 ) -> Result<LayerPlan, layer::Error> {
     let mut w = KeyWriter::new("layer");
     recipe(&mut w, spec, opts, lower);
@@ -326,13 +414,30 @@ pub fn layer_key(
     if !all_known && tars.is_empty() {
         if let Some(key) = alias.as_ref().and_then(|a| hasher.resolve_alias(a)) {
             return Ok(LayerPlan {
-                key,
+                key: Some(key),
+                pending: None,
                 alias,
                 keyed_by_alias: true,
                 inputs: inputs.into(),
                 tree: spec.remove.is_empty().then_some(tree),
             });
         }
+    }
+    if may_key_while_writing
+        && tars.is_empty()
+        && spec.remove.is_empty()
+        && new_bytes(&hosts, &known, hasher) >= KEY_WHILE_WRITING_MIN_BYTES
+    {
+        return Ok(LayerPlan {
+            key: None,
+            pending: Some(PendingKey {
+                writer: Box::new(w),
+            }),
+            alias,
+            keyed_by_alias: false,
+            inputs: inputs.into(),
+            tree: Some(tree),
+        });
     }
     let hashes: Vec<[u8; 32]> = hosts
         .par_iter()
@@ -458,12 +563,29 @@ pub fn layer_key(
         }
     }
     Ok(LayerPlan {
-        key: w.finish(),
+        key: Some(w.finish()),
+        pending: None,
         alias,
         keyed_by_alias: false,
         inputs: inputs.into(),
         tree: (tars.is_empty() && spec.remove.is_empty()).then_some(tree),
     })
+}
+
+/// The bytes of the host files whose content hash is unknown, at paths the stat cache never
+/// saw: what keying the layer before writing it would read twice, for a layer that is most
+/// likely a miss.
+fn new_bytes(
+    hosts: &[(&Path, &Metadata)],
+    known: &[(Option<[u8; 32]>, Option<ObjectId>)],
+    hasher: &dyn ContentHasher,
+) -> u64 {
+    hosts
+        .iter()
+        .zip(known)
+        .filter(|((path, _), (hash, _))| hash.is_none() && !hasher.has_seen(path))
+        .map(|((_, meta), _)| meta.len())
+        .sum()
 }
 
 /// The part of a layer's recipe besides its entries, for its key and its alias alike.
@@ -655,7 +777,10 @@ pub struct Node {
     pub id: NodeId,
     #[serde(flatten)]
     pub kind: NodeKind,
-    pub key: Key,
+    /// The node's key; `null` for a layer keyed while it is written (see the module docs) and
+    /// for the image and index nodes above it, whose keys cover it: the executor computes
+    /// them, and each layer's key is in its `layer-finished` event.
+    pub key: Option<Key>,
     /// The nodes whose results this one needs.
     pub inputs: Vec<NodeId>,
     /// Whether the store holds this node's result (`None` for nodes that are never cached).
@@ -698,7 +823,7 @@ impl LayerGraph {
     pub fn push(
         &mut self,
         kind: NodeKind,
-        key: Key,
+        key: impl Into<Option<Key>>,
         inputs: Vec<NodeId>,
         cached: Option<bool>,
     ) -> NodeId {
@@ -707,7 +832,7 @@ impl LayerGraph {
         self.nodes.push(Node {
             id,
             kind,
-            key,
+            key: key.into(),
             inputs,
             cached,
             remote: None,
@@ -751,7 +876,7 @@ impl LayerGraph {
                 "#{:<3} {:<32} {}  {:<8}{}",
                 n.id,
                 n.label(),
-                &n.key.hex()[..16],
+                short_key(n.key),
                 state,
                 inputs
             );
@@ -774,7 +899,7 @@ impl LayerGraph {
                 (Some(false), Some(_)) => ", style=filled, fillcolor=lightblue",
                 _ => "",
             };
-            let label = format!("{}\\n{}", n.label(), &n.key.hex()[..16]).replace('"', "\\\"");
+            let label = format!("{}\\n{}", n.label(), short_key(n.key)).replace('"', "\\\"");
             let _ = writeln!(out, "  n{} [label=\"{label}\"{fill}];", n.id);
         }
         for n in &self.nodes {
@@ -784,6 +909,14 @@ impl LayerGraph {
         }
         out.push_str("}\n");
         out
+    }
+}
+
+/// The first 16 hex digits of a key, or `key pending` (as wide) for a key computed later.
+fn short_key(key: Option<Key>) -> String {
+    match key {
+        Some(key) => key.hex()[..16].to_owned(),
+        None => format!("{:<16}", "key pending"),
     }
 }
 
@@ -843,6 +976,7 @@ mod tests {
         layer_key(&layer, &ctx, &opts, &ReadEveryFile, &HashMap::new(), None)
             .unwrap()
             .key
+            .unwrap()
     }
 
     #[test]
@@ -896,6 +1030,232 @@ mod tests {
         std::fs::write(context.join("Cargo.lock"), "version = 4\n# changed\n").unwrap();
         let relocked = cargo_layer_key(&context, &cargo("x86_64-unknown-linux-musl", None), &bin);
         assert_ne!(amd64, relocked, "Cargo.lock is in the key");
+    }
+
+    /// An entry at `dest` (a directory when it ends with `/`).
+    fn entry(dest: &str, source: Source) -> EntrySpec {
+        EntrySpec {
+            dest: dest.trim_end_matches('/').into(),
+            dest_is_dir: dest.ends_with('/'),
+            source,
+            owner: Owner::default(),
+            mode: None,
+            dir_mode: None,
+            platforms: vec![],
+        }
+    }
+
+    /// Bytes that do not repeat in any short period.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Never saw a path, knows no hash: every file must be read to key a layer.
+    struct Cold;
+
+    impl ContentHasher for Cold {
+        fn content_hash(&self, path: &Path, meta: &Metadata) -> std::io::Result<[u8; 32]> {
+            ReadEveryFile.content_hash(path, meta)
+        }
+    }
+
+    /// Knows every file's path (under other stat data) and no hash: files were touched.
+    struct Touched;
+
+    impl ContentHasher for Touched {
+        fn content_hash(&self, path: &Path, meta: &Metadata) -> std::io::Result<[u8; 32]> {
+            ReadEveryFile.content_hash(path, meta)
+        }
+        fn has_seen(&self, _path: &Path) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_layer_keyed_while_written_has_the_key_keying_it_first_gives() {
+        const CHUNK: usize = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path().canonicalize().unwrap();
+        let file = |rel: &str, content: &[u8]| {
+            let p = context.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        };
+        // The tar starts with `etc`, `etc/app`, `etc/app/empty` (headers only),
+        // `etc/app/inline.toml` (a header and 3,072 bytes), `srv` and `srv/a`: 6,144 bytes,
+        // after which `srv/a` fills the writer's first 1 MiB chunk exactly. Others end one
+        // byte before and after a chunk, span several, or are empty.
+        file("site/a", &noise(CHUNK - 6144, 1));
+        file("site/b", &noise(CHUNK - 1, 2));
+        file("site/c", &noise(CHUNK + 1, 3));
+        file("site/d/e", &noise(2 * CHUNK + 77, 4));
+        file("site/empty", b"");
+        for i in 0..50 {
+            file(&format!("site/small/{i:02}"), &noise(i * 41, 5 + i as u64));
+        }
+        std::fs::create_dir_all(context.join("site/empty-dir")).unwrap();
+        std::os::unix::fs::symlink("d/e", context.join("site/link")).unwrap();
+        let outputs = HashMap::new();
+        let ctx = SourceContext {
+            context: &context,
+            host_filter: None,
+            cargo_outputs: &outputs,
+            stages: None,
+            debian: None,
+        };
+        let spec = LayerSpec {
+            name: "site".into(),
+            entries: vec![
+                entry(
+                    "srv/",
+                    Source::Path {
+                        path: "site".into(),
+                        include: vec![],
+                        exclude: vec![],
+                    },
+                ),
+                entry("etc/app/inline.toml", Source::Content(noise(3000, 9))),
+                entry("etc/app/empty", Source::Content(Vec::new())),
+                entry("var/cache/app/", Source::Dir),
+                entry("usr/bin/site", Source::Symlink("/srv/link".into())),
+            ],
+            remove: vec![],
+        };
+        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let opts = WriteOptions {
+                compression,
+                mtime: 1000,
+                threads: 2,
+            };
+            let lower = Some("sha256:base");
+            let stages = HashMap::new();
+            let first = layer_key(&spec, &ctx, &opts, &Cold, &stages, lower).unwrap();
+            let key = first.key.expect("layer_key always keys");
+            assert!(first.pending.is_none());
+
+            // A layer the stat index never saw is keyed while written, by `layer_plan` only.
+            let plan = layer_plan(&spec, &ctx, &opts, &Cold, &stages, lower, true).unwrap();
+            assert_eq!(plan.key, None, "{compression:?}");
+            assert_eq!(plan.inputs, first.inputs);
+            let mut tree = plan.tree.expect("the tree it will write");
+            // As on a base: implicit directories take the base's attributes while written.
+            let replaced = tree.inherit_implicit_dirs(|p| (p == "etc").then_some((0o700, 7, 8)));
+            assert_eq!(tree.get("etc").unwrap().mode, 0o700);
+            let mut out = Vec::new();
+            let (blob, hashes) =
+                layer::write_layer_hashing_host_files(&tree, &opts, &mut out, &|_| {}).unwrap();
+            let (again, _) =
+                layer::write_layer_hashing_host_files(&tree, &opts, std::io::sink(), &|_| {})
+                    .unwrap();
+            assert_eq!(blob, again);
+            if compression == Compression::None {
+                assert!(
+                    out[6144..CHUNK] == noise(CHUNK - 6144, 1)[..],
+                    "`srv/a` ends where the first chunk does"
+                );
+            }
+            tree.put_back(replaced);
+            assert_eq!(tree.get("etc").unwrap().mode, 0o755);
+            let pending = plan.pending.expect("a pending key");
+            assert_eq!(pending.finish(&tree, &hashes), key, "{compression:?}");
+
+            // Touched files (their paths known, their stat not) are keyed first, as before.
+            let touched = layer_plan(&spec, &ctx, &opts, &Touched, &stages, lower, true).unwrap();
+            assert_eq!(touched.key, Some(key));
+        }
+        // Another content, another key, both ways.
+        file("site/c", &noise(CHUNK + 1, 30));
+        let opts = WriteOptions {
+            compression: Compression::Gzip,
+            mtime: 1000,
+            threads: 1,
+        };
+        let keyed = layer_key(&spec, &ctx, &opts, &Cold, &HashMap::new(), None).unwrap();
+        let plan = layer_plan(&spec, &ctx, &opts, &Cold, &HashMap::new(), None, true).unwrap();
+        let tree = plan.tree.unwrap();
+        let (_, hashes) =
+            layer::write_layer_hashing_host_files(&tree, &opts, std::io::sink(), &|_| {}).unwrap();
+        assert_eq!(
+            plan.pending.unwrap().finish(&tree, &hashes),
+            keyed.key.unwrap()
+        );
+    }
+
+    #[test]
+    fn only_a_layer_with_megabytes_of_new_files_is_keyed_while_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(context.join("big")).unwrap();
+        std::fs::write(context.join("big/large"), noise(6 << 20, 1)).unwrap();
+        std::fs::write(context.join("big/small"), b"x").unwrap();
+        std::fs::create_dir_all(context.join("tiny")).unwrap();
+        std::fs::write(context.join("tiny/one"), noise(3 << 20, 2)).unwrap();
+        let outputs = HashMap::new();
+        let ctx = SourceContext {
+            context: &context,
+            host_filter: None,
+            cargo_outputs: &outputs,
+            stages: None,
+            debian: None,
+        };
+        let layer = |dir: &str, remove: Vec<String>| LayerSpec {
+            name: dir.into(),
+            entries: vec![entry(
+                "data/",
+                Source::Path {
+                    path: dir.into(),
+                    include: vec![],
+                    exclude: vec![],
+                },
+            )],
+            remove,
+        };
+        let opts = WriteOptions {
+            compression: Compression::Gzip,
+            mtime: 0,
+            threads: 1,
+        };
+        /// Knows the hash of every file but `big/small`, whose path it never saw.
+        struct AllButSmall;
+        impl ContentHasher for AllButSmall {
+            fn content_hash(&self, path: &Path, meta: &Metadata) -> std::io::Result<[u8; 32]> {
+                ReadEveryFile.content_hash(path, meta)
+            }
+            fn known_hash(&self, path: &Path, meta: &Metadata) -> Option<[u8; 32]> {
+                if path.ends_with("big/small") {
+                    return None;
+                }
+                ReadEveryFile.content_hash(path, meta).ok()
+            }
+        }
+        let pending = |spec: &LayerSpec, hasher: &dyn ContentHasher| {
+            layer_plan(spec, &ctx, &opts, hasher, &HashMap::new(), None, true)
+                .unwrap()
+                .pending
+                .is_some()
+        };
+        assert!(pending(&layer("big", vec![]), &Cold), "6 MiB never seen");
+        assert!(!pending(&layer("tiny", vec![]), &Cold), "3 MiB: read twice");
+        assert!(
+            !pending(&layer("big", vec![]), &Touched),
+            "touched: keyed first"
+        );
+        assert!(
+            !pending(&layer("big", vec![]), &AllButSmall),
+            "one new byte of a known layer: keyed first"
+        );
+        assert!(
+            !pending(&layer("big", vec!["etc/old".into()]), &Cold),
+            "a layer that removes paths is keyed first"
+        );
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub use keys::{BlobRef, BlobsRecord, Fingerprint, LayerRecord, NodeResult};
 pub use lock::{ExclusiveLock, KeyLock, StoreLock};
 pub use maintenance::{PruneOptions, PruneReport, StoreInfo, VerifyReport};
 pub use seen::MAX_SEEN;
-pub use stat_index::{hash_file, StatIndex};
+pub use stat_index::{hash_file, ReadStart, StatIndex};
 
 use crate::types::Digest;
 

@@ -68,6 +68,11 @@ impl Hasher for FxHasher {
     }
 }
 
+/// When the reading of files whose hashes go into the index started
+/// ([`StatIndex::reading_starts`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadStart(i64);
+
 /// The stat data an entry is valid for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStat {
@@ -158,6 +163,29 @@ impl StatIndex {
     /// hashing: the entry's recorded time (now) decides whether it is racy.
     pub fn insert(&mut self, path: &Path, meta: &Metadata, hash: [u8; 32]) {
         self.insert_at(path, meta, hash, now_ns());
+    }
+
+    /// Whether the index has an entry for `path`, whatever its stat data.
+    pub fn has_path(&self, path: &Path) -> bool {
+        absolute(path).is_some_and(|p| self.entries.contains_key(p.as_os_str().as_bytes()))
+    }
+
+    /// The time to give [`Self::insert_read_since`]: taken before a file is read.
+    pub fn reading_starts() -> ReadStart {
+        ReadStart(now_ns())
+    }
+
+    /// Records that `path`, with metadata `meta`, has content hash `hash`, read after `since`
+    /// (the entry's recorded time, for the racy rule: a write during the read then has an mtime
+    /// after it, and the entry is not trusted).
+    pub fn insert_read_since(
+        &mut self,
+        path: &Path,
+        meta: &Metadata,
+        hash: [u8; 32],
+        since: ReadStart,
+    ) {
+        self.insert_at(path, meta, hash, since.0);
     }
 
     fn insert_at(&mut self, path: &Path, meta: &Metadata, hash: [u8; 32], recorded_ns: i64) {

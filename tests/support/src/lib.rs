@@ -53,7 +53,7 @@ pub use layout::{
 };
 pub use project::{build_base_layout, edit_spec, spec_on_base, write_spec, Project};
 pub use tools::{
-    glibc_tar, loader_members, oci_image_tool_validate, require, run, run_command, runc_run,
-    sha256, sha256_file, skopeo, skopeo_copy_gzip, skopeo_inspect, skopeo_pull, tar_list,
+    files_opened, glibc_tar, loader_members, oci_image_tool_validate, require, run, run_command,
+    runc_run, sha256, sha256_file, skopeo, skopeo_copy_gzip, skopeo_inspect, skopeo_pull, tar_list,
     tar_list_verbose, umoci_layout, umoci_unpack, Run,
 };

@@ -328,3 +328,48 @@ pub fn glibc_tar(exe: &Path, dest: &Path) {
     tar.arg("-cf").arg(dest).args(["-C", "/"]).args(&members);
     run_command(&mut tar).ok();
 }
+
+/// The files `inotifywait` saw opened or read below `dirs` while `f` ran (directories, which
+/// a walk opens to list them, left out).
+pub fn files_opened(dirs: &[&Path], f: impl FnOnce()) -> Vec<String> {
+    use std::io::BufRead;
+    require("inotifywait");
+    let mut watch = std::process::Command::new("inotifywait")
+        .args([
+            "-m", "-r", "-e", "open", "-e", "access", "--format", "%e %w%f",
+        ])
+        .args(dirs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("inotifywait runs");
+    let mut stderr = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Watches established") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "inotifywait: {line}"
+        );
+    }
+    f();
+    // A canary: a file read now shows the watch works, and marks the end of `f`'s events.
+    let canary = dirs[0].join(".canary");
+    std::fs::write(&canary, b"x").unwrap();
+    std::fs::read(&canary).unwrap();
+    let mut seen = Vec::new();
+    let stdout = std::io::BufReader::new(watch.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.ends_with("/.canary") {
+            break;
+        }
+        if !line.contains("ISDIR") {
+            seen.push(line);
+        }
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    std::fs::remove_file(&canary).unwrap();
+    seen
+}

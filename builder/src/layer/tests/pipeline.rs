@@ -61,6 +61,40 @@ fn chunky(c: &Ctx) -> LayerTree {
 }
 
 #[test]
+fn the_host_files_hashed_while_written_are_their_contents_hashes_and_the_bytes_do_not_move() {
+    let c = Ctx::new();
+    let tree = chunky(&c);
+    let expected: Vec<[u8; 32]> = tree
+        .iter()
+        .filter_map(|(_, e)| match &e.kind {
+            EntryKind::File {
+                source: FileSource::Host { path, .. },
+                ..
+            } => Some(*blake3::hash(&fs::read(path).unwrap()).as_bytes()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expected.len(), 305);
+    for compression in ALL {
+        let opts = opts(compression, 2);
+        let mut plain = Vec::new();
+        let blob = write_layer(&tree, &opts, &mut plain).unwrap();
+        let mut hashed = Vec::new();
+        let (same, hashes) =
+            write_layer_hashing_host_files(&tree, &opts, &mut hashed, &|_| {}).unwrap();
+        assert!(plain == hashed, "{compression:?}: the bytes differ");
+        assert_eq!(blob, same);
+        assert!(hashes == expected, "{compression:?}: the hashes differ");
+        // Into a directory too, as the executor writes them.
+        let dir = tempfile::tempdir().unwrap();
+        let (in_dir, hashes) =
+            write_layer_to_dir_hashing_host_files(&tree, &opts, dir.path(), &|_| {}).unwrap();
+        assert_eq!(in_dir, blob);
+        assert!(hashes == expected);
+    }
+}
+
+#[test]
 fn the_pipeline_gives_the_bytes_of_a_single_threaded_write() {
     let c = Ctx::new();
     let tree = chunky(&c);
