@@ -261,85 +261,63 @@ impl Run<'_> {
             stages: Some(view),
             debian: Some(&platform.debian),
         };
-        let Some(planned_key) = work.plan.key else {
-            // Keyed while written: built first, then recorded under the key it turns out to
-            // have (or taken from the store, if another build recorded it meanwhile).
-            let (blob, key) = build_layer(
+        let build = |plan, stat_index| {
+            build_layer(
                 &work.spec,
                 &work.label,
-                work.plan,
+                plan,
                 &ctx,
                 work.base.map(|_| view),
                 &platform.cx,
                 store,
-                Some(self.stat_index),
+                stat_index,
                 self.on_event,
-            )?;
-            (self.on_event)(Event::LayerFinished {
-                name: work.label,
-                key: key.hex(),
-                digest: blob.digest.clone(),
-                diff_id: blob.diff_id.clone(),
-                size: blob.size,
-                media_type: blob.media_type.clone(),
-                cached: false,
-                remote: None,
-            });
-            return Ok(Output::Layer {
-                key,
-                blob,
-                cached: false,
-                remote: None,
-            });
+            )
         };
-        let key = planned_key.hex();
-        // A miss is built under the key's lock; another build (a process, or a node of this
-        // one with the same key) that built it meanwhile leaves a hit to take instead.
-        let _key_lock = match work.hit {
-            Some(_) => None,
-            None => Some(
-                store
-                    .lock_key(&key)
-                    .map_err(|e| store_err(store.root(), e))?,
-            ),
-        };
-        let hit = match work.hit {
-            Some(record) => Some(record),
-            None => match store.get_key(&key) {
-                Ok(Some(NodeResult::Layer(record))) => Some(record),
-                _ => None,
-            },
-        };
-        // A miss in the store is looked up in the remote caches before it is built.
-        let hit = match hit {
-            Some(record) => Some((record, None)),
-            None => self
-                .remote
-                .and_then(|r| r.take(&key, store, self.need_bytes[id]))
-                .map(|h| (h.layer, Some(h.repository))),
-        };
-        let cached = hit.is_some();
-        let (blob, remote) = match hit {
-            Some((record, remote)) => (LayerBlob::from(&record), remote),
-            None => (
-                build_layer(
-                    &work.spec,
-                    &work.label,
-                    work.plan,
-                    &ctx,
-                    work.base.map(|_| view),
-                    &platform.cx,
-                    store,
-                    None,
-                    self.on_event,
-                )?
-                .0,
-                None,
-            ),
+        let (key, blob, cached, remote) = match work.plan.key {
+            // Keyed while written: built first, then recorded under the key it turns out to
+            // have (or taken from the store, if another build recorded it meanwhile).
+            None => {
+                let (blob, key) = build(work.plan, Some(self.stat_index))?;
+                (key, blob, false, None)
+            }
+            Some(planned_key) => {
+                let key = planned_key.hex();
+                // A miss is built under the key's lock; another build (a process, or a node
+                // of this one with the same key) that built it meanwhile leaves a hit to take
+                // instead.
+                let _key_lock = match work.hit {
+                    Some(_) => None,
+                    None => Some(
+                        store
+                            .lock_key(&key)
+                            .map_err(|e| store_err(store.root(), e))?,
+                    ),
+                };
+                let hit = match work.hit {
+                    Some(record) => Some(record),
+                    None => match store.get_key(&key) {
+                        Ok(Some(NodeResult::Layer(record))) => Some(record),
+                        _ => None,
+                    },
+                };
+                // A miss in the store is looked up in the remote caches before it is built.
+                let hit = match hit {
+                    Some(record) => Some((record, None)),
+                    None => self
+                        .remote
+                        .and_then(|r| r.take(&key, store, self.need_bytes[id]))
+                        .map(|h| (h.layer, Some(h.repository))),
+                };
+                match hit {
+                    Some((record, remote)) => (planned_key, LayerBlob::from(&record), true, remote),
+                    None => (planned_key, build(work.plan, None)?.0, false, None),
+                }
+            }
         };
         (self.on_event)(Event::LayerFinished {
             name: work.label,
-            key,
+            key: key.hex(),
             digest: blob.digest.clone(),
             diff_id: blob.diff_id.clone(),
             size: blob.size,
@@ -348,7 +326,7 @@ impl Run<'_> {
             remote: remote.clone(),
         });
         Ok(Output::Layer {
-            key: planned_key,
+            key,
             blob,
             cached,
             remote,
