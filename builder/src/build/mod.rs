@@ -401,21 +401,9 @@ pub fn build_many(
     opts: &BuildOptions,
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<BuildOutput, Error>> {
-    let threads = options::threads(opts);
-    let shared = Shared::for_many(threads).with_store(opts.store.as_deref());
-    if let Some((dir, metadata)) = workspace {
-        shared.knows_workspace(dir, metadata);
-    }
-    let results = for_each_image(specs, threads, |spec| {
-        let name = spec.name.as_str();
-        on_event(
-            name,
-            Event::SpecLoaded {
-                spec: spec.spec_path.clone(),
-                name: spec.name.clone(),
-            },
-        );
-        build_spec_in(spec, opts, &shared, &|e| on_event(name, e))
+    let shared = workspace_shared(opts, workspace);
+    let results = for_each_image(specs, opts, on_event, |spec, on_event| {
+        build_spec_in(spec, opts, &shared, on_event)
     });
     shared.save_stat_indexes();
     results
@@ -432,11 +420,37 @@ pub fn plan_many(
     opts: &BuildOptions,
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<LayerGraph, Error>> {
+    let shared = workspace_shared(opts, workspace);
+    for_each_image(specs, opts, on_event, |spec, on_event| {
+        plan_spec_in(spec, opts, &shared, on_event)
+    })
+}
+
+/// What the images of one workspace invocation share, knowing `workspace` (the `cargo
+/// metadata` the specs were read from and where it ran) when the caller has it.
+fn workspace_shared(opts: &BuildOptions, workspace: Option<(&Path, &cargo::Metadata)>) -> Shared {
     let shared = Shared::for_many(options::threads(opts)).with_store(opts.store.as_deref());
     if let Some((dir, metadata)) = workspace {
         shared.knows_workspace(dir, metadata);
     }
-    for_each_image(specs, options::threads(opts), |spec| {
+    shared
+}
+
+/// Runs `work` for every spec, several images at a time, after its `SpecLoaded` event, with
+/// its events named by the image; the results in the order of `specs`.
+///
+/// Images spend much of their time waiting (for a shared layer another image plans or builds,
+/// for `fsync`, for cargo): more of them are under way than there are threads (`--jobs`), each
+/// on a plain thread (never a rayon worker, which could be lent to another image while it
+/// waits).
+fn for_each_image<T: Send + Sync>(
+    specs: &[ImageSpec],
+    opts: &BuildOptions,
+    on_event: &(dyn Fn(&str, Event) + Sync),
+    work: impl Fn(&ImageSpec, &(dyn Fn(Event) + Sync)) -> T + Sync,
+) -> Vec<T> {
+    let threads = options::threads(opts);
+    let work = |spec: &ImageSpec| {
         let name = spec.name.as_str();
         on_event(
             name,
@@ -445,20 +459,8 @@ pub fn plan_many(
                 name: spec.name.clone(),
             },
         );
-        plan_spec_in(spec, opts, &shared, &|e| on_event(name, e))
-    })
-}
-
-/// Runs `work` for every spec, several images at a time; the results in the order of `specs`.
-///
-/// Images spend much of their time waiting (for a shared layer another image plans or builds,
-/// for `fsync`, for cargo): more of them are under way than there are threads, each on a plain
-/// thread (never a rayon worker, which could be lent to another image while it waits).
-fn for_each_image<T: Send + Sync>(
-    specs: &[ImageSpec],
-    threads: usize,
-    work: impl Fn(&ImageSpec) -> T + Sync,
-) -> Vec<T> {
+        work(spec, &|e| on_event(name, e))
+    };
     let next = AtomicUsize::new(0);
     let results: Vec<OnceLock<T>> = specs.iter().map(|_| OnceLock::new()).collect();
     std::thread::scope(|scope| {
