@@ -270,8 +270,13 @@ fn write_to_dir(
         .prefix(".tmp-layer-")
         .tempfile_in(dir)
         .map_err(blob_err(dir))?;
-    let (blob, hashes) = write_stream(tree, opts, temp.as_file(), progress, hash_hosts)?;
     let file = temp.as_file();
+    let (blob, hashes) = std::thread::scope(|scope| {
+        let (out, syncer) = Writeback::start(file, scope);
+        let written = write_stream(tree, opts, out, progress, hash_hosts);
+        joined(syncer);
+        written
+    })?;
     file.sync_all().map_err(blob_err(temp.path()))?;
     #[cfg(unix)]
     {
@@ -294,6 +299,61 @@ fn write_to_dir(
     }
     sync_dir(dir).map_err(blob_err(dir))?;
     Ok((blob, hashes))
+}
+
+/// A blob file whose writeback starts as it grows: each time another [`WRITEBACK_WINDOW`] bytes
+/// were written, a thread of its own is asked to `fdatasync` what is there, so the disk writes
+/// while the compressor works and the `fsync` that makes the blob durable at the end waits for
+/// the last window only, not for the whole blob. Requests made while a sync runs are merged
+/// into one; errors are left to that final `fsync`, which reports them.
+struct Writeback<'a> {
+    file: &'a fs::File,
+    since_request: u64,
+    request: std::sync::mpsc::SyncSender<()>,
+}
+
+/// How much is written between two requests to sync.
+const WRITEBACK_WINDOW: u64 = 16 << 20;
+
+impl<'a> Writeback<'a> {
+    /// The writer, and the syncing thread (which ends when the writer is dropped).
+    fn start<'scope>(
+        file: &'a fs::File,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+    ) -> (Self, ScopedJoinHandle<'scope, ()>)
+    where
+        'a: 'scope,
+    {
+        let (request, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        let syncer = scope.spawn(move || {
+            while requests.recv().is_ok() {
+                let _ = file.sync_data();
+            }
+        });
+        let writer = Self {
+            file,
+            since_request: 0,
+            request,
+        };
+        (writer, syncer)
+    }
+}
+
+impl Write for Writeback<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = (&mut &*self.file).write(buf)?;
+        self.since_request += n as u64;
+        if self.since_request >= WRITEBACK_WINDOW {
+            self.since_request = 0;
+            // Full: a sync is already asked for, and it will cover these bytes too.
+            let _ = self.request.try_send(());
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Makes a rename in `dir` durable.

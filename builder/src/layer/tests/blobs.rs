@@ -353,20 +353,7 @@ fn tar_import_rejects_members_escaping_with_dotdot() {
 /// A tree of a few MB: several files of compressible text and one incompressible-ish one.
 fn big_tree() -> LayerTree {
     let mut t = LayerTree::new();
-    let origin = Origin {
-        entry: 0,
-        implicit: false,
-    };
-    let file = |data: Vec<u8>| Entry {
-        kind: EntryKind::File {
-            size: data.len() as u64,
-            source: FileSource::Inline(Arc::from(data)),
-        },
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        origin,
-    };
+    let file = inline_file;
     t.insert("data/a.txt", file(corpus(2_500_000, 1))).unwrap();
     t.insert("data/b.txt", file(corpus(1_300_001, 2))).unwrap();
     let noise: Vec<u8> = corpus(800_000, 3)
@@ -376,6 +363,23 @@ fn big_tree() -> LayerTree {
         .collect();
     t.insert("data/noise.bin", file(noise)).unwrap();
     t
+}
+
+/// An inline file of `data`, mode 0644, owned by root.
+fn inline_file(data: Vec<u8>) -> Entry {
+    Entry {
+        kind: EntryKind::File {
+            size: data.len() as u64,
+            source: FileSource::Inline(Arc::from(data)),
+        },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        origin: Origin {
+            entry: 0,
+            implicit: false,
+        },
+    }
 }
 
 fn blob(tree: &LayerTree, compression: Compression, threads: usize) -> (LayerBlob, Vec<u8>) {
@@ -568,6 +572,23 @@ fn write_layer_to_dir_names_the_blob_by_digest_and_keeps_an_existing_one() {
     )
     .unwrap_err();
     assert!(matches!(err, Error::WriteBlob { .. }), "{err}");
+}
+
+#[test]
+fn a_blob_of_many_writeback_windows_is_written_whole() {
+    // 40 MiB uncompressed: the blob file is asked to sync twice while it is written (every
+    // 16 MiB), from a thread of its own; the bytes are those of the same layer in memory.
+    let mut tree = LayerTree::new();
+    for (i, len) in [(1u64, 17 << 20), (2, 1), (3, 23 << 20)] {
+        let path = format!("data/{i}.bin");
+        tree.insert(&path, inline_file(corpus(len, i))).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_layer_to_dir(&tree, &opts(Compression::None, 2), dir.path()).unwrap();
+    let (in_memory, bytes) = blob(&tree, Compression::None, 2);
+    assert_eq!(written, in_memory);
+    let hex = written.digest.strip_prefix("sha256:").unwrap();
+    assert!(fs::read(dir.path().join(hex)).unwrap() == bytes);
 }
 
 /// An output that fails once `left` bytes are written.
