@@ -6,6 +6,11 @@
 
 mod cli;
 
+/// mimalloc rather than the system allocator: the builds allocate per walked file from several
+/// threads at once (see the comment on the dependency in Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // `cargo image build` runs `cargo-image image build`: drop the subcommand name cargo passes.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();

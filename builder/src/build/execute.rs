@@ -24,7 +24,7 @@
 //! The first failure stops the start of new nodes; the nodes already running finish.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock, RwLock};
 
 use oci_spec::image::MediaType;
 use rayon::prelude::*;
@@ -81,7 +81,7 @@ impl Output {
 pub(super) fn execute(
     plan: &mut Plan,
     store: &Store,
-    stat_index: &Mutex<StatIndex>,
+    stat_index: &RwLock<StatIndex>,
     threads: usize,
     remote: Option<&RemoteCache<'_>>,
     local_output: bool,
@@ -156,7 +156,7 @@ struct Run<'a> {
     /// One view of the stages it reads per planned stage.
     views: Vec<StageFs>,
     store: &'a Store,
-    stat_index: &'a Mutex<StatIndex>,
+    stat_index: &'a RwLock<StatIndex>,
     remote: Option<&'a RemoteCache<'a>>,
     /// Whether a layer node's bytes must be in the store (see [`need_bytes`]).
     need_bytes: Vec<bool>,
@@ -509,7 +509,7 @@ fn build_layer(
     lower: Option<&StageFs>,
     cx: &Context,
     store: &Store,
-    stat_index: Option<&Mutex<StatIndex>>,
+    stat_index: Option<&RwLock<StatIndex>>,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<(LayerBlob, plan::Key), Error> {
     let wrap = |source| Error::Layer {
@@ -596,7 +596,7 @@ fn build_layer(
         .map(plan::InputStamp::unchanged)
         .collect();
     if let Some(stat_index) = stat_index {
-        let mut index = stat_index.lock().unwrap_or_else(|p| p.into_inner());
+        let mut index = stat_index.write().unwrap_or_else(|p| p.into_inner());
         for (((path, meta), hash), unchanged) in hosts.iter().zip(&hashes).zip(&unchanged) {
             if *unchanged && index.lookup(path, meta).is_none() {
                 index.insert_read_since(path, meta, *hash, reading);

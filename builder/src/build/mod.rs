@@ -46,7 +46,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::cargo::{self, CargoOptions};
 use crate::layer::{self, LayerBlob};
@@ -570,7 +570,7 @@ fn plan_spec_in(
                 .map_err(|e| store_err(&store_root, e))?
                 .0
         }
-        None => Arc::new(Mutex::new(StatIndex::new())),
+        None => Arc::new(RwLock::new(StatIndex::new())),
     };
     let pins = pins::Pins::open(spec, opts, shared)?;
     let (cache_from, _) = remote_caches(spec, opts);
@@ -707,7 +707,7 @@ fn build_spec_in(
     // (The builds of a workspace share one index, saved when they are done.)
     if saves_stat_index {
         let _ = stat_index
-            .lock()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
             .save(&store);
     }
@@ -735,7 +735,7 @@ fn build_spec_in(
     // The content hashes learnt while writing layers keyed then, for the next build.
     if saves_stat_index && key_while_writing {
         let _ = stat_index
-            .lock()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
             .save(&store);
     }

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use rayon::prelude::*;
 
@@ -705,10 +705,10 @@ fn cargo_builds(
 }
 
 /// How planning learns what host files hold, shared by parallel planners: the stat index
-/// (lookups under its lock, hashing outside it), and, with a remote cache, git's index and the
+/// (lookups under its read lock, from several threads at once; hashing outside it), and, with a remote cache, git's index and the
 /// cache's alias records (see `plan`'s module docs on alias keys).
 pub(super) struct Keying<'a> {
-    pub stat_index: &'a Mutex<StatIndex>,
+    pub stat_index: &'a RwLock<StatIndex>,
     /// The index of the git checkout holding the context, when a remote cache is in use.
     pub git: Option<&'a GitIndex>,
     /// The remote caches, asked for alias records.
@@ -724,8 +724,9 @@ pub(super) struct Keying<'a> {
 }
 
 impl Keying<'_> {
-    fn stat_index(&self) -> std::sync::MutexGuard<'_, StatIndex> {
-        self.stat_index.lock().unwrap_or_else(|p| p.into_inner())
+    /// The index to look up in: planners on several threads read it at once.
+    fn stat_index(&self) -> std::sync::RwLockReadGuard<'_, StatIndex> {
+        self.stat_index.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -735,7 +736,10 @@ impl ContentHasher for Keying<'_> {
             return Ok(hash);
         }
         let hash = store::hash_file(path)?;
-        self.stat_index().insert(path, meta, hash);
+        self.stat_index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path, meta, hash);
         Ok(hash)
     }
 

@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use super::provenance::Toolchain;
 use crate::cargo::{self, Metadata, Workspace};
@@ -60,7 +60,7 @@ pub(super) struct Shared {
 }
 
 /// A store and the stat index the builds share for it.
-type SharedStatIndex = (Store, Arc<Mutex<StatIndex>>);
+type SharedStatIndex = (Store, Arc<RwLock<StatIndex>>);
 
 /// The packages resolved for a `debian` entry (an entry of [`layer::DebianPackages`]).
 type Packages = Arc<Vec<(crate::debian::Package, PathBuf)>>;
@@ -94,15 +94,15 @@ impl Shared {
     pub fn stat_index(
         &self,
         store: &Store,
-    ) -> Result<(Arc<Mutex<StatIndex>>, bool), crate::store::Error> {
+    ) -> Result<(Arc<RwLock<StatIndex>>, bool), crate::store::Error> {
         let Some(shared) = &self.stat_indexes else {
-            return Ok((Arc::new(Mutex::new(StatIndex::load(store)?)), true));
+            return Ok((Arc::new(RwLock::new(StatIndex::load(store)?)), true));
         };
         let mut indexes = locked(shared);
         if let Some((_, index)) = indexes.iter().find(|(s, _)| s.root() == store.root()) {
             return Ok((index.clone(), false));
         }
-        let index = Arc::new(Mutex::new(StatIndex::load(store)?));
+        let index = Arc::new(RwLock::new(StatIndex::load(store)?));
         indexes.push((store.clone(), index.clone()));
         Ok((index, false))
     }
@@ -110,7 +110,10 @@ impl Shared {
     /// Saves the stat indexes the builds shared (what they learnt; failing costs only speed).
     pub fn save_stat_indexes(&self) {
         for (store, index) in self.stat_indexes.iter().flat_map(|m| locked(m).clone()) {
-            let _ = locked(&index).save(&store);
+            let _ = index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .save(&store);
         }
     }
 

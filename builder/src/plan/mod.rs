@@ -292,9 +292,9 @@ impl PendingKey {
     pub fn finish(self, tree: &LayerTree, hashes: &[[u8; 32]]) -> Key {
         let mut w = *self.writer;
         let mut hashes = hashes.iter();
-        write_tree(&mut w, tree, |bytes| match bytes {
-            Some(bytes) => blake3::hash(bytes).as_bytes().to_vec(),
-            None => hashes.next().expect("one hash per host file").to_vec(),
+        write_tree(&mut w, tree, |bytes, w| match bytes {
+            Some(bytes) => w.bytes(blake3::hash(bytes).as_bytes()),
+            None => w.bytes(hashes.next().expect("one hash per host file")),
         });
         w.finish()
     }
@@ -394,16 +394,16 @@ pub fn layer_plan(
         a.str(ALIAS_VERSION);
         recipe(&mut a, spec, opts, lower);
         let mut ids = ids.into_iter();
-        write_tree(&mut a, &tree, |inline| {
+        write_tree(&mut a, &tree, |inline, a| {
             if let Some(bytes) = inline {
-                return blake3::hash(bytes).as_bytes().to_vec();
+                return a.bytes(blake3::hash(bytes).as_bytes());
             }
             let id = ids.next().expect("one id per host file");
             let mut content = Vec::with_capacity(40);
             content.extend_from_slice(id.format.name().as_bytes());
             content.push(b':');
             content.extend_from_slice(id.as_bytes());
-            content
+            a.bytes(&content);
         });
         a.finish()
     });
@@ -448,9 +448,9 @@ pub fn layer_plan(
         })
         .collect::<Result<_, layer::Error>>()?;
     let mut hashes = hashes.into_iter();
-    write_tree(&mut w, &tree, |bytes| match bytes {
-        Some(bytes) => blake3::hash(bytes).as_bytes().to_vec(),
-        None => hashes.next().expect("one hash per host file").to_vec(),
+    write_tree(&mut w, &tree, |bytes, w| match bytes {
+        Some(bytes) => w.bytes(blake3::hash(bytes).as_bytes()),
+        None => w.bytes(&hashes.next().expect("one hash per host file")),
     });
     for (index, entry) in &tars {
         // Debian packages are keyed by exactly what is installed: each package's name,
@@ -602,12 +602,12 @@ fn recipe(w: &mut KeyWriter, spec: &LayerSpec, opts: &WriteOptions, lower: Optio
 }
 
 /// Writes every entry of `tree` into a key: path, mode, owner, kind, and for a file its size
-/// and what `content` says of it (given an inline file's bytes, `None` for a host file: host
-/// files are asked in tree order).
+/// and what `content` writes of it (given an inline file's bytes, `None` for a host file: host
+/// files are asked in tree order; it writes one [`KeyWriter::bytes`], copying nothing).
 fn write_tree(
     w: &mut KeyWriter,
     tree: &LayerTree,
-    mut content: impl FnMut(Option<&[u8]>) -> Vec<u8>,
+    mut content: impl FnMut(Option<&[u8]>, &mut KeyWriter),
 ) {
     for (path, entry) in tree.iter() {
         w.str(path);
@@ -628,14 +628,13 @@ fn write_tree(
             EntryKind::File { source, size } => {
                 w.str("file");
                 w.u64(*size);
-                let bytes = match source {
-                    FileSource::Host { .. } => content(None),
-                    FileSource::Inline(bytes) => content(Some(bytes)),
+                match source {
+                    FileSource::Host { .. } => content(None, w),
+                    FileSource::Inline(bytes) => content(Some(bytes), w),
                     FileSource::Archive { .. } => {
                         unreachable!("archives are keyed by their file, not their members")
                     }
-                };
-                w.bytes(&bytes);
+                }
             }
         }
     }

@@ -2,15 +2,14 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
+
+use hashbrown::HashTable;
 
 use super::keys::nanos;
 use super::lock::lock_file;
@@ -27,45 +26,24 @@ const ENTRY_FIXED_LEN: usize = 6 * 8 + 4 + 32 + 4;
 /// An entry is trusted only if the file's mtime is this much older than the entry.
 const RACY_MARGIN_NS: i64 = 2_000_000_000;
 
-/// Entries by path bytes. Paths are hashed with FxHash: loading 50,000 entries is dominated by
-/// hashing their paths, and the keys are the user's own paths (no denial-of-service concern).
-type Entries = HashMap<Box<[u8]>, StatEntry, BuildHasherDefault<FxHasher>>;
-
-/// The hasher of rustc (`rustc-hash`), for byte strings: 8 bytes per step.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl FxHasher {
+/// The hash of a path in the index's table: rustc's FxHash (`rustc-hash`), 8 bytes per step.
+/// Loading 50,000 entries is dominated by hashing their paths, and the keys are the user's own
+/// paths (no denial-of-service concern).
+fn fx(bytes: &[u8]) -> u64 {
     const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    let add = |state: u64, word: u64| (state.rotate_left(5) ^ word).wrapping_mul(SEED);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut state = add(0, bytes.len() as u64);
+    for chunk in &mut chunks {
+        state = add(
+            state,
+            u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+        );
     }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        self.add(u64::from_le_bytes(tail));
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+    let mut tail = [0u8; 8];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    add(state, u64::from_le_bytes(tail))
 }
 
 /// When the reading of files whose hashes go into the index started
@@ -117,12 +95,31 @@ impl StatEntry {
 /// current directory).
 ///
 /// Lookups and inserts are in memory; [`save`](Self::save) writes the index back, merged with
-/// what other processes saved meanwhile. To hash in parallel, wrap it in a mutex and hash
-/// outside it: [`lookup`](Self::lookup), else [`hash_file`] and [`insert`](Self::insert).
-#[derive(Debug, Default, Clone)]
+/// what other processes saved meanwhile. To hash in parallel, share it in a read-write lock
+/// (lookups from several threads at once) and hash outside it: [`lookup`](Self::lookup), else
+/// [`hash_file`] and [`insert`](Self::insert).
+///
+/// In memory the index is the bytes of the file it was loaded from, records appended for what
+/// was inserted since, and a hash table of each path's live record by its offset: loading is a
+/// read, a checksum and one pass over the records (no allocation per entry, as a warm build
+/// loads ~50,000 of them to look each up once), and a lookup hashes the path and compares it
+/// with its record's bytes.
+#[derive(Default, Clone)]
 pub struct StatIndex {
-    entries: Entries,
+    /// Records back to back (after the header of the file they were loaded from, if any).
+    records: Vec<u8>,
+    /// The offset in `records` of each path's live record, by the hash of the path.
+    table: HashTable<usize>,
     dirty: bool,
+}
+
+impl std::fmt::Debug for StatIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatIndex")
+            .field("entries", &self.table.len())
+            .field("dirty", &self.dirty)
+            .finish()
+    }
 }
 
 impl StatIndex {
@@ -134,28 +131,25 @@ impl StatIndex {
     /// Loads the store's stat index. A missing, truncated, corrupt or other-version index file
     /// loads as an empty index (everything is re-hashed once).
     pub fn load(store: &Store) -> Result<Self, Error> {
-        let entries = read_index(&store.stat_index_path())?.unwrap_or_default();
-        Ok(Self {
-            entries,
-            dirty: false,
-        })
+        Ok(read_index(&store.stat_index_path())?.unwrap_or_default())
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.table.len()
     }
 
     /// Whether the index has no entry.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.table.is_empty()
     }
 
     /// The content hash of `path` if its entry matches `meta` (the file's metadata now) and is
     /// not racy; `None` means the file must be hashed.
     pub fn lookup(&self, path: &Path, meta: &Metadata) -> Option<[u8; 32]> {
         let path = absolute(path)?;
-        let entry = self.entries.get(path.as_os_str().as_bytes())?;
+        let at = self.find(path.as_os_str().as_bytes())?;
+        let entry = entry_at(&self.records, at);
         entry.valid_for(&FileStat::of(meta)).then_some(entry.hash)
     }
 
@@ -167,7 +161,7 @@ impl StatIndex {
 
     /// Whether the index has an entry for `path`, whatever its stat data.
     pub fn has_path(&self, path: &Path) -> bool {
-        absolute(path).is_some_and(|p| self.entries.contains_key(p.as_os_str().as_bytes()))
+        absolute(path).is_some_and(|p| self.find(p.as_os_str().as_bytes()).is_some())
     }
 
     /// The time to give [`Self::insert_read_since`]: taken before a file is read.
@@ -197,11 +191,50 @@ impl StatIndex {
             recorded_ns,
             hash,
         };
-        let key = path.as_os_str().as_bytes();
-        if self.entries.get(key) != Some(&entry) {
-            self.entries.insert(key.into(), entry);
+        if self.put(path.as_os_str().as_bytes(), &entry, |_| true) {
             self.dirty = true;
         }
+    }
+
+    /// The offset of the live record of `path` (absolute, normal), if there is one.
+    fn find(&self, path: &[u8]) -> Option<usize> {
+        let records = &self.records;
+        self.table
+            .find(fx(path), |&at| path_at(records, at) == path)
+            .copied()
+    }
+
+    /// Makes `entry` the entry of `path` unless it already is, or the present one is kept
+    /// because `replaces` says so of it; says whether the index changed. A replaced record
+    /// stays in `records`, unreferenced (a save writes live records only).
+    fn put(
+        &mut self,
+        path: &[u8],
+        entry: &StatEntry,
+        replaces: impl FnOnce(&StatEntry) -> bool,
+    ) -> bool {
+        let Self { records, table, .. } = self;
+        let hash = fx(path);
+        if let Some(at) = table.find_mut(hash, |&at| path_at(records, at) == path) {
+            let present = entry_at(records, *at);
+            if present == *entry || !replaces(&present) {
+                return false;
+            }
+            *at = push_record(records, path, entry);
+            return true;
+        }
+        let at = push_record(records, path, entry);
+        table.insert_unique(hash, at, |&at| fx(path_at(records, at)));
+        true
+    }
+
+    /// The offsets of the live records, in the order they are in `records` (the order they
+    /// were loaded and inserted in: a save keeps the file in about the order a walk looks
+    /// paths up, which keeps lookups near each other in memory).
+    fn live(&self) -> Vec<usize> {
+        let mut live: Vec<usize> = self.table.iter().copied().collect();
+        live.sort_unstable();
+        live
     }
 
     /// The blake3 hash of `path`'s content: from the index when `meta` (its metadata now)
@@ -228,21 +261,15 @@ impl StatIndex {
         let path = store.stat_index_path();
         let _lock = lock_file(&store.locks_dir().join("stat-index.lock"), true)?;
         let mut merged = read_index(&path)?.unwrap_or_default();
-        for (file, entry) in self.entries.drain() {
-            match merged.entry(file) {
-                Entry::Occupied(mut theirs) => {
-                    if theirs.get().recorded_ns <= entry.recorded_ns {
-                        theirs.insert(entry);
-                    }
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(entry);
-                }
-            }
+        for at in self.live() {
+            let entry = entry_at(&self.records, at);
+            merged.put(path_at(&self.records, at), &entry, |theirs| {
+                theirs.recorded_ns <= entry.recorded_ns
+            });
         }
-        self.entries = merged;
-        write_index(store, &self.entries)?;
-        self.dirty = false;
+        merged.dirty = false;
+        *self = merged;
+        write_index(store, &self.records, &self.live())?;
         Ok(())
     }
 
@@ -251,15 +278,18 @@ impl StatIndex {
     pub(crate) fn prune_missing(store: &Store) -> Result<usize, Error> {
         let path = store.stat_index_path();
         let _lock = lock_file(&store.locks_dir().join("stat-index.lock"), true)?;
-        let Some(mut entries) = read_index(&path)? else {
+        let Some(index) = read_index(&path)? else {
             super::remove_if_exists(&path)?;
             return Ok(0);
         };
-        let before = entries.len();
-        entries.retain(|file, _| fs::symlink_metadata(std::ffi::OsStr::from_bytes(file)).is_ok());
-        let removed = before - entries.len();
+        let mut live = index.live();
+        let before = live.len();
+        live.retain(|&at| {
+            fs::symlink_metadata(std::ffi::OsStr::from_bytes(path_at(&index.records, at))).is_ok()
+        });
+        let removed = before - live.len();
         if removed > 0 {
-            write_index(store, &entries)?;
+            write_index(store, &index.records, &live)?;
         }
         Ok(removed)
     }
@@ -328,9 +358,9 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
 }
 
 /// Reads the index file: `None` if it is missing or not a valid index of this format.
-fn read_index(path: &Path) -> Result<Option<Entries>, Error> {
+fn read_index(path: &Path) -> Result<Option<StatIndex>, Error> {
     match fs::read(path) {
-        Ok(bytes) => Ok(decode(&bytes)),
+        Ok(bytes) => Ok(decode(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::ReadStatIndex {
             path: path.to_path_buf(),
@@ -339,42 +369,89 @@ fn read_index(path: &Path) -> Result<Option<Entries>, Error> {
     }
 }
 
-fn write_index(store: &Store, entries: &Entries) -> Result<(), Error> {
+/// Writes the records of `records` at offsets `live` as the store's index file.
+fn write_index(store: &Store, records: &[u8], live: &[usize]) -> Result<(), Error> {
     let path = store.stat_index_path();
-    write_atomic(store.root(), &path, &encode(entries), None)
+    write_atomic(store.root(), &path, &encode(records, live), None)
         .map_err(|source| Error::WriteStatIndex { path, source })
 }
 
-fn encode(entries: &Entries) -> Vec<u8> {
-    let paths_len: usize = entries.keys().map(|p| p.len()).sum();
-    let mut out =
-        Vec::with_capacity(HEADER_LEN + entries.len() * ENTRY_FIXED_LEN + paths_len + CHECKSUM_LEN);
+/// The index file of the records of `records` at offsets `live`, in that order.
+fn encode(records: &[u8], live: &[usize]) -> Vec<u8> {
+    let len = |at: usize| ENTRY_FIXED_LEN + path_at(records, at).len();
+    let body: usize = live.iter().map(|&at| len(at)).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + body + CHECKSUM_LEN);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    for (path, entry) in entries {
-        out.extend_from_slice(&entry.recorded_ns.to_le_bytes());
-        out.extend_from_slice(&entry.stat.size.to_le_bytes());
-        out.extend_from_slice(&entry.stat.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&entry.stat.ctime_ns.to_le_bytes());
-        out.extend_from_slice(&entry.stat.inode.to_le_bytes());
-        out.extend_from_slice(&entry.stat.dev.to_le_bytes());
-        out.extend_from_slice(&entry.stat.mode.to_le_bytes());
-        out.extend_from_slice(&entry.hash);
-        out.extend_from_slice(&(path.len() as u32).to_le_bytes());
-        out.extend_from_slice(path);
+    out.extend_from_slice(&(live.len() as u64).to_le_bytes());
+    for &at in live {
+        out.extend_from_slice(&records[at..at + len(at)]);
     }
     let checksum = blake3::hash(&out);
     out.extend_from_slice(checksum.as_bytes());
     out
 }
 
-/// Parses an index file; `None` on any inconsistency.
-fn decode(bytes: &[u8]) -> Option<Entries> {
+/// Appends the record of `path` and `entry` to `records`; returns its offset.
+fn push_record(records: &mut Vec<u8>, path: &[u8], entry: &StatEntry) -> usize {
+    let at = records.len();
+    records.reserve(ENTRY_FIXED_LEN + path.len());
+    records.extend_from_slice(&entry.recorded_ns.to_le_bytes());
+    records.extend_from_slice(&entry.stat.size.to_le_bytes());
+    records.extend_from_slice(&entry.stat.mtime_ns.to_le_bytes());
+    records.extend_from_slice(&entry.stat.ctime_ns.to_le_bytes());
+    records.extend_from_slice(&entry.stat.inode.to_le_bytes());
+    records.extend_from_slice(&entry.stat.dev.to_le_bytes());
+    records.extend_from_slice(&entry.stat.mode.to_le_bytes());
+    records.extend_from_slice(&entry.hash);
+    records.extend_from_slice(&(path.len() as u32).to_le_bytes());
+    records.extend_from_slice(path);
+    at
+}
+
+/// The entry of the record at `at` (a record `decode` checked or `push_record` wrote).
+fn entry_at(records: &[u8], at: usize) -> StatEntry {
+    let mut r = Cursor(&records[at..]);
+    let (entry, _) = read_record(&mut r).expect("a checked record");
+    entry
+}
+
+/// The path of the record at `at` (a record `decode` checked or `push_record` wrote).
+fn path_at(records: &[u8], at: usize) -> &[u8] {
+    let len_at = at + ENTRY_FIXED_LEN - 4;
+    let len = u32::from_le_bytes(records[len_at..len_at + 4].try_into().expect("4 bytes"));
+    &records[at + ENTRY_FIXED_LEN..at + ENTRY_FIXED_LEN + len as usize]
+}
+
+/// Reads one record: its entry and path; `None` if `r` ends before it does.
+fn read_record<'a>(r: &mut Cursor<'a>) -> Option<(StatEntry, &'a [u8])> {
+    let recorded_ns = r.i64()?;
+    let stat = FileStat {
+        size: r.u64()?,
+        mtime_ns: r.i64()?,
+        ctime_ns: r.i64()?,
+        inode: r.u64()?,
+        dev: r.u64()?,
+        mode: r.u32()?,
+    };
+    let hash: [u8; 32] = r.take(32)?.try_into().ok()?;
+    let len = r.u32()? as usize;
+    let path = r.take(len)?;
+    let entry = StatEntry {
+        stat,
+        recorded_ns,
+        hash,
+    };
+    Some((entry, path))
+}
+
+/// Parses an index file into an index over its bytes; `None` on any inconsistency.
+fn decode(mut bytes: Vec<u8>) -> Option<StatIndex> {
     if bytes.len() < HEADER_LEN + CHECKSUM_LEN {
         return None;
     }
-    let (body, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    let body_len = bytes.len() - CHECKSUM_LEN;
+    let (body, checksum) = bytes.split_at(body_len);
     if blake3::hash(body).as_bytes() != checksum {
         return None;
     }
@@ -386,30 +463,28 @@ fn decode(bytes: &[u8]) -> Option<Entries> {
     if count > r.0.len() / ENTRY_FIXED_LEN {
         return None;
     }
-    let mut entries = Entries::with_capacity_and_hasher(count, Default::default());
+    let mut table = HashTable::with_capacity(count);
     for _ in 0..count {
-        let recorded_ns = r.i64()?;
-        let stat = FileStat {
-            size: r.u64()?,
-            mtime_ns: r.i64()?,
-            ctime_ns: r.i64()?,
-            inode: r.u64()?,
-            dev: r.u64()?,
-            mode: r.u32()?,
-        };
-        let hash: [u8; 32] = r.take(32)?.try_into().ok()?;
-        let len = r.u32()? as usize;
-        let path: Box<[u8]> = r.take(len)?.into();
-        entries.insert(
-            path,
-            StatEntry {
-                stat,
-                recorded_ns,
-                hash,
-            },
-        );
+        let at = body_len - r.0.len();
+        let (_, path) = read_record(&mut r)?;
+        let hash = fx(path);
+        // A path twice (never written so, but possible): the later record is the entry.
+        match table.find_mut(hash, |&other| path_at(body, other) == path) {
+            Some(other) => *other = at,
+            None => {
+                table.insert_unique(hash, at, |&other| fx(path_at(body, other)));
+            }
+        }
     }
-    r.0.is_empty().then_some(entries)
+    if !r.0.is_empty() {
+        return None;
+    }
+    bytes.truncate(body_len);
+    Some(StatIndex {
+        records: bytes,
+        table,
+        dirty: false,
+    })
 }
 
 /// A little-endian reader over a byte slice.

@@ -411,3 +411,39 @@ fn stat_index_of_50k_entries_round_trips() {
         );
     }
 }
+
+#[test]
+fn stat_index_keeps_one_record_per_path_through_replacements() {
+    let (dir, store) = new_store();
+    let a = host_file(dir.path(), "a", b"a");
+    let b = host_file(dir.path(), "b", b"b");
+    let (meta_a, meta_b) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
+    let mut index = StatIndex::new();
+    index.insert(&a, &meta_a, [1; 32]);
+    index.insert(&b, &meta_b, [2; 32]);
+    // Replaced twice: the last insert is the entry, and only it is saved.
+    index.insert(&a, &meta_a, [3; 32]);
+    index.insert(&a, &meta_a, [4; 32]);
+    assert_eq!(index.len(), 2);
+    assert_eq!(index.lookup(&a, &meta_a), Some([4; 32]));
+    index.save(&store).unwrap();
+
+    let file = fs::read(store.root().join("stat-index")).unwrap();
+    let record = |p: &Path| 6 * 8 + 4 + 32 + 4 + p.as_os_str().len();
+    assert_eq!(file.len(), 8 + 4 + 8 + record(&a) + record(&b) + 32);
+    let mut loaded = StatIndex::load(&store).unwrap();
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(loaded.lookup(&a, &meta_a), Some([4; 32]));
+    assert_eq!(loaded.lookup(&b, &meta_b), Some([2; 32]));
+    // Replaced after loading, and saved again: still one record per path.
+    loaded.insert(&b, &meta_b, [5; 32]);
+    assert_eq!(loaded.lookup(&b, &meta_b), Some([5; 32]));
+    loaded.save(&store).unwrap();
+    assert_eq!(
+        fs::read(store.root().join("stat-index")).unwrap().len(),
+        file.len()
+    );
+    let again = StatIndex::load(&store).unwrap();
+    assert_eq!(again.lookup(&a, &meta_a), Some([4; 32]));
+    assert_eq!(again.lookup(&b, &meta_b), Some([5; 32]));
+}
