@@ -23,11 +23,13 @@ pub struct Sample {
     pub peak_rss_kib: Option<u64>,
 }
 
-/// Runs `cmd` to completion, timing it; fails with its stderr unless it exits 0.
+/// Runs `cmd` to completion, timing it; fails with its stderr unless it exits 0. The disk is
+/// settled first ([`settle`]).
 pub fn time(cmd: &mut Command) -> Result<Sample> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    settle();
     let start = Instant::now();
     let out = cmd
         .output()
@@ -45,6 +47,14 @@ pub fn time(cmd: &mut Command) -> Result<Sample> {
         secs,
         peak_rss_kib: None,
     })
+}
+
+/// Writes every dirty page to disk, untimed, before a timed run: so no run pays for the
+/// writeback of what the run before it wrote. A baseline that pipes its 366 MB into a file
+/// leaves them dirty, and the kernel would write them back while the next command runs (our
+/// builds `fsync` their blobs, inside their own time); every command starts with the disk idle.
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 /// The last `n` non-empty lines of `text`, joined by " | ".
