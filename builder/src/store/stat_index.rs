@@ -509,3 +509,64 @@ impl<'a> Cursor<'a> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(hash: u8) -> StatEntry {
+        StatEntry {
+            stat: FileStat {
+                size: 1,
+                mtime_ns: 0,
+                ctime_ns: 0,
+                inode: 7,
+                dev: 8,
+                mode: 0o100644,
+            },
+            recorded_ns: 1,
+            hash: [hash; 32],
+        }
+    }
+
+    #[test]
+    fn a_path_recorded_twice_in_a_file_loads_as_its_later_record() {
+        let mut records = Vec::new();
+        let first = push_record(&mut records, b"/a", &entry(1));
+        let other = push_record(&mut records, b"/b", &entry(2));
+        let again = push_record(&mut records, b"/a", &entry(3));
+        let index = decode(encode(&records, &[first, other, again])).expect("a valid index");
+        assert_eq!(index.len(), 2);
+        let at = index.find(b"/a").expect("/a is in the index");
+        assert_eq!(entry_at(&index.records, at), entry(3));
+        assert_eq!(path_at(&index.records, at), b"/a");
+        let at = index.find(b"/b").expect("/b is in the index");
+        assert_eq!(entry_at(&index.records, at), entry(2));
+        // Saved again, only the live records are written.
+        let live = index.live();
+        assert_eq!(live.len(), 2);
+        let once = decode(encode(&index.records, &live)).expect("a valid index");
+        assert_eq!(once.len(), 2);
+    }
+
+    #[test]
+    fn a_record_cut_short_or_a_count_too_large_loads_nothing() {
+        let mut records = Vec::new();
+        let at = push_record(&mut records, b"/some/path", &entry(1));
+        let good = encode(&records, &[at]);
+        assert!(decode(good.clone()).is_some());
+        // The count says two records: the file ends after the first.
+        let mut two = good[..good.len() - CHECKSUM_LEN].to_vec();
+        two[12..20].copy_from_slice(&2u64.to_le_bytes());
+        let checksum = blake3::hash(&two);
+        two.extend_from_slice(checksum.as_bytes());
+        assert!(decode(two).is_none());
+        // A path length past the end of the file.
+        let mut long = good[..good.len() - CHECKSUM_LEN].to_vec();
+        let len_at = HEADER_LEN + ENTRY_FIXED_LEN - 4;
+        long[len_at..len_at + 4].copy_from_slice(&1000u32.to_le_bytes());
+        let checksum = blake3::hash(&long);
+        long.extend_from_slice(checksum.as_bytes());
+        assert!(decode(long).is_none());
+    }
+}
