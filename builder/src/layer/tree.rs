@@ -42,6 +42,26 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A regular file holding `bytes`, mode 0644, owned by root, from the layer's first `add`
+    /// entry: the file the tests of several modules build trees from.
+    #[cfg(test)]
+    pub(crate) fn inline_file(bytes: impl Into<Arc<[u8]>>) -> Self {
+        let bytes: Arc<[u8]> = bytes.into();
+        Entry {
+            kind: EntryKind::File {
+                size: bytes.len() as u64,
+                source: FileSource::Inline(bytes),
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            origin: Origin {
+                entry: 0,
+                implicit: false,
+            },
+        }
+    }
+
     /// The tar header of this entry at `path` (its content, for a file, follows it).
     pub(crate) fn tar_header<'a>(&'a self, path: &'a str) -> crate::tarball::EntryHeader<'a> {
         use crate::tarball::EntryKind as Tar;
@@ -446,17 +466,11 @@ mod tests {
 
     fn file(entry: usize) -> Entry {
         Entry {
-            kind: EntryKind::File {
-                source: FileSource::Inline(Arc::from(&b"x"[..])),
-                size: 1,
-            },
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
             origin: Origin {
                 entry,
                 implicit: false,
             },
+            ..Entry::inline_file(&b"x"[..])
         }
     }
 

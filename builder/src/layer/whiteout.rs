@@ -174,19 +174,7 @@ mod tests {
     use super::*;
 
     fn file() -> Entry {
-        Entry {
-            kind: EntryKind::File {
-                source: FileSource::Inline(Arc::from(&b"x"[..])),
-                size: 1,
-            },
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            origin: Origin {
-                entry: 0,
-                implicit: false,
-            },
-        }
+        Entry::inline_file(&b"x"[..])
     }
 
     fn paths(t: &LayerTree) -> Vec<&str> {

@@ -351,6 +351,8 @@ impl Write for Writeback<'_> {
         Ok(n)
     }
 
+    /// Nothing to do: each `write` goes straight to the file (no buffer here), and durability
+    /// is the syncer's and the final `sync_all`'s job, not `flush`'s.
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }

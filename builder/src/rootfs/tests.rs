@@ -470,29 +470,15 @@ fn copy_out_files_dirs_and_symlinks() {
     assert!(err.is_ok(), "a file copied to the root keeps its name");
 }
 
-fn inline(text: &str) -> Entry {
-    Entry {
-        kind: EntryKind::File {
-            source: FileSource::Inline(std::sync::Arc::from(text.as_bytes())),
-            size: text.len() as u64,
-        },
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        origin: Origin {
-            entry: 0,
-            implicit: false,
-        },
-    }
-}
-
 fn whiteout_layers() -> (LayerTree, LayerTree) {
     let mut lower = LayerTree::new();
     for p in ["a/x", "a/y", "b/z", "d/q"] {
-        lower.insert(p, inline(p)).unwrap();
+        lower.insert(p, Entry::inline_file(p.as_bytes())).unwrap();
     }
     let mut upper = LayerTree::new();
-    upper.insert("d/new", inline("new")).unwrap();
+    upper
+        .insert("d/new", Entry::inline_file("new".as_bytes()))
+        .unwrap();
     let removes = ["/a/x", "/b", "/d/"].map(String::from);
     layer::add_whiteouts(&mut upper, "upper", &removes, 1).unwrap();
     (lower, upper)
@@ -628,7 +614,9 @@ fn whiteout_layers_are_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     let (_, upper) = whiteout_layers();
     let mut again = LayerTree::new();
-    again.insert("d/new", inline("new")).unwrap();
+    again
+        .insert("d/new", Entry::inline_file("new".as_bytes()))
+        .unwrap();
     // Another order, another spelling: the same layer.
     let removes = ["d", "/b/", "//a/./x", "/b/deeper"].map(String::from);
     layer::add_whiteouts(&mut again, "upper", &removes, 1).unwrap();
@@ -688,7 +676,9 @@ fn implicit_parents_of_whiteouts_can_keep_the_lower_metadata() {
     assert_eq!(view.dir_attributes("/tmp"), Some((0o1777, 0, 0)));
     assert_eq!(view.dir_attributes("/tmp/foo"), None);
     let mut upper = LayerTree::new();
-    upper.insert("srv/new/app", inline("app")).unwrap();
+    upper
+        .insert("srv/new/app", Entry::inline_file("app".as_bytes()))
+        .unwrap();
     let removes = ["/tmp/foo".to_owned(), "/srv/old".to_owned()];
     layer::add_whiteouts(&mut upper, "upper", &removes, 1).unwrap();
     assert_eq!(upper.get("tmp").unwrap().mode, 0o755);

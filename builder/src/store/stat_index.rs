@@ -267,7 +267,7 @@ impl StatIndex {
                 theirs.recorded_ns <= entry.recorded_ns
             });
         }
-        merged.dirty = false;
+        // `merged` is clean: `read_index` builds it so and `put` does not dirty it.
         *self = merged;
         write_index(store, &self.records, &self.live())?;
         Ok(())

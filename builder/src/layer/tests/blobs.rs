@@ -353,7 +353,7 @@ fn tar_import_rejects_members_escaping_with_dotdot() {
 /// A tree of a few MB: several files of compressible text and one incompressible-ish one.
 fn big_tree() -> LayerTree {
     let mut t = LayerTree::new();
-    let file = inline_file;
+    let file = |data: Vec<u8>| Entry::inline_file(data);
     t.insert("data/a.txt", file(corpus(2_500_000, 1))).unwrap();
     t.insert("data/b.txt", file(corpus(1_300_001, 2))).unwrap();
     let noise: Vec<u8> = corpus(800_000, 3)
@@ -363,23 +363,6 @@ fn big_tree() -> LayerTree {
         .collect();
     t.insert("data/noise.bin", file(noise)).unwrap();
     t
-}
-
-/// An inline file of `data`, mode 0644, owned by root.
-fn inline_file(data: Vec<u8>) -> Entry {
-    Entry {
-        kind: EntryKind::File {
-            size: data.len() as u64,
-            source: FileSource::Inline(Arc::from(data)),
-        },
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        origin: Origin {
-            entry: 0,
-            implicit: false,
-        },
-    }
 }
 
 fn blob(tree: &LayerTree, compression: Compression, threads: usize) -> (LayerBlob, Vec<u8>) {
@@ -581,7 +564,8 @@ fn a_blob_of_many_writeback_windows_is_written_whole() {
     let mut tree = LayerTree::new();
     for (i, len) in [(1u64, 17 << 20), (2, 1), (3, 23 << 20)] {
         let path = format!("data/{i}.bin");
-        tree.insert(&path, inline_file(corpus(len, i))).unwrap();
+        tree.insert(&path, Entry::inline_file(corpus(len, i)))
+            .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let written = write_layer_to_dir(&tree, &opts(Compression::None, 2), dir.path()).unwrap();
