@@ -163,6 +163,36 @@ pub(crate) fn remember(
     Ok(())
 }
 
+/// Whether the answer kept at `path` (a file of some place's `cargo-metadata/`) can still be
+/// taken by a build: it reads as an answer of this version, kept under the name of its own
+/// directory, and that directory still exists. An answer whose files changed since is still of
+/// use in this sense: the next build in its directory replaces it.
+pub(crate) fn is_of_use(path: &Path) -> bool {
+    /// The fields of an answer this needs (the others are skipped).
+    #[derive(Deserialize)]
+    struct Head {
+        version: String,
+        dir: PathBuf,
+    }
+    let Some(place) = path.parent().and_then(Path::parent) else {
+        return false;
+    };
+    let Some(head) = fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Head>(&bytes).ok())
+    else {
+        return false;
+    };
+    head.version == VERSION && answer_path(place, &head.dir) == path && head.dir.is_dir()
+}
+
+/// Whether `name` is the name of an answer file (`<64 hex>.json`), as [`answer_path`] names it.
+pub(crate) fn is_answer_name(name: &str) -> bool {
+    name.strip_suffix(".json").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// Where the answer for `dir` (canonical) is kept in `place`.
 fn answer_path(place: &Path, dir: &Path) -> PathBuf {
     let name = blake3::hash(dir.as_os_str().as_bytes()).to_hex();

@@ -369,6 +369,17 @@ pub fn metadata_kept(
     Ok((meta, fresh))
 }
 
+/// The subdirectory of a store in which builds keep `cargo metadata` answers.
+pub const KEPT_ANSWERS_DIR: &str = metadata_cache::DIR_NAME;
+
+/// Whether the file `name` at `path` in a [`KEPT_ANSWERS_DIR`] is a kept answer, and whether a
+/// build can still take it: `None` for a name that is not an answer's (not ours; leave it),
+/// `Some(false)` for an answer of a directory that is gone, of another version, or unreadable
+/// (what `cache prune` removes).
+pub(crate) fn kept_answer_of_use(name: &str, path: &Path) -> Option<bool> {
+    metadata_cache::is_answer_name(name).then(|| metadata_cache::is_of_use(path))
+}
+
 /// What keeps a fresh answer of `cargo metadata` for later processes ([`metadata_kept`]).
 #[derive(Debug, Clone)]
 pub struct FreshMetadata {

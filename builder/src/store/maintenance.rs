@@ -57,6 +57,8 @@ pub struct PruneReport {
     /// Temporary outputs that killed builds left in the default output directory (see
     /// [`Store::prune`], step 5).
     pub removed_output_leftovers: u64,
+    /// Kept `cargo metadata` answers no build can take any more (see [`Store::prune`], step 4).
+    pub removed_cargo_answers: u64,
 }
 
 /// What [`Store::verify`] found.
@@ -95,7 +97,7 @@ impl ScannedKey {
     }
 }
 
-/// A temporary file as found by a scan.
+/// A file as found by a scan: a temporary file, or an answer to remove.
 struct TmpFile {
     path: PathBuf,
     mtime: SystemTime,
@@ -133,7 +135,9 @@ impl Store {
     /// 3. least recently used keys, and the blobs only they referred to, until the blobs take
     ///    at most `max_size` bytes. Blobs of kept keys and kept blobs always stay, so the store
     ///    may stay above `max_size`;
-    /// 4. `.tmp-*` files older than an hour, and stat index entries of vanished host paths;
+    /// 4. `.tmp-*` files older than an hour, stat index entries of vanished host paths, and
+    ///    kept `cargo metadata` answers of directories that are gone (or of another version,
+    ///    or unreadable);
     /// 5. when the store is a default one (`<target-dir>/image/.store`), the temporary outputs
     ///    builds killed with SIGKILL left beside it, in the default output directory: those no
     ///    live build holds (see [`crate::oci::remove_leftovers`]).
@@ -148,6 +152,8 @@ impl Store {
         let (mut blobs, mut tmps) = self.scan_blobs()?;
         let (keys, key_tmps) = self.scan_keys()?;
         tmps.extend(key_tmps);
+        let (answers, answer_tmps) = self.scan_cargo_answers()?;
+        tmps.extend(answer_tmps);
 
         // 1. Keys by age, and dead keys.
         let mut live = Vec::new();
@@ -231,7 +237,12 @@ impl Store {
             }
         }
 
-        // 4. Stale temporary files, vanished host paths.
+        // 4. Stale temporary files, vanished host paths, answers of vanished directories.
+        for answer in answers {
+            remove_if_exists(&answer.path)?;
+            report.removed_cargo_answers += 1;
+            report.freed_bytes += answer.bytes;
+        }
         for tmp in tmps {
             if now.duration_since(tmp.mtime).unwrap_or_default() > STALE_TMP {
                 remove_if_exists(&tmp.path)?;
@@ -375,6 +386,27 @@ impl Store {
             }
         }
         Ok((blobs, tmps))
+    }
+
+    /// The kept `cargo metadata` answers no build can take any more (path, size), and the
+    /// temporary files of their directory. Names that are neither are not ours and are left
+    /// alone.
+    fn scan_cargo_answers(&self) -> Result<(Vec<TmpFile>, Vec<TmpFile>), Error> {
+        let mut unused = Vec::new();
+        let mut tmps = Vec::new();
+        for (name, path) in list_dir(&self.root().join(crate::cargo::KEPT_ANSWERS_DIR))? {
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if is_tmp(&name) {
+                tmps.push(tmp_file(path, &meta));
+            } else if meta.is_file()
+                && crate::cargo::kept_answer_of_use(&name, &path) == Some(false)
+            {
+                unused.push(tmp_file(path, &meta));
+            }
+        }
+        Ok((unused, tmps))
     }
 
     /// Key files (parsed) and temporary files of `keys/`.

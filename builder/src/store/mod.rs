@@ -50,7 +50,8 @@
 //!                                also the registry repositories a blob was seen in (`seen.rs`)
 //! <root>/stat-index              host path + stat -> blake3 content hash (binary, see below)
 //! <root>/cargo-metadata/<hex>.json  `cargo metadata` answers with what they were read from
-//!                                (written by the `cargo` module; see `cargo::metadata_kept`)
+//!                                (written by the `cargo` module; see `cargo::metadata_kept`;
+//!                                prune drops those of directories that are gone)
 //! <root>/locks/store.lock        shared by builds, exclusive for prune and verify
 //! <root>/locks/stat-index.lock   serialises stat index saves
 //! ```

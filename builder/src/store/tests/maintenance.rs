@@ -167,6 +167,61 @@ fn prune_drops_stat_entries_of_vanished_files() {
 }
 
 #[test]
+fn prune_drops_kept_cargo_answers_of_vanished_directories_and_leaves_other_files_alone() {
+    let (dir, store) = new_store();
+    // What cargo answered in two packages, kept as a build keeps it; one package then goes.
+    let answered = |name: &str| {
+        let package = dir.path().join(name);
+        fs::create_dir_all(package.join("src")).unwrap();
+        fs::write(
+            package.join("Cargo.toml"),
+            format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+        )
+        .unwrap();
+        fs::write(package.join("src/main.rs"), "fn main() {}\n").unwrap();
+        let (meta, fresh) = crate::cargo::metadata_kept(&package, &[]).unwrap();
+        fresh.unwrap().keep(store.root(), &meta).unwrap();
+        package
+    };
+    let kept = answered("kept");
+    let gone = answered("gone");
+    let answers = store.root().join(crate::cargo::KEPT_ANSWERS_DIR);
+    let json = |dir: &Path| {
+        let mut names: Vec<String> = list_dir(dir).unwrap().into_iter().map(|(n, _)| n).collect();
+        names.retain(|n| n.ends_with(".json"));
+        names.sort();
+        names
+    };
+    let before = json(&answers);
+    assert_eq!(before.len(), 2, "{before:?}");
+    fs::remove_dir_all(&gone).unwrap();
+    // A corrupt answer, a file that is not ours, a stale and a fresh temporary file.
+    fs::write(answers.join(format!("{}.json", "0".repeat(64))), b"{").unwrap();
+    fs::write(answers.join("notes.json"), b"mine").unwrap();
+    let stale_tmp = answers.join(".tmp-stale");
+    fs::write(&stale_tmp, b"{").unwrap();
+    set_mtime(&stale_tmp, ago(2 * 3600));
+    fs::write(answers.join(".tmp-writing"), b"{").unwrap();
+
+    let lock = store.lock_exclusive().unwrap();
+    let report = store.prune(&lock, &PruneOptions::default()).unwrap();
+    assert_eq!(report.removed_cargo_answers, 2, "{report:?}");
+    let after = json(&answers);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.contains(&"notes.json".to_string()), "{after:?}");
+    let left = after.iter().find(|n| *n != "notes.json").unwrap();
+    assert!(before.contains(left));
+    assert_eq!(
+        crate::cargo::kept_answer_of_use(left, &answers.join(left)),
+        Some(true),
+        "the answer of {} is the one left",
+        kept.display()
+    );
+    assert!(!stale_tmp.exists());
+    assert!(answers.join(".tmp-writing").exists());
+}
+
+#[test]
 fn verify_removes_corrupt_blobs_and_their_keys_and_ignores_temp_files() {
     let (_dir, store) = new_store();
     let good = put(&store, 1, 1, 5000);
