@@ -388,3 +388,112 @@ fn cargo_habits_bin_release_profile_and_tag_templates() {
     assert_eq!(dirty[0], format!("0.3.1-{}-dirty", &sha[..7]), "{dirty}");
     assert_eq!(dirty[1], sha, "{{git_sha}} stays the commit: {dirty}");
 }
+
+/// A workspace of two packages whose images hold files only (no cargo build), for
+/// [`a_warm_workspace_build_asks_cargo_nothing_until_a_manifest_changes`].
+fn files_only_workspace(root: &Path) {
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "Cargo.toml",
+        "[workspace]\nresolver = \"2\"\nmembers = [\"a\", \"b\"]\n\n\
+         [workspace.metadata.image]\nfrom = \"scratch\"\n",
+    );
+    for name in ["a", "b"] {
+        write(
+            &format!("{name}/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+                 [package.metadata.image]\n\n\
+                 [[package.metadata.image.layer]]\nname = \"notes\"\n\n\
+                 [[package.metadata.image.layer.add]]\npath = \"notes.txt\"\ndest = \"/notes.txt\"\n"
+            ),
+        );
+        write(&format!("{name}/src/lib.rs"), "");
+        write(&format!("{name}/notes.txt"), &format!("package {name}\n"));
+    }
+}
+
+#[test]
+fn a_warm_workspace_build_asks_cargo_nothing_until_a_manifest_changes() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("ws");
+    files_only_workspace(&dir);
+    // `$CARGO` (what cargo-image runs as cargo): the real one, each command logged.
+    let log = tmp.path().join("cargo-commands");
+    let wrapper = tmp.path().join("cargo");
+    let real = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            Path::new(&real).display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let build = || {
+        let r = cargo_image(&dir)
+            .args(["build", "--workspace", "--message-format", "json"])
+            .env("CARGO", &wrapper)
+            .run()
+            .ok();
+        let mut digests: Vec<String> = of_kind(&json_events(&r.stdout), "image-finished")
+            .iter()
+            .map(|e| e["digest"].as_str().unwrap().to_string())
+            .collect();
+        digests.sort();
+        digests
+    };
+    let metadata_runs = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == "metadata")
+            .count()
+    };
+    // A kept answer holds while nothing it was read from changed, and is taken only when all
+    // of that is over 2 s older than the answer. The first build makes `target/` in the
+    // workspace root (one of the directories the answer watches), so the second asks cargo
+    // again, and keeps that answer: the third takes it.
+    let cold = build();
+    assert_eq!(cold.len(), 2, "{cold:?}");
+    assert_eq!(
+        metadata_runs(),
+        1,
+        "one `cargo metadata` for the whole workspace"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(build(), cold);
+    assert_eq!(metadata_runs(), 2);
+    assert_eq!(build(), cold);
+    assert_eq!(metadata_runs(), 2, "the warm build took the kept answer");
+
+    // A package's image metadata changes: cargo is asked again, and the image follows.
+    let manifest = dir.join("b/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(
+            "[package.metadata.image]\n",
+            "[package.metadata.image]\nconfig.labels = { team = \"b\" }\n",
+        ),
+    )
+    .unwrap();
+    let changed = build();
+    assert_eq!(metadata_runs(), 3, "the changed manifest was read again");
+    assert_eq!(changed.len(), 2);
+    assert_eq!(
+        changed.iter().filter(|d| cold.contains(d)).count(),
+        1,
+        "a's image is the same, b's has the label: {cold:?} -> {changed:?}"
+    );
+}

@@ -387,17 +387,46 @@ pub fn plan(
     plan_spec(&spec, opts, on_event)
 }
 
+/// The `cargo metadata` a caller read a workspace's specs from ([`spec::workspace_specs_from`]),
+/// to hand to [`build_many`] or [`plan_many`] so that they do not ask cargo again.
+#[derive(Debug, Clone)]
+pub struct KnownWorkspace {
+    /// The directory cargo ran in.
+    pub dir: PathBuf,
+    /// What it said.
+    pub metadata: cargo::Metadata,
+    /// When cargo itself answered (no kept answer held): what keeps its answer for the next
+    /// process; a build keeps it in its store.
+    pub fresh: Option<cargo::FreshMetadata>,
+}
+
+/// What `cargo metadata --no-deps` says in `dir`, asked as the builds ask it: an answer an
+/// earlier build kept (in `store`, else the default store of `dir`'s project or of the target
+/// directory the environment names) while nothing it was read from changed, else cargo's own
+/// (see `cargo::metadata_kept`). A warm build of a workspace then runs no cargo at all.
+pub fn workspace_metadata(
+    dir: &Path,
+    store: Option<&Path>,
+) -> Result<KnownWorkspace, cargo::Error> {
+    let (metadata, fresh) = shared::metadata_kept(dir, store)?;
+    Ok(KnownWorkspace {
+        dir: dir.to_path_buf(),
+        metadata,
+        fresh,
+    })
+}
+
 /// Builds several specs (the images of a cargo workspace) in parallel, sharing the store: a
 /// layer several images have (a shared base layer) is keyed and built once, the other builds
 /// wait for it and reuse it. What is the same for every image is asked once (cargo's
 /// workspace, the git revision, the toolchain: `shared.rs`); `workspace` is the
-/// `cargo metadata` the specs were read from and the directory it ran in
-/// ([`spec::workspace_specs_from`]), if the caller has it. `on_event` gets each event with the
+/// `cargo metadata` the specs were read from ([`workspace_metadata`]), if the caller has it;
+/// a fresh answer of cargo's in it is kept in the store for the next build. `on_event` gets each event with the
 /// name of the image it belongs to. Every spec is built even when another fails; the results
 /// come back in the order of `specs`.
 pub fn build_many(
     specs: &[ImageSpec],
-    workspace: Option<(&Path, &cargo::Metadata)>,
+    workspace: Option<&KnownWorkspace>,
     opts: &BuildOptions,
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<BuildOutput, Error>> {
@@ -416,7 +445,7 @@ pub fn build_many(
 /// in the order of `specs`, each planned even when another fails.
 pub fn plan_many(
     specs: &[ImageSpec],
-    workspace: Option<(&Path, &cargo::Metadata)>,
+    workspace: Option<&KnownWorkspace>,
     opts: &BuildOptions,
     on_event: &(dyn Fn(&str, Event) + Sync),
 ) -> Vec<Result<LayerGraph, Error>> {
@@ -428,10 +457,13 @@ pub fn plan_many(
 
 /// What the images of one workspace invocation share, knowing `workspace` (the `cargo
 /// metadata` the specs were read from and where it ran) when the caller has it.
-fn workspace_shared(opts: &BuildOptions, workspace: Option<(&Path, &cargo::Metadata)>) -> Shared {
+fn workspace_shared(opts: &BuildOptions, workspace: Option<&KnownWorkspace>) -> Shared {
     let shared = Shared::for_many(options::threads(opts)).with_store(opts.store.as_deref());
-    if let Some((dir, metadata)) = workspace {
-        shared.knows_workspace(dir, metadata);
+    if let Some(known) = workspace {
+        shared.knows_workspace(&known.dir, &known.metadata);
+        if let Some(fresh) = &known.fresh {
+            shared.keeps(fresh.clone(), &known.metadata);
+        }
     }
     shared
 }

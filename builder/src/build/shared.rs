@@ -36,6 +36,34 @@ use crate::plan::{Key, LayerPlan};
 use crate::spec::{self, ImageSpec, LayerSpec, Source};
 use crate::store::{StatIndex, Store};
 
+/// What `cargo metadata` says in `dir`: an answer an earlier build kept in a store while it
+/// still holds ([`cargo::metadata_kept`]), else cargo's own, with what keeps it for the next
+/// process. The stores looked in: `store` (`--store`), then the default store
+/// (`target/image/.store`) of each directory at or above `dir` that has a `Cargo.toml`, and of
+/// a target directory the environment names. Where an answer is found does not matter for its
+/// correctness: it is checked against what it was read from.
+pub(super) fn metadata_kept(
+    dir: &Path,
+    store: Option<&Path>,
+) -> Result<(Metadata, Option<cargo::FreshMetadata>), cargo::Error> {
+    let mut places: Vec<PathBuf> = store.iter().map(|s| s.to_path_buf()).collect();
+    if let Ok(canonical) = dir.canonicalize() {
+        for a in canonical.ancestors() {
+            if a.join("Cargo.toml").is_file() {
+                places.push(a.join("target").join("image").join(".store"));
+            }
+        }
+    }
+    for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"] {
+        if let Some(target) = std::env::var_os(var).map(PathBuf::from) {
+            if target.is_absolute() {
+                places.push(target.join("image").join(".store"));
+            }
+        }
+    }
+    cargo::metadata_kept(dir, &places)
+}
+
 /// What the builds of one invocation share (see the module docs).
 #[derive(Default)]
 pub(super) struct Shared {
@@ -139,33 +167,20 @@ impl Shared {
         workspace
     }
 
-    /// What `cargo metadata` says in `dir`: an answer an earlier build kept in its store while
-    /// it still holds ([`cargo::metadata_kept`]), else cargo's own, remembered to be kept.
-    /// The stores looked in: `--store`, then the default store (`target/image/.store`) of
-    /// each directory at or above `dir` that has a `Cargo.toml`, and of a target directory
-    /// the environment names. Where an answer is found does not matter for its correctness:
-    /// it is checked against what it was read from.
+    /// What `cargo metadata` says in `dir`: an answer an earlier build kept while it still
+    /// holds, else cargo's own, remembered to be kept ([`metadata_kept`]).
     fn metadata(&self, dir: &Path) -> Option<Metadata> {
-        let mut places: Vec<PathBuf> = self.store.iter().cloned().collect();
-        if let Ok(canonical) = dir.canonicalize() {
-            for a in canonical.ancestors() {
-                if a.join("Cargo.toml").is_file() {
-                    places.push(a.join("target").join("image").join(".store"));
-                }
-            }
-        }
-        for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"] {
-            if let Some(target) = std::env::var_os(var).map(PathBuf::from) {
-                if target.is_absolute() {
-                    places.push(target.join("image").join(".store"));
-                }
-            }
-        }
-        let (meta, fresh) = cargo::metadata_kept(dir, &places).ok()?;
+        let (meta, fresh) = metadata_kept(dir, self.store.as_deref()).ok()?;
         if let Some(fresh) = fresh {
-            locked(&self.fresh).push((fresh, meta.clone()));
+            self.keeps(fresh, &meta);
         }
         Some(meta)
+    }
+
+    /// Keeps `meta`, a fresh answer of cargo's, in the store of the first build that ends
+    /// ([`keep_cargo_answers`](Self::keep_cargo_answers)).
+    pub fn keeps(&self, fresh: cargo::FreshMetadata, meta: &Metadata) {
+        locked(&self.fresh).push((fresh, meta.clone()));
     }
 
     /// Keeps the answers cargo gave in this invocation in `store`, for the next build (failing

@@ -336,13 +336,7 @@ pub enum Specs {
     /// One spec file: `--spec`, or ./image.toml.
     File(PathBuf),
     /// The images of a cargo workspace, from Cargo.toml metadata.
-    Workspace(Vec<ImageSpec>, Box<WorkspaceMetadata>),
-}
-
-/// The `cargo metadata` a workspace's specs were read from, and the directory it ran in.
-pub struct WorkspaceMetadata {
-    pub dir: PathBuf,
-    pub metadata: cargo_oci_image::cargo::Metadata,
+    Workspace(Vec<ImageSpec>, Box<build::KnownWorkspace>),
 }
 
 impl CommonArgs {
@@ -363,17 +357,15 @@ impl CommonArgs {
             all: self.workspace,
             bin: self.bin.clone(),
         };
-        let specs = cargo_oci_image::cargo::metadata(&cwd)
+        // The answer a build kept, while it holds: a warm build runs no cargo.
+        let specs = build::workspace_metadata(&cwd, self.store.as_deref())
             .map_err(spec::SpecError::from)
-            .and_then(|metadata| {
-                let specs = spec::workspace_specs_from(&metadata, &cwd, &selection)?;
-                Ok((specs, metadata))
+            .and_then(|known| {
+                let specs = spec::workspace_specs_from(&known.metadata, &cwd, &selection)?;
+                Ok((specs, known))
             });
         match specs {
-            Ok((specs, metadata)) => Ok(Specs::Workspace(
-                specs,
-                Box::new(WorkspaceMetadata { dir: cwd, metadata }),
-            )),
+            Ok((specs, known)) => Ok(Specs::Workspace(specs, Box::new(known))),
             Err(spec::SpecError::Cargo(e)) if !selecting => Err(Failure::usage(anyhow::anyhow!(
                 "no image.toml in {} and no cargo project here ({}); pass --spec PATH or create \
                  an image.toml (see examples/hello/image.toml)",
@@ -566,7 +558,7 @@ fn platform_lines(out: &build::BuildOutput) {
 /// Builds the images of a cargo workspace in parallel, sharing the store.
 fn run_many(
     specs: &[ImageSpec],
-    workspace: &WorkspaceMetadata,
+    workspace: &build::KnownWorkspace,
     opts: &BuildOptions,
     reporter: &Reporter,
     verbosity: Verbosity,
@@ -593,8 +585,7 @@ fn run_many(
             )));
         }
     }
-    let known = Some((workspace.dir.as_path(), &workspace.metadata));
-    let results = build::build_many(specs, known, opts, &|image, event| {
+    let results = build::build_many(specs, Some(workspace), opts, &|image, event| {
         reporter.image_event(Some(image), event)
     });
     reporter.finish();

@@ -80,8 +80,7 @@ pub fn run(args: PlanArgs) -> Result<(), Failure> {
         // The images are planned together (a layer they share is keyed once); each event
         // names its image.
         Specs::Workspace(specs, workspace) => {
-            let known = Some((workspace.dir.as_path(), &workspace.metadata));
-            build::plan_many(&specs, known, &opts, &|image, e| {
+            build::plan_many(&specs, Some(&workspace), &opts, &|image, e| {
                 reporter.image_event(Some(image), e)
             })
             .into_iter()
