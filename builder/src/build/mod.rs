@@ -421,9 +421,9 @@ pub fn workspace_metadata(
 /// wait for it and reuse it. What is the same for every image is asked once (cargo's
 /// workspace, the git revision, the toolchain: `shared.rs`); `workspace` is the
 /// `cargo metadata` the specs were read from ([`workspace_metadata`]), if the caller has it;
-/// a fresh answer of cargo's in it is kept in the store for the next build. `on_event` gets each event with the
-/// name of the image it belongs to. Every spec is built even when another fails; the results
-/// come back in the order of `specs`.
+/// a fresh answer of cargo's in it is kept in the store for the next build. `on_event` gets
+/// each event with the name of the image it belongs to. Every spec is built even when another
+/// fails; the results come back in the order of `specs`.
 pub fn build_many(
     specs: &[ImageSpec],
     workspace: Option<&KnownWorkspace>,
