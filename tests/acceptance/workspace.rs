@@ -260,16 +260,12 @@ fn cargo_arguments_pass_through() {
 fn workspace_platforms_make_an_index_per_image() {
     let (_tmp, dir) = example_copy("workspace");
     // `platforms` in the workspace's defaults applies to every image, zero-config ones too.
-    let root = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&root).unwrap();
-    std::fs::write(
-        &root,
+    edit_file(&dir.join("Cargo.toml"), |text| {
         text.replace(
             "epoch = 1700000000\n",
             "epoch = 1700000000\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
-        ),
-    )
-    .unwrap();
+        )
+    });
     let images = built_images(&dir, &["-p", "cli-tool"]);
     let image = &images[0];
     let layout = Path::new(image["path"].as_str().unwrap()).to_path_buf();
@@ -478,16 +474,12 @@ fn a_warm_workspace_build_asks_cargo_nothing_until_a_manifest_changes() {
     assert_eq!(metadata_runs(), 2, "the warm build took the kept answer");
 
     // A package's image metadata changes: cargo is asked again, and the image follows.
-    let manifest = dir.join("b/Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
+    edit_file(&dir.join("b/Cargo.toml"), |text| {
         text.replace(
             "[package.metadata.image]\n",
             "[package.metadata.image]\nconfig.labels = { team = \"b\" }\n",
-        ),
-    )
-    .unwrap();
+        )
+    });
     let changed = build();
     assert_eq!(metadata_runs(), 3, "the changed manifest was read again");
     assert_eq!(changed.len(), 2);

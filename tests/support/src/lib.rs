@@ -51,7 +51,7 @@ pub use layout::{
     blob_json, blob_path, first_layer_blob, manifest_digest, read_json, referrers, sbom_referrers,
     spdx_referrers,
 };
-pub use project::{build_base_layout, edit_spec, spec_on_base, write_spec, Project};
+pub use project::{build_base_layout, edit_file, edit_spec, spec_on_base, write_spec, Project};
 pub use tools::{
     files_opened, glibc_tar, loader_members, oci_image_tool_validate, require, run, run_command,
     runc_run, sha256, sha256_file, skopeo, skopeo_copy_gzip, skopeo_inspect, skopeo_pull, tar_list,

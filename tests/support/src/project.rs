@@ -126,9 +126,13 @@ pub fn write_spec(dir: &Path, spec: &str) -> PathBuf {
 
 /// Rewrites `DIR/image.toml` as `edit` returns it.
 pub fn edit_spec(dir: &Path, edit: impl FnOnce(String) -> String) {
-    let path = dir.join("image.toml");
-    let spec = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, edit(spec)).unwrap();
+    edit_file(&dir.join("image.toml"), edit);
+}
+
+/// Rewrites the text file `path` as `edit` returns it.
+pub fn edit_file(path: &Path, edit: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    std::fs::write(path, edit(text)).unwrap();
 }
 
 /// Builds `spec` (written in `ROOT/base`) into the layout `ROOT/base-layout`: the base that
