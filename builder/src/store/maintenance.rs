@@ -97,8 +97,9 @@ impl ScannedKey {
     }
 }
 
-/// A file as found by a scan: a temporary file, or an answer to remove.
-struct TmpFile {
+/// A file as found by a scan (a temporary file, or a kept answer to remove): its path, mtime
+/// and size.
+struct ScannedFile {
     path: PathBuf,
     mtime: SystemTime,
     bytes: u64,
@@ -365,7 +366,7 @@ impl Store {
 
     /// Blobs (hex -> size) and temporary files of `blobs/sha256/`. Other names are not ours and
     /// are left alone.
-    fn scan_blobs(&self) -> Result<(BTreeMap<String, u64>, Vec<TmpFile>), Error> {
+    fn scan_blobs(&self) -> Result<(BTreeMap<String, u64>, Vec<ScannedFile>), Error> {
         let mut blobs = BTreeMap::new();
         let mut tmps = Vec::new();
         for (name, path) in list_dir(self.blobs_dir())? {
@@ -373,7 +374,7 @@ impl Store {
                 continue; // removed meanwhile
             };
             if is_tmp(&name) {
-                tmps.push(tmp_file(path, &meta));
+                tmps.push(scanned_file(path, &meta));
             } else if meta.is_file() && Digest::from_hex(&name).is_ok() {
                 blobs.insert(name, meta.len());
             }
@@ -381,17 +382,17 @@ impl Store {
         for (name, path) in list_dir(self.root())? {
             if is_tmp(&name) {
                 if let Ok(meta) = fs::symlink_metadata(&path) {
-                    tmps.push(tmp_file(path, &meta));
+                    tmps.push(scanned_file(path, &meta));
                 }
             }
         }
         Ok((blobs, tmps))
     }
 
-    /// The kept `cargo metadata` answers no build can take any more (path, size), and the
-    /// temporary files of their directory. Names that are neither are not ours and are left
+    /// The kept `cargo metadata` answers no build can take any more, and the temporary files
+    /// of their directory. Names that are neither are not ours and are left
     /// alone.
-    fn scan_cargo_answers(&self) -> Result<(Vec<TmpFile>, Vec<TmpFile>), Error> {
+    fn scan_cargo_answers(&self) -> Result<(Vec<ScannedFile>, Vec<ScannedFile>), Error> {
         let mut unused = Vec::new();
         let mut tmps = Vec::new();
         for (name, path) in list_dir(&self.root().join(crate::cargo::KEPT_ANSWERS_DIR))? {
@@ -399,18 +400,18 @@ impl Store {
                 continue;
             };
             if is_tmp(&name) {
-                tmps.push(tmp_file(path, &meta));
+                tmps.push(scanned_file(path, &meta));
             } else if meta.is_file()
                 && crate::cargo::kept_answer_of_use(&name, &path) == Some(false)
             {
-                unused.push(tmp_file(path, &meta));
+                unused.push(scanned_file(path, &meta));
             }
         }
         Ok((unused, tmps))
     }
 
     /// Key files (parsed) and temporary files of `keys/`.
-    fn scan_keys(&self) -> Result<(Vec<ScannedKey>, Vec<TmpFile>), Error> {
+    fn scan_keys(&self) -> Result<(Vec<ScannedKey>, Vec<ScannedFile>), Error> {
         let mut keys = Vec::new();
         let mut tmps = Vec::new();
         for (_, shard) in list_dir(self.keys_dir())? {
@@ -422,7 +423,7 @@ impl Store {
                     continue;
                 };
                 if is_tmp(&name) {
-                    tmps.push(tmp_file(path, &meta));
+                    tmps.push(scanned_file(path, &meta));
                     continue;
                 }
                 if !meta.is_file() {
@@ -444,8 +445,8 @@ impl Store {
     }
 }
 
-fn tmp_file(path: PathBuf, meta: &fs::Metadata) -> TmpFile {
-    TmpFile {
+fn scanned_file(path: PathBuf, meta: &fs::Metadata) -> ScannedFile {
+    ScannedFile {
         path,
         mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         bytes: meta.len(),
