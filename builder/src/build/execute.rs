@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, OnceLock, RwLock};
 
 use oci_spec::image::MediaType;
-use rayon::prelude::*;
 
 use super::base::{base_label, hold_base};
 use super::elf;
@@ -541,29 +540,25 @@ fn build_layer(
         })
     };
     let reading = StatIndex::reading_starts();
-    let (blob, hashes) = match plan.pending {
-        Some(_) => layer::write_layer_to_dir_hashing_host_files(
-            &tree,
-            &cx.write,
-            store.blobs_dir(),
-            &progress,
-        ),
-        None => {
-            layer::write_layer_to_dir_with_progress(&tree, &cx.write, store.blobs_dir(), &progress)
-                .map(|blob| (blob, Vec::new()))
-        }
-    }
+    let (blob, reads) = layer::write_layer_to_dir_reading_hosts(
+        &tree,
+        &cx.write,
+        store.blobs_dir(),
+        &progress,
+        plan.pending.is_some(),
+    )
     .map_err(wrap)?;
     // Store blobs are read-only, so writing through a hard-linked output fails loudly.
     let digest = oci::Digest::parse(&blob.digest)?;
     let blob_path = store.blob_path(&digest);
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(&blob_path, std::fs::Permissions::from_mode(0o444));
-    // Cache the layer only if no input changed while it was written: otherwise its bytes may
-    // not be what the key says.
+    // Cache the layer only if no input changed before it was read into it: otherwise its
+    // bytes may not be what the key says.
+    let unchanged = inputs_unchanged(layer_spec, &plan.inputs, &tree, &reads.unchanged);
     let pending = match (plan.key, plan.pending) {
         (Some(key), _) => {
-            if plan.inputs.iter().all(plan::InputStamp::unchanged) {
+            if unchanged.iter().all(|u| *u) {
                 store
                     .put_key(&key.hex(), &NodeResult::Layer((&blob).into()))
                     .map_err(|e| store_err(store.root(), e))?;
@@ -577,24 +572,12 @@ fn build_layer(
     if let Some(replaced) = replaced {
         tree.put_back(replaced);
     }
+    let hashes = reads.hashes;
     let key = pending.finish(&tree, &hashes);
-    let hosts: Vec<(&std::path::Path, &std::fs::Metadata)> = tree
-        .iter()
-        .filter_map(|(_, entry)| match &entry.kind {
-            layer::EntryKind::File {
-                source: layer::FileSource::Host { path, stat },
-                ..
-            } => Some((path.as_path(), &**stat)),
-            _ => None,
-        })
-        .collect();
+    let hosts: Vec<(&std::path::Path, &std::fs::Metadata)> = tree.host_files().collect();
     debug_assert_eq!(hosts.len(), hashes.len(), "one hash per host file");
-    debug_assert_eq!(hosts.len(), plan.inputs.len(), "one stamp per host file");
-    let unchanged: Vec<bool> = plan
-        .inputs
-        .par_iter()
-        .map(plan::InputStamp::unchanged)
-        .collect();
+    // A layer keyed while written imports no archive: its inputs are its host files.
+    debug_assert_eq!(hosts.len(), unchanged.len(), "one verdict per host file");
     if let Some(stat_index) = stat_index {
         let mut index = stat_index.write().unwrap_or_else(|p| p.into_inner());
         for (((path, meta), hash), unchanged) in hosts.iter().zip(&hashes).zip(&unchanged) {
@@ -616,6 +599,39 @@ fn build_layer(
             .map_err(|e| store_err(store.root(), e))?;
     }
     Ok((blob, key))
+}
+
+/// Whether each input of a layer's plan (`inputs`, as planned: the host files of its tree in
+/// tree order, then one archive per `tar` entry of `layer`) was, when the layer read it, what
+/// the plan keyed. A host file is compared in memory: its stamp with the path and stat of the
+/// file at its place in `tree` (the tree written), and `read_unchanged` (from the tar writer:
+/// whether the file still had that stat once read). An archive is `stat`ed again. A tree that
+/// does not hold the planned host files one for one (it was read again, and files came or went
+/// meanwhile) makes every verdict false.
+fn inputs_unchanged(
+    layer: &spec::LayerSpec,
+    inputs: &[plan::InputStamp],
+    tree: &LayerTree,
+    read_unchanged: &[bool],
+) -> Vec<bool> {
+    let archives = layer
+        .entries
+        .iter()
+        .filter(|e| matches!(e.source, spec::Source::Tar { .. }))
+        .count();
+    let planned_hosts = inputs.len().saturating_sub(archives);
+    let hosts: Vec<_> = tree.host_files().collect();
+    if hosts.len() != planned_hosts || read_unchanged.len() != planned_hosts {
+        return vec![false; inputs.len()];
+    }
+    let (host_stamps, archive_stamps) = inputs.split_at(planned_hosts);
+    host_stamps
+        .iter()
+        .zip(hosts)
+        .zip(read_unchanged)
+        .map(|((stamp, (path, stat)), read)| *read && stamp.is(path, stat))
+        .chain(archive_stamps.iter().map(plan::InputStamp::unchanged))
+        .collect()
 }
 
 /// Writes a stage's config and manifest into the store; returns the stage's image, read from
@@ -679,4 +695,130 @@ pub(super) fn write_json<T: serde::Serialize>(
         .write_blob(&bytes)
         .map_err(|e| store_err(store.root(), e))?;
     Ok((oci::descriptor(media_type, &digest, size), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+    use crate::plan::InputStamp;
+    use crate::spec::{EntrySpec, LayerSpec, Owner, Source};
+
+    fn entry(dest: &str, source: Source) -> EntrySpec {
+        EntrySpec {
+            dest: dest.into(),
+            dest_is_dir: true,
+            source,
+            owner: Owner::default(),
+            mode: None,
+            dir_mode: None,
+            platforms: vec![],
+        }
+    }
+
+    /// The directory `src` of the context, into `/data`.
+    fn src_entry() -> EntrySpec {
+        entry(
+            "data",
+            Source::Path {
+                path: "src".into(),
+                include: vec![],
+                exclude: vec![],
+            },
+        )
+    }
+
+    /// The tree of a layer of `src_entry` alone (a layer's host files, as planning reads them).
+    fn tree_of(context: &Path) -> LayerTree {
+        let outputs = HashMap::new();
+        let ctx = SourceContext {
+            context,
+            host_filter: None,
+            cargo_outputs: &outputs,
+            stages: None,
+            debian: None,
+        };
+        let spec = LayerSpec {
+            name: "files".into(),
+            entries: vec![src_entry()],
+            remove: vec![],
+        };
+        LayerTree::from_spec(&spec, &ctx).unwrap()
+    }
+
+    /// The host files of `tree`'s stamps, then the archive's.
+    fn stamps(tree: &LayerTree, archive: &Path) -> Vec<InputStamp> {
+        tree.host_files()
+            .map(|(path, stat)| InputStamp::new(path, stat))
+            .chain([InputStamp::new(archive, &fs::metadata(archive).unwrap())])
+            .collect()
+    }
+
+    #[test]
+    fn inputs_are_judged_by_the_tree_written_the_writers_reads_and_the_archives_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        for name in ["a", "b", "c"] {
+            fs::write(src.join(name), name).unwrap();
+        }
+        let archive = dir.path().join("x.tar");
+        fs::write(&archive, b"not read here").unwrap();
+        let layer = LayerSpec {
+            name: "files".into(),
+            entries: vec![
+                src_entry(),
+                entry(
+                    "imported",
+                    Source::Tar {
+                        path: "x.tar".into(),
+                        include: vec![],
+                        exclude: vec![],
+                    },
+                ),
+            ],
+            remove: vec![],
+        };
+        let tree = tree_of(dir.path());
+        let planned = stamps(&tree, &archive);
+        assert_eq!(planned.len(), 4);
+        let all_read = [true; 3];
+
+        assert_eq!(
+            inputs_unchanged(&layer, &planned, &tree, &all_read),
+            [true; 4]
+        );
+        // The writer found `b` changed once read.
+        assert_eq!(
+            inputs_unchanged(&layer, &planned, &tree, &[true, false, true]),
+            [true, false, true, true]
+        );
+        // A file renamed since planning: the tree read again has another path at its place.
+        fs::rename(src.join("c"), src.join("d")).unwrap();
+        let renamed = tree_of(dir.path());
+        assert_eq!(
+            inputs_unchanged(&layer, &planned, &renamed, &all_read),
+            [true, true, false, true]
+        );
+        // A file added since planning: the tree does not hold the planned files one for one.
+        fs::write(src.join("e"), "e").unwrap();
+        let grown = tree_of(dir.path());
+        assert_eq!(
+            inputs_unchanged(&layer, &planned, &grown, &[true; 4]),
+            [false; 4]
+        );
+        // The archive touched since planning is `stat`ed again.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        fs::File::open(&archive)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(
+            inputs_unchanged(&layer, &planned, &tree, &all_read),
+            [true, true, true, false]
+        );
+    }
 }

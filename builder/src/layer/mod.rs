@@ -75,6 +75,7 @@ pub use crate::types::{Compression, LayerBlob};
 pub use error::Error;
 pub(crate) use sources::{Globs, DEBIAN_INSTALL_RECIPE, SYMLINK_MODE};
 pub use sources::{HostFilter, IgnoreFile, Reserved};
+pub use tar_writer::HostReads;
 pub(crate) use tree::{is_normalised, join};
 pub use tree::{
     DeviceKind, Entry, EntryKind, FileSource, ImportedArchive, LayerTree, Origin, Replaced,
@@ -82,8 +83,8 @@ pub use tree::{
 pub use whiteout::{add_whiteouts, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 pub use write::{
     write_layer, write_layer_hashing_host_files, write_layer_to_dir,
-    write_layer_to_dir_hashing_host_files, write_layer_to_dir_with_progress,
-    write_layer_with_progress, Progress,
+    write_layer_to_dir_reading_hosts, write_layer_to_dir_with_progress, write_layer_with_progress,
+    Progress,
 };
 
 /// The version of everything that decides a layer blob's bytes: the tar writer, and for each

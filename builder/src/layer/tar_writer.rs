@@ -19,8 +19,15 @@
 //! each host file's content (blake3, the content hash the stat index and the layer key use)
 //! from the bytes it has just read into the chunk, on this thread: the file is read once, for
 //! the tar and its key alike, and the hash is of exactly the bytes the tar holds.
+//!
+//! After reading a host file, the writer `fstat`s it (the open file, no path lookup) and notes
+//! whether it still has the stat the tree recorded for it ([`HostReads::unchanged`]): when it
+//! does, the bytes in the tar are those the file held when the tree was read, so the build may
+//! cache them under a key computed from that stat. This is the check a build would otherwise do
+//! with a second `stat` of every input path once the layer is written, done here on the tar
+//! writer's thread while the compressor works, and on the very file that was read.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
@@ -35,9 +42,21 @@ pub(crate) struct TarWriter {
     tar: tarball::TarWriter<ChunkWriter>,
     /// The archive file last read from, kept open for its next member.
     archive: Option<(Arc<ImportedArchive>, File)>,
-    /// With [`Self::hashing_host_files`]: the blake3 of each host file's content as written,
-    /// in the order they were written.
-    host_hashes: Option<Vec<[u8; 32]>>,
+    /// What it found of the host files it read, in the order written.
+    hosts: HostReads,
+    /// Whether to hash host files ([`Self::hashing_host_files`]).
+    hashing: bool,
+}
+
+/// What the tar writer found of the host files of a tree, in tree order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostReads {
+    /// The blake3 content hash of each host file, from the bytes written (empty unless asked
+    /// for: [`write_layer_hashing_host_files`](super::write_layer_hashing_host_files)).
+    pub hashes: Vec<[u8; 32]>,
+    /// Whether each host file, once read, still had the stat the tree recorded for it (size,
+    /// modification and change times, inode and device, from `fstat` of the file read).
+    pub unchanged: Vec<bool>,
 }
 
 impl TarWriter {
@@ -45,21 +64,21 @@ impl TarWriter {
         TarWriter {
             tar: tarball::TarWriter::new(out, mtime, HeaderFormat::Pax),
             archive: None,
-            host_hashes: None,
+            hosts: HostReads::default(),
+            hashing: false,
         }
     }
 
     /// Also hashes (blake3) the content of every host file as it is written, from the bytes
-    /// read into the chunk (no second read, no copy): [`Self::host_hashes`] gives them.
+    /// read into the chunk (no second read, no copy): [`Self::take_host_reads`] gives them.
     pub(crate) fn hashing_host_files(mut self) -> Self {
-        self.host_hashes = Some(Vec::new());
+        self.hashing = true;
         self
     }
 
-    /// The content hashes of the host files written so far, in the order written (`None`
-    /// unless [`Self::hashing_host_files`]).
-    pub(crate) fn take_host_hashes(&mut self) -> Option<Vec<[u8; 32]>> {
-        self.host_hashes.take()
+    /// What the writer found of the host files written so far, in the order written.
+    pub(crate) fn take_host_reads(&mut self) -> HostReads {
+        std::mem::take(&mut self.hosts)
     }
 
     /// Writes one entry: its header(s), then its content padded to a block; `on_bytes` is
@@ -99,19 +118,23 @@ impl TarWriter {
                 io::Write::write_all(self.tar.get_mut(), bytes).map_err(write_err)?;
                 on_bytes(size);
             }
-            FileSource::Host { path, .. } => {
+            FileSource::Host { path, stat } => {
                 let mut file = File::open(path).map_err(|source| Error::ReadSource {
                     path: path.clone(),
                     source,
                 })?;
                 // The file must still be exactly `size` bytes long: a file that grew or shrank
                 // since the tree was read would give a tar that does not match the tree.
-                let mut hasher = self.host_hashes.is_some().then(blake3::Hasher::new);
+                let mut hasher = self.hashing.then(blake3::Hasher::new);
                 match self.copy(&mut file, size, true, path, hasher.as_mut(), on_bytes)? {
                     Copied::All => {
-                        if let (Some(hashes), Some(hasher)) = (&mut self.host_hashes, hasher) {
-                            hashes.push(*hasher.finalize().as_bytes());
+                        if let Some(hasher) = hasher {
+                            self.hosts.hashes.push(*hasher.finalize().as_bytes());
                         }
+                        let now = file.metadata();
+                        self.hosts
+                            .unchanged
+                            .push(now.is_ok_and(|now| same_stat(stat, &now)));
                     }
                     Copied::Short | Copied::More => {
                         return Err(Error::SourceChanged {
@@ -205,6 +228,15 @@ impl TarWriter {
         }
         Ok(Copied::All)
     }
+}
+
+/// Whether two `stat`s of a file describe the same content, as far as stat data can tell.
+fn same_stat(a: &Metadata, b: &Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.len() == b.len()
+        && (a.mtime(), a.mtime_nsec()) == (b.mtime(), b.mtime_nsec())
+        && (a.ctime(), a.ctime_nsec()) == (b.ctime(), b.ctime_nsec())
+        && (a.ino(), a.dev()) == (b.ino(), b.dev())
 }
 
 /// What [`TarWriter::copy`] found.

@@ -266,6 +266,18 @@ impl LayerTree {
             .map(|(path, entry)| (path.as_str(), entry))
     }
 
+    /// The host files of the tree, in tree order: each one's path on the host and the `stat`
+    /// it was read with.
+    pub fn host_files(&self) -> impl Iterator<Item = (&Path, &Metadata)> + '_ {
+        self.entries.values().filter_map(|entry| match &entry.kind {
+            EntryKind::File {
+                source: FileSource::Host { path, stat },
+                ..
+            } => Some((path.as_path(), &**stat)),
+            _ => None,
+        })
+    }
+
     /// Total size of the file contents, in bytes.
     pub fn content_size(&self) -> u64 {
         self.entries

@@ -25,11 +25,11 @@ use std::thread::ScopedJoinHandle;
 use super::compress::Encoder;
 use super::hash::StreamHash;
 use super::pipeline::{self, first_cause, ChunkReader, ChunkWriter};
-use super::tar_writer::TarWriter;
+use super::tar_writer::{HostReads, TarWriter};
 use super::{Compression, EntryKind, Error, LayerBlob, LayerTree, WriteOptions};
 
-/// A blob written, and the content hashes of its tree's host files when they were asked for.
-type Written = (LayerBlob, Option<Vec<[u8; 32]>>);
+/// A blob written, and what the tar writer found of its tree's host files.
+type Written = (LayerBlob, HostReads);
 
 /// A progress callback: content bytes written so far.
 pub type Progress<'a> = dyn Fn(u64) + Sync + 'a;
@@ -72,8 +72,7 @@ pub fn write_layer_hashing_host_files<W: Write + Send>(
     out: W,
     progress: &Progress<'_>,
 ) -> Result<(LayerBlob, Vec<[u8; 32]>), Error> {
-    write_stream(tree, opts, out, progress, true)
-        .map(|(blob, hashes)| (blob, hashes.unwrap_or_default()))
+    write_stream(tree, opts, out, progress, true).map(|(blob, hosts)| (blob, hosts.hashes))
 }
 
 /// The stages of the module docs; with `hash_hosts`, the host files' content hashes too.
@@ -85,14 +84,14 @@ fn write_stream<W: Write + Send>(
     hash_hosts: bool,
 ) -> Result<Written, Error> {
     let compression = opts.compression;
-    let mut host_hashes = None;
-    let hashes = &mut host_hashes;
+    let mut host_reads = HostReads::default();
+    let hosts = &mut host_reads;
     let (diff_id, digest, size) = std::thread::scope(|scope| {
         let (tar_out, tar_in) = pipeline::queue();
         if compression == Compression::None {
             let output = scope.spawn(move || output_stage(tar_in, out));
             let written =
-                write_tar(tree, opts.mtime, tar_out, progress, hash_hosts).map(|h| *hashes = h);
+                write_tar(tree, opts.mtime, tar_out, progress, hash_hosts).map(|h| *hosts = h);
             return match (joined(output), written) {
                 (Ok((digest, size)), Ok(())) => Ok((digest.clone(), digest, size)),
                 (output, written) => Err(cause([output.err(), written.err()])),
@@ -109,7 +108,7 @@ fn write_stream<W: Write + Send>(
         let compressor = scope.spawn(move || compress_stage(compress_in, encoder, compression));
         let output = scope.spawn(move || output_stage(compressed_in, out));
         let written =
-            write_tar(tree, opts.mtime, tar_out, progress, hash_hosts).map(|h| *hashes = h);
+            write_tar(tree, opts.mtime, tar_out, progress, hash_hosts).map(|h| *hosts = h);
         match (joined(output), joined(compressor), joined(hasher), written) {
             (Ok((digest, size)), Ok(()), Ok(diff_id), Ok(())) => Ok((diff_id, digest, size)),
             (output, compressed, hashed, written) => Err(cause([
@@ -127,7 +126,7 @@ fn write_stream<W: Write + Send>(
             size,
             media_type: compression.media_type().to_owned(),
         },
-        host_hashes,
+        host_reads,
     ))
 }
 
@@ -144,15 +143,15 @@ fn joined<T>(stage: ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// Stage 1: writes the tar stream of `tree` into `out`, and ends the stream; with
-/// `hash_hosts`, returns the content hashes of its host files.
+/// Stage 1: writes the tar stream of `tree` into `out`, and ends the stream; returns what it
+/// found of the host files (with `hash_hosts`, their content hashes too).
 fn write_tar(
     tree: &LayerTree,
     mtime: u64,
     out: ChunkWriter,
     progress: &Progress<'_>,
     hash_hosts: bool,
-) -> Result<Option<Vec<[u8; 32]>>, Error> {
+) -> Result<HostReads, Error> {
     let mut tar = TarWriter::new(out, mtime);
     if hash_hosts {
         tar = tar.hashing_host_files();
@@ -178,11 +177,11 @@ fn write_tar(
     if done > told {
         progress(done);
     }
-    let hashes = tar.take_host_hashes();
+    let hosts = tar.take_host_reads();
     tar.finish()?
         .finish()
         .map_err(|source| Error::WriteLayer { source })?;
-    Ok(hashes)
+    Ok(hosts)
 }
 
 /// Stage 3: compresses the stream of `input` with `encoder`. The compressed stream is ended
@@ -243,16 +242,17 @@ pub fn write_layer_to_dir_with_progress(
     write_to_dir(tree, opts, dir, progress, false).map(|(blob, _)| blob)
 }
 
-/// [`write_layer_to_dir_with_progress`], also giving the content hashes of the host files of
-/// `tree` as written (see [`write_layer_hashing_host_files`]).
-pub fn write_layer_to_dir_hashing_host_files(
+/// [`write_layer_to_dir_with_progress`], also giving what the tar writer found of the host
+/// files of `tree`, in tree order: whether each was unchanged once read, and with
+/// `hash_hosts` their content hashes as written (see [`write_layer_hashing_host_files`]).
+pub fn write_layer_to_dir_reading_hosts(
     tree: &LayerTree,
     opts: &WriteOptions,
     dir: &Path,
     progress: &Progress<'_>,
-) -> Result<(LayerBlob, Vec<[u8; 32]>), Error> {
-    write_to_dir(tree, opts, dir, progress, true)
-        .map(|(blob, hashes)| (blob, hashes.unwrap_or_default()))
+    hash_hosts: bool,
+) -> Result<(LayerBlob, HostReads), Error> {
+    write_to_dir(tree, opts, dir, progress, hash_hosts)
 }
 
 fn write_to_dir(

@@ -184,21 +184,37 @@ pub struct InputStamp {
 impl InputStamp {
     /// Stamps `path` with its metadata.
     pub fn new(path: &Path, meta: &Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
+        let (size, mtime_ns, ctime_ns, inode) = Self::stat_of(meta);
         InputStamp {
             path: path.to_path_buf(),
-            size: meta.len(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-            inode: meta.ino(),
+            size,
+            mtime_ns,
+            ctime_ns,
+            inode,
         }
     }
 
-    /// Whether the file still has the stat it had when stamped.
+    fn stat_of(meta: &Metadata) -> (u64, i128, i128, u64) {
+        use std::os::unix::fs::MetadataExt;
+        (
+            meta.len(),
+            meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            meta.ino(),
+        )
+    }
+
+    /// Whether `path` with the stat `meta` is what was stamped (nothing asked of the file
+    /// system).
+    pub fn is(&self, path: &Path, meta: &Metadata) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        self.path.as_os_str().as_bytes() == path.as_os_str().as_bytes()
+            && Self::stat_of(meta) == (self.size, self.mtime_ns, self.ctime_ns, self.inode)
+    }
+
+    /// Whether the file still has the stat it had when stamped (a `stat` of its path now).
     pub fn unchanged(&self) -> bool {
-        std::fs::metadata(&self.path)
-            .map(|m| InputStamp::new(&self.path, &m) == *self)
-            .unwrap_or(false)
+        std::fs::metadata(&self.path).is_ok_and(|m| self.is(&self.path, &m))
     }
 }
 
@@ -360,16 +376,7 @@ pub fn layer_plan(
     // Host files are looked up in the stat index and git's index in parallel, by the metadata
     // the tree was read with (the walk's one `lstat` per file: no second `stat`); only the
     // files neither knows are read (below), then everything is keyed in tree order.
-    let hosts: Vec<(&Path, &Metadata)> = tree
-        .iter()
-        .filter_map(|(_, entry)| match &entry.kind {
-            EntryKind::File {
-                source: FileSource::Host { path, stat },
-                ..
-            } => Some((path.as_path(), &**stat)),
-            _ => None,
-        })
-        .collect();
+    let hosts: Vec<(&Path, &Metadata)> = tree.host_files().collect();
     let read_error = |p: &Path| {
         let path = p.to_path_buf();
         move |source| layer::Error::ReadSource { path, source }

@@ -65,14 +65,8 @@ fn the_host_files_hashed_while_written_are_their_contents_hashes_and_the_bytes_d
     let c = Ctx::new();
     let tree = chunky(&c);
     let expected: Vec<[u8; 32]> = tree
-        .iter()
-        .filter_map(|(_, e)| match &e.kind {
-            EntryKind::File {
-                source: FileSource::Host { path, .. },
-                ..
-            } => Some(*blake3::hash(&fs::read(path).unwrap()).as_bytes()),
-            _ => None,
-        })
+        .host_files()
+        .map(|(path, _)| *blake3::hash(&fs::read(path).unwrap()).as_bytes())
         .collect();
     assert_eq!(expected.len(), 305);
     for compression in ALL {
@@ -87,10 +81,11 @@ fn the_host_files_hashed_while_written_are_their_contents_hashes_and_the_bytes_d
         assert!(hashes == expected, "{compression:?}: the hashes differ");
         // Into a directory too, as the executor writes them.
         let dir = tempfile::tempdir().unwrap();
-        let (in_dir, hashes) =
-            write_layer_to_dir_hashing_host_files(&tree, &opts, dir.path(), &|_| {}).unwrap();
+        let (in_dir, hosts) =
+            write_layer_to_dir_reading_hosts(&tree, &opts, dir.path(), &|_| {}, true).unwrap();
         assert_eq!(in_dir, blob);
-        assert!(hashes == expected);
+        assert!(hosts.hashes == expected);
+        assert_eq!(hosts.unchanged, vec![true; expected.len()]);
     }
 }
 
@@ -207,4 +202,32 @@ fn progress_moves_by_bytes_but_not_for_every_small_file() {
         let in_big = seen.iter().filter(|&&d| d > big_start).count();
         assert!(in_big >= 3, "the big file moves it too: {seen:?}");
     }
+}
+
+#[test]
+fn the_writer_tells_which_host_files_kept_the_stat_the_tree_was_read_with() {
+    let c = Ctx::new();
+    c.file("d/a", b"alpha", 0o644);
+    let b = c.file("d/b", b"bravo", 0o644);
+    c.file("d/c", b"charlie", 0o644);
+    let tree = c.build(vec![add("d/", path("d"))]).unwrap();
+    let hosts: Vec<&std::path::Path> = tree.host_files().map(|(p, _)| p).collect();
+    assert_eq!(hosts.len(), 3);
+    assert_eq!(hosts[1], b);
+    // `b` changes after the tree was read: the same size (so the tar is still written), other
+    // bytes and an mtime an hour later.
+    fs::write(&b, b"BRAVO").unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    fs::File::open(&b).unwrap().set_modified(later).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = opts(Compression::Gzip, 2);
+    let (_, plain) =
+        write_layer_to_dir_reading_hosts(&tree, &opts, dir.path(), &|_| {}, false).unwrap();
+    assert_eq!(plain.unchanged, [true, false, true]);
+    assert!(plain.hashes.is_empty());
+    let (_, hashed) =
+        write_layer_to_dir_reading_hosts(&tree, &opts, dir.path(), &|_| {}, true).unwrap();
+    assert_eq!(hashed.unchanged, [true, false, true]);
+    // The hash is of the bytes written, the file's new ones.
+    assert_eq!(hashed.hashes[1], *blake3::hash(b"BRAVO").as_bytes());
 }
