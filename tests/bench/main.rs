@@ -265,7 +265,7 @@ impl Bench {
         self.row(
             "cold build, gzip",
             &format!("tar | pigz -6 -p {jobs}"),
-            Goal::RatioAtMost(1.0),
+            Goal::RatioAtMost(0.55),
             Outcome::Measured {
                 ours: cold,
                 baseline: Some(median(&pigz)),
@@ -275,7 +275,7 @@ impl Bench {
         self.row(
             "cold build, zstd",
             &format!("tar | zstd -3 -T{jobs}"),
-            Goal::RatioAtMost(1.1),
+            Goal::RatioAtMost(1.0),
             Outcome::Measured {
                 ours: median(&cold_zstd),
                 baseline: Some(median(&zstd)),
@@ -337,7 +337,7 @@ impl Bench {
         self.row(
             "one file changed in the small top layer",
             "our cold gzip build",
-            Goal::RatioAtMost(0.05),
+            Goal::RatioAtMost(0.03),
             Outcome::Measured {
                 ours: median(&top?),
                 baseline: Some(cold),
