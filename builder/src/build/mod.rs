@@ -597,10 +597,14 @@ fn plan_spec_in(
     // Read, never saved: planning writes nothing.
     let stat_index = match &store {
         Some(s) => {
-            shared
+            let (index, loading) = shared
                 .stat_index(s)
-                .map_err(|e| store_err(&store_root, e))?
-                .0
+                .map_err(|e| store_err(&store_root, e))?;
+            // Loaded before planning, so that its error comes before the plan is printed.
+            if let Some(loading) = loading {
+                loading.finish().map_err(|e| store_err(&store_root, e))?;
+            }
+            index
         }
         None => Arc::new(RwLock::new(StatIndex::new())),
     };
@@ -693,9 +697,11 @@ fn build_spec_in(
     // Cargo's answers, for the next build to take instead of running cargo.
     shared.keep_cargo_answers(&store);
 
-    let (stat_index, saves_stat_index) = shared
+    // Loads while the plan walks the trees (a single build's own index).
+    let (stat_index, loading) = shared
         .stat_index(&store)
         .map_err(|e| store_err(&cx.store_root, e))?;
+    let saves_stat_index = loading.is_some();
     // The provenance statement's `rustc -vV`, asked while the plan and cargo run.
     let toolchain = shared.toolchain(spec);
     let pins = pins::Pins::open(spec, opts, shared)?;
@@ -735,6 +741,9 @@ fn build_spec_in(
         &keying,
         on_event,
     )?;
+    if let Some(loading) = loading {
+        loading.finish().map_err(|e| store_err(&cx.store_root, e))?;
+    }
     // Newly learnt content hashes serve the next build; failing to save them costs only speed.
     // (The builds of a workspace share one index, saved when they are done.)
     if saves_stat_index {
@@ -764,27 +773,32 @@ fn build_spec_in(
         !opts.no_output,
         on_event,
     )?;
-    // The content hashes learnt while writing layers keyed then, for the next build.
-    if saves_stat_index && key_while_writing {
-        let _ = stat_index
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .save(&store);
-    }
-    if let Some(remote) = &remote {
-        remote.export(&execute::layers_of(&plan, &outputs), &aliases, &store);
-    }
-    let output = emit::emit(
-        spec,
-        &cx,
-        opts,
-        &plan,
-        outputs,
-        &store,
-        destination,
-        &toolchain,
-        on_event,
-    );
+    let output = std::thread::scope(|scope| {
+        // The content hashes learnt while writing layers keyed then, for the next build: saved
+        // while the output is written.
+        if saves_stat_index && key_while_writing {
+            scope.spawn(|| {
+                let _ = stat_index
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .save(&store);
+            });
+        }
+        if let Some(remote) = &remote {
+            remote.export(&execute::layers_of(&plan, &outputs), &aliases, &store);
+        }
+        emit::emit(
+            spec,
+            &cx,
+            opts,
+            &plan,
+            outputs,
+            &store,
+            destination,
+            &toolchain,
+            on_event,
+        )
+    });
     // The plan and the stat index hold a path (or more) per input file: freed beside the
     // caller's work, not before it gets the output.
     drop_in_background((plan, stat_index));

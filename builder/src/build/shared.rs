@@ -34,7 +34,7 @@ use crate::cargo::{self, Metadata, Workspace};
 use crate::layer::{self, Reserved, SourceContext, WriteOptions};
 use crate::plan::{Key, LayerPlan};
 use crate::spec::{self, ImageSpec, LayerSpec, Source};
-use crate::store::{StatIndex, Store};
+use crate::store::{Loading, StatIndex, Store};
 
 /// What `cargo metadata` says in `dir`: an answer an earlier build kept in a store while it
 /// still holds ([`cargo::metadata_kept`]), else cargo's own, with what keeps it for the next
@@ -117,22 +117,24 @@ impl Shared {
         self
     }
 
-    /// The stat index of `store`: loaded from it, or the one the builds share. The second
-    /// value says whether the build saves it itself.
+    /// The stat index of `store`, and whether the build saves it itself: for a single build,
+    /// one loading on a thread of its own while the build plans ([`Loading::finish`] gives
+    /// the load's error); for the builds of a workspace, the one they share.
     pub fn stat_index(
         &self,
         store: &Store,
-    ) -> Result<(Arc<RwLock<StatIndex>>, bool), crate::store::Error> {
+    ) -> Result<(Arc<RwLock<StatIndex>>, Option<Loading>), crate::store::Error> {
         let Some(shared) = &self.stat_indexes else {
-            return Ok((Arc::new(RwLock::new(StatIndex::load(store)?)), true));
+            let (index, loading) = StatIndex::load_in_background(store);
+            return Ok((index, Some(loading)));
         };
         let mut indexes = locked(shared);
         if let Some((_, index)) = indexes.iter().find(|(s, _)| s.root() == store.root()) {
-            return Ok((index.clone(), false));
+            return Ok((index.clone(), None));
         }
         let index = Arc::new(RwLock::new(StatIndex::load(store)?));
         indexes.push((store.clone(), index.clone()));
-        Ok((index, false))
+        Ok((index, None))
     }
 
     /// Saves the stat indexes the builds shared (what they learnt; failing costs only speed).

@@ -90,7 +90,8 @@
 //!   in one process exclude each other like two processes do, so a process holding a shared lock
 //!   must not wait for the exclusive one (it would wait for itself).
 //! - The stat index is loaded without a lock (it is replaced atomically) and saved under
-//!   `locks/stat-index.lock`, merging what other processes saved meanwhile.
+//!   `locks/stat-index.lock`, merging what other processes saved meanwhile. A build loads it
+//!   on a thread of its own ([`StatIndex::load_in_background`]) while it walks its trees.
 //!
 //! # The stat index
 //!
@@ -128,7 +129,7 @@ pub use keys::{BlobRef, BlobsRecord, Fingerprint, LayerRecord, NodeResult};
 pub use lock::{ExclusiveLock, KeyLock, StoreLock};
 pub use maintenance::{PruneOptions, PruneReport, StoreInfo, VerifyReport};
 pub use seen::MAX_SEEN;
-pub use stat_index::{hash_file, ReadStart, StatIndex};
+pub use stat_index::{hash_file, Loading, ReadStart, StatIndex};
 
 use crate::types::Digest;
 

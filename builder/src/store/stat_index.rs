@@ -7,6 +7,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use hashbrown::HashTable;
@@ -44,6 +45,30 @@ fn fx(bytes: &[u8]) -> u64 {
     let rest = chunks.remainder();
     tail[..rest.len()].copy_from_slice(rest);
     add(state, u64::from_le_bytes(tail))
+}
+
+/// A stat index loading on a thread of its own ([`StatIndex::load_in_background`]). Dropping it
+/// waits for the load and drops its error.
+#[derive(Debug)]
+pub struct Loading(Option<std::thread::JoinHandle<Result<(), Error>>>);
+
+impl Loading {
+    /// Waits for the load; its error, if it failed. A panic of the loading thread goes on here.
+    pub fn finish(mut self) -> Result<(), Error> {
+        match self.0.take().map(std::thread::JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(loaded)) => loaded,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// When the reading of files whose hashes go into the index started
@@ -132,6 +157,26 @@ impl StatIndex {
     /// loads as an empty index (everything is re-hashed once).
     pub fn load(store: &Store) -> Result<Self, Error> {
         Ok(read_index(&store.stat_index_path())?.unwrap_or_default())
+    }
+
+    /// Starts [`load`](Self::load)ing the store's stat index on a thread of its own and
+    /// returns it at once, so that the caller's work (a build's walk of its trees) goes on
+    /// meanwhile. The loading thread holds the lock's write side until the index is in, so
+    /// every reader and writer of the lock waits for it; [`Loading::finish`] waits too and
+    /// gives the load's error (the lock then holds an empty index).
+    pub fn load_in_background(store: &Store) -> (Arc<RwLock<StatIndex>>, Loading) {
+        let index = Arc::new(RwLock::new(StatIndex::new()));
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (store, loading) = (store.clone(), index.clone());
+        let thread = std::thread::spawn(move || {
+            let mut guard = loading.write().unwrap_or_else(|p| p.into_inner());
+            let _ = locked_tx.send(());
+            *guard = StatIndex::load(&store)?;
+            Ok(())
+        });
+        // Returns once the write side is taken (or the thread ended without taking it).
+        let _ = locked_rx.recv();
+        (index, Loading(Some(thread)))
     }
 
     /// Number of entries.

@@ -210,6 +210,43 @@ fn stat_index_hits_when_nothing_changed() {
 }
 
 #[test]
+fn a_stat_index_loading_in_the_background_is_what_its_readers_see_and_its_error_is_kept() {
+    let (dir, store) = new_store();
+    let mut index = StatIndex::new();
+    let files: Vec<PathBuf> = (0..100u8)
+        .map(|i| host_file(dir.path(), &format!("f{i}"), &[i]))
+        .collect();
+    for file in &files {
+        index
+            .content_hash(file, &fs::metadata(file).unwrap())
+            .unwrap();
+    }
+    index.save(&store).unwrap();
+
+    // A reader that comes at once waits for the load: it never sees the empty index.
+    let (loaded, loading) = StatIndex::load_in_background(&store);
+    {
+        let index = loaded.read().unwrap();
+        assert_eq!(index.len(), 100);
+        for file in &files {
+            assert!(index.lookup(file, &fs::metadata(file).unwrap()).is_some());
+        }
+    }
+    loading.finish().unwrap();
+
+    // An index that cannot be read (a directory in its place): the error comes from `finish`,
+    // and the lock holds an empty index meanwhile.
+    let path = store.root().join("stat-index");
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    assert!(StatIndex::load(&store).is_err());
+    let (empty, loading) = StatIndex::load_in_background(&store);
+    assert!(empty.read().unwrap().is_empty());
+    let e = loading.finish().unwrap_err().to_string();
+    assert!(e.contains("stat-index"), "{e}");
+}
+
+#[test]
 fn stat_index_touch_and_content_change() {
     let (dir, store) = new_store();
     let file = host_file(dir.path(), "a.txt", b"version 1");
