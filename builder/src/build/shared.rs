@@ -117,9 +117,10 @@ impl Shared {
         self
     }
 
-    /// The stat index of `store`, and whether the build saves it itself: for a single build,
-    /// one loading on a thread of its own while the build plans ([`Loading::finish`] gives
-    /// the load's error); for the builds of a workspace, the one they share.
+    /// The stat index of `store`. A single build gets one of its own, loading on a thread of
+    /// its own while the build plans, with the [`Loading`] whose `finish` gives the load's
+    /// error: that build saves the index itself. The builds of a workspace get the one they
+    /// share and `None`: [`save_stat_indexes`](Self::save_stat_indexes) saves it.
     pub fn stat_index(
         &self,
         store: &Store,
