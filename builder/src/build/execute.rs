@@ -553,9 +553,15 @@ fn build_layer(
     let blob_path = store.blob_path(&digest);
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(&blob_path, std::fs::Permissions::from_mode(0o444));
+    // The tree as planned again (the implicit directories' own attributes): a layer keyed
+    // while written is keyed over it. Its host files are as written.
+    if let Some(replaced) = replaced {
+        tree.put_back(replaced);
+    }
+    let hosts: Vec<(&std::path::Path, &std::fs::Metadata)> = tree.host_files().collect();
     // Cache the layer only if no input changed before it was read into it: otherwise its
     // bytes may not be what the key says.
-    let unchanged = inputs_unchanged(layer_spec, &plan.inputs, &tree, &reads.unchanged);
+    let unchanged = inputs_unchanged(layer_spec, &plan.inputs, &hosts, &reads.unchanged);
     let pending = match (plan.key, plan.pending) {
         (Some(key), _) => {
             if unchanged.iter().all(|u| *u) {
@@ -568,13 +574,8 @@ fn build_layer(
         (None, Some(pending)) => pending,
         (None, None) => unreachable!("a layer plan has a key or a pending key"),
     };
-    // The key is over the tree as planned: the implicit directories' own attributes.
-    if let Some(replaced) = replaced {
-        tree.put_back(replaced);
-    }
     let hashes = reads.hashes;
     let key = pending.finish(&tree, &hashes);
-    let hosts: Vec<(&std::path::Path, &std::fs::Metadata)> = tree.host_files().collect();
     debug_assert_eq!(hosts.len(), hashes.len(), "one hash per host file");
     // A layer keyed while written imports no archive: its inputs are its host files.
     debug_assert_eq!(hosts.len(), unchanged.len(), "one verdict per host file");
@@ -604,14 +605,15 @@ fn build_layer(
 /// Whether each input of a layer's plan (`inputs`, as planned: the host files of its tree in
 /// tree order, then one archive per `tar` entry of `layer`) was, when the layer read it, what
 /// the plan keyed. A host file is compared in memory: its stamp with the path and stat of the
-/// file at its place in `tree` (the tree written), and `read_unchanged` (from the tar writer:
-/// whether the file still had that stat once read). An archive is `stat`ed again. A tree that
-/// does not hold the planned host files one for one (it was read again, and files came or went
-/// meanwhile) makes every verdict false.
+/// file at its place in `hosts` (the host files of the tree written,
+/// [`LayerTree::host_files`]), and `read_unchanged` (from the tar writer: whether the file
+/// still had that stat once read). An archive is `stat`ed again. A tree that does not hold
+/// the planned host files one for one (it was read again, and files came or went meanwhile)
+/// makes every verdict false.
 fn inputs_unchanged(
     layer: &spec::LayerSpec,
     inputs: &[plan::InputStamp],
-    tree: &LayerTree,
+    hosts: &[(&std::path::Path, &std::fs::Metadata)],
     read_unchanged: &[bool],
 ) -> Vec<bool> {
     let archives = layer
@@ -620,7 +622,6 @@ fn inputs_unchanged(
         .filter(|e| matches!(e.source, spec::Source::Tar { .. }))
         .count();
     let planned_hosts = inputs.len().saturating_sub(archives);
-    let hosts: Vec<_> = tree.host_files().collect();
     if hosts.len() != planned_hosts || read_unchanged.len() != planned_hosts {
         return vec![false; inputs.len()];
     }
@@ -629,7 +630,7 @@ fn inputs_unchanged(
         .iter()
         .zip(hosts)
         .zip(read_unchanged)
-        .map(|((stamp, (path, stat)), read)| *read && stamp.is(path, stat))
+        .map(|((stamp, &(path, stat)), read)| *read && stamp.is(path, stat))
         .chain(archive_stamps.iter().map(plan::InputStamp::unchanged))
         .collect()
 }
@@ -749,6 +750,10 @@ mod tests {
         LayerTree::from_spec(&spec, &ctx).unwrap()
     }
 
+    fn host_files(tree: &LayerTree) -> Vec<(&Path, &fs::Metadata)> {
+        tree.host_files().collect()
+    }
+
     /// The host files of `tree`'s stamps, then the archive's.
     fn stamps(tree: &LayerTree, archive: &Path) -> Vec<InputStamp> {
         tree.host_files()
@@ -783,31 +788,32 @@ mod tests {
             remove: vec![],
         };
         let tree = tree_of(dir.path());
+        let hosts = host_files(&tree);
         let planned = stamps(&tree, &archive);
         assert_eq!(planned.len(), 4);
         let all_read = [true; 3];
 
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &tree, &all_read),
+            inputs_unchanged(&layer, &planned, &hosts, &all_read),
             [true; 4]
         );
         // The writer found `b` changed once read.
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &tree, &[true, false, true]),
+            inputs_unchanged(&layer, &planned, &hosts, &[true, false, true]),
             [true, false, true, true]
         );
         // A file renamed since planning: the tree read again has another path at its place.
         fs::rename(src.join("c"), src.join("d")).unwrap();
         let renamed = tree_of(dir.path());
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &renamed, &all_read),
+            inputs_unchanged(&layer, &planned, &host_files(&renamed), &all_read),
             [true, true, false, true]
         );
         // A file added since planning: the tree does not hold the planned files one for one.
         fs::write(src.join("e"), "e").unwrap();
         let grown = tree_of(dir.path());
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &grown, &[true; 4]),
+            inputs_unchanged(&layer, &planned, &host_files(&grown), &[true; 4]),
             [false; 4]
         );
         // The archive touched since planning is `stat`ed again.
@@ -817,7 +823,7 @@ mod tests {
             .set_modified(later)
             .unwrap();
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &tree, &all_read),
+            inputs_unchanged(&layer, &planned, &hosts, &all_read),
             [true, true, true, false]
         );
     }
