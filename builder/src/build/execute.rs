@@ -735,13 +735,7 @@ mod tests {
     /// The tree of a layer of `src_entry` alone (a layer's host files, as planning reads them).
     fn tree_of(context: &Path) -> LayerTree {
         let outputs = HashMap::new();
-        let ctx = SourceContext {
-            context,
-            host_filter: None,
-            cargo_outputs: &outputs,
-            stages: None,
-            debian: None,
-        };
+        let ctx = SourceContext::new(context, &outputs);
         let spec = LayerSpec {
             name: "files".into(),
             entries: vec![src_entry()],

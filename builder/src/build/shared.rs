@@ -540,13 +540,7 @@ mod tests {
         let root = dir.path().canonicalize().unwrap();
         std::fs::create_dir(root.join("base")).unwrap();
         let cargo = HashMap::new();
-        let ctx = SourceContext {
-            context: &root,
-            host_filter: None,
-            cargo_outputs: &cargo,
-            stages: None,
-            debian: None,
-        };
+        let ctx = SourceContext::new(&root, &cargo);
         let spec = base_layer();
         let recipe = || LayerRecipe::of(&spec, &ctx, &WRITE, &HashMap::new(), None, &[]);
         let failing = memo.plan(recipe(), || {

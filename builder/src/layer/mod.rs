@@ -39,13 +39,7 @@
 //! use cargo_oci_image::layer::{self, Compression, LayerTree, SourceContext, WriteOptions};
 //! # fn demo(spec: &cargo_oci_image::spec::LayerSpec) -> Result<(), layer::Error> {
 //! let outputs = HashMap::new();
-//! let ctx = SourceContext {
-//!     context: Path::new("/src/app"),
-//!     host_filter: None,
-//!     cargo_outputs: &outputs,
-//!     stages: None,
-//!     debian: None,
-//! };
+//! let ctx = SourceContext::new(Path::new("/src/app"), &outputs);
 //! let tree = LayerTree::from_spec(spec, &ctx)?;
 //! let opts = WriteOptions { compression: Compression::Gzip, mtime: 0, threads: 4 };
 //! let blob = layer::write_layer_to_dir(&tree, &opts, Path::new("store/blobs/sha256"))?;
@@ -115,6 +109,20 @@ pub struct SourceContext<'a> {
     /// The packages resolved for each `debian` source on this platform, with their `.deb`
     /// files (`None` when the spec has no `debian` entry).
     pub debian: Option<&'a DebianPackages>,
+}
+
+impl<'a> SourceContext<'a> {
+    /// The context directory `context` and the binaries of its cargo sources, with no host
+    /// filter, no built stages and no debian packages (set those fields for a build's).
+    pub fn new(context: &'a Path, cargo_outputs: &'a HashMap<CargoSource, PathBuf>) -> Self {
+        SourceContext {
+            context,
+            host_filter: None,
+            cargo_outputs,
+            stages: None,
+            debian: None,
+        }
+    }
 }
 
 /// The packages resolved for each `debian` source, each with its `.deb` file in the store.

@@ -954,13 +954,7 @@ mod tests {
     /// The key of a layer holding the binary of `src`, built (here: faked) as `bin`.
     fn cargo_layer_key(context: &Path, src: &CargoSource, bin: &Path) -> Key {
         let outputs = HashMap::from([(src.clone(), bin.to_path_buf())]);
-        let ctx = SourceContext {
-            context,
-            host_filter: None,
-            cargo_outputs: &outputs,
-            stages: None,
-            debian: None,
-        };
+        let ctx = SourceContext::new(context, &outputs);
         let layer = LayerSpec {
             name: "app".into(),
             entries: vec![EntrySpec {
@@ -1110,13 +1104,7 @@ mod tests {
         std::fs::create_dir_all(context.join("site/empty-dir")).unwrap();
         std::os::unix::fs::symlink("d/e", context.join("site/link")).unwrap();
         let outputs = HashMap::new();
-        let ctx = SourceContext {
-            context: &context,
-            host_filter: None,
-            cargo_outputs: &outputs,
-            stages: None,
-            debian: None,
-        };
+        let ctx = SourceContext::new(&context, &outputs);
         let spec = LayerSpec {
             name: "site".into(),
             entries: vec![
@@ -1205,13 +1193,7 @@ mod tests {
         std::fs::create_dir_all(context.join("tiny")).unwrap();
         std::fs::write(context.join("tiny/one"), noise(3 << 20, 2)).unwrap();
         let outputs = HashMap::new();
-        let ctx = SourceContext {
-            context: &context,
-            host_filter: None,
-            cargo_outputs: &outputs,
-            stages: None,
-            debian: None,
-        };
+        let ctx = SourceContext::new(&context, &outputs);
         let layer = |dir: &str, remove: Vec<String>| LayerSpec {
             name: dir.into(),
             entries: vec![entry(
