@@ -109,3 +109,49 @@ fn libc_major(dev: u64) -> u64 {
 fn libc_minor(dev: u64) -> u64 {
     ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
 }
+
+/// Whether the build's one layer came from the store (`--message-format json`).
+fn layer_cached(p: &Project) -> bool {
+    let r = p.cli().args(["--message-format", "json"]).run().ok();
+    let events = json_events(&r.stdout);
+    let finished = of_kind(&events, "layer-finished");
+    assert_eq!(finished.len(), 1, "{events:?}");
+    finished[0]["cached"].as_bool().unwrap()
+}
+
+/// A layer that imports an archive beside a host tree is planned from the host tree alone and
+/// read again whole when it is written; that second read is checked against the first, and
+/// with nothing changed the layer is kept: the next build takes it from the store. A symlink
+/// pointed elsewhere (no host file changes) makes another layer, built and kept in turn.
+#[test]
+fn a_layer_importing_an_archive_beside_a_host_tree_is_kept_and_a_moved_symlink_rebuilds_it() {
+    let p = Project::new(&format!(
+        "{SPEC}[[layer.add]]\npath = \"tree\"\ndest = \"/\"\n"
+    ));
+    pack_rootfs(&p.dir);
+    p.file("tree/etc/app.conf", "a = 1\n")
+        .file("tree/etc/other.conf", "b = 2\n")
+        .symlink("tree/etc/current.conf", Path::new("app.conf"));
+    assert!(!layer_cached(&p));
+    assert!(layer_cached(&p));
+    let listing = p.layer_paths();
+    for path in [
+        "dev/null",
+        "etc/hostname",
+        "etc/app.conf",
+        "etc/current.conf",
+    ] {
+        assert!(listing.iter().any(|l| l == path), "{path} in {listing:?}");
+    }
+
+    let link = p.dir.join("tree/etc/current.conf");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink("other.conf", &link).unwrap();
+    assert!(!layer_cached(&p));
+    assert!(layer_cached(&p));
+    let listing = tar_list_verbose(&p.first_layer());
+    assert!(
+        listing.contains("etc/current.conf -> other.conf"),
+        "{listing}"
+    );
+}

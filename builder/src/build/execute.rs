@@ -560,8 +560,15 @@ fn build_layer(
     }
     let hosts: Vec<(&std::path::Path, &std::fs::Metadata)> = tree.host_files().collect();
     // Cache the layer only if no input changed before it was read into it: otherwise its
-    // bytes may not be what the key says.
-    let unchanged = inputs_unchanged(layer_spec, &plan.inputs, &hosts, &reads.unchanged);
+    // bytes may not be what the key says. (A tree kept from planning walked what was keyed.)
+    let same_walk = tree.walked() == plan.walked;
+    let unchanged = inputs_unchanged(
+        layer_spec,
+        &plan.inputs,
+        same_walk,
+        &hosts,
+        &reads.unchanged,
+    );
     let pending = match (plan.key, plan.pending) {
         (Some(key), _) => {
             if unchanged.iter().all(|u| *u) {
@@ -608,11 +615,13 @@ fn build_layer(
 /// file at its place in `hosts` (the host files of the tree written,
 /// [`LayerTree::host_files`]), and `read_unchanged` (from the tar writer: whether the file
 /// still had that stat once read). An archive is `stat`ed again. A tree that does not hold
-/// the planned host files one for one (it was read again, and files came or went meanwhile)
-/// makes every verdict false.
+/// the planned host files one for one (it was read again, and files came or went meanwhile),
+/// or whose host walks took other directories or symlinks than the tree planned (`same_walk`
+/// false: [`LayerTree::walked`] differs), makes every verdict false.
 fn inputs_unchanged(
     layer: &spec::LayerSpec,
     inputs: &[plan::InputStamp],
+    same_walk: bool,
     hosts: &[(&std::path::Path, &std::fs::Metadata)],
     read_unchanged: &[bool],
 ) -> Vec<bool> {
@@ -622,7 +631,7 @@ fn inputs_unchanged(
         .filter(|e| matches!(e.source, spec::Source::Tar { .. }))
         .count();
     let planned_hosts = inputs.len().saturating_sub(archives);
-    if hosts.len() != planned_hosts || read_unchanged.len() != planned_hosts {
+    if !same_walk || hosts.len() != planned_hosts || read_unchanged.len() != planned_hosts {
         return vec![false; inputs.len()];
     }
     let (host_stamps, archive_stamps) = inputs.split_at(planned_hosts);
@@ -788,26 +797,26 @@ mod tests {
         let all_read = [true; 3];
 
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &hosts, &all_read),
+            inputs_unchanged(&layer, &planned, true, &hosts, &all_read),
             [true; 4]
         );
         // The writer found `b` changed once read.
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &hosts, &[true, false, true]),
+            inputs_unchanged(&layer, &planned, true, &hosts, &[true, false, true]),
             [true, false, true, true]
         );
         // A file renamed since planning: the tree read again has another path at its place.
         fs::rename(src.join("c"), src.join("d")).unwrap();
         let renamed = tree_of(dir.path());
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &host_files(&renamed), &all_read),
+            inputs_unchanged(&layer, &planned, true, &host_files(&renamed), &all_read),
             [true, true, false, true]
         );
         // A file added since planning: the tree does not hold the planned files one for one.
         fs::write(src.join("e"), "e").unwrap();
         let grown = tree_of(dir.path());
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &host_files(&grown), &[true; 4]),
+            inputs_unchanged(&layer, &planned, true, &host_files(&grown), &[true; 4]),
             [false; 4]
         );
         // The archive touched since planning is `stat`ed again.
@@ -817,8 +826,43 @@ mod tests {
             .set_modified(later)
             .unwrap();
         assert_eq!(
-            inputs_unchanged(&layer, &planned, &hosts, &all_read),
+            inputs_unchanged(&layer, &planned, true, &hosts, &all_read),
             [true, true, true, false]
         );
+        // A tree whose walk took other directories or symlinks than planning did.
+        assert_eq!(
+            inputs_unchanged(&layer, &planned, false, &hosts, &all_read),
+            [false; 4]
+        );
+    }
+
+    /// What the host files' stamps do not see: a directory or symlink that came, went or was
+    /// pointed elsewhere between planning and the second read of the tree.
+    #[test]
+    fn a_tree_read_again_tells_directories_and_symlinks_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/a"), "a").unwrap();
+        std::os::unix::fs::symlink("sub/a", src.join("link")).unwrap();
+        let planned = tree_of(dir.path());
+        assert_eq!(tree_of(dir.path()).walked(), planned.walked());
+
+        std::os::unix::fs::symlink("sub/a", src.join("second")).unwrap();
+        let added = tree_of(dir.path());
+        assert_eq!(host_files(&added).len(), host_files(&planned).len());
+        assert_ne!(added.walked(), planned.walked());
+        fs::remove_file(src.join("second")).unwrap();
+        assert_eq!(tree_of(dir.path()).walked(), planned.walked());
+
+        fs::remove_file(src.join("link")).unwrap();
+        std::os::unix::fs::symlink("sub", src.join("link")).unwrap();
+        assert_ne!(tree_of(dir.path()).walked(), planned.walked());
+        fs::remove_file(src.join("link")).unwrap();
+        std::os::unix::fs::symlink("sub/a", src.join("link")).unwrap();
+        assert_eq!(tree_of(dir.path()).walked(), planned.walked());
+
+        fs::create_dir(src.join("empty")).unwrap();
+        assert_ne!(tree_of(dir.path()).walked(), planned.walked());
     }
 }

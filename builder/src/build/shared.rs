@@ -315,6 +315,7 @@ impl LayerMemo {
                     alias: plan.alias,
                     keyed_by_alias: plan.keyed_by_alias,
                     inputs: plan.inputs.clone(),
+                    walked: plan.walked,
                     tree: None,
                 }));
             }

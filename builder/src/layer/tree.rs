@@ -27,6 +27,9 @@ pub struct LayerTree {
     /// that is a directory stays one), so that the files of one directory, inserted one after
     /// the other by a walk, do not each look it up again.
     last_parent: String,
+    /// The directories and symlinks the walks of host directories took, in walk order (see
+    /// [`Self::walked`]). Boxed: a hasher's state is a few KiB, and trees are moved around.
+    walked: Box<blake3::Hasher>,
 }
 
 /// One entry of a layer: what it is, its permission bits and its numeric owner.
@@ -276,6 +279,38 @@ impl LayerTree {
             } => Some((path.as_path(), &**stat)),
             _ => None,
         })
+    }
+
+    /// A digest of the directories and symlinks (with their targets) that the walks of the
+    /// layer's host directories took, in walk order. Two reads of the same host trees give the
+    /// same digest whatever else the layer holds (inline files, imported archives, stage copies
+    /// and their merges with the walked directories do not enter it), so a tree read again
+    /// when its layer is written can be checked against the tree planning keyed for what
+    /// the host files' stamps do not cover: a directory or symlink that came, went, or was
+    /// pointed elsewhere in between.
+    pub fn walked(&self) -> [u8; 32] {
+        *self.walked.finalize().as_bytes()
+    }
+
+    /// Notes a directory (`target` `None`) or symlink a host walk took at `path`, for
+    /// [`Self::walked`].
+    pub(crate) fn note_walked(&mut self, path: &str, target: Option<&str>) {
+        // Length-prefixed, so no two sequences of paths and targets give the same bytes.
+        let field = |h: &mut blake3::Hasher, s: &str| {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        match target {
+            None => {
+                self.walked.update(b"d");
+                field(&mut self.walked, path);
+            }
+            Some(target) => {
+                self.walked.update(b"l");
+                field(&mut self.walked, path);
+                field(&mut self.walked, target);
+            }
+        }
     }
 
     /// Total size of the file contents, in bytes.

@@ -234,6 +234,10 @@ pub struct LayerPlan {
     pub keyed_by_alias: bool,
     /// Shared, not copied, by the images of one invocation that plan the same layer.
     pub inputs: std::sync::Arc<[InputStamp]>,
+    /// [`LayerTree::walked`] of the tree keyed: a tree read again to write the layer (when
+    /// [`tree`](Self::tree) is `None`) is checked against it, as its host files are against
+    /// [`inputs`](Self::inputs).
+    pub walked: [u8; 32],
     pub tree: Option<LayerTree>,
 }
 
@@ -376,6 +380,7 @@ pub fn layer_plan(
     // Host files are looked up in the stat index and git's index in parallel, by the metadata
     // the tree was read with (the walk's one `lstat` per file: no second `stat`); only the
     // files neither knows are read (below), then everything is keyed in tree order.
+    let walked = tree.walked();
     let hosts: Vec<(&Path, &Metadata)> = tree.host_files().collect();
     let read_error = |p: &Path| {
         let path = p.to_path_buf();
@@ -426,6 +431,7 @@ pub fn layer_plan(
                 alias,
                 keyed_by_alias: true,
                 inputs: inputs.into(),
+                walked,
                 tree: spec.remove.is_empty().then_some(tree),
             });
         }
@@ -443,6 +449,7 @@ pub fn layer_plan(
             alias,
             keyed_by_alias: false,
             inputs: inputs.into(),
+            walked,
             tree: Some(tree),
         });
     }
@@ -575,6 +582,7 @@ pub fn layer_plan(
         alias,
         keyed_by_alias: false,
         inputs: inputs.into(),
+        walked,
         tree: (tars.is_empty() && spec.remove.is_empty()).then_some(tree),
     })
 }

@@ -28,7 +28,9 @@
 //! to its directory's descriptor; the entry carries that metadata, so planning keys the file
 //! without asking the file system again. The entries are then inserted in the order a serial
 //! depth-first walk meets them, so the tree, and the first error when there is one, do not
-//! depend on the threads (see `walk`).
+//! depend on the threads (see `walk`). The directories and symlinks taken are noted, in that
+//! order, in the tree's walk digest ([`LayerTree::walked`](crate::layer::LayerTree::walked)),
+//! which checks a tree read again against the one planned.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -427,6 +429,7 @@ impl Replay<'_, '_> {
             Item::Symlink { dest, target } => {
                 self.take()?;
                 let target = target?;
+                self.b.tree.note_walked(&dest, Some(&target));
                 self.b.insert_owned(
                     index,
                     dest,
@@ -459,6 +462,7 @@ fn write_pending(
     for p in &mut pending[first_unwritten..] {
         p.written = true;
         if !p.dest.is_empty() {
+            b.tree.note_walked(&p.dest, None);
             b.insert(index, &p.dest, spec, EntryKind::Dir, dir_mode)?;
         }
     }

@@ -238,6 +238,44 @@ fn tar_import_keeps_devices_and_fifos_with_their_numbers() {
     assert!(listing.contains("prw------- 7/8"), "{listing}");
 }
 
+/// The walk digest covers what the host walks took and nothing else: a layer that also imports
+/// an archive whose directories merge with the walked ones (before or after them) has the
+/// digest of its host entry alone, which is what planning reads to key such a layer; so the
+/// tree read again to write it compares equal while the host tree is unchanged.
+#[test]
+fn the_walk_digest_is_that_of_the_host_entries_alone() {
+    let c = Ctx::new();
+    fs::write(c.root.join("rootfs.tar"), rootfs_archive()).unwrap();
+    c.file("tree/usr/bin/tool", b"x", 0o755);
+    symlink("tool", c.root.join("tree/usr/bin/alias")).unwrap();
+    let host = || add("", path("tree"));
+    let archive = || {
+        add(
+            "",
+            Source::Tar {
+                path: "rootfs.tar".into(),
+                include: vec![],
+                exclude: vec![],
+            },
+        )
+    };
+    let inline = add("etc/motd", Source::Content(b"hi".to_vec()));
+    let alone = c.build(vec![host()]).unwrap();
+    let before = c.build(vec![archive(), host(), inline]).unwrap();
+    let after = c.build(vec![host(), archive()]).unwrap();
+    // The archive's `usr/bin/` merged with the walked one, and the later one won.
+    assert_eq!(before.get("usr/bin").unwrap().origin.entry, 1);
+    assert_eq!(after.get("usr/bin").unwrap().origin.entry, 1);
+    assert_eq!(after.get("usr").unwrap().mode, 0o711);
+    assert_eq!(before.walked(), alone.walked());
+    assert_eq!(after.walked(), alone.walked());
+    assert_ne!(alone.walked(), LayerTree::new().walked());
+    assert_eq!(
+        c.build(vec![archive()]).unwrap().walked(),
+        LayerTree::new().walked()
+    );
+}
+
 #[test]
 fn tar_import_include_and_exclude_pick_members_by_name() {
     let c = Ctx::new();
