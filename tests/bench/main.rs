@@ -27,7 +27,7 @@ use cargo_oci_image_test_support::{build_cargo_image, repo_root};
 
 use baselines::{Buildah, Compressor};
 use corpus::{Corpus, Variant};
-use measure::{max_rss_mib, median, remove_dir_if_exists, repeat, Ours, Sample};
+use measure::{max_rss_mib, median, median_cpu, remove_dir_if_exists, repeat, Ours, Sample};
 use report::{Context, Goal, Outcome, Row};
 
 const USAGE: &str = "\
@@ -232,6 +232,11 @@ impl Bench {
                 },
                 fs::metadata(&tar_out).map_or(0, |m| m.len()) as f64 / 1e6
             ),
+        ));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.notes.push((
+            format!("CPU time, {out_name}"),
+            report::cpu_bound(median_cpu(&ours), median_cpu(&base), median(&base), cores),
         ));
         Ok((ours, base))
     }
@@ -556,6 +561,7 @@ impl Bench {
                 Ok(Sample {
                     secs: bud.secs + push.secs,
                     peak_rss_kib: None,
+                    cpu_secs: bud.cpu_secs + push.cpu_secs,
                 })
             })?;
             let cached = repeat(runs, |i| {

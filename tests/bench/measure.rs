@@ -21,6 +21,9 @@ pub struct Sample {
     pub secs: f64,
     /// Peak resident set size in KiB, when the run was wrapped in GNU time.
     pub peak_rss_kib: Option<u64>,
+    /// User and system CPU time of the child and every process it waited for (a shell's
+    /// pipeline, GNU time's command), in seconds.
+    pub cpu_secs: f64,
 }
 
 /// Runs `cmd` to completion, timing it; fails with its stderr unless it exits 0. The disk is
@@ -30,11 +33,13 @@ pub fn time(cmd: &mut Command) -> Result<Sample> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     settle();
+    let cpu_before = children_cpu_secs();
     let start = Instant::now();
     let out = cmd
         .output()
         .with_context(|| format!("could not run {:?}", cmd.get_program()))?;
     let secs = start.elapsed().as_secs_f64();
+    let cpu_secs = children_cpu_secs() - cpu_before;
     if !out.status.success() {
         bail!(
             "{:?} failed ({}): {}",
@@ -46,7 +51,22 @@ pub fn time(cmd: &mut Command) -> Result<Sample> {
     Ok(Sample {
         secs,
         peak_rss_kib: None,
+        cpu_secs,
     })
+}
+
+/// User plus system CPU time of this process's waited-for children so far, in seconds: a
+/// child's own and that of the children it waited for are added when it is waited for (the
+/// bench runs one child at a time).
+fn children_cpu_secs() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// Writes every dirty page to disk, untimed, before a timed run: so no run pays for the
@@ -65,12 +85,21 @@ pub fn last_lines(text: &str, n: usize) -> String {
 
 /// The median of the samples' wall times.
 pub fn median(samples: &[Sample]) -> f64 {
-    let mut secs: Vec<f64> = samples.iter().map(|s| s.secs).collect();
-    secs.sort_by(f64::total_cmp);
-    match secs.len() {
+    median_of(samples.iter().map(|s| s.secs))
+}
+
+/// The median of the samples' CPU times.
+pub fn median_cpu(samples: &[Sample]) -> f64 {
+    median_of(samples.iter().map(|s| s.cpu_secs))
+}
+
+fn median_of(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
         0 => f64::NAN,
-        n if n % 2 == 1 => secs[n / 2],
-        n => (secs[n / 2 - 1] + secs[n / 2]) / 2.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
@@ -208,4 +237,22 @@ pub fn remove_dir_if_exists(dir: &Path) -> Result<()> {
 /// Total size of the regular files under `dir`, in bytes (0 when it cannot be read).
 pub fn dir_bytes(dir: &Path) -> u64 {
     crate::corpus::tree_size(dir).map_or(0, |(_, bytes)| bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPU time of a shell's pipeline is counted: the shell waits for its commands, and
+    /// their time is added to its own when the bench waits for it.
+    #[test]
+    fn a_samples_cpu_time_holds_the_pipeline_the_child_ran() {
+        let busy = time(Command::new("sh").args(["-c", "head -c 100000000 /dev/zero | sha256sum"]))
+            .unwrap();
+        // SHA-256 of 100 MB takes more than 20 ms of CPU on any core (5 GB/s); the shell
+        // itself a few.
+        assert!(busy.cpu_secs > 0.02, "{busy:?}");
+        let idle = time(Command::new("sh").args(["-c", "sleep 0.2"])).unwrap();
+        assert!(idle.cpu_secs < busy.cpu_secs, "{idle:?} {busy:?}");
+    }
 }

@@ -264,9 +264,31 @@ pub fn write_markdown(
     fs::write(path, text)
 }
 
+/// Our CPU time `cpu` and the baseline's `base_cpu` (user + system), and what ours bounds: even
+/// with all `cores` busy every moment, a build that needs `cpu` seconds of CPU cannot end
+/// sooner than `cpu / cores`, which against the baseline's wall time `base_wall` is the lowest
+/// ratio the row can show on this machine with this much work to do.
+pub fn cpu_bound(cpu: f64, base_cpu: f64, base_wall: f64, cores: usize) -> String {
+    let least = cpu / cores as f64;
+    format!(
+        "ours {cpu:.2} s, baseline {base_cpu:.2} s (user + system); on {cores} cores ours cannot \
+         take less than {least:.2} s, {:.3} of the baseline's {base_wall:.2} s",
+        least / base_wall
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpu_bound_is_cpu_time_over_the_cores_against_the_baselines_wall_time() {
+        assert_eq!(
+            cpu_bound(5.9, 4.92, 2.87, 2),
+            "ours 5.90 s, baseline 4.92 s (user + system); on 2 cores ours cannot take less \
+             than 2.95 s, 1.028 of the baseline's 2.87 s"
+        );
+    }
 
     #[test]
     fn cpu_pressure_is_the_share_of_the_run_spent_waiting() {
