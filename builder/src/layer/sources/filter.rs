@@ -150,13 +150,19 @@ impl Reserved {
                 prefix,
                 random,
             } => {
-                let (parent, name) = match bytes.iter().rposition(|&b| b == b'/') {
-                    Some(slash) => (&bytes[..slash.max(1)], &bytes[slash + 1..]),
-                    None => (&b""[..], bytes),
+                // Such a name has exactly `prefix.len() + random` bytes: only the end of the
+                // path is looked at, without searching it for its last `/`.
+                let Some(at) = bytes.len().checked_sub(prefix.len() + random) else {
+                    return false;
                 };
-                let named = name.strip_prefix(prefix.as_bytes()).is_some_and(|rest| {
-                    rest.len() == *random && rest.iter().all(u8::is_ascii_alphanumeric)
-                });
+                let (parent, name) = match at {
+                    0 => (&b""[..], bytes),
+                    _ if bytes[at - 1] == b'/' => (&bytes[..(at - 1).max(1)], &bytes[at..]),
+                    _ => return false,
+                };
+                let named = name
+                    .strip_prefix(prefix.as_bytes())
+                    .is_some_and(|rest| rest.iter().all(u8::is_ascii_alphanumeric));
                 named
                     && dir
                         .as_ref()
@@ -526,15 +532,17 @@ mod tests {
             filter.reserved(&root.join("target")).map(Reserved::what),
             Some("cargo's target directory")
         );
-        assert!(filter.reserved(&root.join("target2")).is_none());
-        assert!(filter
-            .reserved(&root.join("x/.cargo-image-stage-a1B2c3"))
-            .is_some());
-        assert!(filter
-            .reserved(&root.join("x/.cargo-image-stage-a1B2"))
-            .is_none());
-        assert!(filter.reserved(&root.join(".out.tmp-a1B2c3")).is_some());
-        assert!(filter.reserved(&root.join("x/.out.tmp-a1B2c3")).is_none());
+        let reserved = |path: &str| filter.reserved(&root.join(path)).is_some();
+        assert!(!reserved("target2"));
+        assert!(reserved("x/.cargo-image-stage-a1B2c3"));
+        assert!(!reserved("x/.cargo-image-stage-a1B2"));
+        // Only a whole name: not one that ends in such a name, nor one with more letters.
+        assert!(!reserved("x/y.cargo-image-stage-a1B2c3"));
+        assert!(!reserved("x/.cargo-image-stage-a1B2c3d"));
+        assert!(!reserved("x/.cargo-image-stage-a1B2c/"));
+        assert!(reserved("/.cargo-image-stage-a1B2c3"));
+        assert!(reserved(".out.tmp-a1B2c3"));
+        assert!(!reserved("x/.out.tmp-a1B2c3"));
         assert_eq!(filter.reserved_below(&root).len(), 3);
         assert_eq!(
             filter.reserved_below(&root.join("target")).len(),
