@@ -196,13 +196,11 @@ impl ImportedArchive {
 
 impl EntryKind {
     /// A host file at `path` whose metadata is `stat` (its size is the entry's size).
-    pub(crate) fn host_file(path: PathBuf, stat: Metadata) -> Self {
+    pub(crate) fn host_file(path: PathBuf, stat: impl Into<Arc<Metadata>>) -> Self {
+        let stat = stat.into();
         EntryKind::File {
             size: stat.len(),
-            source: FileSource::Host {
-                path,
-                stat: Arc::new(stat),
-            },
+            source: FileSource::Host { path, stat },
         }
     }
 }

@@ -233,7 +233,7 @@ pub struct LayerPlan {
     /// Whether [`key`](Self::key) came from resolving the alias (no file was read to key it).
     pub keyed_by_alias: bool,
     /// Shared, not copied, by the images of one invocation that plan the same layer.
-    pub inputs: std::sync::Arc<[InputStamp]>,
+    pub inputs: std::sync::Arc<Vec<InputStamp>>,
     /// [`LayerTree::walked`] of the tree keyed: a tree read again to write the layer (when
     /// [`tree`](Self::tree) is `None`) is checked against it, as its host files are against
     /// [`inputs`](Self::inputs).
@@ -358,7 +358,6 @@ pub fn layer_plan(
 ) -> Result<LayerPlan, layer::Error> {
     let mut w = KeyWriter::new("layer");
     recipe(&mut w, spec, opts, lower);
-    let mut inputs = Vec::new();
     cargo_recipes(spec, ctx, hasher, &mut w)?;
 
     // Imported tarballs are keyed by the archive's content and the entry's options; everything
@@ -419,9 +418,11 @@ pub fn layer_plan(
         });
         a.finish()
     });
-    for (p, meta) in &hosts {
-        inputs.push(InputStamp::new(p, meta));
-    }
+    // In parallel: a path copied per file.
+    let mut inputs: Vec<InputStamp> = hosts
+        .par_iter()
+        .map(|&(p, meta)| InputStamp::new(p, meta))
+        .collect();
     let all_known = known.iter().all(|(hash, _)| hash.is_some());
     if !all_known && tars.is_empty() {
         if let Some(key) = alias.as_ref().and_then(|a| hasher.resolve_alias(a)) {

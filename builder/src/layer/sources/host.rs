@@ -34,6 +34,7 @@
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::Match;
@@ -188,12 +189,14 @@ fn walk(
 }
 
 /// A directory's entries as the first pass read them, in `read_dir` order, without what the
-/// filters leave out; `Err` when the directory cannot be read.
-type Listing = Result<Vec<Item>, Error>;
+/// filters leave out; `Err` when the directory cannot be read. Errors are boxed here and in
+/// [`Item`]: an item per walked entry is held until the replay, and an unboxed error would make
+/// every item twice its size.
+type Listing = Result<Vec<Item>, Box<Error>>;
 
 /// One entry the walk takes (or the error met at its place in the walk).
 enum Item {
-    Error(Error),
+    Error(Box<Error>),
     Dir {
         dest: String,
         path: PathBuf,
@@ -208,11 +211,12 @@ enum Item {
     File {
         dest: String,
         path: PathBuf,
-        meta: Result<fs::Metadata, Error>,
+        /// Shared with the tree's entry (made on the reading thread, not the replaying one).
+        meta: Result<Arc<fs::Metadata>, Box<Error>>,
     },
     Symlink {
         dest: String,
-        target: Result<String, Error>,
+        target: Result<String, Box<Error>>,
     },
     Special {
         path: PathBuf,
@@ -231,14 +235,15 @@ impl Reader<'_> {
     /// entries are included by default when `included` (the include globs' verdict on the
     /// directory).
     fn list(&self, dir: &Path, rel: &str, included: bool) -> Listing {
-        let read_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::ReadSource { path, source }
+        // The path is copied into the error only when there is one (not once per entry).
+        let read_error = |source| {
+            Box::new(Error::ReadSource {
+                path: dir.to_path_buf(),
+                source,
+            })
         };
-        let entries = fs::read_dir(dir).map_err(read_error(dir))?;
-        let entries: Vec<_> = entries
-            .map(|entry| entry.map_err(read_error(dir)))
-            .collect();
+        let entries = fs::read_dir(dir).map_err(read_error)?;
+        let entries: Vec<_> = entries.map(|entry| entry.map_err(read_error)).collect();
         // The directory's own entries first (its descriptor is closed when they are done),
         // then its subdirectories: only the directories being read are open.
         let mut items: Vec<Item> = entries
@@ -277,14 +282,16 @@ impl Reader<'_> {
         let path = entry.path();
         let ft = match entry.file_type() {
             Ok(ft) => ft,
-            Err(source) => return Some(Item::Error(Error::ReadSource { path, source })),
+            Err(source) => {
+                return Some(Item::Error(Box::new(Error::ReadSource { path, source })));
+            }
         };
         let is_dir = ft.is_dir();
         if reserved.iter().any(|r| r.matches(&path)) {
             return None;
         }
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            return Some(Item::Error(Error::DecodePath { path }));
+            return Some(Item::Error(Box::new(Error::DecodePath { path })));
         };
         // The destination, whose tail is the path relative to the root (one string for both).
         let dest_prefix = &self.spec.dest;
@@ -335,10 +342,14 @@ impl Reader<'_> {
         }
         Some(if ft.is_file() {
             // `lstat` relative to the directory's descriptor.
-            let meta = entry.metadata().map_err(|source| Error::ReadSource {
-                path: path.clone(),
-                source,
-            });
+            let meta = entry
+                .metadata()
+                .map(Arc::new)
+                .map_err(|source| Error::ReadSource {
+                    path: path.clone(),
+                    source,
+                })
+                .map_err(Box::new);
             Item::File { dest, path, meta }
         } else if ft.is_symlink() {
             let target = fs::read_link(&path)
@@ -351,7 +362,8 @@ impl Reader<'_> {
                         .into_os_string()
                         .into_string()
                         .map_err(|_| Error::DecodePath { path: path.clone() })
-                });
+                })
+                .map_err(Box::new);
             Item::Symlink { dest, target }
         } else {
             Item::Special {
@@ -374,7 +386,7 @@ struct Replay<'a, 'b> {
 
 impl Replay<'_, '_> {
     fn listing(&mut self, listing: Listing) -> Result<(), Error> {
-        for item in listing? {
+        for item in listing.map_err(|e| *e)? {
             self.item(item)?;
         }
         Ok(())
@@ -396,7 +408,7 @@ impl Replay<'_, '_> {
     fn item(&mut self, item: Item) -> Result<(), Error> {
         let (index, spec) = (self.index, self.spec);
         match item {
-            Item::Error(e) => Err(e),
+            Item::Error(e) => Err(*e),
             Item::Dir {
                 dest,
                 included,
@@ -419,7 +431,7 @@ impl Replay<'_, '_> {
             }
             Item::File { dest, path, meta } => {
                 self.take()?;
-                let meta = meta?;
+                let meta = meta.map_err(|e| *e)?;
                 let mode = spec
                     .mode
                     .map_or_else(|| normalise_file_mode(host_mode(&meta)), mask);
@@ -428,7 +440,7 @@ impl Replay<'_, '_> {
             }
             Item::Symlink { dest, target } => {
                 self.take()?;
-                let target = target?;
+                let target = target.map_err(|e| *e)?;
                 self.b.tree.note_walked(&dest, Some(&target));
                 self.b.insert_owned(
                     index,
