@@ -45,6 +45,22 @@ fn help_has_examples_and_usage_errors_exit_2() {
 }
 
 #[test]
+fn printed_output_reaches_the_pipe_whole_before_the_process_ends() {
+    // The binary ends with `_exit` once the command is done (skipping exit handlers): what it
+    // printed must all be in the pipe by then, and the exit code must be the command's.
+    let root = repo_root();
+    let r = cargo_image(&root).args(["schema"]).run().ok();
+    let committed = std::fs::read_to_string(root.join("schema/image.schema.json")).unwrap();
+    assert_eq!(r.stdout, committed);
+    let r = cargo_image(&root)
+        .args(["inspect", "--json", "--tag", "latest"])
+        .arg_path(&root.join("no-such-layout"))
+        .run();
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("no-such-layout"), "{}", r.stderr);
+}
+
+#[test]
 fn tag_flag_replaces_the_spec_tags() {
     let (tmp, dir) = example_copy("import-tar");
     let out = tmp.path().join("out");

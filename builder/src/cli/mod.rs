@@ -13,7 +13,6 @@ mod sign;
 mod update;
 
 use std::ffi::OsString;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -80,12 +79,12 @@ impl Command {
 }
 
 /// Parses `args` and runs the subcommand; the one place that maps outcomes to exit codes.
-pub fn run(args: Vec<OsString>) -> ExitCode {
+pub fn run(args: Vec<OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
         }
     };
     let json = cli.command.json_events();
@@ -107,14 +106,14 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Update(args) => update::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(failure) => {
             // A JSON event stream ends with the error, for tools; people read stderr.
             if json && !failure.event_sent {
                 println!("{}", output::error_event(&failure.error, None));
             }
             output::report_error(&failure.error);
-            ExitCode::from(failure.code)
+            failure.code
         }
     }
 }
