@@ -195,6 +195,23 @@ impl Ours {
     /// Builds `spec` into `output` under GNU time with `jobs` compression threads.
     pub fn build_with_jobs(&self, spec: &Path, output: &Path, jobs: usize) -> Result<Sample> {
         let spec_dir = spec.parent().context("spec has a parent directory")?;
+        self.build_in(spec, output, jobs, &spec_dir.join(".bench/store"))
+    }
+
+    /// Builds `spec` into `output` under GNU time with the store `store` instead of the bench's
+    /// (a cold build beside the bench's warm store); `None` when the binary takes no `--store`.
+    pub fn build_in_store(
+        &self,
+        spec: &Path,
+        output: &Path,
+        store: &Path,
+    ) -> Option<Result<Sample>> {
+        self.has_store_flag
+            .then(|| self.build_in(spec, output, self.jobs, store))
+    }
+
+    fn build_in(&self, spec: &Path, output: &Path, jobs: usize, store: &Path) -> Result<Sample> {
+        let spec_dir = spec.parent().context("spec has a parent directory")?;
         let rss_file = spec_dir.join(".bench/rss");
         let mut cmd = Command::new(GNU_TIME);
         cmd.arg("-f")
@@ -214,7 +231,7 @@ impl Ours {
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("SOURCE_DATE_EPOCH");
         if self.has_store_flag {
-            cmd.arg("--store").arg(spec_dir.join(".bench/store"));
+            cmd.arg("--store").arg(store);
         }
         let mut sample = time(&mut cmd)?;
         let rss = fs::read_to_string(&rss_file)
