@@ -26,15 +26,16 @@
 //!
 //! A tree is read in parallel, a task per directory, and each file is `lstat`ed once, relative
 //! to its directory's descriptor; the entry carries that metadata, so planning keys the file
-//! without asking the file system again. The entries are then inserted in the order a serial
-//! depth-first walk meets them, so the tree, and the first error when there is one, do not
-//! depend on the threads (see `walk`). The directories and symlinks taken are noted, in that
-//! order, in the tree's walk digest ([`LayerTree::walked`](crate::layer::LayerTree::walked)),
-//! which checks a tree read again against the one planned.
+//! without asking the file system again. The entries are inserted while the rest of the tree
+//! is still being read, in the order a serial depth-first walk meets them, so the tree, and the
+//! first error when there is one, do not depend on the threads (see `walk`). The directories
+//! and symlinks taken are noted, in that order, in the tree's walk digest
+//! ([`LayerTree::walked`](crate::layer::LayerTree::walked)), which checks a tree read again
+//! against the one planned.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::Match;
@@ -149,13 +150,14 @@ struct Pending {
 /// Walks the tree at `root` into the layer; returns whether it took anything (a file, a link
 /// or a directory of its own).
 ///
-/// Two passes. The first reads the tree in parallel (rayon, a task per directory): each
+/// Two passes at once. The first reads the tree in parallel (rayon, a task per directory): each
 /// directory's entries in the order `read_dir` gives them, what the filters leave out dropped
 /// there (a left-out directory is not read), and each taken file's metadata from one `lstat`
 /// relative to its directory's descriptor (not a lookup of its whole path). The second replays
 /// that listing in walk order (a directory before its contents, depth first) on the calling
-/// thread and inserts the entries: the tree, and the first error met, are those a serial walk
-/// gives.
+/// thread and inserts the entries, following the first: it takes a directory's listing once
+/// its task has read it, and meanwhile runs the pool's pending tasks (see [`Slot::take`]). The
+/// tree, and the first error met, are those a serial walk gives.
 fn walk(
     b: &mut Builder<'_>,
     index: usize,
@@ -165,7 +167,21 @@ fn walk(
 ) -> Result<bool, Error> {
     let dir_mode = spec.dir_mode.map_or(DIR_MODE, mask);
     let reader = Reader { spec, filters };
-    let listing = reader.list(root, "", filters.include.is_none());
+    rayon::in_place_scope(|scope| {
+        let listing = reader.list(scope, root, "", filters.include.is_none());
+        replay(b, index, spec, dir_mode, filters, listing)
+    })
+}
+
+/// The second pass of [`walk`]: inserts `listing` (the root's) and what it leads to.
+fn replay(
+    b: &mut Builder<'_>,
+    index: usize,
+    spec: &EntrySpec,
+    dir_mode: u32,
+    filters: &Filters<'_>,
+    listing: Listing,
+) -> Result<bool, Error> {
     // Ancestors of the current walk entry, root first: `pending[d]` is at depth `d`.
     let mut pending = vec![Pending {
         dest: spec.dest.clone(),
@@ -194,6 +210,45 @@ fn walk(
 /// every item twice its size.
 type Listing = Result<Vec<Item>, Box<Error>>;
 
+/// A directory's [`Listing`], put by the task that reads it and taken by the replay, which may
+/// get there first.
+#[derive(Default)]
+struct Slot {
+    listing: Mutex<Option<Listing>>,
+    filled: Condvar,
+}
+
+impl Slot {
+    fn fill(&self, listing: Listing) {
+        *self.listing.lock().unwrap_or_else(|p| p.into_inner()) = Some(listing);
+        self.filled.notify_all();
+    }
+
+    /// The listing, once it is there. Until then the waiting thread runs the pool's pending
+    /// tasks: when it is one of the pool's threads the task that reads this directory may be
+    /// in its own queue (with one thread, nothing else would run it). With nothing to run, it
+    /// waits for the fill (a millisecond at a time, so that it helps again with tasks spawned
+    /// meanwhile).
+    fn take(&self) -> Listing {
+        loop {
+            let mut listing = self.listing.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(listing) = listing.take() {
+                return listing;
+            }
+            drop(listing);
+            if let Some(rayon::Yield::Executed) = rayon::yield_now() {
+                continue;
+            }
+            let listing = self.listing.lock().unwrap_or_else(|p| p.into_inner());
+            if listing.is_none() {
+                let _ = self
+                    .filled
+                    .wait_timeout(listing, std::time::Duration::from_millis(1));
+            }
+        }
+    }
+}
+
 /// One entry the walk takes (or the error met at its place in the walk).
 enum Item {
     Error(Box<Error>),
@@ -206,7 +261,8 @@ enum Item {
         included: bool,
         /// Whether the ignore file leaves it out (it is walked for its exceptions).
         ignored: bool,
-        listing: Listing,
+        /// Filled by the task that reads the directory.
+        listing: Arc<Slot>,
     },
     File {
         dest: String,
@@ -234,7 +290,15 @@ impl Reader<'_> {
     /// The entries of the directory `dir` (at `rel` below the root, `""` for the root), whose
     /// entries are included by default when `included` (the include globs' verdict on the
     /// directory).
-    fn list(&self, dir: &Path, rel: &str, included: bool) -> Listing {
+    /// Its subdirectories are read by tasks of their own, spawned in `scope`, which fill their
+    /// items' [`Slot`]s.
+    fn list<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        dir: &Path,
+        rel: &str,
+        included: bool,
+    ) -> Listing {
         // The path is copied into the error only when there is one (not once per entry).
         let read_error = |source| {
             Box::new(Error::ReadSource {
@@ -246,14 +310,14 @@ impl Reader<'_> {
         let entries: Vec<_> = entries.map(|entry| entry.map_err(read_error)).collect();
         // The directory's own entries first (its descriptor is closed when they are done),
         // then its subdirectories: only the directories being read are open.
-        let mut items: Vec<Item> = entries
+        let items: Vec<Item> = entries
             .into_par_iter()
             .filter_map(|entry| match entry {
                 Ok(entry) => self.item(entry, rel, included),
                 Err(e) => Some(Item::Error(e)),
             })
             .collect();
-        items.par_iter_mut().for_each(|item| {
+        for item in &items {
             if let Item::Dir {
                 dest,
                 path,
@@ -263,9 +327,11 @@ impl Reader<'_> {
                 ..
             } = item
             {
-                *listing = self.list(path, &dest[*rel_at..], *included);
+                let (path, rel, included) = (path.clone(), dest[*rel_at..].to_owned(), *included);
+                let slot = listing.clone();
+                scope.spawn(move |scope| slot.fill(self.list(scope, &path, &rel, included)));
             }
-        });
+        }
         Ok(items)
     }
 
@@ -334,7 +400,7 @@ impl Reader<'_> {
                 included,
                 ignored,
                 // Read once the directory holding it is done.
-                listing: Ok(Vec::new()),
+                listing: Arc::default(),
             });
         }
         if !included {
@@ -425,7 +491,7 @@ impl Replay<'_, '_> {
                 if included && !ignored {
                     self.take()?;
                 }
-                self.listing(listing)?;
+                self.listing(listing.take())?;
                 self.pending.pop();
                 Ok(())
             }

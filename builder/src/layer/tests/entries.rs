@@ -470,3 +470,71 @@ fn two_entries_at_one_path_are_an_error_naming_both() {
     assert_eq!(names(&tar_of(&tree)), ["etc/", "etc/conf", "etc/other"]);
     assert_eq!(member(&ms, "etc/").mode, 0o750);
 }
+
+#[test]
+fn a_tree_and_its_first_error_are_the_same_on_one_thread_and_many() {
+    // The walk's replay takes each directory's listing while the pool still reads the others;
+    // on a pool of one thread the replaying thread runs the reading tasks itself.
+    let c = Arc::new(Ctx::new());
+    for a in 0..6 {
+        for b in 0..4 {
+            for f in 0..3 {
+                let name = format!("t/d{a}/e{b}/f{f}.txt");
+                c.file(&name, name.as_bytes(), 0o644);
+            }
+        }
+    }
+    symlink("d0/e0/f0.txt", c.root.join("t/link")).unwrap();
+    let shape = |tree: &LayerTree| -> Vec<String> {
+        tree.iter()
+            .map(|(p, e)| match &e.kind {
+                EntryKind::Dir => format!("{p}/"),
+                EntryKind::File { size, .. } => format!("{p} {size}"),
+                EntryKind::Symlink { target } => format!("{p} -> {target}"),
+                EntryKind::Device { .. } => unreachable!("no devices here"),
+            })
+            .collect()
+    };
+    // On a thread of its own, so that a walk that never ends fails the test instead of
+    // hanging it.
+    let in_pool = |threads: usize| {
+        let c = c.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let _ = tx.send(pool.install(|| c.build(vec![add("x/", path("t"))])));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the walk on {threads} thread(s) did not finish"))
+    };
+    let one = in_pool(1).unwrap();
+    let four = in_pool(4).unwrap();
+    let outside = c.build(vec![add("x/", path("t"))]).unwrap();
+    // x, t's 6 directories, their 24, 72 files, the link.
+    assert_eq!(one.len(), 1 + 6 + 24 + 72 + 1);
+    assert_eq!(shape(&one), shape(&four));
+    assert_eq!(shape(&one), shape(&outside));
+    assert_eq!(one.walked(), four.walked());
+    assert_eq!(one.walked(), outside.walked());
+
+    // Two bad names in different directories: the one the walk meets first, whatever the
+    // threads.
+    use std::os::unix::ffi::OsStrExt;
+    for dir in ["t/d1/e2", "t/d4/e0"] {
+        fs::write(
+            c.root
+                .join(dir)
+                .join(std::ffi::OsStr::from_bytes(b"bad\xff")),
+            b"",
+        )
+        .unwrap();
+    }
+    let first = in_pool(1).unwrap_err().to_string();
+    assert!(first.contains("not valid UTF-8"), "{first}");
+    for _ in 0..3 {
+        assert_eq!(in_pool(4).unwrap_err().to_string(), first);
+    }
+}
