@@ -16,7 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// temporary files removed, child processes waited for), and what is left is memory. A normal
 /// exit would then run mimalloc's exit handler, which returns every arena to the kernel page by
 /// page, while the threads freeing a build's trees in the background are still at it: 5% of a
-/// warm build's time on the bench corpus (BENCHMARKS.md, "Warm builds: less memory").
+/// warm build's time on the bench corpus (BENCHMARKS.md, "Warm builds: less memory, and no exit
+/// handler").
 fn main() {
     // `cargo image build` runs `cargo-image image build`: drop the subcommand name cargo passes.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();

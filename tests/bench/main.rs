@@ -247,7 +247,19 @@ impl Bench {
         what: &str,
         spec: &Path,
         out_name: &str,
+        change: impl FnMut(usize) -> Result<()>,
+    ) -> Result<Vec<Sample>> {
+        self.rebuilds_then(what, spec, out_name, change, |_| Ok(()))
+    }
+
+    /// [`rebuilds`](Self::rebuilds), with `then` run (untimed) after each timed build.
+    fn rebuilds_then(
+        &mut self,
+        what: &str,
+        spec: &Path,
+        out_name: &str,
         mut change: impl FnMut(usize) -> Result<()>,
+        mut then: impl FnMut(&Ours) -> Result<()>,
     ) -> Result<Vec<Sample>> {
         let out = self.out(out_name);
         log(&format!("{what}: priming build"));
@@ -255,7 +267,9 @@ impl Bench {
         repeat(self.args.runs, |i| {
             log(&format!("{what} {}/{}", i + 1, self.args.runs));
             change(i + 1)?;
-            self.ours.build(spec, &out)
+            let sample = self.ours.build(spec, &out)?;
+            then(&self.ours)?;
+            Ok(sample)
         })
     }
 
@@ -269,37 +283,22 @@ impl Bench {
         what: &str,
         spec: &Path,
         out_name: &str,
-        mut change: impl FnMut(usize) -> Result<()>,
+        change: impl FnMut(usize) -> Result<()>,
     ) -> Result<(Vec<Sample>, Option<Vec<Sample>>)> {
-        let out = self.out(out_name);
+        if !self.ours.has_store_flag {
+            return Ok((self.rebuilds(what, spec, out_name, change)?, None));
+        }
         let (cold_store, cold_out) = (self.scratch.join("beside-store"), self.out("beside-cold"));
-        log(&format!("{what}: priming build"));
-        self.ours.build(spec, &out)?;
-        let (mut rebuilds, mut colds) = (Vec::new(), Some(Vec::new()));
-        for i in 0..self.args.runs {
-            log(&format!(
-                "{what}, then a cold build, {}/{}",
-                i + 1,
-                self.args.runs
-            ));
-            change(i + 1)?;
-            rebuilds.push(self.ours.build(spec, &out)?);
+        let mut colds = Vec::new();
+        let rebuilds = self.rebuilds_then(what, spec, out_name, change, |ours| {
             remove_dir_if_exists(&cold_store)?;
             remove_dir_if_exists(&cold_out)?;
-            colds = match (
-                colds,
-                self.ours.build_in_store(spec, &cold_out, &cold_store),
-            ) {
-                (Some(mut done), Some(cold)) => {
-                    done.push(cold?);
-                    Some(done)
-                }
-                _ => None,
-            };
-        }
+            colds.push(ours.build_in_store(spec, &cold_out, &cold_store)?);
+            Ok(())
+        })?;
         remove_dir_if_exists(&cold_store)?;
         remove_dir_if_exists(&cold_out)?;
-        Ok((rebuilds, colds))
+        Ok((rebuilds, Some(colds)))
     }
 
     fn run(&mut self) -> Result<()> {

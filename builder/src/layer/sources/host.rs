@@ -408,14 +408,12 @@ impl Reader<'_> {
         }
         Some(if ft.is_file() {
             // `lstat` relative to the directory's descriptor.
-            let meta = entry
-                .metadata()
-                .map(Arc::new)
-                .map_err(|source| Error::ReadSource {
+            let meta = entry.metadata().map(Arc::new).map_err(|source| {
+                Box::new(Error::ReadSource {
                     path: path.clone(),
                     source,
                 })
-                .map_err(Box::new);
+            });
             Item::File { dest, path, meta }
         } else if ft.is_symlink() {
             let target = fs::read_link(&path)
