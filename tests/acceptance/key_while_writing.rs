@@ -313,3 +313,82 @@ fn after_a_cold_build_the_next_finds_every_layer_without_opening_a_file() {
     let plan = nodes(&serde_json::from_str(&plan.stdout).unwrap());
     assert_eq!(plan, warm_plan);
 }
+
+#[test]
+fn two_processes_planning_the_same_new_layer_write_it_once() {
+    let p = project();
+    let dir = &p.dir;
+    // 40 MiB more of poorly compressible assets, so that the first build is still writing
+    // the layer when the second gets to it.
+    let mut noise = Noise::new(0x2545_f491_4f6c_dd1d);
+    for i in 0..40 {
+        p.file(&format!("assets/noise/{i:02}.bin"), noise.bytes(1 << 20));
+    }
+    age(&dir.join("assets"));
+    let build = |out: &str| {
+        cargo_image(dir)
+            .args(["build", "--store", "store", "--output", out])
+            .args(["--message-format", "json"])
+            .spawn()
+    };
+    // The second starts once the first has begun to write the assets layer (keyed while
+    // written: neither knows its key), so it waits for the first, or finds its work done.
+    let mut first = build("out-1");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        first.stdout.take().expect("piped stdout"),
+    ));
+    let mut first_events = Vec::new();
+    for line in lines.by_ref() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let started = event["event"] == "layer-started" && event["name"] == "assets";
+        first_events.push(event);
+        if started {
+            break;
+        }
+    }
+    assert!(
+        first_events.iter().any(|e| e["event"] == "layer-started"),
+        "the first build never started the assets layer: {first_events:?}"
+    );
+    let second = build("out-2").wait_with_output().unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    first_events.extend(lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()));
+    let status = first.wait().unwrap();
+    assert!(status.success(), "the first build failed");
+    let second_events = json_events(&String::from_utf8(second.stdout).unwrap());
+
+    // One wrote the layer, the other took it from the store: the same key and blob.
+    let (written, taken) = (finished(&first_events), finished(&second_events));
+    assert!(!written["layer assets"].1, "the first build wrote it");
+    assert_eq!(
+        taken["layer assets"],
+        (written["layer assets"].0.clone(), true),
+        "the second build took the first's layer"
+    );
+    assert!(
+        of_kind(&second_events, "layer-started")
+            .iter()
+            .all(|e| e["name"] != "assets"),
+        "the second build started writing the assets layer"
+    );
+    let digest = manifest_digest(&dir.join("out-1"));
+    assert_eq!(manifest_digest(&dir.join("out-2")), digest);
+    oci_image_tool_validate(&dir.join("out-2"), "latest");
+    // And it is the image a build on its own gives.
+    cargo_image(dir)
+        .args([
+            "build",
+            "--quiet",
+            "--store",
+            "store-alone",
+            "--output",
+            "out-alone",
+        ])
+        .run()
+        .ok();
+    assert_eq!(manifest_digest(&dir.join("out-alone")), digest);
+}

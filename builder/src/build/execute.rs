@@ -10,7 +10,10 @@
 //!   `plan`'s module docs) is built first, its host files hashed by the tar writer as it
 //!   streams them, then recorded under the key they give, under that key's lock (or taken
 //!   from the store, when another build recorded that key meanwhile), and the hashes go into
-//!   the stat index;
+//!   the stat index, which is saved at once. It is written under the lock of its identity
+//!   (its recipe and its files' stat data), so a build in another process that planned the
+//!   same layer waits for the first, then finds its key in the saved index and the layer in
+//!   the store instead of writing it too;
 //! - *assemble image*: the stage's config and manifest are written into the store, and
 //!   recorded under the image's key (computed here from its layers' keys when one of them
 //!   was keyed while written);
@@ -39,7 +42,7 @@ use crate::oci;
 use crate::plan::{self, LayerPlan, NodeId};
 use crate::rootfs::{LayerBlobRef, StageFs, BASE_FS};
 use crate::spec::{self, Stage};
-use crate::store::{BlobRef, BlobsRecord, NodeResult, StatIndex, Store};
+use crate::store::{BlobRef, BlobsRecord, LayerRecord, NodeResult, StatIndex, Store};
 
 /// The result of one executed node.
 pub(super) enum Output {
@@ -277,8 +280,8 @@ impl Run<'_> {
             // Keyed while written: built first, then recorded under the key it turns out to
             // have (or taken from the store, if another build recorded it meanwhile).
             None => {
-                let (blob, key) = build(work.plan, Some(self.stat_index))?;
-                (key, blob, false, None)
+                let (blob, key, cached) = build(work.plan, Some(self.stat_index))?;
+                (key, blob, cached, None)
             }
             Some(planned_key) => {
                 let key = planned_key.hex();
@@ -422,7 +425,7 @@ fn need_bytes(plan: &Plan, users: &[Vec<NodeId>], local_output: bool) -> Vec<boo
 pub(super) fn layers_of(
     plan: &Plan,
     outputs: &[Output],
-) -> Vec<(String, crate::store::LayerRecord, Option<String>)> {
+) -> Vec<(String, LayerRecord, Option<String>)> {
     let mut seen = std::collections::HashSet::new();
     let mut layers = Vec::new();
     for node in &plan.graph.nodes {
@@ -491,14 +494,23 @@ fn check_interpreters(
     Ok(())
 }
 
-/// Builds one layer into the store and records it under its key; returns it with its key.
+/// Builds one layer into the store and records it under its key; returns it with its key, and
+/// whether it was found in the store instead of written.
 ///
 /// A layer keyed while written (its plan's key pending) has the content hash of each host
 /// file computed from the bytes written, its key computed from them, and is recorded under it
 /// with its key's lock held, unless the store has that key already (another build recorded
 /// it meanwhile, or the same content existed under other stat data): then the store's record
 /// is taken (the same bytes, by determinism: one blob). The hashes of the files that did not
-/// change while written go into `stat_index`, so the next build reads none of them.
+/// change while written go into `stat_index`, which is saved, so the next build reads none
+/// of them.
+///
+/// Such a layer is written under the lock of its identity ([`plan::PendingKey::identity`]:
+/// its recipe and its files' paths and stat data), so that builds in other processes that
+/// plan the same layer from the same files, each without its key, do not all write it: the
+/// first writes it and saves the stat index before it lets go; the others, once they have
+/// the lock, find its files' hashes in the saved index, their key, and the layer in the
+/// store ([`stored_meanwhile`]).
 #[allow(clippy::too_many_arguments)]
 fn build_layer(
     layer_spec: &spec::LayerSpec,
@@ -510,7 +522,7 @@ fn build_layer(
     store: &Store,
     stat_index: Option<&RwLock<StatIndex>>,
     on_event: &(dyn Fn(Event) + Sync),
-) -> Result<(LayerBlob, plan::Key), Error> {
+) -> Result<(LayerBlob, plan::Key, bool), Error> {
     let wrap = |source| Error::Layer {
         layer: name.to_string(),
         source: Box::new(source),
@@ -518,6 +530,18 @@ fn build_layer(
     let mut tree = match plan.tree {
         Some(tree) => tree,
         None => LayerTree::from_spec(layer_spec, ctx).map_err(wrap)?,
+    };
+    let _pending_lock = match &plan.pending {
+        Some(pending) => {
+            let lock = store
+                .lock_pending(&pending.identity(&tree).hex())
+                .map_err(|e| store_err(store.root(), e))?;
+            if let Some((record, key)) = stored_meanwhile(pending, &tree, store, stat_index) {
+                return Ok((LayerBlob::from(&record), key, true));
+            }
+            Some(lock)
+        }
+        None => None,
     };
     // Parent directories this layer only implies keep the base's mode and owner.
     let mut replaced = None;
@@ -576,7 +600,7 @@ fn build_layer(
                     .put_key(&key.hex(), &NodeResult::Layer((&blob).into()))
                     .map_err(|e| store_err(store.root(), e))?;
             }
-            return Ok((blob, key));
+            return Ok((blob, key, false));
         }
         (None, Some(pending)) => pending,
         (None, None) => unreachable!("a layer plan has a key or a pending key"),
@@ -586,6 +610,24 @@ fn build_layer(
     debug_assert_eq!(hosts.len(), hashes.len(), "one hash per host file");
     // A layer keyed while written imports no archive: its inputs are its host files.
     debug_assert_eq!(hosts.len(), unchanged.len(), "one verdict per host file");
+    let hex = key.hex();
+    let key_lock = store
+        .lock_key(&hex)
+        .map_err(|e| store_err(store.root(), e))?;
+    let blob = match store.get_key(&hex) {
+        Ok(Some(NodeResult::Layer(record))) => LayerBlob::from(&record),
+        _ => {
+            if unchanged.iter().all(|u| *u) {
+                store
+                    .put_key(&hex, &NodeResult::Layer((&blob).into()))
+                    .map_err(|e| store_err(store.root(), e))?;
+            }
+            blob
+        }
+    };
+    drop(key_lock);
+    // Saved before the pending lock goes, for the builds waiting for it (failing to save
+    // costs only speed: they write the layer too).
     if let Some(stat_index) = stat_index {
         let mut index = stat_index.write().unwrap_or_else(|p| p.into_inner());
         for (((path, meta), hash), unchanged) in hosts.iter().zip(&hashes).zip(&unchanged) {
@@ -593,20 +635,34 @@ fn build_layer(
                 index.insert_read_since(path, meta, *hash, reading);
             }
         }
+        let _ = index.save(store);
     }
-    let hex = key.hex();
-    let _key_lock = store
-        .lock_key(&hex)
-        .map_err(|e| store_err(store.root(), e))?;
-    if let Ok(Some(NodeResult::Layer(record))) = store.get_key(&hex) {
-        return Ok((LayerBlob::from(&record), key));
+    Ok((blob, key, false))
+}
+
+/// The layer another build wrote while this one waited for the lock of its identity (or
+/// since this one planned it): found when the stat index that build saved knows every host
+/// file of `tree` as planned, and the store has the key their hashes give. A stat index that
+/// cannot be read again finds nothing: the layer is written again.
+fn stored_meanwhile(
+    pending: &plan::PendingKey,
+    tree: &LayerTree,
+    store: &Store,
+    stat_index: Option<&RwLock<StatIndex>>,
+) -> Option<(LayerRecord, plan::Key)> {
+    let stat_index = stat_index?;
+    let mut index = stat_index.write().unwrap_or_else(|p| p.into_inner());
+    index.merge_saved(store).ok()?;
+    let hashes: Option<Vec<[u8; 32]>> = tree
+        .host_files()
+        .map(|(path, meta)| index.lookup(path, meta))
+        .collect();
+    drop(index);
+    let key = pending.clone().finish(tree, &hashes?);
+    match store.get_key(&key.hex()) {
+        Ok(Some(NodeResult::Layer(record))) => Some((record, key)),
+        _ => None,
     }
-    if unchanged.iter().all(|u| *u) {
-        store
-            .put_key(&hex, &NodeResult::Layer((&blob).into()))
-            .map_err(|e| store_err(store.root(), e))?;
-    }
-    Ok((blob, key))
 }
 
 /// Whether each input of a layer's plan (`inputs`, as planned: the host files of its tree in

@@ -318,6 +318,33 @@ impl PendingKey {
         });
         w.finish()
     }
+
+    /// What the layer is before its files are read: the key's recipe and `tree` (as planned)
+    /// with each host file's path and stat data (size, mtime, ctime, inode, device) in place
+    /// of its content hash. Two builds that plan the same layer from the same files give the
+    /// same identity, so it names the work of writing it (a lock, see the executor) before
+    /// its key is known. It is never a key: its bytes start apart from every key's.
+    pub fn identity(&self, tree: &LayerTree) -> Key {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let mut w = (*self.writer).clone();
+        w.str("pending-identity");
+        let mut hosts = tree.host_files();
+        write_tree(&mut w, tree, |bytes, w| match bytes {
+            Some(bytes) => w.bytes(blake3::hash(bytes).as_bytes()),
+            None => {
+                let (path, meta) = hosts.next().expect("one host file per host entry");
+                w.bytes(path.as_os_str().as_bytes());
+                let (size, mtime_ns, ctime_ns, inode) = InputStamp::stat_of(meta);
+                w.u64(size);
+                w.bytes(&mtime_ns.to_le_bytes());
+                w.bytes(&ctime_ns.to_le_bytes());
+                w.u64(inode);
+                w.u64(meta.dev());
+            }
+        });
+        w.finish()
+    }
 }
 
 /// A layer is keyed while it is written only when the host files it must read to be keyed,
@@ -1253,6 +1280,58 @@ mod tests {
             !pending(&layer("big", vec!["etc/old".into()]), &Cold),
             "a layer that removes paths is keyed first"
         );
+    }
+
+    #[test]
+    fn a_pending_layers_identity_follows_its_recipe_and_its_files_stat_not_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(context.join("big")).unwrap();
+        std::fs::write(context.join("big/large"), noise(6 << 20, 1)).unwrap();
+        std::fs::write(context.join("big/small"), b"x").unwrap();
+        let outputs = HashMap::new();
+        let ctx = SourceContext::new(&context, &outputs);
+        let spec = |dest: &str| LayerSpec {
+            name: "big".into(),
+            entries: vec![entry(
+                dest,
+                Source::Path {
+                    path: "big".into(),
+                    include: vec![],
+                    exclude: vec![],
+                },
+            )],
+            remove: vec![],
+        };
+        let opts = WriteOptions {
+            compression: Compression::Gzip,
+            mtime: 0,
+            threads: 1,
+        };
+        let identity = |spec: &LayerSpec| {
+            let plan = layer_plan(spec, &ctx, &opts, &Cold, &HashMap::new(), None, true).unwrap();
+            let tree = plan.tree.expect("a pending layer's tree");
+            let pending = plan.pending.expect("keyed while written");
+            let (_, hashes) =
+                layer::write_layer_hashing_host_files(&tree, &opts, std::io::sink(), &|_| {})
+                    .unwrap();
+            (pending.identity(&tree), pending.finish(&tree, &hashes))
+        };
+        let (first, key) = identity(&spec("data/"));
+        assert_eq!(identity(&spec("data/")), (first, key), "planned twice");
+        assert_ne!(first, key, "an identity is never a key");
+        assert_ne!(identity(&spec("srv/")).0, first, "another recipe");
+
+        // The same bytes with another mtime: the identity moved, the key (content) did not.
+        std::fs::File::options()
+            .write(true)
+            .open(context.join("big/small"))
+            .unwrap()
+            .set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let touched = identity(&spec("data/"));
+        assert_ne!(touched.0, first);
+        assert_eq!(touched.1, key);
     }
 
     #[test]

@@ -85,16 +85,33 @@ impl Store {
     /// are striped over 256 files (`locks/build-XX.lock`, by the key's first byte): unrelated
     /// keys rarely share one, and when they do they only take turns.
     pub fn lock_key(&self, key: &str) -> Result<KeyLock, Error> {
+        let path = self.striped_lock("build", key)?;
+        Ok(KeyLock {
+            _file: lock_file(&path, true)?,
+        })
+    }
+
+    /// Takes the lock of writing a layer whose key is still pending, by the layer's identity
+    /// (`plan::PendingKey::identity`, blake3 hex), waiting while another build holds it.
+    /// Striped like [`Self::lock_key`], over files of their own (`locks/pending-XX.lock`): a
+    /// build takes a key's lock while it holds a pending one, and a process must never wait
+    /// for a lock file it holds itself.
+    pub fn lock_pending(&self, identity: &str) -> Result<KeyLock, Error> {
+        let path = self.striped_lock("pending", identity)?;
+        Ok(KeyLock {
+            _file: lock_file(&path, true)?,
+        })
+    }
+
+    /// `locks/<kind>-XX.lock`, XX the first byte of `key` (hex).
+    fn striped_lock(&self, kind: &str, key: &str) -> Result<PathBuf, Error> {
         let stripe = key
             .get(..2)
             .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()));
         let stripe = stripe.ok_or_else(|| Error::InvalidKey {
             key: key.to_string(),
         })?;
-        let path = self.locks_dir().join(format!("build-{stripe}.lock"));
-        Ok(KeyLock {
-            _file: lock_file(&path, true)?,
-        })
+        Ok(self.locks_dir().join(format!("{kind}-{stripe}.lock")))
     }
 }
 

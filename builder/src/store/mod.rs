@@ -80,8 +80,12 @@
 //!
 //! Several `cargo image` processes may use one store at once; none assumes it is alone.
 //!
-//! - A build holds [`Store::lock_shared`] for its whole run. Builds never block each other:
-//!   blob and key writes are atomic renames, and a blob written twice has the same bytes.
+//! - A build holds [`Store::lock_shared`] for its whole run. Builds never block each other's
+//!   progress: blob and key writes are atomic renames, and a blob written twice has the same
+//!   bytes. So that they do not do the same work twice, a build writes a missing layer under
+//!   its key's lock ([`Store::lock_key`]), and a layer whose key it learns only while writing
+//!   it under the lock of the layer's identity ([`Store::lock_pending`]): a second build of
+//!   the same layer waits, then finds it.
 //! - [`Store::prune`] and [`Store::verify`] delete files, so they need an [`ExclusiveLock`]
 //!   ([`Store::lock_exclusive`], or [`Store::try_lock_exclusive`] to tell the user that another
 //!   process is being waited for). Holding it, no build is between "blob written" and "key
@@ -91,7 +95,9 @@
 //!   must not wait for the exclusive one (it would wait for itself).
 //! - The stat index is loaded without a lock (it is replaced atomically) and saved under
 //!   `locks/stat-index.lock`, merging what other processes saved meanwhile. A build loads it
-//!   on a thread of its own ([`StatIndex::load_in_background`]) while it walks its trees.
+//!   on a thread of its own ([`StatIndex::load_in_background`]) while it walks its trees, and
+//!   takes in what another build saved since ([`StatIndex::merge_saved`]) before it writes a
+//!   layer keyed while written.
 //!
 //! # The stat index
 //!

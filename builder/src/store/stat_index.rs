@@ -136,6 +136,29 @@ pub struct StatIndex {
     /// The offset in `records` of each path's live record, by the hash of the path.
     table: HashTable<usize>,
     dirty: bool,
+    /// The index file as this index last read or wrote it, so that
+    /// [`merge_saved`](Self::merge_saved) reads it again only when another process saved.
+    file: Option<FileId>,
+}
+
+/// What tells one index file from another: a save renames a new file over the old one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    inode: u64,
+    size: u64,
+    mtime_ns: i64,
+}
+
+impl FileId {
+    fn of(meta: &Metadata) -> Self {
+        FileId {
+            dev: meta.dev(),
+            inode: meta.ino(),
+            size: meta.len(),
+            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
+        }
+    }
 }
 
 impl std::fmt::Debug for StatIndex {
@@ -315,6 +338,34 @@ impl StatIndex {
         // `merged` is clean: `read_index` builds it so and `put` does not dirty it.
         *self = merged;
         write_index(store, &self.records, &self.live())?;
+        // Still under the lock: the file is the one just written.
+        self.file = fs::metadata(&path).ok().map(|m| FileId::of(&m));
+        Ok(())
+    }
+
+    /// Takes in what other processes saved since this index last read or wrote the store's
+    /// index file (for a path in both, the newer entry wins), when the file is another one
+    /// now; a `stat` when it is not. What this index holds that is not saved stays unsaved.
+    pub fn merge_saved(&mut self, store: &Store) -> Result<(), Error> {
+        let path = store.stat_index_path();
+        let now = match fs::metadata(&path) {
+            Ok(meta) => FileId::of(&meta),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(Error::ReadStatIndex { path, source }),
+        };
+        if self.file == Some(now) {
+            return Ok(());
+        }
+        let Some(saved) = read_index(&path)? else {
+            return Ok(());
+        };
+        for at in saved.live() {
+            let entry = entry_at(&saved.records, at);
+            self.put(path_at(&saved.records, at), &entry, |ours| {
+                ours.recorded_ns < entry.recorded_ns
+            });
+        }
+        self.file = saved.file;
         Ok(())
     }
 
@@ -406,9 +457,20 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
 }
 
 /// Reads the index file: `None` if it is missing or not a valid index of this format.
+/// The index remembers which file it read ([`FileId`], from the descriptor it read).
 fn read_index(path: &Path) -> Result<Option<StatIndex>, Error> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(decode(bytes)),
+    let read = || -> io::Result<(Vec<u8>, FileId)> {
+        let mut file = File::open(path)?;
+        let meta = file.metadata()?;
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.read_to_end(&mut bytes)?;
+        Ok((bytes, FileId::of(&meta)))
+    };
+    match read() {
+        Ok((bytes, id)) => Ok(decode(bytes).map(|index| StatIndex {
+            file: Some(id),
+            ..index
+        })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::ReadStatIndex {
             path: path.to_path_buf(),
@@ -532,6 +594,7 @@ fn decode(mut bytes: Vec<u8>) -> Option<StatIndex> {
         records: bytes,
         table,
         dirty: false,
+        file: None,
     })
 }
 

@@ -389,6 +389,37 @@ fn stat_index_save_merges_with_other_processes() {
 }
 
 #[test]
+fn a_stat_index_takes_in_what_another_process_saved_and_keeps_its_own_to_save() {
+    let (dir, store) = new_store();
+    let a = host_file(dir.path(), "a", b"a");
+    let mine_only = host_file(dir.path(), "mine", b"m");
+    let shared = host_file(dir.path(), "shared", b"s");
+    let meta = |p: &Path| fs::metadata(p).unwrap();
+    let mut mine = StatIndex::load(&store).unwrap();
+    mine.merge_saved(&store).unwrap(); // no index file yet
+    assert!(mine.is_empty());
+    let mut other = StatIndex::load(&store).unwrap();
+    mine.insert(&mine_only, &meta(&mine_only), [5; 32]);
+    mine.insert(&shared, &meta(&shared), [3; 32]);
+    std::thread::sleep(Duration::from_millis(5));
+    other.insert(&a, &meta(&a), [1; 32]);
+    other.insert(&shared, &meta(&shared), [4; 32]);
+    other.save(&store).unwrap();
+
+    mine.merge_saved(&store).unwrap();
+    assert_eq!(mine.lookup(&a, &meta(&a)), Some([1; 32]));
+    assert_eq!(mine.lookup(&shared, &meta(&shared)), Some([4; 32]), "newer");
+    assert_eq!(mine.lookup(&mine_only, &meta(&mine_only)), Some([5; 32]));
+    // Taking in the saved file saved nothing: its own entry goes with its next save.
+    assert_eq!(StatIndex::load(&store).unwrap().len(), 2);
+    mine.save(&store).unwrap();
+    let saved = StatIndex::load(&store).unwrap();
+    assert_eq!(saved.len(), 3);
+    assert_eq!(saved.lookup(&mine_only, &meta(&mine_only)), Some([5; 32]));
+    assert_eq!(saved.lookup(&shared, &meta(&shared)), Some([4; 32]));
+}
+
+#[test]
 fn corrupt_or_truncated_stat_index_loads_empty() {
     let (dir, store) = new_store();
     let mut index = StatIndex::new();
