@@ -6,7 +6,8 @@
 //! (one gzip layer, one zstd layer, and the gzip layer under a small app layer), times the release
 //! `cargo-image` binary ([`measure`]) against `tar | pigz`, `tar | zstd` and buildah
 //! ([`baselines`]), its push against `skopeo copy` ([`push`]) and a 20-image workspace against its
-//! unique content built once ([`monorepo`]), and prints a table ([`report`]). Every figure is the median of N runs (default 3) after one untimed read of the
+//! unique content built once ([`monorepo`]), four cold builds at once on one store against one
+//! alone, and prints a table ([`report`]). Every figure is the median of N runs (default 3) after one untimed read of the
 //! corpus, so the page cache is warm for ours and the baselines alike.
 //!
 //! The spec directory is made a cargo workspace of its own (an empty `[workspace]` manifest), so
@@ -166,6 +167,9 @@ fn write_specs(dir: &Path) -> Result<Specs> {
     )?;
     Ok(specs)
 }
+
+/// How many builds [`Bench::at_once_row`] starts at once.
+const AT_ONCE: usize = 4;
 
 /// Everything one bench run needs.
 struct Bench {
@@ -452,6 +456,7 @@ impl Bench {
         // Push against skopeo copy; a monorepo of 20 images against its unique content once.
         self.push_row(&specs.gzip, "gzip-warm");
         self.monorepo_row();
+        self.at_once_row(&specs.gzip)?;
 
         // buildah: cold bud + push, then cached bud.
         let buildah_rows = [
@@ -486,6 +491,54 @@ impl Bench {
             };
             self.row(name, base_name, Goal::RatioAtMost(goal), outcome);
         }
+        Ok(())
+    }
+
+    /// Cold builds of `spec` in [`AT_ONCE`] processes at once on one empty store (as monorepo
+    /// tooling that starts a build per image does), against a cold build alone in the same
+    /// minutes: the processes that wait for the one writing the layer take it from the store.
+    fn at_once_row(&mut self, spec: &Path) -> Result<()> {
+        let name = format!("{AT_ONCE} processes at once on one store, cold");
+        let baseline_name = "one cold gzip build, in between";
+        if !self.ours.has_store_flag {
+            let why = Outcome::Skipped("the binary takes no --store".into());
+            self.row(&name, baseline_name, Goal::RatioAtMost(1.2), why);
+            return Ok(());
+        }
+        let store = self.scratch.join("at-once-store");
+        let outputs: Vec<PathBuf> = (0..AT_ONCE)
+            .map(|i| self.out(&format!("at-once-{i}")))
+            .collect();
+        let clear = || -> Result<()> {
+            remove_dir_if_exists(&store)?;
+            outputs.iter().try_for_each(|o| remove_dir_if_exists(o))
+        };
+        let (mut all, mut alone) = (Vec::new(), Vec::new());
+        for i in 0..self.args.runs {
+            log(&format!("{name} {}/{}", i + 1, self.args.runs));
+            clear()?;
+            all.push(self.ours.builds_at_once(spec, &outputs, &store)?);
+            clear()?;
+            alone.push(self.ours.build_in_store(spec, &outputs[0], &store)?);
+        }
+        clear()?;
+        self.notes.push((
+            name.clone(),
+            format!(
+                "CPU time {:.2} s for the {AT_ONCE}, {:.2} s for one alone",
+                median_cpu(&all),
+                median_cpu(&alone)
+            ),
+        ));
+        self.row(
+            &name,
+            baseline_name,
+            Goal::RatioAtMost(1.2),
+            Outcome::Measured {
+                ours: median(&all),
+                baseline: Some(median(&alone)),
+            },
+        );
         Ok(())
     }
 

@@ -56,8 +56,7 @@ pub fn time(cmd: &mut Command) -> Result<Sample> {
 }
 
 /// User plus system CPU time of this process's waited-for children so far, in seconds: a
-/// child's own and that of the children it waited for are added when it is waited for (the
-/// bench runs one child at a time).
+/// child's own and that of the children it waited for are added when it is waited for.
 fn children_cpu_secs() -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
     let usage = unsafe {
@@ -202,6 +201,56 @@ impl Ours {
     /// (a cold build beside the bench's warm store; for a binary that takes `--store`).
     pub fn build_in_store(&self, spec: &Path, output: &Path, store: &Path) -> Result<Sample> {
         self.build_in(spec, output, self.jobs, store)
+    }
+
+    /// Builds `spec` once into each of `outputs`, every build its own process and all at once,
+    /// on the one store `store` (a binary that takes `--store`): the wall time until the last
+    /// ends, and the CPU time of them all.
+    pub fn builds_at_once(&self, spec: &Path, outputs: &[PathBuf], store: &Path) -> Result<Sample> {
+        let spec_dir = spec.parent().context("spec has a parent directory")?;
+        settle();
+        let cpu_before = children_cpu_secs();
+        let start = Instant::now();
+        let children = outputs
+            .iter()
+            .map(|output| {
+                Command::new(&self.bin)
+                    .args(["build", "--quiet", "--spec"])
+                    .arg(spec)
+                    .arg("--output")
+                    .arg(output)
+                    .arg("--jobs")
+                    .arg(self.jobs.to_string())
+                    .arg("--store")
+                    .arg(store)
+                    .current_dir(spec_dir)
+                    .env_remove("CARGO_TARGET_DIR")
+                    .env_remove("SOURCE_DATE_EPOCH")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .with_context(|| format!("could not run {}", self.bin.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output())
+            .collect::<std::io::Result<_>>()?;
+        let secs = start.elapsed().as_secs_f64();
+        let cpu_secs = children_cpu_secs() - cpu_before;
+        if let Some(failed) = outs.iter().find(|o| !o.status.success()) {
+            bail!(
+                "a build of several at once failed ({}): {}",
+                failed.status,
+                last_lines(&String::from_utf8_lossy(&failed.stderr), 6)
+            );
+        }
+        Ok(Sample {
+            secs,
+            peak_rss_kib: None,
+            cpu_secs,
+        })
     }
 
     fn build_in(&self, spec: &Path, output: &Path, jobs: usize, store: &Path) -> Result<Sample> {
