@@ -392,3 +392,65 @@ fn two_processes_planning_the_same_new_layer_write_it_once() {
         .ok();
     assert_eq!(manifest_digest(&dir.join("out-alone")), digest);
 }
+
+#[test]
+fn a_build_says_it_waits_while_another_writes_its_new_layer() {
+    let p = project();
+    let dir = &p.dir;
+    // Another build holds every lock a layer keyed while written is written under (the
+    // store's `locks/pending-XX.lock` stripes).
+    let locks = dir.join("store/locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let held: Vec<std::fs::File> = (0..=255u8)
+        .map(|b| {
+            let file = std::fs::File::create(locks.join(format!("pending-{b:02x}.lock"))).unwrap();
+            file.lock().unwrap();
+            file
+        })
+        .collect();
+    let mut build = cargo_image(dir)
+        .args(["build", "--store", "store", "--output", "out"])
+        .args(["--message-format", "json"])
+        .spawn();
+    let stdout = build.stdout.take().expect("piped stdout");
+    let (send, events) = std::sync::mpsc::channel::<Value>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let _ = send.send(serde_json::from_str(&line.unwrap()).unwrap());
+        }
+    });
+    let mut seen = Vec::new();
+    let waiting = loop {
+        match events.recv_timeout(Duration::from_secs(120)) {
+            Ok(event) if event["event"] == "layer-waiting" => break event,
+            Ok(event) => seen.push(event),
+            Err(e) => panic!("no layer-waiting event ({e}); events: {seen:?}"),
+        }
+    };
+    assert_eq!(waiting["name"], "assets");
+    assert!(
+        seen.iter()
+            .all(|e| !(e["event"] == "layer-started" && e["name"] == "assets")),
+        "{seen:?}"
+    );
+    // Still waiting a moment later: nothing of the layer until the lock is free.
+    std::thread::sleep(Duration::from_millis(300));
+    let meanwhile: Vec<Value> = events.try_iter().collect();
+    assert!(
+        meanwhile.iter().all(|e| e["name"] != "assets"),
+        "{meanwhile:?}"
+    );
+    drop(held);
+    let status = build.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success());
+    let rest: Vec<Value> = events.try_iter().collect();
+    assert!(
+        of_kind(&rest, "layer-started")
+            .iter()
+            .any(|e| e["name"] == "assets"),
+        "{rest:?}"
+    );
+    assert!(!finished(&rest)["layer assets"].1, "written by this build");
+    oci_image_tool_validate(&p.out(), "latest");
+}

@@ -49,6 +49,10 @@ pub enum Event {
     /// keyed while it is written has no key yet (`null`), nor have the image and index above
     /// it: its `layer-finished` event gives the layer's key.
     Plan { graph: LayerGraph },
+    /// Another build (a process sharing the store) is writing this layer, which this build
+    /// lacks too and keys only while it is written: this build waits for it, then takes it
+    /// from the store (its `layer-finished` event says `cached`), or builds it when it cannot.
+    LayerWaiting { name: String },
     /// A layer the store lacks starts building; `total` is its content size in bytes.
     LayerStarted { name: String, total: u64 },
     /// Content bytes of a building layer written so far.

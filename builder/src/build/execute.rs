@@ -533,9 +533,18 @@ fn build_layer(
     };
     let _pending_lock = match &plan.pending {
         Some(pending) => {
-            let lock = store
-                .lock_pending(&pending.identity(&tree).hex())
-                .map_err(|e| store_err(store.root(), e))?;
+            let identity = pending.identity(&tree).hex();
+            let lock = match store.try_lock_pending(&identity) {
+                Ok(Some(lock)) => Ok(lock),
+                Ok(None) => {
+                    on_event(Event::LayerWaiting {
+                        name: name.to_string(),
+                    });
+                    store.lock_pending(&identity)
+                }
+                Err(e) => Err(e),
+            }
+            .map_err(|e| store_err(store.root(), e))?;
             if let Some((record, key)) = stored_meanwhile(pending, &tree, store, stat_index) {
                 return Ok((LayerBlob::from(&record), key, true));
             }

@@ -134,6 +134,10 @@ impl Reporter {
                     }
                 }
             }
+            Event::LayerWaiting { name } => self.status(
+                "Waiting",
+                &format!("layer {name} (another build is writing it)"),
+            ),
             Event::LayerStarted { name, total } => match &self.multi {
                 Some(multi) => {
                     let bar = multi.add(ProgressBar::new(total));
@@ -309,6 +313,7 @@ fn prefix_layer_names(image: &str, event: Event) -> Event {
     let short = image.rsplit('/').next().unwrap_or(image);
     let p = |name: String| format!("{short}:{name}");
     match event {
+        Event::LayerWaiting { name } => Event::LayerWaiting { name: p(name) },
         Event::LayerStarted { name, total } => Event::LayerStarted {
             name: p(name),
             total,

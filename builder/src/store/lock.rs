@@ -103,6 +103,12 @@ impl Store {
         })
     }
 
+    /// [`Self::lock_pending`] if no other build holds it; `None` if one does.
+    pub fn try_lock_pending(&self, identity: &str) -> Result<Option<KeyLock>, Error> {
+        let path = self.striped_lock("pending", identity)?;
+        Ok(try_lock_file(&path, true)?.map(|file| KeyLock { _file: file }))
+    }
+
     /// `locks/<kind>-XX.lock`, XX the first byte of `key` (hex).
     fn striped_lock(&self, kind: &str, key: &str) -> Result<PathBuf, Error> {
         let stripe = key
