@@ -316,6 +316,21 @@ fn after_a_cold_build_the_next_finds_every_layer_without_opening_a_file() {
 
 #[test]
 fn two_processes_planning_the_same_new_layer_write_it_once() {
+    two_processes_write_the_new_layer_once(true);
+}
+
+/// The same, with files written just before the builds: the first build's index does not
+/// vouch for them yet (the racy rule), so the second reads them to find the layer's key.
+#[test]
+fn two_processes_write_a_layer_of_files_written_just_now_once() {
+    two_processes_write_the_new_layer_once(false);
+}
+
+/// Two builds of the project on one store, the second started once the first has begun to
+/// write the assets layer (keyed while written: neither knows its key), so that it waits for
+/// the first or finds its work done: one writes the layer, the other takes it from the store.
+/// With `aged`, every file's mtime is an hour ago.
+fn two_processes_write_the_new_layer_once(aged: bool) {
     let p = project();
     let dir = &p.dir;
     // 40 MiB more of poorly compressible assets, so that the first build is still writing
@@ -324,15 +339,21 @@ fn two_processes_planning_the_same_new_layer_write_it_once() {
     for i in 0..40 {
         p.file(&format!("assets/noise/{i:02}.bin"), noise.bytes(1 << 20));
     }
-    age(&dir.join("assets"));
+    if aged {
+        age(&dir.join("assets"));
+    } else {
+        let now = SystemTime::now();
+        for file in walk(&dir.join("assets")).iter().filter(|f| f.is_file()) {
+            let open = std::fs::File::options().write(true).open(file).unwrap();
+            open.set_modified(now).unwrap();
+        }
+    }
     let build = |out: &str| {
         cargo_image(dir)
             .args(["build", "--store", "store", "--output", out])
             .args(["--message-format", "json"])
             .spawn()
     };
-    // The second starts once the first has begun to write the assets layer (keyed while
-    // written: neither knows its key), so it waits for the first, or finds its work done.
     let mut first = build("out-1");
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
         first.stdout.take().expect("piped stdout"),

@@ -42,7 +42,7 @@ use crate::oci;
 use crate::plan::{self, LayerPlan, NodeId};
 use crate::rootfs::{LayerBlobRef, StageFs, BASE_FS};
 use crate::spec::{self, Stage};
-use crate::store::{BlobRef, BlobsRecord, LayerRecord, NodeResult, StatIndex, Store};
+use crate::store::{hash_file, BlobRef, BlobsRecord, LayerRecord, NodeResult, StatIndex, Store};
 
 /// The result of one executed node.
 pub(super) enum Output {
@@ -651,22 +651,58 @@ fn build_layer(
 
 /// The layer another build wrote while this one waited for the lock of its identity (or
 /// since this one planned it): found when the stat index that build saved knows every host
-/// file of `tree` as planned, and the store has the key their hashes give. A stat index that
-/// cannot be read again finds nothing: the layer is written again.
+/// file of `tree` as planned, and the store has the key their hashes give. Files it recorded
+/// too recently to be trusted (the racy rule: written less than two seconds before it read
+/// them) are read and hashed here, which costs less than writing the layer (that reads them
+/// too), and their hashes go into the index. Nothing is read when the index does not know a
+/// file's path (no other build recorded it: a cold build alone), and a stat index that cannot
+/// be read again finds nothing: the layer is written.
 fn stored_meanwhile(
     pending: &plan::PendingKey,
     tree: &LayerTree,
     store: &Store,
     stat_index: Option<&RwLock<StatIndex>>,
 ) -> Option<(LayerRecord, plan::Key)> {
+    use rayon::prelude::*;
     let stat_index = stat_index?;
-    let mut index = stat_index.write().unwrap_or_else(|p| p.into_inner());
-    index.merge_saved(store).ok()?;
-    let hashes: Option<Vec<[u8; 32]>> = tree
-        .host_files()
-        .map(|(path, meta)| index.lookup(path, meta))
+    let hosts: Vec<(&std::path::Path, &std::fs::Metadata)> = tree.host_files().collect();
+    let known: Vec<Option<[u8; 32]>> = {
+        let mut index = stat_index.write().unwrap_or_else(|p| p.into_inner());
+        index.merge_saved(store).ok()?;
+        let known: Vec<_> = hosts.iter().map(|(p, m)| index.lookup(p, m)).collect();
+        let unrecorded = |((path, _), hash): (&(&std::path::Path, _), &Option<_>)| {
+            hash.is_none() && !index.has_path(path)
+        };
+        if hosts.iter().zip(&known).any(unrecorded) {
+            return None;
+        }
+        known
+    };
+    let reading = StatIndex::reading_starts();
+    let read: Vec<Option<[u8; 32]>> = hosts
+        .par_iter()
+        .zip(&known)
+        .map(|(&(path, meta), hash)| match hash {
+            Some(_) => None,
+            // Hashed as it is now, and the same file as planned after that.
+            None => hash_file(path)
+                .ok()
+                .filter(|_| plan::InputStamp::new(path, meta).unchanged()),
+        })
         .collect();
-    drop(index);
+    let hashes: Option<Vec<[u8; 32]>> = known
+        .iter()
+        .zip(&read)
+        .map(|(known, read)| known.or(*read))
+        .collect();
+    if read.iter().any(Option::is_some) {
+        let mut index = stat_index.write().unwrap_or_else(|p| p.into_inner());
+        for ((path, meta), hash) in hosts.iter().zip(&read) {
+            if let Some(hash) = hash {
+                index.insert_read_since(path, meta, *hash, reading);
+            }
+        }
+    }
     let key = pending.clone().finish(tree, &hashes?);
     match store.get_key(&key.hex()) {
         Ok(Some(NodeResult::Layer(record))) => Some((record, key)),
