@@ -534,17 +534,16 @@ fn build_layer(
     let _pending_lock = match &plan.pending {
         Some(pending) => {
             let identity = pending.identity(&tree).hex();
-            let lock = match store.try_lock_pending(&identity) {
-                Ok(Some(lock)) => Ok(lock),
-                Ok(None) => {
+            let err = |e| store_err(store.root(), e);
+            let lock = match store.try_lock_pending(&identity).map_err(err)? {
+                Some(lock) => lock,
+                None => {
                     on_event(Event::LayerWaiting {
                         name: name.to_string(),
                     });
-                    store.lock_pending(&identity)
+                    store.lock_pending(&identity).map_err(err)?
                 }
-                Err(e) => Err(e),
-            }
-            .map_err(|e| store_err(store.root(), e))?;
+            };
             if let Some((record, key)) = stored_meanwhile(pending, &tree, store, stat_index) {
                 return Ok((LayerBlob::from(&record), key, true));
             }
@@ -665,19 +664,20 @@ fn stored_meanwhile(
 ) -> Option<(LayerRecord, plan::Key)> {
     use rayon::prelude::*;
     let stat_index = stat_index?;
-    let hosts: Vec<(&std::path::Path, &std::fs::Metadata)> = tree.host_files().collect();
-    let known: Vec<Option<[u8; 32]>> = {
+    let (mut hosts, mut known) = (Vec::new(), Vec::new());
+    {
         let mut index = stat_index.write().unwrap_or_else(|p| p.into_inner());
         index.merge_saved(store).ok()?;
-        let known: Vec<_> = hosts.iter().map(|(p, m)| index.lookup(p, m)).collect();
-        let unrecorded = |((path, _), hash): (&(&std::path::Path, _), &Option<_>)| {
-            hash.is_none() && !index.has_path(path)
-        };
-        if hosts.iter().zip(&known).any(unrecorded) {
-            return None;
+        // A cold build alone stops at its first file.
+        for (path, meta) in tree.host_files() {
+            let hash = index.lookup(path, meta);
+            if hash.is_none() && !index.has_path(path) {
+                return None;
+            }
+            hosts.push((path, meta));
+            known.push(hash);
         }
-        known
-    };
+    }
     let reading = StatIndex::reading_starts();
     let read: Vec<Option<[u8; 32]>> = hosts
         .par_iter()
