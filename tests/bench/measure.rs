@@ -29,18 +29,35 @@ pub struct Sample {
 /// Runs `cmd` to completion, timing it; fails with its stderr unless it exits 0. The disk is
 /// settled first ([`settle`]).
 pub fn time(cmd: &mut Command) -> Result<Sample> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    time_all(std::slice::from_mut(cmd))
+}
+
+/// Runs `cmds` at once, each to completion: the wall time until the last ends, the CPU time of
+/// them all. Fails with the stderr of the first that did not exit 0. The disk is settled first
+/// ([`settle`]).
+pub fn time_all(cmds: &mut [Command]) -> Result<Sample> {
+    for cmd in cmds.iter_mut() {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+    }
     settle();
     let cpu_before = children_cpu_secs();
     let start = Instant::now();
-    let out = cmd
-        .output()
-        .with_context(|| format!("could not run {:?}", cmd.get_program()))?;
+    let children = cmds
+        .iter_mut()
+        .map(|cmd| {
+            cmd.spawn()
+                .with_context(|| format!("could not run {:?}", cmd.get_program()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let outs = children
+        .into_iter()
+        .map(|child| child.wait_with_output())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let secs = start.elapsed().as_secs_f64();
     let cpu_secs = children_cpu_secs() - cpu_before;
-    if !out.status.success() {
+    if let Some((cmd, out)) = cmds.iter().zip(&outs).find(|(_, o)| !o.status.success()) {
         bail!(
             "{:?} failed ({}): {}",
             cmd.get_program(),
@@ -207,62 +224,46 @@ impl Ours {
     /// on the one store `store` (a binary that takes `--store`): the wall time until the last
     /// ends, and the CPU time of them all.
     pub fn builds_at_once(&self, spec: &Path, outputs: &[PathBuf], store: &Path) -> Result<Sample> {
-        let spec_dir = spec.parent().context("spec has a parent directory")?;
-        settle();
-        let cpu_before = children_cpu_secs();
-        let start = Instant::now();
-        let children = outputs
+        let mut cmds = outputs
             .iter()
-            .map(|output| {
-                Command::new(&self.bin)
-                    .args(["build", "--quiet", "--spec"])
-                    .arg(spec)
-                    .arg("--output")
-                    .arg(output)
-                    .arg("--jobs")
-                    .arg(self.jobs.to_string())
-                    .arg("--store")
-                    .arg(store)
-                    .current_dir(spec_dir)
-                    .env_remove("CARGO_TARGET_DIR")
-                    .env_remove("SOURCE_DATE_EPOCH")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .with_context(|| format!("could not run {}", self.bin.display()))
-            })
+            .map(|output| self.build_command(None, spec, output, self.jobs, store))
             .collect::<Result<Vec<_>>>()?;
-        let outs: Vec<_> = children
-            .into_iter()
-            .map(|c| c.wait_with_output())
-            .collect::<std::io::Result<_>>()?;
-        let secs = start.elapsed().as_secs_f64();
-        let cpu_secs = children_cpu_secs() - cpu_before;
-        if let Some(failed) = outs.iter().find(|o| !o.status.success()) {
-            bail!(
-                "a build of several at once failed ({}): {}",
-                failed.status,
-                last_lines(&String::from_utf8_lossy(&failed.stderr), 6)
-            );
-        }
-        Ok(Sample {
-            secs,
-            peak_rss_kib: None,
-            cpu_secs,
-        })
+        time_all(&mut cmds)
     }
 
     fn build_in(&self, spec: &Path, output: &Path, jobs: usize, store: &Path) -> Result<Sample> {
         let spec_dir = spec.parent().context("spec has a parent directory")?;
         let rss_file = spec_dir.join(".bench/rss");
-        let mut cmd = Command::new(GNU_TIME);
-        cmd.arg("-f")
-            .arg("%M")
-            .arg("-o")
-            .arg(&rss_file)
-            .arg(&self.bin)
-            .arg("build")
+        let mut gnu_time = Command::new(GNU_TIME);
+        gnu_time.arg("-f").arg("%M").arg("-o").arg(&rss_file);
+        let mut sample =
+            time(&mut self.build_command(Some(gnu_time), spec, output, jobs, store)?)?;
+        let rss = fs::read_to_string(&rss_file)
+            .with_context(|| format!("read {}", rss_file.display()))?;
+        sample.peak_rss_kib = rss.lines().rev().find_map(|l| l.trim().parse().ok());
+        Ok(sample)
+    }
+
+    /// `cargo-image build --quiet --spec SPEC --output OUTPUT --jobs JOBS --store STORE` (no
+    /// `--store` for a binary without it), in the spec's directory, without the environment
+    /// that would move its store or its epoch; run by `wrapper` (GNU time) when there is one.
+    fn build_command(
+        &self,
+        wrapper: Option<Command>,
+        spec: &Path,
+        output: &Path,
+        jobs: usize,
+        store: &Path,
+    ) -> Result<Command> {
+        let spec_dir = spec.parent().context("spec has a parent directory")?;
+        let mut cmd = match wrapper {
+            Some(mut wrapper) => {
+                wrapper.arg(&self.bin);
+                wrapper
+            }
+            None => Command::new(&self.bin),
+        };
+        cmd.arg("build")
             .arg("--quiet")
             .arg("--spec")
             .arg(spec)
@@ -276,11 +277,7 @@ impl Ours {
         if self.has_store_flag {
             cmd.arg("--store").arg(store);
         }
-        let mut sample = time(&mut cmd)?;
-        let rss = fs::read_to_string(&rss_file)
-            .with_context(|| format!("read {}", rss_file.display()))?;
-        sample.peak_rss_kib = rss.lines().rev().find_map(|l| l.trim().parse().ok());
-        Ok(sample)
+        Ok(cmd)
     }
 }
 
