@@ -1,8 +1,9 @@
 //! `.deb` files: an `ar` archive of `debian-binary` (`2.0`), `control.tar.*` (the package's
 //! control file, `md5sums`, maintainer scripts) and `data.tar.*` (the files it installs).
 //!
-//! [`open`] reads the control member into memory (it is small) and decompresses the data
-//! member (xz, zstd, gzip or none, told by its name as dpkg tells it) into a temporary plain
+//! [`open`] reads the control member into memory (it is small: at most
+//! [`MAX_CONTROL_BYTES`] once decompressed, so a compression bomb cannot take the machine's
+//! memory) and decompresses the data member (xz, zstd, gzip or none, told by its name as dpkg tells it) into a temporary plain
 //! tar, which the layer module imports like any `tar` source: by offset, without holding files
 //! in memory. Maintainer scripts are read past and never run.
 
@@ -11,6 +12,10 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use super::deb822::{self, Paragraph};
+
+/// The most the control member (`control.tar`, decompressed) may hold. Debian's largest
+/// control members (the `md5sums` of packages with 100,000 files) are about 10 MiB.
+pub const MAX_CONTROL_BYTES: usize = 128 << 20;
 
 /// What went wrong reading a `.deb` (the caller names the file).
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +60,16 @@ pub fn open(path: &Path, temp_dir: &Path) -> Result<Deb, DebError> {
             }
             saw_version = true;
         } else if let Some(compression) = name.strip_prefix("control.tar") {
-            let mut plain = Vec::new();
-            decompress(compression, &mut entry, &mut plain)?;
-            control = Some(read_control(&plain)?);
+            let mut plain = Capped::default();
+            let decompressed = decompress(compression, &mut entry, &mut plain);
+            if plain.over {
+                return Err(DebError::Format(format!(
+                    "its `{name}` member holds more than {} MiB decompressed",
+                    MAX_CONTROL_BYTES >> 20
+                )));
+            }
+            decompressed?;
+            control = Some(read_control(&plain.bytes)?);
         } else if let Some(compression) = name.strip_prefix("data.tar") {
             let mut temp = tempfile::Builder::new()
                 .prefix(".cargo-image-deb-")
@@ -112,6 +124,29 @@ fn decompress(
     Ok(())
 }
 
+/// Memory for the control member that refuses to grow past [`MAX_CONTROL_BYTES`] (a write
+/// that would fails, and `over` says why).
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    over: bool,
+}
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_CONTROL_BYTES {
+            self.over = true;
+            return Err(io::Error::other("the control member is too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 type Control = (Paragraph, Option<String>, Option<String>);
 
 /// The `control`, `md5sums` and `conffiles` files of a plain control tar.
@@ -142,4 +177,71 @@ fn read_control(tar_bytes: &[u8]) -> Result<Control, DebError> {
         .next()
         .ok_or_else(|| DebError::Format("empty `control` file".into()))?;
     Ok((paragraph, md5sums, conffiles))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `.deb` (ar archive) of `debian-binary`, a plain `control.tar` of `control_files` and
+    /// a plain `data.tar` of one file.
+    fn deb(dir: &Path, control_files: Vec<(&str, Box<dyn Read>, u64)>) -> std::path::PathBuf {
+        let path = dir.join("p.deb");
+        let mut ar = ar::Builder::new(File::create(&path).unwrap());
+        let mut add = |name: &str, bytes: &[u8]| {
+            let header = ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64);
+            ar.append(&header, bytes).unwrap();
+        };
+        add("debian-binary", b"2.0\n");
+        let mut control = tar::Builder::new(Vec::new());
+        for (name, content, size) in control_files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(size);
+            header.set_mode(0o644);
+            control
+                .append_data(&mut header, name, content.take(size))
+                .unwrap();
+        }
+        add("control.tar", &control.into_inner().unwrap());
+        let mut data = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(3);
+        header.set_mode(0o644);
+        data.append_data(&mut header, "./usr/share/p", &b"abc"[..])
+            .unwrap();
+        add("data.tar", &data.into_inner().unwrap());
+        path
+    }
+
+    fn control() -> (&'static str, Box<dyn Read>, u64) {
+        let text = b"Package: p\nVersion: 1\n";
+        ("./control", Box::new(&text[..]), text.len() as u64)
+    }
+
+    fn md5sums(size: usize) -> (&'static str, Box<dyn Read>, u64) {
+        ("./md5sums", Box::new(io::repeat(b'0')), size as u64)
+    }
+
+    #[test]
+    fn a_control_member_larger_than_the_cap_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let within = deb(
+            dir.path(),
+            vec![control(), md5sums(MAX_CONTROL_BYTES - (64 << 10))],
+        );
+        let opened = open(&within, dir.path()).unwrap();
+        assert_eq!(opened.control.get("Package"), Some("p"));
+        assert_eq!(
+            opened.md5sums.map(|m| m.len()),
+            Some(MAX_CONTROL_BYTES - (64 << 10))
+        );
+
+        let past = deb(dir.path(), vec![control(), md5sums(MAX_CONTROL_BYTES)]);
+        let err = open(&past, dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "it is not a Debian binary package: its `control.tar` member holds more than 128 MiB \
+             decompressed"
+        );
+    }
 }
