@@ -83,6 +83,31 @@ fn devices_and_fifos_of_a_rootfs_tarball_are_imported_and_unpacked() {
 }
 
 #[test]
+fn a_compressed_archive_is_decompressed_beside_the_store_and_not_in_the_system_temporary_directory()
+{
+    let p = Project::new(&SPEC.replace("rootfs.tar", "rootfs.tar.gz"));
+    pack_rootfs(&p.dir);
+    run("gzip", ["-n", "rootfs.tar"], &p.dir).ok();
+    // A system temporary directory that does not exist: decompressing there fails the build.
+    let store = p.root().join("store");
+    p.cli()
+        .args(["--store"])
+        .arg_path(&store)
+        .env("TMPDIR", p.root().join("no-such-tmp"))
+        .run()
+        .ok();
+    let listing = p.layer_paths();
+    assert!(listing.iter().any(|l| l == "etc/hostname"), "{listing:?}");
+    // The scratch directory it used in the store is gone with the build.
+    let left: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "left in the store: {left:?}");
+}
+
+#[test]
 fn exclude_on_a_tar_entry_leaves_the_device_nodes_out() {
     let p = Project::new(&format!("{SPEC}exclude = [\"dev/**\", \"run/initctl\"]\n"));
     pack_rootfs(&p.dir);

@@ -37,7 +37,7 @@ use super::options::Context;
 use super::planner::{ImageWork, LayerWork, Plan, Work};
 use super::remote::RemoteCache;
 use super::{store_err, Error, Event};
-use crate::layer::{self, LayerBlob, LayerTree, SourceContext};
+use crate::layer::{self, LayerBlob, LayerTree, LazyScratch, SourceContext};
 use crate::oci;
 use crate::plan::{self, LayerPlan, NodeId};
 use crate::rootfs::{LayerBlobRef, StageFs, BASE_FS};
@@ -119,6 +119,7 @@ pub(super) fn execute(
         views: (0..plan.stages)
             .map(|_| StageFs::new(Some(store.root())))
             .collect(),
+        scratch: LazyScratch::new(store.root()),
         store,
         stat_index,
         remote,
@@ -157,6 +158,8 @@ struct Run<'a> {
     work: Vec<Mutex<Option<Work>>>,
     /// One view of the stages it reads per planned stage.
     views: Vec<StageFs>,
+    /// Where compressed archives and `.deb` data are decompressed while layers are written.
+    scratch: LazyScratch,
     store: &'a Store,
     stat_index: &'a RwLock<StatIndex>,
     remote: Option<&'a RemoteCache<'a>>,
@@ -262,6 +265,7 @@ impl Run<'_> {
             cargo_outputs: &platform.cargo_outputs,
             stages: Some(view),
             debian: Some(&platform.debian),
+            scratch: Some(&self.scratch),
         };
         let build = |plan, stat_index| {
             build_layer(

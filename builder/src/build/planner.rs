@@ -409,6 +409,8 @@ impl Planner<'_> {
             cargo_outputs: self.cargo_outputs,
             stages: Some(&KeyedByStage),
             debian: Some(self.debian),
+            // Planning keys archives by their bytes: it decompresses nothing.
+            scratch: None,
         };
         let plans: Vec<LayerPlan> = stage
             .layers

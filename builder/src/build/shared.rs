@@ -489,6 +489,7 @@ mod tests {
             cargo_outputs: &cargo,
             stages: None,
             debian: None,
+            scratch: None,
         };
         let spec = base_layer();
         let recipe =

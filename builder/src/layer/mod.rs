@@ -109,6 +109,10 @@ pub struct SourceContext<'a> {
     /// The packages resolved for each `debian` source on this platform, with their `.deb`
     /// files (`None` when the spec has no `debian` entry).
     pub debian: Option<&'a DebianPackages>,
+    /// Where compressed `tar` sources and `.deb` data are decompressed while a layer's tree is
+    /// read for writing (a build's: a scratch directory of the store; `None`: the system's
+    /// temporary directory).
+    pub scratch: Option<&'a LazyScratch>,
 }
 
 impl<'a> SourceContext<'a> {
@@ -121,7 +125,59 @@ impl<'a> SourceContext<'a> {
             cargo_outputs,
             stages: None,
             debian: None,
+            scratch: None,
         }
+    }
+
+    /// The directory to decompress an archive into: [`SourceContext::scratch`]'s, made on first
+    /// use, else the system's temporary directory.
+    pub(crate) fn scratch_dir(&self) -> std::io::Result<PathBuf> {
+        match self.scratch {
+            Some(scratch) => scratch.path(),
+            None => Ok(std::env::temp_dir()),
+        }
+    }
+}
+
+/// A scratch directory (`.cargo-image-import-XXXXXX` in `parent`, see [`crate::oci::Scratch`])
+/// made the first time it is asked for, so a build that decompresses nothing makes none, and
+/// removed when dropped. Decompressed archives go there rather than to the system's temporary
+/// directory: beside the store, on the disk sized for it, and removed by the next build if a
+/// killed one left it.
+#[derive(Debug)]
+pub struct LazyScratch {
+    parent: PathBuf,
+    dir: std::sync::Mutex<Option<crate::oci::TempDirBeside>>,
+}
+
+impl LazyScratch {
+    /// A scratch directory to be made in `parent` (created if missing) on first use.
+    pub fn new(parent: &Path) -> Self {
+        LazyScratch {
+            parent: parent.to_path_buf(),
+            dir: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The directory, made now if it is not yet. The error names `parent`.
+    pub fn path(&self) -> std::io::Result<PathBuf> {
+        let mut dir = self.dir.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dir) = &*dir {
+            return Ok(dir.path().to_path_buf());
+        }
+        let made =
+            crate::oci::scratch_dir(&self.parent, crate::oci::Scratch::Import).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot make a scratch directory in {}: {e}",
+                        self.parent.display()
+                    ),
+                )
+            })?;
+        let path = made.path().to_path_buf();
+        *dir = Some(made);
+        Ok(path)
     }
 }
 

@@ -21,7 +21,9 @@
 //! The names: `.<destination name>.tmp-XXXXXX` for a layout directory or an archive file being
 //! written; scratch directories are `.cargo-image-archive-XXXXXX` for the layout an archive is
 //! made from, `.cargo-image-base-XXXXXX` for an archive base unpacked beside the store, and
-//! `.cargo-image-stage-XXXXXX` for a stage's filesystem opened in the store (`XXXXXX`: six
+//! `.cargo-image-stage-XXXXXX` for a stage's filesystem opened in the store,
+//! `.cargo-image-import-XXXXXX` for the compressed archives and `.deb` files a build decompresses
+//! in the store while it writes layers (`XXXXXX`: six
 //! random letters and digits). Scratch directories are made with [`scratch_dir`], which first
 //! removes the dead ones of its kind in the same directory.
 
@@ -46,6 +48,8 @@ pub enum Scratch {
     Load,
     /// The layout of a build that only pushes (`--no-output`).
     Push,
+    /// Compressed `tar` sources and `.deb` data decompressed while layers are written.
+    Import,
 }
 
 impl Scratch {
@@ -55,18 +59,20 @@ impl Scratch {
             Scratch::Stage => ".cargo-image-stage-",
             Scratch::Load => ".cargo-image-load-",
             Scratch::Push => ".cargo-image-push-",
+            Scratch::Import => ".cargo-image-import-",
         }
     }
 }
 
 /// Every scratch prefix: names starting with one of them (and [`RANDOM_LEN`] random characters)
 /// are ours wherever they are.
-pub const SCRATCH_PREFIXES: [&str; 5] = [
+pub const SCRATCH_PREFIXES: [&str; 6] = [
     ARCHIVE_SCRATCH_PREFIX,
     Scratch::Base.prefix(),
     Scratch::Stage.prefix(),
     Scratch::Load.prefix(),
     Scratch::Push.prefix(),
+    Scratch::Import.prefix(),
 ];
 /// How many random characters (ASCII letters and digits) `tempfile` appends to a prefix.
 pub const RANDOM_LEN: usize = 6;

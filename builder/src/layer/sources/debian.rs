@@ -99,7 +99,8 @@ pub(super) fn add(
             path: deb_path.clone(),
             source,
         };
-        let deb = crate::debian::deb::open(deb_path, &std::env::temp_dir()).map_err(read_err)?;
+        let scratch = b.ctx.scratch_dir().map_err(|e| read_err(e.into()))?;
+        let deb = crate::debian::deb::open(deb_path, &scratch).map_err(read_err)?;
         let data_path = deb.data.to_path_buf();
         let archive = Arc::new(ImportedArchive::new(
             data_path,

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use super::{mask, Builder, Globs, SYMLINK_MODE};
 use crate::layer::tree::{join, EntryKind, FileSource, ImportedArchive};
-use crate::layer::Error;
+use crate::layer::{Error, SourceContext};
 use crate::spec::EntrySpec;
 use crate::tarball::{self, Format, Kind, Members, NamePolicy};
 
@@ -110,7 +110,7 @@ pub(super) fn add(
         exclude: Globs::new(&b.layer.name, exclude)?,
     };
     let resolved = b.resolve(rel)?;
-    let archive = Arc::new(open_plain(&resolved, rel)?);
+    let archive = Arc::new(open_plain(&resolved, rel, b.ctx)?);
     let decompressed = archive.tar != resolved;
     add_members(b, index, spec, archive, decompressed, &filter, None)
 }
@@ -282,9 +282,14 @@ pub(super) fn add_members(
     Ok(())
 }
 
-/// The archive as an uncompressed tar: itself when plain, else a decompressed temporary copy.
-/// A compressed stream that ends early is [`Error::TruncatedArchive`].
-fn open_plain(resolved: &Path, rel: &Path) -> Result<ImportedArchive, Error> {
+/// The archive as an uncompressed tar: itself when plain, else a decompressed temporary copy
+/// in `ctx`'s scratch directory. A compressed stream that ends early is
+/// [`Error::TruncatedArchive`].
+fn open_plain(
+    resolved: &Path,
+    rel: &Path,
+    ctx: &SourceContext<'_>,
+) -> Result<ImportedArchive, Error> {
     let read_err = |source: io::Error| Error::ReadArchive {
         path: rel.to_path_buf(),
         source,
@@ -297,19 +302,21 @@ fn open_plain(resolved: &Path, rel: &Path) -> Result<ImportedArchive, Error> {
             None,
         ));
     }
-    let temp = tarball::decompress_to_temp(resolved, format, ".cargo-image-import-", None)
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                let len = std::fs::metadata(resolved).map_or(0, |m| m.len());
-                Error::TruncatedArchive {
-                    path: rel.to_path_buf(),
-                    offset: len,
-                    detail: format!("before the end of its {} stream ({e})", format.name()),
+    let scratch = ctx.scratch_dir().map_err(read_err)?;
+    let temp =
+        tarball::decompress_to_temp(resolved, format, ".cargo-image-import-", Some(&scratch))
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    let len = std::fs::metadata(resolved).map_or(0, |m| m.len());
+                    Error::TruncatedArchive {
+                        path: rel.to_path_buf(),
+                        offset: len,
+                        detail: format!("before the end of its {} stream ({e})", format.name()),
+                    }
+                } else {
+                    read_err(e)
                 }
-            } else {
-                read_err(e)
-            }
-        })?;
+            })?;
     Ok(ImportedArchive::new(
         temp.to_path_buf(),
         rel.to_path_buf(),

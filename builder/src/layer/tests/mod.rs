@@ -68,6 +68,7 @@ impl Ctx {
                 cargo_outputs: &self.cargo,
                 stages: None,
                 debian: None,
+                scratch: None,
             },
         )
     }
