@@ -111,10 +111,12 @@ impl Rootfs {
             reason: reason.to_owned(),
         };
         let file = File::open(archive.tar_path()).map_err(read_err)?;
+        let len = file.metadata().map_err(read_err)?.len();
         let mut tar = tar::Archive::new(BufReader::with_capacity(BUF_SIZE, file));
         let entries = tar.entries_with_seek().map_err(read_err)?;
         let mut members = Vec::new();
-        // No length given: a stage layer is a blob of the store or a checked base layer.
+        // No length given to the scanner: a last member without its padding, or a tar without
+        // its end blocks, is read as GNU tar reads it. Each file's data is checked below.
         for member in Members::new(entries, NamePolicy::Layer) {
             let member = member.map_err(|e| match e {
                 tarball::Error::Read(source) => read_err(source),
@@ -164,6 +166,18 @@ impl Rootfs {
                     .map_err(|_| member_err(raw, "the link target is not valid UTF-8"))
             };
             let member = match member.kind {
+                // A base layer whose digest checks out may still claim more data for a file
+                // than it holds (a hostile image): refused by name, never read or allocated.
+                MemberKind::File if member.data_offset().saturating_add(member.size()) > len => {
+                    return Err(member_err(
+                        raw,
+                        &format!(
+                            "it claims {} bytes at byte {} but the layer's tar ends at byte {len}",
+                            member.size(),
+                            member.data_offset()
+                        ),
+                    ));
+                }
                 MemberKind::File => Member::Entry {
                     node: node(Kind::File {
                         layer,

@@ -355,7 +355,8 @@ impl Rootfs {
             use std::io::Seek;
             let mut file = File::open(self.archives[layer as usize].tar_path())?;
             file.seek(io::SeekFrom::Start(offset))?;
-            let mut buf = Vec::with_capacity(size as usize);
+            // Not sized by the header: the buffer grows with what is there.
+            let mut buf = Vec::new();
             file.take(size).read_to_end(&mut buf)?;
             if buf.len() as u64 != size {
                 return Err(io::Error::new(

@@ -314,6 +314,42 @@ fn bad_layers_are_clear_errors() {
     )
     .unwrap_err();
     assert!(matches!(err, Error::ReadLayer { .. }), "{err}");
+
+    // A whole blob (its digest would check out) whose last member claims 8 GiB it does not
+    // hold: refused when the stage is opened, not trusted when the file is read.
+    let mut claims = tar_bytes(&[M::File("big", "12345", 0o644, 0)]);
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(&claims[..512]);
+    header.set_size(8 << 30);
+    header.set_cksum();
+    claims[..512].copy_from_slice(header.as_bytes());
+    claims.truncate(1024); // no end blocks: GNU tar reads such a tar too
+    let path = dir.path().join("claims");
+    fs::write(&path, &claims).unwrap();
+    let layer = LayerBlobRef {
+        path: path.clone(),
+        media_type: Compression::None.media_type().to_owned(),
+    };
+    let err = Rootfs::open("s", &[layer], dir.path()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "member `big` of layer blob `{}` of stage `s`: it claims 8589934592 bytes at byte \
+             512 but the layer's tar ends at byte 1024",
+            path.display()
+        )
+    );
+    // A last member without its padding (nor end blocks) is read, as GNU tar reads it.
+    let mut short = tar_bytes(&[M::File("etc/motd", "hi", 0o644, 0)]);
+    short.truncate(512 + 2);
+    let path = dir.path().join("short");
+    fs::write(&path, &short).unwrap();
+    let layer = LayerBlobRef {
+        path,
+        media_type: Compression::None.media_type().to_owned(),
+    };
+    let fs = Rootfs::open("s", &[layer], dir.path()).unwrap();
+    assert_eq!(text(&fs, "/etc/motd"), "hi");
 }
 
 fn request<'a>(src: &'a str, dest: &'a str) -> CopyRequest<'a> {
