@@ -24,6 +24,13 @@ pub enum DebError {
     Io(#[from] io::Error),
     #[error("it is not a Debian binary package: {0}")]
     Format(String),
+    /// The control member decompresses to more than [`MAX_CONTROL_BYTES`].
+    #[error(
+        "its `{member}` member holds more than {} MiB decompressed (Debian's largest hold about \
+         10 MiB)",
+        MAX_CONTROL_BYTES >> 20
+    )]
+    ControlTooLarge { member: String },
 }
 
 /// A package file opened for installation.
@@ -63,10 +70,7 @@ pub fn open(path: &Path, temp_dir: &Path) -> Result<Deb, DebError> {
             let mut plain = Capped::default();
             let decompressed = decompress(compression, &mut entry, &mut plain);
             if plain.over {
-                return Err(DebError::Format(format!(
-                    "its `{name}` member holds more than {} MiB decompressed",
-                    MAX_CONTROL_BYTES >> 20
-                )));
+                return Err(DebError::ControlTooLarge { member: name });
             }
             decompressed?;
             control = Some(read_control(&plain.bytes)?);
@@ -240,8 +244,8 @@ mod tests {
         let err = open(&past, dir.path()).unwrap_err().to_string();
         assert_eq!(
             err,
-            "it is not a Debian binary package: its `control.tar` member holds more than 128 MiB \
-             decompressed"
+            "its `control.tar` member holds more than 128 MiB decompressed (Debian's largest hold \
+             about 10 MiB)"
         );
     }
 }
