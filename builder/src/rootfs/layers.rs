@@ -115,16 +115,15 @@ impl Rootfs {
         let mut tar = tar::Archive::new(BufReader::with_capacity(BUF_SIZE, file));
         let entries = tar.entries_with_seek().map_err(read_err)?;
         let mut members = Vec::new();
-        // No length given to the scanner: a last member without its padding, or a tar without
-        // its end blocks, is read as GNU tar reads it. Each file's data is checked below.
-        for member in Members::new(entries, NamePolicy::Layer) {
+        // A base layer whose digest checks out may still claim more data for a member than
+        // it holds (a hostile image): refused here. A last member without its padding is read.
+        for member in Members::with_data_length(entries, NamePolicy::Layer, len) {
             let member = member.map_err(|e| match e {
                 tarball::Error::Read(source) => read_err(source),
                 tarball::Error::NotUtf8 { name } => {
                     member_err(&name, "the name is not valid UTF-8")
                 }
                 tarball::Error::Name { name, .. } => member_err(&name, "the name contains `..`"),
-                // Only with a length given; kept as a read error should that change.
                 e @ tarball::Error::Truncated { .. } => {
                     read_err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()))
                 }
@@ -166,18 +165,6 @@ impl Rootfs {
                     .map_err(|_| member_err(raw, "the link target is not valid UTF-8"))
             };
             let member = match member.kind {
-                // A base layer whose digest checks out may still claim more data for a file
-                // than it holds (a hostile image): refused by name, never read or allocated.
-                MemberKind::File if member.data_offset().saturating_add(member.size()) > len => {
-                    return Err(member_err(
-                        raw,
-                        &format!(
-                            "it claims {} bytes at byte {} but the layer's tar ends at byte {len}",
-                            member.size(),
-                            member.data_offset()
-                        ),
-                    ));
-                }
                 MemberKind::File => Member::Entry {
                     node: node(Kind::File {
                         layer,

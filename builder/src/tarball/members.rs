@@ -7,7 +7,8 @@
 //! length ([`Members::with_length`]), the scanner checks where each member's data and padding
 //! end against it and reports [`Error::Truncated`] with the byte the tar ends at and where that
 //! is (inside which member, header or padding). A tar without its two zero end blocks is still
-//! read, as GNU tar reads it.
+//! read, as GNU tar reads it; [`Members::with_data_length`] also reads one whose last member lacks
+//! its padding (image layers some writers end right after the data).
 //!
 //! The checks run in one order for every caller and every member (a global PAX header too, though
 //! callers then skip it): the header is read, the name decoded (UTF-8 under
@@ -125,6 +126,8 @@ pub struct Members<'a, R: Read> {
     policy: NamePolicy,
     /// The tar's length in bytes, when known: truncation is checked against it.
     len: Option<u64>,
+    /// Whether the last member's padding must be within `len`.
+    padded: bool,
     /// Where the next header starts (the padded end of the last member).
     next_header: u64,
     /// The last member's name as written, for messages.
@@ -140,6 +143,7 @@ impl<'a, R: Read> Members<'a, R> {
             entries,
             policy,
             len: None,
+            padded: false,
             next_header: 0,
             last: None,
             done: false,
@@ -151,7 +155,17 @@ impl<'a, R: Read> Members<'a, R> {
     pub fn with_length(entries: tar::Entries<'a, R>, policy: NamePolicy, len: u64) -> Self {
         Members {
             len: Some(len),
+            padded: true,
             ..Members::new(entries, policy)
+        }
+    }
+
+    /// As [`Members::with_length`], except that the last member may lack its padding: a tar
+    /// that ends inside a member's header or data is still [`Error::Truncated`].
+    pub fn with_data_length(entries: tar::Entries<'a, R>, policy: NamePolicy, len: u64) -> Self {
+        Members {
+            padded: false,
+            ..Members::with_length(entries, policy, len)
         }
     }
 
@@ -230,7 +244,7 @@ impl<'a, R: Read> Iterator for Members<'a, R> {
             None => {
                 self.done = true;
                 return match self.len {
-                    Some(len) if self.next_header > len => Some(Err(
+                    Some(len) if self.padded && self.next_header > len => Some(Err(
                         self.truncated(format!("inside the padding {}", self.after_last()))
                     )),
                     _ => None,
@@ -266,10 +280,24 @@ mod tests {
     }
 
     fn scan(bytes: &[u8], policy: NamePolicy) -> Result<Vec<(String, Kind)>, Error> {
+        scan_padded(bytes, policy, true)
+    }
+
+    /// [`Members::with_length`] when `padded`, else [`Members::with_data_length`].
+    fn scan_padded(
+        bytes: &[u8],
+        policy: NamePolicy,
+        padded: bool,
+    ) -> Result<Vec<(String, Kind)>, Error> {
         // Seekable, as a tar imported from a file is read.
         let mut archive = tar::Archive::new(std::io::Cursor::new(bytes));
         let entries = archive.entries_with_seek().unwrap();
-        let members = Members::with_length(entries, policy, bytes.len() as u64);
+        let len = bytes.len() as u64;
+        let members = if padded {
+            Members::with_length(entries, policy, len)
+        } else {
+            Members::with_data_length(entries, policy, len)
+        };
         members.map(|m| m.map(|m| (m.name, m.kind))).collect()
     }
 
@@ -305,6 +333,23 @@ mod tests {
         }
         // Without its end blocks a tar is still whole.
         assert!(scan(&tar[..2048], NamePolicy::Layer).is_ok());
+        // Checking the data only, a last member without its padding is whole too; every other
+        // cut is the same error.
+        assert_eq!(
+            scan_padded(&tar[..1024 + 700], NamePolicy::Layer, false).unwrap(),
+            scan(&tar, NamePolicy::Layer).unwrap()
+        );
+        for cut in [100, 512 + 100, 1024 + 300] {
+            assert_eq!(
+                scan_padded(&tar[..cut], NamePolicy::Layer, false)
+                    .unwrap_err()
+                    .to_string(),
+                scan(&tar[..cut], NamePolicy::Layer)
+                    .unwrap_err()
+                    .to_string(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]
