@@ -1,11 +1,11 @@
 //! `.deb` files: an `ar` archive of `debian-binary` (`2.0`), `control.tar.*` (the package's
 //! control file, `md5sums`, maintainer scripts) and `data.tar.*` (the files it installs).
 //!
-//! [`open`] reads the control member into memory (it is small: at most
-//! [`MAX_CONTROL_BYTES`] once decompressed, so a compression bomb cannot take the machine's
-//! memory) and decompresses the data member (xz, zstd, gzip or none, told by its name as dpkg tells it) into a temporary plain
-//! tar, which the layer module imports like any `tar` source: by offset, without holding files
-//! in memory. Maintainer scripts are read past and never run.
+//! [`open`] reads the control member into memory (it is small: at most [`MAX_CONTROL_BYTES`]
+//! once decompressed, so a compression bomb cannot take the machine's memory) and decompresses
+//! the data member (xz, zstd, gzip or none, told by its name as dpkg tells it) into a temporary
+//! plain tar, which the layer module imports like any `tar` source: by offset, without holding
+//! files in memory. Maintainer scripts are read past and never run.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
